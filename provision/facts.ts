@@ -1,0 +1,39 @@
+// What the provisioner learns from a host before changing it: its interfaces and
+// addresses, which one is management, and what the platform is. Roles branch on
+// facts and on the topology, never on a host's name.
+import type { RemoteHost } from './ssh.js'
+import type { Host } from './topology.js'
+
+export interface Address { ifname: string; address: string; prefix: number }
+
+export interface Facts {
+  addresses: Address[]
+  /** The interface the provisioner's SSH arrives on (lxc: named mgmt; VMs: the NAT one). */
+  mgmtInterface: string
+  /** e.g. lxc, kvm, oracle, none (systemd-detect-virt). */
+  virtualization: string
+  kernel: string
+  /** lab network name -> interface name on this host */
+  interfaceOf: Record<string, string>
+}
+
+interface IpAddrJson { ifname: string; addr_info: { family: string; local: string; prefixlen: number }[] }
+
+export async function gatherFacts(host: RemoteHost, self: Host): Promise<Facts> {
+  const r = await host.exec('ip -j -4 addr show; echo; ip -j -4 route show default; echo; systemd-detect-virt || true; uname -r', { sudo: false })
+  const [addrJson, routeJson, virt, kernel] = r.stdout.split('\n')
+  const addresses: Address[] = (JSON.parse(addrJson) as IpAddrJson[]).flatMap((i) =>
+    i.addr_info.filter((a) => a.family === 'inet').map((a) => ({ ifname: i.ifname, address: a.local, prefix: a.prefixlen })),
+  )
+  const interfaceOf: Record<string, string> = {}
+  for (const iface of self.interfaces) {
+    const found = addresses.find((a) => a.address === iface.address)
+    if (found) interfaceOf[iface.network] = found.ifname
+  }
+  const defaultRoute = (JSON.parse(routeJson || '[]') as { dev: string }[])[0]
+  // lxc: the management address is the container's own; VMs: SSH comes in on the
+  // NAT interface, which holds the default route.
+  const mgmtInterface = interfaceOf[self.mgmt.network] ?? defaultRoute?.dev
+  if (!mgmtInterface) throw new Error(`cannot tell which interface of ${self.name} is management: no address ${self.mgmt.address} and no default route`)
+  return { addresses, mgmtInterface, virtualization: (virt ?? '').trim(), kernel: (kernel ?? '').trim(), interfaceOf }
+}

@@ -1,0 +1,65 @@
+// Ensure a file has exactly this content, mode and owner. Compares first (one round
+// trip), writes only on a difference, through a staged copy that is validated before
+// it replaces the live file, so a bad config never goes live.
+import { createHash } from 'node:crypto'
+import { shellQuote as q } from '../ssh.js'
+import type { Context, Step } from '../runner.js'
+
+export interface FileSpec {
+  path: string
+  content: string | ((ctx: Context) => string | Promise<string>)
+  mode?: string
+  owner?: string
+  group?: string
+  /** Command that checks the staged copy; {} is replaced by its path. */
+  validate?: string
+}
+
+export async function ensureFileContent(ctx: Context, spec: FileSpec & { content: string }): Promise<boolean> {
+  const mode = spec.mode ?? '0644'
+  const owner = spec.owner ?? 'root'
+  const group = spec.group ?? owner
+  const want = createHash('sha256').update(spec.content).digest('hex')
+  const p = q(spec.path)
+  const probe = await ctx.host.exec(`if [ -f ${p} ]; then stat -c '%a %U %G' ${p}; sha256sum < ${p}; else echo absent; fi`)
+  const [meta, sum] = probe.stdout.trim().split('\n')
+  const sameContent = sum?.split(' ')[0] === want
+  const sameMeta = meta === `${Number.parseInt(mode, 8).toString(8)} ${owner} ${group}`
+  if (sameContent && sameMeta) return false
+  if (ctx.dryRun) return true
+  if (sameContent) {
+    await ctx.host.exec(`chown ${q(owner)}:${q(group)} ${p} && chmod ${mode} ${p}`)
+    return true
+  }
+  const staged = q(`${spec.path}.lab-staged`)
+  const validate = spec.validate ? ` && { ${spec.validate.replaceAll('{}', staged)} || { rm -f ${staged}; exit 3; }; }` : ''
+  await ctx.host.exec(
+    `mkdir -p "$(dirname ${p})" && umask 077 && cat > ${staged} && chown ${q(owner)}:${q(group)} ${staged} && chmod ${mode} ${staged}${validate} && mv -f ${staged} ${p}`,
+    { stdin: spec.content },
+  )
+  return true
+}
+
+export function file(name: string, spec: FileSpec, notify?: string[]): Step {
+  return {
+    name,
+    notify,
+    async run(ctx) {
+      const content = typeof spec.content === 'function' ? await spec.content(ctx) : spec.content
+      return ensureFileContent(ctx, { ...spec, content })
+    },
+  }
+}
+
+export function absent(name: string, path: string, notify?: string[]): Step {
+  return {
+    name,
+    notify,
+    async run(ctx) {
+      const r = await ctx.host.exec(`test -e ${q(path)}`, { check: false })
+      if (r.code !== 0) return false
+      if (!ctx.dryRun) await ctx.host.exec(`rm -f ${q(path)}`)
+      return true
+    },
+  }
+}

@@ -1,0 +1,117 @@
+// The base every host gets, whatever its role: packages, identity, time, access,
+// kernel settings, the nftables baseline and the routes to the other sites. The
+// role's own contributions (firewall rules, kernel settings) come from its module.
+import { boxPackages } from '../../scripts/lib/box.js'
+import { converge } from '../modules/command.js'
+import { file } from '../modules/file.js'
+import { packages } from '../modules/packages.js'
+import { service } from '../modules/service.js'
+import type { Context, Role } from '../runner.js'
+import { renderFile } from '../template.js'
+import { roleModule } from './index.js'
+
+/** Kernel settings every host gets; a role adds or overrides (gateways forward). */
+export function sysctlSettings(ctx: Context): Record<string, string> {
+  return {
+    'net.ipv4.ip_forward': '0',
+    'net.ipv4.conf.all.rp_filter': '1',
+    'net.ipv4.conf.default.rp_filter': '1',
+    'net.ipv4.conf.all.accept_redirects': '0',
+    'net.ipv4.conf.all.send_redirects': '0',
+    'net.ipv4.conf.all.accept_source_route': '0',
+    // IPv6 off: the lab is IPv4; router solicitations would leak onto its networks.
+    'net.ipv6.conf.all.disable_ipv6': '1',
+    'net.ipv6.conf.default.disable_ipv6': '1',
+    ...roleModule(ctx.self.role).sysctl?.(ctx),
+  }
+}
+
+const SYSCTL_FILE = '/etc/sysctl.d/60-lab.conf'
+const ROUTES_UNIT = '/etc/systemd/system/lab-routes.service'
+
+export const common: Role = {
+  name: 'common',
+  steps: [
+    packages('Ensure the lab\'s Debian packages are installed', boxPackages()),
+
+    converge(
+      'Ensure the hostname is the topology\'s name',
+      async (ctx) => (await ctx.host.exec('hostname')).stdout.trim() === ctx.self.name,
+      async (ctx) => { await ctx.host.exec(`hostname ${ctx.self.name} && echo ${ctx.self.name} > /etc/hostname`) },
+    ),
+
+    file('Ensure /etc/hosts names every lab host', {
+      path: '/etc/hosts',
+      content: (ctx) => renderFile('common/hosts', {
+        host: ctx.self.name,
+        entries: ctx.topology.hosts.flatMap((h) =>
+          h.interfaces.filter((i) => i.network !== h.mgmt.network).map((i) => ({ address: i.address, name: `${h.name}.${i.network}` }))),
+      }),
+    }),
+
+    file('Ensure /etc/lab/host.json describes this host', {
+      path: '/etc/lab/host.json',
+      content: (ctx) => JSON.stringify({ name: ctx.self.name, role: ctx.self.role, interfaces: ctx.self.interfaces, routes: ctx.self.routes }, null, 2) + '\n',
+    }),
+
+    converge(
+      'Ensure the timezone is UTC',
+      async (ctx) => (await ctx.host.exec('readlink /etc/localtime', { check: false })).stdout.trim() === '/usr/share/zoneinfo/Etc/UTC',
+      async (ctx) => { await ctx.host.exec('ln -sfn /usr/share/zoneinfo/Etc/UTC /etc/localtime && echo Etc/UTC > /etc/timezone') },
+    ),
+
+    converge(
+      'Ensure root has no password login',
+      async (ctx) => /^root (L|NP) /.test((await ctx.host.exec('passwd -S root')).stdout),
+      async (ctx) => { await ctx.host.exec('passwd -l root') },
+    ),
+
+    file('Ensure sshd admits keys only', { path: '/etc/ssh/sshd_config.d/lab.conf', content: renderFile('common/sshd.conf', {}) }, ['reload ssh']),
+
+    file('Ensure kernel settings are persistent', {
+      path: SYSCTL_FILE,
+      content: (ctx) => renderFile('common/sysctl.conf', {
+        role: ctx.self.role,
+        settings: Object.entries(sysctlSettings(ctx)).map(([key, value]) => ({ key, value })),
+      }),
+    }),
+
+    converge(
+      'Ensure kernel settings are live',
+      async (ctx) => {
+        const settings = sysctlSettings(ctx)
+        const r = await ctx.host.exec(`sysctl -n ${Object.keys(settings).join(' ')}`)
+        return r.stdout.trim().split('\n').every((v, i) => v.trim() === Object.values(settings)[i])
+      },
+      async (ctx) => { await ctx.host.exec(`sysctl -q -p ${SYSCTL_FILE}`) },
+    ),
+
+    file('Ensure the nftables policy admits only this role\'s traffic', {
+      path: '/etc/nftables.conf',
+      mode: '0755',
+      validate: 'nft -c -f {}',
+      content: (ctx) => {
+        const mod = roleModule(ctx.self.role)
+        return renderFile('common/nftables.conf', {
+          host: ctx.self.name,
+          role: ctx.self.role,
+          mgmt_if: ctx.facts.mgmtInterface,
+          input_rules: mod.input?.(ctx) ?? [],
+          forward_rules: mod.forward?.(ctx) ?? [],
+        })
+      },
+    }, ['reload nftables']),
+    service('nftables.service', { enabled: true, active: true }),
+
+    file('Ensure routes to the other sites go through this LAN\'s gateway', {
+      path: ROUTES_UNIT,
+      content: (ctx) => renderFile('common/lab-routes.service', { routes: ctx.self.routes }),
+    }, ['restart lab-routes']),
+    service('lab-routes.service', { enabled: true, active: true }),
+  ],
+  handlers: [
+    { name: 'reload ssh', run: async (ctx) => { await ctx.host.exec('sshd -t && systemctl reload ssh') } },
+    { name: 'reload nftables', run: async (ctx) => { await ctx.host.exec('nft -f /etc/nftables.conf') } },
+    { name: 'restart lab-routes', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-routes.service') } },
+  ],
+}

@@ -1,0 +1,52 @@
+// One provisioning run: inventory from Vagrant, all hosts in parallel, each host's
+// roles through the step runner, a recap per host. A host that cannot be reached is
+// reported by name and the others are still provisioned.
+import { gatherFacts } from './facts.js'
+import { vagrantInventory, type Inventory, type InventoryEntry } from './inventory.js'
+import { rolesFor } from './roles/index.js'
+import { runRoles, type HostRecap, type Reporter } from './runner.js'
+import { SshHost, type RemoteHost } from './ssh.js'
+import type { Topology } from './topology.js'
+
+export interface ProvisionOptions {
+  topology: Topology
+  /** Only these hosts (default: all in the topology). */
+  only?: string[]
+  dryRun?: boolean
+  repoRoot: string
+  stateDir: string
+  report?: Reporter
+  /** Injected for tests: how to get the inventory and how to connect. */
+  inventory?: (names: string[]) => Promise<Inventory>
+  connect?: (entry: InventoryEntry) => Promise<RemoteHost>
+}
+
+export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
+  const { topology } = opts
+  const unknown = (opts.only ?? []).filter((n) => !topology.hosts.some((h) => h.name === n))
+  if (unknown.length) throw new Error(`unknown host ${unknown.join(', ')}: the topology has ${topology.hosts.map((h) => h.name).join(', ')}`)
+  const hosts = topology.hosts.filter((h) => !opts.only?.length || opts.only.includes(h.name))
+  const inventory = await (opts.inventory ?? ((names) => vagrantInventory(names, opts.repoRoot)))(hosts.map((h) => h.name))
+  const connect = opts.connect ?? ((e) => SshHost.connect(e))
+
+  return Promise.all(hosts.map(async (self): Promise<HostRecap> => {
+    const unreachable = (reason: string): HostRecap => ({ host: self.name, roles: [], steps: [], handlers: [], unreachable: reason })
+    const entry = inventory.entries.get(self.name)
+    if (!entry) return unreachable(inventory.missing.get(self.name) ?? 'not in the inventory')
+    let host: RemoteHost
+    try {
+      host = await connect(entry)
+    } catch (e) {
+      return unreachable((e as Error).message)
+    }
+    try {
+      const facts = await gatherFacts(host, self)
+      const roles = await rolesFor(self.role)
+      return await runRoles(roles, { host, self, topology, facts, dryRun: !!opts.dryRun, stateDir: opts.stateDir }, opts.report)
+    } catch (e) {
+      return { host: self.name, roles: [], steps: [{ name: 'Gather facts', status: 'failed', error: (e as Error).message, ms: 0 }], handlers: [] }
+    } finally {
+      await host.close()
+    }
+  }))
+}

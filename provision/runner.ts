@@ -1,0 +1,110 @@
+// The step runner: a host's roles are ordered lists of idempotent steps. Each step
+// compares before it writes and reports ok (nothing to do) or changed; a step that
+// throws is failed and ends the host's run. Handlers (reload, restart) that changed
+// steps notified run once each, at the end, even when a later step failed, so a
+// changed config is never left unapplied. In dry-run no step writes and no handler
+// runs: changed means "would change".
+import type { RemoteHost } from './ssh.js'
+import type { Host, Topology } from './topology.js'
+import type { Facts } from './facts.js'
+
+export type Status = 'ok' | 'changed' | 'failed'
+
+export interface Context {
+  host: RemoteHost
+  self: Host
+  topology: Topology
+  facts: Facts
+  dryRun: boolean
+  /** Secrets and generated material kept on the provisioning machine (.lab/). */
+  stateDir: string
+}
+
+export interface Step {
+  name: string
+  /** Returns true when it changed something (or, in dry-run, would have). */
+  run(ctx: Context): Promise<boolean>
+  /** Handlers to run at the end of the role when this step changed something. */
+  notify?: string[]
+}
+
+export interface Handler {
+  name: string
+  run(ctx: Context): Promise<void>
+}
+
+export interface Role {
+  name: string
+  steps: Step[]
+  handlers?: Handler[]
+}
+
+export interface Result { name: string; status: Status; error?: string; ms: number }
+
+export interface HostRecap {
+  host: string
+  roles: string[]
+  steps: Result[]
+  handlers: Result[]
+  /** Set when the host could not be reached at all. */
+  unreachable?: string
+}
+
+export const counts = (r: HostRecap) => ({
+  ok: r.steps.filter((s) => s.status === 'ok').length,
+  changed: r.steps.filter((s) => s.status === 'changed').length,
+  failed: r.steps.filter((s) => s.status === 'failed').length + r.handlers.filter((h) => h.status === 'failed').length,
+})
+
+export type Reporter = (host: string, kind: 'step' | 'handler', result: Result) => void
+
+export async function runRoles(roles: Role[], ctx: Context, report: Reporter = () => {}): Promise<HostRecap> {
+  const recap: HostRecap = { host: ctx.self.name, roles: roles.map((r) => r.name), steps: [], handlers: [] }
+  const handlers = new Map<string, Handler>()
+  for (const role of roles) for (const h of role.handlers ?? []) handlers.set(h.name, h)
+  for (const role of roles) {
+    for (const step of role.steps) {
+      for (const n of step.notify ?? []) {
+        if (!handlers.has(n)) throw new Error(`role ${role.name}, step "${step.name}" notifies unknown handler "${n}"`)
+      }
+    }
+  }
+
+  const notified = new Set<string>()
+  outer: for (const role of roles) {
+    for (const step of role.steps) {
+      const t0 = Date.now()
+      let result: Result
+      try {
+        const changed = await step.run(ctx)
+        result = { name: step.name, status: changed ? 'changed' : 'ok', ms: Date.now() - t0 }
+        if (changed) for (const n of step.notify ?? []) notified.add(n)
+      } catch (e) {
+        result = { name: step.name, status: 'failed', error: (e as Error).message, ms: Date.now() - t0 }
+      }
+      recap.steps.push(result)
+      report(ctx.self.name, 'step', result)
+      if (result.status === 'failed') break outer
+    }
+  }
+
+  // Handlers run in the order they were declared, once each, failed step or not.
+  for (const [name, handler] of handlers) {
+    if (!notified.has(name)) continue
+    const t0 = Date.now()
+    let result: Result
+    if (ctx.dryRun) {
+      result = { name, status: 'changed', ms: 0 }
+    } else {
+      try {
+        await handler.run(ctx)
+        result = { name, status: 'changed', ms: Date.now() - t0 }
+      } catch (e) {
+        result = { name, status: 'failed', error: (e as Error).message, ms: Date.now() - t0 }
+      }
+    }
+    recap.handlers.push(result)
+    report(ctx.self.name, 'handler', result)
+  }
+  return recap
+}

@@ -1,0 +1,54 @@
+// Templates are real files under provision/templates/, with a deliberately small
+// syntax so they stay readable as the config they produce:
+//   {{ name }} or {{ a.b }}            a value; a missing one is an error, never ""
+//   {{#each list}} ... {{/each}}       repeat for each item; inside, {{ .field }} is
+//                                      the item's field and {{ . }} the item itself
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const templateDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'templates')
+
+export type Vars = Record<string, unknown>
+
+export class TemplateError extends Error {}
+
+export function render(text: string, vars: Vars, name = 'template'): string {
+  const each = /\{\{#each\s+([\w.]+)\s*\}\}\n?([\s\S]*?)\{\{\/each\}\}\n?/g
+  const expanded = text.replace(each, (_m, key: string, body: string) => {
+    const list = lookup(vars, key, name)
+    if (!Array.isArray(list)) throw new TemplateError(`${name}: {{#each ${key}}} needs a list, got ${typeof list}`)
+    return list.map((item) => substitute(body, vars, name, item)).join('')
+  })
+  return substitute(expanded, vars, name)
+}
+
+function substitute(text: string, vars: Vars, name: string, item?: unknown): string {
+  return text.replace(/\{\{\s*([\w.]+|\.[\w.]*)\s*\}\}/g, (_m, key: string) => {
+    let value: unknown
+    if (key.startsWith('.')) {
+      if (item === undefined) throw new TemplateError(`${name}: {{ ${key} }} is only valid inside {{#each}}`)
+      value = key === '.' ? item : lookup(item as Vars, key.slice(1), name)
+    } else {
+      value = lookup(vars, key, name)
+    }
+    if (typeof value === 'object' && value !== null) throw new TemplateError(`${name}: {{ ${key} }} is not a scalar`)
+    return String(value)
+  })
+}
+
+function lookup(vars: Vars, key: string, name: string): unknown {
+  let value: unknown = vars
+  for (const part of key.split('.')) {
+    if (typeof value !== 'object' || value === null || !(part in (value as Vars))) {
+      throw new TemplateError(`${name}: no value for {{ ${key} }}`)
+    }
+    value = (value as Vars)[part]
+  }
+  if (value === undefined || value === null) throw new TemplateError(`${name}: no value for {{ ${key} }}`)
+  return value
+}
+
+export function renderFile(relative: string, vars: Vars): string {
+  return render(fs.readFileSync(path.join(templateDir, relative), 'utf8'), vars, relative)
+}
