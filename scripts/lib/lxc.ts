@@ -1,0 +1,88 @@
+// LXC resources the lab owns, found by the lab's name prefix: containers left by an
+// earlier clone or session (CI runs in a fresh clone on the same machine), stopped
+// containers Vagrant cannot restart (vagrant-lxc appends its config again on each
+// start as root), containers built from an outdated box, and leftover cgroups and
+// mounts. Each is reused only when it is certainly this clone's and current.
+import fs from 'node:fs'
+import path from 'node:path'
+import { $ } from 'zx'
+import type { Topology } from '../../provision/topology.js'
+import { repoRoot } from './paths.js'
+import { knownContainers } from './vagrant.js'
+
+const LXC_PATH = '/var/lib/lxc'
+const q = { quiet: true, nothrow: true }
+
+export function labContainers(t: Topology): string[] {
+  if (!fs.existsSync(LXC_PATH)) return []
+  return fs.readdirSync(LXC_PATH).filter((n) => n.startsWith(`${t.name}-`) && fs.existsSync(path.join(LXC_PATH, n, 'config')))
+}
+
+export async function containerRunning(name: string): Promise<boolean> {
+  return (await $(q)`lxc-info -s -H -n ${name}`).stdout.trim() === 'RUNNING'
+}
+
+function builtFromBox(name: string, box: string): boolean {
+  const config = fs.readFileSync(path.join(LXC_PATH, name, 'config'), 'utf8')
+  return config.includes(`/boxes/${box}/`)
+}
+
+export async function destroyContainer(name: string): Promise<void> {
+  await $(q)`lxc-stop -k -n ${name}`
+  const r = await $(q)`lxc-destroy -f -n ${name}`
+  if (r.exitCode !== 0 && fs.existsSync(path.join(LXC_PATH, name))) {
+    throw new Error(`cannot remove container ${name}: ${r.stderr.trim()}. Remove it by hand: lxc-destroy -f -n ${name}`)
+  }
+}
+
+/** Remove every lab container this clone cannot use; return what was removed and why. */
+export async function removeStaleContainers(t: Topology, box: string, log: (m: string) => void): Promise<string[]> {
+  const known = knownContainers()
+  const byContainer = new Map([...known].map(([host, c]) => [c, host]))
+  const removed: string[] = []
+  for (const c of labContainers(t)) {
+    const host = byContainer.get(c)
+    let why: string | undefined
+    if (!host) why = 'left by another clone or session'
+    else if (!t.hosts.some((h) => h.name === host)) why = `host ${host} is no longer in the topology`
+    else if (!builtFromBox(c, box)) why = `built from an older box (the current one is ${box})`
+    else if (!(await containerRunning(c))) why = 'stopped (vagrant-lxc cannot restart it as root; it is recreated)'
+    if (!why) continue
+    log(`Removing container ${c}: ${why}`)
+    await destroyContainer(c)
+    if (host) fs.rmSync(path.join(repoRoot, '.vagrant', 'machines', host), { recursive: true, force: true })
+    removed.push(c)
+  }
+  return removed
+}
+
+/** cgroup folders and mounts that outlived the lab's containers. */
+export function leftovers(t: Topology): { cgroups: string[]; mounts: string[] } {
+  const running = new Set(labContainers(t))
+  const cgroups: string[] = []
+  const root = '/sys/fs/cgroup'
+  const walk = (dir: string, depth: number) => {
+    if (depth > 2 || !fs.existsSync(dir)) return
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (!e.isDirectory()) continue
+      const m = /^lxc\.(?:payload|monitor|pivot)\.(.+)$/.exec(e.name)
+      if (m && m[1].startsWith(`${t.name}-`) && !running.has(m[1])) cgroups.push(path.join(dir, e.name))
+      else if (!e.name.startsWith('lxc.')) walk(path.join(dir, e.name), depth + 1)
+    }
+  }
+  walk(root, 0)
+  const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n')
+    .map((l) => l.split(' ')[1])
+    .filter((m) => m && m.startsWith(`${LXC_PATH}/${t.name}-`))
+  return { cgroups, mounts }
+}
+
+export async function removeLeftovers(t: Topology, log: (m: string) => void): Promise<void> {
+  const { cgroups, mounts } = leftovers(t)
+  for (const m of mounts.reverse()) { log(`Unmounting ${m}`); await $(q)`umount -l ${m}` }
+  // Deepest first: a cgroup folder can only go once its children have.
+  for (const c of cgroups.sort((a, b) => b.length - a.length)) {
+    await $(q)`find ${c} -depth -type d -exec rmdir {} +`
+    if (!fs.existsSync(c)) log(`Removed leftover cgroup ${c}`)
+  }
+}

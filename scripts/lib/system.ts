@@ -1,0 +1,51 @@
+// What the machine running the lab needs, and installing it when it is missing.
+// Debian-like machines get it through apt (with a message saying so); elsewhere the
+// error names exactly what to install.
+import { $ } from 'zx'
+
+export interface Requirement { pkg: string; why: string; present(): Promise<boolean> }
+
+const q = { quiet: true, nothrow: true }
+const hasCommand = (cmd: string) => async () =>
+  (await $(q)`sh -c ${`command -v ${cmd} || test -x /usr/sbin/${cmd} || test -x /sbin/${cmd}`}`).exitCode === 0
+
+/** Debian package names; `--no-install-recommends` keeps qemu and ~400 packages out. */
+export const LXC_REQUIREMENTS: Requirement[] = [
+  { pkg: 'vagrant', why: 'makes the hosts', present: hasCommand('vagrant') },
+  { pkg: 'lxc', why: 'runs the hosts as system containers', present: hasCommand('lxc-start') },
+  {
+    pkg: 'vagrant-lxc', why: "Vagrant's lxc provider",
+    present: async () => (await $(q)`dpkg-query -W -f=${'${db:Status-Status}'} vagrant-lxc`).stdout.trim() === 'installed'
+      || /vagrant-lxc/.test((await $(q)`vagrant plugin list`).stdout),
+  },
+  { pkg: 'bridge-utils', why: 'vagrant-lxc calls brctl', present: hasCommand('brctl') },
+  { pkg: 'iproute2', why: 'bridges, and isolated management ports', present: hasCommand('bridge') },
+  { pkg: 'mmdebstrap', why: 'builds the box from Debian packages', present: hasCommand('mmdebstrap') },
+  { pkg: 'nftables', why: 'keeps this machine from routing into the lab', present: hasCommand('nft') },
+  { pkg: 'openssh-client', why: 'vagrant ssh', present: hasCommand('ssh') },
+]
+
+export async function missingRequirements(reqs = LXC_REQUIREMENTS): Promise<Requirement[]> {
+  const missing: Requirement[] = []
+  for (const r of reqs) if (!(await r.present())) missing.push(r)
+  return missing
+}
+
+export async function ensureRequirements(log: (m: string) => void): Promise<void> {
+  const missing = await missingRequirements()
+  if (missing.length === 0) return
+  const pkgs = missing.map((m) => m.pkg)
+  const list = missing.map((m) => `  ${m.pkg.padEnd(14)} ${m.why}`).join('\n')
+  if (!(await hasCommand('apt-get')())) {
+    throw new Error(`this machine lacks what the lab needs and has no apt-get to install it:\n${list}\nInstall these (Debian package names; their equivalents elsewhere), then run again.`)
+  }
+  if (process.getuid?.() !== 0) {
+    throw new Error(`missing packages:\n${list}\nInstall them as root: sudo apt-get install --no-install-recommends ${pkgs.join(' ')}`)
+  }
+  log(`Installing what the lab needs with apt: ${pkgs.join(' ')}`)
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  await $({ quiet: true, env })`apt-get update -qq`
+  await $({ quiet: true, env })`apt-get install -y -qq --no-install-recommends ${pkgs}`
+  const still = await missingRequirements()
+  if (still.length) throw new Error(`apt-get ran, yet still missing: ${still.map((m) => m.pkg).join(', ')}`)
+}
