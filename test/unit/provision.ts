@@ -1,0 +1,49 @@
+import t from 'tap'
+import { provision } from '../../provision/run.js'
+import { recapText, summarize } from '../../provision/report.js'
+import { UnreachableError } from '../../provision/ssh.js'
+import { FakeHost, tinyTopology } from '../lib/fake.js'
+
+// A host that answers every command with success and plausible output.
+const answering = (name: string) => new FakeHost(name, (cmd) => {
+  if (cmd.startsWith('ip -j -4 addr')) {
+    return { code: 0, stdout: `[{"ifname":"mgmt","addr_info":[{"family":"inet","local":"172.31.250.10","prefixlen":24}]}]\n[]\nlxc\n6.1\n`, stderr: '' }
+  }
+  return { code: 0, stdout: '', stderr: '' }
+})
+
+t.test('a host that does not answer is named, and the others are still provisioned', async (t) => {
+  const connected: string[] = []
+  const recaps = await provision({
+    topology: tinyTopology(),
+    dryRun: true,
+    repoRoot: '/nonexistent',
+    stateDir: '/nonexistent',
+    inventory: async () => ({
+      entries: new Map([
+        ['web', { name: 'web', hostName: '172.31.250.10', port: 22, user: 'vagrant', identityFile: '/k' }],
+        ['app', { name: 'app', hostName: '172.31.250.11', port: 22, user: 'vagrant', identityFile: '/k' }],
+      ]),
+      missing: new Map([['sql', 'Vagrant has no SSH address for it (not created or not running)']]),
+    }),
+    connect: async (e) => {
+      if (e.name === 'app') throw new UnreachableError('app', 'SSH to vagrant@172.31.250.11:22 failed (timed out)')
+      connected.push(e.name)
+      return answering(e.name)
+    },
+  })
+  const by = new Map(recaps.map((r) => [r.host, r]))
+  t.same(connected, ['web'])
+  t.ok(by.get('web')!.steps.length > 5, 'host web ran its steps')
+  t.notOk(by.get('web')!.unreachable)
+  t.match(by.get('app')!.unreachable, /^host app does not answer: SSH to vagrant@172\.31\.250\.11:22 failed \(timed out\)\. Is it up\? Try `vagrant status app`/)
+  t.match(by.get('sql')!.unreachable, /not created or not running/)
+  t.same(summarize(recaps).unreachable, 2)
+  const text = recapText(recaps, true)
+  t.match(text, /^app\s+UNREACHABLE\s+host app does not answer/m)
+  t.match(text, /Done: 3 hosts, .* 2 unreachable/)
+})
+
+t.test('asking for a host the topology does not have is refused', async (t) => {
+  await t.rejects(provision({ topology: tinyTopology(), only: ['zz'], repoRoot: '/', stateDir: '/' }), /unknown host zz: the topology has web, app, sql/)
+})

@@ -1,0 +1,43 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { execFileSync } from 'node:child_process'
+import t from 'tap'
+import { render, renderFile, TemplateError } from '../../provision/template.js'
+
+t.test('values, dotted paths and lists', async (t) => {
+  t.equal(render('host {{ host }} in {{ net.name }}', { host: 'db', net: { name: 'cloud' } }), 'host db in cloud')
+  t.equal(render('{{#each xs}}\n- {{ .a }}={{ .b }}\n{{/each}}\nend', { xs: [{ a: 1, b: 2 }, { a: 3, b: 4 }] }), '- 1=2\n- 3=4\nend')
+  t.equal(render('{{#each xs}}[{{ . }}]{{/each}}', { xs: ['p', 'q'] }), '[p][q]')
+  t.equal(render('a\n{{#each xs}}\nnever\n{{/each}}\nb', { xs: [] }), 'a\nb', 'an empty list leaves no blank line')
+})
+
+t.test('a missing value is an error naming it, never an empty string', async (t) => {
+  t.throws(() => render('x {{ nope }}', {}, 'x.conf'), new TemplateError('x.conf: no value for {{ nope }}'))
+  t.throws(() => render('{{#each xs}}{{ .missing }}{{/each}}', { xs: [{}] }, 'y'), /y: no value for \{\{ missing \}\}/)
+  t.throws(() => render('{{ .a }}', {}, 'z'), /only valid inside \{\{#each\}\}/)
+  t.throws(() => render('{{#each s}}{{/each}}', { s: 'str' }, 'w'), /needs a list/)
+})
+
+t.test('the nftables baseline renders to a ruleset nft accepts', async (t) => {
+  const text = renderFile('common/nftables.conf', {
+    host: 'proxy', role: 'proxy', mgmt_if: 'mgmt',
+    input_rules: ['ip saddr 10.10.1.0/24 tcp dport 80 accept'], forward_rules: [],
+  })
+  t.match(text, /iifname "mgmt" tcp dport 22 accept/)
+  t.match(text, /^    ip saddr 10\.10\.1\.0\/24 tcp dport 80 accept$/m)
+  t.notMatch(text, /\{\{/, 'no placeholder left')
+  t.test('nft -c accepts it', { skip: process.getuid?.() !== 0 && 'nft -c needs root to check a ruleset' }, async (t) => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'nft-')), 'nftables.conf')
+    fs.writeFileSync(file, text)
+    t.doesNotThrow(() => execFileSync('nft', ['-c', '-f', file], { stdio: 'pipe' }))
+    t.throws(() => execFileSync('nft', ['-c', '-f', '-'], { input: text.replace('policy drop;', 'policy maybe;'), stdio: 'pipe' }), 'and refuses a broken one')
+  })
+})
+
+t.test('the routes unit is valid with and without routes', async (t) => {
+  const some = renderFile('common/lab-routes.service', { routes: [{ to: '10.20.0.0/24', via: '10.10.1.1' }] })
+  t.match(some, /^ExecStart=\/usr\/sbin\/ip route replace 10\.20\.0\.0\/24 via 10\.10\.1\.1$/m)
+  const none = renderFile('common/lab-routes.service', { routes: [] })
+  t.match(none, /^ExecStart=\/bin\/true$/m, 'a host with no routes still has an ExecStart')
+})
