@@ -1,0 +1,41 @@
+// Every host of the topology exists as the topology says: it answers, systemd runs
+// with nothing failed, and it has exactly its interfaces and addresses.
+import t from 'tap'
+import { openLab } from '../lib/lab.js'
+
+const lab = await openLab(t)
+if (lab) {
+  for (const host of lab.topology.hosts) {
+    t.test(`${host.name} answers over SSH and is who the topology says`, async (t) => {
+      t.equal((await lab.sh(host.name, 'hostname')).stdout.trim(), host.name, 'its hostname')
+      const described = JSON.parse((await lab.sh(host.name, 'cat /etc/lab/host.json')).stdout)
+      t.equal(described.role, host.role, 'its role, as provisioned')
+    })
+
+    t.test(`${host.name}: systemd is running with no failed unit`, async (t) => {
+      const state = (await lab.sh(host.name, 'timeout 60 systemctl is-system-running --wait')).stdout.trim()
+      const failed = (await lab.sh(host.name, 'systemctl --failed --no-legend --plain')).stdout.trim()
+      t.equal(failed, '', 'no failed unit')
+      t.equal(state, 'running', 'system state')
+    })
+
+    t.test(`${host.name} has exactly the interfaces and addresses its topology says`, async (t) => {
+      const actual = lab.facts(host.name).addresses.filter((a) => a.ifname !== 'lo')
+      if (lab.provider === 'lxc') {
+        // On lxc each NIC is named after its network: names and addresses must match exactly.
+        const want = host.interfaces.map((i) => `${i.network} ${i.address}/${i.prefix}`).sort()
+        t.same(actual.map((a) => `${a.ifname} ${a.address}/${a.prefix}`).sort(), want)
+      } else {
+        // On VMs the management network is Vagrant's NAT interface; every lab address must
+        // be there, and nothing else but the NAT address.
+        for (const i of host.interfaces.slice(1)) {
+          t.ok(actual.some((a) => a.address === i.address && a.prefix === i.prefix), `${i.network}: ${i.address}/${i.prefix}`)
+        }
+        const extra = actual.filter((a) => !host.interfaces.some((i) => i.address === a.address) && a.ifname !== lab.facts(host.name).mgmtInterface)
+        t.same(extra, [], 'no address the topology does not name')
+      }
+      const v6 = (await lab.sh(host.name, 'ip -6 -o addr show')).stdout.trim()
+      t.equal(v6, '', 'no IPv6 address at all')
+    })
+  }
+}

@@ -1,0 +1,42 @@
+// A second provision changes nothing and says so; drift is seen by --dry-run
+// without being fixed, then fixed by a real run, and the run after is clean again.
+import { execFile } from 'node:child_process'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { repoRoot } from '../../scripts/lib/paths.js'
+import { openLab } from '../lib/lab.js'
+
+const run = promisify(execFile)
+const provisionCli = async (...args: string[]) => {
+  const r = await run(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), ['provision/cli.ts', ...args], { cwd: repoRoot, maxBuffer: 32 << 20 })
+  return r.stdout
+}
+const json = async (...args: string[]) => JSON.parse(await provisionCli('--json', ...args)) as {
+  summary: { hosts: number; changed: number; failed: number; unreachable: number }
+  hosts: { host: string; steps: { name: string; status: string }[] }[]
+}
+
+const lab = await openLab(t)
+if (lab) {
+  const [victim] = lab.byRole('db')
+
+  t.test('a second provision changes nothing, and says so', async (t) => {
+    await provisionCli() // whatever state the lab is in, this run converges it
+    const out = await provisionCli()
+    t.match(out, new RegExp(`Done: ${lab.topology.hosts.length} hosts, 0 changed, 0 failed, 0 unreachable: nothing to change`))
+  })
+
+  t.test('drift is reported by --dry-run, left alone by it, and fixed by a run', async (t) => {
+    await lab.sh(victim.name, 'echo "10.99.99.99 intruder" >> /etc/hosts')
+    const dry = await json('--dry-run')
+    const changed = dry.hosts.flatMap((h) => h.steps.filter((s) => s.status === 'changed').map((s) => `${h.host}: ${s.name}`))
+    t.same(changed, [`${victim.name}: Ensure /etc/hosts names every lab host`], 'exactly the drifted step would change')
+    t.match((await lab.sh(victim.name, 'cat /etc/hosts')).stdout, /intruder/, 'dry-run changed nothing')
+
+    const fix = await json(victim.name)
+    t.equal(fix.summary.changed, 1, 'a real run fixes it')
+    t.notMatch((await lab.sh(victim.name, 'cat /etc/hosts')).stdout, /intruder/)
+    t.equal((await json()).summary.changed, 0, 'and the next run is clean')
+  })
+}

@@ -1,0 +1,63 @@
+// The lab's networks are honest: with no tunnel there is no path between the sites,
+// and the management network joins no two hosts. Each refusal has a control beside
+// it that succeeds, so a failure means isolation, not a broken probe.
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import t from 'tap'
+import { addressOn, type Host } from '../../provision/topology.js'
+import { openLab } from '../lib/lab.js'
+
+const lab = await openLab(t)
+if (lab) {
+  const reaches = async (from: string, address: string) => (await lab.sh(from, `ping -c 2 -i 0.2 -W 1 ${address}`)).code === 0
+  const tcpOpen = async (from: string, address: string, port: number) => (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
+  const [client] = lab.byRole('iot-client')
+  const iotGw = lab.topology.hosts.find((h) => h.name === lab.topology.networks.find((n) => n.name === client.interfaces[1].network)!.gateway)!
+  const cloudHosts = lab.topology.hosts.filter((h) => addressOn(h, 'cloud') && h.role !== 'gateway')
+  const [proxy] = lab.byRole('proxy')
+
+  t.test('the IoT client reaches its own LAN and its gateway (control)', async (t) => {
+    t.ok(await reaches(client.name, addressOn(iotGw, 'iot')!), `${client.name} pings ${iotGw.name} on the iot LAN`)
+    const route = (await lab.sh(client.name, `ip route get ${addressOn(proxy, 'cloud')}`)).stdout
+    t.match(route, new RegExp(`via ${addressOn(iotGw, 'iot')!.replace(/\./g, '\\.')} `), 'the cloud LAN is routed to the IoT gateway')
+  })
+
+  t.test('without a tunnel, the iot LAN has no path to the cloud LAN', async (t) => {
+    for (const h of cloudHosts) {
+      const a = addressOn(h, 'cloud')!
+      t.notOk(await reaches(client.name, a), `${client.name} cannot ping ${h.name} (${a})`)
+    }
+    t.notOk(await tcpOpen(client.name, addressOn(proxy, 'cloud')!, 22), 'nor open a TCP connection to the proxy')
+    t.notOk(await reaches(proxy.name, addressOn(client, 'iot')!), `${proxy.name} cannot ping ${client.name} either`)
+    const gwCloud = lab.byRole('gateway').find((g) => addressOn(g, 'cloud'))!
+    t.notOk(await reaches(client.name, addressOn(gwCloud, 'inet')!), 'nor the cloud gateway on the simulated internet')
+  })
+
+  t.test('the management network joins no two hosts', async (t) => {
+    const pairs: [Host, Host][] = lab.topology.hosts.map((h, i, all) => [h, all[(i + 1) % all.length]])
+    for (const [a, b] of pairs) {
+      t.notOk(await reaches(a.name, b.mgmt.address), `${a.name} cannot ping ${b.name} over management`)
+      t.notOk(await tcpOpen(a.name, b.mgmt.address, 22), `${a.name} cannot reach ${b.name}'s SSH over management`)
+    }
+    const mgmt = lab.topology.networks.find((n) => n.kind === 'management')!
+    if (mgmt.hostAddress) t.ok(await reaches(client.name, mgmt.hostAddress), 'while the provisioning machine answers on it (control)')
+  })
+
+  t.test('this machine keeps the lab to its bridges', { skip: lab.provider !== 'lxc' && 'lab bridges exist only on the lxc provider' }, async (t) => {
+    for (const net of lab.topology.networks) {
+      t.ok(fs.existsSync(`/sys/class/net/${net.bridge}/bridge`), `bridge ${net.bridge} exists`)
+    }
+    const links = JSON.parse(execFileSync('bridge', ['-d', '-j', 'link', 'show']).toString()) as { ifname: string; master?: string; isolated?: boolean }[]
+    const mgmt = lab.topology.networks.find((n) => n.kind === 'management')!
+    const ports = links.filter((l) => l.master === mgmt.bridge)
+    t.equal(ports.length, lab.topology.hosts.length, 'one management port per host')
+    t.same(ports.filter((p) => !p.isolated).map((p) => p.ifname), [], 'every management port is isolated')
+    const addrs = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show']).toString()) as { ifname: string; addr_info: { local: string }[] }[]
+    for (const net of lab.topology.networks) {
+      const mine = addrs.find((a) => a.ifname === net.bridge)?.addr_info.map((a) => a.local) ?? []
+      t.same(mine, net.hostAddress ? [net.hostAddress] : [], `this machine's addresses on ${net.bridge}`)
+    }
+    const guard = execFileSync('nft', ['list', 'table', 'inet', `${lab.topology.name}_guard`]).toString()
+    t.match(guard, /hook forward/, 'a forward guard keeps this machine from routing into or out of the lab')
+  })
+}

@@ -1,0 +1,80 @@
+// The lab, for scenario tests: brought up if it is not (so `npm test` on a fresh
+// machine runs every lab test for real), one SSH connection per host, closed at the
+// end. Where no lab can run here the file says skip with the reason; under CI
+// (LAB_REQUIRED=1) that is a failure instead.
+import { execFileSync } from 'node:child_process'
+import type { Test } from 'tap'
+import { gatherFacts, type Facts } from '../../provision/facts.js'
+import { vagrantInventory } from '../../provision/inventory.js'
+import { provision } from '../../provision/run.js'
+import { summarize } from '../../provision/report.js'
+import { SshHost, type ExecOptions, type ExecResult, type RemoteHost } from '../../provision/ssh.js'
+import { loadTopology, type Host, type Topology } from '../../provision/topology.js'
+import { labUp } from '../../scripts/lib/lab.js'
+import { repoRoot, stateDir, topologyFile } from '../../scripts/lib/paths.js'
+import { detectProvider, machineStates } from '../../scripts/lib/vagrant.js'
+
+export interface Lab {
+  topology: Topology
+  provider: string
+  host(name: string): RemoteHost
+  facts(name: string): Facts
+  /** Run on a host as root; returns the result whatever the exit code. */
+  sh(name: string, command: string, options?: ExecOptions): Promise<ExecResult>
+  byRole(role: Host['role']): Host[]
+}
+
+function unavailable(): string | undefined {
+  if (process.env.LAB_SKIP) return `LAB_SKIP is set (${process.env.LAB_SKIP})`
+  try { execFileSync('vagrant', ['--version'], { stdio: 'ignore' }) } catch { return 'vagrant is not installed: run `npm run lab` once (as root) to install what the lab needs' }
+  return undefined
+}
+
+export async function openLab(t: Test): Promise<Lab | undefined> {
+  const why = unavailable() ?? (process.getuid?.() !== 0 && (await detectProvider()) === 'lxc' ? 'the lxc lab needs root: run `sudo npm test`' : undefined)
+  if (why) {
+    if (process.env.LAB_REQUIRED) { t.fail(`the lab is required here but cannot run: ${why}`); return undefined }
+    t.plan(0, `no lab: ${why}`)
+    return undefined
+  }
+  const topology = loadTopology(topologyFile)
+  const states = await machineStates()
+  const notRunning = topology.hosts.filter((h) => states.get(h.name) !== 'running').map((h) => h.name)
+  if (notRunning.length > 0) {
+    t.comment(`bringing the lab up (${notRunning.join(', ')} not running): npm run lab`)
+    await labUp((m) => t.comment(m))
+  }
+  const inventory = await vagrantInventory(topology.hosts.map((h) => h.name), repoRoot)
+  if (inventory.missing.size) throw new Error(`no SSH address for ${[...inventory.missing.keys()].join(', ')} even after bring-up`)
+  const hosts = new Map<string, RemoteHost>()
+  const facts = new Map<string, Facts>()
+  await Promise.all(topology.hosts.map(async (h) => {
+    const conn = await SshHost.connect(inventory.entries.get(h.name)!)
+    hosts.set(h.name, conn)
+    facts.set(h.name, await gatherFacts(conn, h))
+  }))
+  t.teardown(async () => { for (const h of hosts.values()) await h.close() })
+
+  // Running but never provisioned (e.g. a bare `vagrant up`): provision first.
+  const bare = []
+  for (const [name, conn] of hosts) if ((await conn.exec('test -f /etc/lab/host.json', { check: false })).code !== 0) bare.push(name)
+  if (bare.length) {
+    t.comment(`provisioning ${bare.join(', ')} (running but not provisioned)`)
+    const s = summarize(await provision({ topology, repoRoot, stateDir, only: bare }))
+    if (s.failed + s.unreachable) throw new Error(`provisioning ${bare.join(', ')} failed: run \`npm run provision\` to see why`)
+  }
+
+  const get = <T>(m: Map<string, T>, name: string) => {
+    const v = m.get(name)
+    if (!v) throw new Error(`no host ${name} in the topology`)
+    return v
+  }
+  return {
+    topology,
+    provider: await detectProvider(),
+    host: (name) => get(hosts, name),
+    facts: (name) => get(facts, name),
+    sh: (name, command, options) => get(hosts, name).exec(command, { check: false, ...options }),
+    byRole: (role) => topology.hosts.filter((h) => h.role === role),
+  }
+}
