@@ -75,6 +75,9 @@ export class SshHost implements RemoteHost {
   }
 
   async close(): Promise<void> {
+    // destroy, not end: a host that is already gone would keep the socket (and the
+    // process) waiting for a goodbye that never comes.
+    this.ssh.connection?.destroy()
     this.ssh.dispose()
   }
 }

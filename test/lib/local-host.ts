@@ -21,6 +21,8 @@ export class LocalHost implements RemoteHost {
         if (result.code !== 0 && options.check !== false) reject(new CommandError(this.name, command, result))
         else resolve(result)
       })
+      // A command that does not read its input may exit first: that is not an error.
+      child.stdin.on('error', () => {})
       child.stdin.end(options.stdin ?? '')
     })
   }
