@@ -3,6 +3,8 @@
 //   {{ name }} or {{ a.b }}            a value; a missing one is an error, never ""
 //   {{#each list}} ... {{/each}}       repeat for each item; inside, {{ .field }} is
 //                                      the item's field and {{ . }} the item itself
+//   {{#if flag}} ... {{else}} ... {{/if}}  by truthiness (no nesting of ifs); inside
+//                                      an each, {{#if .field}} tests the item
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -18,9 +20,22 @@ export function render(text: string, vars: Vars, name = 'template'): string {
   const expanded = text.replace(each, (_m, key: string, body: string) => {
     const list = lookup(vars, key, name)
     if (!Array.isArray(list)) throw new TemplateError(`${name}: {{#each ${key}}} needs a list, got ${typeof list}`)
-    return list.map((item) => substitute(body, vars, name, item)).join('')
+    return list.map((item) => substitute(conditionals(body, vars, name, item), vars, name, item)).join('')
   })
-  return substitute(expanded, vars, name)
+  return substitute(conditionals(expanded, vars, name), vars, name)
+}
+
+function conditionals(text: string, vars: Vars, name: string, item?: unknown): string {
+  const block = /\{\{#if\s+(\.?[\w.]+)\s*\}\}\n?([\s\S]*?)(?:\{\{else\}\}\n?([\s\S]*?))?\{\{\/if\}\}\n?/g
+  return text.replace(block, (_m, key: string, yes: string, no = '') => {
+    const scope = key.startsWith('.') ? (item as Vars) : vars
+    if (key.startsWith('.') && item === undefined) throw new TemplateError(`${name}: {{#if ${key}}} is only valid inside {{#each}}`)
+    const k = key.startsWith('.') ? key.slice(1) : key
+    let value: unknown = scope
+    for (const part of k.split('.')) value = typeof value === 'object' && value !== null ? (value as Vars)[part] : undefined
+    const truthy = Array.isArray(value) ? value.length > 0 : Boolean(value)
+    return truthy ? yes : no
+  })
 }
 
 function substitute(text: string, vars: Vars, name: string, item?: unknown): string {

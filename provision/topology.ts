@@ -26,6 +26,16 @@ export interface Network {
   /** lan only: the gateway host through which this LAN reaches the other sites. */
   gateway?: string
   broadcast: string
+  oldServer?: OldServer
+}
+
+export interface OldServer {
+  /** The address devices have always used, on their LAN; the site gateway answers for it. */
+  address: string
+  /** The host that now serves it, reached through the tunnel, and its address. */
+  host: string
+  target: string
+  ports: number[]
 }
 
 export interface Interface { network: string; address: string; prefix: number; broadcast: string; bridge: string }
@@ -42,10 +52,27 @@ export interface Host {
   cpus: number
 }
 
+export const VPN_AUTH = ['pubkey', 'psk'] as const
+export type VpnAuth = (typeof VPN_AUTH)[number]
+
+/** One site-to-site tunnel: an IoT site's gateway to the hub (the cloud's gateway). */
+export interface Tunnel {
+  name: string
+  site: string
+  hub: string
+  siteAddress: string
+  hubAddress: string
+  siteSubnets: string[]
+  hubSubnets: string[]
+}
+
+export interface Vpn { hub: string; auth: VpnAuth; tunnels: Tunnel[] }
+
 export interface Topology {
   name: string
   networks: Network[]
   hosts: Host[]
+  vpn?: Vpn
 }
 
 export class TopologyError extends Error {
@@ -55,8 +82,10 @@ export class TopologyError extends Error {
   }
 }
 
-const TOP_KEYS = ['name', 'networks', 'hosts']
-const NETWORK_KEYS = ['kind', 'cidr', 'host_address', 'gateway']
+const TOP_KEYS = ['name', 'networks', 'hosts', 'vpn']
+const VPN_KEYS = ['hub', 'auth']
+const OLD_SERVER_KEYS = ['address', 'host', 'ports']
+const NETWORK_KEYS = ['kind', 'cidr', 'host_address', 'gateway', 'old_server']
 const HOST_KEYS = ['role', 'interfaces', 'memory', 'cpus']
 const NAME = /^[a-z][a-z0-9]{1,7}$/
 const NETWORK_NAME = /^[a-z][a-z0-9]{0,5}$/
@@ -200,6 +229,8 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
     else if (gw.role !== 'gateway') fail(field, `host ${gw.name} has role ${gw.role}, not gateway`)
     else if (!gw.interfaces.some((i) => i.network === net.name)) fail(field, `host ${gw.name} has no interface on ${net.name}`)
   }
+  const vpn = validateVpn(raw.vpn, networks, hosts, fail)
+  validateOldServers(raw.networks, networks, hosts, owners, vpn, fail)
   if (problems.length > 0) throw new TopologyError(file, problems)
 
   const lans = networks.filter((n) => n.kind === 'lan')
@@ -215,7 +246,65 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
       }
     }
   }
-  return { name: labName, networks, hosts }
+  return { name: labName, networks, hosts, ...(vpn ? { vpn } : {}) }
+}
+
+function validateVpn(raw: unknown, networks: Network[], hosts: Host[], fail: (f: string, m: string) => void): Vpn | undefined {
+  if (raw === undefined) return undefined
+  if (!isObject(raw)) { fail('vpn', 'must be a mapping with hub and auth'); return undefined }
+  unknownKeys(raw, VPN_KEYS, 'vpn', fail)
+  const auth = (raw.auth ?? 'pubkey') as VpnAuth
+  if (!VPN_AUTH.includes(auth)) fail('vpn.auth', `must be one of ${VPN_AUTH.join(', ')}; got ${JSON.stringify(raw.auth)}`)
+  const hub = hosts.find((h) => h.name === raw.hub)
+  if (!hub) { fail('vpn.hub', `must name the cloud's gateway host; got ${JSON.stringify(raw.hub)}`); return undefined }
+  if (hub.role !== 'gateway') { fail('vpn.hub', `host ${hub.name} has role ${hub.role}, not gateway`); return undefined }
+  const lansOf = (gw: string) => networks.filter((n) => n.kind === 'lan' && n.gateway === gw).map((n) => n.cidr)
+  const wanOf = (h: Host) => h.interfaces.filter((i) => networks.find((n) => n.name === i.network)?.kind === 'wan')
+  const tunnels: Tunnel[] = []
+  for (const site of hosts.filter((h) => h.role === 'gateway' && h !== hub)) {
+    const shared = wanOf(site).find((i) => wanOf(hub).some((j) => j.network === i.network))
+    if (!shared) { fail(`hosts.${site.name}.interfaces`, `gateway ${site.name} shares no wan network with the hub ${hub.name}`); continue }
+    if (lansOf(site.name).length === 0) { fail(`hosts.${site.name}`, `gateway ${site.name} is the gateway of no lan network (set networks.NAME.gateway)`); continue }
+    tunnels.push({
+      name: site.name,
+      site: site.name,
+      hub: hub.name,
+      siteAddress: shared.address,
+      hubAddress: wanOf(hub).find((j) => j.network === shared.network)!.address,
+      siteSubnets: lansOf(site.name),
+      hubSubnets: lansOf(hub.name),
+    })
+  }
+  if (lansOf(hub.name).length === 0) fail('vpn.hub', `hub ${hub.name} is the gateway of no lan network`)
+  return { hub: hub.name, auth, tunnels }
+}
+
+function validateOldServers(rawNetworks: unknown, networks: Network[], hosts: Host[], owners: Map<string, string>, vpn: Vpn | undefined, fail: (f: string, m: string) => void) {
+  if (!isObject(rawNetworks)) return
+  for (const net of networks) {
+    const raw = (rawNetworks[net.name] as Raw | undefined)?.old_server
+    if (raw === undefined) continue
+    const field = `networks.${net.name}.old_server`
+    if (!isObject(raw)) { fail(field, 'must be a mapping with address, host and ports'); continue }
+    unknownKeys(raw, OLD_SERVER_KEYS, field, fail)
+    if (net.kind !== 'lan' || !net.gateway) { fail(field, 'only a lan network with a gateway can keep an old server address'); continue }
+    if (!vpn) { fail(field, 'an old server address is forwarded through the VPN: the topology needs a vpn section'); continue }
+    const a = typeof raw.address === 'string' ? parseAddress(raw.address) : undefined
+    if (a === undefined) { fail(`${field}.address`, `must be an IPv4 address; got ${JSON.stringify(raw.address)}`); continue }
+    if (!isHostAddress(parseCidr(net.cidr)!, a)) { fail(`${field}.address`, `${raw.address} is outside network ${net.name} (${net.cidr})`); continue }
+    const owner = owners.get(raw.address as string)
+    if (owner) { fail(`${field}.address`, `duplicate address ${raw.address}: already used by ${owner}`); continue }
+    owners.set(raw.address as string, `${field}.address`)
+    const target = hosts.find((h) => h.name === raw.host)
+    const hubLans = networks.filter((n) => n.kind === 'lan' && n.gateway === vpn.hub).map((n) => n.name)
+    const targetIf = target?.interfaces.find((i) => hubLans.includes(i.network))
+    if (!target || !targetIf) { fail(`${field}.host`, `must name a host on the hub's LAN (${hubLans.join(', ')}); got ${JSON.stringify(raw.host)}`); continue }
+    const ports = raw.ports ?? [80]
+    if (!Array.isArray(ports) || ports.length === 0 || !ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)) {
+      fail(`${field}.ports`, 'must be a list of TCP ports (1 to 65535)'); continue
+    }
+    net.oldServer = { address: raw.address as string, host: target.name, target: targetIf.address, ports: ports as number[] }
+  }
 }
 
 function unknownKeys(obj: Raw, allowed: string[], field: string, fail: (f: string, m: string) => void) {

@@ -12,6 +12,13 @@ t.test('values, dotted paths and lists', async (t) => {
   t.equal(render('a\n{{#each xs}}\nnever\n{{/each}}\nb', { xs: [] }), 'a\nb', 'an empty list leaves no blank line')
 })
 
+t.test('conditionals, at the top and per item', async (t) => {
+  t.equal(render('{{#if psk}}\nauth = psk\n{{else}}\nauth = pubkey\n{{/if}}\nend', { psk: false }), 'auth = pubkey\nend')
+  t.equal(render('{{#if psk}}\nauth = psk\n{{else}}\nauth = pubkey\n{{/if}}\nend', { psk: true }), 'auth = psk\nend')
+  t.equal(render('{{#each xs}}{{#if .on}}[{{ .n }}]{{/if}}{{/each}}', { xs: [{ n: 1, on: true }, { n: 2, on: false }] }), '[1]')
+  t.equal(render('{{#if list}}some{{else}}none{{/if}}', { list: [] }), 'none', 'an empty list is false')
+})
+
 t.test('a missing value is an error naming it, never an empty string', async (t) => {
   t.throws(() => render('x {{ nope }}', {}, 'x.conf'), new TemplateError('x.conf: no value for {{ nope }}'))
   t.throws(() => render('{{#each xs}}{{ .missing }}{{/each}}', { xs: [{}] }, 'y'), /y: no value for \{\{ missing \}\}/)

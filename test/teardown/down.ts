@@ -1,5 +1,6 @@
-// Last, and only where asked (it destroys the lab): `npm run lab:down` leaves nothing
-// behind on this machine: no container, bridge, cgroup or mount of the lab's.
+// Run apart from `npm test` (by `npm run test:teardown`, and by CI after `npm test`),
+// since it destroys the lab: `npm run lab:down` leaves nothing behind on this
+// machine: no container, bridge, cgroup or mount of the lab's.
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import t from 'tap'
@@ -8,7 +9,7 @@ import { labRemnants } from '../../scripts/lib/lab.js'
 import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
 import { openLab } from '../lib/lab.js'
 
-const why = !process.env.LAB_TEST_DOWN && 'tearing the lab down is tested only with LAB_TEST_DOWN=1 (CI sets it): it destroys the lab'
+const why = !process.env.LAB_TEST_DOWN && 'this destroys the lab: run it with `npm run test:teardown`'
 t.test('npm run lab:down leaves nothing behind', { skip: why }, async (t) => {
   const lab = await openLab(t)
   if (!lab) return
