@@ -22,9 +22,16 @@ export async function containerRunning(name: string): Promise<boolean> {
   return (await $(q)`lxc-info -s -H -n ${name}`).stdout.trim() === 'RUNNING'
 }
 
-function builtFromBox(name: string, box: string): boolean {
-  const config = fs.readFileSync(path.join(LXC_PATH, name, 'config'), 'utf8')
-  return config.includes(`/boxes/${box}/`)
+const config = (name: string) => fs.readFileSync(path.join(LXC_PATH, name, 'config'), 'utf8')
+const builtFromBox = (name: string, box: string) => config(name).includes(`/boxes/${box}/`)
+
+/**
+ * Container names are the same in every clone, so a name this clone's .vagrant knows
+ * may since have been recreated by another clone (CI runs beside a developer's). The
+ * container's config names the clone whose hook script it runs: that is the owner.
+ */
+export function ownerClone(name: string): string | undefined {
+  return /^lxc\.net\.0\.script\.up\s*=\s*(.+)\/scripts\/lxc-net-up\.sh$/m.exec(config(name))?.[1]
 }
 
 export async function destroyContainer(name: string): Promise<void> {
@@ -43,7 +50,9 @@ export async function removeStaleContainers(t: Topology, box: string, log: (m: s
   for (const c of labContainers(t)) {
     const host = byContainer.get(c)
     let why: string | undefined
+    const owner = ownerClone(c)
     if (!host) why = 'left by another clone or session'
+    else if (owner !== repoRoot) why = `recreated since by another clone (${owner ?? 'unknown'})`
     else if (!t.hosts.some((h) => h.name === host)) why = `host ${host} is no longer in the topology`
     else if (!builtFromBox(c, box)) why = `built from an older box (the current one is ${box})`
     else if (!(await containerRunning(c))) why = 'stopped (vagrant-lxc cannot restart it as root; it is recreated)'

@@ -3,6 +3,7 @@
 // end. Where no lab can run here the file says skip with the reason; under CI
 // (LAB_REQUIRED=1) that is a failure instead.
 import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
 import type { Test } from 'tap'
 import { gatherFacts, type Facts } from '../../provision/facts.js'
 import { vagrantInventory } from '../../provision/inventory.js'
@@ -12,7 +13,8 @@ import { SshHost, type ExecOptions, type ExecResult, type RemoteHost } from '../
 import { loadTopology, type Host, type Topology } from '../../provision/topology.js'
 import { labUp } from '../../scripts/lib/lab.js'
 import { repoRoot, stateDir, topologyFile } from '../../scripts/lib/paths.js'
-import { detectProvider, machineStates } from '../../scripts/lib/vagrant.js'
+import { ownerClone } from '../../scripts/lib/lxc.js'
+import { detectProvider, knownContainers, machineStates } from '../../scripts/lib/vagrant.js'
 
 export interface Lab {
   topology: Topology
@@ -39,9 +41,11 @@ export async function openLab(t: Test): Promise<Lab | undefined> {
   }
   const topology = loadTopology(topologyFile)
   const states = await machineStates()
-  const notRunning = topology.hosts.filter((h) => states.get(h.name) !== 'running').map((h) => h.name)
+  const known = knownContainers()
+  const notRunning = topology.hosts.filter((h) => states.get(h.name) !== 'running'
+    || (known.has(h.name) && fs.existsSync(`/var/lib/lxc/${known.get(h.name)}/config`) && ownerClone(known.get(h.name)!) !== repoRoot)).map((h) => h.name)
   if (notRunning.length > 0) {
-    t.comment(`bringing the lab up (${notRunning.join(', ')} not running): npm run lab`)
+    t.comment(`bringing the lab up (${notRunning.join(', ')} not running, or not this clone's): npm run lab`)
     await labUp((m) => t.comment(m))
   }
   const inventory = await vagrantInventory(topology.hosts.map((h) => h.name), repoRoot)
