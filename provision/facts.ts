@@ -15,7 +15,21 @@ export interface Facts {
   kernel: string
   /** lab network name -> interface name on this host */
   interfaceOf: Record<string, string>
+  /** Gateways only: kernel ESP (XFRM) if the kernel has rfc7539esp(chacha20,poly1305), else libipsec. */
+  ipsecMode?: IpsecMode
 }
+
+export type IpsecMode = 'kernel' | 'libipsec'
+
+/**
+ * Probe, don't assume: try to install (then remove) an ESP state with the lab's cipher.
+ * Loopback addresses and an SPI of our own, so it can never match real traffic.
+ */
+export const ESP_PROBE = [
+  'ip xfrm state add src 127.0.0.1 dst 127.0.0.1 proto esp spi 0x1ab0e5b1 mode tunnel',
+  `aead 'rfc7539esp(chacha20,poly1305)' 0x${'42'.repeat(36)} 128 2>/dev/null`,
+  '&& ip xfrm state delete src 127.0.0.1 dst 127.0.0.1 proto esp spi 0x1ab0e5b1 && echo kernel || echo libipsec',
+].join(' ')
 
 interface IpAddrJson { ifname: string; addr_info: { family: string; local: string; prefixlen: number }[] }
 
@@ -35,5 +49,6 @@ export async function gatherFacts(host: RemoteHost, self: Host): Promise<Facts> 
   // NAT interface, which holds the default route.
   const mgmtInterface = interfaceOf[self.mgmt.network] ?? defaultRoute?.dev
   if (!mgmtInterface) throw new Error(`cannot tell which interface of ${self.name} is management: no address ${self.mgmt.address} and no default route`)
-  return { addresses, mgmtInterface, virtualization: (virt ?? '').trim(), kernel: (kernel ?? '').trim(), interfaceOf }
+  const ipsecMode = self.role === 'gateway' ? ((await host.exec(ESP_PROBE)).stdout.trim() as IpsecMode) : undefined
+  return { addresses, mgmtInterface, virtualization: (virt ?? '').trim(), kernel: (kernel ?? '').trim(), interfaceOf, ipsecMode }
 }

@@ -78,7 +78,7 @@ export interface CertInfo { serial: string; subjectKeyHash: string; issuerOk: bo
 /** Fingerprint of a public key (any form pki reads): compares a key with a certificate. */
 export async function keyHash(pem: string, type: 'pub' | 'x509'): Promise<string> {
   const out = await withTemp({ 'in.pem': pem }, (d) => pkiTool(['--keyid', '--type', type, '--in', path.join(d, 'in.pem')]))
-  const m = /subjectPublicKeyInfo hash:\s+([0-9a-f:]+)/i.exec(out)
+  const m = /keyid \(SHA-1 of subjectPublicKeyInfo\):\s+([0-9a-f:]+)/i.exec(out)
   if (!m) throw new Error(`pki --keyid printed no key hash: ${out.trim()}`)
   return m[1].toLowerCase()
 }

@@ -26,8 +26,15 @@ export function sysctlSettings(ctx: Context): Record<string, string> {
   }
 }
 
+/** A LAN's gateway answers for the LAN's old server address (it DNATs it onward). */
+function oldServerAddresses(ctx: Context): { address: string; dev: string }[] {
+  return ctx.topology.networks
+    .filter((n) => n.gateway === ctx.self.name && n.oldServer)
+    .map((n) => ({ address: n.oldServer!.address, dev: ctx.facts.interfaceOf[n.name] }))
+}
+
 const SYSCTL_FILE = '/etc/sysctl.d/60-lab.conf'
-const ROUTES_UNIT = '/etc/systemd/system/lab-routes.service'
+const NETWORK_UNIT = '/etc/systemd/system/lab-network.service'
 
 export const common: Role = {
   name: 'common',
@@ -98,20 +105,21 @@ export const common: Role = {
           mgmt_if: ctx.facts.mgmtInterface,
           input_rules: mod.input?.(ctx) ?? [],
           forward_rules: mod.forward?.(ctx) ?? [],
+          nat_rules: mod.nat?.(ctx) ?? [],
         })
       },
     }, ['reload nftables']),
     service('nftables.service', { enabled: true, active: true }),
 
     file('Ensure routes to the other sites go through this LAN\'s gateway', {
-      path: ROUTES_UNIT,
-      content: (ctx) => renderFile('common/lab-routes.service', { routes: ctx.self.routes }),
-    }, ['restart lab-routes']),
-    service('lab-routes.service', { enabled: true, active: true }),
+      path: NETWORK_UNIT,
+      content: (ctx) => renderFile('common/lab-network.service', { routes: ctx.self.routes, addresses: oldServerAddresses(ctx) }),
+    }, ['restart lab-network']),
+    service('lab-network.service', { enabled: true, active: true }),
   ],
   handlers: [
     { name: 'reload ssh', run: async (ctx) => { await ctx.host.exec('sshd -t && systemctl reload ssh') } },
     { name: 'reload nftables', run: async (ctx) => { await ctx.host.exec('nft -f /etc/nftables.conf') } },
-    { name: 'restart lab-routes', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-routes.service') } },
+    { name: 'restart lab-network', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-network.service') } },
   ],
 }

@@ -1,7 +1,230 @@
-// Role gateway: a skeleton until its issue fills it in (the base comes from common).
-// Its steps, firewall rules and kernel settings are declared here, as data.
+// Role gateway: strongSwan (charon-systemd, configured with swanctl; `ipsec statusall`
+// works too through the stroke plugin), one site-to-site tunnel per IoT site with
+// strict proposals, X.509 from the lab CA with revocation enforced (or a generated
+// PSK), the data path the kernel allows, and a firewall that admits only IKE and ESP
+// from the peer on the internet side and forwards only between the sites' subnets.
+import { randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { converge } from '../modules/command.js'
+import { absent, ensureFileContent, file } from '../modules/file.js'
+import { service } from '../modules/service.js'
+import { certInfo, ensureCa, ikeIdentity, isRevoked, keyHash, issueCert, pkiPaths } from '../pki.js'
+import type { Context, Step } from '../runner.js'
+import { renderFile } from '../template.js'
+import type { Tunnel } from '../topology.js'
 import type { RoleModule } from './index.js'
 
-export const gateway: RoleModule = {
-  role: { name: 'gateway', steps: [] },
+/** The only algorithms either side accepts (DESIGN.md, decision 5). */
+export const IKE_PROPOSALS = 'chacha20poly1305-prfsha512-curve25519'
+export const ESP_PROPOSALS = 'chacha20poly1305-curve25519'
+
+const SWANCTL = '/etc/swanctl'
+const keyFile = (host: string) => `${SWANCTL}/private/${host}.key`
+const certFile = (host: string) => `${SWANCTL}/x509/${host}.pem`
+const CERT_DAYS_LEFT_MIN = 30
+
+/** This gateway's tunnels, seen from its own side. */
+export function tunnelsOf(ctx: Context): (Tunnel & { isHub: boolean })[] {
+  return (ctx.topology.vpn?.tunnels ?? [])
+    .filter((t) => t.site === ctx.self.name || t.hub === ctx.self.name)
+    .map((t) => ({ ...t, isHub: t.hub === ctx.self.name }))
 }
+
+const pubkey = (ctx: Context) => ctx.topology.vpn?.auth !== 'psk'
+const mode = (ctx: Context) => ctx.facts.ipsecMode ?? 'libipsec'
+const wanIf = (ctx: Context, t: Tunnel & { isHub: boolean }) =>
+  ctx.facts.interfaceOf[ctx.self.interfaces.find((i) => i.address === (t.isHub ? t.hubAddress : t.siteAddress))!.network]
+
+/** The tunnel's PSK: 256 bits from the CSPRNG, made once, kept 0600 on this machine. */
+function psk(ctx: Context, tunnel: string): string {
+  const dir = path.join(ctx.stateDir, 'secrets')
+  const f = path.join(dir, `psk-${tunnel}`)
+  if (!fs.existsSync(f)) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    fs.writeFileSync(f, randomBytes(32).toString('base64') + '\n', { mode: 0o600 })
+  }
+  return fs.readFileSync(f, 'utf8').trim()
+}
+
+function swanctlVars(ctx: Context, withPsk = false) {
+  const id = (h: string) => ikeIdentity(ctx.topology.name, h)
+  return {
+    host: ctx.self.name,
+    auth: pubkey(ctx) ? 'pubkey' : 'psk',
+    pubkey: pubkey(ctx),
+    cert_file: `${ctx.self.name}.pem`,
+    ike_proposals: IKE_PROPOSALS,
+    esp_proposals: ESP_PROPOSALS,
+    tunnels: tunnelsOf(ctx).map((t) => ({
+      name: t.name,
+      local_addr: t.isHub ? t.hubAddress : t.siteAddress,
+      remote_addr: t.isHub ? t.siteAddress : t.hubAddress,
+      local_id: id(t.isHub ? t.hub : t.site),
+      remote_id: id(t.isHub ? t.site : t.hub),
+      local_ts: (t.isHub ? t.hubSubnets : t.siteSubnets).join(','),
+      remote_ts: (t.isHub ? t.siteSubnets : t.hubSubnets).join(','),
+      // The site initiates and keeps the tunnel up; the hub answers and, when a site
+      // goes silent, clears its SAs.
+      start_action: t.isHub ? 'none' : 'start',
+      dpd_action: t.isHub ? 'clear' : 'restart',
+      close_action: t.isHub ? 'none' : 'start',
+      ...(withPsk ? { psk: psk(ctx, t.name) } : {}),
+    })),
+  }
+}
+
+/** The gateway's own certificate: for its own key, from the current CA, not revoked. */
+const certificateStep: Step = {
+  name: 'Ensure the gateway\'s certificate is from the lab CA, for its own key, and not revoked',
+  notify: ['reload swanctl'],
+  async run(ctx) {
+    const p = pkiPaths(ctx.stateDir)
+    if (ctx.dryRun && !fs.existsSync(p.caCert)) return true
+    await ensureCa(ctx.stateDir, ctx.topology.name)
+    const host = ctx.self.name
+    const pub = (await ctx.host.exec(`pki --pub --in ${keyFile(host)} --outform pem 2>/dev/null`)).stdout
+    const current = await ctx.host.exec(`cat ${certFile(host)}`, { check: false })
+    if (current.code === 0) {
+      const info = await certInfo(p, current.stdout)
+      if (isRevoked(p, info.serial)) {
+        throw new Error(`${host}'s certificate (serial ${info.serial}) is revoked: issue a new key and certificate with \`npm run pki -- reissue ${host}\``)
+      }
+      const fresh = info.notAfter.getTime() - Date.now() > CERT_DAYS_LEFT_MIN * 86400e3
+      if (info.issuerOk && fresh && info.subjectKeyHash === (await keyHash(pub, 'pub'))) return false
+    }
+    if (ctx.dryRun) return true
+    const cert = await issueCert(p, ctx.topology.name, host, pub)
+    await ensureFileContent(ctx, { path: certFile(host), content: cert, mode: '0644' })
+    return true
+  },
+}
+
+const steps: Step[] = [
+  converge('Ensure this gateway records its IPsec data path',
+    async (ctx) => (await ctx.host.exec('cat /etc/lab/ipsec-mode', { check: false })).stdout.trim() === mode(ctx),
+    async (ctx) => { await ctx.host.exec(`mkdir -p /etc/lab && echo ${mode(ctx)} > /etc/lab/ipsec-mode`) }),
+  file('Ensure kernel-libipsec is loaded only where the kernel has no ESP', {
+    path: '/etc/strongswan.d/charon/kernel-libipsec.conf',
+    content: (ctx) => renderFile('gateway/kernel-libipsec.conf', { mode: mode(ctx), load: mode(ctx) === 'libipsec' ? 'yes' : 'no' }),
+  }, ['restart strongswan']),
+
+  // X.509 (the default): the CA key stays on the provisioning machine; the gateway
+  // makes its own key, and only its public key travels.
+  onlyIf(pubkey, file('Ensure the lab CA certificate is trusted', {
+    path: `${SWANCTL}/x509ca/lab-ca.pem`,
+    content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name)).caCert, 'utf8'),
+  }, ['reload swanctl'])),
+  onlyIf(pubkey, file('Ensure the current CRL is installed', {
+    path: `${SWANCTL}/x509crl/lab.crl`,
+    content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name)).crl, 'utf8'),
+  }, ['reload swanctl'])),
+  onlyIf(pubkey, converge('Ensure the gateway has its own private key',
+    async (ctx) => (await ctx.host.exec(`test -s ${keyFile(ctx.self.name)} && stat -c %a ${keyFile(ctx.self.name)}`, { check: false })).stdout.trim() === '600',
+    async (ctx) => {
+      const k = keyFile(ctx.self.name)
+      await ctx.host.exec(`test -s ${k} || (umask 077 && pki --gen --type ed25519 --outform pem > ${k}.new 2>/dev/null && mv ${k}.new ${k}); chmod 600 ${k}`)
+    }, ['reload swanctl'])),
+  onlyIf(pubkey, certificateStep),
+
+  // PSK, where the topology asks for it: only the gateways have it, in a 0600 file.
+  {
+    name: 'Ensure the pre-shared keys are installed where PSK is used, and only there',
+    notify: ['reload swanctl'],
+    async run(ctx) {
+      const f = `${SWANCTL}/conf.d/lab-secrets.conf`
+      if (pubkey(ctx)) return absent('', f).run(ctx)
+      return ensureFileContent(ctx, { path: f, mode: '0600', content: renderFile('gateway/secrets.conf', swanctlVars(ctx, true)) })
+    },
+  },
+
+  file('Ensure the tunnels are configured with strict proposals', {
+    path: `${SWANCTL}/conf.d/lab.conf`,
+    content: (ctx) => renderFile('gateway/swanctl.conf', swanctlVars(ctx)),
+  }, ['reload swanctl']),
+  file('Ensure `ipsec statusall` can find charon', {
+    path: '/etc/systemd/system/strongswan.service.d/lab.conf', content: renderFile('gateway/strongswan-service.conf', {}),
+  }, ['restart strongswan']),
+  file('Ensure swanctl loads only the plugins it needs (no warnings)', {
+    path: '/etc/strongswan.d/lab-clients.conf', content: renderFile('gateway/swanctl-plugins.conf', {}),
+  }),
+  service('strongswan.service', { enabled: true, active: true }),
+
+  // Sites only: the keeper that wins the start race.
+  onlyIf(isSite, file('Ensure the tunnel keeper is installed', {
+    path: '/usr/local/sbin/lab-ipsec-keeper', mode: '0755', content: renderFile('gateway/lab-ipsec-keeper', {}),
+  }, ['restart keeper'])),
+  onlyIf(isSite, file('Ensure the tunnel keeper unit', {
+    path: '/etc/systemd/system/lab-ipsec-keeper.service',
+    content: (ctx) => renderFile('gateway/lab-ipsec-keeper.service', { conn: tunnelsOf(ctx)[0].name }),
+  }, ['restart keeper'])),
+  onlyIf(isSite, service('lab-ipsec-keeper.service', { enabled: true, active: true })),
+]
+
+function isSite(ctx: Context) {
+  return tunnelsOf(ctx).some((t) => !t.isHub)
+}
+
+/** A step that applies only when a topology-derived condition holds (ok otherwise). */
+function onlyIf(cond: (ctx: Context) => boolean, step: Step): Step {
+  return { ...step, run: async (ctx) => (cond(ctx) ? step.run(ctx) : false) }
+}
+
+export const gateway: RoleModule = {
+  role: {
+    name: 'gateway',
+    steps,
+    handlers: [
+      { name: 'restart strongswan', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart strongswan.service') } },
+      { name: 'reload swanctl', run: async (ctx) => { await ctx.host.exec('swanctl --load-all --clear --noprompt >/dev/null') } },
+      { name: 'restart keeper', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-ipsec-keeper.service') } },
+    ],
+  },
+
+  sysctl: () => ({ 'net.ipv4.ip_forward': '1' }),
+
+  /** Internet side: IKE and ESP from the peer only; all else there is dropped and counted. */
+  input(ctx) {
+    const rules: string[] = []
+    const byIf = new Map<string, string[]>()
+    for (const t of tunnelsOf(ctx)) {
+      const dev = wanIf(ctx, t)
+      byIf.set(dev, [...(byIf.get(dev) ?? []), t.isHub ? t.siteAddress : t.hubAddress])
+    }
+    for (const [dev, peers] of byIf) {
+      const set = `{ ${peers.join(', ')} }`
+      rules.push(`iifname "${dev}" ip saddr ${set} udp dport { 500, 4500 } accept comment "IKE, and ESP in UDP"`)
+      rules.push(`iifname "${dev}" ip saddr ${set} meta l4proto esp accept comment "ESP"`)
+      rules.push(`iifname "${dev}" counter drop comment "internet side: nothing else"`)
+    }
+    return rules
+  },
+
+  /** Forward only between the sites' subnets, and only through the tunnel. */
+  forward(ctx) {
+    const rules: string[] = []
+    for (const t of tunnelsOf(ctx)) {
+      const local = `{ ${(t.isHub ? t.hubSubnets : t.siteSubnets).join(', ')} }`
+      const remote = `{ ${(t.isHub ? t.siteSubnets : t.hubSubnets).join(', ')} }`
+      if (mode(ctx) === 'libipsec') {
+        rules.push(`iifname "ipsec0" ip saddr ${remote} ip daddr ${local} accept comment "${t.name}: from the tunnel"`)
+        rules.push(`oifname "ipsec0" ip saddr ${local} ip daddr ${remote} accept comment "${t.name}: into the tunnel"`)
+      } else {
+        rules.push(`meta secpath exists ip saddr ${remote} ip daddr ${local} accept comment "${t.name}: decrypted from the tunnel"`)
+        rules.push(`rt ipsec exists ip saddr ${local} ip daddr ${remote} accept comment "${t.name}: into the tunnel"`)
+      }
+    }
+    return rules
+  },
+
+  /** The old server address: DNAT its ports to the host that now serves it. */
+  nat(ctx) {
+    return ctx.topology.networks
+      .filter((n) => n.gateway === ctx.self.name && n.oldServer)
+      .map((n) => {
+        const o = n.oldServer!
+        return `iifname "${ctx.facts.interfaceOf[n.name]}" ip daddr ${o.address} tcp dport { ${o.ports.join(', ')} } dnat ip to ${o.target} comment "old server: now ${o.host}, through the tunnel"`
+      })
+  },
+}
+

@@ -14,6 +14,8 @@ export interface RoleModule {
   /** nftables input rules, one statement each, added to the baseline. */
   input?(ctx: Context): string[]
   forward?(ctx: Context): string[]
+  /** nftables statements for a prerouting nat chain (DNAT). */
+  nat?(ctx: Context): string[]
   sysctl?(ctx: Context): Record<string, string>
 }
 

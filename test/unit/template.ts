@@ -42,9 +42,10 @@ t.test('the nftables baseline renders to a ruleset nft accepts', async (t) => {
   })
 })
 
-t.test('the routes unit is valid with and without routes', async (t) => {
-  const some = renderFile('common/lab-routes.service', { routes: [{ to: '10.20.0.0/24', via: '10.10.1.1' }] })
+t.test('the network unit is valid with and without routes', async (t) => {
+  const some = renderFile('common/lab-network.service', { routes: [{ to: '10.20.0.0/24', via: '10.10.1.1' }], addresses: [{ address: '10.10.1.100', dev: 'iot' }] })
   t.match(some, /^ExecStart=\/usr\/sbin\/ip route replace 10\.20\.0\.0\/24 via 10\.10\.1\.1$/m)
-  const none = renderFile('common/lab-routes.service', { routes: [] })
+  t.match(some, /^ExecStart=\/usr\/sbin\/ip addr replace 10\.10\.1\.100\/32 dev iot$/m, 'and the old server address')
+  const none = renderFile('common/lab-network.service', { routes: [], addresses: [] })
   t.match(none, /^ExecStart=\/bin\/true$/m, 'a host with no routes still has an ExecStart')
 })
