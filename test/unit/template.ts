@@ -29,11 +29,15 @@ t.test('a missing value is an error naming it, never an empty string', async (t)
 t.test('the nftables baseline renders to a ruleset nft accepts', async (t) => {
   const text = renderFile('common/nftables.conf', {
     host: 'proxy', role: 'proxy', mgmt_if: 'mgmt',
-    input_rules: ['ip saddr 10.10.1.0/24 tcp dport 80 accept'], forward_rules: [],
+    input_rules: ['ip saddr 10.10.1.0/24 tcp dport 80 accept'], forward_rules: ['oifname "ipsec0" ip saddr { 10.10.1.0/24 } accept'],
+    nat_rules: ['iifname "iot" ip daddr 10.10.1.100 tcp dport { 80 } dnat ip to 10.20.0.10'],
   })
   t.match(text, /iifname "mgmt" tcp dport 22 accept/)
   t.match(text, /^    ip saddr 10\.10\.1\.0\/24 tcp dport 80 accept$/m)
+  t.match(text, /type nat hook prerouting[\s\S]*dnat ip to 10\.20\.0\.10/, 'a nat chain when there are nat rules')
   t.notMatch(text, /\{\{/, 'no placeholder left')
+  const noNat = renderFile('common/nftables.conf', { host: 'db', role: 'db', mgmt_if: 'mgmt', input_rules: [], forward_rules: [], nat_rules: [] })
+  t.notMatch(noNat, /prerouting/, 'and none without')
   t.test('nft -c accepts it', { skip: process.getuid?.() !== 0 && 'nft -c needs root to check a ruleset' }, async (t) => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'nft-')), 'nftables.conf')
     fs.writeFileSync(file, text)
