@@ -15,7 +15,7 @@ export interface FileSpec {
   validate?: string
 }
 
-export async function ensureFileContent(ctx: Context, spec: FileSpec & { content: string }): Promise<boolean> {
+export async function ensureFileContent(ctx: Pick<Context, 'host' | 'dryRun'>, spec: FileSpec & { content: string }): Promise<boolean> {
   const mode = spec.mode ?? '0644'
   const owner = spec.owner ?? 'root'
   const group = spec.group ?? owner

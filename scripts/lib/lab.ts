@@ -2,7 +2,9 @@
 // newcomer needs, in order, each step timed), down (leaves nothing behind), status.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import { vagrantInventory } from '../../provision/inventory.js'
 import { provision } from '../../provision/run.js'
+import { SshHost } from '../../provision/ssh.js'
 import { recapText, summarize } from '../../provision/report.js'
 import { loadTopology, type Topology } from '../../provision/topology.js'
 import { boxName, ensureBox } from './box.js'
@@ -100,13 +102,46 @@ export function labRemnants(t: Topology): string[] {
   ]
 }
 
+/** Each gateway's IPsec data path and its tunnels' state, read over SSH. */
+async function ipsecStatus(topology: Topology, states: Map<string, string>): Promise<Map<string, string>> {
+  const gateways = topology.hosts.filter((h) => h.role === 'gateway' && states.get(h.name) === 'running')
+  const out = new Map<string, string>()
+  if (gateways.length === 0) return out
+  const inv = await vagrantInventory(gateways.map((g) => g.name), repoRoot)
+  await Promise.all(gateways.map(async (g) => {
+    const entry = inv.entries.get(g.name)
+    if (!entry) return
+    try {
+      const host = await SshHost.connect(entry, 5000)
+      try {
+        const r = await host.exec('cat /etc/lab/ipsec-mode 2>/dev/null; swanctl --list-sas --raw 2>/dev/null', { check: false })
+        const [mode, ...sas] = r.stdout.split('\n')
+        const tunnels = sas.filter((l) => l.startsWith('list-sa event')).map((l) => {
+          const name = /^list-sa event \{(\S+) /.exec(l)?.[1]
+          const ike = /state=(\w+)/.exec(l)?.[1]
+          const child = /child-sas \{\S+ \{[^}]*?state=(\w+)/.exec(l)?.[1]
+          return `${name} ${ike}${child ? `/${child}` : ''}`
+        })
+        out.set(g.name, `${mode.trim() || 'not provisioned'}; ${tunnels.join(', ') || 'no tunnel'}`)
+      } finally {
+        await host.close()
+      }
+    } catch (e) {
+      out.set(g.name, `unknown (${(e as Error).message.split(':')[0]})`)
+    }
+  }))
+  return out
+}
+
 export async function statusText(topology: Topology): Promise<string> {
   const states = await machineStates()
+  const ipsec = await ipsecStatus(topology, states)
   const rows = topology.hosts.map((h) => [
     h.name, h.role, states.get(h.name) ?? 'unknown', h.mgmt.address,
     h.interfaces.slice(1).map((i) => `${i.network} ${i.address}/${i.prefix}`).join(', '),
+    ipsec.get(h.name) ?? '',
   ])
-  const head = ['host', 'role', 'state', 'management', 'lab addresses']
+  const head = ['host', 'role', 'state', 'management', 'lab addresses', 'IPsec (data path; tunnels)']
   const widths = head.map((_, i) => Math.max(head[i].length, ...rows.map((r) => r[i].length)))
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
   return ['', fmt(head), ...rows.map(fmt)].join('\n')
