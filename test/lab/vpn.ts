@@ -1,0 +1,115 @@
+// The site-to-site tunnel as a user relies on it: up on both gateways with exactly the
+// pinned algorithms, shown by swanctl and by `ipsec statusall`, on the data path the
+// kernel allows; the IoT site's traffic crosses it and nothing crosses the simulated
+// internet in the clear; the old server address still works; with strongSwan stopped
+// there is no path at all.
+import t from 'tap'
+import { ESP_PROBE } from '../../provision/facts.js'
+import { addressOn } from '../../provision/topology.js'
+import { capture, listenOnce, listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
+import { openLab } from '../lib/lab.js'
+
+const lab = await openLab(t)
+if (lab) {
+  const vpn = lab.topology.vpn!
+  const [tunnel] = vpn.tunnels
+  const [client] = lab.byRole('iot-client')
+  const [proxy] = lab.byRole('proxy')
+  const iotNet = lab.topology.networks.find((n) => n.gateway === tunnel.site && n.oldServer)!
+  const port = iotNet.oldServer!.ports[0]
+  const proxyAddr = addressOn(proxy, 'cloud')!
+  const wanDev = (gw: string) => lab.facts(gw).interfaceOf[lab.topology.hosts.find((h) => h.name === gw)!.interfaces.find((i) => i.address === (gw === tunnel.hub ? tunnel.hubAddress : tunnel.siteAddress))!.network]
+  const cloudDev = lab.facts(tunnel.hub).interfaceOf.cloud
+  const marker = () => `MARKER-${Math.random().toString(36).slice(2)}-${Date.now()}`
+  const send = (to: string, body: string) => lab.sh(client.name, `printf 'POST /readings HTTP/1.0\\r\\nContent-Length: ${body.length}\\r\\n\\r\\n${body}' | nc -N -w 3 ${to} ${port}`)
+
+  t.before(async () => { await waitForTunnel(lab, tunnel) })
+
+  for (const gw of [tunnel.site, tunnel.hub]) {
+    t.test(`${gw}: the SA is established with exactly the pinned algorithms`, async (t) => {
+      const sas = await listSas(lab, gw, tunnel.name)
+      t.equal(sas.length, 1, 'exactly one IKE SA for the tunnel')
+      const ike = sas[0]
+      t.match(ike.fields, { state: 'ESTABLISHED', version: '2', 'encr-alg': 'CHACHA20_POLY1305', 'prf-alg': 'PRF_HMAC_SHA2_512', 'dh-group': 'CURVE_25519' })
+      t.notOk(ike.fields['integ-alg'], 'AEAD: no separate integrity algorithm')
+      const ids = gw === tunnel.site ? [`${tunnel.site}.${lab.topology.name}`, `${tunnel.hub}.${lab.topology.name}`] : [`${tunnel.hub}.${lab.topology.name}`, `${tunnel.site}.${lab.topology.name}`]
+      t.match(ike.fields, { 'local-id': ids[0], 'remote-id': ids[1] }, 'the identities of the certificates')
+      t.equal(ike.children.length, 1, 'one child SA')
+      const child = ike.children[0]
+      t.match(child.fields, { state: 'INSTALLED', mode: 'TUNNEL', protocol: 'ESP', 'encr-alg': 'CHACHA20_POLY1305' })
+      const [local, remote] = gw === tunnel.site ? [tunnel.siteSubnets, tunnel.hubSubnets] : [tunnel.hubSubnets, tunnel.siteSubnets]
+      t.equal(child.fields['local-ts'], `[${local.join(' ')}]`)
+      t.equal(child.fields['remote-ts'], `[${remote.join(' ')}]`)
+    })
+
+    t.test(`${gw}: ipsec statusall shows the tunnel ESTABLISHED and INSTALLED`, async (t) => {
+      const out = (await lab.sh(gw, 'ipsec statusall')).stdout
+      t.match(out, new RegExp(`${tunnel.name}\\[\\d+\\]: ESTABLISHED`))
+      t.match(out, /IKE proposal: CHACHA20_POLY1305\/PRF_HMAC_SHA2_512\/CURVE_25519/)
+      t.match(out, new RegExp(`${tunnel.name}\\{\\d+\\}:  INSTALLED, TUNNEL`))
+    })
+
+    t.test(`${gw}: the data path is the one the kernel allows, and the SA uses it`, async (t) => {
+      const probed = (await lab.sh(gw, ESP_PROBE)).stdout.trim()
+      t.equal((await lab.sh(gw, 'cat /etc/lab/ipsec-mode')).stdout.trim(), probed, `recorded mode is what a fresh probe finds (${probed})`)
+      const child = (await listSas(lab, gw, tunnel.name))[0].children[0]
+      if (probed === 'libipsec') {
+        t.equal(child.fields.encap, 'yes', 'userspace ESP is always ESP in UDP')
+        t.equal((await lab.sh(gw, 'ip -br link show ipsec0')).code, 0, 'charon runs the ipsec0 TUN device')
+        t.match((await lab.sh(gw, 'ip route show table 220')).stdout, new RegExp(`${(gw === tunnel.site ? tunnel.hubSubnets : tunnel.siteSubnets)[0].replace(/\./g, '\\.')} dev ipsec0`))
+      } else {
+        t.match((await lab.sh(gw, 'ip xfrm state')).stdout, /rfc7539esp\(chacha20,poly1305\)/, 'the kernel holds the ESP state')
+      }
+    })
+  }
+
+  t.test('traffic from the IoT LAN to the proxy crosses the tunnel, and only sealed', async (t) => {
+    const before = Number((await listSas(lab, tunnel.hub, tunnel.name))[0].children[0].fields['bytes-in'])
+    const secret = marker()
+    const listener = await listenOnce(lab, proxy.name, port)
+    const wire = await capture(lab, tunnel.hub, wanDev(tunnel.hub), async () => {
+      const inside = await capture(lab, tunnel.hub, cloudDev, async () => { await send(proxyAddr, secret) })
+      t.match(inside.ascii, secret, `control: on the cloud LAN, after the tunnel, the marker is in clear (${inside.lines.length} packets: ${inside.lines.slice(0, 3).join(' | ')})`)
+    })
+    const got = await listener.received()
+    t.match(got.data, secret, 'the proxy received the request')
+    t.equal(got.from, addressOn(client, 'iot'), 'from the device\'s own address: no NAT on the way')
+    const after = Number((await listSas(lab, tunnel.hub, tunnel.name))[0].children[0].fields['bytes-in'])
+    t.ok(after > before, `the child SA's inbound byte counter grew (${before} → ${after})`)
+    t.ok(wire.lines.length > 0, `packets were seen on the simulated internet (${wire.lines.length})`)
+    const mode = (await lab.sh(tunnel.hub, 'cat /etc/lab/ipsec-mode')).stdout.trim()
+    const sealed = mode === 'libipsec' ? /UDP-encap: ESP|\.4500 > .*\.4500: (UDP-encap|NONESP|isakmp)|\.500 > .*\.500: isakmp/ : /: ESP\(spi=|isakmp/
+    // ARP is how the two gateways find each other on the segment: not IP, no payload.
+    const clear = wire.lines.filter((l) => !sealed.test(l) && !/ ARP, /.test(l))
+    t.same(clear, [], `only ${mode === 'libipsec' ? 'ESP in UDP 4500 and IKE' : 'ESP and IKE'} on the wire (and ARP)${clear.length ? `; also: ${clear.join(' | ')}` : ''}`)
+    t.notMatch(wire.ascii, secret, 'the marker never appears on the simulated internet')
+  })
+
+  t.test('devices keep their old server address: it leads to the proxy through the tunnel', async (t) => {
+    const secret = marker()
+    const listener = await listenOnce(lab, proxy.name, port)
+    const r = await send(iotNet.oldServer!.address, secret)
+    t.equal(r.code, 0, `${client.name} connects to ${iotNet.oldServer!.address}:${port}`)
+    const got = await listener.received()
+    t.match(got.data, secret, `the request arrives at ${proxy.name}`)
+    t.equal(got.from, addressOn(client, 'iot'), 'and the proxy sees the device itself')
+  })
+
+  t.test('with strongSwan stopped on a gateway there is no path at all, and nothing leaks', async (t) => {
+    t.teardown(async () => {
+      await lab.sh(tunnel.site, 'systemctl start strongswan.service')
+      await waitForTunnel(lab, tunnel)
+    })
+    await lab.sh(tunnel.site, 'systemctl stop strongswan.service')
+    await sleep(500)
+    const secret = marker()
+    const wire = await capture(lab, tunnel.site, wanDev(tunnel.site), async () => {
+      t.not((await send(proxyAddr, secret)).code, 0, 'the device cannot reach the proxy')
+      t.not((await lab.sh(client.name, `ping -c 2 -i 0.2 -W 1 ${proxyAddr}`)).code, 0, 'not even a ping')
+    })
+    t.notMatch(wire.ascii, secret, 'the marker is not on the simulated internet')
+    t.same(wire.lines.filter((l) => l.includes(addressOn(client, 'iot')!)), [], 'no packet of the device crossed in clear')
+    const route = await lab.sh(tunnel.site, `ip route get ${proxyAddr}`)
+    t.not(route.code, 0, `${tunnel.site} has no route to the cloud LAN without its tunnel (${route.stderr.trim()})`)
+  })
+}

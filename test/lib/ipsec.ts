@@ -1,0 +1,94 @@
+// Helpers for the VPN scenarios, in the spirit of strongSwan's testing/: read SAs the
+// way `swanctl --list-sas --raw` prints them, poll instead of sleeping, capture on the
+// wire, and always put back what a scenario changed.
+import type { Lab } from './lab.js'
+
+export interface ChildSa { name: string; state: string; fields: Record<string, string> }
+export interface IkeSa { name: string; state: string; fields: Record<string, string>; children: ChildSa[] }
+
+/** Parse one `swanctl --list-sas --raw` output into IKE SAs with their child SAs. */
+export function parseRawSas(text: string): IkeSa[] {
+  const sas: IkeSa[] = []
+  for (const line of text.split('\n').filter((l) => l.startsWith('list-sa event {'))) {
+    const name = /^list-sa event \{(\S+) \{/.exec(line)![1]
+    const childStart = line.indexOf('child-sas {')
+    const ikePart = childStart >= 0 ? line.slice(0, childStart) : line
+    const fields = Object.fromEntries([...ikePart.matchAll(/([\w-]+)=(\S+)/g)].map((m) => [m[1], m[2]]))
+    const children: ChildSa[] = []
+    if (childStart >= 0) {
+      for (const m of line.slice(childStart).matchAll(/(\S+) \{(name=[^{}]*)\}/g)) {
+        const f = Object.fromEntries([...m[2].matchAll(/([\w-]+)=(\[[^\]]*\]|\S+)/g)].map((x) => [x[1], x[2]]))
+        children.push({ name: f.name, state: f.state, fields: f })
+      }
+    }
+    sas.push({ name, state: fields.state, fields, children })
+  }
+  return sas
+}
+
+export async function listSas(lab: Lab, gw: string, conn?: string): Promise<IkeSa[]> {
+  const r = await lab.sh(gw, `swanctl --list-sas --raw${conn ? ` --ike ${conn}` : ''}`)
+  return parseRawSas(r.stdout)
+}
+
+export const installed = (sas: IkeSa[]) =>
+  sas.some((s) => s.state === 'ESTABLISHED' && s.children.some((c) => c.state === 'INSTALLED'))
+
+/** Poll until the tunnel is up on both ends; returns the seconds it took. */
+export async function waitForTunnel(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 30000): Promise<number> {
+  const t0 = Date.now()
+  while (Date.now() - t0 < timeoutMs) {
+    const [a, b] = await Promise.all([listSas(lab, tunnel.site, tunnel.name), listSas(lab, tunnel.hub, tunnel.name)])
+    if (installed(a) && installed(b)) return (Date.now() - t0) / 1000
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  throw new Error(`tunnel ${tunnel.name} not up on both ${tunnel.site} and ${tunnel.hub} within ${timeoutMs / 1000} s`)
+}
+
+/** Poll until neither end has an SA of the tunnel. */
+export async function waitForNoSa(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 15000): Promise<void> {
+  const t0 = Date.now()
+  while (Date.now() - t0 < timeoutMs) {
+    const [a, b] = await Promise.all([listSas(lab, tunnel.site, tunnel.name), listSas(lab, tunnel.hub, tunnel.name)])
+    if (a.length === 0 && b.length === 0) return
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  throw new Error(`tunnel ${tunnel.name} still has SAs after ${timeoutMs / 1000} s`)
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * Capture on a host's interface while `during` runs; returns the packets as
+ * `tcpdump -nn -r` prints them, and the payload as ASCII (-A) to search for markers.
+ */
+export async function capture(lab: Lab, host: string, dev: string, during: () => Promise<void>): Promise<{ lines: string[]; ascii: string }> {
+  const file = `/tmp/lab-capture-${dev}-${Date.now()}.pcap`
+  await lab.sh(host, `rm -f ${file}; (tcpdump -i ${dev} --immediate-mode -nn -U -s 0 -w ${file} >/dev/null 2>${file}.err & echo $! > ${file}.pid)`)
+  // Capture starts when tcpdump says it is listening, not when its file appears.
+  for (let i = 0; i < 50 && (await lab.sh(host, `grep -q 'listening on' ${file}.err`)).code !== 0; i++) await sleep(100)
+  try {
+    await during()
+    await sleep(300)
+  } finally {
+    await lab.sh(host, `kill $(cat ${file}.pid); sleep 0.3`)
+  }
+  const lines = (await lab.sh(host, `tcpdump -nn -r ${file} 2>/dev/null`)).stdout.split('\n').filter(Boolean)
+  const ascii = (await lab.sh(host, `tcpdump -nn -A -r ${file} 2>/dev/null; rm -f ${file} ${file}.pid ${file}.err`)).stdout
+  return { lines, ascii }
+}
+
+/** A one-shot TCP listener on a host: resolves to what it received and from where. */
+export async function listenOnce(lab: Lab, host: string, port: number): Promise<{ received: () => Promise<{ data: string; from: string }> }> {
+  const out = `/tmp/lab-listen-${port}-${Date.now()}`
+  await lab.sh(host, `(timeout 20 nc -n -v -l ${port} > ${out} 2> ${out}.err & echo $! > ${out}.pid)`)
+  for (let i = 0; i < 50 && (await lab.sh(host, `ss -ltn 'sport = :${port}' | grep -q LISTEN`)).code !== 0; i++) await sleep(100)
+  return {
+    received: async () => {
+      for (let i = 0; i < 50 && (await lab.sh(host, `kill -0 $(cat ${out}.pid) 2>/dev/null`)).code === 0; i++) await sleep(100)
+      const data = (await lab.sh(host, `cat ${out}`)).stdout
+      const err = (await lab.sh(host, `cat ${out}.err; kill $(cat ${out}.pid) 2>/dev/null; rm -f ${out} ${out}.err ${out}.pid`)).stdout
+      return { data, from: /Connection (?:received on|from) \[?([\d.]+)/.exec(err)?.[1] ?? '' }
+    },
+  }
+}
