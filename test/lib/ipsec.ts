@@ -34,12 +34,18 @@ export async function listSas(lab: Lab, gw: string, conn?: string): Promise<IkeS
 export const installed = (sas: IkeSa[]) =>
   sas.some((s) => s.state === 'ESTABLISHED' && s.children.some((c) => c.state === 'INSTALLED'))
 
-/** Poll until the tunnel is up on both ends; returns the seconds it took. */
+/** Both ends hold the same child SA: what one sends with is what the other receives. */
+function samePair(site: IkeSa[], hub: IkeSa[]): boolean {
+  const children = (sas: IkeSa[]) => sas.flatMap((s) => s.children.filter((c) => c.state === 'INSTALLED'))
+  return children(site).some((c) => children(hub).some((d) => c.fields['spi-in'] === d.fields['spi-out'] && c.fields['spi-out'] === d.fields['spi-in']))
+}
+
+/** Poll until the tunnel is up on both ends, as one and the same SA pair; returns the seconds it took. */
 export async function waitForTunnel(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 30000): Promise<number> {
   const t0 = Date.now()
   while (Date.now() - t0 < timeoutMs) {
     const [a, b] = await Promise.all([listSas(lab, tunnel.site, tunnel.name), listSas(lab, tunnel.hub, tunnel.name)])
-    if (installed(a) && installed(b)) return (Date.now() - t0) / 1000
+    if (installed(a) && installed(b) && samePair(a, b)) return (Date.now() - t0) / 1000
     await new Promise((r) => setTimeout(r, 200))
   }
   throw new Error(`tunnel ${tunnel.name} not up on both ${tunnel.site} and ${tunnel.hub} within ${timeoutMs / 1000} s`)
