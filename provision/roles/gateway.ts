@@ -47,7 +47,7 @@ function psk(ctx: Context, tunnel: string): string {
   return fs.readFileSync(f, 'utf8').trim()
 }
 
-function swanctlVars(ctx: Context, withPsk = false) {
+export function swanctlVars(ctx: Context, withPsk = false) {
   const id = (h: string) => ikeIdentity(ctx.topology.name, h)
   return {
     host: ctx.self.name,
