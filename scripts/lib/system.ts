@@ -9,20 +9,24 @@ const q = { quiet: true, nothrow: true }
 const hasCommand = (cmd: string) => async () =>
   (await $(q)`sh -c ${`command -v ${cmd} || test -x /usr/sbin/${cmd} || test -x /sbin/${cmd}`}`).exitCode === 0
 
+const installed = (pkg: string) => async () =>
+  (await $(q)`dpkg-query -W -f=${'${db:Status-Status}'} ${pkg}`).stdout.trim() === 'installed'
+
 /** Debian package names; `--no-install-recommends` keeps qemu and ~400 packages out. */
 export const LXC_REQUIREMENTS: Requirement[] = [
   { pkg: 'vagrant', why: 'makes the hosts', present: hasCommand('vagrant') },
   { pkg: 'lxc', why: 'runs the hosts as system containers', present: hasCommand('lxc-start') },
   {
     pkg: 'vagrant-lxc', why: "Vagrant's lxc provider",
-    present: async () => (await $(q)`dpkg-query -W -f=${'${db:Status-Status}'} vagrant-lxc`).stdout.trim() === 'installed'
-      || /vagrant-lxc/.test((await $(q)`vagrant plugin list`).stdout),
+    present: async () => (await installed('vagrant-lxc')()) || /vagrant-lxc/.test((await $(q)`vagrant plugin list`).stdout),
   },
   { pkg: 'bridge-utils', why: 'vagrant-lxc calls brctl', present: hasCommand('brctl') },
   { pkg: 'iproute2', why: 'bridges, and isolated management ports', present: hasCommand('bridge') },
   { pkg: 'mmdebstrap', why: 'builds the box from Debian packages', present: hasCommand('mmdebstrap') },
   { pkg: 'nftables', why: 'keeps this machine from routing into the lab', present: hasCommand('nft') },
   { pkg: 'openssh-client', why: 'vagrant ssh', present: hasCommand('ssh') },
+  { pkg: 'strongswan-pki', why: 'the lab CA and the gateways\' certificates', present: hasCommand('pki') },
+  { pkg: 'libstrongswan-standard-plugins', why: 'Ed25519 for pki (its openssl plugin)', present: installed('libstrongswan-standard-plugins') },
 ]
 
 export async function missingRequirements(reqs = LXC_REQUIREMENTS): Promise<Requirement[]> {
