@@ -23,7 +23,9 @@ if (lab) {
       const actual = lab.facts(host.name).addresses.filter((a) => a.ifname !== 'lo')
       if (lab.provider === 'lxc') {
         // On lxc each NIC is named after its network: names and addresses must match exactly.
-        const want = host.interfaces.map((i) => `${i.network} ${i.address}/${i.prefix}`).sort()
+        // A LAN's gateway also answers for the LAN's old server address (a /32).
+        const oldServers = lab.topology.networks.filter((n) => n.gateway === host.name && n.oldServer).map((n) => `${n.name} ${n.oldServer!.address}/32`)
+        const want = [...host.interfaces.map((i) => `${i.network} ${i.address}/${i.prefix}`), ...oldServers].sort()
         t.same(actual.map((a) => `${a.ifname} ${a.address}/${a.prefix}`).sort(), want)
       } else {
         // On VMs the management network is Vagrant's NAT interface; every lab address must
@@ -31,7 +33,8 @@ if (lab) {
         for (const i of host.interfaces.slice(1)) {
           t.ok(actual.some((a) => a.address === i.address && a.prefix === i.prefix), `${i.network}: ${i.address}/${i.prefix}`)
         }
-        const extra = actual.filter((a) => !host.interfaces.some((i) => i.address === a.address) && a.ifname !== lab.facts(host.name).mgmtInterface)
+        const oldServers = lab.topology.networks.filter((n) => n.gateway === host.name && n.oldServer).map((n) => n.oldServer!.address)
+        const extra = actual.filter((a) => !host.interfaces.some((i) => i.address === a.address) && !oldServers.includes(a.address) && a.ifname !== lab.facts(host.name).mgmtInterface)
         t.same(extra, [], 'no address the topology does not name')
       }
       const v6 = (await lab.sh(host.name, 'ip -6 -o addr show')).stdout.trim()

@@ -3,8 +3,11 @@
 // kernel allows; the IoT site's traffic crosses it and nothing crosses the simulated
 // internet in the clear; the old server address still works; with strongSwan stopped
 // there is no path at all.
+import fs from 'node:fs'
 import t from 'tap'
 import { ESP_PROBE } from '../../provision/facts.js'
+import { pkiPaths } from '../../provision/pki.js'
+import { stateDir } from '../../scripts/lib/paths.js'
 import { addressOn } from '../../provision/topology.js'
 import { capture, listenOnce, listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
 import { openLab } from '../lib/lab.js'
@@ -62,6 +65,17 @@ if (lab) {
       }
     })
   }
+
+  t.test('the CA key stays on the provisioning machine; each gateway key is its own, 0600', async (t) => {
+    const caKey = fs.readFileSync(pkiPaths(stateDir).caKey, 'utf8').split('\n')[1]
+    t.ok(caKey && caKey.length > 20, 'the CA key exists here (control)')
+    for (const gw of [tunnel.site, tunnel.hub]) {
+      const found = await lab.sh(gw, `grep -rlF -- ${JSON.stringify(caKey)} /etc /root /home /var/lib /tmp 2>/dev/null`)
+      t.equal(found.stdout.trim(), '', `${gw} holds no copy of the CA key`)
+      t.equal((await lab.sh(gw, `stat -c '%a %U' /etc/swanctl/private/${gw}.key`)).stdout.trim(), '600 root', `${gw}'s own key is 0600 root`)
+    }
+    t.equal(fs.statSync(pkiPaths(stateDir).caKey).mode & 0o777, 0o600, 'the CA key is 0600 here')
+  })
 
   t.test('traffic from the IoT LAN to the proxy crosses the tunnel, and only sealed', async (t) => {
     const before = Number((await listSas(lab, tunnel.hub, tunnel.name))[0].children[0].fields['bytes-in'])
