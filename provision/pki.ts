@@ -44,8 +44,19 @@ function writeSecret(file: string, content: string) {
   fs.chmodSync(file, 0o600)
 }
 
-/** Create the CA once; afterwards only check its files are there and private. */
-export async function ensureCa(stateDir: string, labName: string): Promise<Pki> {
+/**
+ * Create the CA once; afterwards only check its files are there and private. Gateways
+ * are provisioned in parallel and each asks for the CA: calls are serialized, so a fresh
+ * lab gets one CA, not one per gateway.
+ */
+let pkiQueue: Promise<unknown> = Promise.resolve()
+export function ensureCa(stateDir: string, labName: string): Promise<Pki> {
+  const next = pkiQueue.then(() => createOrCheckCa(stateDir, labName))
+  pkiQueue = next.catch(() => {})
+  return next
+}
+
+async function createOrCheckCa(stateDir: string, labName: string): Promise<Pki> {
   const p = pkiPaths(stateDir)
   fs.mkdirSync(p.dir, { recursive: true, mode: 0o700 })
   fs.chmodSync(p.dir, 0o700)

@@ -6,6 +6,7 @@ import { vagrantInventory } from '../../provision/inventory.js'
 import { provision } from '../../provision/run.js'
 import { SshHost } from '../../provision/ssh.js'
 import { recapText, summarize } from '../../provision/report.js'
+import type { Reporter } from '../../provision/runner.js'
 import { loadTopology, type Topology } from '../../provision/topology.js'
 import { boxName, ensureBox } from './box.js'
 import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from './lxc.js'
@@ -66,7 +67,8 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
   await timed('vagrant_up', `vagrant up --provider=${provider}`, () => vagrant(['up', `--provider=${provider}`], log))
   let changed = 0
   if (opts.provision !== false) {
-    const recaps = await timed('provision', 'Provisioning every host', () => provision({ topology, repoRoot, stateDir }))
+    const failures: Reporter = (host, kind, r) => { if (r.status === 'failed') log(`    ${host}: ${kind} "${r.name}" failed: ${r.error}`) }
+    const recaps = await timed('provision', 'Provisioning every host', () => provision({ topology, repoRoot, stateDir, report: failures }))
     log(recapText(recaps, false))
     const s = summarize(recaps)
     if (s.failed + s.unreachable > 0) throw new Error(`provisioning failed on ${s.failed + s.unreachable} host(s): see the recap above, fix, then \`npm run provision\``)
