@@ -4,9 +4,12 @@
 import { gatherFacts } from './facts.js'
 import { vagrantInventory, type Inventory, type InventoryEntry } from './inventory.js'
 import { rolesFor } from './roles/index.js'
-import { runRoles, type HostRecap, type Reporter } from './runner.js'
+import { counts, runRoles, type HostRecap, type Reporter } from './runner.js'
 import { SshHost, type RemoteHost } from './ssh.js'
 import type { Topology } from './topology.js'
+
+/** Present on a host only after a complete, successful provisioning run. */
+export const PROVISIONED = '/etc/lab/provisioned'
 
 export interface ProvisionOptions {
   topology: Topology
@@ -42,7 +45,12 @@ export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
     try {
       const facts = await gatherFacts(host, self)
       const roles = await rolesFor(self.role)
-      return await runRoles(roles, { host, self, topology, facts, dryRun: !!opts.dryRun, stateDir: opts.stateDir }, opts.report)
+      const recap = await runRoles(roles, { host, self, topology, facts, dryRun: !!opts.dryRun, stateDir: opts.stateDir }, opts.report)
+      // A marker that only a complete, successful run leaves: tests (and people) can
+      // tell a provisioned host from one whose run stopped halfway.
+      if (!opts.dryRun) await host.exec(counts(recap).failed === 0 ? `test -f ${PROVISIONED} || touch ${PROVISIONED}` : `rm -f ${PROVISIONED}`)
+      return recap
+
     } catch (e) {
       return { host: self.name, roles: [], steps: [{ name: 'Gather facts', status: 'failed', error: (e as Error).message, ms: 0 }], handlers: [] }
     } finally {

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import type { Test } from 'tap'
 import { gatherFacts, type Facts } from '../../provision/facts.js'
 import { vagrantInventory } from '../../provision/inventory.js'
-import { provision } from '../../provision/run.js'
+import { PROVISIONED, provision } from '../../provision/run.js'
 import { summarize } from '../../provision/report.js'
 import { SshHost, type ExecOptions, type ExecResult, type RemoteHost } from '../../provision/ssh.js'
 import { loadTopology, type Host, type Topology } from '../../provision/topology.js'
@@ -59,9 +59,10 @@ export async function openLab(t: Test): Promise<Lab | undefined> {
   }))
   t.teardown(async () => { for (const h of hosts.values()) await h.close() })
 
-  // Running but never provisioned (e.g. a bare `vagrant up`): provision first.
+  // Running but not (completely) provisioned, e.g. a bare `vagrant up` or a run that
+  // stopped halfway: provision first.
   const bare = []
-  for (const [name, conn] of hosts) if ((await conn.exec('test -f /etc/lab/host.json', { check: false })).code !== 0) bare.push(name)
+  for (const [name, conn] of hosts) if ((await conn.exec(`test -f ${PROVISIONED}`, { check: false })).code !== 0) bare.push(name)
   if (bare.length) {
     t.comment(`provisioning ${bare.join(', ')} (running but not provisioned)`)
     const s = summarize(await provision({ topology, repoRoot, stateDir, only: bare }))
