@@ -1,7 +1,6 @@
 // The lab's life cycle, as `npm run lab` and the tests drive it: up (everything a
 // newcomer needs, in order, each step timed), down (leaves nothing behind), status.
 import { spawn } from 'node:child_process'
-import fs from 'node:fs'
 import { vagrantInventory } from '../../provision/inventory.js'
 import { provision } from '../../provision/run.js'
 import { SshHost } from '../../provision/ssh.js'
@@ -147,8 +146,4 @@ export async function statusText(topology: Topology): Promise<string> {
   const widths = head.map((_, i) => Math.max(head[i].length, ...rows.map((r) => r[i].length)))
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
   return ['', fmt(head), ...rows.map(fmt)].join('\n')
-}
-
-export function labIsDefined(): boolean {
-  return fs.existsSync(topologyFile)
 }

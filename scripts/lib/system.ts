@@ -6,7 +6,7 @@ import { $ } from 'zx'
 export interface Requirement { pkg: string; why: string; present(): Promise<boolean> }
 
 const q = { quiet: true, nothrow: true }
-const hasCommand = (cmd: string) => async () =>
+export const hasCommand = (cmd: string) => async () =>
   (await $(q)`sh -c ${`command -v ${cmd} || test -x /usr/sbin/${cmd} || test -x /sbin/${cmd}`}`).exitCode === 0
 
 const installed = (pkg: string) => async () =>

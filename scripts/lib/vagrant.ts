@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
 import { repoRoot } from './paths.js'
+import { hasCommand } from './system.js'
 
 export type Provider = 'lxc' | 'virtualbox' | 'libvirt'
 
@@ -17,9 +18,8 @@ export async function detectProvider(): Promise<Provider> {
     if (!['lxc', 'virtualbox', 'libvirt'].includes(wanted)) throw new Error(`provider ${wanted} is not supported: use lxc, virtualbox or libvirt`)
     return wanted as Provider
   }
-  const has = async (c: string) => (await $({ quiet: true, nothrow: true })`sh -c ${`command -v ${c}`}`).exitCode === 0
-  if (await has('VBoxManage')) return 'virtualbox'
-  if ((await has('vagrant')) && /vagrant-libvirt/.test((await $({ quiet: true, nothrow: true })`vagrant plugin list`).stdout)) return 'libvirt'
+  if (await hasCommand('VBoxManage')()) return 'virtualbox'
+  if ((await hasCommand('vagrant')()) && /vagrant-libvirt/.test((await $({ quiet: true, nothrow: true })`vagrant plugin list`).stdout)) return 'libvirt'
   return 'lxc'
 }
 

@@ -1,17 +1,9 @@
 // A second provision changes nothing and says so; drift is seen by --dry-run
 // without being fixed, then fixed by a real run, and the run after is clean again.
-import { execFile } from 'node:child_process'
-import path from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
-import { repoRoot } from '../../scripts/lib/paths.js'
-import { openLab } from '../lib/lab.js'
+import { labCli, openLab } from '../lib/lab.js'
 
-const run = promisify(execFile)
-const provisionCli = async (...args: string[]) => {
-  const r = await run(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), ['provision/cli.ts', ...args], { cwd: repoRoot, maxBuffer: 32 << 20 })
-  return r.stdout
-}
+const provisionCli = async (...args: string[]) => (await labCli('provision/cli.ts', args)).stdout
 const json = async (...args: string[]) => JSON.parse(await provisionCli('--json', ...args)) as {
   summary: { hosts: number; changed: number; failed: number; unreachable: number }
   hosts: { host: string; steps: { name: string; status: string }[] }[]

@@ -10,12 +10,10 @@ import t from 'tap'
 import { stringify, parse } from 'yaml'
 import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
 import { listSas, waitForNoSa, waitForTunnel } from '../lib/ipsec.js'
-import { openLab } from '../lib/lab.js'
+import { labCli, openLab } from '../lib/lab.js'
 
 const run = promisify(execFile)
-const tsx = path.join(repoRoot, 'node_modules', '.bin', 'tsx')
-const cli = (script: string, args: string[], env: Record<string, string> = {}) =>
-  run(tsx, [script, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, maxBuffer: 32 << 20 })
+const cli = labCli
 
 const lab = await openLab(t)
 if (lab) {

@@ -13,7 +13,7 @@ import { loadTopology } from '../../provision/topology.js'
 import { networksUp } from '../../scripts/lib/network.js'
 import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
 import { installed, listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
-import { openLab } from '../lib/lab.js'
+import { labCli, openLab } from '../lib/lab.js'
 
 const run = promisify(execFile)
 const lab = await openLab(t)
@@ -30,13 +30,12 @@ if (lab && lab.provider !== 'lxc') {
   fs.writeFileSync(file, stringify(raw))
   const two = loadTopology(file)
   const env = { ...process.env, LAB_TOPOLOGY: file }
-  const tsx = path.join(repoRoot, 'node_modules', '.bin', 'tsx')
   const added = ['gw-iot2', 'iot-client2']
 
   t.teardown(async () => {
     await run('vagrant', ['destroy', '-f', ...added], { cwd: repoRoot, env }).catch(() => {})
     await run('ip', ['link', 'delete', two.networks.find((n) => n.name === 'iot2')!.bridge]).catch(() => {})
-    await run(tsx, ['provision/cli.ts'], { cwd: repoRoot, maxBuffer: 64 << 20 }) // every host as the real topology says
+    await labCli('provision/cli.ts') // every host as the real topology says
     await waitForTunnel(lab, first)
   })
 
@@ -45,7 +44,7 @@ if (lab && lab.provider !== 'lxc') {
     await run('vagrant', ['up', '--provider=lxc', ...added], { cwd: repoRoot, env, maxBuffer: 64 << 20 })
     // Provision everything from the new data: the hub's second tunnel, the new hosts,
     // and the cloud hosts' routes back to the new site.
-    const p = await run(tsx, ['provision/cli.ts', '--json'], { cwd: repoRoot, env, maxBuffer: 64 << 20 })
+    const p = await labCli('provision/cli.ts', ['--json'], { LAB_TOPOLOGY: file })
     const summary = JSON.parse(p.stdout).summary
     t.same([summary.hosts, summary.failed, summary.unreachable], [two.hosts.length, 0, 0], 'every host, old and new, is provisioned')
 

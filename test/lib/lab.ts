@@ -2,8 +2,10 @@
 // machine runs every lab test for real), one SSH connection per host, closed at the
 // end. Where no lab can run here the file says skip with the reason; under CI
 // (LAB_REQUIRED=1) that is a failure instead.
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import fs from 'node:fs'
+import path from 'node:path'
+import { promisify } from 'node:util'
 import type { Test } from 'tap'
 import { gatherFacts, type Facts } from '../../provision/facts.js'
 import { vagrantInventory } from '../../provision/inventory.js'
@@ -15,6 +17,19 @@ import { labUp } from '../../scripts/lib/lab.js'
 import { repoRoot, stateDir, topologyFile } from '../../scripts/lib/paths.js'
 import { ownerClone } from '../../scripts/lib/lxc.js'
 import { detectProvider, knownContainers, machineStates } from '../../scripts/lib/vagrant.js'
+
+const execFileP = promisify(execFile)
+
+/**
+ * Run one of the project's CLIs (e.g. provision/cli.ts, scripts/pki.ts) as a user would,
+ * optionally against another topology (env LAB_TOPOLOGY). Rejects on a non-zero exit,
+ * with stdout and stderr on the error.
+ */
+export function labCli(script: string, args: string[] = [], env: Record<string, string> = {}) {
+  return execFileP(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), [script, ...args], {
+    cwd: repoRoot, env: { ...process.env, ...env }, maxBuffer: 64 << 20,
+  })
+}
 
 export interface Lab {
   topology: Topology
