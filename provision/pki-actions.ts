@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { vagrantInventory } from './inventory.js'
 import { ensureFileContent } from './modules/file.js'
-import { certInfo, ensureCa, pkiPaths, revocations, revokeHost, type Revocation } from './pki.js'
+import { certInfo, ensureCa, isRevoked, pkiPaths, revocations, revokeHost, type Revocation } from './pki.js'
 import { summarize } from './report.js'
 import { provision } from './run.js'
 import { SshHost, type RemoteHost } from './ssh.js'
@@ -69,7 +69,7 @@ export async function status(topology: Topology, stateDir: string): Promise<stri
     const f = path.join(p.dir, 'certs', `${h.name}.pem`)
     if (!fs.existsSync(f)) { lines.push(`${h.name}: no certificate issued yet`); continue }
     const info = await certInfo(p, fs.readFileSync(f, 'utf8'))
-    const revoked = revocations(p).some((r) => r.serial === info.serial)
+    const revoked = isRevoked(p, info.serial)
     lines.push(`${h.name}: serial ${info.serial}, until ${info.notAfter.toISOString().slice(0, 10)}${revoked ? ', REVOKED' : ''}`)
   }
   return lines.join('\n')

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process'
 import { vagrantInventory } from '../../provision/inventory.js'
 import { provision } from '../../provision/run.js'
+import { parseRawSas } from '../../provision/lib/swanctl.js'
 import { SshHost } from '../../provision/ssh.js'
 import { recapText, summarize } from '../../provision/report.js'
 import type { Reporter } from '../../provision/runner.js'
@@ -117,12 +118,7 @@ async function ipsecStatus(topology: Topology, states: Map<string, string>): Pro
       try {
         const r = await host.exec('cat /etc/lab/ipsec-mode 2>/dev/null; swanctl --list-sas --raw 2>/dev/null', { check: false })
         const [mode, ...sas] = r.stdout.split('\n')
-        const tunnels = sas.filter((l) => l.startsWith('list-sa event')).map((l) => {
-          const name = /^list-sa event \{(\S+) /.exec(l)?.[1]
-          const ike = /state=(\w+)/.exec(l)?.[1]
-          const child = /child-sas \{\S+ \{[^}]*?state=(\w+)/.exec(l)?.[1]
-          return `${name} ${ike}${child ? `/${child}` : ''}`
-        })
+        const tunnels = parseRawSas(sas.join('\n')).map((s) => `${s.name} ${s.state}${s.children[0] ? `/${s.children[0].state}` : ''}`)
         out.set(g.name, `${mode.trim() || 'not provisioned'}; ${tunnels.join(', ') || 'no tunnel'}`)
       } finally {
         await host.close()
