@@ -52,7 +52,7 @@ export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
       return recap
 
     } catch (e) {
-      return { host: self.name, roles: [], steps: [{ name: 'Gather facts', status: 'failed', error: (e as Error).message, ms: 0 }], handlers: [] }
+      return { host: self.name, roles: [], steps: [{ name: 'Prepare or finish the run (facts, roles, provisioned marker)', status: 'failed', error: (e as Error).message, ms: 0 }], handlers: [] }
     } finally {
       await host.close()
     }
