@@ -65,5 +65,10 @@ function lookup(vars: Vars, key: string, name: string): unknown {
 }
 
 export function renderFile(relative: string, vars: Vars): string {
-  return render(fs.readFileSync(path.join(templateDir, relative), 'utf8'), vars, relative)
+  return render(templateText(relative), vars, relative)
+}
+
+/** A template's text as it is, unrendered (to version what it produces, say). */
+export function templateText(relative: string): string {
+  return fs.readFileSync(path.join(templateDir, relative), 'utf8')
 }

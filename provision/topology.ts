@@ -68,11 +68,24 @@ export interface Tunnel {
 
 export interface Vpn { hub: string; auth: VpnAuth; tunnels: Tunnel[] }
 
+/** The telemetry services: how many devices each IoT client simulates, and how often. */
+export interface Telemetry {
+  devicesPerClient: number
+  intervalMs: number
+  /** Devices with keys for the load generator (npm run bench), ids bench-0001 on. */
+  benchDevices: number
+  /** The ingest servers' port on the backends. */
+  port: number
+  /** Every simulated device, with the iot-client host that runs it. */
+  devices: { id: string; host: string }[]
+}
+
 export interface Topology {
   name: string
   networks: Network[]
   hosts: Host[]
   vpn?: Vpn
+  telemetry: Telemetry
 }
 
 export class TopologyError extends Error {
@@ -82,7 +95,8 @@ export class TopologyError extends Error {
   }
 }
 
-const TOP_KEYS = ['name', 'networks', 'hosts', 'vpn']
+const TOP_KEYS = ['name', 'networks', 'hosts', 'vpn', 'telemetry']
+const TELEMETRY_KEYS = ['devices', 'interval_ms', 'bench_devices', 'port']
 const VPN_KEYS = ['hub', 'auth']
 const OLD_SERVER_KEYS = ['address', 'host', 'ports']
 const NETWORK_KEYS = ['kind', 'cidr', 'host_address', 'gateway', 'old_server']
@@ -231,6 +245,7 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
   }
   const vpn = validateVpn(raw.vpn, networks, hosts, fail)
   validateOldServers(raw.networks, networks, hosts, owners, vpn, fail)
+  const telemetry = validateTelemetry(raw.telemetry, hosts, fail)
   if (problems.length > 0) throw new TopologyError(file, problems)
 
   const lans = networks.filter((n) => n.kind === 'lan')
@@ -246,7 +261,7 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
       }
     }
   }
-  return { name: labName, networks, hosts, ...(vpn ? { vpn } : {}) }
+  return { name: labName, networks, hosts, ...(vpn ? { vpn } : {}), telemetry }
 }
 
 function validateVpn(raw: unknown, networks: Network[], hosts: Host[], fail: (f: string, m: string) => void): Vpn | undefined {
@@ -306,6 +321,26 @@ function validateOldServers(rawNetworks: unknown, networks: Network[], hosts: Ho
     net.oldServer = { address: raw.address as string, host: target.name, target: targetIf.address, ports: ports as number[] }
   }
 }
+
+function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: string) => void): Telemetry {
+  const r: Raw = raw === undefined ? {} : isObject(raw) ? raw : (fail('telemetry', 'must be a mapping with devices, interval_ms, bench_devices, port'), {})
+  unknownKeys(r, TELEMETRY_KEYS, 'telemetry', fail)
+  const int = (key: string, def: number, min: number, max: number, what: string) => {
+    const v = r[key] ?? def
+    if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) { fail(`telemetry.${key}`, `must be a whole number from ${min} to ${max} (${what}); got ${JSON.stringify(r[key])}`); return def }
+    return v as number
+  }
+  const devicesPerClient = int('devices', 4, 1, 1000, 'simulated devices on each iot-client host')
+  const intervalMs = int('interval_ms', 1000, 10, 3_600_000, 'milliseconds between two readings of a device')
+  const benchDevices = int('bench_devices', 1000, 0, 100_000, 'devices the load generator may simulate')
+  const port = int('port', 8080, 1024, 65535, 'the ingest servers\' TCP port')
+  const devices = hosts.filter((h) => h.role === 'iot-client')
+    .flatMap((h) => Array.from({ length: devicesPerClient }, (_, i) => ({ id: `${h.name}-${String(i + 1).padStart(2, '0')}`, host: h.name })))
+  return { devicesPerClient, intervalMs, benchDevices, port, devices }
+}
+
+/** The load generator's device ids (their keys are derived like every device's). */
+export const benchDeviceIds = (t: Topology) => Array.from({ length: t.telemetry.benchDevices }, (_, i) => `bench-${String(i + 1).padStart(4, '0')}`)
 
 function unknownKeys(obj: Raw, allowed: string[], field: string, fail: (f: string, m: string) => void) {
   for (const key of Object.keys(obj)) {

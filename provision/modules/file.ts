@@ -63,3 +63,19 @@ export function absent(name: string, path: string, notify?: string[]): Step {
     },
   }
 }
+
+/** Ensure a directory exists with this mode and owner (a service's config folder, say). */
+export function directory(name: string, spec: { path: string; mode: string; owner?: string; group?: string }): Step {
+  const owner = spec.owner ?? 'root'
+  const group = spec.group ?? owner
+  const p = q(spec.path)
+  return {
+    name,
+    async run(ctx) {
+      const r = await ctx.host.exec(`stat -c '%F %a %U %G' ${p}`, { check: false })
+      if (r.stdout.trim() === `directory ${Number.parseInt(spec.mode, 8).toString(8)} ${owner} ${group}`) return false
+      if (!ctx.dryRun) await ctx.host.exec(`mkdir -p ${p} && chown ${q(owner)}:${q(group)} ${p} && chmod ${spec.mode} ${p}`)
+      return true
+    },
+  }
+}

@@ -1,7 +1,87 @@
-// Role db: a skeleton until its issue fills it in (the base comes from common).
-// Its steps, firewall rules and kernel settings are declared here, as data.
+// Role db: PostgreSQL, listening on the cloud LAN only, admitting the backends alone
+// (pg_hba and nftables), with the readings table and the ingest role created by the
+// provisioner. The role's password is generated here and checked against the
+// server's SCRAM verifier, so a second provision neither changes nor reveals it.
+import { createHash, createHmac, pbkdf2Sync } from 'node:crypto'
+import { converge } from '../modules/command.js'
+import { file } from '../modules/file.js'
+import { service } from '../modules/service.js'
+import { dbPassword } from '../secrets.js'
+import type { Context } from '../runner.js'
+import { renderFile, templateText } from '../template.js'
+import { hostsWithRole } from '../topology.js'
 import type { RoleModule } from './index.js'
+import { DB, addressFacing } from './telemetry.js'
+
+/** The cluster's config folder, e.g. /etc/postgresql/15/main (Debian's layout). */
+async function clusterDir(ctx: Context): Promise<string> {
+  const r = await ctx.host.exec('ls -d /etc/postgresql/*/main | sort -V | tail -1', { check: false })
+  const dir = r.stdout.trim()
+  if (!dir) throw new Error(`${ctx.self.name} has no PostgreSQL cluster under /etc/postgresql: is the postgresql package installed?`)
+  return dir
+}
+
+const backendAddresses = (ctx: Context) =>
+  hostsWithRole(ctx.topology, 'backend').map((b) => addressFacing(b, ctx.self)).filter((a): a is string => !!a)
+
+const listenAddress = (ctx: Context) => {
+  const b = hostsWithRole(ctx.topology, 'backend')[0]
+  return (b && addressFacing(ctx.self, b)) ?? ctx.self.interfaces.find((i) => i.network !== ctx.self.mgmt.network)!.address
+}
+
+/** Does this password match a SCRAM-SHA-256 verifier (RFC 5802, PostgreSQL's format)? */
+export function scramMatches(verifier: string, password: string): boolean {
+  const m = /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(verifier.trim())
+  if (!m) return false
+  const salted = pbkdf2Sync(password, Buffer.from(m[2], 'base64'), Number(m[1]), 32, 'sha256')
+  const storedKey = createHash('sha256').update(createHmac('sha256', salted).update('Client Key').digest()).digest('base64')
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest('base64')
+  return storedKey === m[3] && serverKey === m[4]
+}
+
+const schemaVersion = () => createHash('sha256').update(templateText('db/schema.sql')).digest('hex').slice(0, 12)
+const psql = (db: string, sql: string) => `runuser -u postgres -- psql -X -At -d ${db} -c "${sql}"`
 
 export const db: RoleModule = {
-  role: { name: 'db', steps: [] },
+  role: {
+    name: 'db',
+    steps: [
+      {
+        name: 'Ensure PostgreSQL listens on the cloud LAN only',
+        notify: ['restart postgresql'],
+        run: async (ctx) => file('', {
+          path: `${await clusterDir(ctx)}/conf.d/lab.conf`,
+          content: renderFile('db/postgresql.conf', { host: ctx.self.name, address: listenAddress(ctx), port: DB.port }),
+        }).run(ctx),
+      },
+      {
+        name: 'Ensure pg_hba.conf admits the backends alone, by password',
+        notify: ['reload postgresql'],
+        run: async (ctx) => file('', {
+          path: `${await clusterDir(ctx)}/pg_hba.conf`, mode: '0640', owner: 'postgres',
+          content: renderFile('db/pg_hba.conf', { host: ctx.self.name, database: DB.name, user: DB.user, backends: backendAddresses(ctx) }),
+        }).run(ctx),
+      },
+      service('postgresql.service', { enabled: true, active: true }),
+      converge('Ensure the readings table, and the ingest role with its generated password',
+        async (ctx) => {
+          const pw = await ctx.host.exec(psql('postgres', `SELECT rolpassword FROM pg_authid WHERE rolname = '${DB.user}'`), { check: false })
+          if (pw.code !== 0 || !scramMatches(pw.stdout, dbPassword(ctx.stateDir))) return false
+          const v = await ctx.host.exec(psql(DB.name, "SELECT obj_description('readings'::regclass)"), { check: false })
+          return v.code === 0 && v.stdout.trim() === `lab schema ${schemaVersion()}`
+        },
+        async (ctx) => {
+          const sql = renderFile('db/schema.sql', { user: DB.user, database: DB.name, password: dbPassword(ctx.stateDir), version: schemaVersion() })
+          await ctx.host.exec('runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -f -', { stdin: sql })
+        }),
+    ],
+    handlers: [
+      { name: 'reload postgresql', run: async (ctx) => { await ctx.host.exec('systemctl reload postgresql.service') } },
+      { name: 'restart postgresql', run: async (ctx) => { await ctx.host.exec('systemctl restart postgresql.service') } },
+    ],
+  },
+  input: (ctx) => {
+    const b = backendAddresses(ctx)
+    return b.length ? [`ip saddr { ${b.join(', ')} } tcp dport ${DB.port} accept comment "PostgreSQL: from the backends only"`] : []
+  },
 }

@@ -3,14 +3,13 @@
 // strict proposals, X.509 from the lab CA with revocation enforced (or a generated
 // PSK), the data path the kernel allows, and a firewall that admits only IKE and ESP
 // from the peer on the internet side and forwards only between the sites' subnets.
-import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
-import path from 'node:path'
 import { converge } from '../modules/command.js'
 import { absent, ensureFileContent, file } from '../modules/file.js'
 import { service } from '../modules/service.js'
 import { certInfo, ensureCa, ikeIdentity, isRevoked, keyHash, issueCert, pkiPaths } from '../pki.js'
 import type { Context, Step } from '../runner.js'
+import { secret } from '../secrets.js'
 import { renderFile } from '../template.js'
 import type { Tunnel } from '../topology.js'
 import type { RoleModule } from './index.js'
@@ -37,15 +36,7 @@ const wanIf = (ctx: Context, t: Tunnel & { isHub: boolean }) =>
   ctx.facts.interfaceOf[ctx.self.interfaces.find((i) => i.address === (t.isHub ? t.hubAddress : t.siteAddress))!.network]
 
 /** The tunnel's PSK: 256 bits from the CSPRNG, made once, kept 0600 on this machine. */
-function psk(ctx: Context, tunnel: string): string {
-  const dir = path.join(ctx.stateDir, 'secrets')
-  const f = path.join(dir, `psk-${tunnel}`)
-  if (!fs.existsSync(f)) {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-    fs.writeFileSync(f, randomBytes(32).toString('base64') + '\n', { mode: 0o600 })
-  }
-  return fs.readFileSync(f, 'utf8').trim()
-}
+const psk = (ctx: Context, tunnel: string) => secret(ctx.stateDir, `psk-${tunnel}`, 32, 'base64')
 
 export function swanctlVars(ctx: Context, withPsk = false) {
   const id = (h: string) => ikeIdentity(ctx.topology.name, h)

@@ -1,8 +1,14 @@
-// Role proxy: nginx arrives with the telemetry issue. What is here already: the proxy
-// admits the old server's ports only from the IoT sites' subnets, which reach it only
-// through the tunnel (the gateways forward nothing else).
+// Role proxy: nginx in front of the ingest servers. Devices reach it through the
+// tunnel (their site's gateway DNATs the old server address to it), so it admits the
+// old server's ports only from the IoT sites' subnets; its status page only from the
+// cloud LAN. The upstreams are the topology's backends: a change there is a reload,
+// which nginx does gracefully (no connection dropped, and devices retry anyway).
+import { file } from '../modules/file.js'
+import { service } from '../modules/service.js'
 import type { Context } from '../runner.js'
+import { renderFile } from '../template.js'
 import type { RoleModule } from './index.js'
+import { MAX_BODY, PROXY_STATUS_PORT, backends, proxyAddress } from './telemetry.js'
 
 /** The IoT subnets whose old server address now leads to this host, and the ports. */
 export function servedOldServers(ctx: Context): { subnet: string; ports: number[] }[] {
@@ -11,8 +17,41 @@ export function servedOldServers(ctx: Context): { subnet: string; ports: number[
     .map((n) => ({ subnet: n.cidr, ports: n.oldServer!.ports }))
 }
 
+/** The LANs this host is on (not management): where its status page may be read from. */
+const ownLans = (ctx: Context) => ctx.topology.networks.filter((n) => n.kind === 'lan' && ctx.self.interfaces.some((i) => i.network === n.name)).map((n) => n.cidr)
+
+export function nginxConf(ctx: Context): string {
+  const upstreams = backends(ctx.topology)
+  if (upstreams.length === 0) throw new Error('the topology has no backend on a network with the proxy: add a host with role backend')
+  return renderFile('proxy/nginx.conf', {
+    host: ctx.self.name,
+    address: proxyAddress(ctx.topology)!,
+    backends: upstreams,
+    tries: upstreams.length,
+    max_body: MAX_BODY,
+    status_port: PROXY_STATUS_PORT,
+    status_allow: ownLans(ctx),
+  })
+}
+
 export const proxy: RoleModule = {
-  role: { name: 'proxy', steps: [] },
-  input: (ctx) => servedOldServers(ctx).map((s) =>
-    `ip saddr ${s.subnet} tcp dport { ${s.ports.join(', ')} } accept comment "IoT devices, through the tunnel"`),
+  role: {
+    name: 'proxy',
+    steps: [
+      file('Ensure nginx balances readings over the topology\'s backends', {
+        path: '/etc/nginx/nginx.conf',
+        content: nginxConf,
+        validate: 'nginx -q -t -c {}',
+      }, ['reload nginx']),
+      service('nginx.service', { enabled: true, active: true }),
+    ],
+    handlers: [
+      { name: 'reload nginx', run: async (ctx) => { await ctx.host.exec('systemctl reload nginx.service') } },
+    ],
+  },
+  input: (ctx) => [
+    ...servedOldServers(ctx).map((s) =>
+      `ip saddr ${s.subnet} tcp dport { ${s.ports.join(', ')} } accept comment "IoT devices, through the tunnel"`),
+    ...ownLans(ctx).map((lan) => `ip saddr ${lan} tcp dport ${PROXY_STATUS_PORT} accept comment "nginx status, from the cloud LAN"`),
+  ],
 }

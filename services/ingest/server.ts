@@ -1,0 +1,169 @@
+// The ingest server's HTTP handling, apart from where readings are kept (the Store)
+// so that it is tested without a database. Bad input gets its own status and a JSON
+// error naming what is wrong; it never reaches the store, and never crashes the server.
+import { createHash } from 'node:crypto'
+import http from 'node:http'
+import { Counter, Gauge, Histogram, Registry } from '../lib/metrics.js'
+import { DEVICE_HEADER, DEVICE_ID, MAX_BODY_BYTES, SIGNATURE_HEADER, encodeReading, parseReading, verify, type Reading } from '../lib/reading.js'
+
+export type InsertResult = 'stored' | 'duplicate' | 'conflict'
+export interface StoredReading extends Reading { backend: string; received: string }
+
+export interface Store {
+  /** Store once: the same device and seq again is 'duplicate' if it is the same reading, 'conflict' if not. */
+  insert(r: Reading, digest: string, backend: string): Promise<InsertResult>
+  list(device: string, after: number, limit: number): Promise<StoredReading[]>
+  healthy(): Promise<boolean>
+}
+
+export interface IngestOptions {
+  store: Store
+  /** The current device keys (reloadable, so a lookup each time). */
+  keyOf: (device: string) => Buffer | undefined
+  backend: string
+  log?: (line: string) => void
+}
+
+/** What identifies a reading's content, to tell a retry from a different reading with a reused seq. */
+export const digestOf = (r: Reading) => createHash('sha256').update(encodeReading(r)).digest('hex')
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly reason: string, message: string, readonly field?: string) { super(message) }
+}
+
+export function ingestHandler(opts: IngestOptions) {
+  const log = opts.log ?? (() => {})
+  const registry = new Registry()
+  const reasons = ['malformed', 'unauthorized', 'too_large', 'unsupported_media_type', 'conflict', 'method_not_allowed'].map((reason) => ({ reason }))
+  const accepted = registry.add(new Counter('ingest_readings_accepted_total', 'Readings stored for the first time'))
+  const duplicates = registry.add(new Counter('ingest_readings_duplicate_total', 'Readings already stored (a retry), answered as success'))
+  const rejected = registry.add(new Counter('ingest_readings_rejected_total', 'Readings refused, by reason', reasons))
+  const storeErrors = registry.add(new Counter('ingest_store_errors_total', 'Readings not stored because the database failed (503, the client retries)'))
+  const latency = registry.add(new Histogram('ingest_request_duration_seconds', 'Time to answer POST /readings'))
+  let inFlight = 0
+  registry.add(new Gauge('ingest_requests_in_flight', 'POST /readings being handled', () => inFlight))
+
+  async function postReading(req: http.IncomingMessage): Promise<[number, object]> {
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
+    if (type !== 'application/json') throw new HttpError(415, 'unsupported_media_type', `Content-Type must be application/json, got ${JSON.stringify(req.headers['content-type'] ?? '')}`)
+    const length = Number(req.headers['content-length'] ?? 0)
+    if (length > MAX_BODY_BYTES) throw new HttpError(413, 'too_large', `a reading is at most ${MAX_BODY_BYTES} bytes; this body is ${length}`)
+    const body = await readBody(req, MAX_BODY_BYTES)
+
+    const device = req.headers[DEVICE_HEADER]
+    if (typeof device !== 'string' || device === '') throw new HttpError(401, 'unauthorized', `header ${DEVICE_HEADER} is missing: name the device whose key signed the body`)
+    const key = DEVICE_ID.test(device) ? opts.keyOf(device) : undefined
+    if (!key) throw new HttpError(401, 'unauthorized', `unknown device ${JSON.stringify(device)}`)
+    const signature = req.headers[SIGNATURE_HEADER]
+    if (typeof signature !== 'string') throw new HttpError(401, 'unauthorized', `header ${SIGNATURE_HEADER} is missing: v1=<hex HMAC-SHA256 of the body>`)
+    if (!verify(key, body, signature)) throw new HttpError(401, 'unauthorized', `the signature does not match the body under ${device}'s key`)
+
+    const parsed = parseReading(body)
+    if (!parsed.ok) throw new HttpError(400, 'malformed', parsed.error, parsed.field)
+    const r = parsed.reading
+    if (r.device !== device) throw new HttpError(401, 'unauthorized', `the body names device ${r.device} but was signed by ${device}`)
+
+    let result: InsertResult
+    try {
+      result = await opts.store.insert(r, digestOf(r), opts.backend)
+    } catch (e) {
+      storeErrors.inc()
+      log(`store failed: ${(e as Error).message}`)
+      throw new HttpError(503, 'store', 'the database is unavailable; retry later')
+    }
+    if (result === 'conflict') throw new HttpError(409, 'conflict', `device ${r.device} already sent a different reading with seq ${r.seq}`, 'seq')
+    if (result === 'duplicate') { duplicates.inc(); return [200, { status: 'duplicate', device: r.device, seq: r.seq }] }
+    accepted.inc()
+    return [201, { status: 'stored', device: r.device, seq: r.seq }]
+  }
+
+  async function route(req: http.IncomingMessage, url: URL): Promise<[number, object | string, Record<string, string>?]> {
+    const only = (method: string) => {
+      if (req.method !== method) throw new HttpError(405, 'method_not_allowed', `${url.pathname} accepts ${method} only`)
+    }
+    if (url.pathname === '/readings') {
+      only('POST')
+      const start = process.hrtime.bigint()
+      inFlight++
+      try {
+        return await postReading(req)
+      } finally {
+        inFlight--
+        latency.observe(Number(process.hrtime.bigint() - start) / 1e9)
+      }
+    }
+    if (url.pathname === '/healthz') {
+      only('GET')
+      const ok = await opts.store.healthy().catch(() => false)
+      return [ok ? 200 : 503, { status: ok ? 'ok' : 'database unreachable', backend: opts.backend }]
+    }
+    if (url.pathname === '/metrics') {
+      only('GET')
+      return [200, registry.render(), { 'content-type': 'text/plain; version=0.0.4' }]
+    }
+    const m = /^\/devices\/([^/]+)\/readings$/.exec(url.pathname)
+    if (m) {
+      only('GET')
+      const device = decodeURIComponent(m[1])
+      if (!DEVICE_ID.test(device)) throw new HttpError(400, 'malformed', `not a device id: ${JSON.stringify(device)}`, 'device')
+      const after = Number(url.searchParams.get('after') ?? 0)
+      const limit = Number(url.searchParams.get('limit') ?? 100)
+      if (!Number.isSafeInteger(after) || after < 0) throw new HttpError(400, 'malformed', 'query "after" must be a sequence number (0 or more)', 'after')
+      if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'malformed', 'query "limit" must be from 1 to 1000', 'limit')
+      try {
+        return [200, { device, readings: await opts.store.list(device, after, limit) }]
+      } catch (e) {
+        log(`list failed: ${(e as Error).message}`)
+        throw new HttpError(503, 'store', 'the database is unavailable; retry later')
+      }
+    }
+    throw new HttpError(404, 'not_found', `no such resource: ${url.pathname}`)
+  }
+
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://ingest')
+    route(req, url).then(([status, body, headers]) => {
+      send(res, status, body, headers)
+    }, (e: unknown) => {
+      if (e instanceof HttpError) {
+        if (url.pathname === '/readings' && e.reason !== 'store' && e.reason !== 'not_found') rejected.inc({ reason: e.reason })
+        if (e.status !== 503) log(`${req.method} ${url.pathname} ${e.status}: ${e.message}`)
+        const headers: Record<string, string> = e.status === 503 ? { 'retry-after': '1' } : {}
+        if (e.status === 413) headers.connection = 'close'
+        if (e.status === 405) headers.allow = e.message.split(' accepts ')[1].split(' ')[0]
+        send(res, e.status, { error: e.message, ...(e.field ? { field: e.field } : {}) }, headers)
+      } else {
+        log(`internal error on ${req.method} ${url.pathname}: ${(e as Error)?.stack ?? e}`)
+        send(res, 500, { error: 'internal error' })
+      }
+    })
+  }
+  return { handler, registry, counters: { accepted, duplicates, rejected, storeErrors } }
+}
+
+function send(res: http.ServerResponse, status: number, body: object | string, headers: Record<string, string> = {}) {
+  if (res.headersSent) return
+  const text = typeof body === 'string' ? body : JSON.stringify(body) + '\n'
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
+  res.end(text)
+}
+
+/** The body, or a 413 as soon as it grows past the limit (without reading the rest). */
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (c: Buffer) => {
+      size += c.length
+      if (size > limit) {
+        reject(new HttpError(413, 'too_large', `a reading is at most ${limit} bytes`))
+        req.removeAllListeners('data')
+        req.resume()
+        return
+      }
+      chunks.push(c)
+    })
+    req.on('end', () => resolve(Buffer.concat(chunks)))
+    req.on('error', reject)
+  })
+}
