@@ -64,17 +64,3 @@ export async function capture(lab: Lab, host: string, dev: string, during: () =>
   return { lines, ascii }
 }
 
-/** A one-shot TCP listener on a host: resolves to what it received and from where. */
-export async function listenOnce(lab: Lab, host: string, port: number): Promise<{ received: () => Promise<{ data: string; from: string }> }> {
-  const out = `/tmp/lab-listen-${port}-${Date.now()}`
-  await lab.sh(host, `(timeout 20 nc -n -v -l ${port} > ${out} 2> ${out}.err & echo $! > ${out}.pid)`)
-  for (let i = 0; i < 50 && (await lab.sh(host, `ss -ltn 'sport = :${port}' | grep -q LISTEN`)).code !== 0; i++) await sleep(100)
-  return {
-    received: async () => {
-      for (let i = 0; i < 50 && (await lab.sh(host, `kill -0 $(cat ${out}.pid) 2>/dev/null`)).code === 0; i++) await sleep(100)
-      const data = (await lab.sh(host, `cat ${out}`)).stdout
-      const err = (await lab.sh(host, `cat ${out}.err; kill $(cat ${out}.pid) 2>/dev/null; rm -f ${out} ${out}.err ${out}.pid`)).stdout
-      return { data, from: /Connection (?:received on|from) \[?([\d.]+)/.exec(err)?.[1] ?? '' }
-    },
-  }
-}
