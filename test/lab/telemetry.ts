@@ -1,0 +1,161 @@
+// Telemetry as a device fleet relies on it, over the real path: the IoT client's
+// readings cross gw-iot's DNAT and the tunnel, nginx spreads them over the backends,
+// and PostgreSQL keeps each exactly once with the values the devices measured. Bad
+// input sent from the IoT LAN gets its status and a clear error, and nothing stored.
+// Only the intended hosts reach each service; secrets are 0600 and the units hardened.
+import fs from 'node:fs'
+import path from 'node:path'
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { CLIENT_CONTROL_PORT, DB, PROXY_STATUS_PORT, backends, serverUrl } from '../../provision/roles/telemetry.js'
+import { addressOn } from '../../provision/topology.js'
+import { repoRoot, stateDir } from '../../scripts/lib/paths.js'
+import { MAX_BODY_BYTES, sign } from '../../services/lib/reading.js'
+import { sleep } from '../lib/ipsec.js'
+import { openLab } from '../lib/lab.js'
+import { assertExactlyOnce, assertValues, clientStatus, httpFrom, sql, testDevice, waitStatus } from '../lib/telemetry.js'
+
+const lab = await openLab(t)
+if (lab) {
+  const [client] = lab.byRole('iot-client')
+  const [proxy] = lab.byRole('proxy')
+  const [db] = lab.byRole('db')
+  const url = serverUrl(lab.topology, client)
+  const upstreams = backends(lab.topology)
+  const device = testDevice(lab, 1)
+
+  t.test('the client\'s readings land in PostgreSQL exactly once, with the values measured', async (t) => {
+    const start = await waitStatus(lab, 'some readings sent', (s) => s.sent > 0)
+    const first = Object.keys(start.devices)[0]
+    const from = start.devices[first]
+    // A few seconds of the stream, through DNAT, the tunnel, nginx and the backends.
+    const s = await waitStatus(lab, 'more readings sent', (x) => x.devices[first] >= from + 20)
+    t.same(Object.keys(s.devices).sort(), lab.topology.telemetry.devices.filter((d) => d.host === client.name).map((d) => d.id).sort(), 'the client runs the topology\'s devices')
+    await assertExactlyOnce(t, lab, 'steady stream')
+    await assertValues(t, lab, first, Math.max(1, from - 20), from + 20)
+    const times = await sql(lab, `SELECT count(*) FROM readings WHERE device_id = '${first}' AND abs(extract(epoch FROM received_at - time)) > 30;`)
+    t.equal(times[0][0], '0', 'each reading\'s time is its device\'s, within seconds of its arrival')
+  })
+
+  t.test('every backend handled some of the readings, and nginx says which', async (t) => {
+    await waitStatus(lab, 'readings spread', (s) => Object.keys(s.upstreams_since_start).length >= upstreams.length || s.acked_since_start > 200, 60_000)
+    const rows = await sql(lab, `SELECT backend, count(*) FROM readings WHERE device_id LIKE '${client.name}-%' GROUP BY 1 ORDER BY 1;`)
+    const byBackend = Object.fromEntries(rows.map(([b, n]) => [b, Number(n)]))
+    for (const b of upstreams) t.ok(byBackend[b.name] > 0, `${b.name} stored ${byBackend[b.name] ?? 0} readings`)
+    const r = reading()
+    const a = await httpFrom(lab, client.name, url, { method: 'POST', headers: r.headers, body: r.body })
+    t.equal(a.status, 201, 'a fresh reading is stored (201)')
+    t.ok(upstreams.some((b) => a.headers['x-upstream'] === `${b.address}:${b.port}`), `X-Upstream names the backend: ${a.headers['x-upstream']}`)
+    const again = await httpFrom(lab, client.name, url, { method: 'POST', headers: r.headers, body: r.body })
+    t.match(again, { status: 200, json: { status: 'duplicate' } }, 'the same reading again: a success, stored once')
+    t.same(await sql(lab, `SELECT count(*) FROM readings WHERE device_id = '${device.id}' AND seq = ${r.seq};`), [['1']])
+    const log = (await lab.sh(proxy.name, `grep -F 'device=${device.id}' /var/log/nginx/access.log | tail -2`)).stdout
+    t.match(log, new RegExp(`upstream=${upstreams.map((b) => b.address.replace(/\./g, '\\.')).join('|')}`), 'nginx\'s access log records the upstream')
+  })
+
+  // Sent from the IoT client's host through the real path (old server address, tunnel, nginx).
+  function reading() { return device.reading(Math.round(Math.random() * 1000) / 10) }
+  const badInput: [string, () => { body: string; headers: Record<string, string> }, number, RegExp][] = [
+    ['a forged signature', () => { const r = reading(); return { ...r, headers: { ...r.headers, 'x-signature': `v1=${'0'.repeat(64)}` } } }, 401, /signature does not match/],
+    ['an unknown device', () => { const r = reading(); return { ...r, headers: { ...r.headers, 'x-device-id': 'no-such-device' } } }, 401, /unknown device/],
+    ['malformed JSON', () => signed('{"device":"' + device.id + '","seq":'), 400, /not valid JSON/],
+    ['a missing field', () => signed(JSON.stringify({ device: device.id, seq: Date.now() * 1000, time: new Date().toISOString() })), 400, /"value" is missing/],
+    ['an oversized body', () => signed(JSON.stringify({ device: device.id, seq: Date.now() * 1000, time: new Date().toISOString(), value: 1, pad: 'x'.repeat(MAX_BODY_BYTES * 4) })), 413, /at most 1024 bytes/],
+    ['the wrong content type', () => { const r = reading(); return { ...r, headers: { ...r.headers, 'content-type': 'text/plain' } } }, 415, /Content-Type must be application\/json/],
+  ]
+  function signed(body: string) {
+    const r = device.reading()
+    return { body, headers: { ...r.headers, 'x-signature': sign(device.key, body) } }
+  }
+
+  t.test('bad input from the IoT LAN: its status, a clear error, nothing stored, the service up', async (t) => {
+    const before = (await sql(lab, `SELECT count(*) FROM readings WHERE device_id = '${device.id}';`))[0][0]
+    for (const [name, make, status, error] of badInput) {
+      const { body, headers } = make()
+      const a = await httpFrom(lab, client.name, url, { method: 'POST', headers, body })
+      t.equal(a.status, status, `${name}: ${status}`)
+      t.match(String(a.json?.error), error, `${name}: ${a.json?.error ?? a.body}`)
+    }
+    t.equal((await sql(lab, `SELECT count(*) FROM readings WHERE device_id = '${device.id}';`))[0][0], before, 'nothing was stored')
+    for (const b of upstreams) {
+      t.equal((await lab.sh(b.name, 'systemctl is-active lab-ingest.service')).stdout.trim(), 'active', `${b.name}: the ingest service is still up`)
+      const m = (await lab.sh(b.name, `curl -s http://${b.address}:${b.port}/metrics`)).stdout
+      t.match(m, /^ingest_readings_rejected_total\{reason="unauthorized"\} \d+$/m, `${b.name}: rejections are counted by reason`)
+    }
+    const r = reading()
+    t.equal((await httpFrom(lab, client.name, url, { method: 'POST', headers: r.headers, body: r.body })).status, 201, 'a good reading still goes through')
+  })
+
+  t.test('health, metrics and the read endpoint on each backend', async (t) => {
+    for (const b of upstreams) {
+      const h = await httpFrom(lab, b.name, `http://${b.address}:${b.port}/healthz`)
+      t.match(h, { status: 200, json: { status: 'ok', backend: b.name } }, `${b.name}: healthy`)
+      const m = await httpFrom(lab, b.name, `http://${b.address}:${b.port}/metrics`)
+      t.match(m.body, /^ingest_readings_accepted_total \d+$/m)
+      t.match(m.body, /^ingest_request_duration_seconds_bucket\{le="0\.01"\} \d+$/m)
+    }
+    const b = upstreams[0]
+    const list = await httpFrom(lab, b.name, `http://${b.address}:${b.port}/devices/${client.name}-01/readings?limit=3`)
+    t.same((list.json?.readings as { seq: number }[]).map((r) => r.seq), [1, 2, 3], 'a device\'s readings, in order')
+    const status = await httpFrom(lab, lab.topology.vpn!.hub, `http://${addressOn(proxy, 'cloud')}:${PROXY_STATUS_PORT}/nginx_status`)
+    t.match(status.body, /Active connections: \d+/, 'nginx\'s stub_status, from the cloud LAN')
+  })
+
+  t.test('each service is reachable only by the hosts that need it', async (t) => {
+    const open = async (from: string, address: string, port: number) => (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
+    const dbAddr = addressOn(db, 'cloud')!
+    const gwCloud = lab.topology.vpn!.hub
+    for (const b of upstreams) {
+      t.ok(await open(proxy.name, b.address, b.port), `control: the proxy reaches ${b.name}:${b.port}`)
+      t.notOk(await open(client.name, b.address, b.port), `the IoT client cannot reach ${b.name} directly (another site's subnet)`)
+      t.notOk(await open(gwCloud, b.address, b.port), `${gwCloud}, on the cloud LAN, cannot reach ${b.name} either: only the proxy can`)
+      t.ok(await open(b.name, dbAddr, DB.port), `control: ${b.name} reaches the database`)
+    }
+    t.notOk(await open(client.name, dbAddr, DB.port), 'the IoT client cannot reach the database')
+    t.notOk(await open(proxy.name, dbAddr, DB.port), 'nor can the proxy: only the backends')
+    t.notOk(await open(client.name, addressOn(proxy, 'cloud')!, PROXY_STATUS_PORT), 'nginx\'s status page is closed to the IoT LAN')
+    t.notOk(await open(gwCloud, addressOn(proxy, 'cloud')!, 22), 'SSH to the proxy only from the management network')
+    const listening = (await lab.sh(db.name, `ss -Hltn 'sport = :${DB.port}' | awk '{print $4}' | sort`)).stdout.trim().split('\n')
+    t.same(listening, [`${dbAddr}:${DB.port}`, `127.0.0.1:${DB.port}`].sort(), 'PostgreSQL listens on the cloud LAN and locally, nowhere else')
+    const ctl = (await lab.sh(client.name, `ss -Hltn 'sport = :${CLIENT_CONTROL_PORT}' | awk '{print $4}'`)).stdout.trim()
+    t.equal(ctl, `127.0.0.1:${CLIENT_CONTROL_PORT}`, 'and only locally')
+  })
+
+  t.test('secrets are generated, 0600, out of git; services run hardened as their own users', async (t) => {
+    for (const f of ['device-master-key', 'db-ingest-password']) {
+      t.equal(fs.statSync(path.join(stateDir, 'secrets', f)).mode & 0o777, 0o600, `.lab/secrets/${f} is 0600`)
+    }
+    t.equal(execFileSync('git', ['ls-files', '.lab'], { cwd: repoRoot }).toString(), '', 'nothing under .lab is in git')
+    const password = fs.readFileSync(path.join(stateDir, 'secrets', 'db-ingest-password'), 'utf8').trim()
+    t.ok(password.length >= 40, 'the database password has 256 bits')
+    const checks: [string, string, string[]][] = [
+      ...upstreams.map((b) => [b.name, 'ingest', ['config.json', 'devices.json']] as [string, string, string[]]),
+      [client.name, 'client', ['config.json', 'devices.json']],
+    ]
+    for (const [host, svc, files] of checks) {
+      for (const f of files) t.equal((await lab.sh(host, `stat -c '%a %U' /etc/lab-${svc}/${f}`)).stdout.trim(), `600 lab-${svc}`, `${host}: /etc/lab-${svc}/${f} is 0600 lab-${svc}`)
+      const show = (await lab.sh(host, `systemctl show lab-${svc}.service -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p Restart -p ActiveState`)).stdout
+      t.match(show, /User=lab-/)
+      for (const want of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'PrivateTmp=yes', 'Restart=always', 'ActiveState=active']) t.match(show, want, `${host}: lab-${svc} ${want}`)
+      t.equal((await lab.sh(host, `ps -o user= -C node | sort -u`)).stdout.trim(), `lab-${svc}`, `${host}: node runs as lab-${svc}, not root`)
+      t.notMatch((await lab.sh(host, `journalctl -u lab-${svc}.service --no-pager -q`)).stdout, password, `${host}: the journal never shows the database password`)
+    }
+    t.equal((await lab.sh(client.name, `grep -rlF -- ${password} /etc /var/lib 2>/dev/null`)).stdout.trim(), '', 'the IoT client holds no copy of the database password')
+  })
+
+  t.test('the client reports its progress and pauses on request', async (t) => {
+    const paused = await clientStatus(lab, undefined, 'POST', '/pause')
+    t.teardown(() => clientStatus(lab, undefined, 'POST', '/resume'))
+    t.equal(paused.paused, true)
+    await sleep(lab.topology.telemetry.intervalMs * 3)
+    const a = await clientStatus(lab)
+    await sleep(lab.topology.telemetry.intervalMs * 3)
+    const b = await clientStatus(lab)
+    t.equal(b.generated, a.generated, 'paused: no new readings')
+    t.equal(b.sent + b.pending + b.rejected, b.generated, 'generated = sent + pending + rejected')
+    const resumed = await clientStatus(lab, undefined, 'POST', '/resume')
+    t.equal(resumed.paused, false)
+    await waitStatus(lab, 'readings again', (s) => s.generated > b.generated, 10_000)
+    t.pass('resumed: readings again')
+  })
+}

@@ -1,0 +1,109 @@
+// Helpers for the telemetry scenarios: HTTP from a lab host (curl over SSH), the IoT
+// client's control port, SQL on the db host, and the check every fault scenario ends
+// with: every reading the client ever took is stored exactly once.
+import type { Test } from 'tap'
+import { takeReading } from '../../services/client/device.js'
+import { DEVICE_HEADER, SIGNATURE_HEADER, encodeReading, sign } from '../../services/lib/reading.js'
+import { deviceKeys } from '../../provision/secrets.js'
+import { CLIENT_CONTROL_PORT } from '../../provision/roles/telemetry.js'
+import { stateDir } from '../../scripts/lib/paths.js'
+import { shellQuote as q } from '../../provision/ssh.js'
+import { sleep } from './ipsec.js'
+import type { Lab } from './lab.js'
+
+export interface HttpAnswer { status: number; headers: Record<string, string>; body: string; json?: Record<string, unknown> }
+
+/** An HTTP request made by a lab host, as a device there would make it. */
+export async function httpFrom(lab: Lab, host: string, url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; timeout?: number } = {}): Promise<HttpAnswer> {
+  const h = Object.entries(opts.headers ?? {}).map(([k, v]) => `-H ${q(`${k}: ${v}`)}`).join(' ')
+  const data = opts.body !== undefined ? '--data-binary @-' : ''
+  const r = await lab.sh(host, `curl -s -S -m ${opts.timeout ?? 10} -X ${opts.method ?? 'GET'} -D - ${h} ${data} ${q(url)}`, opts.body !== undefined ? { stdin: opts.body } : {})
+  if (r.code !== 0) return { status: 0, headers: {}, body: r.stderr.trim() }
+  const [head, ...rest] = r.stdout.split('\r\n\r\n')
+  const lines = head.split('\r\n')
+  const headers = Object.fromEntries(lines.slice(1).map((l) => [l.split(':')[0].toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]))
+  const body = rest.join('\r\n\r\n')
+  let json: Record<string, unknown> | undefined
+  try { json = JSON.parse(body) } catch { json = undefined }
+  return { status: Number(lines[0].split(' ')[1]), headers, body, json }
+}
+
+/** A device of the load generator's set, for readings the tests make themselves. */
+export function testDevice(lab: Lab, index = 1) {
+  const id = `bench-${String(index).padStart(4, '0')}`
+  if (index > lab.topology.telemetry.benchDevices) throw new Error(`the topology has only ${lab.topology.telemetry.benchDevices} bench devices`)
+  const key = Buffer.from(deviceKeys(stateDir, [id])[id], 'hex')
+  let last = Date.now() * 1000 // never reused across runs
+  return {
+    id, key,
+    /** A fresh, correctly signed reading (body and headers). */
+    reading(value = 1.5) {
+      const body = encodeReading({ device: id, seq: ++last, time: new Date().toISOString(), value })
+      return { seq: last, body, headers: { 'content-type': 'application/json', [DEVICE_HEADER]: id, [SIGNATURE_HEADER]: sign(key, body) } }
+    },
+  }
+}
+
+export async function sql(lab: Lab, query: string): Promise<string[][]> {
+  const [db] = lab.byRole('db')
+  const r = await lab.sh(db.name, `runuser -u postgres -- psql -X -At -F '|' -v ON_ERROR_STOP=1 -d telemetry`, { stdin: query })
+  if (r.code !== 0) throw new Error(`psql failed: ${r.stderr}`)
+  return r.stdout.split('\n').filter(Boolean).map((l) => l.split('|'))
+}
+
+export interface ClientStatus {
+  generated: number; pending: number; sent: number; rejected: number; acked_since_start: number
+  retries_since_start: number; upstreams_since_start: Record<string, number>; paused: boolean
+  last_error: string | null; devices: Record<string, number>
+}
+
+export async function clientStatus(lab: Lab, host?: string, method = 'GET', path = '/status'): Promise<ClientStatus> {
+  const name = host ?? lab.byRole('iot-client')[0].name
+  for (let i = 0; ; i++) {
+    const r = await lab.sh(name, `curl -s -f -m 5 -X ${method} http://127.0.0.1:${CLIENT_CONTROL_PORT}${path}`)
+    if (r.code === 0) return JSON.parse(r.stdout) as ClientStatus
+    if (i >= 50) throw new Error(`${name}: the client's control port does not answer (${r.stderr.trim()})`)
+    await sleep(200) // the client is (re)starting
+  }
+}
+
+/** Wait until a condition on the client's status holds; returns the status. */
+export async function waitStatus(lab: Lab, what: string, ok: (s: ClientStatus) => boolean, timeoutMs = 60_000): Promise<ClientStatus> {
+  const end = Date.now() + timeoutMs
+  let s = await clientStatus(lab)
+  while (!ok(s)) {
+    if (Date.now() > end) throw new Error(`timed out waiting for the client: ${what}; status ${JSON.stringify(s)}`)
+    await sleep(250)
+    s = await clientStatus(lab)
+  }
+  return s
+}
+
+/**
+ * Every reading the client ever took is stored exactly once: pause the client, let
+ * the outbox drain, and compare, device by device, the sequence numbers stored with
+ * 1..last. Then resume. Returns the client's status at the check.
+ */
+export async function assertExactlyOnce(t: Test, lab: Lab, why: string): Promise<ClientStatus> {
+  await clientStatus(lab, undefined, 'POST', '/pause')
+  try {
+    const s = await waitStatus(lab, 'outbox drained', (x) => x.pending === 0, 90_000)
+    const ids = Object.keys(s.devices)
+    const rows = await sql(lab, `SELECT device_id, count(*), count(DISTINCT seq), min(seq), max(seq) FROM readings WHERE device_id IN (${ids.map((d) => `'${d}'`).join(',')}) GROUP BY 1 ORDER BY 1;`)
+    const stored = Object.fromEntries(rows.map(([d, n, distinct, min, max]) => [d, { n: +n, distinct: +distinct, min: +min, max: +max }]))
+    const want = Object.fromEntries(ids.map((d) => [d, { n: s.devices[d], distinct: s.devices[d], min: 1, max: s.devices[d] }]))
+    t.same(stored, want, `${why}: all ${s.generated} readings taken are stored, each once (no gap, no duplicate)`)
+    t.equal(s.rejected, 0, `${why}: none was refused`)
+    return s
+  } finally {
+    await clientStatus(lab, undefined, 'POST', '/resume')
+  }
+}
+
+/** The values a device took are the ones stored (the client's sensor is deterministic). */
+export async function assertValues(t: Test, lab: Lab, device: string, fromSeq: number, toSeq: number) {
+  const rows = await sql(lab, `SELECT seq, value FROM readings WHERE device_id = '${device}' AND seq BETWEEN ${fromSeq} AND ${toSeq} ORDER BY seq;`)
+  const wrong = rows.filter(([seq, value]) => Number(value) !== takeReading(device, Number(seq)).reading.value)
+  t.equal(rows.length, toSeq - fromSeq + 1, `${device}: seq ${fromSeq} to ${toSeq} are stored`)
+  t.same(wrong, [], `${device}: every stored value is the one the device measured`)
+}
