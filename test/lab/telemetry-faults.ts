@@ -1,0 +1,108 @@
+// Faults under a continuous stream of readings: the IoT client keeps taking readings
+// throughout each one, and each scenario ends with every reading it ever took stored
+// exactly once (compared device by device with 1..last seq). The client's outbox and
+// retries, nginx's retries to the next backend, and idempotent storage make it so.
+import t, { type Test } from 'tap'
+import { backends } from '../../provision/roles/telemetry.js'
+import { sleep } from '../lib/ipsec.js'
+import { openLab } from '../lib/lab.js'
+import { assertExactlyOnce, clientStatus, waitStatus } from '../lib/telemetry.js'
+
+const opened = await openLab(t)
+if (opened) {
+  const lab = opened
+  const [client] = lab.byRole('iot-client')
+  const [proxy] = lab.byRole('proxy')
+  const [db] = lab.byRole('db')
+  const upstreams = backends(lab.topology)
+  const interval = lab.topology.telemetry.intervalMs
+  const ingest = (host: string, action: string) => lab.sh(host, `systemctl ${action} lab-ingest.service`)
+
+  // Whatever a scenario did, every service is running again afterwards.
+  t.afterEach(async () => {
+    for (const b of upstreams) await ingest(b.name, 'start')
+    await lab.sh(proxy.name, 'systemctl start nginx.service')
+    await lab.sh(db.name, 'systemctl start postgresql.service')
+    await lab.sh(client.name, 'systemctl start lab-client.service')
+    await clientStatus(lab, undefined, 'POST', '/resume')
+  })
+
+  /** Readings were taken and acknowledged during the whole scenario. */
+  async function streaming(t: Test, what: string) {
+    const a = await clientStatus(lab)
+    return async () => {
+      const b = await clientStatus(lab)
+      t.ok(b.generated - a.generated >= 4, `${what}: readings were taken throughout (${b.generated - a.generated})`)
+    }
+  }
+
+  t.test('a backend stopped, then started again', async (t) => {
+    await assertExactlyOnce(t, lab, 'before')
+    const done = await streaming(t, 'backend down')
+    const [down, ...others] = upstreams
+    await ingest(down.name, 'stop')
+    const s0 = await clientStatus(lab)
+    await sleep(4000)
+    const s1 = await clientStatus(lab)
+    t.ok(s1.acked_since_start - s0.acked_since_start > 0, `with ${down.name} down, readings are still acknowledged (${s1.acked_since_start - s0.acked_since_start} in 4 s)`)
+    t.ok(s1.pending <= 4 * Object.keys(s1.devices).length, `and do not pile up (${s1.pending} pending)`)
+    const log = (await lab.sh(proxy.name, 'tail -n 50 /var/log/nginx/access.log')).stdout.trim().split('\n').slice(-10)
+    if (others.length) t.ok(log.every((l) => !l.includes(`upstream=${down.address}:${down.port} `)), `nginx sends nothing more to ${down.name}`)
+    await ingest(down.name, 'start')
+    await sleep(2000)
+    await done()
+    await assertExactlyOnce(t, lab, `${down.name} stopped and started`)
+  })
+
+  t.test('all backends stopped for a while', async (t) => {
+    const done = await streaming(t, 'no backend')
+    for (const b of upstreams) await ingest(b.name, 'stop')
+    await sleep(Math.max(5000, interval * 10))
+    const s = await clientStatus(lab)
+    t.ok(s.pending > 0, `with no backend, readings wait in the outbox (${s.pending} pending)`)
+    t.match(s.last_error ?? '', /503|no backend/, `the client knows why: ${s.last_error}`)
+    for (const b of upstreams) await ingest(b.name, 'start')
+    await done()
+    await assertExactlyOnce(t, lab, 'all backends stopped and started')
+  })
+
+  t.test('the proxy restarted', async (t) => {
+    const done = await streaming(t, 'proxy restart')
+    await lab.sh(proxy.name, 'systemctl restart nginx.service')
+    await sleep(2000)
+    await lab.sh(proxy.name, 'systemctl stop nginx.service')
+    await sleep(3000)
+    await lab.sh(proxy.name, 'systemctl start nginx.service')
+    await sleep(2000)
+    await done()
+    await assertExactlyOnce(t, lab, 'proxy restarted, and stopped for 3 s')
+  })
+
+  t.test('the database restarted', async (t) => {
+    const done = await streaming(t, 'database restart')
+    await lab.sh(db.name, 'systemctl restart postgresql.service')
+    await sleep(2000)
+    await lab.sh(db.name, 'systemctl stop postgresql.service')
+    await sleep(4000)
+    const s = await clientStatus(lab)
+    t.ok(s.pending > 0, `with the database down, readings wait in the outbox (${s.pending} pending)`)
+    await lab.sh(db.name, 'systemctl start postgresql.service')
+    await done()
+    await assertExactlyOnce(t, lab, 'database restarted, and stopped for 4 s')
+  })
+
+  t.test('the client restarted mid-stream, gracefully and by a crash', async (t) => {
+    const done = await streaming(t, 'client restarts')
+    await lab.sh(client.name, 'systemctl restart lab-client.service')
+    await waitStatus(lab, 'back after restart', (s) => s.acked_since_start > 0, 20_000)
+    // A crash: SIGKILL, no chance to tidy up; systemd starts it again.
+    for (let i = 0; i < 3; i++) {
+      await sleep(700 + Math.random() * interval * 2)
+      await lab.sh(client.name, 'systemctl kill -s KILL lab-client.service')
+    }
+    await waitStatus(lab, 'restarted after the crashes', (s) => s.acked_since_start > 0, 20_000)
+    t.equal((await lab.sh(client.name, 'systemctl show -P NRestarts lab-client.service')).stdout.trim() !== '0', true, 'systemd restarted it')
+    await done()
+    await assertExactlyOnce(t, lab, 'client restarted and killed three times')
+  })
+}
