@@ -1,10 +1,11 @@
-// Faults under a continuous stream of readings: the IoT client keeps taking readings
+// Faults under a continuous stream of readings (backends, proxy, database, gateways,
+// the client itself): the IoT client keeps taking readings
 // throughout each one, and each scenario ends with every reading it ever took stored
 // exactly once (compared device by device with 1..last seq). The client's outbox and
 // retries, nginx's retries to the next backend, and idempotent storage make it so.
 import t, { type Test } from 'tap'
 import { backends } from '../../provision/roles/telemetry.js'
-import { sleep } from '../lib/ipsec.js'
+import { sleep, waitForTunnel } from '../lib/ipsec.js'
 import { openLab } from '../lib/lab.js'
 import { assertExactlyOnce, clientStatus, waitStatus } from '../lib/telemetry.js'
 
@@ -24,6 +25,7 @@ if (opened) {
     await lab.sh(proxy.name, 'systemctl start nginx.service')
     await lab.sh(db.name, 'systemctl start postgresql.service')
     await lab.sh(client.name, 'systemctl start lab-client.service')
+    for (const gw of lab.byRole('gateway')) await lab.sh(gw.name, 'systemctl start strongswan.service')
     await clientStatus(lab, undefined, 'POST', '/resume')
   })
 
@@ -89,6 +91,18 @@ if (opened) {
     await lab.sh(db.name, 'systemctl start postgresql.service')
     await done()
     await assertExactlyOnce(t, lab, 'database restarted, and stopped for 4 s')
+  })
+
+  t.test('each gateway restarted: the tunnel comes back, and nothing is lost', async (t) => {
+    const tunnel = lab.topology.vpn!.tunnels[0]
+    const done = await streaming(t, 'gateway restarts')
+    for (const gw of [tunnel.site, tunnel.hub]) {
+      await lab.sh(gw, 'systemctl restart strongswan.service')
+      await waitForTunnel(lab, tunnel)
+      await sleep(1000)
+    }
+    await done()
+    await assertExactlyOnce(t, lab, 'both gateways restarted')
   })
 
   t.test('the client restarted mid-stream, gracefully and by a crash', async (t) => {

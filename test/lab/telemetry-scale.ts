@@ -1,0 +1,66 @@
+// Scaling the back ends is a change of data: a copy of the topology with a third
+// backend, `vagrant up` of the new host and `npm run provision`, and nginx balances
+// over three without a reading dropped; removing it again (provision first, so nginx
+// stops sending to it, then destroy) drops none either. The IoT client streams
+// throughout, and every reading it took is checked stored exactly once.
+import { execFile } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { parse, stringify } from 'yaml'
+import { backends } from '../../provision/roles/telemetry.js'
+import { loadTopology } from '../../provision/topology.js'
+import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
+import { sleep } from '../lib/ipsec.js'
+import { labCli, openLab } from '../lib/lab.js'
+import { assertExactlyOnce, sql } from '../lib/telemetry.js'
+
+const run = promisify(execFile)
+const opened = await openLab(t)
+if (opened && opened.provider !== 'lxc') {
+  t.plan(0, 'the third backend is brought up with the lxc provider only (VMs take minutes)')
+} else if (opened) {
+  const lab = opened
+  const raw = parse(fs.readFileSync(topologyFile, 'utf8'))
+  const name = 'backend-9'
+  raw.hosts[name] = { role: 'backend', interfaces: { mgmt: '172.31.250.29', cloud: '10.20.0.29' } }
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'three-backends-')), 'topology.yaml')
+  fs.writeFileSync(file, stringify(raw))
+  const bigger = loadTopology(file)
+  const env = { ...process.env, LAB_TOPOLOGY: file }
+  const destroy = () => run('vagrant', ['destroy', '-f', name], { cwd: repoRoot, env }).catch(() => {})
+
+  t.teardown(async () => {
+    await labCli('provision/cli.ts')
+    await destroy()
+  })
+
+  t.test('a backend added as data takes readings after one provision, none dropped', async (t) => {
+    await run('vagrant', ['up', '--provider=lxc', name], { cwd: repoRoot, env, maxBuffer: 64 << 20 })
+    const p = await labCli('provision/cli.ts', ['--json'], { LAB_TOPOLOGY: file })
+    const { summary, hosts } = JSON.parse(p.stdout)
+    t.same([summary.failed, summary.unreachable], [0, 0], 'every host is provisioned')
+    const proxyRecap = hosts.find((h: { host: string }) => h.host === lab.byRole('proxy')[0].name)
+    t.match(JSON.stringify(proxyRecap.handlers), /reload nginx/, 'nginx was reloaded (gracefully), not restarted')
+    const conf = (await lab.sh(lab.byRole('proxy')[0].name, 'grep -c "server 10.20.0.*:8080" /etc/nginx/nginx.conf')).stdout.trim()
+    t.equal(Number(conf), backends(bigger).length, `nginx has ${backends(bigger).length} upstreams`)
+    let n = 0
+    for (let i = 0; i < 60 && n === 0; i++) {
+      await sleep(500)
+      n = Number((await sql(lab, `SELECT count(*) FROM readings WHERE backend = '${name}';`))[0][0])
+    }
+    t.ok(n > 0, `${name} stored readings (${n})`)
+    await assertExactlyOnce(t, lab, 'a third backend added')
+  })
+
+  t.test('removed again: provision first (nginx lets go of it), then destroy; none dropped', async (t) => {
+    await labCli('provision/cli.ts')
+    const conf = (await lab.sh(lab.byRole('proxy')[0].name, 'grep -c "server 10.20.0.*:8080" /etc/nginx/nginx.conf')).stdout.trim()
+    t.equal(Number(conf), backends(lab.topology).length, 'nginx is back to the topology\'s backends')
+    await destroy()
+    await sleep(2000)
+    await assertExactlyOnce(t, lab, 'the third backend removed')
+  })
+}
