@@ -4,24 +4,24 @@
 // gateway, a new certificate, the tunnel back).
 import fs from 'node:fs'
 import path from 'node:path'
-import { vagrantInventory } from './inventory.js'
+import { connectHosts } from './hosts.js'
 import { ensureFileContent } from './modules/file.js'
 import { certInfo, ensureCa, isRevoked, pkiPaths, revocations, revokeHost, type Revocation } from './pki.js'
 import { summarize } from './report.js'
 import { provision } from './run.js'
-import { SshHost, type RemoteHost } from './ssh.js'
+import type { RemoteHost } from './ssh.js'
 import type { Topology } from './topology.js'
 
 type Log = (m: string) => void
 
 async function withGateways<T>(topology: Topology, repoRoot: string, fn: (name: string, host: RemoteHost) => Promise<T>): Promise<T[]> {
   const names = topology.hosts.filter((h) => h.role === 'gateway').map((h) => h.name)
-  const inv = await vagrantInventory(names, repoRoot)
-  if (inv.missing.size) throw new Error(`cannot reach ${[...inv.missing.keys()].join(', ')}: ${[...inv.missing.values()][0]}. Is the lab up (npm run lab)?`)
-  return Promise.all(names.map(async (name) => {
-    const host = await SshHost.connect(inv.entries.get(name)!)
-    try { return await fn(name, host) } finally { await host.close() }
-  }))
+  const hosts = await connectHosts(names, repoRoot)
+  try {
+    return await Promise.all(names.map((name) => fn(name, hosts.get(name))))
+  } finally {
+    await hosts.close()
+  }
 }
 
 function gatewayOf(topology: Topology, name: string) {

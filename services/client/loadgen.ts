@@ -1,1 +1,116 @@
-export {}
+// lab-loadgen: the benchmark's load generator (not a service: the bench uploads it to
+// a host for the run and removes it after). Simulates many devices, each sending
+// signed readings with its own increasing sequence numbers, from a fixed number of
+// concurrent connections (closed loop: each connection sends its next reading when
+// the previous one is answered), for a fixed time. A reading that fails is retried
+// until acknowledged (never dropped), so the stored count can be checked against
+// the acknowledged one. Prints one JSON object with the figures.
+//
+//   node lab-loadgen.cjs --url URL --keys FILE --devices N --concurrency C
+//        --duration SECONDS [--warmup SECONDS] [--seq-base B]
+import fs from 'node:fs'
+import http from 'node:http'
+import { encodeReading } from '../lib/reading.js'
+import { post } from './sender.js'
+
+function args(argv: string[]) {
+  const out: Record<string, string> = {}
+  for (let i = 0; i < argv.length; i += 2) {
+    if (!argv[i].startsWith('--') || argv[i + 1] === undefined) throw new Error(`usage: --url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B]; got ${argv[i]}`)
+    out[argv[i].slice(2)] = argv[i + 1]
+  }
+  return out
+}
+
+export interface LoadResult {
+  url: string; devices: number; concurrency: number; duration_s: number; warmup_s: number
+  seq_base: number; generated: number; acked: number; stored_new: number; duplicates: number
+  unacked: number; retries: number; errors: Record<string, number>
+  readings_per_s: number; latency_ms: { p50: number; p90: number; p99: number; max: number; mean: number }
+  upstreams: Record<string, number>
+  /** CPU the load generator itself used (user + system), seconds. */
+  cpu_s: number
+}
+
+export function percentile(sorted: number[], p: number) {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
+}
+
+async function main() {
+  const a = args(process.argv.slice(2))
+  const keysAll = JSON.parse(fs.readFileSync(a.keys, 'utf8')) as Record<string, string>
+  const n = Number(a.devices ?? 100)
+  const ids = Object.keys(keysAll).sort().slice(0, n)
+  if (ids.length < n) throw new Error(`${a.keys} has keys for ${ids.length} devices, not ${n}`)
+  const keys = new Map(ids.map((id) => [id, Buffer.from(keysAll[id], 'hex')]))
+  const concurrency = Number(a.concurrency ?? 16)
+  const duration = Number(a.duration ?? 10) * 1000
+  const warmup = Number(a.warmup ?? 1) * 1000
+  const seqBase = Number(a['seq-base'] ?? Date.now() * 1000)
+  const url = new URL(a.url)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
+
+  const next = new Map(ids.map((id) => [id, seqBase]))
+  let turn = 0
+  const r: LoadResult = {
+    url: a.url, devices: n, concurrency, duration_s: duration / 1000, warmup_s: warmup / 1000, seq_base: seqBase,
+    generated: 0, acked: 0, stored_new: 0, duplicates: 0, unacked: 0, retries: 0, errors: {},
+    readings_per_s: 0, latency_ms: { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 }, upstreams: {}, cpu_s: 0,
+  }
+  const latencies: number[] = []
+  let measured = 0
+  const start = Date.now()
+  const measureFrom = start + warmup
+  const stopAt = measureFrom + duration
+  const giveUpAt = stopAt + 15_000
+
+  async function worker() {
+    while (Date.now() < stopAt) {
+      const device = ids[turn++ % ids.length]
+      const seq = next.get(device)! + 1
+      next.set(device, seq)
+      const body = encodeReading({ device, seq, time: new Date().toISOString(), value: Math.round(Math.random() * 10000) / 100 })
+      r.generated++
+      for (;;) {
+        const t0 = process.hrtime.bigint()
+        const now = Date.now()
+        let status = 0
+        try {
+          const ans = await post(url, agent, { device, body }, keys.get(device)!, 5000)
+          status = ans.status
+          if (ans.upstream) r.upstreams[ans.upstream] = (r.upstreams[ans.upstream] ?? 0) + 1
+        } catch (e) {
+          r.errors[(e as Error).message.slice(0, 60)] = (r.errors[(e as Error).message.slice(0, 60)] ?? 0) + 1
+        }
+        if (status === 200 || status === 201) {
+          r.acked++
+          if (status === 201) r.stored_new++; else r.duplicates++
+          if (now >= measureFrom && now < stopAt) {
+            latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
+            measured++
+          }
+          break
+        }
+        if (status) r.errors[`HTTP ${status}`] = (r.errors[`HTTP ${status}`] ?? 0) + 1
+        if (Date.now() > giveUpAt || [400, 401, 409, 413, 415].includes(status)) { r.unacked++; break }
+        r.retries++
+        await new Promise((res) => setTimeout(res, 50))
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  agent.destroy()
+  latencies.sort((x, y) => x - y)
+  const round = (x: number) => Math.round(x * 100) / 100
+  r.readings_per_s = round(measured / (duration / 1000))
+  r.latency_ms = {
+    p50: round(percentile(latencies, 50)), p90: round(percentile(latencies, 90)), p99: round(percentile(latencies, 99)),
+    max: round(latencies[latencies.length - 1] ?? NaN), mean: round(latencies.reduce((s, x) => s + x, 0) / (latencies.length || 1)),
+  }
+  const cpu = process.cpuUsage()
+  r.cpu_s = round((cpu.user + cpu.system) / 1e6)
+  process.stdout.write(JSON.stringify(r) + '\n')
+}
+
+if (!process.env.LOADGEN_NO_MAIN) main().catch((e) => { process.stderr.write(`lab-loadgen: ${(e as Error).message}\n`); process.exit(2) })

@@ -1,0 +1,103 @@
+// npm run bench -- [--runs N] [--duration S] [--devices N] [--concurrency N] [--bringup] [--smoke] [--out DIR]
+// Measures the running lab, layer by layer, side by side in one run: ingest over the
+// full path, the tunnel straight to one backend, and one backend from inside the cloud
+// LAN; the full path with 1..N backends; the tunnel against the path without it and
+// the cipher's limit; re-provisioning (and with --bringup, warm and cold bring-up,
+// which rebuild the lab). Writes report.md, report.json and chart.svg under
+// bench/results/<time>/ (or --out). A benchmark, not a test: it fails only when it
+// cannot measure, never because a figure is low.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { hostsWithRole, loadTopology } from '../provision/topology.js'
+import { bringUpBench, reprovisionBench } from './bench/bringup.js'
+import { ingestBench } from './bench/ingest.js'
+import { openBenchLab, type BenchLab } from './bench/lab.js'
+import { markdown, svgChart, type BenchReport, type Machine } from './bench/report.js'
+import { tunnelBench } from './bench/tunnel.js'
+import { repoRoot, topologyFile } from './lib/paths.js'
+import { detectProvider } from './lib/vagrant.js'
+
+async function machine(lab: BenchLab): Promise<Machine> {
+  const t = lab.topology
+  const first = (role: Parameters<typeof hostsWithRole>[1]) => hostsWithRole(t, role)[0]?.name
+  const out = async (host: string | undefined, cmd: string) => (host ? (await lab.sh(host, cmd)).stdout.trim() || (await lab.sh(host, cmd)).stderr.trim() : 'n/a')
+  return {
+    cores: os.cpus().length,
+    memory_gib: os.totalmem() / 2 ** 30,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    kernel: os.release(),
+    provider: await detectProvider(),
+    ipsec_mode: await out(t.vpn?.hub, 'cat /etc/lab/ipsec-mode'),
+    hosts: t.hosts.length,
+    node_on_hosts: await out(first('iot-client'), 'node --version'),
+    nginx: (await out(first('proxy'), 'nginx -v 2>&1')).replace(/^nginx version: nginx\//, ''),
+    postgresql: (await out(first('db'), 'psql -V')).replace(/^psql \(PostgreSQL\) /, ''),
+    strongswan: (await out(t.vpn?.hub, 'swanctl --version')).replace(/^strongSwan swanctl /, ''),
+  }
+}
+
+const argv = await yargs(hideBin(process.argv))
+  .scriptName('npm run bench --')
+  .usage('$0 [options]\n\nBenchmarks the running lab (npm run lab first) and writes a report.')
+  .option('runs', { type: 'number', default: 3, describe: 'runs of each measurement (the report gives median and spread)' })
+  .option('duration', { type: 'number', default: 6, describe: 'seconds of load per ingest run (after the warm-up)' })
+  .option('warmup', { type: 'number', default: 1, describe: 'seconds of load before measuring, each run' })
+  .option('devices', { type: 'number', default: 500, describe: 'simulated devices in the load generator' })
+  .option('concurrency', { type: 'number', default: 32, describe: 'connections the load generator keeps busy' })
+  .option('tunnel-seconds', { type: 'number', default: 3, describe: 'seconds per iperf3 run' })
+  .option('bringup', { type: 'boolean', default: false, describe: 'also measure warm and cold `npm run lab` (rebuilds the lab: minutes)' })
+  .option('smoke', { type: 'boolean', default: false, describe: 'a few seconds in all: proves the harness works (the test suite runs this)' })
+  .option('label', { type: 'string', default: 'lab benchmark', describe: 'a name for this run in the report' })
+  .option('out', { type: 'string', describe: 'folder for the report (default bench/results/<time>)' })
+  .check((a) => {
+    for (const k of ['runs', 'duration', 'devices', 'concurrency', 'tunnel-seconds'] as const) {
+      if (!(a[k] > 0) || !Number.isFinite(a[k])) throw new Error(`--${k} must be a positive number; got ${a[k]}`)
+    }
+    if (a.runs > 20 || a.duration > 120 || a.concurrency > 512) throw new Error('bounded on purpose: at most 20 runs, 120 s per run and 512 connections')
+    return true
+  })
+  .strict()
+  .help()
+  .parse()
+
+const o = argv.smoke
+  ? { runs: 1, duration: 2, warmup: 0.5, devices: 50, concurrency: 8, tunnelSeconds: 1 }
+  : { runs: argv.runs, duration: argv.duration, warmup: argv.warmup, devices: argv.devices, concurrency: argv.concurrency, tunnelSeconds: argv['tunnel-seconds'] }
+const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, '')
+const outDir = path.resolve(argv.out ?? path.join(repoRoot, 'bench', 'results', stamp))
+const log = (m: string) => console.log(m)
+
+try {
+  const started = Date.now()
+  const topology = loadTopology(topologyFile)
+  const lab = await openBenchLab(topology)
+  let report: Omit<BenchReport, 'bringup' | 'seconds' | 'zero_loss'>
+  try {
+    const load = { runs: o.runs, duration: o.duration, warmup: o.warmup, devices: o.devices, concurrency: o.concurrency }
+    const m = await machine(lab)
+    log(`Machine: ${m.cores} cores, ${m.memory_gib.toFixed(1)} GiB, kernel ${m.kernel}, ${m.provider}, IPsec ${m.ipsec_mode}`)
+    const ingest = await ingestBench(lab, load, log, { scaling: !argv.smoke })
+    const tunnel = await tunnelBench(lab, o.runs, o.tunnelSeconds, log)
+    report = { label: argv.label, started: new Date(started).toISOString(), machine: m, load, ingest, tunnel }
+  } finally {
+    await lab.close()
+  }
+  const bringup = {
+    ...(await reprovisionBench(topology, argv.smoke ? 1 : Math.min(o.runs, 3), log)),
+    ...(argv.bringup ? await bringUpBench(log) : {}),
+  }
+  const all = [...report.ingest.scenarios, ...report.ingest.scaling]
+  const full: BenchReport = { ...report, bringup, seconds: (Date.now() - started) / 1000, zero_loss: all.every((s) => s.lost === 0 && s.runs.every((r) => r.check.extra === 0)) }
+  fs.mkdirSync(outDir, { recursive: true })
+  fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify(full, null, 2) + '\n')
+  fs.writeFileSync(path.join(outDir, 'chart.svg'), svgChart(full))
+  fs.writeFileSync(path.join(outDir, 'report.md'), markdown(full))
+  log(`\nReport: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json, chart.svg), ${full.seconds.toFixed(0)} s in all`)
+  if (!full.zero_loss) log('WARNING: some readings were lost or duplicated: see report.json')
+} catch (e) {
+  console.error(`bench: ${(e as Error).message}`)
+  process.exit(1)
+}

@@ -1,0 +1,130 @@
+// Ingest throughput and latency over the lab's paths, with the load generator
+// (services/client/loadgen.ts) on a lab host, and the stored count checked against the
+// acknowledged one after every run: a run that lost or duplicated a reading says so.
+import { bundle } from '../../services/build.js'
+import type { LoadResult } from '../../services/client/loadgen.js'
+import { deviceKeys } from '../../provision/secrets.js'
+import { backends, serverUrl } from '../../provision/roles/telemetry.js'
+import { benchDeviceIds, hostsWithRole } from '../../provision/topology.js'
+import { stateDir } from '../lib/paths.js'
+import { cpuSample, cpuUse } from './cpu.js'
+import type { BenchLab } from './lab.js'
+import { figure, type Figure } from './stats.js'
+
+export interface LoadOptions { devices: number; concurrency: number; duration: number; warmup: number; runs: number }
+
+export interface RunCheck { acked: number; stored: number; lost: number; extra: number; unacked: number; duplicates_answered: number }
+
+export interface Scenario {
+  id: string
+  title: string
+  from: string
+  url: string
+  backends: number
+  runs: (LoadResult & { check: RunCheck })[]
+  readings_per_s: Figure
+  p50_ms: Figure
+  p99_ms: Figure
+  lost: number
+}
+
+/** Put the load generator and the bench devices' keys on a host (for this run only). */
+export async function prepare(lab: BenchLab, host: string, devices: number) {
+  const ids = benchDeviceIds(lab.topology).slice(0, devices)
+  if (ids.length < devices) throw new Error(`the topology has ${ids.length} bench devices (telemetry.bench_devices); asked for ${devices}`)
+  const code = await lab.put(host, 'lab-loadgen.cjs', await bundle('loadgen'))
+  const keys = await lab.put(host, 'devices.json', JSON.stringify(deviceKeys(stateDir, ids)))
+  return { code, keys }
+}
+
+async function storedSince(lab: BenchLab, base: number): Promise<number> {
+  const [db] = hostsWithRole(lab.topology, 'db')
+  const out = await lab.must(db.name, 'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry',
+    { stdin: `SELECT count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000};` })
+  return Number(out.trim())
+}
+
+export async function runScenario(lab: BenchLab, s: Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_ms' | 'lost'>, o: LoadOptions, log: (m: string) => void): Promise<Scenario> {
+  const { code, keys } = await prepare(lab, s.from, o.devices)
+  const runs: Scenario['runs'] = []
+  for (let i = 0; i < o.runs; i++) {
+    const base = Date.now() * 1000
+    const out = await lab.must(s.from, `node ${code} --url ${s.url} --keys ${keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base}`)
+    const r = JSON.parse(out) as LoadResult
+    const stored = await storedSince(lab, base)
+    const check: RunCheck = { acked: r.acked, stored, lost: Math.max(0, r.acked - stored), extra: Math.max(0, stored - r.acked - r.unacked), unacked: r.unacked, duplicates_answered: r.duplicates }
+    runs.push({ ...r, check })
+    log(`  ${s.id} run ${i + 1}/${o.runs}: ${r.readings_per_s} readings/s, p50 ${r.latency_ms.p50} ms, p99 ${r.latency_ms.p99} ms; acked ${r.acked}, stored ${stored}${check.lost ? `, LOST ${check.lost}` : ''}${r.unacked ? `, unacked ${r.unacked}` : ''}`)
+  }
+  return {
+    ...s, runs,
+    readings_per_s: figure(runs.map((r) => r.readings_per_s)),
+    p50_ms: figure(runs.map((r) => r.latency_ms.p50)),
+    p99_ms: figure(runs.map((r) => r.latency_ms.p99)),
+    lost: runs.reduce((n, r) => n + r.check.lost + r.check.unacked, 0),
+  }
+}
+
+/** nginx with only the first k backends in use (the others marked down), for the scaling curve. */
+export async function withBackends<T>(lab: BenchLab, k: number, fn: () => Promise<T>): Promise<T> {
+  const [proxy] = hostsWithRole(lab.topology, 'proxy')
+  const all = backends(lab.topology)
+  if (k >= all.length) return fn()
+  const original = await lab.must(proxy.name, 'cat /etc/nginx/nginx.conf')
+  const down = new Set(all.slice(k).map((b) => `${b.address}:${b.port}`))
+  const limited = original.split('\n').map((l) => {
+    const m = /^(\s*server )(\S+)( .*);$/.exec(l)
+    return m && down.has(m[2]) ? `${m[1]}${m[2]}${m[3]} down;` : l
+  }).join('\n')
+  await lab.must(proxy.name, 'cat > /etc/nginx/nginx.conf && nginx -q -t && systemctl reload nginx', { stdin: limited })
+  try {
+    return await fn()
+  } finally {
+    // Put back exactly what the provisioner wrote (npm run provision would, too).
+    await lab.must(proxy.name, 'cat > /etc/nginx/nginx.conf && systemctl reload nginx', { stdin: original })
+  }
+}
+
+export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string) => void, opts: { scaling: boolean } = { scaling: true }) {
+  const t = lab.topology
+  const [client] = hostsWithRole(t, 'iot-client')
+  const [proxy] = hostsWithRole(t, 'proxy')
+  const ups = backends(t)
+  const one = ups[0]
+  const url = serverUrl(t, client)
+  const scenarios: Scenario[] = []
+
+  log(`Ingest: ${o.devices} devices, ${o.concurrency} connections, ${o.runs} runs of ${o.duration} s (+${o.warmup} s warm-up) each`)
+  const before = await cpuSample(lab)
+  const full = await runScenario(lab, {
+    id: 'full', title: `full path: ${client.name} → gateways and tunnel → nginx → ${ups.length} backends → PostgreSQL`, from: client.name, url, backends: ups.length,
+  }, o, log)
+  const acked = full.runs.reduce((n, r) => n + r.acked, 0)
+  // The load generator has exited by now (its CPU is gone from /proc): it reports its own.
+  const loadgen = full.runs.reduce((n, r) => n + r.cpu_s, 0)
+  const cpu = [...cpuUse(before, await cpuSample(lab), acked), { host: client.name, process: 'lab-loadgen (the load itself)', cpu_s: loadgen, ms_per_1000_readings: Math.round((loadgen * 1e6) / acked) }]
+    .sort((a, b) => b.cpu_s - a.cpu_s)
+  scenarios.push(full)
+
+  // The tunnel straight to one backend: the backend admits the IoT LAN for the run.
+  const iotLans = t.networks.filter((n) => n.kind === 'lan' && client.interfaces.some((i) => i.network === n.name)).map((n) => n.cidr)
+  await lab.allow(one.name, `ip saddr { ${iotLans.join(', ')} } tcp dport ${one.port} accept`)
+  scenarios.push(await runScenario(lab, {
+    id: 'tunnel-direct', title: `${client.name} → gateways and tunnel → ${one.name} (no nginx) → PostgreSQL`, from: client.name, url: `http://${one.address}:${one.port}/readings`, backends: 1,
+  }, o, log))
+
+  scenarios.push(await runScenario(lab, {
+    id: 'lan-direct', title: `${proxy.name} → ${one.name} on the cloud LAN (no tunnel, no nginx) → PostgreSQL`, from: proxy.name, url: `http://${one.address}:${one.port}/readings`, backends: 1,
+  }, o, log))
+
+  const scaling: Scenario[] = []
+  if (opts.scaling) {
+    for (let k = 1; k < ups.length; k++) {
+      scaling.push(await withBackends(lab, k, () => runScenario(lab, {
+        id: `full-${k}`, title: `full path with ${k} backend${k > 1 ? 's' : ''}`, from: client.name, url, backends: k,
+      }, o, log)))
+    }
+  }
+  scaling.push({ ...scenarios[0], id: `full-${ups.length}` })
+  return { scenarios, scaling, cpu }
+}

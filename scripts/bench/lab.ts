@@ -1,0 +1,57 @@
+// The benchmark's hold on the running lab: SSH to every host, files it puts there
+// only for the run (under /run/lab-bench, removed after), firewall openings it needs
+// for a measurement (tagged, removed after, and removed first if a killed run left
+// any), and the IoT client paused so that its stream does not blur the figures.
+import { connectHosts, type Hosts } from '../../provision/hosts.js'
+import { CLIENT_CONTROL_PORT } from '../../provision/roles/telemetry.js'
+import { shellQuote as q, type ExecResult } from '../../provision/ssh.js'
+import type { Topology } from '../../provision/topology.js'
+import { repoRoot } from '../lib/paths.js'
+
+export const BENCH_DIR = '/run/lab-bench'
+const TAG = 'lab-bench: temporary'
+
+export interface BenchLab {
+  topology: Topology
+  sh(host: string, cmd: string, opts?: { stdin?: string; timeoutMs?: number }): Promise<ExecResult>
+  /** Run and fail loudly on a non-zero exit. */
+  must(host: string, cmd: string, opts?: { stdin?: string }): Promise<string>
+  put(host: string, name: string, content: string): Promise<string>
+  /** Admit one more thing in a host's nftables input chain until the run ends. */
+  allow(host: string, rule: string): Promise<void>
+  close(): Promise<void>
+}
+
+export async function openBenchLab(topology: Topology): Promise<BenchLab> {
+  const hosts: Hosts = await connectHosts(topology.hosts.map((h) => h.name), repoRoot)
+  const touched = new Set<string>()
+  const sh = (host: string, cmd: string, opts: { stdin?: string } = {}) => hosts.get(host).exec(cmd, { check: false, ...opts })
+  const must = async (host: string, cmd: string, opts: { stdin?: string } = {}) => {
+    const r = await sh(host, cmd, opts)
+    if (r.code !== 0) throw new Error(`${host}: \`${cmd.slice(0, 120)}\` failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`)
+    return r.stdout
+  }
+  const removeRules = (host: string) => sh(host,
+    `nft -a list chain inet lab input 2>/dev/null | awk '/${TAG}/ {print $NF}' | while read h; do nft delete rule inet lab input handle "$h"; done`)
+  for (const h of topology.hosts) await removeRules(h.name)
+  const clients = topology.hosts.filter((h) => h.role === 'iot-client').map((h) => h.name)
+  for (const c of clients) await sh(c, `curl -s -m 5 -X POST http://127.0.0.1:${CLIENT_CONTROL_PORT}/pause >/dev/null`)
+  return {
+    topology, sh, must,
+    async put(host, name, content) {
+      touched.add(host)
+      const p = `${BENCH_DIR}/${name}`
+      await must(host, `mkdir -p -m 0700 ${BENCH_DIR} && umask 077 && cat > ${q(p)}`, { stdin: content })
+      return p
+    },
+    async allow(host, rule) {
+      touched.add(host)
+      await must(host, `nft insert rule inet lab input ${rule} comment ${q(`"${TAG}"`)}`)
+    },
+    async close() {
+      for (const h of touched) { await removeRules(h); await sh(h, `rm -rf ${BENCH_DIR}`) }
+      for (const c of clients) await sh(c, `curl -s -m 5 -X POST http://127.0.0.1:${CLIENT_CONTROL_PORT}/resume >/dev/null`)
+      await hosts.close()
+    },
+  }
+}

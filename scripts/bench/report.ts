@@ -1,0 +1,103 @@
+// The benchmark's report: JSON with every run's figures, and Markdown for people, with
+// the machine described, each figure as median (lowest to highest run), the ratios
+// that say what the proxy and the tunnel cost, and the chart.
+import type { BringUp } from './bringup.js'
+import { chart } from './chart.js'
+import type { CpuUse } from './cpu.js'
+import type { LoadOptions, Scenario } from './ingest.js'
+import { show, type Figure } from './stats.js'
+import type { TunnelFigures } from './tunnel.js'
+
+export interface Machine {
+  cores: number; memory_gib: number; cpu: string; kernel: string; provider: string
+  ipsec_mode: string; hosts: number; node_on_hosts: string; nginx: string; postgresql: string; strongswan: string
+}
+
+export interface BenchReport {
+  label: string
+  started: string
+  seconds: number
+  machine: Machine
+  load: LoadOptions
+  ingest: { scenarios: Scenario[]; scaling: Scenario[]; cpu: CpuUse[] }
+  tunnel?: TunnelFigures
+  bringup: BringUp
+  /** Every run stored exactly what was acknowledged, and nothing went unacknowledged. */
+  zero_loss: boolean
+}
+
+const ratio = (a: Figure, b: Figure) => (b.median > 0 ? a.median / b.median : NaN)
+const pct = (x: number) => `${(x * 100).toFixed(x < 0.1 ? 2 : 1)} %`
+
+export function svgChart(r: BenchReport): string {
+  const byId = (id: string) => r.ingest.scenarios.find((s) => s.id === id)
+  const paths = ['lan-direct', 'tunnel-direct', 'full'].map(byId).filter((s): s is Scenario => !!s)
+  return chart([
+    { title: 'Readings/s by path', unit: 'readings per second', series: ['readings/s'], groups: paths.map((s) => ({ label: s.id, bars: [s.readings_per_s] })) },
+    { title: 'Readings/s against back ends', unit: 'readings per second', series: ['readings/s'], groups: r.ingest.scaling.map((s) => ({ label: `${s.backends} backend${s.backends > 1 ? 's' : ''}`, bars: [s.readings_per_s] })) },
+    { title: 'Latency', unit: 'milliseconds', series: ['p50', 'p99'], groups: [...paths, ...r.ingest.scaling.slice(0, -1)].map((s) => ({ label: s.id, bars: [s.p50_ms, s.p99_ms] })) },
+  ], `${r.label}: ${r.load.devices} devices, ${r.load.concurrency} connections, ${r.load.runs} runs of ${r.load.duration} s; bars: median, whiskers: lowest to highest run`)
+}
+
+export function markdown(r: BenchReport): string {
+  const m = r.machine
+  const s = (id: string) => r.ingest.scenarios.find((x) => x.id === id)
+  const full = s('full'), direct = s('tunnel-direct'), lan = s('lan-direct')
+  const row = (x: Scenario) => `| ${x.title} | ${show(x.readings_per_s)} | ${show(x.p50_ms, 1)} | ${show(x.p99_ms, 1)} | ${x.runs.reduce((n, y) => n + y.check.acked, 0)} | ${x.lost} |`
+  const lines = [
+    `# Benchmark: ${r.label}`,
+    '',
+    `Run ${r.started}, ${r.seconds.toFixed(0)} s in all. Every figure is the median of ${r.load.runs} runs, with the lowest and highest run in brackets.`,
+    '',
+    '## Machine',
+    '',
+    `| cores | memory | CPU | kernel | provider | IPsec data path | hosts |`,
+    `| --- | --- | --- | --- | --- | --- | --- |`,
+    `| ${m.cores} | ${m.memory_gib.toFixed(1)} GiB | ${m.cpu} | ${m.kernel} | ${m.provider} | ${m.ipsec_mode} | ${m.hosts} |`,
+    '',
+    `On the hosts: Node.js ${m.node_on_hosts}, nginx ${m.nginx}, PostgreSQL ${m.postgresql}, strongSwan ${m.strongswan}. All hosts share the machine's cores: the load generator, both gateways, nginx, the backends and PostgreSQL compete for them.`,
+    '',
+    '## Ingest',
+    '',
+    `Signed readings from ${r.load.devices} simulated devices over ${r.load.concurrency} keep-alive connections (each sends its next reading when the last is answered), ${r.load.duration} s per run after ${r.load.warmup} s of warm-up. After each run the readings stored are counted against those acknowledged.`,
+    '',
+    `**Readings lost or duplicated, all runs: ${r.zero_loss ? 'none' : 'SOME (see the JSON)'}.**`,
+    '',
+    '| path | readings/s | p50 ms | p99 ms | acknowledged (all runs) | lost |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...r.ingest.scenarios.map(row),
+    '',
+  ]
+  if (full && direct && lan) {
+    lines.push(
+      `- What the proxy costs: the full path carries ${pct(ratio(full.readings_per_s, direct.readings_per_s))} of the readings per second of the tunnel straight to one backend (with ${full.backends} backends behind nginx against 1 without it).`,
+      `- What the tunnel costs: straight to one backend through the tunnel carries ${pct(ratio(direct.readings_per_s, lan.readings_per_s))} of the same from inside the cloud LAN; p50 latency ${show(direct.p50_ms, 1)} ms against ${show(lan.p50_ms, 1)} ms.`,
+      '')
+  }
+  lines.push('### Scaling with back ends (full path)', '', '| backends | readings/s | p50 ms | p99 ms | lost |', '| --- | --- | --- | --- | --- |',
+    ...r.ingest.scaling.map((x) => `| ${x.backends} | ${show(x.readings_per_s)} | ${show(x.p50_ms, 1)} | ${show(x.p99_ms, 1)} | ${x.lost} |`), '')
+  lines.push('![readings per second and latency](chart.svg)', '')
+  if (r.ingest.cpu.length) {
+    lines.push('### Where the time goes (full path, all runs)', '',
+      'CPU used by each process during the full-path runs, per 1000 readings acknowledged.', '',
+      '| host | process | CPU s | CPU ms per 1000 readings |', '| --- | --- | --- | --- |',
+      ...r.ingest.cpu.map((c) => `| ${c.host} | ${c.process} | ${c.cpu_s.toFixed(2)} | ${c.ms_per_1000_readings} |`), '')
+  }
+  if (r.tunnel) {
+    const tu = r.tunnel
+    lines.push('## Tunnel', '',
+      `iperf3, one TCP stream; OpenSSL's ChaCha20-Poly1305 (the tunnel's ESP AEAD) on ${tu.packet_bytes}-byte blocks, one core. IPsec data path: ${tu.ipsec_mode}.`, '',
+      '| what | Mbit/s |', '| --- | --- |',
+      `| through the tunnel (iot-client → proxy) | ${show(tu.through_tunnel_mbit)} |`,
+      `| without it (the two gateways over the simulated internet) | ${show(tu.without_tunnel_mbit)} |`,
+      `| ChaCha20-Poly1305, one core | ${show(tu.crypto_one_core_mbit)} |`, '',
+      `The tunnel reaches ${pct(ratio(tu.through_tunnel_mbit, tu.without_tunnel_mbit))} of the path without it and ${pct(ratio(tu.through_tunnel_mbit, tu.crypto_one_core_mbit))} of what one core can encrypt.`, '')
+  }
+  const b = r.bringup
+  lines.push('## Bring-up', '', '| what | seconds |', '| --- | --- |',
+    `| re-provision with nothing to change (${b.reprovision_changed} changes) | ${show(b.reprovision_s, 1)} |`,
+    b.warm ? `| warm \`npm run lab\` (box cached): vagrant up ${b.warm.vagrant_up_s.toFixed(0)}, provision ${b.warm.provision_s.toFixed(0)} | ${b.warm.total_s.toFixed(0)} |` : '| warm `npm run lab` | not measured in this run (`npm run bench -- --bringup`) |',
+    b.cold ? `| cold \`npm run lab\` (box built): box ${b.cold.box_s.toFixed(0)}, vagrant up ${b.cold.vagrant_up_s.toFixed(0)}, provision ${b.cold.provision_s.toFixed(0)} | ${b.cold.total_s.toFixed(0)} |` : '| cold `npm run lab` | not measured in this run (`npm run bench -- --bringup`) |',
+    '')
+  return lines.join('\n')
+}
