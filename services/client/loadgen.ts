@@ -11,6 +11,7 @@
 import fs from 'node:fs'
 import http from 'node:http'
 import { encodeReading } from '../lib/reading.js'
+import { percentile } from '../lib/stats.js'
 import { post } from './sender.js'
 
 function args(argv: string[]) {
@@ -30,11 +31,6 @@ export interface LoadResult {
   upstreams: Record<string, number>
   /** CPU the load generator itself used (user + system), seconds. */
   cpu_s: number
-}
-
-export function percentile(sorted: number[], p: number) {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
 }
 
 async function main() {
@@ -113,4 +109,4 @@ async function main() {
   process.stdout.write(JSON.stringify(r) + '\n')
 }
 
-if (!process.env.LOADGEN_NO_MAIN) main().catch((e) => { process.stderr.write(`lab-loadgen: ${(e as Error).message}\n`); process.exit(2) })
+main().catch((e) => { process.stderr.write(`lab-loadgen: ${(e as Error).message}\n`); process.exit(2) })

@@ -1,0 +1,44 @@
+// The benchmark harness still works: a smoke run (seconds, tiny load) over the real
+// lab writes a report with every section's figures and no reading lost, and leaves
+// the lab as it found it (no firewall opening, no file, nginx as provisioned, the
+// client streaming again). Not a performance test: no figure is judged here.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { CLIENT_CONTROL_PORT } from '../../provision/roles/telemetry.js'
+import type { BenchReport } from '../../scripts/bench/report.js'
+import { labCli, openLab } from '../lib/lab.js'
+import { clientStatus } from '../lib/telemetry.js'
+
+const lab = await openLab(t)
+if (lab) {
+  const [proxy] = lab.byRole('proxy')
+  const [client] = lab.byRole('iot-client')
+  t.test('npm run bench -- --smoke writes a complete report and leaves the lab as it was', async (t) => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'))
+    const nginxBefore = (await lab.sh(proxy.name, 'sha256sum /etc/nginx/nginx.conf')).stdout
+    const run = await labCli('scripts/bench.ts', ['--smoke', '--out', out])
+    t.match(run.stdout, /Report: .*report\.md/)
+    const r = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as BenchReport
+    t.same(r.ingest.scenarios.map((s) => s.id), ['full', 'tunnel-direct', 'lan-direct'], 'the three paths')
+    for (const s of r.ingest.scenarios) {
+      t.ok(s.readings_per_s.median > 0 && s.p99_ms.median >= s.p50_ms.median, `${s.id}: ${s.readings_per_s.median} readings/s, p50 ${s.p50_ms.median} ms, p99 ${s.p99_ms.median} ms`)
+      t.ok(s.runs.every((x) => x.check.stored === x.check.acked && x.check.acked > 0), `${s.id}: stored = acknowledged (${s.runs[0].check.stored})`)
+    }
+    t.equal(r.zero_loss, true, 'no reading lost or duplicated')
+    t.ok(r.ingest.cpu.some((c) => /charon/.test(c.process)), 'CPU use per process, charon among them')
+    t.ok(r.tunnel!.through_tunnel_mbit.median > 0 && r.tunnel!.without_tunnel_mbit.median > 0 && r.tunnel!.crypto_one_core_mbit.median > 0, 'tunnel, no-tunnel and cipher figures')
+    t.equal(r.bringup.reprovision_changed, 0, 'the re-provision changed nothing')
+    t.match(r.machine, { cores: os.cpus().length, hosts: lab.topology.hosts.length, ipsec_mode: /libipsec|kernel/ })
+    t.match(fs.readFileSync(path.join(out, 'chart.svg'), 'utf8'), /<svg [^>]*>[\s\S]*<rect [\s\S]*<\/svg>/)
+    t.match(fs.readFileSync(path.join(out, 'report.md'), 'utf8'), /## Ingest[\s\S]*!\[readings per second and latency\]\(chart\.svg\)[\s\S]*## Tunnel[\s\S]*## Bring-up/)
+
+    for (const h of lab.topology.hosts) {
+      t.equal((await lab.sh(h.name, 'nft list chain inet lab input | grep -c lab-bench')).stdout.trim(), '0', `${h.name}: no temporary firewall rule left`)
+      t.not((await lab.sh(h.name, 'test -e /run/lab-bench')).code, 0, `${h.name}: no bench file left`)
+    }
+    t.equal((await lab.sh(proxy.name, 'sha256sum /etc/nginx/nginx.conf')).stdout, nginxBefore, 'nginx.conf is as provisioned')
+    t.equal((await clientStatus(lab)).paused, false, `${client.name}'s client streams again (control port ${CLIENT_CONTROL_PORT})`)
+  })
+}

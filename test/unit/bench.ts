@@ -1,0 +1,60 @@
+// The benchmark's arithmetic and its report, without a lab: medians and spreads,
+// percentiles, the ratios the report states, and a chart that draws every figure.
+import t from 'tap'
+import { svgChart, markdown, type BenchReport } from '../../scripts/bench/report.js'
+import { figure, show } from '../../scripts/bench/stats.js'
+import { percentile } from '../../services/lib/stats.js'
+
+t.test('median and spread', async (t) => {
+  t.same(figure([3, 1, 2]), { median: 2, min: 1, max: 3, runs: [3, 1, 2] })
+  t.equal(figure([4, 1, 2, 3]).median, 2.5)
+  t.equal(show(figure([1200, 1300, 1250])), '1250 (1200 to 1300)')
+  t.equal(show(figure([5.55]), 1), '5.5')
+  t.ok(Number.isNaN(figure([]).median))
+})
+
+t.test('nearest-rank percentiles', async (t) => {
+  const v = Array.from({ length: 100 }, (_, i) => i + 1)
+  t.same([percentile(v, 50), percentile(v, 99), percentile(v, 100), percentile([7], 99)], [50, 99, 100, 7])
+})
+
+const scenario = (id: string, backends: number, rps: number[], lost = 0) => ({
+  id, title: id, from: 'iot-client', url: 'http://x', backends, lost,
+  runs: rps.map((r) => ({ acked: r * 6, check: { acked: r * 6, stored: r * 6 - lost, lost, extra: 0, unacked: 0, duplicates_answered: 0 } })) as never,
+  readings_per_s: figure(rps), p50_ms: figure(rps.map((r) => 10000 / r)), p99_ms: figure(rps.map((r) => 30000 / r)),
+})
+
+const report: BenchReport = {
+  label: 'unit', started: '2026-11-25T00:00:00Z', seconds: 100,
+  machine: { cores: 2, memory_gib: 24, cpu: 'cpu', kernel: 'k', provider: 'lxc', ipsec_mode: 'libipsec', hosts: 7, node_on_hosts: 'v18', nginx: '1.22', postgresql: '15', strongswan: '5.9' },
+  load: { runs: 3, duration: 6, warmup: 1, devices: 500, concurrency: 32 },
+  ingest: {
+    scenarios: [scenario('full', 2, [1000, 1100, 900]), scenario('tunnel-direct', 1, [2000, 2100, 1900]), scenario('lan-direct', 1, [4000, 4100, 3900])],
+    scaling: [scenario('full-1', 1, [800, 850, 750]), scenario('full-2', 2, [1000, 1100, 900])],
+    cpu: [{ host: 'gw-iot', process: 'charon-systemd', cpu_s: 5, ms_per_1000_readings: 250 }],
+  },
+  tunnel: { through_tunnel_mbit: figure([250]), without_tunnel_mbit: figure([16000]), crypto_one_core_mbit: figure([25000]), packet_bytes: 1400, ipsec_mode: 'libipsec' },
+  bringup: { reprovision_s: figure([5, 6, 5.5]), reprovision_changed: 0 },
+  zero_loss: true,
+}
+
+t.test('the report states the figures and the ratios', async (t) => {
+  const md = markdown(report)
+  t.match(md, '| 2 | 24.0 GiB | cpu | k | lxc | libipsec | 7 |')
+  t.match(md, 'Readings lost or duplicated, all runs: none.')
+  t.match(md, /full path carries 50\.0 % of the readings per second of the tunnel straight to one backend/)
+  t.match(md, /through the tunnel carries 50\.0 % of the same from inside the cloud LAN/)
+  t.match(md, '| 1 | 800 (750 to 850) |')
+  t.match(md, /The tunnel reaches 1\.56 % of the path without it and 1\.00 % of what one core can encrypt/)
+  t.match(md, 'not measured in this run')
+  t.match(markdown({ ...report, zero_loss: false }), 'SOME (see the JSON)')
+})
+
+t.test('the chart draws a bar per figure, with whiskers where runs differ', async (t) => {
+  const svg = svgChart(report)
+  t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
+  // 3 paths + 2 scaling points + (3 paths + 1 scaling point) × p50 and p99.
+  t.equal((svg.match(/<rect x=/g) ?? []).length - 2 /* legend */, 3 + 2 + 8)
+  t.match(svg, /<title>1 backend readings\/s: 800 \(750 to 850\)<\/title>/)
+  t.match(svg, '1 backend</text>')
+})
