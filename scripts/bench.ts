@@ -79,7 +79,7 @@ try {
     const load = { runs: o.runs, duration: o.duration, warmup: o.warmup, devices: o.devices, concurrency: o.concurrency }
     const m = await machine(lab)
     log(`Machine: ${m.cores} cores, ${m.memory_gib.toFixed(1)} GiB, kernel ${m.kernel}, ${m.provider}, IPsec ${m.ipsec_mode}`)
-    const ingest = await ingestBench(lab, load, log, { scaling: !argv.smoke })
+    const ingest = await ingestBench(lab, load, log)
     const tunnel = await tunnelBench(lab, o.runs, o.tunnelSeconds, log)
     report = { label: argv.label, started: new Date(started).toISOString(), machine: m, load, ingest, tunnel }
   } finally {

@@ -70,22 +70,25 @@ export async function withBackends<T>(lab: BenchLab, k: number, fn: () => Promis
   const [proxy] = hostsWithRole(lab.topology, 'proxy')
   const all = backends(lab.topology)
   if (k >= all.length) return fn()
+  // The provisioned file is kept byte for byte on the host (SSH output is trimmed).
+  const saved = await lab.put(proxy.name, 'nginx.conf.provisioned', '')
+  await lab.must(proxy.name, `cp -p /etc/nginx/nginx.conf ${saved}`)
   const original = await lab.must(proxy.name, 'cat /etc/nginx/nginx.conf')
   const down = new Set(all.slice(k).map((b) => `${b.address}:${b.port}`))
   const limited = original.split('\n').map((l) => {
     const m = /^(\s*server )(\S+)( .*);$/.exec(l)
     return m && down.has(m[2]) ? `${m[1]}${m[2]}${m[3]} down;` : l
-  }).join('\n')
+  }).join('\n') + '\n'
   await lab.must(proxy.name, 'cat > /etc/nginx/nginx.conf && nginx -q -t && systemctl reload nginx', { stdin: limited })
   try {
     return await fn()
   } finally {
     // Put back exactly what the provisioner wrote (npm run provision would, too).
-    await lab.must(proxy.name, 'cat > /etc/nginx/nginx.conf && systemctl reload nginx', { stdin: original })
+    await lab.must(proxy.name, `cp -p ${saved} /etc/nginx/nginx.conf && systemctl reload nginx`)
   }
 }
 
-export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string) => void, opts: { scaling: boolean } = { scaling: true }) {
+export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string) => void) {
   const t = lab.topology
   const [client] = hostsWithRole(t, 'iot-client')
   const [proxy] = hostsWithRole(t, 'proxy')
@@ -118,12 +121,10 @@ export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string
   }, o, log))
 
   const scaling: Scenario[] = []
-  if (opts.scaling) {
-    for (let k = 1; k < ups.length; k++) {
-      scaling.push(await withBackends(lab, k, () => runScenario(lab, {
-        id: `full-${k}`, title: `full path with ${k} backend${k > 1 ? 's' : ''}`, from: client.name, url, backends: k,
-      }, o, log)))
-    }
+  for (let k = 1; k < ups.length; k++) {
+    scaling.push(await withBackends(lab, k, () => runScenario(lab, {
+      id: `full-${k}`, title: `full path with ${k} backend${k > 1 ? 's' : ''}`, from: client.name, url, backends: k,
+    }, o, log)))
   }
   scaling.push({ ...scenarios[0], id: `full-${ups.length}` })
   return { scenarios, scaling, cpu }

@@ -26,6 +26,8 @@ if (lab) {
       t.ok(s.readings_per_s.median > 0 && s.p99_ms.median >= s.p50_ms.median, `${s.id}: ${s.readings_per_s.median} readings/s, p50 ${s.p50_ms.median} ms, p99 ${s.p99_ms.median} ms`)
       t.ok(s.runs.every((x) => x.check.stored === x.check.acked && x.check.acked > 0), `${s.id}: stored = acknowledged (${s.runs[0].check.stored})`)
     }
+    t.same(r.ingest.scaling.map((s) => s.backends), Array.from({ length: lab.byRole('backend').length }, (_, i) => i + 1), 'the full path with 1 to all backends')
+    t.ok(r.ingest.scaling.every((s) => s.readings_per_s.median > 0))
     t.equal(r.zero_loss, true, 'no reading lost or duplicated')
     t.ok(r.ingest.cpu.some((c) => /charon/.test(c.process)), 'CPU use per process, charon among them')
     t.ok(r.tunnel!.through_tunnel_mbit.median > 0 && r.tunnel!.without_tunnel_mbit.median > 0 && r.tunnel!.crypto_one_core_mbit.median > 0, 'tunnel, no-tunnel and cipher figures')
