@@ -31,6 +31,8 @@ const ingest = serviceSteps({
           db: { host, port: DB.port, database: DB.name, user: DB.user, password: dbPassword(ctx.stateDir) },
           keysFile: '/etc/lab-ingest/devices.json',
           poolSize: 8,
+          // Group commit: the readings that arrive during a commit go in the next one.
+          batch: { maxBatch: 200, maxInFlight: 2 },
         })
       },
     },

@@ -4,6 +4,8 @@
 import fs from 'node:fs'
 import http from 'node:http'
 import { log } from '../lib/log.js'
+import { Gauge } from '../lib/metrics.js'
+import type { BatcherOptions } from './batcher.js'
 import { ingestHandler } from './server.js'
 import { PgStore, type DbConfig } from './store.js'
 
@@ -13,6 +15,7 @@ interface Config {
   db: DbConfig
   keysFile: string
   poolSize?: number
+  batch?: BatcherOptions
 }
 
 const configFile = process.argv[2] ?? '/etc/lab-ingest/config.json'
@@ -29,8 +32,14 @@ process.on('SIGHUP', () => {
   try { loadKeys() } catch (e) { log(`keys not reloaded, the old ones stay: ${(e as Error).message}`) }
 })
 
-const store = new PgStore(config.db, log, config.poolSize)
-const { handler } = ingestHandler({ store, keyOf: (d) => keys.get(d), backend: config.backend, log })
+const store = new PgStore(config.db, log, config.poolSize, config.batch)
+const { handler } = ingestHandler({
+  store, keyOf: (d) => keys.get(d), backend: config.backend, log,
+  metrics: (r) => {
+    r.add(new Gauge('ingest_db_batches_total', 'INSERT statements (each one commit) sent to the database', () => store.batcher.batches, 'counter'))
+    r.add(new Gauge('ingest_db_batched_readings_total', 'Readings in those statements (divide by batches: the mean batch)', () => store.batcher.items, 'counter'))
+  },
+})
 const server = http.createServer(handler)
 // nginx keeps connections to us open (upstream keepalive): idle ones must outlive its
 // own keepalive_timeout, or a request can race our close and be retried.

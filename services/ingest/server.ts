@@ -6,7 +6,8 @@ import http from 'node:http'
 import { Counter, Gauge, Histogram, Registry } from '../lib/metrics.js'
 import { DEVICE_HEADER, DEVICE_ID, MAX_BODY_BYTES, SIGNATURE_HEADER, encodeReading, parseReading, verify, type Reading } from '../lib/reading.js'
 
-export type InsertResult = 'stored' | 'duplicate' | 'conflict'
+/** invalid: the database refused the reading's data (a date that does not exist, say). */
+export type InsertResult = 'stored' | 'duplicate' | 'conflict' | 'invalid'
 export interface StoredReading extends Reading { backend: string; received: string }
 
 export interface Store {
@@ -22,6 +23,8 @@ export interface IngestOptions {
   keyOf: (device: string) => Buffer | undefined
   backend: string
   log?: (line: string) => void
+  /** More metrics, from the parts the handler does not see (the store's batching). */
+  metrics?: (registry: Registry) => void
 }
 
 /** What identifies a reading's content, to tell a retry from a different reading with a reused seq. */
@@ -42,6 +45,7 @@ export function ingestHandler(opts: IngestOptions) {
   const latency = registry.add(new Histogram('ingest_request_duration_seconds', 'Time to answer POST /readings'))
   let inFlight = 0
   registry.add(new Gauge('ingest_requests_in_flight', 'POST /readings being handled', () => inFlight))
+  opts.metrics?.(registry)
 
   async function postReading(req: http.IncomingMessage): Promise<[number, object]> {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
@@ -71,6 +75,7 @@ export function ingestHandler(opts: IngestOptions) {
       log(`store failed: ${(e as Error).message}`)
       throw new HttpError(503, 'store', 'the database is unavailable; retry later')
     }
+    if (result === 'invalid') throw new HttpError(400, 'malformed', 'the database refused this reading\'s values (is the time a real date?)', 'time')
     if (result === 'conflict') throw new HttpError(409, 'conflict', `device ${r.device} already sent a different reading with seq ${r.seq}`, 'seq')
     if (result === 'duplicate') { duplicates.inc(); return [200, { status: 'duplicate', device: r.device, seq: r.seq }] }
     accepted.inc()

@@ -1,14 +1,32 @@
 // Readings kept in PostgreSQL, once per device and sequence number (the table's
-// primary key), whichever backend and however many times a reading arrives.
+// primary key), whichever backend and however many times a reading arrives. Writes
+// are batched (batcher.ts): one multi-row INSERT and one commit for all the readings
+// that arrive while the previous commit is in flight; every reading is acknowledged
+// only after the commit that holds it.
 import pg from 'pg'
 import type { Reading } from '../lib/reading.js'
+import { Batcher, type BatcherOptions } from './batcher.js'
 import type { InsertResult, Store, StoredReading } from './server.js'
 
 export interface DbConfig { host: string; port: number; database: string; user: string; password: string }
 
+interface Row { r: Reading; digest: string; backend: string }
+
+const INSERT_BATCH = `INSERT INTO readings (device_id, seq, time, value, digest, backend)
+  SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::float8[], $5::text[], $6::text[])
+  ON CONFLICT (device_id, seq) DO NOTHING
+  RETURNING device_id, seq`
+const DIGESTS = `SELECT device_id, seq, digest FROM readings
+  WHERE (device_id, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))`
+
+/** Errors about the data itself (SQLSTATE classes 22 and 23): the reading, not the database, is wrong. */
+const isDataError = (e: unknown) => /^2[23]/.test(String((e as { code?: string }).code ?? ''))
+
 export class PgStore implements Store {
   private pool: pg.Pool
-  constructor(db: DbConfig, log: (line: string) => void, poolSize = 8) {
+  readonly batcher: Batcher<Row, InsertResult>
+
+  constructor(db: DbConfig, private log: (line: string) => void, poolSize = 8, batch: BatcherOptions = { maxBatch: 200, maxInFlight: 2 }) {
     this.pool = new pg.Pool({
       ...db,
       max: poolSize,
@@ -22,16 +40,42 @@ export class PgStore implements Store {
     })
     // An idle connection dies when the database restarts: the pool drops it; say so.
     this.pool.on('error', (e) => log(`database connection lost: ${e.message}`))
+    this.batcher = new Batcher((rows) => this.insertBatch(rows), batch)
   }
 
-  async insert(r: Reading, digest: string, backend: string): Promise<InsertResult> {
-    const ins = await this.pool.query(
-      `INSERT INTO readings (device_id, seq, time, value, digest, backend) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (device_id, seq) DO NOTHING`,
-      [r.device, r.seq, r.time, r.value, digest, backend])
-    if (ins.rowCount === 1) return 'stored'
-    const prior = await this.pool.query('SELECT digest FROM readings WHERE device_id = $1 AND seq = $2', [r.device, r.seq])
-    return prior.rows[0]?.digest === digest ? 'duplicate' : 'conflict'
+  insert(r: Reading, digest: string, backend: string): Promise<InsertResult> {
+    return this.batcher.submit({ r, digest, backend })
+  }
+
+  private async insertBatch(rows: Row[]): Promise<InsertResult[]> {
+    let inserted: { device_id: string; seq: string }[]
+    try {
+      inserted = (await this.pool.query({
+        name: 'lab-insert-batch', text: INSERT_BATCH,
+        values: [rows.map((x) => x.r.device), rows.map((x) => x.r.seq), rows.map((x) => x.r.time), rows.map((x) => x.r.value), rows.map((x) => x.digest), rows.map((x) => x.backend)],
+      })).rows
+    } catch (e) {
+      // One reading the database refuses must not fail the others: one by one, then.
+      if (rows.length > 1 && isDataError(e)) return Promise.all(rows.map((x) => this.insertBatch([x]).then((r) => r[0])))
+      if (isDataError(e)) { this.log(`the database refused ${rows[0].r.device} seq ${rows[0].r.seq}: ${(e as Error).message}`); return ['invalid'] }
+      throw e
+    }
+    const fresh = new Set(inserted.map((x) => `${x.device_id}/${x.seq}`))
+    const results: (InsertResult | undefined)[] = rows.map((x) => {
+      const key = `${x.r.device}/${x.r.seq}`
+      if (!fresh.has(key)) return undefined
+      fresh.delete(key) // the same reading twice in one batch: the second is a duplicate
+      return 'stored'
+    })
+    const rest = rows.filter((_, i) => results[i] === undefined)
+    if (rest.length) {
+      const prior = await this.pool.query({ name: 'lab-digests', text: DIGESTS, values: [rest.map((x) => x.r.device), rest.map((x) => x.r.seq)] })
+      const digests = new Map(prior.rows.map((x) => [`${x.device_id}/${x.seq}`, x.digest as string]))
+      rows.forEach((x, i) => {
+        if (results[i] === undefined) results[i] = digests.get(`${x.r.device}/${x.r.seq}`) === x.digest ? 'duplicate' : 'conflict'
+      })
+    }
+    return results as InsertResult[]
   }
 
   async list(device: string, after: number, limit: number): Promise<StoredReading[]> {

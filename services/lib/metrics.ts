@@ -26,10 +26,11 @@ export class Counter {
   }
 }
 
+/** A value read when scraped; type counter for one that only grows (kept elsewhere). */
 export class Gauge {
-  constructor(readonly name: string, readonly help: string, readonly read: () => number) {}
+  constructor(readonly name: string, readonly help: string, readonly read: () => number, readonly type: 'gauge' | 'counter' = 'gauge') {}
   render(): string {
-    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, `${this.name} ${this.read()}`].join('\n')
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`, `${this.name} ${this.read()}`].join('\n')
   }
 }
 

@@ -56,9 +56,16 @@ export function parseReading(body: Buffer | string): Parsed {
   for (const f of FIELDS) if (!(f in r)) return { ok: false, field: f, error: `field "${f}" is missing` }
   if (typeof r.device !== 'string' || !DEVICE_ID.test(r.device)) return { ok: false, field: 'device', error: 'field "device" must be a device id: lower-case letters, digits and dashes, at most 63' }
   if (typeof r.seq !== 'number' || !Number.isSafeInteger(r.seq) || r.seq < 1) return { ok: false, field: 'seq', error: 'field "seq" must be an integer from 1 to 2^53-1' }
-  if (typeof r.time !== 'string' || !TIME.test(r.time) || Number.isNaN(Date.parse(r.time))) return { ok: false, field: 'time', error: 'field "time" must be an RFC 3339 UTC time such as 2026-01-31T12:00:00.000Z' }
+  if (typeof r.time !== 'string' || !isRealTime(r.time)) return { ok: false, field: 'time', error: 'field "time" must be a real RFC 3339 UTC time from 1970 on, such as 2026-01-31T12:00:00.000Z' }
   if (typeof r.value !== 'number' || !Number.isFinite(r.value)) return { ok: false, field: 'value', error: 'field "value" must be a finite number' }
   return { ok: true, reading: { device: r.device, seq: r.seq, time: r.time, value: r.value } }
+}
+
+/** RFC 3339 UTC, and a date that exists: Date.parse alone would take 2026-02-30 as March 2. */
+function isRealTime(time: string): boolean {
+  if (!TIME.test(time)) return false
+  const ms = Date.parse(time)
+  return Number.isFinite(ms) && ms >= 0 && new Date(ms).toISOString().slice(0, 19) === time.slice(0, 19)
 }
 
 /** The body a device sends: fixed field order, so the same reading is the same bytes. */

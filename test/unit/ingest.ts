@@ -71,6 +71,7 @@ t.test('bad input: its own status, a JSON error naming what is wrong, nothing st
     ['missing field', '{"device":"dev-1","seq":51,"time":"2026-11-25T12:00:00Z"}', signed('{"device":"dev-1","seq":51,"time":"2026-11-25T12:00:00Z"}'), 400, /"value" is missing/, 'value'],
     ['seq not an integer', '{"device":"dev-1","seq":1.5,"time":"2026-11-25T12:00:00Z","value":1}', signed('{"device":"dev-1","seq":1.5,"time":"2026-11-25T12:00:00Z","value":1}'), 400, /"seq"/, 'seq'],
     ['time not RFC 3339', '{"device":"dev-1","seq":52,"time":"yesterday","value":1}', signed('{"device":"dev-1","seq":52,"time":"yesterday","value":1}'), 400, /"time"/, 'time'],
+    ['a date that does not exist', '{"device":"dev-1","seq":57,"time":"2026-02-30T12:00:00Z","value":1}', signed('{"device":"dev-1","seq":57,"time":"2026-02-30T12:00:00Z","value":1}'), 400, /"time" must be a real/, 'time'],
     ['value a string', '{"device":"dev-1","seq":53,"time":"2026-11-25T12:00:00Z","value":"hot"}', signed('{"device":"dev-1","seq":53,"time":"2026-11-25T12:00:00Z","value":"hot"}'), 400, /"value"/, 'value'],
     ['extra field', '{"device":"dev-1","seq":54,"time":"2026-11-25T12:00:00Z","value":1,"admin":true}', signed('{"device":"dev-1","seq":54,"time":"2026-11-25T12:00:00Z","value":1,"admin":true}'), 400, /unknown field "admin"/, 'admin'],
     ['a JSON array', '[1,2]', signed('[1,2]'), 400, /JSON object/],
@@ -86,7 +87,7 @@ t.test('bad input: its own status, a JSON error naming what is wrong, nothing st
   }
   t.equal(store.rows.size, 1, 'nothing was stored')
   t.equal(counters.rejected.get({ reason: 'unauthorized' }), 6)
-  t.equal(counters.rejected.get({ reason: 'malformed' }), 7)
+  t.equal(counters.rejected.get({ reason: 'malformed' }), 8)
   t.equal(counters.rejected.get({ reason: 'unsupported_media_type' }), 1)
   t.equal(counters.rejected.get({ reason: 'too_large' }), 1)
   t.notOk(logs.some((l) => /internal error/.test(l)), 'no internal error along the way')
@@ -108,7 +109,7 @@ t.test('metrics in Prometheus text format, and the read endpoint', async (t) => 
   const m = await (await fetch(`${base}/metrics`)).text()
   t.match(m, /^# TYPE ingest_readings_accepted_total counter$/m)
   t.match(m, /^ingest_readings_accepted_total 2$/m)
-  t.match(m, /^ingest_readings_rejected_total\{reason="malformed"\} 7$/m)
+  t.match(m, /^ingest_readings_rejected_total\{reason="malformed"\} 8$/m)
   t.match(m, /^ingest_request_duration_seconds_count \d+$/m)
   const list = await (await fetch(`${base}/devices/dev-1/readings?after=1`)).json() as { readings: Reading[] }
   t.same(list.readings.map((r) => r.seq), [2])
