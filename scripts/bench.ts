@@ -2,7 +2,7 @@
 // Measures the running lab, layer by layer, side by side in one run: ingest over the
 // full path, the tunnel straight to one backend, and one backend from inside the cloud
 // LAN; the full path with 1..N backends; the tunnel against the path without it and
-// the cipher's limit; re-provisioning (and with --bringup, warm and cold bring-up,
+// the cipher's limit; the client outbox's fsync cost; re-provisioning (and with --bringup, warm and cold bring-up,
 // which rebuild the lab). Writes report.md, report.json and chart.svg under
 // bench/results/<time>/ (or --out). A benchmark, not a test: it fails only when it
 // cannot measure, never because a figure is low.
@@ -16,6 +16,7 @@ import { bringUpBench, reprovisionBench } from './bench/bringup.js'
 import { ingestBench } from './bench/ingest.js'
 import { openBenchLab, type BenchLab } from './bench/lab.js'
 import { markdown, svgChart, type BenchReport, type Machine } from './bench/report.js'
+import { outboxBench } from './bench/outbox.js'
 import { tunnelBench } from './bench/tunnel.js'
 import { repoRoot, topologyFile } from './lib/paths.js'
 import { detectProvider } from './lib/vagrant.js'
@@ -81,7 +82,8 @@ try {
     log(`Machine: ${m.cores} cores, ${m.memory_gib.toFixed(1)} GiB, kernel ${m.kernel}, ${m.provider}, IPsec ${m.ipsec_mode}`)
     const ingest = await ingestBench(lab, load, log)
     const tunnel = await tunnelBench(lab, o.runs, o.tunnelSeconds, log)
-    report = { label: argv.label, started: new Date(started).toISOString(), machine: m, load, ingest, tunnel }
+    const outbox = await outboxBench(lab, o.runs, argv.smoke ? 0.3 : 1, log)
+    report = { label: argv.label, started: new Date(started).toISOString(), machine: m, load, ingest, tunnel, outbox }
   } finally {
     await lab.close()
   }

@@ -5,6 +5,7 @@ import type { BringUp } from './bringup.js'
 import { chart } from './chart.js'
 import type { CpuUse } from './cpu.js'
 import type { LoadOptions, Scenario } from './ingest.js'
+import type { OutboxFigures } from './outbox.js'
 import { show, type Figure } from './stats.js'
 import type { TunnelFigures } from './tunnel.js'
 
@@ -21,6 +22,7 @@ export interface BenchReport {
   load: LoadOptions
   ingest: { scenarios: Scenario[]; scaling: Scenario[]; cpu: CpuUse[] }
   tunnel?: TunnelFigures
+  outbox?: OutboxFigures[]
   bringup: BringUp
   /** Every run stored exactly what was acknowledged, and nothing went unacknowledged. */
   zero_loss: boolean
@@ -92,6 +94,12 @@ export function markdown(r: BenchReport): string {
       `| without it (the two gateways over the simulated internet) | ${show(tu.without_tunnel_mbit)} |`,
       `| ChaCha20-Poly1305, one core | ${show(tu.crypto_one_core_mbit)} |`, '',
       `The tunnel reaches ${pct(ratio(tu.through_tunnel_mbit, tu.without_tunnel_mbit))} of the path without it and ${pct(ratio(tu.through_tunnel_mbit, tu.crypto_one_core_mbit))} of what one core can encrypt.`, '')
+  }
+  if (r.outbox?.length) {
+    lines.push('## Client outbox', '',
+      'A reading is on the IoT client\'s disk (segment, state file and folder fsynced) before it is sent. Durable readings per second on the client\'s own disk, by how many readings share one append (the client puts all its devices\' readings of one interval in one append):', '',
+      '| readings per append | readings/s | ms per append |', '| --- | --- | --- |',
+      ...r.outbox.map((x) => `| ${x.batch} | ${show(x.readings_per_s)} | ${show(x.ms_per_append, 2)} |`), '')
   }
   const b = r.bringup
   lines.push('## Bring-up', '', '| what | seconds |', '| --- | --- |',
