@@ -8,7 +8,7 @@ import { backends, serverUrl } from '../../provision/roles/telemetry.js'
 import { benchDeviceIds, hostsWithRole } from '../../provision/topology.js'
 import { stateDir } from '../lib/paths.js'
 import { cpuSample, cpuUse } from './cpu.js'
-import type { BenchLab } from './lab.js'
+import { BENCH_DIR, type BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
 
 export interface LoadOptions { devices: number; concurrency: number; duration: number; warmup: number; runs: number }
@@ -44,24 +44,74 @@ async function storedSince(lab: BenchLab, base: number): Promise<number> {
   return Number(out.trim())
 }
 
-export async function runScenario(lab: BenchLab, s: Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_ms' | 'lost'>, o: LoadOptions, log: (m: string) => void): Promise<Scenario> {
-  const { code, keys } = await prepare(lab, s.from, o.devices)
-  const runs: Scenario['runs'] = []
-  for (let i = 0; i < o.runs; i++) {
-    const base = Date.now() * 1000
-    const out = await lab.must(s.from, `node ${code} --url ${s.url} --keys ${keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base}`)
-    const r = JSON.parse(out) as LoadResult
-    const stored = await storedSince(lab, base)
-    const check: RunCheck = { acked: r.acked, stored, lost: Math.max(0, r.acked - stored), extra: Math.max(0, stored - r.acked - r.unacked), unacked: r.unacked, duplicates_answered: r.duplicates }
-    runs.push({ ...r, check })
-    log(`  ${s.id} run ${i + 1}/${o.runs}: ${r.readings_per_s} readings/s, p50 ${r.latency_ms.p50} ms, p99 ${r.latency_ms.p99} ms; acked ${r.acked}, stored ${stored}${check.lost ? `, LOST ${check.lost}` : ''}${r.unacked ? `, unacked ${r.unacked}` : ''}`)
-  }
+type ScenarioSpec = Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_ms' | 'lost'>
+
+/** One run of the load generator, and the stored readings counted against the acknowledged. */
+async function runOnce(lab: BenchLab, s: ScenarioSpec, o: LoadOptions, prepared: { code: string; keys: string }, log: (m: string) => void, tag: string): Promise<Scenario['runs'][number]> {
+  const base = Date.now() * 1000
+  const out = await lab.must(s.from, `node ${prepared.code} --url ${s.url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base}`)
+  const r = JSON.parse(out) as LoadResult
+  const stored = await storedSince(lab, base)
+  const check: RunCheck = { acked: r.acked, stored, lost: Math.max(0, r.acked - stored), extra: Math.max(0, stored - r.acked - r.unacked), unacked: r.unacked, duplicates_answered: r.duplicates }
+  log(`  ${s.id} ${tag}: ${r.readings_per_s} readings/s, p50 ${r.latency_ms.p50} ms, p99 ${r.latency_ms.p99} ms; acked ${r.acked}, stored ${stored}${check.lost ? `, LOST ${check.lost}` : ''}${r.unacked ? `, unacked ${r.unacked}` : ''}`)
+  return { ...r, check }
+}
+
+export function summarize(s: ScenarioSpec, runs: Scenario['runs']): Scenario {
   return {
     ...s, runs,
     readings_per_s: figure(runs.map((r) => r.readings_per_s)),
     p50_ms: figure(runs.map((r) => r.latency_ms.p50)),
     p99_ms: figure(runs.map((r) => r.latency_ms.p99)),
     lost: runs.reduce((n, r) => n + r.check.lost + r.check.unacked, 0),
+  }
+}
+
+export async function runScenario(lab: BenchLab, s: ScenarioSpec, o: LoadOptions, log: (m: string) => void): Promise<Scenario> {
+  const prepared = await prepare(lab, s.from, o.devices)
+  const runs: Scenario['runs'] = []
+  for (let i = 0; i < o.runs; i++) runs.push(await runOnce(lab, s, o, prepared, log, `run ${i + 1}/${o.runs}`))
+  return summarize(s, runs)
+}
+
+/** Two settings of the ingest servers' write batching, measured alternately in one run. */
+export interface Tuning { name: string; off: string; on: string; scenarios: { id: string; title: string; off: Scenario; on: Scenario }[] }
+
+async function setBatching(lab: BenchLab, batch: { maxBatch: number; maxInFlight: number } | 'provisioned') {
+  for (const b of backends(lab.topology)) {
+    const saved = `${BENCH_DIR}/ingest-config.provisioned`
+    if ((await lab.sh(b.name, `test -e ${saved}`)).code !== 0) {
+      await lab.put(b.name, 'ingest-config.provisioned', '')
+      await lab.must(b.name, `cp -p /etc/lab-ingest/config.json ${saved}`)
+    }
+    if (batch === 'provisioned') await lab.must(b.name, `cp -p ${saved} /etc/lab-ingest/config.json`)
+    else await lab.must(b.name, `jq --argjson b '${JSON.stringify(batch)}' '.batch = $b' ${saved} > ${BENCH_DIR}/ingest-config.json && cat ${BENCH_DIR}/ingest-config.json > /etc/lab-ingest/config.json`)
+    await lab.must(b.name, `systemctl restart lab-ingest.service && for i in $(seq 50); do curl -sf -o /dev/null http://${b.address}:${b.port}/healthz && exit 0; sleep 0.2; done; echo 'lab-ingest not healthy after restart' >&2; exit 1`)
+  }
+}
+
+/** Group commit against one write per reading, runs alternating, so that noise hits both. */
+export async function batchingAB(lab: BenchLab, specs: ScenarioSpec[], o: LoadOptions, log: (m: string) => void): Promise<Tuning> {
+  const modes = { off: { maxBatch: 1, maxInFlight: 8 }, on: { maxBatch: 200, maxInFlight: 2 } }
+  const prepared = new Map<string, { code: string; keys: string }>()
+  for (const s of specs) if (!prepared.has(s.from)) prepared.set(s.from, await prepare(lab, s.from, o.devices))
+  const runs = new Map(specs.map((s) => [s.id, { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }]))
+  log(`Tuning, side by side: write batching off (one INSERT and commit per reading) and on (group commit), ${o.runs} alternating runs each`)
+  try {
+    for (let i = 0; i < o.runs; i++) {
+      for (const mode of ['off', 'on'] as const) {
+        await setBatching(lab, modes[mode])
+        for (const s of specs) runs.get(s.id)![mode].push(await runOnce(lab, s, o, prepared.get(s.from)!, log, `batching ${mode}, run ${i + 1}/${o.runs}`))
+      }
+    }
+  } finally {
+    await setBatching(lab, 'provisioned')
+  }
+  return {
+    name: 'write batching in the ingest servers',
+    off: 'one INSERT and one commit per reading',
+    on: 'group commit (up to 200 readings per INSERT, 2 in flight)',
+    scenarios: specs.map((s) => ({ id: s.id, title: s.title, off: summarize(s, runs.get(s.id)!.off), on: summarize(s, runs.get(s.id)!.on) })),
   }
 }
 
@@ -127,5 +177,6 @@ export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string
     }, o, log)))
   }
   scaling.push({ ...scenarios[0], id: `full-${ups.length}` })
-  return { scenarios, scaling, cpu }
+  const tuning = await batchingAB(lab, [scenarios[2], scenarios[0]], o, log)
+  return { scenarios, scaling, cpu, tuning }
 }

@@ -18,6 +18,7 @@ if (lab) {
   t.test('npm run bench -- --smoke writes a complete report and leaves the lab as it was', async (t) => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'))
     const nginxBefore = (await lab.sh(proxy.name, 'sha256sum /etc/nginx/nginx.conf')).stdout
+    const ingestBefore = await Promise.all(lab.byRole('backend').map(async (b) => (await lab.sh(b.name, 'stat -c "%a %U" /etc/lab-ingest/config.json; sha256sum /etc/lab-ingest/config.json')).stdout))
     const run = await labCli('scripts/bench.ts', ['--smoke', '--out', out])
     t.match(run.stdout, /Report: .*report\.md/)
     const r = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as BenchReport
@@ -28,6 +29,9 @@ if (lab) {
     }
     t.same(r.ingest.scaling.map((s) => s.backends), Array.from({ length: lab.byRole('backend').length }, (_, i) => i + 1), 'the full path with 1 to all backends')
     t.ok(r.ingest.scaling.every((s) => s.readings_per_s.median > 0))
+    const tuning = r.ingest.tuning!
+    t.same(tuning.scenarios.map((x) => x.id), ['lan-direct', 'full'], 'write batching off and on, side by side')
+    t.ok(tuning.scenarios.every((x) => x.off.readings_per_s.median > 0 && x.on.readings_per_s.median > 0 && x.off.lost === 0 && x.on.lost === 0), 'both measured, none lost')
     t.equal(r.zero_loss, true, 'no reading lost or duplicated')
     t.ok(r.ingest.cpu.some((c) => /charon/.test(c.process)), 'CPU use per process, charon among them')
     t.ok(r.tunnel!.through_tunnel_mbit.median > 0 && r.tunnel!.without_tunnel_mbit.median > 0 && r.tunnel!.crypto_one_core_mbit.median > 0, 'tunnel, no-tunnel and cipher figures')
@@ -44,6 +48,9 @@ if (lab) {
       t.not((await lab.sh(h.name, 'test -e /run/lab-bench')).code, 0, `${h.name}: no bench file left`)
     }
     t.equal((await lab.sh(proxy.name, 'sha256sum /etc/nginx/nginx.conf')).stdout, nginxBefore, 'nginx.conf is as provisioned')
+    const ingestAfter = await Promise.all(lab.byRole('backend').map(async (b) => (await lab.sh(b.name, 'stat -c "%a %U" /etc/lab-ingest/config.json; sha256sum /etc/lab-ingest/config.json')).stdout))
+    t.same(ingestAfter, ingestBefore, 'the ingest servers\' config is as provisioned (content, mode, owner)')
+    for (const b of lab.byRole('backend')) t.equal((await lab.sh(b.name, 'systemctl is-active lab-ingest.service')).stdout.trim(), 'active', `${b.name}: lab-ingest runs`)
     t.equal((await clientStatus(lab)).paused, false, `${client.name}'s client streams again (control port ${CLIENT_CONTROL_PORT})`)
   })
 }
