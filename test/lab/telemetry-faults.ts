@@ -68,13 +68,19 @@ if (opened) {
     await assertExactlyOnce(t, lab, 'all backends stopped and started')
   })
 
+  /** A restart, then a stop of some seconds (during which `whileDown` looks), then a start. */
+  async function restartThenOutage(host: string, unit: string, downMs: number, whileDown: () => Promise<void> = async () => {}) {
+    await lab.sh(host, `systemctl restart ${unit}`)
+    await sleep(2000)
+    await lab.sh(host, `systemctl stop ${unit}`)
+    await sleep(downMs)
+    await whileDown()
+    await lab.sh(host, `systemctl start ${unit}`)
+  }
+
   t.test('the proxy restarted', async (t) => {
     const done = await streaming(t, 'proxy restart')
-    await lab.sh(proxy.name, 'systemctl restart nginx.service')
-    await sleep(2000)
-    await lab.sh(proxy.name, 'systemctl stop nginx.service')
-    await sleep(3000)
-    await lab.sh(proxy.name, 'systemctl start nginx.service')
+    await restartThenOutage(proxy.name, 'nginx.service', 3000)
     await sleep(2000)
     await done()
     await assertExactlyOnce(t, lab, 'proxy restarted, and stopped for 3 s')
@@ -82,13 +88,10 @@ if (opened) {
 
   t.test('the database restarted', async (t) => {
     const done = await streaming(t, 'database restart')
-    await lab.sh(db.name, 'systemctl restart postgresql.service')
-    await sleep(2000)
-    await lab.sh(db.name, 'systemctl stop postgresql.service')
-    await sleep(4000)
-    const s = await clientStatus(lab)
-    t.ok(s.pending > 0, `with the database down, readings wait in the outbox (${s.pending} pending)`)
-    await lab.sh(db.name, 'systemctl start postgresql.service')
+    await restartThenOutage(db.name, 'postgresql.service', 4000, async () => {
+      const s = await clientStatus(lab)
+      t.ok(s.pending > 0, `with the database down, readings wait in the outbox (${s.pending} pending)`)
+    })
     await done()
     await assertExactlyOnce(t, lab, 'database restarted, and stopped for 4 s')
   })
