@@ -76,6 +76,8 @@ export interface Telemetry {
   benchDevices: number
   /** The ingest servers' port on the backends. */
   port: number
+  /** Where clients send readings, if not their LAN's old server address (an IPv4 address, port 80). */
+  server?: string
   /** Every simulated device, with the iot-client host that runs it. */
   devices: { id: string; host: string }[]
 }
@@ -96,7 +98,7 @@ export class TopologyError extends Error {
 }
 
 const TOP_KEYS = ['name', 'networks', 'hosts', 'vpn', 'telemetry']
-const TELEMETRY_KEYS = ['devices', 'interval_ms', 'bench_devices', 'port']
+const TELEMETRY_KEYS = ['devices', 'interval_ms', 'bench_devices', 'port', 'server']
 const VPN_KEYS = ['hub', 'auth']
 const OLD_SERVER_KEYS = ['address', 'host', 'ports']
 const NETWORK_KEYS = ['kind', 'cidr', 'host_address', 'gateway', 'old_server']
@@ -334,9 +336,14 @@ function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: str
   const intervalMs = int('interval_ms', 1000, 10, 3_600_000, 'milliseconds between two readings of a device')
   const benchDevices = int('bench_devices', 1000, 0, 100_000, 'devices the load generator may simulate')
   const port = int('port', 8080, 1024, 65535, 'the ingest servers\' TCP port')
+  let server: string | undefined
+  if (r.server !== undefined) {
+    if (typeof r.server !== 'string' || parseAddress(r.server) === undefined) fail('telemetry.server', `must be an IPv4 address (the clients send to http://ADDRESS/readings); got ${JSON.stringify(r.server)}`)
+    else server = r.server
+  }
   const devices = hosts.filter((h) => h.role === 'iot-client')
     .flatMap((h) => Array.from({ length: devicesPerClient }, (_, i) => ({ id: `${h.name}-${String(i + 1).padStart(2, '0')}`, host: h.name })))
-  return { devicesPerClient, intervalMs, benchDevices, port, devices }
+  return { devicesPerClient, intervalMs, benchDevices, port, devices, ...(server ? { server } : {}) }
 }
 
 /** The load generator's device ids (their keys are derived like every device's). */

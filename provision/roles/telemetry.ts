@@ -45,8 +45,9 @@ export function dbAddress(t: Topology): string | undefined {
   return db && b ? addressFacing(db, b) : undefined
 }
 
-/** Where an IoT client sends readings: its LAN's old server address, as devices always did. */
+/** Where an IoT client sends readings: telemetry.server if set, else its LAN's old server address, as devices always did. */
 export function serverUrl(t: Topology, client: Host): string {
+  if (t.telemetry.server) return `http://${t.telemetry.server}/readings`
   const lan = t.networks.find((n) => n.oldServer && client.interfaces.some((i) => i.network === n.name))
   if (lan) return `http://${lan.oldServer!.address}:${lan.oldServer!.ports[0]}/readings`
   const proxy = proxyAddress(t)

@@ -99,3 +99,21 @@ t.test('YAML that does not parse is refused, naming the file', async (t) => {
   t.throws(() => parseTopology(stringify(['a', 'list']), 'list.yaml'), /the top level must be a mapping/)
   t.throws(() => loadTopology('/nonexistent/topology.yaml'), /cannot be read/)
 })
+
+t.test('telemetry: devices per client as data, defaults, refusals with the field named', async (t) => {
+  const plain = validateTopology(base())
+  t.match(plain.telemetry, { devicesPerClient: 4, intervalMs: 1000, benchDevices: 1000, port: 8080 })
+  t.same(plain.telemetry.devices.map((d) => d.id), ['client-01', 'client-02', 'client-03', 'client-04'], 'ids from the client host\'s name')
+  const raw: any = base()
+  raw.telemetry = { devices: 2, interval_ms: 250, bench_devices: 3, port: 9000, server: '10.20.0.10' }
+  raw.hosts.client2 = { role: 'iot-client', interfaces: { mgmt: '172.31.250.13', iot: '10.10.1.13' } }
+  const two = validateTopology(raw)
+  t.same(two.telemetry.devices, [{ id: 'client-01', host: 'client' }, { id: 'client-02', host: 'client' }, { id: 'client2-01', host: 'client2' }, { id: 'client2-02', host: 'client2' }])
+  t.match(two.telemetry, { intervalMs: 250, benchDevices: 3, port: 9000, server: '10.20.0.10' })
+  const problems = refusal(t, (r) => { r.telemetry = { devices: 0, interval_ms: 'fast', port: 80, server: 'proxy', colour: 'red' } })
+  t.match(problems.join('\n'), /telemetry\.colour: unknown field/)
+  t.match(problems.join('\n'), /telemetry\.devices: must be a whole number from 1 to 1000/)
+  t.match(problems.join('\n'), /telemetry\.interval_ms: must be a whole number from 10/)
+  t.match(problems.join('\n'), /telemetry\.port: must be a whole number from 1024/)
+  t.match(problems.join('\n'), /telemetry\.server: must be an IPv4 address/)
+})

@@ -1,0 +1,45 @@
+// What the telemetry roles derive from the topology: the client's server (the old
+// server address by default), the proxy's upstreams, the database's address, and
+// the nginx config they render (every backend, retries as many as backends).
+import t from 'tap'
+import { nginxConf } from '../../provision/roles/proxy.js'
+import { backends, dbAddress, serverUrl } from '../../provision/roles/telemetry.js'
+import type { Context } from '../../provision/runner.js'
+import { loadTopology, validateTopology } from '../../provision/topology.js'
+import { topologyFile } from '../../scripts/lib/paths.js'
+
+const topo = loadTopology(topologyFile)
+const client = topo.hosts.find((h) => h.role === 'iot-client')!
+
+t.test('the client sends to its LAN\'s old server address, unless telemetry.server says otherwise', async (t) => {
+  t.equal(serverUrl(topo, client), 'http://10.10.1.100:80/readings')
+  t.equal(serverUrl({ ...topo, telemetry: { ...topo.telemetry, server: '10.20.0.10' } }, client), 'http://10.20.0.10/readings')
+})
+
+t.test('upstreams and the database address come from the topology', async (t) => {
+  t.same(backends(topo), [{ name: 'backend-1', address: '10.20.0.21', port: 8080 }, { name: 'backend-2', address: '10.20.0.22', port: 8080 }])
+  t.equal(dbAddress(topo), '10.20.0.30')
+})
+
+t.test('nginx: one server line per backend, retries over all of them, the retry rule explained', async (t) => {
+  const proxy = topo.hosts.find((h) => h.role === 'proxy')!
+  const conf = nginxConf({ topology: topo, self: proxy } as Context)
+  t.match(conf, /upstream ingest \{\n\s+least_conn;/)
+  t.same(conf.match(/server 10\.20\.0\.\d+:8080 max_fails=1 fail_timeout=3s;/g), ['server 10.20.0.21:8080 max_fails=1 fail_timeout=3s;', 'server 10.20.0.22:8080 max_fails=1 fail_timeout=3s;'])
+  t.match(conf, 'proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;')
+  t.match(conf, /idempotent: a device's sequence number is stored once/)
+  t.match(conf, 'proxy_next_upstream_tries 2;')
+  t.match(conf, 'client_max_body_size 1024;')
+  t.match(conf, 'add_header X-Upstream $upstream_addr always;')
+  t.match(conf, /listen 10\.20\.0\.10:8081;[\s\S]*stub_status;[\s\S]*allow 10\.20\.0\.0\/24;[\s\S]*deny all;/)
+  t.match(conf, /keepalive 64;/)
+})
+
+t.test('no backend is a clear error, not an empty upstream', async (t) => {
+  const noBackends = validateTopology({
+    name: 'lab',
+    networks: { mgmt: { kind: 'management', cidr: '172.31.250.0/24', host_address: '172.31.250.1' }, cloud: { kind: 'lan', cidr: '10.20.0.0/24' } },
+    hosts: { proxy: { role: 'proxy', interfaces: { mgmt: '172.31.250.20', cloud: '10.20.0.10' } } },
+  })
+  t.throws(() => nginxConf({ topology: noBackends, self: noBackends.hosts[0] } as Context), /no backend on a network with the proxy: add a host with role backend/)
+})
