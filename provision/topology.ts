@@ -201,6 +201,9 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
     for (const [hostName, value] of Object.entries(raw.hosts)) {
       const field = `hosts.${hostName}`
       if (!HOST_NAME.test(hostName)) fail(field, 'a host name is lower-case letters, digits and dashes, starting with a letter')
+      // Vagrant resolves a machine name by id prefix in its global machine index first:
+      // `vagrant ssh db` can reach whichever machine's id starts with "db" (measured).
+      else if (/^[0-9a-f]+$/.test(hostName)) fail(field, `a host name made only of hex digits is refused: Vagrant takes "${hostName}" for the id prefix of a machine in its global index, so \`vagrant ssh ${hostName}\` could reach another machine; use a letter beyond f or a dash (e.g. "database")`)
       if (!isObject(value)) { fail(field, 'must be a mapping with role and interfaces'); continue }
       unknownKeys(value, HOST_KEYS, field, fail)
       const role = value.role as Role

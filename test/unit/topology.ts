@@ -117,3 +117,14 @@ t.test('telemetry: devices per client as data, defaults, refusals with the field
   t.match(problems.join('\n'), /telemetry\.port: must be a whole number from 1024/)
   t.match(problems.join('\n'), /telemetry\.server: must be an IPv4 address/)
 })
+
+t.test('a host name made only of hex digits is refused: Vagrant would take it for a machine id prefix', async (t) => {
+  for (const name of ['db', 'cafe', 'a1']) {
+    const problems = refusal(t, (r) => { r.hosts[name] = { role: 'db', interfaces: { mgmt: '172.31.250.30', cloud: '10.20.0.30' } } })
+    t.match(problems.join('\n'), new RegExp(`hosts\\.${name}: a host name made only of hex digits is refused: Vagrant takes "${name}" for the id prefix`))
+  }
+  const raw: any = base()
+  raw.hosts.database = { role: 'db', interfaces: { mgmt: '172.31.250.30', cloud: '10.20.0.30' } }
+  raw.hosts['db-1'] = { role: 'db', interfaces: { mgmt: '172.31.250.31', cloud: '10.20.0.31' } }
+  t.ok(validateTopology(raw), '"database" and "db-1" are fine')
+})
