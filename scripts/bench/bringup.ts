@@ -37,7 +37,18 @@ const total = (s: Record<string, number>) => Object.values(s).reduce((a, b) => a
 
 /** Destroys and rebuilds the lab twice: warm, then cold (the box rebuilt). Minutes. */
 export async function bringUpBench(log: (m: string) => void): Promise<Pick<BringUp, 'warm' | 'cold'>> {
-  const quiet = () => {}
+  // The lab's own output is kept, and shown only if a bring-up fails.
+  const kept: string[] = []
+  const quiet = (m: string) => { kept.push(m) }
+  try {
+    return await warmThenCold(log, quiet)
+  } catch (e) {
+    log(kept.slice(-40).join('\n'))
+    throw e
+  }
+}
+
+async function warmThenCold(log: (m: string) => void, quiet: (m: string) => void): Promise<Pick<BringUp, 'warm' | 'cold'>> {
   log('Bring-up, warm: lab down, then npm run lab with the box cached')
   await labDown(quiet)
   const warm = await labUp(quiet)

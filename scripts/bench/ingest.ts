@@ -148,6 +148,10 @@ export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string
   const scenarios: Scenario[] = []
 
   log(`Ingest: ${o.devices} devices, ${o.concurrency} connections, ${o.runs} runs of ${o.duration} s (+${o.warmup} s warm-up) each`)
+  // A lab just brought up is still settling (first-boot units, caches, connection
+  // pools): some load first, not measured, so that the first scenario is not penalised.
+  const settle = await prepare(lab, client.name, o.devices)
+  await lab.must(client.name, `node ${settle.code} --url ${url} --keys ${settle.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${Math.max(2, o.duration)} --warmup 0`)
   const before = await cpuSample(lab)
   const full = await runScenario(lab, {
     id: 'full', title: `full path: ${client.name} → gateways and tunnel → nginx → ${ups.length} backends → PostgreSQL`, from: client.name, url, backends: ups.length,
