@@ -22,12 +22,17 @@ const DIGESTS = `SELECT device_id, seq, digest FROM readings
 /** Errors about the data itself (SQLSTATE classes 22 and 23): the reading, not the database, is wrong. */
 const isDataError = (e: unknown) => /^2[23]/.test(String((e as { code?: string }).code ?? ''))
 
+/** What the store needs of a pg.Pool (a fake one serves the unit tests). */
+export type Queryable = Pick<pg.Pool, 'query' | 'end'>
+
 export class PgStore implements Store {
-  private pool: pg.Pool
+  private pool: Queryable
   readonly batcher: Batcher<Row, InsertResult>
 
-  constructor(db: DbConfig, private log: (line: string) => void, poolSize = 8, batch: BatcherOptions = { maxBatch: 200, maxInFlight: 2 }) {
-    this.pool = new pg.Pool({
+  constructor(db: DbConfig | Queryable, private log: (line: string) => void, poolSize = 8, batch: BatcherOptions = { maxBatch: 200, maxInFlight: 2 }) {
+    this.batcher = new Batcher((rows) => this.insertBatch(rows), batch)
+    if ('query' in db) { this.pool = db; return }
+    const pool = new pg.Pool({
       ...db,
       max: poolSize,
       // Short timeouts: a database that does not answer becomes a 503 in seconds,
@@ -39,8 +44,8 @@ export class PgStore implements Store {
       application_name: 'lab-ingest',
     })
     // An idle connection dies when the database restarts: the pool drops it; say so.
-    this.pool.on('error', (e) => log(`database connection lost: ${e.message}`))
-    this.batcher = new Batcher((rows) => this.insertBatch(rows), batch)
+    pool.on('error', (e) => log(`database connection lost: ${e.message}`))
+    this.pool = pool
   }
 
   insert(r: Reading, digest: string, backend: string): Promise<InsertResult> {

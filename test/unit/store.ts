@@ -1,0 +1,66 @@
+// The PostgreSQL store's batching logic against an in-memory stand-in for the pool
+// that behaves like the SQL it is sent (INSERT ... ON CONFLICT DO NOTHING RETURNING,
+// then the digests of what was already there): readings that arrive together go in one
+// statement, each gets its own answer (stored, duplicate, conflict), a reading the
+// database refuses for its data fails alone, and a lost connection fails the batch.
+import t from 'tap'
+import { digestOf } from '../../services/ingest/server.js'
+import { PgStore, type Queryable } from '../../services/ingest/store.js'
+import type { Reading } from '../../services/lib/reading.js'
+
+class FakePool {
+  rows = new Map<string, string>()
+  statements: { name: string; size: number }[] = []
+  down = false
+  async query(q: { name: string; values: unknown[][] }) {
+    if (this.down) throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })
+    const [devices, seqs] = q.values as [string[], number[]]
+    this.statements.push({ name: q.name, size: devices.length })
+    if (q.name === 'lab-insert-batch') {
+      const [, , times, , digests] = q.values as [string[], number[], string[], number[], string[]]
+      if (times.some((x) => x.startsWith('2026-02-30'))) throw Object.assign(new Error('date/time field value out of range'), { code: '22008' })
+      const inserted = []
+      for (let i = 0; i < devices.length; i++) {
+        const key = `${devices[i]}/${seqs[i]}`
+        if (this.rows.has(key)) continue // ON CONFLICT DO NOTHING
+        this.rows.set(key, digests[i])
+        inserted.push({ device_id: devices[i], seq: String(seqs[i]) })
+      }
+      return { rows: inserted }
+    }
+    return { rows: devices.map((d, i) => ({ device_id: d, seq: String(seqs[i]), digest: this.rows.get(`${d}/${seqs[i]}`) })).filter((r) => r.digest) }
+  }
+  async end() {}
+}
+
+const reading = (seq: number, value = 1, time = '2026-11-25T12:00:00.000Z'): Reading => ({ device: 'd1', seq, time, value })
+const insert = (store: PgStore, r: Reading) => store.insert(r, digestOf(r), 'b1')
+
+t.test('together in one statement, each with its own answer', async (t) => {
+  const pool = new FakePool()
+  const store = new PgStore(pool as unknown as Queryable, () => {})
+  await insert(store, reading(1))
+  const results = await Promise.all([insert(store, reading(2)), insert(store, reading(3)), insert(store, reading(2)), insert(store, reading(1)), insert(store, reading(1, 99))])
+  t.same(results, ['stored', 'stored', 'duplicate', 'duplicate', 'conflict'])
+  t.same(pool.statements.filter((s) => s.name === 'lab-insert-batch').map((s) => s.size), [1, 1, 4], 'each at once while a slot is free (2 in flight), then the other four in one INSERT')
+  t.same([...pool.rows.keys()].sort(), ['d1/1', 'd1/2', 'd1/3'], 'each reading once')
+})
+
+t.test('a reading the database refuses fails alone; the others in its batch are stored', async (t) => {
+  const logs: string[] = []
+  const pool = new FakePool()
+  const store = new PgStore(pool as unknown as Queryable, (l) => logs.push(l))
+  const results = await Promise.all([insert(store, reading(1)), insert(store, reading(2)), insert(store, reading(3, 1, '2026-02-30T12:00:00.000Z')), insert(store, reading(4))])
+  t.same(results, ['stored', 'stored', 'invalid', 'stored'])
+  t.same([...pool.rows.keys()].sort(), ['d1/1', 'd1/2', 'd1/4'])
+  t.match(logs.join('\n'), /refused d1 seq 3: date\/time field value out of range/)
+})
+
+t.test('a lost connection fails the batch (503 to the callers, who retry)', async (t) => {
+  const pool = new FakePool()
+  const store = new PgStore(pool as unknown as Queryable, () => {})
+  pool.down = true
+  await t.rejects(insert(store, reading(1)), /administrator command/)
+  pool.down = false
+  t.equal(await insert(store, reading(1)), 'stored', 'and the next one goes through')
+})
