@@ -31,7 +31,13 @@ export interface IngestOptions {
 export const digestOf = (r: Reading) => createHash('sha256').update(encodeReading(r)).digest('hex')
 
 class HttpError extends Error {
-  constructor(readonly status: number, readonly reason: string, message: string, readonly field?: string) { super(message) }
+  readonly headers: Record<string, string>
+  constructor(readonly status: number, readonly reason: string, message: string, readonly field?: string, headers: Record<string, string> = {}) {
+    super(message)
+    // A 503 says when to retry; after a 413 the rest of the body is left unread, so the
+    // connection cannot be reused.
+    this.headers = { ...(status === 503 ? { 'retry-after': '1' } : {}), ...(status === 413 ? { connection: 'close' } : {}), ...headers }
+  }
 }
 
 export function ingestHandler(opts: IngestOptions) {
@@ -84,7 +90,7 @@ export function ingestHandler(opts: IngestOptions) {
 
   async function route(req: http.IncomingMessage, url: URL): Promise<[number, object | string, Record<string, string>?]> {
     const only = (method: string) => {
-      if (req.method !== method) throw new HttpError(405, 'method_not_allowed', `${url.pathname} accepts ${method} only`)
+      if (req.method !== method) throw new HttpError(405, 'method_not_allowed', `${url.pathname} accepts ${method} only`, undefined, { allow: method })
     }
     if (url.pathname === '/readings') {
       only('POST')
@@ -133,10 +139,7 @@ export function ingestHandler(opts: IngestOptions) {
       if (e instanceof HttpError) {
         if (url.pathname === '/readings' && e.reason !== 'store' && e.reason !== 'not_found') rejected.inc({ reason: e.reason })
         if (e.status !== 503) log(`${req.method} ${url.pathname} ${e.status}: ${e.message}`)
-        const headers: Record<string, string> = e.status === 503 ? { 'retry-after': '1' } : {}
-        if (e.status === 413) headers.connection = 'close'
-        if (e.status === 405) headers.allow = e.message.split(' accepts ')[1].split(' ')[0]
-        send(res, e.status, { error: e.message, ...(e.field ? { field: e.field } : {}) }, headers)
+        send(res, e.status, { error: e.message, ...(e.field ? { field: e.field } : {}) }, e.headers)
       } else {
         log(`internal error on ${req.method} ${url.pathname}: ${(e as Error)?.stack ?? e}`)
         send(res, 500, { error: 'internal error' })

@@ -114,7 +114,9 @@ t.test('metrics in Prometheus text format, and the read endpoint', async (t) => 
   const list = await (await fetch(`${base}/devices/dev-1/readings?after=1`)).json() as { readings: Reading[] }
   t.same(list.readings.map((r) => r.seq), [2])
   t.equal((await fetch(`${base}/devices/dev-1/readings?limit=0`)).status, 400)
-  t.equal((await fetch(`${base}/readings`)).status, 405, 'GET /readings: method not allowed')
+  const wrongMethod = await fetch(`${base}/readings`)
+  t.equal(wrongMethod.status, 405, 'GET /readings: method not allowed')
+  t.equal(wrongMethod.headers.get('allow'), 'POST', 'and it says which method is')
   t.equal((await fetch(`${base}/nothing`)).status, 404)
 })
 
