@@ -5,11 +5,11 @@ import { deviceKeys, dbPassword } from '../secrets.js'
 import type { Context } from '../runner.js'
 import { benchDeviceIds, hostsWithRole } from '../topology.js'
 import type { RoleModule } from './index.js'
-import { DB, addressFacing, dbAddress, json, serviceSteps } from './telemetry.js'
+import { DB, addressFacing, backends, dbAddress, json, serviceSteps } from './telemetry.js'
 
+/** Where this backend listens: the address the proxy's upstream list has for it. */
 const listenAddress = (ctx: Context) => {
-  const proxy = hostsWithRole(ctx.topology, 'proxy')[0]
-  const a = proxy && addressFacing(ctx.self, proxy)
+  const a = backends(ctx.topology).find((b) => b.name === ctx.self.name)?.address
   if (!a) throw new Error(`backend ${ctx.self.name} shares no network with a proxy host: put both on the cloud LAN in the topology`)
   return a
 }
