@@ -20,12 +20,19 @@ export function servedOldServers(ctx: Context): { subnet: string; ports: number[
 /** The LANs this host is on (not management): where its status page may be read from. */
 const ownLans = (ctx: Context) => ctx.topology.networks.filter((n) => n.kind === 'lan' && ctx.self.interfaces.some((i) => i.network === n.name)).map((n) => n.cidr)
 
+/** Devices arrive on their old server's ports; 80 when no site forwards here. */
+function listenPorts(ctx: Context): number[] {
+  const ports = [...new Set(servedOldServers(ctx).flatMap((o) => o.ports))].sort((a, b) => a - b)
+  return ports.length ? ports : [80]
+}
+
 export function nginxConf(ctx: Context): string {
   const upstreams = backends(ctx.topology)
   if (upstreams.length === 0) throw new Error('the topology has no backend on a network with the proxy: add a host with role backend')
   return renderFile('proxy/nginx.conf', {
     host: ctx.self.name,
     address: proxyAddress(ctx.topology)!,
+    ports: listenPorts(ctx),
     backends: upstreams,
     tries: upstreams.length,
     max_body: MAX_BODY,

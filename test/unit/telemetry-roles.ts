@@ -33,6 +33,10 @@ t.test('nginx: one server line per backend, retries over all of them, the retry 
   t.match(conf, 'add_header X-Upstream $upstream_addr always;')
   t.match(conf, /listen 10\.20\.0\.10:8081;[\s\S]*stub_status;[\s\S]*allow 10\.20\.0\.0\/24;[\s\S]*deny all;/)
   t.match(conf, /keepalive 64;/)
+  t.match(conf, /listen 10\.20\.0\.10:80;\n\s+listen 127\.0\.0\.1:80;/, 'on the old server\'s port')
+  const other = { ...topo, networks: topo.networks.map((n) => (n.oldServer ? { ...n, oldServer: { ...n.oldServer, ports: [8000, 80] } } : n)) }
+  const both = nginxConf({ topology: other, self: proxy } as Context)
+  t.same(both.match(/listen 10\.20\.0\.10:\d+;/g), ['listen 10.20.0.10:80;', 'listen 10.20.0.10:8000;', 'listen 10.20.0.10:8081;'], 'on every port the sites forward')
 })
 
 t.test('no backend is a clear error, not an empty upstream', async (t) => {
