@@ -10,18 +10,10 @@
 //        --duration SECONDS [--warmup SECONDS] [--seq-base B]
 import fs from 'node:fs'
 import http from 'node:http'
+import { parseArgs } from '../lib/args.js'
 import { encodeReading } from '../lib/reading.js'
 import { percentile } from '../lib/stats.js'
 import { post } from './sender.js'
-
-function args(argv: string[]) {
-  const out: Record<string, string> = {}
-  for (let i = 0; i < argv.length; i += 2) {
-    if (!argv[i].startsWith('--') || argv[i + 1] === undefined) throw new Error(`usage: --url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B]; got ${argv[i]}`)
-    out[argv[i].slice(2)] = argv[i + 1]
-  }
-  return out
-}
 
 export interface LoadResult {
   url: string; devices: number; concurrency: number; duration_s: number; warmup_s: number
@@ -34,7 +26,7 @@ export interface LoadResult {
 }
 
 async function main() {
-  const a = args(process.argv.slice(2))
+  const a = parseArgs(process.argv.slice(2), '--url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B]')
   const keysAll = JSON.parse(fs.readFileSync(a.keys, 'utf8')) as Record<string, string>
   const n = Number(a.devices ?? 100)
   const ids = Object.keys(keysAll).sort().slice(0, n)

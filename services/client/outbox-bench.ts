@@ -5,12 +5,14 @@
 //   node lab-outbox-bench.cjs --dir DIR --seconds S --batches 1,16,256
 import fs from 'node:fs'
 import path from 'node:path'
+import { parseArgs } from '../lib/args.js'
 import { takeReading } from './device.js'
 import { Outbox } from './outbox.js'
 
-const a = Object.fromEntries(process.argv.slice(2).reduce<string[][]>((acc, x, i, all) => (i % 2 ? acc : [...acc, [x.replace(/^--/, ''), all[i + 1]]]), []))
+const USAGE = '--dir DIR [--seconds S] [--batches 1,16,256]'
+const a = parseArgs(process.argv.slice(2), USAGE)
 const dir = a.dir
-if (!dir) throw new Error('usage: --dir DIR --seconds S --batches 1,16,256')
+if (!dir) throw new Error(`usage: ${USAGE}`)
 const seconds = Number(a.seconds ?? 2)
 const results: { batch: number; readings_per_s: number; appends_per_s: number; ms_per_append: number }[] = []
 for (const batch of String(a.batches ?? '1,16,256').split(',').map(Number)) {
