@@ -24,7 +24,11 @@ import { detectProvider } from './lib/vagrant.js'
 async function machine(lab: BenchLab): Promise<Machine> {
   const t = lab.topology
   const first = (role: Parameters<typeof hostsWithRole>[1]) => hostsWithRole(t, role)[0]?.name
-  const out = async (host: string | undefined, cmd: string) => (host ? (await lab.sh(host, cmd)).stdout.trim() || (await lab.sh(host, cmd)).stderr.trim() : 'n/a')
+  const out = async (host: string | undefined, cmd: string) => {
+    if (!host) return 'n/a'
+    const r = await lab.sh(host, cmd)
+    return r.stdout.trim() || r.stderr.trim()
+  }
   return {
     cores: os.cpus().length,
     memory_gib: os.totalmem() / 2 ** 30,

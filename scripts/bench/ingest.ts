@@ -28,13 +28,26 @@ export interface Scenario {
   lost: number
 }
 
-/** Put the load generator and the bench devices' keys on a host (for this run only). */
-export async function prepare(lab: BenchLab, host: string, devices: number) {
-  const ids = benchDeviceIds(lab.topology).slice(0, devices)
-  if (ids.length < devices) throw new Error(`the topology has ${ids.length} bench devices (telemetry.bench_devices); asked for ${devices}`)
-  const code = await lab.put(host, 'lab-loadgen.cjs', await bundle('loadgen'))
-  const keys = await lab.put(host, 'devices.json', JSON.stringify(deviceKeys(stateDir, ids)))
-  return { code, keys }
+type Prepared = { code: string; keys: string }
+const preparedOn = new WeakMap<BenchLab, Map<string, Promise<Prepared>>>()
+
+/** Put the load generator and the bench devices' keys on a host (for this run only), once per host. */
+export function prepare(lab: BenchLab, host: string, devices: number): Promise<Prepared> {
+  const cache = preparedOn.get(lab) ?? new Map<string, Promise<Prepared>>()
+  preparedOn.set(lab, cache)
+  const key = `${host} ${devices}`
+  let p = cache.get(key)
+  if (!p) {
+    p = (async () => {
+      const ids = benchDeviceIds(lab.topology).slice(0, devices)
+      if (ids.length < devices) throw new Error(`the topology has ${ids.length} bench devices (telemetry.bench_devices); asked for ${devices}`)
+      const code = await lab.put(host, 'lab-loadgen.cjs', await bundle('loadgen'))
+      const keys = await lab.put(host, 'devices.json', JSON.stringify(deviceKeys(stateDir, ids)))
+      return { code, keys }
+    })()
+    cache.set(key, p)
+  }
+  return p
 }
 
 async function storedSince(lab: BenchLab, base: number): Promise<number> {
@@ -47,7 +60,7 @@ async function storedSince(lab: BenchLab, base: number): Promise<number> {
 type ScenarioSpec = Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_ms' | 'lost'>
 
 /** One run of the load generator, and the stored readings counted against the acknowledged. */
-async function runOnce(lab: BenchLab, s: ScenarioSpec, o: LoadOptions, prepared: { code: string; keys: string }, log: (m: string) => void, tag: string): Promise<Scenario['runs'][number]> {
+async function runOnce(lab: BenchLab, s: ScenarioSpec, o: LoadOptions, prepared: Prepared, log: (m: string) => void, tag: string): Promise<Scenario['runs'][number]> {
   const base = Date.now() * 1000
   const out = await lab.must(s.from, `node ${prepared.code} --url ${s.url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base}`)
   const r = JSON.parse(out) as LoadResult
@@ -93,15 +106,13 @@ async function setBatching(lab: BenchLab, batch: { maxBatch: number; maxInFlight
 /** Group commit against one write per reading, runs alternating, so that noise hits both. */
 export async function batchingAB(lab: BenchLab, specs: ScenarioSpec[], o: LoadOptions, log: (m: string) => void): Promise<Tuning> {
   const modes = { off: { maxBatch: 1, maxInFlight: 8 }, on: { maxBatch: 200, maxInFlight: 2 } }
-  const prepared = new Map<string, { code: string; keys: string }>()
-  for (const s of specs) if (!prepared.has(s.from)) prepared.set(s.from, await prepare(lab, s.from, o.devices))
   const runs = new Map(specs.map((s) => [s.id, { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }]))
   log(`Tuning, side by side: write batching off (one INSERT and commit per reading) and on (group commit), ${o.runs} alternating runs each`)
   try {
     for (let i = 0; i < o.runs; i++) {
       for (const mode of ['off', 'on'] as const) {
         await setBatching(lab, modes[mode])
-        for (const s of specs) runs.get(s.id)![mode].push(await runOnce(lab, s, o, prepared.get(s.from)!, log, `batching ${mode}, run ${i + 1}/${o.runs}`))
+        for (const s of specs) runs.get(s.id)![mode].push(await runOnce(lab, s, o, await prepare(lab, s.from, o.devices), log, `batching ${mode}, run ${i + 1}/${o.runs}`))
       }
     }
   } finally {
