@@ -46,6 +46,15 @@ t.test('together in one statement, each with its own answer', async (t) => {
   t.same([...pool.rows.keys()].sort(), ['d1/1', 'd1/2', 'd1/3'], 'each reading once')
 })
 
+t.test('the same reading twice in one batch: stored once, the second copy a duplicate', async (t) => {
+  const pool = new FakePool()
+  const store = new PgStore(pool as unknown as Queryable, () => {})
+  const results = await Promise.all([insert(store, reading(1)), insert(store, reading(2)), insert(store, reading(3)), insert(store, reading(3))])
+  t.same(pool.statements.filter((s) => s.name === 'lab-insert-batch').map((s) => s.size), [1, 1, 2], 'both copies of seq 3 in one INSERT')
+  t.same(results, ['stored', 'stored', 'stored', 'duplicate'])
+  t.equal(pool.rows.size, 3)
+})
+
 t.test('a reading the database refuses fails alone; the others in its batch are stored', async (t) => {
   const logs: string[] = []
   const pool = new FakePool()
