@@ -1,10 +1,11 @@
-// Faults under a continuous stream of readings (backends, proxy, database, gateways,
-// the client itself): the IoT client keeps taking readings
+// Faults under a continuous stream of readings (backends, a backend's database link,
+// proxy, database, gateways, the client itself): the IoT client keeps taking readings
 // throughout each one, and each scenario ends with every reading it ever took stored
 // exactly once (compared device by device with 1..last seq). The client's outbox and
 // retries, nginx's retries to the next backend, and idempotent storage make it so.
 import t, { type Test } from 'tap'
 import { backends } from '../../provision/roles/telemetry.js'
+import { addressOn } from '../../provision/topology.js'
 import { sleep, waitForTunnel } from '../lib/ipsec.js'
 import { openLab } from '../lib/lab.js'
 import { assertExactlyOnce, clientStatus, waitStatus } from '../lib/telemetry.js'
@@ -24,6 +25,7 @@ if (opened) {
     for (const b of upstreams) await ingest(b.name, 'start')
     await lab.sh(proxy.name, 'systemctl start nginx.service')
     await lab.sh(db.name, 'systemctl start postgresql.service')
+    for (const b of upstreams) await reconnect(b.name)
     await lab.sh(client.name, 'systemctl start lab-client.service')
     for (const gw of lab.byRole('gateway')) await lab.sh(gw.name, 'systemctl start strongswan.service')
     await clientStatus(lab, undefined, 'POST', '/resume')
@@ -42,10 +44,14 @@ if (opened) {
     await assertExactlyOnce(t, lab, 'before')
     const done = await streaming(t, 'backend down')
     const [down, ...others] = upstreams
+    const before = await clientStatus(lab)
     await ingest(down.name, 'stop')
     const s0 = await clientStatus(lab)
     await sleep(4000)
     const s1 = await clientStatus(lab)
+    // nginx retries a failed POST on the next backend (idempotent ingest makes it safe),
+    // so the device never sees the failure.
+    if (others.length) t.equal(s1.retries_since_start, before.retries_since_start, `nginx retried on ${others.map((o) => o.name).join(', ')}: the client had to retry nothing`)
     t.ok(s1.acked_since_start - s0.acked_since_start > 0, `with ${down.name} down, readings are still acknowledged (${s1.acked_since_start - s0.acked_since_start} in 4 s)`)
     t.ok(s1.pending <= 4 * Object.keys(s1.devices).length, `and do not pile up (${s1.pending} pending)`)
     const log = (await lab.sh(proxy.name, 'tail -n 50 /var/log/nginx/access.log')).stdout.trim().split('\n').slice(-10)
@@ -54,6 +60,31 @@ if (opened) {
     await sleep(2000)
     await done()
     await assertExactlyOnce(t, lab, `${down.name} stopped and started`)
+  })
+
+  const CUT = 'test: database cut off'
+  const reconnect = (host: string) => lab.sh(host, `nft -a list chain inet lab output | awk '/${CUT}/ {print $NF}' | while read h; do nft delete rule inet lab output handle "$h"; done`)
+
+  t.test('a backend loses its database: nginx retries its 503s on the others, the devices see none', async (t) => {
+    const [cut, ...others] = upstreams
+    if (others.length === 0) { t.plan(0, 'one backend only: nowhere to retry'); return }
+    const dbAddr = addressOn(db, lab.topology.networks.find((n) => n.kind === 'lan' && db.interfaces.some((i) => i.network === n.name))!.name)!
+    t.teardown(() => reconnect(cut.name))
+    const done = await streaming(t, 'database cut off from a backend')
+    const before = await clientStatus(lab)
+    const errors = async () => Number(/^ingest_store_errors_total (\d+)$/m.exec((await lab.sh(cut.name, `curl -s http://${cut.address}:${cut.port}/metrics`)).stdout)?.[1])
+    const errorsBefore = await errors()
+    const ins = await lab.sh(cut.name, `nft insert rule inet lab output ip daddr ${dbAddr} tcp dport 5432 reject with tcp reset comment '"${CUT}"'`)
+    t.equal(ins.code, 0, `${cut.name}'s link to the database is cut ${ins.stderr.trim()}`)
+    await sleep(5000)
+    const s = await clientStatus(lab)
+    const errorsAfter = await errors()
+    t.ok(errorsAfter > errorsBefore, `${cut.name} answered 503 for want of its database (${errorsBefore} → ${errorsAfter} store errors)`)
+    t.ok(s.acked_since_start > before.acked_since_start, `readings are still acknowledged (${s.acked_since_start - before.acked_since_start} in 5 s)`)
+    t.equal(s.retries_since_start, before.retries_since_start, `nginx retried them on ${others.map((o) => o.name).join(', ')} (safe: ingest is idempotent), so the client had to retry nothing`)
+    await reconnect(cut.name)
+    await done()
+    await assertExactlyOnce(t, lab, `${cut.name} cut off from the database, then reconnected`)
   })
 
   t.test('all backends stopped for a while', async (t) => {
