@@ -19,7 +19,7 @@ import { markdown, svgChart, type BenchReport, type Machine } from './bench/repo
 import { outboxBench } from './bench/outbox.js'
 import { tunnelBench } from './bench/tunnel.js'
 import { repoRoot, topologyFile } from './lib/paths.js'
-import { detectProvider } from './lib/vagrant.js'
+import { providerSummary, runningProviders } from './lib/providers.js'
 
 async function machine(lab: BenchLab): Promise<Machine> {
   const t = lab.topology
@@ -34,7 +34,7 @@ async function machine(lab: BenchLab): Promise<Machine> {
     memory_gib: os.totalmem() / 2 ** 30,
     cpu: os.cpus()[0]?.model ?? 'unknown',
     kernel: os.release(),
-    provider: await detectProvider(),
+    provider: providerSummary(runningProviders().values()),
     ipsec_mode: await out(t.vpn?.hub, 'cat /etc/lab/ipsec-mode'),
     hosts: t.hosts.length,
     node_on_hosts: await out(first('iot-client'), 'node --version'),

@@ -3,9 +3,11 @@ import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { loadTopology } from '../provision/topology.js'
 import { ensureBox, pruneBoxes } from './lib/box.js'
-import { labDown, labUp, statusText } from './lib/lab.js'
+import { ensureVmBox, pruneVmBoxes } from './lib/vm-box.js'
+import { labDown, labUp, prepare, statusText } from './lib/lab.js'
 import { networksDown, networksUp } from './lib/network.js'
 import { topologyFile } from './lib/paths.js'
+import { planProviders, type Provider } from './lib/providers.js'
 
 const log = (m: string) => console.log(m)
 
@@ -21,13 +23,28 @@ await yargs(hideBin(process.argv))
     })
   .command('down', 'destroy the lab and remove its networks: nothing is left behind', {}, () => labDown(log))
   .command('status', 'hosts, roles, addresses and state', {}, async () => log(await statusText(loadTopology(topologyFile))))
-  .command('box', 'build the lxc box if its package list changed, and drop outdated ones', {}, async () => {
-    const r = await ensureBox(log)
-    await pruneBoxes(log)
-    log(`${r.name}: ${r.built ? `built in ${r.seconds.toFixed(0)} s` : 'up to date'}`)
-  })
-  .command('net-up', "create the lab's bridges (lxc)", {}, () => networksUp(loadTopology(topologyFile), log))
-  .command('net-down', "remove the lab's bridges (lxc)", {}, () => networksDown(loadTopology(topologyFile), log))
+  .command('box', 'build the lxc box (and with --vm the libvirt box) if their inputs changed; drop outdated ones',
+    (y) => y.option('vm', { type: 'boolean', default: false, describe: 'the VM box too (a few minutes under emulation)' }),
+    async (argv) => {
+      const r = await ensureBox(log)
+      await pruneBoxes(log)
+      log(`${r.name}: ${r.built ? `built in ${r.seconds.toFixed(0)} s` : 'up to date'}`)
+      if (argv.vm) {
+        const v = await ensureVmBox(log)
+        await pruneVmBoxes(log)
+        log(`${v.name}: ${v.built ? `built in ${v.seconds.toFixed(0)} s` : 'up to date'}`)
+      }
+    })
+  .command('prepare', 'make what hosts of a provider need before `vagrant up` (the Vagrantfile runs this)',
+    (y) => y.option('provider', { type: 'string', choices: ['lxc', 'libvirt', 'virtualbox'], demandOption: true, describe: 'the provider Vagrant is about to use' }),
+    async (argv) => {
+      const topology = loadTopology(topologyFile)
+      // What the plan needs too: a mixed lab's lxc hosts share the VMs' management network.
+      const planned = Object.values(planProviders(topology).providers)
+      await prepare([...new Set([argv.provider as Provider, ...planned])], log)
+    })
+  .command('net-up', "create the lab's bridges", {}, () => networksUp(loadTopology(topologyFile), log))
+  .command('net-down', "remove the lab's bridges", {}, () => networksDown(loadTopology(topologyFile), log))
   .demandCommand(1)
   .strict()
   .help()

@@ -7,7 +7,7 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { boxDir, cacheDir } from './paths.js'
 
-const SUITE = 'bookworm'
+export const SUITE = 'bookworm'
 const MIRROR = process.env.LAB_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian'
 const SECURITY_MIRROR = process.env.LAB_DEBIAN_SECURITY_MIRROR ?? 'http://deb.debian.org/debian-security'
 
@@ -16,6 +16,15 @@ export function boxPackages(text = fs.readFileSync(path.join(boxDir, 'packages.t
     .split('\n')
     .map((line) => line.replace(/#.*/, '').trim())
     .filter(Boolean)
+}
+
+/** The Debian sources both boxes are built from (mirrors overridable for a local one). */
+export function debianSources(): string[] {
+  return [
+    `deb ${MIRROR} ${SUITE} main`,
+    `deb ${MIRROR} ${SUITE}-updates main`,
+    `deb ${SECURITY_MIRROR} ${SUITE}-security main`,
+  ]
 }
 
 /** Box name derived from the box's inputs: any change to them names a new box. */
@@ -78,11 +87,7 @@ async function buildBox(name: string, file: string, log: (msg: string) => void):
   await fs.promises.mkdir(path.join(work, 'rootfs'), { recursive: true })
   const packages = boxPackages()
   log(`Building box ${name}: mmdebstrap ${SUITE} with ${packages.length} packages (about a minute)`)
-  const sources = [
-    `deb ${MIRROR} ${SUITE} main`,
-    `deb ${MIRROR} ${SUITE}-updates main`,
-    `deb ${SECURITY_MIRROR} ${SUITE}-security main`,
-  ]
+  const sources = debianSources()
   const hook = `${path.join(boxDir, 'customize.sh')} "$1" ${vagrantInsecureKey()}`
   await $({ quiet: true })`mmdebstrap --quiet --variant=apt --include=${packages.join(',')} --customize-hook=${hook} ${SUITE} ${path.join(work, 'rootfs')} ${sources}`
   log('Packing the box')

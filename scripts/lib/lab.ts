@@ -9,11 +9,14 @@ import { recapText, summarize } from '../../provision/report.js'
 import type { Reporter } from '../../provision/runner.js'
 import { loadTopology, type Topology } from '../../provision/topology.js'
 import { boxName, ensureBox } from './box.js'
+import { ensureLibvirtDaemons, ensureStoragePool, labDomains, labVolumes, mgmtNetworkDefined, mgmtNetworkName, removeLabDomains, removeLabVolumes, removeMgmtNetwork, runningLabDaemons, stopLabDaemons, vmAccel } from './libvirt.js'
 import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from './lxc.js'
 import { existingBridges, networksDown, networksUp } from './network.js'
 import { repoRoot, stateDir, topologyFile } from './paths.js'
-import { ensureRequirements } from './system.js'
-import { detectProvider, machineStates } from './vagrant.js'
+import { hostsOf, planProviders, providerSummary, runningProviders, type Provider } from './providers.js'
+import { ensureRequirements, LIBVIRT_REQUIREMENTS } from './system.js'
+import { machineStates } from './vagrant.js'
+import { ensureVmBox } from './vm-box.js'
 
 export type Log = (m: string) => void
 
@@ -26,13 +29,14 @@ export async function phase<T>(log: Log, title: string, fn: () => Promise<T>): P
   return r
 }
 
-export function vagrant(args: string[], log: Log): Promise<void> {
+export function vagrant(args: string[], log: Log, env: Record<string, string> = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('vagrant', args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('vagrant', args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
     let tail = ''
     const relay = (chunk: Buffer) => {
       tail = (tail + chunk.toString()).slice(-4000)
-      for (const line of chunk.toString().split('\n')) if (line.trim()) log(`    | ${line}`)
+      // Progress meters (box upload) redraw one line thousands of times: not a log.
+      for (const line of chunk.toString().split(/[\n\r]/)) if (line.trim() && !/Progress: \d+%/.test(line)) log(`    | ${line.replace(/\x1b\[K/g, '')}`)
     }
     child.stdout.on('data', relay)
     child.stderr.on('data', relay)
@@ -43,28 +47,72 @@ export function vagrant(args: string[], log: Log): Promise<void> {
 
 export interface UpResult { seconds: Record<string, number>; provider: string; changed: number }
 
-export async function labUp(log: Log = console.log, opts: { provision?: boolean } = {}): Promise<UpResult> {
-  const seconds: Record<string, number> = {}
-  const timed = async <T>(key: string, title: string, fn: () => Promise<T>) => {
-    const t0 = Date.now()
-    const r = await phase(log, title, fn)
-    seconds[key] = (Date.now() - t0) / 1000
-    return r
-  }
+type Timed = <T>(key: string, title: string, fn: () => Promise<T>) => Promise<T>
+
+/**
+ * What must exist before hosts of these providers can start: packages, the box,
+ * libvirt's daemons and pool, the lab's networks. Idempotent; `vagrant up` runs it
+ * through a trigger (the Vagrantfile), `npm run lab` before its own `vagrant up`.
+ */
+export async function prepare(providers: Provider[], log: Log = console.log, timed?: Timed): Promise<void> {
+  const step: Timed = timed ?? ((_k, title, fn) => phase(log, title, fn))
   const topology = loadTopology(topologyFile)
-  const provider = await detectProvider()
-  log(`Lab "${topology.name}": ${topology.hosts.length} hosts on ${topology.networks.length} networks, provider ${provider}`)
-  if (provider === 'lxc') {
-    if (process.getuid?.() !== 0) throw new Error('the lxc provider needs root here (containers, bridges): run `sudo npm run lab`')
-    await timed('requirements', 'Checking this machine has what the lab needs', () => ensureRequirements(log))
-    await timed('box', `Ensuring the lxc box ${boxName()} (built once, then cached)`, () => ensureBox(log))
-    await timed('stale', 'Removing stale lab resources', async () => {
+  const want = new Set(providers)
+  if (want.has('virtualbox')) {
+    // VirtualBox brings its own internal networks; nothing to make here.
+    if (want.size === 1) return
+  }
+  if (process.getuid?.() !== 0) {
+    throw new Error(`the ${[...want].filter((p) => p !== 'virtualbox').join(' and ')} provider needs root here (containers, VMs, bridges): run it again as root, e.g. \`sudo npm run lab\` or \`sudo vagrant up\``)
+  }
+  const vms = want.has('libvirt')
+  await step('requirements', 'Checking this machine has what the lab needs', () => ensureRequirements(log, vms ? LIBVIRT_REQUIREMENTS : undefined))
+  if (want.has('lxc')) await step('requirements', 'Checking this machine has what the lab\'s containers need', () => ensureRequirements(log))
+  // The management bridge is libvirt's as soon as the lab has (or had) a VM.
+  const libvirtMgmt = vms || (await mgmtNetworkDefined(topology))
+  if (libvirtMgmt) {
+    const accel = vmAccel()
+    log(`VMs run with ${accel.accel === 'kvm' ? 'KVM' : `QEMU's emulation (TCG, ${accel.why})`}`)
+    await step('libvirt', 'Starting libvirt (daemons, storage pool)', async () => {
+      await ensureLibvirtDaemons(log)
+      await ensureStoragePool(log)
+    })
+  }
+  if (vms) await step('vm_box', 'Ensuring the VM box (built once, then cached)', () => ensureVmBox(log).then((r) => { if (r.built) log(`    VM box built in ${r.seconds.toFixed(0)} s`) }))
+  if (want.has('lxc')) {
+    await step('box', `Ensuring the lxc box ${boxName()} (built once, then cached)`, () => ensureBox(log))
+    await step('stale', 'Removing stale lab resources', async () => {
       await removeStaleContainers(topology, boxName(), log)
       await removeLeftovers(topology, log)
     })
-    await timed('networks', 'Creating the lab networks', () => networksUp(topology, log))
   }
-  await timed('vagrant_up', `vagrant up --provider=${provider}`, () => vagrant(['up', `--provider=${provider}`], log))
+  await step('networks', 'Creating the lab networks', () => networksUp(topology, log, { libvirtMgmt }))
+}
+
+export async function labUp(log: Log = console.log, opts: { provision?: boolean } = {}): Promise<UpResult> {
+  const seconds: Record<string, number> = {}
+  const timed: Timed = async (key, title, fn) => {
+    const t0 = Date.now()
+    const r = await phase(log, title, fn)
+    seconds[key] = (seconds[key] ?? 0) + (Date.now() - t0) / 1000
+    return r
+  }
+  const topology = loadTopology(topologyFile)
+  const plan = planProviders(topology)
+  const providers = [...new Set(Object.values(plan.providers))]
+  log(`Lab "${topology.name}": ${topology.hosts.length} hosts on ${topology.networks.length} networks, provider ${providerSummary(providers)} (${plan.reason})`)
+  // A host that exists with another provider than planned is remade.
+  const moved = [...runningProviders()].filter(([h, p]) => plan.providers[h] && plan.providers[h] !== p).map(([h]) => h)
+  if (moved.length) await timed('vagrant_destroy', `vagrant destroy -f ${moved.join(' ')} (they change provider)`, () => vagrant(['destroy', '-f', ...moved], log))
+  await prepare(providers, log, timed)
+  // VMs first, in parallel (libvirt's way); then the containers. The trigger in the
+  // Vagrantfile need not prepare again.
+  const order: Provider[] = ['libvirt', 'virtualbox', 'lxc']
+  for (const p of order.filter((x) => providers.includes(x))) {
+    const hosts = hostsOf(plan.providers, p)
+    const all = hosts.length === topology.hosts.length
+    await timed('vagrant_up', `vagrant up --provider=${p}${all ? '' : ` ${hosts.join(' ')}`}`, () => vagrant(['up', `--provider=${p}`, ...(all ? [] : hosts)], log, { LAB_PREPARED: '1' }))
+  }
   let changed = 0
   if (opts.provision !== false) {
     const failures: Reporter = (host, kind, r) => { if (r.status === 'failed') log(`    ${host}: ${kind} "${r.name}" failed: ${r.error}`) }
@@ -75,29 +123,37 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
     changed = s.changed
   }
   log(await statusText(topology))
-  return { seconds, provider, changed }
+  return { seconds, provider: providerSummary(providers), changed }
 }
 
 export async function labDown(log: Log = console.log): Promise<void> {
   const topology = loadTopology(topologyFile)
   await phase(log, 'vagrant destroy -f', () => vagrant(['destroy', '-f'], log))
   if (process.getuid?.() === 0) {
-    await phase(log, 'Removing the lab\'s containers, networks and leftovers', async () => {
+    await phase(log, 'Removing the lab\'s containers, VMs, networks and leftovers', async () => {
       await removeStaleContainers(topology, '', log) // '' matches no box: every container left goes
       await removeLeftovers(topology, log)
+      await removeLabDomains(topology, log)
+      await removeLabVolumes(topology, log)
+      await removeMgmtNetwork(topology, log)
       await networksDown(topology, log)
+      await stopLabDaemons(log)
     })
   }
-  const remaining = labRemnants(topology)
+  const remaining = await labRemnants(topology)
   if (remaining.length) throw new Error(`the lab left behind:\n  ${remaining.join('\n  ')}`)
   log('Nothing of the lab is left on this machine.')
 }
 
 /** Everything of the lab still on this machine (empty after `lab down`). */
-export function labRemnants(t: Topology): string[] {
+export async function labRemnants(t: Topology): Promise<string[]> {
   const { cgroups, mounts } = leftovers(t)
   return [
     ...labContainers(t).map((c) => `container ${c}`),
+    ...(await labDomains(t)).map((d) => `VM ${d}`),
+    ...(await labVolumes(t)).map((v) => `volume ${v}`),
+    ...((await mgmtNetworkDefined(t)) ? [`libvirt network ${mgmtNetworkName(t)}`] : []),
+    ...runningLabDaemons().map((d) => `daemon ${d}`),
     ...existingBridges(t).map((b) => `bridge ${b}`),
     ...cgroups.map((c) => `cgroup ${c}`),
     ...mounts.map((m) => `mount ${m}`),
@@ -133,12 +189,15 @@ async function ipsecStatus(topology: Topology, states: Map<string, string>): Pro
 export async function statusText(topology: Topology): Promise<string> {
   const states = await machineStates()
   const ipsec = await ipsecStatus(topology, states)
+  const providers = runningProviders()
+  const accel = vmAccel()
+  const providerCell = (p: Provider | undefined) => p === 'libvirt' ? `libvirt (${accel.accel})` : p ?? '-'
   const rows = topology.hosts.map((h) => [
-    h.name, h.role, states.get(h.name) ?? 'unknown', h.mgmt.address,
+    h.name, h.role, providerCell(providers.get(h.name)), states.get(h.name) ?? 'unknown', h.mgmt.address,
     h.interfaces.slice(1).map((i) => `${i.network} ${i.address}/${i.prefix}`).join(', '),
     ipsec.get(h.name) ?? '',
   ])
-  const head = ['host', 'role', 'state', 'management', 'lab addresses', 'IPsec (data path; tunnels)']
+  const head = ['host', 'role', 'provider', 'state', 'management', 'lab addresses', 'IPsec (data path; tunnels)']
   const widths = head.map((_, i) => Math.max(head[i].length, ...rows.map((r) => r[i].length)))
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
   return ['', fmt(head), ...rows.map(fmt)].join('\n')

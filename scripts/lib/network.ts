@@ -1,5 +1,8 @@
-// The lab's networks on the lxc provider: one Linux bridge per topology network,
-// created before `vagrant up` (parallel machines would race to create them).
+// The lab's networks, whatever the provider: one Linux bridge per topology network,
+// created before `vagrant up` (parallel machines would race to create them); lxc
+// containers and libvirt VMs of one lab join the same bridges. When the lab has VMs,
+// libvirt owns the management bridge (its DHCP gives VMs their management address;
+// scripts/lib/libvirt.ts); containers join it all the same.
 // Only the management bridge carries an address of this machine; the others are
 // plain L2 segments, so this machine cannot route between the lab's networks. An
 // nftables table also forbids it to forward anything to or from a lab bridge,
@@ -7,6 +10,7 @@
 import fs from 'node:fs'
 import { $ } from 'zx'
 import type { Topology } from '../../provision/topology.js'
+import { ensureMgmtNetwork } from './libvirt.js'
 
 const q = { quiet: true }
 
@@ -47,7 +51,8 @@ export function forwardGuard(t: Topology): string {
   ].join('\n') + '\n'
 }
 
-export async function networksUp(t: Topology, log: (m: string) => void = console.log): Promise<void> {
+export async function networksUp(t: Topology, log: (m: string) => void = console.log, opts: { libvirtMgmt?: boolean } = {}): Promise<void> {
+  if (opts.libvirtMgmt) await ensureMgmtNetwork(t, t.hosts.map((h) => h.name), log)
   const wanted = new Set(labBridges(t))
   for (const stale of existingBridges(t).filter((b) => !wanted.has(b))) {
     log(`Removing stale bridge ${stale}`)

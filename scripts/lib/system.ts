@@ -29,14 +29,29 @@ export const LXC_REQUIREMENTS: Requirement[] = [
   { pkg: 'libstrongswan-standard-plugins', why: 'Ed25519 for pki (its openssl plugin)', present: installed('libstrongswan-standard-plugins') },
 ]
 
+/** What VMs under libvirt need besides the common tools (the lxc list minus lxc itself). */
+export const LIBVIRT_REQUIREMENTS: Requirement[] = [
+  ...LXC_REQUIREMENTS.filter((r) => !['lxc', 'vagrant-lxc', 'bridge-utils'].includes(r.pkg)),
+  { pkg: 'qemu-system-x86', why: 'runs the VMs (KVM, or emulation without it)', present: hasCommand('qemu-system-x86_64') },
+  { pkg: 'qemu-utils', why: 'qemu-img makes the VM box\'s disk', present: hasCommand('qemu-img') },
+  { pkg: 'libvirt-daemon-system', why: 'libvirtd, which vagrant-libvirt drives', present: hasCommand('libvirtd') },
+  { pkg: 'libvirt-clients', why: 'virsh: the lab\'s management network and pool', present: hasCommand('virsh') },
+  {
+    pkg: 'vagrant-libvirt', why: "Vagrant's libvirt provider",
+    present: async () => (await installed('vagrant-libvirt')()) || /vagrant-libvirt/.test((await $(q)`vagrant plugin list`).stdout),
+  },
+  { pkg: 'fdisk', why: 'sfdisk partitions the VM box\'s disk', present: hasCommand('sfdisk') },
+  { pkg: 'e2fsprogs', why: 'mkfs.ext4 -d makes its filesystem without a loop mount', present: hasCommand('mkfs.ext4') },
+]
+
 export async function missingRequirements(reqs = LXC_REQUIREMENTS): Promise<Requirement[]> {
   const missing: Requirement[] = []
   for (const r of reqs) if (!(await r.present())) missing.push(r)
   return missing
 }
 
-export async function ensureRequirements(log: (m: string) => void): Promise<void> {
-  const missing = await missingRequirements()
+export async function ensureRequirements(log: (m: string) => void, reqs = LXC_REQUIREMENTS): Promise<void> {
+  const missing = await missingRequirements(reqs)
   if (missing.length === 0) return
   const pkgs = missing.map((m) => m.pkg)
   const list = missing.map((m) => `  ${m.pkg.padEnd(14)} ${m.why}`).join('\n')
@@ -50,6 +65,6 @@ export async function ensureRequirements(log: (m: string) => void): Promise<void
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
   await $({ quiet: true, env })`apt-get update -qq`
   await $({ quiet: true, env })`apt-get install -y -qq --no-install-recommends ${pkgs}`
-  const still = await missingRequirements()
+  const still = await missingRequirements(reqs)
   if (still.length) throw new Error(`apt-get ran, yet still missing: ${still.map((m) => m.pkg).join(', ')}`)
 }

@@ -1,27 +1,9 @@
-// Vagrant, as the lab uses it: which provider, which machines, in which state.
+// Vagrant, as the lab uses it: which machines, in which state (the providers are in
+// providers.ts: planned, or read from Vagrant's state).
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
 import { repoRoot } from './paths.js'
-import { hasCommand } from './system.js'
-
-export type Provider = 'lxc' | 'virtualbox' | 'libvirt'
-
-/**
- * The provider: LAB_PROVIDER or VAGRANT_DEFAULT_PROVIDER if set; else VirtualBox or
- * libvirt when installed (real VMs, kernel ESP); else lxc, the case of a Linux machine
- * with no hypervisor.
- */
-export async function detectProvider(): Promise<Provider> {
-  const wanted = process.env.LAB_PROVIDER ?? process.env.VAGRANT_DEFAULT_PROVIDER
-  if (wanted) {
-    if (!['lxc', 'virtualbox', 'libvirt'].includes(wanted)) throw new Error(`provider ${wanted} is not supported: use lxc, virtualbox or libvirt`)
-    return wanted as Provider
-  }
-  if (await hasCommand('VBoxManage')()) return 'virtualbox'
-  if ((await hasCommand('vagrant')()) && /vagrant-libvirt/.test((await $({ quiet: true, nothrow: true })`vagrant plugin list`).stdout)) return 'libvirt'
-  return 'lxc'
-}
 
 export type MachineState = 'running' | 'stopped' | 'not_created' | string
 

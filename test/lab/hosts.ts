@@ -21,20 +21,21 @@ if (lab) {
 
     t.test(`${host.name} has exactly the interfaces and addresses its topology says`, async (t) => {
       const actual = lab.facts(host.name).addresses.filter((a) => a.ifname !== 'lo')
-      if (lab.provider === 'lxc') {
+      if (lab.providerOf(host.name) === 'lxc') {
         // On lxc each NIC is named after its network: names and addresses must match exactly.
         // A LAN's gateway also answers for the LAN's old server address (a /32).
         const oldServers = lab.topology.networks.filter((n) => n.gateway === host.name && n.oldServer).map((n) => `${n.name} ${n.oldServer!.address}/32`)
         const want = [...host.interfaces.map((i) => `${i.network} ${i.address}/${i.prefix}`), ...oldServers].sort()
         t.same(actual.map((a) => `${a.ifname} ${a.address}/${a.prefix}`).sort(), want)
       } else {
-        // On VMs the management network is Vagrant's NAT interface; every lab address must
-        // be there, and nothing else but the NAT address.
+        // On VMs NICs keep the guest's names (eth0 is management, from the lab's DHCP);
+        // every address must be there, and nothing else.
         for (const i of host.interfaces.slice(1)) {
           t.ok(actual.some((a) => a.address === i.address && a.prefix === i.prefix), `${i.network}: ${i.address}/${i.prefix}`)
         }
         const oldServers = lab.topology.networks.filter((n) => n.gateway === host.name && n.oldServer).map((n) => n.oldServer!.address)
-        const extra = actual.filter((a) => !host.interfaces.some((i) => i.address === a.address) && !oldServers.includes(a.address) && a.ifname !== lab.facts(host.name).mgmtInterface)
+        t.ok(actual.some((a) => a.address === host.mgmt.address && a.ifname === lab.facts(host.name).mgmtInterface), `management: ${host.mgmt.address} (the topology's, handed out by the lab's DHCP)`)
+        const extra = actual.filter((a) => !host.interfaces.some((i) => i.address === a.address) && !oldServers.includes(a.address))
         t.same(extra, [], 'no address the topology does not name')
       }
       const v6 = (await lab.sh(host.name, 'ip -6 -o addr show')).stdout.trim()

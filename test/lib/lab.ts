@@ -16,7 +16,8 @@ import { loadTopology, type Host, type Topology } from '../../provision/topology
 import { labUp } from '../../scripts/lib/lab.js'
 import { repoRoot, stateDir, topologyFile } from '../../scripts/lib/paths.js'
 import { ownerClone } from '../../scripts/lib/lxc.js'
-import { detectProvider, knownContainers, machineStates } from '../../scripts/lib/vagrant.js'
+import { knownContainers, machineStates } from '../../scripts/lib/vagrant.js'
+import { planProviders, providerSummary, runningProviders, type Provider } from '../../scripts/lib/providers.js'
 
 const execFileP = promisify(execFile)
 
@@ -33,7 +34,10 @@ export function labCli(script: string, args: string[] = [], env: Record<string, 
 
 export interface Lab {
   topology: Topology
-  provider: string
+  /** The running lab's provider, from Vagrant's state: one provider, or 'mixed'. */
+  provider: Provider | 'mixed' | 'none'
+  /** Each host's provider, from Vagrant's state. */
+  providerOf(name: string): Provider | undefined
   host(name: string): RemoteHost
   facts(name: string): Facts
   /** Run on a host as root; returns the result whatever the exit code. */
@@ -48,7 +52,7 @@ function unavailable(): string | undefined {
 }
 
 export async function openLab(t: Test): Promise<Lab | undefined> {
-  const why = unavailable() ?? (process.getuid?.() !== 0 && (await detectProvider()) === 'lxc' ? 'the lxc lab needs root: run `sudo npm test`' : undefined)
+  const why = unavailable() ?? (process.getuid?.() !== 0 ? 'the lab needs root here (containers, VMs, bridges): run `sudo npm test`' : undefined)
   if (why) {
     if (process.env.LAB_REQUIRED) { t.fail(`the lab is required here but cannot run: ${why}`); return undefined }
     t.plan(0, `no lab: ${why}`)
@@ -57,10 +61,16 @@ export async function openLab(t: Test): Promise<Lab | undefined> {
   const topology = loadTopology(topologyFile)
   const states = await machineStates()
   const known = knownContainers()
+  // A running lab is used with the providers it has, unless the user asked for others
+  // (LAB_PROVIDER, LAB_VM_ROLES): then hosts on another provider are remade.
+  const asked = !!(process.env.LAB_PROVIDER || process.env.LAB_VM_ROLES || process.env.VAGRANT_DEFAULT_PROVIDER)
+  const plan = planProviders(topology)
+  const running = runningProviders()
   const notRunning = topology.hosts.filter((h) => states.get(h.name) !== 'running'
+    || (asked && running.get(h.name) !== plan.providers[h.name])
     || (known.has(h.name) && fs.existsSync(`/var/lib/lxc/${known.get(h.name)}/config`) && ownerClone(known.get(h.name)!) !== repoRoot)).map((h) => h.name)
   if (notRunning.length > 0) {
-    t.comment(`bringing the lab up (${notRunning.join(', ')} not running, or not this clone's): npm run lab`)
+    t.comment(`bringing the lab up (${notRunning.join(', ')} not running, not on the provider asked for, or not this clone's): npm run lab`)
     await labUp((m) => t.comment(m))
   }
   const inventory = await vagrantInventory(topology.hosts.map((h) => h.name), repoRoot)
@@ -89,9 +99,11 @@ export async function openLab(t: Test): Promise<Lab | undefined> {
     if (!v) throw new Error(`no host ${name} in the topology`)
     return v
   }
+  const providers = runningProviders()
   return {
     topology,
-    provider: await detectProvider(),
+    provider: providerSummary(topology.hosts.map((h) => providers.get(h.name)).filter((p): p is Provider => !!p)),
+    providerOf: (name) => providers.get(name),
     host: (name) => get(hosts, name),
     facts: (name) => get(facts, name),
     sh: (name, command, options) => get(hosts, name).exec(command, { check: false, ...options }),

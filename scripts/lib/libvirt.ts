@@ -1,0 +1,247 @@
+// libvirt and QEMU as the lab uses them for VMs: how a guest is accelerated, the
+// daemons (started by the lab where PID 1 is not systemd), the storage pool, and the
+// management network, which reaches this machine only: no NAT, no forwarding, and
+// isolated ports, so that it never joins two hosts (the same rule as on lxc).
+import fs from 'node:fs'
+import path from 'node:path'
+import { $ } from 'zx'
+import type { Topology } from '../../provision/topology.js'
+
+const q = { quiet: true, nothrow: true }
+
+export interface Accel { accel: 'kvm' | 'tcg'; cpu: string; why?: string }
+
+/**
+ * KVM where the processor really offers it, else QEMU's emulation (TCG). /dev/kvm alone
+ * proves nothing: on our build machines it exists (a paravirtual KVM for specially
+ * built guests) but a Debian kernel hangs on it before its first line, and the CPU has
+ * no vmx/svm flag. LAB_VM_ACCEL=kvm|tcg overrides.
+ */
+export function vmAccel(env = process.env, cpuinfo = readOr('/proc/cpuinfo'), kvmDevice = fs.existsSync('/dev/kvm')): Accel {
+  const wanted = env.LAB_VM_ACCEL
+  if (wanted && wanted !== 'kvm' && wanted !== 'tcg') throw new Error(`LAB_VM_ACCEL=${wanted} is not known: use kvm or tcg`)
+  const hw = /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo)
+  if (wanted === 'kvm' || (!wanted && kvmDevice && hw)) return { accel: 'kvm', cpu: 'host' }
+  const why = wanted === 'tcg' ? 'LAB_VM_ACCEL=tcg'
+    : !kvmDevice ? 'no /dev/kvm'
+      : 'the processor has no vmx/svm, so /dev/kvm cannot run a stock guest kernel'
+  // Under emulation qemu64 is faster than `max`: AVX2 and friends are costly to emulate.
+  return { accel: 'tcg', cpu: 'qemu64', why: `emulation, slow: ${why}` }
+}
+
+function readOr(file: string): string {
+  try { return fs.readFileSync(file, 'utf8') } catch { return '' }
+}
+
+export const LIBVIRT_RUN_DIR = '/run/iotlab'
+
+/** Is a daemon answering? libvirtd through virsh; virtlogd through its socket. */
+async function libvirtdUp(): Promise<boolean> {
+  return (await $(q)`virsh -c qemu:///system version`).exitCode === 0
+}
+
+/**
+ * Start virtlogd and libvirtd when they do not run. Under systemd, their units; where
+ * PID 1 is something else (our build machines), the daemons themselves, with absolute
+ * pid files under /run/iotlab (libvirtd refuses a relative one), so lab:down can stop
+ * exactly what the lab started.
+ */
+export async function ensureLibvirtDaemons(log: (m: string) => void): Promise<void> {
+  if (await libvirtdUp()) return
+  const systemd = fs.existsSync('/run/systemd/system')
+  if (systemd) {
+    log('Starting libvirtd and virtlogd (systemd)')
+    await $({ quiet: true })`systemctl start virtlogd.socket libvirtd.socket libvirtd.service`
+  } else {
+    fs.mkdirSync(LIBVIRT_RUN_DIR, { recursive: true })
+    if ((await $(q)`pidof virtlogd`).exitCode !== 0) {
+      log('Starting virtlogd (PID 1 is not systemd here)')
+      await $({ quiet: true })`virtlogd -d -p ${path.join(LIBVIRT_RUN_DIR, 'virtlogd.pid')}`
+    }
+    log('Starting libvirtd (PID 1 is not systemd here)')
+    await $({ quiet: true })`libvirtd -d -p ${path.join(LIBVIRT_RUN_DIR, 'libvirtd.pid')}`
+  }
+  for (let i = 0; i < 100; i++) {
+    if (await libvirtdUp()) return
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  throw new Error('libvirtd did not answer within 20 s after starting it: see `journalctl -u libvirtd` or run `libvirtd -v` by hand')
+}
+
+/** Stop the daemons the lab itself started (by their pid files), nothing else. */
+export async function stopLabDaemons(log: (m: string) => void): Promise<void> {
+  for (const d of ['libvirtd', 'virtlogd']) {
+    const file = path.join(LIBVIRT_RUN_DIR, `${d}.pid`)
+    if (!fs.existsSync(file)) continue
+    const pid = Number(fs.readFileSync(file, 'utf8').trim())
+    if (pid > 1 && fs.existsSync(`/proc/${pid}`) && readOr(`/proc/${pid}/comm`).trim() === d) {
+      log(`Stopping ${d} (pid ${pid}, started by the lab)`)
+      process.kill(pid, 'SIGTERM')
+      for (let i = 0; i < 50 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 100))
+    }
+    fs.rmSync(file, { force: true })
+  }
+}
+
+/** A daemon the lab started and that still runs (for lab:down's check). */
+export function runningLabDaemons(): string[] {
+  const out: string[] = []
+  for (const d of ['libvirtd', 'virtlogd']) {
+    const file = path.join(LIBVIRT_RUN_DIR, `${d}.pid`)
+    if (!fs.existsSync(file)) continue
+    const pid = Number(fs.readFileSync(file, 'utf8').trim())
+    if (fs.existsSync(`/proc/${pid}`) && readOr(`/proc/${pid}/comm`).trim() === d) out.push(`${d} (pid ${pid})`)
+  }
+  return out
+}
+
+/** vagrant-libvirt's storage pool: 'default', made here if libvirt has none. */
+export async function ensureStoragePool(log: (m: string) => void): Promise<void> {
+  if ((await $(q)`virsh -c qemu:///system pool-info default`).exitCode !== 0) {
+    log('Defining libvirt storage pool "default" (/var/lib/libvirt/images)')
+    fs.mkdirSync('/var/lib/libvirt/images', { recursive: true })
+    await $({ quiet: true })`virsh -c qemu:///system pool-define-as default dir --target /var/lib/libvirt/images`
+  }
+  if (!/State:\s+running/.test((await $(q)`virsh -c qemu:///system pool-info default`).stdout)) {
+    await $({ quiet: true })`virsh -c qemu:///system pool-start default`
+  }
+}
+
+/** A stable MAC per host for its management NIC, so DHCP can give it the topology's address. */
+export function mgmtMac(t: Topology, host: string): string {
+  const h = t.hosts.find((x) => x.name === host)
+  if (!h) throw new Error(`no host ${host}`)
+  const [, , c, d] = h.mgmt.address.split('.').map(Number)
+  return `52:54:00:1a:${c.toString(16).padStart(2, '0')}:${d.toString(16).padStart(2, '0')}`
+}
+
+export const mgmtNetworkName = (t: Topology) => t.networks.find((n) => n.kind === 'management')!.bridge
+
+/**
+ * The management network as libvirt defines it: this machine's address, DHCP that
+ * hands each VM its topology address (and nothing to anyone else), no <forward> (an
+ * isolated network: libvirt routes nothing out of it), ports isolated from each other.
+ * Its bridge is the lab's management bridge; the lxc hosts of a mixed lab join it too.
+ */
+export function mgmtNetworkXml(t: Topology, vmHosts: string[]): string {
+  const net = t.networks.find((n) => n.kind === 'management')!
+  const mask = prefixToMask(net.prefix)
+  const hosts = vmHosts.map((name) => {
+    const h = t.hosts.find((x) => x.name === name)!
+    return `      <host mac='${mgmtMac(t, name)}' name='${name}' ip='${h.mgmt.address}'/>`
+  })
+  return [
+    '<network>',
+    `  <name>${net.bridge}</name>`,
+    `  <bridge name='${net.bridge}' stp='off' delay='0'/>`,
+    "  <port isolated='yes'/>",
+    `  <ip address='${net.hostAddress}' netmask='${mask}'>`,
+    '    <dhcp>',
+    ...hosts,
+    '    </dhcp>',
+    '  </ip>',
+    '</network>',
+  ].join('\n') + '\n'
+}
+
+export function prefixToMask(prefix: number): string {
+  const n = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0
+  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.')
+}
+
+/**
+ * Define and start the management network, or bring an existing one up to date: a
+ * host entry missing from its DHCP is added live (`net-update`), never by recreating
+ * the network under running VMs.
+ */
+export async function ensureMgmtNetwork(t: Topology, vmHosts: string[], log: (m: string) => void): Promise<void> {
+  await ensureLibvirtDaemons(log)
+  const name = mgmtNetworkName(t)
+  const want = mgmtNetworkXml(t, vmHosts)
+  const have = await $(q)`virsh -c qemu:///system net-dumpxml --inactive ${name}`
+  if (have.exitCode === 0) {
+    for (const line of want.split('\n').filter((l) => l.includes('<host '))) {
+      const mac = /mac='([^']+)'/.exec(line)![1]
+      const entry = line.trim()
+      if (have.stdout.includes(entry)) continue
+      if (have.stdout.toLowerCase().includes(`mac='${mac}'`)) {
+        await $({ quiet: true })`virsh -c qemu:///system net-update ${name} delete ip-dhcp-host ${`<host mac='${mac}'/>`} --live --config`.nothrow()
+      }
+      log(`Adding a DHCP entry to ${name}: ${entry}`)
+      const active = /Active:\s+yes/.test((await $(q)`virsh -c qemu:///system net-info ${name}`).stdout)
+      await $({ quiet: true })`virsh -c qemu:///system net-update ${name} add ip-dhcp-host ${entry} ${active ? ['--live', '--config'] : ['--config']}`
+    }
+    if (!/Active:\s+yes/.test((await $(q)`virsh -c qemu:///system net-info ${name}`).stdout)) {
+      await $({ quiet: true })`virsh -c qemu:///system net-start ${name}`
+    }
+    return
+  }
+  // libvirt makes the bridge itself and refuses one that exists: a plain bridge left
+  // by an lxc-only lab goes first (its containers are recreated with the lab).
+  if (fs.existsSync(`/sys/class/net/${name}`)) {
+    log(`Removing the plain bridge ${name}: libvirt manages it when the lab has VMs`)
+    await $({ quiet: true })`ip link delete ${name}`
+  }
+  log(`Defining libvirt network ${name}: isolated (no NAT, no forwarding, isolated ports), DHCP for the lab's hosts only`)
+  const file = path.join(fs.mkdtempSync('/tmp/iotlab-net-'), `${name}.xml`)
+  fs.writeFileSync(file, want)
+  try {
+    await $({ quiet: true })`virsh -c qemu:///system net-define ${file}`
+    await $({ quiet: true })`virsh -c qemu:///system net-start ${name}`
+  } finally {
+    fs.rmSync(path.dirname(file), { recursive: true, force: true })
+  }
+}
+
+/** Remove the management network if libvirt has it. */
+export async function removeMgmtNetwork(t: Topology, log: (m: string) => void): Promise<void> {
+  const name = mgmtNetworkName(t)
+  if ((await $(q)`virsh -c qemu:///system net-info ${name}`).exitCode !== 0) return
+  log(`Removing libvirt network ${name}`)
+  await $(q)`virsh -c qemu:///system net-destroy ${name}`
+  await $(q)`virsh -c qemu:///system net-undefine ${name}`
+}
+
+export async function libvirtAvailable(): Promise<boolean> {
+  return (await $(q)`sh -c ${'command -v virsh && command -v qemu-system-x86_64'}`).exitCode === 0
+}
+
+const virsh = (args: string[]) => $(q)`virsh -c qemu:///system ${args}`
+
+/** Is libvirt running here at all? (Without it, it holds nothing of the lab.) */
+async function libvirtReachable(): Promise<boolean> {
+  return (await libvirtAvailable()) && (await libvirtdUp())
+}
+
+export async function mgmtNetworkDefined(t: Topology): Promise<boolean> {
+  return (await libvirtReachable()) && (await virsh(['net-info', mgmtNetworkName(t)])).exitCode === 0
+}
+
+/** The lab's VMs libvirt knows (vagrant-libvirt names them NAME-host). */
+export async function labDomains(t: Topology): Promise<string[]> {
+  if (!(await libvirtReachable())) return []
+  return (await virsh(['list', '--all', '--name'])).stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(`${t.name}-`))
+}
+
+/** The lab's volumes in the default pool: VM disks and the VM box's base image. */
+export async function labVolumes(t: Topology): Promise<string[]> {
+  if (!(await libvirtReachable())) return []
+  const r = await virsh(['vol-list', 'default'])
+  if (r.exitCode !== 0) return []
+  return r.stdout.split('\n').slice(2).map((l) => l.trim().split(/\s+/)[0]).filter((n) => n && n.startsWith(`${t.name}-`))
+}
+
+export async function removeLabDomains(t: Topology, log: (m: string) => void): Promise<void> {
+  for (const d of await labDomains(t)) {
+    log(`Removing VM ${d}`)
+    await virsh(['destroy', d])
+    await virsh(['undefine', '--remove-all-storage', '--nvram', d])
+  }
+}
+
+export async function removeLabVolumes(t: Topology, log: (m: string) => void): Promise<void> {
+  for (const v of await labVolumes(t)) {
+    log(`Removing volume ${v}`)
+    await virsh(['vol-delete', '--pool', 'default', v])
+  }
+}

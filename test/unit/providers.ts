@@ -1,0 +1,77 @@
+// Which provider makes each host: asked for, or what can really run here; and the
+// running lab's providers come from Vagrant's state, never from what is installed.
+import fs from 'node:fs'
+import path from 'node:path'
+import t from 'tap'
+import { loadTopology } from '../../provision/topology.js'
+import { mgmtMac, mgmtNetworkXml, prefixToMask, vmAccel } from '../../scripts/lib/libvirt.js'
+import { topologyFile } from '../../scripts/lib/paths.js'
+import { planProviders, providerSummary, runningProviders, type Machine } from '../../scripts/lib/providers.js'
+
+const topology = loadTopology(topologyFile)
+const noVirt: Machine = { hardwareVirt: false, hasLibvirt: true, hasVirtualbox: false }
+const kvm: Machine = { hardwareVirt: true, hasLibvirt: true, hasVirtualbox: false }
+const only = (p: Record<string, string>) => [...new Set(Object.values(p))]
+
+t.test('unasked: lxc where VMs would be emulated, even with libvirt installed', async (t) => {
+  const plan = planProviders(topology, {}, noVirt)
+  t.same(only(plan.providers), ['lxc'])
+  t.match(plan.reason, /no hardware virtualization/)
+  t.same(only(planProviders(topology, {}, kvm).providers), ['libvirt'], 'libvirt where KVM really runs VMs')
+  t.same(only(planProviders(topology, {}, { ...kvm, hasVirtualbox: true }).providers), ['virtualbox'])
+  t.same(only(planProviders(topology, {}, { ...kvm, hasLibvirt: false }).providers), ['lxc'], 'lxc when no VM provider is installed')
+})
+
+t.test('asked: LAB_PROVIDER for every host, LAB_VM_ROLES for VMs beside containers', async (t) => {
+  t.same(only(planProviders(topology, { LAB_PROVIDER: 'libvirt' }, noVirt).providers), ['libvirt'])
+  t.same(only(planProviders(topology, { VAGRANT_DEFAULT_PROVIDER: 'lxc' }, kvm).providers), ['lxc'])
+  const mixed = planProviders(topology, { LAB_VM_ROLES: 'gateway' }, noVirt)
+  for (const h of topology.hosts) t.equal(mixed.providers[h.name], h.role === 'gateway' ? 'libvirt' : 'lxc', h.name)
+  t.match(mixed.reason, /LAB_VM_ROLES=gateway as libvirt VMs/)
+})
+
+t.test('a wrong request is refused with the variable and the choices named', async (t) => {
+  t.throws(() => planProviders(topology, { LAB_PROVIDER: 'docker' }, noVirt), /LAB_PROVIDER=docker is not a provider this lab knows: use lxc, libvirt, virtualbox/)
+  t.throws(() => planProviders(topology, { LAB_VM_ROLES: 'gateway,router' }, noVirt), /LAB_VM_ROLES names router, which is not a role: use iot-client, gateway/)
+  t.throws(() => planProviders(topology, { LAB_VM_ROLES: 'gateway', VAGRANT_DEFAULT_PROVIDER: 'lxc' }, noVirt), /unset VAGRANT_DEFAULT_PROVIDER/)
+})
+
+t.test('the running lab\'s providers are read from Vagrant\'s state', async (t) => {
+  const dir = t.testdir({ '.vagrant': { machines: { 'gw-iot': { libvirt: { id: 'x' } }, proxy: { lxc: { id: 'y' } }, gone: { lxc: {} } } } })
+  const found = runningProviders(dir)
+  t.same([...found].sort(), [['gw-iot', 'libvirt'], ['proxy', 'lxc']], 'a machine folder without an id is not a machine')
+  t.equal(providerSummary(found.values()), 'mixed')
+  t.equal(providerSummary(['lxc', 'lxc']), 'lxc')
+  t.equal(providerSummary([]), 'none')
+  t.same([...runningProviders(path.join(dir, 'nowhere'))], [])
+})
+
+t.test('KVM only where the processor has it; /dev/kvm alone is not enough', async (t) => {
+  const withVmx = 'processor\t: 0\nflags\t\t: fpu vme vmx sse2\n'
+  const without = 'processor\t: 0\nflags\t\t: fpu vme sse2 hypervisor\n'
+  t.match(vmAccel({}, withVmx, true), { accel: 'kvm', cpu: 'host' })
+  t.match(vmAccel({}, without, true), { accel: 'tcg', cpu: 'qemu64', why: /no vmx\/svm/ })
+  t.match(vmAccel({}, withVmx, false), { accel: 'tcg', why: /no \/dev\/kvm/ })
+  t.match(vmAccel({ LAB_VM_ACCEL: 'tcg' }, withVmx, true), { accel: 'tcg', why: /LAB_VM_ACCEL=tcg/ })
+  t.throws(() => vmAccel({ LAB_VM_ACCEL: 'hvf' }, withVmx, true), /LAB_VM_ACCEL=hvf is not known: use kvm or tcg/)
+})
+
+t.test('the management network: isolated, no forwarding, DHCP only for the lab\'s hosts', async (t) => {
+  const xml = mgmtNetworkXml(topology, topology.hosts.map((h) => h.name))
+  t.notMatch(xml, /<forward/, 'no <forward>: libvirt routes and NATs nothing out of it')
+  t.match(xml, /<port isolated='yes'\/>/, 'ports isolated: it joins no two hosts')
+  t.match(xml, /<ip address='172\.31\.250\.1' netmask='255\.255\.255\.0'>/)
+  t.notMatch(xml, /<range/, 'no dynamic range: an unknown MAC gets no address')
+  for (const h of topology.hosts) t.match(xml, `<host mac='${mgmtMac(topology, h.name)}' name='${h.name}' ip='${h.mgmt.address}'/>`)
+  const macs = topology.hosts.map((h) => mgmtMac(topology, h.name))
+  t.equal(new Set(macs).size, macs.length, 'one MAC per host')
+  t.equal(prefixToMask(24), '255.255.255.0')
+  t.equal(prefixToMask(25), '255.255.255.128')
+  t.equal(prefixToMask(16), '255.255.0.0')
+})
+
+t.test('the VM box is made from the lxc box\'s package list plus a kernel and a bootloader', async (t) => {
+  const vm = fs.readFileSync(path.join(path.dirname(topologyFile), 'box', 'vm', 'packages.txt'), 'utf8')
+  t.match(vm, /^linux-image-amd64$/m)
+  t.match(vm, /^grub-pc$/m)
+})
