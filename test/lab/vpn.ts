@@ -9,7 +9,7 @@ import { ESP_PROBE } from '../../provision/facts.js'
 import { pkiPaths } from '../../provision/pki.js'
 import { stateDir } from '../../scripts/lib/paths.js'
 import { addressOn } from '../../provision/topology.js'
-import { capture, listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
+import { capture, captureWire, listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
 import { openLab } from '../lib/lab.js'
 
 const lab = await openLab(t)
@@ -21,7 +21,8 @@ if (lab) {
   const iotNet = lab.topology.networks.find((n) => n.gateway === tunnel.site && n.oldServer)!
   const port = iotNet.oldServer!.ports[0]
   const proxyAddr = addressOn(proxy, 'cloud')!
-  const wanDev = (gw: string) => lab.facts(gw).interfaceOf[lab.topology.hosts.find((h) => h.name === gw)!.interfaces.find((i) => i.address === (gw === tunnel.hub ? tunnel.hubAddress : tunnel.siteAddress))!.network]
+  // The simulated internet between the gateways, watched from this machine's bridge.
+  const wan = lab.topology.networks.find((n) => n.kind === 'wan')!.name
   const cloudDev = lab.facts(tunnel.hub).interfaceOf.cloud
   const marker = () => `MARKER-${Math.random().toString(36).slice(2)}-${Date.now()}`
   // A real HTTP request to nginx, the marker in its query string (unsigned: the backend
@@ -67,7 +68,11 @@ if (lab) {
         t.equal((await lab.sh(gw, 'ip -br link show ipsec0')).code, 0, 'charon runs the ipsec0 TUN device')
         t.match((await lab.sh(gw, 'ip route show table 220')).stdout, new RegExp(`${(gw === tunnel.site ? tunnel.hubSubnets : tunnel.siteSubnets)[0].replace(/\./g, '\\.')} dev ipsec0`))
       } else {
-        t.match((await lab.sh(gw, 'ip xfrm state')).stdout, /rfc7539esp\(chacha20,poly1305\)/, 'the kernel holds the ESP state')
+        const xfrm = (await lab.sh(gw, 'ip xfrm state')).stdout
+        t.match(xfrm, /rfc7539esp\(chacha20,poly1305\)/, 'the kernel holds the ESP state (XFRM)')
+        t.notMatch(xfrm, /encap type espinudp/, 'with no UDP encapsulation')
+        t.notOk(child.fields.encap, 'the SA is plain ESP, not ESP in UDP')
+        t.match((await lab.sh(gw, 'ipsec statusall')).stdout, new RegExp(`${tunnel.name}\\{\\d+\\}:  INSTALLED, TUNNEL, reqid`), 'ipsec statusall: TUNNEL, not TUNNEL-in-UDP')
       }
     })
   }
@@ -88,7 +93,7 @@ if (lab) {
     const lanAddresses = [...tunnel.siteSubnets, ...tunnel.hubSubnets].map((c) => c.split('.').slice(0, 3).join('.') + '.')
     const showsLan = (l: string) => lanAddresses.some((a) => l.includes(` ${a}`))
     const secret = marker()
-    const wire = await capture(lab, tunnel.hub, wanDev(tunnel.hub), async () => {
+    const wire = await captureWire(lab, wan, async () => {
       const inside = await capture(lab, tunnel.hub, cloudDev, async () => { await send(proxyAddr, secret) })
       t.match(inside.ascii, secret, `control: on the cloud LAN, after the tunnel, the marker is in clear (${inside.lines.length} packets: ${inside.lines.slice(0, 3).join(' | ')})`)
       t.ok(inside.lines.some(showsLan), 'control: there, the packets show LAN addresses')
@@ -99,14 +104,23 @@ if (lab) {
     const after = Number((await listSas(lab, tunnel.hub, tunnel.name))[0].children[0].fields['bytes-in'])
     t.ok(after > before, `the child SA's inbound byte counter grew (${before} → ${after})`)
     t.ok(wire.lines.length > 0, `packets were seen on the simulated internet (${wire.lines.length})`)
-    const mode = (await lab.sh(tunnel.hub, 'cat /etc/lab/ipsec-mode')).stdout.trim()
-    const sealed = mode === 'libipsec' ? /UDP-encap: ESP|\.4500 > .*\.4500: (UDP-encap|NONESP|isakmp)|\.500 > .*\.500: isakmp/ : /: ESP\(spi=|isakmp/
+    // kernel-libipsec always encapsulates ESP in UDP 4500, so a tunnel with it at either
+    // end is ESP in UDP; between two kernels it is ESP itself, IP protocol 50.
+    const modes = await Promise.all([tunnel.site, tunnel.hub].map(async (g) => (await lab.sh(g, 'cat /etc/lab/ipsec-mode')).stdout.trim()))
+    const mode = modes.includes('libipsec') ? 'libipsec' : 'kernel'
+    const sealed = mode === 'libipsec' ? /UDP-encap: ESP|\.4500 > .*\.4500: (UDP-encap|NONESP|isakmp)|\.500 > .*\.500: isakmp/ : /^\S+ IP [\d.]+ > [\d.]+: ESP\(spi=|\.500 > .*\.500: isakmp/
     // Also tolerated: ARP (how the gateways find each other; not IP) and ICMP errors
     // about the IKE ports between the gateways themselves (headers only, no LAN data).
     const harmless = / ARP, |ICMP .*udp port (500|4500) unreachable/
     const clear = wire.lines.filter((l) => !sealed.test(l) && !harmless.test(l))
     t.same(wire.lines.filter(showsLan), [], 'no packet on the simulated internet shows a LAN address')
-    t.same(clear, [], `only ${mode === 'libipsec' ? 'ESP in UDP 4500 and IKE' : 'ESP and IKE'} on the wire (and ARP)${clear.length ? `; also: ${clear.join(' | ')}` : ''}`)
+    t.same(clear, [], `only ${mode === 'libipsec' ? 'ESP in UDP 4500 and IKE' : 'ESP (IP protocol 50) and IKE'} on the wire (and ARP)${clear.length ? `; also: ${clear.join(' | ')}` : ''}`)
+    if (mode === 'kernel') {
+      t.ok(wire.lines.some((l) => /: ESP\(spi=/.test(l) && !/UDP-encap/.test(l)), `both gateways (${modes.join(', ')}) do ESP in the kernel: plain ESP on the wire`)
+      t.same(wire.lines.filter((l) => /UDP-encap|\.4500 > /.test(l)), [], 'and no ESP in UDP')
+    } else {
+      t.ok(wire.lines.some((l) => /UDP-encap: ESP/.test(l)), `kernel-libipsec at one end (${modes.join(', ')}): ESP in UDP 4500 on the wire`)
+    }
     t.notMatch(wire.ascii, secret, 'the marker never appears on the simulated internet')
   })
 
@@ -127,7 +141,7 @@ if (lab) {
     await lab.sh(tunnel.site, 'systemctl stop strongswan.service')
     await sleep(500)
     const secret = marker()
-    const wire = await capture(lab, tunnel.site, wanDev(tunnel.site), async () => {
+    const wire = await captureWire(lab, wan, async () => {
       t.not((await send(proxyAddr, secret)).code, 0, 'the device cannot reach the proxy')
       t.not((await lab.sh(client.name, `ping -c 2 -i 0.2 -W 1 ${proxyAddr}`)).code, 0, 'not even a ping')
     })

@@ -1,6 +1,10 @@
 // Helpers for the VPN scenarios, in the spirit of strongSwan's testing/: read SAs the
 // way `swanctl --list-sas --raw` prints them, poll instead of sleeping, capture on the
 // wire, and always put back what a scenario changed.
+import { execFileSync, spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { parseRawSas, type IkeSa } from '../../provision/lib/swanctl.js'
 import type { Lab } from './lab.js'
 
@@ -64,3 +68,38 @@ export async function capture(lab: Lab, host: string, dev: string, during: () =>
   return { lines, ascii }
 }
 
+
+/**
+ * Capture on the wire itself: the lab network's bridge on this machine, a neutral
+ * observer between the hosts. A capture inside a gateway is no view of the wire when
+ * the kernel does ESP: packets it decrypts re-enter on the very interface the ESP came
+ * in on, and tcpdump there shows them in clear as well.
+ */
+export async function captureWire(lab: Lab, network: string, during: () => Promise<void>): Promise<{ lines: string[]; ascii: string }> {
+  const bridge = lab.topology.networks.find((n) => n.name === network)?.bridge
+  if (!bridge) throw new Error(`no network ${network} in the topology`)
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-wire-'))
+  const file = path.join(dir, `${network}.pcap`)
+  const child = spawn('tcpdump', ['-i', bridge, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const listening = new Promise<void>((resolve, reject) => {
+    let err = ''
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('listening on')) resolve() })
+    child.on('exit', (code) => reject(new Error(`tcpdump on ${bridge} exited with ${code}: ${err.trim()}`)))
+  })
+  await Promise.race([listening, sleep(10000).then(() => { throw new Error(`tcpdump on ${bridge} did not start listening within 10 s`) })])
+  try {
+    await during()
+    await sleep(300)
+  } finally {
+    const exited = new Promise((r) => child.once('exit', r))
+    child.kill('SIGTERM')
+    await exited
+  }
+  try {
+    const lines = execFileSync('tcpdump', ['-nn', '-r', file], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 }).toString().split('\n').filter(Boolean)
+    const ascii = execFileSync('tcpdump', ['-nn', '-A', '-r', file], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 }).toString()
+    return { lines, ascii }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
