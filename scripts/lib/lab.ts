@@ -1,21 +1,22 @@
 // The lab's life cycle, as `npm run lab` and the tests drive it: up (everything a
 // newcomer needs, in order, each step timed), down (leaves nothing behind), status.
 import { spawn } from 'node:child_process'
+import fs from 'node:fs'
 import { vagrantInventory } from '../../provision/inventory.js'
 import { provision } from '../../provision/run.js'
 import { parseRawSas } from '../../provision/lib/swanctl.js'
 import { SshHost } from '../../provision/ssh.js'
 import { recapText, summarize } from '../../provision/report.js'
 import type { Reporter } from '../../provision/runner.js'
-import { loadTopology, type Topology } from '../../provision/topology.js'
+import { loadTopology, managementNetwork, type Topology } from '../../provision/topology.js'
 import { boxName, ensureBox } from './box.js'
-import { ensureLibvirtDaemons, ensureStoragePool, labDomains, labVolumes, mgmtNetworkDefined, mgmtNetworkName, removeLabDomains, removeLabVolumes, removeMgmtNetwork, runningLabDaemons, stopLabDaemons, vmAccel } from './libvirt.js'
+import { ensureLibvirtDaemons, ensureStoragePool, labDomains, libvirtAvailable, removeStaleDomains, labVolumes, mgmtNetworkDefined, mgmtNetworkName, removeLabDomains, removeLabVolumes, removeMgmtNetwork, runningLabDaemons, stopLabDaemons, vmAccel } from './libvirt.js'
 import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from './lxc.js'
 import { existingBridges, networksDown, networksUp } from './network.js'
 import { repoRoot, stateDir, topologyFile } from './paths.js'
 import { hostsOf, planProviders, providerSummary, runningProviders, type Provider } from './providers.js'
 import { ensureRequirements, LIBVIRT_REQUIREMENTS } from './system.js'
-import { machineStates } from './vagrant.js'
+import { knownMachines, machineStates } from './vagrant.js'
 import { ensureVmBox } from './vm-box.js'
 
 export type Log = (m: string) => void
@@ -68,14 +69,17 @@ export async function prepare(providers: Provider[], log: Log = console.log, tim
   const vms = want.has('libvirt')
   await step('requirements', 'Checking this machine has what the lab needs', () => ensureRequirements(log, vms ? LIBVIRT_REQUIREMENTS : undefined))
   if (want.has('lxc')) await step('requirements', 'Checking this machine has what the lab\'s containers need', () => ensureRequirements(log))
-  // The management bridge is libvirt's as soon as the lab has (or had) a VM.
-  const libvirtMgmt = vms || (await mgmtNetworkDefined(topology))
+  // Wherever libvirt is installed the management bridge is libvirt's network (its
+  // DHCP gives VMs their addresses), so VMs can join a lab of containers later
+  // without the bridge being remade under them.
+  const libvirtMgmt = vms || (await libvirtAvailable())
   if (libvirtMgmt) {
     const accel = vmAccel()
     log(`VMs run with ${accel.accel === 'kvm' ? 'KVM' : `QEMU's emulation (TCG, ${accel.why})`}`)
     await step('libvirt', 'Starting libvirt (daemons, storage pool)', async () => {
       await ensureLibvirtDaemons(log)
       await ensureStoragePool(log)
+      await removeStaleDomains(topology, new Set(knownMachines('libvirt').values()), log)
     })
   }
   if (vms) await step('vm_box', 'Ensuring the VM box (built once, then cached)', () => ensureVmBox(log).then((r) => { if (r.built) log(`    VM box built in ${r.seconds.toFixed(0)} s`) }))
@@ -104,6 +108,13 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
   // A host that exists with another provider than planned is remade.
   const moved = [...runningProviders()].filter(([h, p]) => plan.providers[h] && plan.providers[h] !== p).map(([h]) => h)
   if (moved.length) await timed('vagrant_destroy', `vagrant destroy -f ${moved.join(' ')} (they change provider)`, () => vagrant(['destroy', '-f', ...moved], log))
+  // The management bridge becomes libvirt's network when the lab gets VMs (or libvirt
+  // is installed): containers on a plain bridge of that name are remade on the new one.
+  const mgmt = managementNetwork(topology).bridge
+  if ((providers.includes('libvirt') || (await libvirtAvailable())) && fs.existsSync(`/sys/class/net/${mgmt}`) && !(await mgmtNetworkDefined(topology))) {
+    const onPlain = hostsOf(runningProviders(), 'lxc')
+    if (onPlain.length) await timed('vagrant_destroy', `vagrant destroy -f ${onPlain.join(' ')} (their management bridge becomes libvirt's network)`, () => vagrant(['destroy', '-f', ...onPlain], log))
+  }
   await prepare(providers, log, timed)
   // VMs first, in parallel (libvirt's way); then the containers. The trigger in the
   // Vagrantfile need not prepare again.

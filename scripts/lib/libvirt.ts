@@ -172,6 +172,11 @@ export async function ensureMgmtNetwork(t: Topology, vmHosts: string[], log: (m:
       await $({ quiet: true })`virsh -c qemu:///system net-update ${name} add ip-dhcp-host ${entry} ${active ? ['--live', '--config'] : ['--config']}`
     }
     if (!/Active:\s+yes/.test((await $(q)`virsh -c qemu:///system net-info ${name}`).stdout)) {
+      // A bridge left by a libvirtd that was killed (not stopped) blocks the start.
+      if (fs.existsSync(`/sys/class/net/${name}`)) {
+        log(`Removing the stale bridge ${name} of an inactive libvirt network`)
+        await $({ quiet: true })`ip link delete ${name}`
+      }
       await $({ quiet: true })`virsh -c qemu:///system net-start ${name}`
     }
     return
@@ -203,7 +208,7 @@ export async function removeMgmtNetwork(t: Topology, log: (m: string) => void): 
 }
 
 export async function libvirtAvailable(): Promise<boolean> {
-  return (await $(q)`sh -c ${'command -v virsh && command -v qemu-system-x86_64'}`).exitCode === 0
+  return (await $(q)`sh -c ${'command -v virsh && command -v qemu-system-x86_64 && (command -v libvirtd || test -x /usr/sbin/libvirtd)'}`).exitCode === 0
 }
 
 const virsh = (args: string[]) => $(q)`virsh -c qemu:///system ${args}`
@@ -244,4 +249,22 @@ export async function removeLabVolumes(t: Topology, log: (m: string) => void): P
     log(`Removing volume ${v}`)
     await virsh(['vol-delete', '--pool', 'default', v])
   }
+}
+
+/**
+ * VMs of this lab that this clone's Vagrant does not know (left by another clone or
+ * session: CI runs in a fresh clone on the same machine) hold the lab's addresses on
+ * its bridges: removed with their disks. vagrant-libvirt records a VM's UUID as its id.
+ */
+export async function removeStaleDomains(t: Topology, known: Set<string>, log: (m: string) => void): Promise<string[]> {
+  const removed: string[] = []
+  for (const d of await labDomains(t)) {
+    const uuid = (await virsh(['domuuid', d])).stdout.trim()
+    if (known.has(uuid)) continue
+    log(`Removing VM ${d}: left by another clone or session`)
+    await virsh(['destroy', d])
+    await virsh(['undefine', '--remove-all-storage', '--nvram', d])
+    removed.push(d)
+  }
+  return removed
 }

@@ -18,14 +18,17 @@ export async function machineStates(cwd = repoRoot): Promise<Map<string, Machine
   return states
 }
 
-/** The LXC container names this clone's Vagrant state knows, by host. */
-export function knownContainers(cwd = repoRoot): Map<string, string> {
+/** The machine ids this clone's Vagrant state knows for a provider, by host (lxc: the container name; libvirt: the VM's UUID). */
+export function knownMachines(provider: 'lxc' | 'libvirt', cwd = repoRoot): Map<string, string> {
   const known = new Map<string, string>()
   const dir = path.join(cwd, '.vagrant', 'machines')
   if (!fs.existsSync(dir)) return known
   for (const host of fs.readdirSync(dir)) {
-    const id = path.join(dir, host, 'lxc', 'id')
+    const id = path.join(dir, host, provider, 'id')
     if (fs.existsSync(id)) known.set(host, fs.readFileSync(id, 'utf8').trim())
   }
   return known
 }
+
+/** The LXC container names this clone's Vagrant state knows, by host. */
+export const knownContainers = (cwd = repoRoot) => knownMachines('lxc', cwd)
