@@ -49,6 +49,19 @@ export async function gatherFacts(host: RemoteHost, self: Host): Promise<Facts> 
   // NAT interface, which holds the default route.
   const mgmtInterface = interfaceOf[self.mgmt.network] ?? defaultRoute?.dev
   if (!mgmtInterface) throw new Error(`cannot tell which interface of ${self.name} is management: no address ${self.mgmt.address} and no default route`)
-  const ipsecMode = self.role === 'gateway' ? ((await host.exec(ESP_PROBE)).stdout.trim() as IpsecMode) : undefined
+  const ipsecMode = self.role === 'gateway' ? ipsecModeFor((await host.exec(ESP_PROBE)).stdout.trim() as IpsecMode, self.name) : undefined
   return { addresses, mgmtInterface, virtualization: (virt ?? '').trim(), kernel: (kernel ?? '').trim(), interfaceOf, ipsecMode }
+}
+
+/**
+ * The data path a gateway uses: what its kernel allows, unless LAB_IPSEC_MODE=libipsec
+ * forces userspace ESP where the kernel could do it (the benchmark compares the two on
+ * the same VMs). Kernel ESP cannot be forced where the kernel has none.
+ */
+export function ipsecModeFor(probed: IpsecMode, host: string, env: NodeJS.ProcessEnv = process.env): IpsecMode {
+  const forced = env.LAB_IPSEC_MODE
+  if (!forced || forced === 'auto') return probed
+  if (forced !== 'kernel' && forced !== 'libipsec') throw new Error(`LAB_IPSEC_MODE=${forced} is not known: use auto, kernel or libipsec`)
+  if (forced === 'kernel' && probed !== 'kernel') throw new Error(`LAB_IPSEC_MODE=kernel, but ${host}'s kernel has no rfc7539esp(chacha20,poly1305): it can only do libipsec`)
+  return forced
 }

@@ -17,8 +17,10 @@ import { ingestBench } from './bench/ingest.js'
 import { openBenchLab, type BenchLab } from './bench/lab.js'
 import { markdown, svgChart, type BenchReport, type Machine } from './bench/report.js'
 import { outboxBench } from './bench/outbox.js'
+import { datapathBench } from './bench/datapath.js'
 import { tunnelBench } from './bench/tunnel.js'
 import { repoRoot, topologyFile } from './lib/paths.js'
+import { vmAccel } from './lib/libvirt.js'
 import { providerSummary, runningProviders } from './lib/providers.js'
 
 async function machine(lab: BenchLab): Promise<Machine> {
@@ -86,8 +88,9 @@ try {
     log(`Machine: ${m.cores} cores, ${m.memory_gib.toFixed(1)} GiB, kernel ${m.kernel}, ${m.provider}, IPsec ${m.ipsec_mode}`)
     const ingest = await ingestBench(lab, load, log)
     const tunnel = await tunnelBench(lab, o.runs, o.tunnelSeconds, log)
+    const datapath = argv.smoke ? undefined : await datapathBench(lab, o.runs, o.tunnelSeconds, vmAccel().accel, log)
     const outbox = await outboxBench(lab, o.runs, argv.smoke ? 0.3 : 1, log)
-    report = { label: argv.label, started: new Date(started).toISOString(), machine: m, load, ingest, tunnel, outbox }
+    report = { label: argv.label, started: new Date(started).toISOString(), machine: m, load, ingest, tunnel, datapath, outbox }
   } finally {
     await lab.close()
   }

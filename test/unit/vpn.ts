@@ -1,6 +1,7 @@
 // The VPN as data: tunnels derived from the topology, refused when wrong, and rendered
 // into strongSwan and nftables configuration for one site or many.
 import t from 'tap'
+import { ipsecModeFor } from '../../provision/facts.js'
 import { gateway, swanctlVars, tunnelsOf } from '../../provision/roles/gateway.js'
 import type { Context } from '../../provision/runner.js'
 import { TopologyError, validateTopology } from '../../provision/topology.js'
@@ -107,4 +108,12 @@ t.test('a wrong VPN section is refused with the field named', async (t) => {
       t.ok(problems.some((p) => expected.test(p)), `${what}: ${problems.join(' | ')}`)
     }
   }
+})
+
+t.test('the data path is the probed one, unless LAB_IPSEC_MODE forces userspace ESP', async (t) => {
+  t.equal(ipsecModeFor('kernel', 'gw', {}), 'kernel')
+  t.equal(ipsecModeFor('libipsec', 'gw', { LAB_IPSEC_MODE: 'auto' }), 'libipsec')
+  t.equal(ipsecModeFor('kernel', 'gw', { LAB_IPSEC_MODE: 'libipsec' }), 'libipsec', 'userspace ESP where the kernel could (the benchmark compares both)')
+  t.throws(() => ipsecModeFor('libipsec', 'gw-iot', { LAB_IPSEC_MODE: 'kernel' }), /LAB_IPSEC_MODE=kernel, but gw-iot's kernel has no rfc7539esp/)
+  t.throws(() => ipsecModeFor('kernel', 'gw', { LAB_IPSEC_MODE: 'xfrm' }), /LAB_IPSEC_MODE=xfrm is not known: use auto, kernel or libipsec/)
 })
