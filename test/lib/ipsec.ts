@@ -36,7 +36,7 @@ export async function waitForTunnel(lab: Lab, tunnel: { name: string; site: stri
 }
 
 /** Poll until neither end has an SA of the tunnel. */
-export async function waitForNoSa(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 15000): Promise<void> {
+export async function waitForNoSa(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 30000): Promise<void> {
   const t0 = Date.now()
   while (Date.now() - t0 < timeoutMs) {
     const [a, b] = await Promise.all([listSas(lab, tunnel.site, tunnel.name), listSas(lab, tunnel.hub, tunnel.name)])
