@@ -61,3 +61,15 @@ t.test('the chart draws a bar per figure, with whiskers where runs differ', asyn
   t.match(svg, /<title>1 backend readings\/s: 800 \(750 to 850\)<\/title>/)
   t.match(svg, '1 backend</text>')
 })
+
+t.test('kernel ESP against userspace ESP: figures, the ratio, and what emulation means', async (t) => {
+  const datapath = { kernel_mbit: figure([90, 100, 110]), libipsec_mbit: figure([40, 50, 60]), no_tunnel_mbit: figure([1000]), accel: 'tcg' }
+  const md = markdown({ ...report, datapath })
+  t.match(md, '| kernel ESP (XFRM) | 100 (90 to 110) |')
+  t.match(md, '| kernel-libipsec (userspace ESP in UDP) | 50 (40 to 60) |')
+  t.match(md, 'Kernel ESP carries 2.00 times what userspace ESP does, and 10.0 % of the link without a tunnel.')
+  t.match(md, /only these ratios mean something, not the figures/)
+  t.notMatch(markdown({ ...report, datapath: { ...datapath, accel: 'kvm' } }), /only these ratios mean something/, 'with KVM the figures stand for themselves')
+  t.notMatch(md.replace(/## IPsec data paths[\s\S]*/, ''), /kernel-libipsec \(userspace/, 'no section without the figures')
+  t.notMatch(markdown(report), /## IPsec data paths/)
+})
