@@ -64,7 +64,8 @@ export async function prepare(providers: Provider[], log: Log = console.log, tim
     if (want.size === 1) return
   }
   if (process.getuid?.() !== 0) {
-    throw new Error(`the ${[...want].filter((p) => p !== 'virtualbox').join(' and ')} provider needs root here (containers, VMs, bridges): run it again as root, e.g. \`sudo npm run lab\` or \`sudo vagrant up\``)
+    const named = [...want].filter((p) => p !== 'virtualbox')
+    throw new Error(`the ${named.join(' and ')} provider${named.length > 1 ? 's need' : ' needs'} root here (containers, VMs, bridges): run it again as root, e.g. \`sudo npm run lab\` or \`sudo vagrant up\``)
   }
   const vms = want.has('libvirt')
   await step('requirements', 'Checking this machine has what the lab needs', () => ensureRequirements(log, vms ? LIBVIRT_REQUIREMENTS : undefined))

@@ -75,3 +75,15 @@ t.test('the VM box is made from the lxc box\'s package list plus a kernel and a 
   t.match(vm, /^linux-image-amd64$/m)
   t.match(vm, /^grub-pc$/m)
 })
+
+t.test('preparing for containers or VMs as another user stops at once, saying what to do', async (t) => {
+  const { prepare } = await import('../../scripts/lib/lab.js')
+  const getuid = process.getuid
+  t.teardown(() => { process.getuid = getuid })
+  process.getuid = () => 1000
+  const said: string[] = []
+  await t.rejects(prepare(['lxc'], (m) => said.push(m)), /the lxc provider needs root here \(containers, VMs, bridges\): run it again as root, e\.g\. `sudo npm run lab` or `sudo vagrant up`/)
+  await t.rejects(prepare(['libvirt', 'lxc'], (m) => said.push(m)), /the libvirt and lxc providers need root/)
+  t.same(said, [], 'nothing was started before the refusal')
+  await t.resolves(prepare(['virtualbox'], (m) => said.push(m)), 'VirtualBox needs nothing made beforehand')
+})
