@@ -35,6 +35,21 @@ export async function waitForTunnel(lab: Lab, tunnel: { name: string; site: stri
   throw new Error(`tunnel ${tunnel.name} not up on both ${tunnel.site} and ${tunnel.hub} within ${timeoutMs / 1000} s`)
 }
 
+/**
+ * Poll until neither end holds an ESTABLISHED IKE SA of the tunnel. Half-open ones may
+ * come and go: a site whose connection starts by itself (start_action = start,
+ * keyingtries = 0) keeps trying, and under emulation an attempt is always under way.
+ */
+export async function waitForNoEstablished(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 30000): Promise<void> {
+  const t0 = Date.now()
+  while (Date.now() - t0 < timeoutMs) {
+    const [a, b] = await Promise.all([listSas(lab, tunnel.site, tunnel.name), listSas(lab, tunnel.hub, tunnel.name)])
+    if (![...a, ...b].some((s) => s.state === 'ESTABLISHED')) return
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  throw new Error(`tunnel ${tunnel.name} still has an ESTABLISHED SA after ${timeoutMs / 1000} s`)
+}
+
 /** Poll until neither end has an SA of the tunnel. */
 export async function waitForNoSa(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 30000): Promise<void> {
   const t0 = Date.now()
