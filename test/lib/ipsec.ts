@@ -47,7 +47,8 @@ export async function waitForNoEstablished(lab: Lab, tunnel: { name: string; sit
     if (![...a, ...b].some((s) => s.state === 'ESTABLISHED')) return
     await new Promise((r) => setTimeout(r, 200))
   }
-  throw new Error(`tunnel ${tunnel.name} still has an ESTABLISHED SA after ${timeoutMs / 1000} s`)
+  const show = async (gw: string) => `${gw}: ${(await listSas(lab, gw, tunnel.name)).map((s) => `${s.state} (${s.fields['local-id']} to ${s.fields['remote-id']}, established ${s.fields.established ?? '?'} s)`).join(', ') || 'none'}`
+  throw new Error(`tunnel ${tunnel.name} still has an ESTABLISHED SA after ${timeoutMs / 1000} s: ${await show(tunnel.site)}; ${await show(tunnel.hub)}`)
 }
 
 /** Poll until neither end has an SA of the tunnel. */
