@@ -254,11 +254,16 @@ export async function labVolumes(t: Topology): Promise<string[]> {
   return r.stdout.split('\n').slice(2).map((l) => l.trim().split(/\s+/)[0]).filter((n) => n && n.startsWith(`${t.name}-`))
 }
 
+/** Stop a VM at once and remove it with its disks. */
+async function removeDomain(d: string): Promise<void> {
+  await virsh(['destroy', d])
+  await virsh(['undefine', '--remove-all-storage', '--nvram', d])
+}
+
 export async function removeLabDomains(t: Topology, log: (m: string) => void): Promise<void> {
   for (const d of await labDomains(t)) {
     log(`Removing VM ${d}`)
-    await virsh(['destroy', d])
-    await virsh(['undefine', '--remove-all-storage', '--nvram', d])
+    await removeDomain(d)
   }
 }
 
@@ -280,8 +285,7 @@ export async function removeStaleDomains(t: Topology, known: Set<string>, log: (
     const uuid = (await virsh(['domuuid', d])).stdout.trim()
     if (known.has(uuid)) continue
     log(`Removing VM ${d}: left by another clone or session`)
-    await virsh(['destroy', d])
-    await virsh(['undefine', '--remove-all-storage', '--nvram', d])
+    await removeDomain(d)
     removed.push(d)
   }
   return removed
