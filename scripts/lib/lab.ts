@@ -9,7 +9,7 @@ import { SshHost } from '../../provision/ssh.js'
 import { recapText, summarize } from '../../provision/report.js'
 import type { Reporter } from '../../provision/runner.js'
 import { loadTopology, managementNetwork, type Topology } from '../../provision/topology.js'
-import { boxName, ensureBox } from './box.js'
+import { boxName, ensureBox, installedBoxes } from './box.js'
 import { ensureLibvirtDaemons, ensureStoragePool, labDomains, libvirtAvailable, removeStaleDomains, labVolumes, mgmtNetworkDefined, mgmtNetworkName, removeLabDomains, removeLabVolumes, removeMgmtNetwork, runningLabDaemons, stopLabDaemons, vmAccel } from './libvirt.js'
 import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from './lxc.js'
 import { existingBridges, networksDown, networksUp } from './network.js'
@@ -60,7 +60,12 @@ export async function prepare(providers: Provider[], log: Log = console.log, tim
   const topology = loadTopology(topologyFile)
   const want = new Set(providers)
   if (want.has('virtualbox')) {
-    // VirtualBox brings its own internal networks; nothing to make here.
+    // VirtualBox brings its own internal networks; its box is not built here, and
+    // Vagrant would try to download it: say so instead of trying.
+    const box = process.env.LAB_VM_BOX || 'debian/bookworm64'
+    if (!(await installedBoxes()).includes(box)) {
+      throw new Error(`the virtualbox provider needs the box ${box}, which is not on this machine and is not built by the lab (only the lxc and libvirt boxes are): add it with \`vagrant box add ${box}\` where it can be downloaded, or set LAB_VM_BOX to a VirtualBox box you have`)
+    }
     if (want.size === 1) return
   }
   if (process.getuid?.() !== 0) {

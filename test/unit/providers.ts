@@ -1,5 +1,6 @@
 // Which provider makes each host: asked for, or what can really run here; and the
 // running lab's providers come from Vagrant's state, never from what is installed.
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
@@ -12,6 +13,8 @@ const topology = loadTopology(topologyFile)
 const noVirt: Machine = { hardwareVirt: false, hasLibvirt: true, hasVirtualbox: false }
 const kvm: Machine = { hardwareVirt: true, hasLibvirt: true, hasVirtualbox: false }
 const only = (p: Record<string, string>) => [...new Set(Object.values(p))]
+let hasVagrant = true
+try { execFileSync('vagrant', ['--version'], { stdio: 'ignore' }) } catch { hasVagrant = false }
 
 t.test('unasked: lxc where VMs would be emulated, even with libvirt installed', async (t) => {
   const plan = planProviders(topology, {}, noVirt)
@@ -85,5 +88,10 @@ t.test('preparing for containers or VMs as another user stops at once, saying wh
   await t.rejects(prepare(['lxc'], (m) => said.push(m)), /the lxc provider needs root here \(containers, VMs, bridges\): run it again as root, e\.g\. `sudo npm run lab` or `sudo vagrant up`/)
   await t.rejects(prepare(['libvirt', 'lxc'], (m) => said.push(m)), /the libvirt and lxc providers need root/)
   t.same(said, [], 'nothing was started before the refusal')
-  await t.resolves(prepare(['virtualbox'], (m) => said.push(m)), 'VirtualBox needs nothing made beforehand')
+  if (hasVagrant) {
+    const box = process.env.LAB_VM_BOX
+    t.teardown(() => { if (box === undefined) delete process.env.LAB_VM_BOX; else process.env.LAB_VM_BOX = box })
+    process.env.LAB_VM_BOX = 'iotlab-test/no-such-box'
+    await t.rejects(prepare(['virtualbox'], (m) => said.push(m)), /the virtualbox provider needs the box iotlab-test\/no-such-box, which is not on this machine and is not built by the lab/, 'no download is attempted for a box the lab does not build')
+  }
 })
