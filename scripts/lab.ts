@@ -3,6 +3,7 @@ import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { loadTopology } from '../provision/topology.js'
 import { ensureBox, pruneBoxes } from './lib/box.js'
+import { ensureLibvirtDaemons } from './lib/libvirt.js'
 import { ensureVmBox, pruneVmBoxes } from './lib/vm-box.js'
 import { labDown, labUp, prepare, statusText } from './lib/lab.js'
 import { networksDown, networksUp } from './lib/network.js'
@@ -31,6 +32,8 @@ await yargs(hideBin(process.argv))
       log(`${r.name}: ${r.built ? `built in ${r.seconds.toFixed(0)} s` : 'up to date'}`)
       if (argv.vm) {
         const v = await ensureVmBox(log)
+        // vagrant-libvirt removes a box's volume through libvirtd: it must answer.
+        await ensureLibvirtDaemons(log)
         await pruneVmBoxes(log)
         log(`${v.name}: ${v.built ? `built in ${v.seconds.toFixed(0)} s` : 'up to date'}`)
       }
