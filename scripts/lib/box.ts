@@ -36,13 +36,16 @@ export function boxName(): string {
   return `iotlab-debian12-${hash.digest('hex').slice(0, 12)}`
 }
 
-export async function installedBoxes(): Promise<string[]> {
+/** Boxes Vagrant has, by name; with a provider, only those for it. */
+export async function installedBoxes(provider?: string): Promise<string[]> {
   const out = await $({ quiet: true })`vagrant box list --machine-readable`
-  return out.stdout
-    .split('\n')
-    .map((l) => l.split(','))
-    .filter((f) => f[2] === 'box-name')
-    .map((f) => f[3])
+  const names: string[] = []
+  let current = ''
+  for (const f of out.stdout.split('\n').map((l) => l.split(','))) {
+    if (f[2] === 'box-name') current = f[3]
+    if (f[2] === 'box-provider' && (!provider || f[3] === provider) && !names.includes(current)) names.push(current)
+  }
+  return names
 }
 
 /** Vagrant's well-known insecure public key, which the box authorizes for user vagrant. */

@@ -15,7 +15,7 @@ import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from
 import { existingBridges, networksDown, networksUp } from './network.js'
 import { repoRoot, stateDir, topologyFile } from './paths.js'
 import { hostsOf, planProviders, providerSummary, runningProviders, type Provider } from './providers.js'
-import { ensureRequirements, LIBVIRT_REQUIREMENTS } from './system.js'
+import { ensureRequirements, LIBVIRT_REQUIREMENTS, LXC_REQUIREMENTS } from './system.js'
 import { knownMachines, machineStates } from './vagrant.js'
 import { ensureVmBox } from './vm-box.js'
 
@@ -73,8 +73,10 @@ export async function prepare(providers: Provider[], log: Log = console.log, tim
     throw new Error(`the ${named.join(' and ')} provider${named.length > 1 ? 's need' : ' needs'} root here (containers, VMs, bridges): run it again as root, e.g. \`sudo npm run lab\` or \`sudo vagrant up\``)
   }
   const vms = want.has('libvirt')
-  await step('requirements', 'Checking this machine has what the lab needs', () => ensureRequirements(log, vms ? LIBVIRT_REQUIREMENTS : undefined))
-  if (want.has('lxc')) await step('requirements', 'Checking this machine has what the lab\'s containers need', () => ensureRequirements(log))
+  // One list for both kinds of host: the two share most of their packages.
+  const reqs = [...(want.has('lxc') ? LXC_REQUIREMENTS : []), ...(vms ? LIBVIRT_REQUIREMENTS : [])]
+    .filter((r, i, all) => all.findIndex((x) => x.pkg === r.pkg) === i)
+  await step('requirements', 'Checking this machine has what the lab needs', () => ensureRequirements(log, reqs))
   // Wherever libvirt is installed the management bridge is libvirt's network (its
   // DHCP gives VMs their addresses), so VMs can join a lab of containers later
   // without the bridge being remade under them.

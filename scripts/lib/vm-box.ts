@@ -8,7 +8,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { boxPackages, debianSources, SUITE, vagrantInsecureKey } from './box.js'
+import { boxPackages, debianSources, installedBoxes, SUITE, vagrantInsecureKey } from './box.js'
 import { vmAccel } from './libvirt.js'
 import { boxDir, cacheDir } from './paths.js'
 
@@ -35,24 +35,13 @@ export function vmBoxName(): string {
 
 export const vmBoxFile = (name = vmBoxName()) => path.join(cacheDir, `${name}.box`)
 
-async function installedLibvirtBoxes(): Promise<string[]> {
-  const out = await $({ quiet: true })`vagrant box list --machine-readable`
-  const names: string[] = []
-  let current = ''
-  for (const f of out.stdout.split('\n').map((l) => l.split(','))) {
-    if (f[2] === 'box-name') current = f[3]
-    if (f[2] === 'box-provider' && f[3] === 'libvirt') names.push(current)
-  }
-  return names
-}
-
 export interface VmBoxResult { name: string; built: boolean; seconds: number }
 
 /** Ensure Vagrant knows the VM box, building it when no cached file exists. */
 export async function ensureVmBox(log: (m: string) => void = console.log): Promise<VmBoxResult> {
   const name = vmBoxName()
   const t0 = Date.now()
-  if ((await installedLibvirtBoxes()).includes(name)) return { name, built: false, seconds: 0 }
+  if ((await installedBoxes('libvirt')).includes(name)) return { name, built: false, seconds: 0 }
   const file = vmBoxFile(name)
   let built = false
   if (!fs.existsSync(file)) {
@@ -123,7 +112,7 @@ async function buildVmBox(name: string, file: string, log: (m: string) => void):
 /** Remove VM boxes of this lab whose inputs are gone. */
 export async function pruneVmBoxes(log: (m: string) => void = console.log): Promise<void> {
   const current = vmBoxName()
-  for (const name of await installedLibvirtBoxes()) {
+  for (const name of await installedBoxes('libvirt')) {
     if (name.startsWith('iotlab-vm-') && name !== current) {
       log(`Removing outdated VM box ${name}`)
       await $({ quiet: true, nothrow: true })`vagrant box remove --force --all --provider libvirt ${name}`
