@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import { parse as parseYaml } from 'yaml'
 import { broadcast, contains, formatAddress, isHostAddress, overlaps, parseAddress, parseCidr, type Cidr } from './lib/ipv4.js'
+import { MAX_BATCH_READINGS } from '../services/lib/reading.js'
 
 export const ROLES = ['iot-client', 'gateway', 'proxy', 'backend', 'db'] as const
 export type Role = (typeof ROLES)[number]
@@ -78,6 +79,10 @@ export interface Telemetry {
   port: number
   /** Where clients send readings, if not their LAN's old server address (an IPv4 address, port 80). */
   server?: string
+  /** The cap on each client's outbox, MiB: past it, new readings are refused, none taken is dropped. */
+  outboxMaxMb: number
+  /** Readings per request when a client sends (a backlog drains in batches); 1: one per request. */
+  batch: number
   /** Every simulated device, with the iot-client host that runs it. */
   devices: { id: string; host: string }[]
 }
@@ -98,7 +103,7 @@ export class TopologyError extends Error {
 }
 
 const TOP_KEYS = ['name', 'networks', 'hosts', 'vpn', 'telemetry']
-const TELEMETRY_KEYS = ['devices', 'interval_ms', 'bench_devices', 'port', 'server']
+const TELEMETRY_KEYS = ['devices', 'interval_ms', 'bench_devices', 'port', 'server', 'outbox_max_mb', 'batch']
 const VPN_KEYS = ['hub', 'auth']
 const OLD_SERVER_KEYS = ['address', 'host', 'ports']
 const NETWORK_KEYS = ['kind', 'cidr', 'host_address', 'gateway', 'old_server']
@@ -339,6 +344,9 @@ function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: str
   const intervalMs = int('interval_ms', 1000, 10, 3_600_000, 'milliseconds between two readings of a device')
   const benchDevices = int('bench_devices', 1000, 0, 100_000, 'devices the load generator may simulate')
   const port = int('port', 8080, 1024, 65535, 'the ingest servers\' TCP port')
+  // About 120 MB a day for 4 devices every 250 ms: the default holds a week and more.
+  const outboxMaxMb = int('outbox_max_mb', 1024, 1, 1_048_576, 'the cap on each IoT client\'s outbox, MiB')
+  const batch = int('batch', 100, 1, MAX_BATCH_READINGS, 'readings per request; 1 sends each alone')
   let server: string | undefined
   if (r.server !== undefined) {
     if (typeof r.server !== 'string' || parseAddress(r.server) === undefined) fail('telemetry.server', `must be an IPv4 address (the clients send to http://ADDRESS/readings); got ${JSON.stringify(r.server)}`)
@@ -346,7 +354,7 @@ function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: str
   }
   const devices = hosts.filter((h) => h.role === 'iot-client')
     .flatMap((h) => Array.from({ length: devicesPerClient }, (_, i) => ({ id: `${h.name}-${String(i + 1).padStart(2, '0')}`, host: h.name })))
-  return { devicesPerClient, intervalMs, benchDevices, port, devices, ...(server ? { server } : {}) }
+  return { devicesPerClient, intervalMs, benchDevices, port, outboxMaxMb, batch, devices, ...(server ? { server } : {}) }
 }
 
 /** The load generator's device ids (their keys are derived like every device's). */

@@ -19,6 +19,8 @@ const client = serviceSteps({
         url: serverUrl(ctx.topology, ctx.self),
         intervalMs: ctx.topology.telemetry.intervalMs,
         concurrency: 4,
+        batch: ctx.topology.telemetry.batch,
+        outboxMaxMb: ctx.topology.telemetry.outboxMaxMb,
         stateDir: '/var/lib/lab-client',
         control: { address: '127.0.0.1', port: CLIENT_CONTROL_PORT },
         devicesFile: '/etc/lab-client/devices.json',

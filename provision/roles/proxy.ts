@@ -8,6 +8,7 @@ import { service } from '../modules/service.js'
 import type { Context } from '../runner.js'
 import { renderFile } from '../template.js'
 import type { RoleModule } from './index.js'
+import { MAX_BATCH_BYTES, MAX_BATCH_READINGS } from '../../services/lib/reading.js'
 import { MAX_BODY, PROXY_STATUS_PORT, backends, proxyAddress } from './telemetry.js'
 
 /** The IoT subnets whose old server address now leads to this host, and the ports. */
@@ -36,6 +37,8 @@ export function nginxConf(ctx: Context): string {
     backends: upstreams,
     tries: upstreams.length,
     max_body: MAX_BODY,
+    max_batch: `${MAX_BATCH_BYTES}`,
+    batch_readings: MAX_BATCH_READINGS,
     status_port: PROXY_STATUS_PORT,
     status_allow: ownLans(ctx),
   })

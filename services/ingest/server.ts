@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto'
 import http from 'node:http'
 import { Counter, Gauge, Histogram, Registry } from '../lib/metrics.js'
-import { DEVICE_HEADER, DEVICE_ID, MAX_BODY_BYTES, SIGNATURE_HEADER, encodeReading, parseReading, verify, type Reading } from '../lib/reading.js'
+import { BATCH_TYPE, DEVICE_HEADER, DEVICE_ID, MAX_BATCH_BYTES, MAX_BATCH_READINGS, MAX_BODY_BYTES, SIGNATURE_HEADER, encodeReading, parseBatchLine, parseReading, verify, type Reading } from '../lib/reading.js'
 
 /** invalid: the database refused the reading's data (a date that does not exist, say). */
 export type InsertResult = 'stored' | 'duplicate' | 'conflict' | 'invalid'
@@ -49,16 +49,19 @@ export function ingestHandler(opts: IngestOptions) {
   const rejected = registry.add(new Counter('ingest_readings_rejected_total', 'Readings refused, by reason', reasons))
   const storeErrors = registry.add(new Counter('ingest_store_errors_total', 'Readings not stored because the database failed (503, the client retries)'))
   const latency = registry.add(new Histogram('ingest_request_duration_seconds', 'Time to answer POST /readings'))
+  const batchRequests = registry.add(new Counter('ingest_batch_requests_total', 'Batches (POST /readings, application/x-ndjson) answered'))
+  const batchReadings = registry.add(new Counter('ingest_batch_readings_total', 'Readings that came in batches'))
   let inFlight = 0
   registry.add(new Gauge('ingest_requests_in_flight', 'POST /readings being handled', () => inFlight))
   opts.metrics?.(registry)
 
   async function postReading(req: http.IncomingMessage): Promise<[number, object]> {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
-    if (type !== 'application/json') throw new HttpError(415, 'unsupported_media_type', `Content-Type must be application/json, got ${JSON.stringify(req.headers['content-type'] ?? '')}`)
+    if (type === BATCH_TYPE) return postBatch(req)
+    if (type !== 'application/json') throw new HttpError(415, 'unsupported_media_type', `Content-Type must be application/json (one reading) or ${BATCH_TYPE} (a batch), got ${JSON.stringify(req.headers['content-type'] ?? '')}`)
     const length = Number(req.headers['content-length'] ?? 0)
     if (length > MAX_BODY_BYTES) throw new HttpError(413, 'too_large', `a reading is at most ${MAX_BODY_BYTES} bytes; this body is ${length}`)
-    const body = await readBody(req, MAX_BODY_BYTES)
+    const body = await readBody(req, MAX_BODY_BYTES, 'a reading')
 
     const device = req.headers[DEVICE_HEADER]
     if (typeof device !== 'string' || device === '') throw new HttpError(401, 'unauthorized', `header ${DEVICE_HEADER} is missing: name the device whose key signed the body`)
@@ -86,6 +89,56 @@ export function ingestHandler(opts: IngestOptions) {
     if (result === 'duplicate') { duplicates.inc(); return [200, { status: 'duplicate', device: r.device, seq: r.seq }] }
     accepted.inc()
     return [201, { status: 'stored', device: r.device, seq: r.seq }]
+  }
+
+  /**
+   * A batch: one reading per line, each signed and answered on its own, in order, with
+   * the status a single POST of it would get. Only when the database failed for every
+   * line is the whole batch a 503 (so that nginx tries another backend).
+   */
+  async function postBatch(req: http.IncomingMessage): Promise<[number, object]> {
+    const length = Number(req.headers['content-length'] ?? 0)
+    if (length > MAX_BATCH_BYTES) throw new HttpError(413, 'too_large', `a batch is at most ${MAX_BATCH_BYTES} bytes; this body is ${length}`)
+    const text = (await readBody(req, MAX_BATCH_BYTES, 'a batch')).toString()
+    const lines = text.split('\n')
+    if (lines[lines.length - 1] === '') lines.pop()
+    if (lines.length === 0) throw new HttpError(400, 'malformed', 'the batch is empty: one signed reading per line')
+    if (lines.length > MAX_BATCH_READINGS) throw new HttpError(413, 'too_large', `a batch holds at most ${MAX_BATCH_READINGS} readings; this one has ${lines.length}`)
+    batchRequests.inc()
+    batchReadings.inc({}, lines.length)
+    const results = await Promise.all(lines.map((line, i) => batchLine(line, i + 1)))
+    if (results.every((r) => r.code === 503)) throw new HttpError(503, 'store', 'the database is unavailable; retry later')
+    return [200, { results }]
+  }
+
+  type LineResult = { line: number; device?: string; seq?: number; status: 'stored' | 'duplicate' | 'refused' | 'retry'; code: number; error?: string; field?: string }
+
+  async function batchLine(text: string, line: number): Promise<LineResult> {
+    const refuse = (code: number, reason: string, error: string, field?: string, r?: Reading): LineResult => {
+      rejected.inc({ reason })
+      return { line, ...(r ? { device: r.device, seq: r.seq } : {}), status: code === 401 ? 'retry' : 'refused', code, error, ...(field ? { field } : {}) }
+    }
+    // The line holds a reading and its signature: a little more than a reading alone.
+    if (Buffer.byteLength(text) > MAX_BODY_BYTES + 128) return refuse(413, 'too_large', `line ${line}: a reading is at most ${MAX_BODY_BYTES} bytes`)
+    const p = parseBatchLine(text)
+    if (!p.ok) return refuse(400, 'malformed', `line ${line}: ${p.error}`, p.field)
+    const r = p.reading
+    const key = opts.keyOf(r.device)
+    if (!key) return refuse(401, 'unauthorized', `line ${line}: unknown device ${JSON.stringify(r.device)}`, undefined, r)
+    if (!verify(key, Buffer.from(p.canonical), p.signature)) return refuse(401, 'unauthorized', `line ${line}: the signature does not match the reading under ${r.device}'s key`, undefined, r)
+    let result: InsertResult
+    try {
+      result = await opts.store.insert(r, digestOf(r), opts.backend)
+    } catch (e) {
+      storeErrors.inc()
+      log(`store failed: ${(e as Error).message}`)
+      return { line, device: r.device, seq: r.seq, status: 'retry', code: 503, error: 'the database is unavailable; retry later' }
+    }
+    if (result === 'invalid') return refuse(400, 'malformed', `line ${line}: the database refused this reading's values (is the time a real date?)`, 'time', r)
+    if (result === 'conflict') return refuse(409, 'conflict', `line ${line}: device ${r.device} already sent a different reading with seq ${r.seq}`, 'seq', r)
+    if (result === 'duplicate') { duplicates.inc(); return { line, device: r.device, seq: r.seq, status: 'duplicate', code: 200 } }
+    accepted.inc()
+    return { line, device: r.device, seq: r.seq, status: 'stored', code: 201 }
   }
 
   async function route(req: http.IncomingMessage, url: URL): Promise<[number, object | string, Record<string, string>?]> {
@@ -146,7 +199,7 @@ export function ingestHandler(opts: IngestOptions) {
       }
     })
   }
-  return { handler, registry, counters: { accepted, duplicates, rejected, storeErrors } }
+  return { handler, registry, counters: { accepted, duplicates, rejected, storeErrors, batchRequests, batchReadings } }
 }
 
 function send(res: http.ServerResponse, status: number, body: object | string, headers: Record<string, string> = {}) {
@@ -157,14 +210,14 @@ function send(res: http.ServerResponse, status: number, body: object | string, h
 }
 
 /** The body, or a 413 as soon as it grows past the limit (without reading the rest). */
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+function readBody(req: http.IncomingMessage, limit: number, what: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
     req.on('data', (c: Buffer) => {
       size += c.length
       if (size > limit) {
-        reject(new HttpError(413, 'too_large', `a reading is at most ${limit} bytes`))
+        reject(new HttpError(413, 'too_large', `${what} is at most ${limit} bytes`))
         req.removeAllListeners('data')
         req.resume()
         return

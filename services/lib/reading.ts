@@ -6,6 +6,11 @@
 // X-Signature: v1=<hex HMAC-SHA256 of the exact body bytes under the device's key>.
 // The signature covers the bytes as sent, so no canonical JSON form is needed, and a
 // replayed body is harmless: the same device and sequence number are stored once.
+//
+// A batch (a backlog draining): POST /readings, Content-Type: application/x-ndjson,
+// one reading per line, each with its own "signature" field over its canonical body
+// (encodeReading: the four fields in order, which is the exact body a device sends
+// alone), so readings of many devices travel together and each is checked on its own.
 import { createHmac, timingSafeEqual } from 'node:crypto'
 
 export interface Reading {
@@ -20,6 +25,10 @@ export const SIGNATURE_HEADER = 'x-signature'
 export const SIGNATURE_SCHEME = 'v1'
 /** Readings are a few dozen bytes; anything bigger than this is refused (413). */
 export const MAX_BODY_BYTES = 1024
+export const BATCH_TYPE = 'application/x-ndjson'
+/** A batch: at most this many readings, and this many bytes (nginx allows as much). */
+export const MAX_BATCH_READINGS = 1000
+export const MAX_BATCH_BYTES = 512 * 1024
 
 export const DEVICE_ID = /^[a-z0-9][a-z0-9-]{0,62}$/
 // RFC 3339 in UTC, as Date.prototype.toISOString writes it (milliseconds optional).
@@ -48,6 +57,11 @@ export function parseReading(body: Buffer | string): Parsed {
   } catch (e) {
     return { ok: false, error: `the body is not valid JSON: ${(e as Error).message}` }
   }
+  return validateReading(raw)
+}
+
+/** The four fields, each of its type and range, and nothing else. */
+function validateReading(raw: unknown): Parsed {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, error: 'the body must be a JSON object {device, seq, time, value}' }
   const r = raw as Record<string, unknown>
   for (const key of Object.keys(r)) {
@@ -66,6 +80,30 @@ function isRealTime(time: string): boolean {
   if (!TIME.test(time)) return false
   const ms = Date.parse(time)
   return Number.isFinite(ms) && ms >= 0 && new Date(ms).toISOString().slice(0, 19) === time.slice(0, 19)
+}
+
+/** One line of a batch: the reading's body with its signature as a fifth field. */
+export function batchLine(body: string, signature: string): string {
+  if (!body.endsWith('}')) throw new Error('batchLine: not an encoded reading')
+  return `${body.slice(0, -1)},"signature":${JSON.stringify(signature)}}`
+}
+
+export type ParsedLine = { ok: true; reading: Reading; signature: string; canonical: string } | { ok: false; field?: string; error: string }
+
+/** A batch line: a reading plus "signature"; canonical is the body the signature covers. */
+export function parseBatchLine(line: string): ParsedLine {
+  let raw: unknown
+  try {
+    raw = JSON.parse(line)
+  } catch (e) {
+    return { ok: false, error: `the line is not valid JSON: ${(e as Error).message}` }
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, error: 'a line must be a JSON object {device, seq, time, value, signature}' }
+  const { signature, ...rest } = raw as Record<string, unknown>
+  if (typeof signature !== 'string') return { ok: false, field: 'signature', error: `field "signature" is missing: ${SIGNATURE_SCHEME}=<hex HMAC-SHA256 of the reading's body>` }
+  const parsed = validateReading(rest)
+  if (!parsed.ok) return parsed
+  return { ok: true, reading: parsed.reading, signature, canonical: encodeReading(parsed.reading) }
 }
 
 /** The body a device sends: fixed field order, so the same reading is the same bytes. */

@@ -6,7 +6,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { digestOf, ingestHandler, type InsertResult, type Store, type StoredReading } from '../../services/ingest/server.js'
-import { MAX_BODY_BYTES, encodeReading, sign, type Reading } from '../../services/lib/reading.js'
+import { BATCH_TYPE, MAX_BATCH_BYTES, MAX_BATCH_READINGS, MAX_BODY_BYTES, batchLine, encodeReading, sign, type Reading } from '../../services/lib/reading.js'
 
 class MemoryStore implements Store {
   rows = new Map<string, { r: Reading; digest: string; backend: string }>()
@@ -123,4 +123,58 @@ t.test('metrics in Prometheus text format, and the read endpoint', async (t) => 
 t.test('the digest identifies a reading\'s content', async (t) => {
   t.equal(digestOf(reading(1)), digestOf(reading(1)))
   t.not(digestOf(reading(1)), digestOf(reading(1, 0)))
+})
+
+/** A batch as the client sends it: one signed reading per line. */
+async function postBatch(lines: string[], type = BATCH_TYPE) {
+  const res = await fetch(`${base}/readings`, { method: 'POST', headers: { 'content-type': type }, body: lines.map((l) => l + '\n').join('') })
+  return { status: res.status, json: await res.json() as { results?: { line: number; status: string; code: number; error?: string; seq?: number }[]; error?: string } }
+}
+const line = (r: Reading, k = key) => batchLine(encodeReading(r), sign(k, encodeReading(r)))
+
+t.test('a batch: each line signed and answered on its own, in order, with the status it would get alone', async (t) => {
+  const before = store.rows.size
+  store.rows.set('dev-1/202', { r: reading(202), digest: digestOf(reading(202)), backend: 'b0' })
+  const lines = [
+    line(reading(201)),
+    line(reading(202)), // already stored: a duplicate
+    line(reading(203), Buffer.alloc(32, 1)), // another key
+    '{"device":"dev-1","seq":204',
+    line({ ...reading(205), device: 'dev-9' }),
+    line(reading(1, 99)), // seq 1 is stored with another value
+    line(reading(206)).replace(',"signature"', ',"pad":1,"signature"'),
+    encodeReading(reading(207)),
+    line(reading(208)),
+  ]
+  const a = await postBatch(lines)
+  t.equal(a.status, 200)
+  t.match(a.json.results!.map((r) => [r.line, r.status, r.code]), [
+    [1, 'stored', 201], [2, 'duplicate', 200], [3, 'retry', 401], [4, 'refused', 400], [5, 'retry', 401],
+    [6, 'refused', 409], [7, 'refused', 400], [8, 'refused', 400], [9, 'stored', 201],
+  ])
+  t.match(a.json.results![2].error, /line 3: the signature does not match/)
+  t.match(a.json.results![3].error, /line 4: the line is not valid JSON/)
+  t.match(a.json.results![6].error, /unknown field "pad"/)
+  t.match(a.json.results![7].error, /"signature" is missing/)
+  t.equal(store.rows.size, before + 3, 'only the good new readings are stored')
+  t.same((await postBatch([line(reading(201)), line(reading(208))])).json.results!.map((r) => r.status), ['duplicate', 'duplicate'], 'a batch sent again is stored once')
+  t.equal(counters.batchRequests.get(), 2)
+})
+
+t.test('a batch\'s limits: readings per batch, bytes per batch, bytes per line, never empty', async (t) => {
+  const many = Array.from({ length: MAX_BATCH_READINGS + 1 }, (_, i) => line(reading(10_000 + i)))
+  t.match(await postBatch(many), { status: 413, json: { error: /at most 1000 readings; this one has 1001/ } })
+  const big = Array.from({ length: 700 }, () => 'x'.repeat(MAX_BATCH_BYTES / 600))
+  t.match(await postBatch(big), { status: 413, json: { error: /a batch is at most 524288 bytes/ } })
+  const long = line(reading(300)).replace('"signature"', `"x":"${'y'.repeat(MAX_BODY_BYTES)}","signature"`)
+  t.match((await postBatch([long, line(reading(301))])).json.results!.map((r) => r.code), [413, 201], 'an oversized line is refused alone')
+  t.match(await postBatch([]), { status: 400, json: { error: /the batch is empty/ } })
+})
+
+t.test('a batch while the database is down: a 503 for the whole (nginx tries another backend)', async (t) => {
+  store.down = true
+  t.teardown(() => { store.down = false })
+  t.match(await postBatch([line(reading(400)), line(reading(401))]), { status: 503, json: { error: /database is unavailable/ } })
+  store.down = false
+  t.match(await postBatch([line(reading(400)), line(reading(401))]), { status: 200, json: { results: [{ status: 'stored' }, { status: 'stored' }] } })
 })
