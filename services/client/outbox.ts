@@ -137,11 +137,17 @@ export class Outbox {
 
   /** When the oldest reading not yet acknowledged was taken (ms since the epoch); never later than the truth. */
   oldestPending(): number | undefined {
-    const s = this.segs.find((x) => x.open > 0)
-    if (!s) return undefined
-    let i = s.done
-    while (i < s.count && s.state[i] === DONE) i++
-    return s.times[Math.floor(i / TIME_STRIDE)]
+    // Every segment's first pending reading: segments are in the order readings were
+    // written, which is not always the order they were taken (a backlog filled in).
+    let oldest: number | undefined
+    for (const s of this.segs) {
+      if (s.open === 0) continue
+      let i = s.done
+      while (i < s.count && s.state[i] === DONE) i++
+      const t = s.times[Math.floor(i / TIME_STRIDE)]
+      if (oldest === undefined || t < oldest) oldest = t
+    }
+    return oldest
   }
 
   /**

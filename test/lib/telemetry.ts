@@ -55,6 +55,7 @@ export interface ClientStatus {
   generated: number; pending: number; sent: number; rejected: number; acked_since_start: number
   retries_since_start: number; upstreams_since_start: Record<string, number>; paused: boolean
   last_error: string | null; devices: Record<string, number>
+  outbox: { files: number; bytes: number; max_bytes: number; full: string | null; refused_full_since_start: number; oldest_pending: string | null; recovery_ms: number }
 }
 
 export async function clientStatus(lab: Lab, host?: string, method = 'GET', path = '/status'): Promise<ClientStatus> {

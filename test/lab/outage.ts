@@ -1,0 +1,190 @@
+// A site offline for a day loses nothing. The internet is cut at the site's gateway
+// while the client takes readings; a day of the topology's readings is put in its
+// outbox (lab-outbox-fill: the same durable appends, a day in seconds); the client is
+// restarted on that backlog, the link restored, the client SIGKILLed in the middle of
+// the drain; at the end every reading it ever took is stored exactly once, and fresh
+// readings arrived within seconds all along. Then the cap: a small outbox fills, new
+// readings are refused (counted), none taken is lost, taking resumes by itself.
+// Prints the figures: files and bytes per reading, restart time, drain rates.
+import t, { type Test } from 'tap'
+import { bundle } from '../../services/build.js'
+import { waitForTunnel, sleep } from '../lib/ipsec.js'
+import { cutInternet } from '../lib/faults.js'
+import { openLab, type Lab } from '../lib/lab.js'
+import { assertExactlyOnce, clientStatus, sql, waitStatus, type ClientStatus } from '../lib/telemetry.js'
+
+const FILL = '/usr/local/lib/lab/lab-outbox-fill.cjs'
+const CONFIG = '/etc/lab-client/config.json'
+const SAVED = '/root/lab-client-config.saved-by-outage-test.json'
+
+const opened = await openLab(t)
+if (opened) {
+  const lab: Lab = opened
+  const [client] = lab.byRole('iot-client')
+  const tunnel = lab.topology.vpn!.tunnels[0]
+  const wan = lab.topology.networks.find((n) => n.kind === 'wan')!.name
+  const { intervalMs, devicesPerClient } = lab.topology.telemetry
+  const perDay = Math.round(86_400_000 / intervalMs) * devicesPerClient
+  const out = (s: string) => t.comment(s)
+
+  const status = () => clientStatus(lab)
+  const fill = async (args: string) => {
+    const r = await lab.sh(client.name, `runuser -u lab-client -- node ${FILL} --dir /var/lib/lab-client/outbox --devices-file /etc/lab-client/devices.json --interval-ms ${intervalMs} ${args}`)
+    if (r.code !== 0) throw new Error(`lab-outbox-fill failed: ${r.stderr.trim()}`)
+    return JSON.parse(r.stdout) as { readings: number; pending: number; files: number; bytes: number; seconds: number; full: boolean }
+  }
+  /** Start the client and time it until its control port answers: the outbox recovered. */
+  const timedStart = async (how: string) => {
+    const t0 = Date.now()
+    await lab.sh(client.name, how)
+    const s = await clientStatus(lab)
+    return { seconds: (Date.now() - t0) / 1000, status: s }
+  }
+  const setConfig = async (jq: string) => {
+    await lab.sh(client.name, `test -e ${SAVED} || cp -p ${CONFIG} ${SAVED}`)
+    const r = await lab.sh(client.name, `jq ${JSON.stringify(jq)} ${SAVED} > ${CONFIG}.new && cat ${CONFIG}.new > ${CONFIG} && rm ${CONFIG}.new && systemctl restart lab-client.service`)
+    if (r.code !== 0) throw new Error(`cannot change the client's config: ${r.stderr}`)
+  }
+  const putBack = async () => {
+    await lab.sh(client.name, `if test -e ${SAVED}; then cat ${SAVED} > ${CONFIG} && rm ${SAVED} && systemctl restart lab-client.service; fi`)
+  }
+  /** The age of the newest reading of a device stored: how fresh the present is while a backlog drains. */
+  const freshness = async (device: string) => Number((await sql(lab, `SELECT extract(epoch FROM clock_timestamp() - max(time)) FROM readings WHERE device_id = '${device}';`))[0][0])
+
+  let restore: (() => Promise<void>) | undefined
+  t.before(async () => {
+    await putBack() // a run that died halfway
+    const r = await lab.sh(client.name, `umask 022 && cat > ${FILL}`, { stdin: await bundle('outbox-fill') })
+    if (r.code !== 0) throw new Error(`cannot upload the fill tool: ${r.stderr}`)
+    await waitForTunnel(lab, tunnel)
+  })
+  t.afterEach(async () => {
+    await restore?.()
+    restore = undefined
+    await putBack()
+    await lab.sh(client.name, 'systemctl start lab-client.service')
+    await clientStatus(lab, undefined, 'POST', '/resume')
+  })
+  t.teardown(async () => { await lab.sh(client.name, `rm -f ${FILL}`) })
+
+  /** Wait for the backlog to drain, sampling the client; returns the samples. */
+  async function drain(t: Test, what: string, opts: { killAt?: number; fresh?: string } = {}) {
+    const samples: { at: number; s: ClientStatus }[] = []
+    const lags: number[] = []
+    let killed: { seconds: number; recoveryMs: number; pending: number } | undefined
+    const t0 = Date.now()
+    for (;;) {
+      const s = await status()
+      samples.push({ at: Date.now(), s })
+      if (s.pending <= 2 * devicesPerClient * 2) break
+      if (Date.now() - t0 > 600_000) throw new Error(`${what}: the backlog did not drain in 10 minutes (${s.pending} pending)`)
+      // From 5 s in: the first seconds after the link returns are the outage itself.
+      if (opts.fresh && Date.now() - t0 > 5000 && samples.length % 2 === 0) lags.push(await freshness(opts.fresh))
+      if (opts.killAt !== undefined && !killed && s.pending <= opts.killAt) {
+        // A crash in the middle of the backlog: no chance to write anything; systemd restarts it.
+        const k0 = Date.now()
+        await lab.sh(client.name, 'systemctl kill -s KILL lab-client.service')
+        await sleep(200)
+        const after = await status() // waits until it answers again
+        killed = { seconds: (Date.now() - k0) / 1000, recoveryMs: after.outbox.recovery_ms, pending: after.pending }
+        t.ok(after.pending > 0 && after.pending <= s.pending + 1000, `${what}: after the SIGKILL the backlog is still there (${after.pending} pending, ${s.pending} before)`)
+      }
+      await sleep(1000)
+    }
+    const first = samples[0]
+    const last = samples[samples.length - 1]
+    const drained = first.s.pending - last.s.pending + (last.s.generated - first.s.generated)
+    const seconds = (last.at - first.at) / 1000
+    return { seconds, rate: drained / seconds, drained, lags, killed }
+  }
+
+  t.test('a day offline, a crash in the middle of the backlog: every reading stored once, the present never waits', async (t) => {
+    await assertExactlyOnce(t, lab, 'before the outage')
+    restore = await cutInternet(lab, tunnel.site, wan)
+    const cutAt = await status()
+    await sleep(3000)
+    const during = await status()
+    t.ok(during.generated > cutAt.generated && during.pending > cutAt.pending, `internet cut: readings are still taken and wait in the outbox (${during.pending} pending)`)
+
+    // A day of readings in the outbox (the client stopped meanwhile, as for an update).
+    await lab.sh(client.name, 'systemctl stop lab-client.service')
+    const filled = await fill('--hours 24')
+    t.equal(filled.readings, perDay, `a day of ${devicesPerClient} devices every ${intervalMs} ms: ${filled.readings} readings written in ${filled.seconds.toFixed(1)} s`)
+    const started = await timedStart('systemctl start lab-client.service')
+    const o = started.status.outbox
+    out(`outbox with a day's backlog: ${started.status.pending} readings in ${o.files} files, ${o.bytes} bytes: ${(o.bytes / started.status.pending).toFixed(1)} bytes and ${(o.files / started.status.pending).toExponential(1)} files per reading`)
+    out(`restart with that backlog: ${started.seconds.toFixed(2)} s until the control port answered, the outbox recovered in ${o.recovery_ms} ms`)
+    t.ok(started.status.pending >= perDay, 'the whole backlog is recovered')
+    t.ok(o.bytes / started.status.pending <= 100, `at most 100 bytes per reading on disk (${(o.bytes / started.status.pending).toFixed(1)})`)
+    t.ok(o.recovery_ms < 10_000, `a day's backlog is recovered in seconds (${o.recovery_ms} ms)`)
+    t.ok(o.oldest_pending && Date.now() - Date.parse(o.oldest_pending) > 86_000_000, `its oldest reading is a day old (${o.oldest_pending})`)
+
+    await restore()
+    restore = undefined
+    await waitForTunnel(lab, tunnel, 60_000)
+    const d = await drain(t, 'a day\'s backlog', { killAt: Math.floor(started.status.pending / 2), fresh: `${client.name}-01` })
+    out(`drain: ${d.drained} readings in ${d.seconds.toFixed(1)} s, ${Math.round(d.rate)} readings/s in batches of ${lab.topology.telemetry.batch}, with a SIGKILL in the middle; readings are taken at ${Math.round(1000 / intervalMs * devicesPerClient)}/s`)
+    if (d.killed) out(`restart after the SIGKILL: ${d.killed.seconds.toFixed(2)} s until it answered (outbox recovered in ${d.killed.recoveryMs} ms, ${d.killed.pending} pending)`)
+    t.ok(d.killed, 'the client was killed in the middle of the backlog')
+    t.ok(d.rate > 50 * (1000 / intervalMs) * devicesPerClient, `the backlog drains more than 50 times faster than readings are taken (${Math.round(d.rate)}/s)`)
+    const worst = Math.max(...d.lags)
+    out(`freshness while draining: the newest stored reading was at most ${worst.toFixed(1)} s old (${d.lags.length} samples)`)
+    t.ok(d.lags.length > 0 && worst < 10, `fresh readings kept arriving within seconds during the drain (at most ${worst.toFixed(1)} s old)`)
+    await assertExactlyOnce(t, lab, 'a day offline, then a crash in the middle of the drain')
+  })
+
+  t.test('one reading per request against batches, the same backlog, the same path', async (t) => {
+    const rates: Record<string, number> = {}
+    for (const batch of [1, lab.topology.telemetry.batch]) {
+      // About 15 s of draining each: enough samples (one a second) for a rate.
+      const n = batch === 1 ? 20_000 : 300_000
+      restore = await cutInternet(lab, tunnel.site, wan)
+      await lab.sh(client.name, 'systemctl stop lab-client.service')
+      await fill(`--readings ${n}`)
+      await setConfig(`.batch = ${batch}`)
+      await restore()
+      restore = undefined
+      await waitForTunnel(lab, tunnel, 60_000)
+      const d = await drain(t, `batch ${batch}`)
+      rates[batch] = d.rate
+      out(`drain, ${batch === 1 ? 'one reading per request' : `batches of ${batch}`}: ${Math.round(d.rate)} readings/s (${d.drained} in ${d.seconds.toFixed(1)} s)`)
+      await putBack()
+    }
+    const [single, batched] = [rates[1], rates[lab.topology.telemetry.batch]]
+    out(`a day's backlog (${perDay} readings) would drain in ${(perDay / single / 60).toFixed(1)} min one by one, ${(perDay / batched / 60).toFixed(1)} min in batches`)
+    t.ok(batched > 3 * single, `batches drain faster than single readings (${Math.round(batched)} against ${Math.round(single)} readings/s)`)
+    await assertExactlyOnce(t, lab, 'drained one by one and in batches')
+  })
+
+  t.test('the outbox full: new readings refused and counted, none taken lost, taking resumes by itself', async (t) => {
+    const capMb = 2
+    restore = await cutInternet(lab, tunnel.site, wan)
+    await lab.sh(client.name, 'systemctl stop lab-client.service')
+    await setConfig(`.outboxMaxMb = ${capMb}`)
+    await lab.sh(client.name, 'systemctl stop lab-client.service')
+    const filled = await fill(`--hours 24 --max-mb ${capMb}`)
+    t.ok(filled.full, `filled to the cap (${filled.bytes} bytes)`)
+    await lab.sh(client.name, 'systemctl start lab-client.service')
+    const full = await waitStatus(lab, 'the outbox full', (s) => s.outbox.refused_full_since_start > 0, 20_000)
+    await sleep(2000)
+    const later = await status()
+    t.match(full.outbox.full, /the outbox is full \(\d+ of 2097152 bytes; telemetry\.outbox_max_mb\)/, 'the status says why')
+    t.ok(later.outbox.refused_full_since_start > full.outbox.refused_full_since_start, `readings are refused and counted (${later.outbox.refused_full_since_start})`)
+    t.equal(later.generated, full.generated, 'no reading is taken while full: no sequence number is used')
+    t.equal(later.pending, full.pending, 'and none already taken is dropped')
+    t.ok(later.outbox.bytes <= capMb * 1024 * 1024, `the outbox stays under its cap (${later.outbox.bytes} bytes)`)
+    const metrics = (await lab.sh(client.name, 'curl -s http://127.0.0.1:9100/metrics')).stdout
+    t.match(metrics, /^lab_client_outbox_full 1$/m, 'the metrics say it is full')
+    t.match(metrics, /^lab_client_readings_not_taken_full_total [1-9]\d*$/m, 'and count the readings not taken')
+    t.match((await lab.sh(client.name, 'journalctl -u lab-client.service -n 50 --no-pager')).stdout, /readings not taken: the outbox is full/, 'the journal says it once')
+
+    await restore()
+    restore = undefined
+    await waitForTunnel(lab, tunnel, 60_000)
+    const resumed = await waitStatus(lab, 'taking readings again', (s) => s.outbox.full === null && s.generated > later.generated, 60_000)
+    t.pass(`once the backlog drained, readings are taken again by themselves (${resumed.generated - later.generated} so far)`)
+    t.match((await lab.sh(client.name, 'journalctl -u lab-client.service -n 200 --no-pager')).stdout, /the outbox has room again: taking readings \(\d+ not taken while it was full\)/, 'and the journal says so')
+    await putBack()
+    await assertExactlyOnce(t, lab, 'the outbox full, then drained')
+  })
+}
