@@ -11,7 +11,7 @@ import { cpuSample, cpuUse } from './cpu.js'
 import { BENCH_DIR, type BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
 
-export interface LoadOptions { devices: number; concurrency: number; duration: number; warmup: number; runs: number }
+export interface LoadOptions { devices: number; concurrency: number; duration: number; warmup: number; runs: number; batch?: number }
 
 export interface RunCheck { acked: number; stored: number; lost: number; extra: number; unacked: number; duplicates_answered: number }
 
@@ -62,7 +62,7 @@ type ScenarioSpec = Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_m
 /** One run of the load generator, and the stored readings counted against the acknowledged. */
 async function runOnce(lab: BenchLab, s: ScenarioSpec, o: LoadOptions, prepared: Prepared, log: (m: string) => void, tag: string): Promise<Scenario['runs'][number]> {
   const base = Date.now() * 1000
-  const out = await lab.must(s.from, `node ${prepared.code} --url ${s.url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base}`)
+  const out = await lab.must(s.from, `node ${prepared.code} --url ${s.url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base} --batch ${o.batch ?? 1}`)
   const r = JSON.parse(out) as LoadResult
   const stored = await storedSince(lab, base)
   const check: RunCheck = { acked: r.acked, stored, lost: Math.max(0, r.acked - stored), extra: Math.max(0, stored - r.acked - r.unacked), unacked: r.unacked, duplicates_answered: r.duplicates }
@@ -123,6 +123,28 @@ export async function batchingAB(lab: BenchLab, specs: ScenarioSpec[], o: LoadOp
     off: 'one INSERT and one commit per reading',
     on: 'group commit (up to 200 readings per INSERT, 2 in flight)',
     scenarios: specs.map((s) => ({ id: s.id, title: s.title, off: summarize(s, runs.get(s.id)!.off), on: summarize(s, runs.get(s.id)!.on) })),
+  }
+}
+
+/**
+ * One reading per request against batches (application/x-ndjson, as a client drains a
+ * backlog), over the full path, runs alternating. Latency is per request: a batch's
+ * p50 is the time to acknowledge all its readings.
+ */
+export async function uploadAB(lab: BenchLab, spec: ScenarioSpec, o: LoadOptions, log: (m: string) => void): Promise<Tuning> {
+  const batch = lab.topology.telemetry.batch > 1 ? lab.topology.telemetry.batch : 100
+  const runs = { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }
+  log(`Upload, side by side: one reading per request and batches of ${batch}, ${o.runs} alternating runs each`)
+  const prepared = await prepare(lab, spec.from, o.devices)
+  for (let i = 0; i < o.runs; i++) {
+    runs.off.push(await runOnce(lab, spec, { ...o, batch: 1 }, prepared, log, `one per request, run ${i + 1}/${o.runs}`))
+    runs.on.push(await runOnce(lab, spec, { ...o, batch }, prepared, log, `batches of ${batch}, run ${i + 1}/${o.runs}`))
+  }
+  return {
+    name: 'batch upload',
+    off: 'one reading per request (application/json)',
+    on: `batches of ${batch} readings per request (application/x-ndjson, telemetry.batch), latency per request`,
+    scenarios: [{ id: spec.id, title: spec.title, off: summarize(spec, runs.off), on: summarize(spec, runs.on) }],
   }
 }
 
@@ -193,5 +215,6 @@ export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string
   }
   scaling.push({ ...scenarios[0], id: `full-${ups.length}` })
   const tuning = await batchingAB(lab, [scenarios[2], scenarios[0]], o, log)
-  return { scenarios, scaling, cpu, tuning }
+  const upload = await uploadAB(lab, scenarios[0], o, log)
+  return { scenarios, scaling, cpu, tuning, upload }
 }

@@ -1,6 +1,6 @@
 // What the client's durability costs: the outbox's fsyncs, on the IoT client's own
 // disk, by how many readings share one append (the client puts all its devices'
-// readings of one interval in one segment).
+// readings of one interval in one append).
 import { bundle } from '../../services/build.js'
 import { hostsWithRole } from '../../provision/topology.js'
 import type { BenchLab } from './lab.js'

@@ -21,7 +21,7 @@ export interface BenchReport {
   seconds: number
   machine: Machine
   load: LoadOptions
-  ingest: { scenarios: Scenario[]; scaling: Scenario[]; cpu: CpuUse[]; tuning?: Tuning }
+  ingest: { scenarios: Scenario[]; scaling: Scenario[]; cpu: CpuUse[]; tuning?: Tuning; upload?: Tuning }
   tunnel?: TunnelFigures
   /** Kernel ESP against kernel-libipsec on the same gateways (VMs only). */
   datapath?: DatapathFigures
@@ -82,19 +82,18 @@ export function markdown(r: BenchReport): string {
   lines.push('### Scaling with back ends (full path)', '', '| backends | readings/s | p50 ms | p99 ms | lost |', '| --- | --- | --- | --- | --- |',
     ...r.ingest.scaling.map((x) => `| ${x.backends} | ${show(x.readings_per_s)} | ${show(x.p50_ms, 1)} | ${show(x.p99_ms, 1)} | ${x.lost} |`), '')
   lines.push('![readings per second and latency](chart.svg)', '')
-  const tu = r.ingest.tuning
-  if (tu) {
-    const change = (a: Figure, b: Figure) => (a.median > 0 ? `${b.median >= a.median ? '+' : ''}${(((b.median - a.median) / a.median) * 100).toFixed(0)} %` : 'n/a')
-    lines.push(`### Tuning, side by side in this run: ${tu.name}`, '',
-      `Off: ${tu.off}. On: ${tu.on} (what the provisioner sets). The runs alternate off, on, off, on..., so that the machine's noise hits both.`, '',
-      '| path | figure | off | on | change |', '| --- | --- | --- | --- | --- |',
-      ...tu.scenarios.flatMap((x) => [
-        `| ${x.id} | readings/s | ${show(x.off.readings_per_s)} | ${show(x.on.readings_per_s)} | ${change(x.off.readings_per_s, x.on.readings_per_s)} |`,
-        `| ${x.id} | p50 ms | ${show(x.off.p50_ms, 1)} | ${show(x.on.p50_ms, 1)} | ${change(x.off.p50_ms, x.on.p50_ms)} |`,
-        `| ${x.id} | p99 ms | ${show(x.off.p99_ms, 1)} | ${show(x.on.p99_ms, 1)} | ${change(x.off.p99_ms, x.on.p99_ms)} |`,
-        `| ${x.id} | lost | ${x.off.lost} | ${x.on.lost} | |`,
-      ]), '')
-  }
+  const change = (a: Figure, b: Figure) => (a.median > 0 ? `${b.median >= a.median ? '+' : ''}${(((b.median - a.median) / a.median) * 100).toFixed(0)} %` : 'n/a')
+  const sideBySide = (tu: Tuning, heading: string, what: string) => lines.push(`### ${heading}: ${tu.name}`, '',
+    `Off: ${tu.off}. On: ${tu.on} (${what}). The runs alternate off, on, off, on..., so that the machine's noise hits both.`, '',
+    '| path | figure | off | on | change |', '| --- | --- | --- | --- | --- |',
+    ...tu.scenarios.flatMap((x) => [
+      `| ${x.id} | readings/s | ${show(x.off.readings_per_s)} | ${show(x.on.readings_per_s)} | ${change(x.off.readings_per_s, x.on.readings_per_s)} |`,
+      `| ${x.id} | p50 ms | ${show(x.off.p50_ms, 1)} | ${show(x.on.p50_ms, 1)} | ${change(x.off.p50_ms, x.on.p50_ms)} |`,
+      `| ${x.id} | p99 ms | ${show(x.off.p99_ms, 1)} | ${show(x.on.p99_ms, 1)} | ${change(x.off.p99_ms, x.on.p99_ms)} |`,
+      `| ${x.id} | lost | ${x.off.lost} | ${x.on.lost} | |`,
+    ]), '')
+  if (r.ingest.tuning) sideBySide(r.ingest.tuning, 'Tuning, side by side in this run', 'what the provisioner sets')
+  if (r.ingest.upload) sideBySide(r.ingest.upload, 'Upload, side by side in this run', 'how a client drains a backlog; fresh readings go as they come')
   if (r.ingest.cpu.length) {
     lines.push('### Where the time goes (full path, all runs)', '',
       'CPU used by each process during the full-path runs, per 1000 readings acknowledged.', '',

@@ -4,19 +4,21 @@
 // concurrent connections (closed loop: each connection sends its next reading when
 // the previous one is answered), for a fixed time. A reading that fails is retried
 // until acknowledged (never dropped), so the stored count can be checked against
-// the acknowledged one. Prints one JSON object with the figures.
+// the acknowledged one. With --batch N, each request carries N readings of several
+// devices (application/x-ndjson, as a client drains its backlog), each line answered
+// on its own; latency is then per request. Prints one JSON object with the figures.
 //
 //   node lab-loadgen.cjs --url URL --keys FILE --devices N --concurrency C
-//        --duration SECONDS [--warmup SECONDS] [--seq-base B]
+//        --duration SECONDS [--warmup SECONDS] [--seq-base B] [--batch N]
 import fs from 'node:fs'
 import http from 'node:http'
 import { parseArgs } from '../lib/args.js'
 import { encodeReading } from '../lib/reading.js'
 import { percentile } from '../lib/stats.js'
-import { post } from './sender.js'
+import { PERMANENT, post, postBatch } from './sender.js'
 
 export interface LoadResult {
-  url: string; devices: number; concurrency: number; duration_s: number; warmup_s: number
+  url: string; devices: number; concurrency: number; batch: number; duration_s: number; warmup_s: number
   seq_base: number; generated: number; acked: number; stored_new: number; duplicates: number
   unacked: number; retries: number; errors: Record<string, number>
   readings_per_s: number; latency_ms: { p50: number; p90: number; p99: number; max: number; mean: number }
@@ -26,7 +28,7 @@ export interface LoadResult {
 }
 
 async function main() {
-  const a = parseArgs(process.argv.slice(2), '--url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B]')
+  const a = parseArgs(process.argv.slice(2), '--url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B] [--batch N]')
   const keysAll = JSON.parse(fs.readFileSync(a.keys, 'utf8')) as Record<string, string>
   const n = Number(a.devices ?? 100)
   const ids = Object.keys(keysAll).sort().slice(0, n)
@@ -36,13 +38,15 @@ async function main() {
   const duration = Number(a.duration ?? 10) * 1000
   const warmup = Number(a.warmup ?? 1) * 1000
   const seqBase = Number(a['seq-base'] ?? Date.now() * 1000)
+  const batch = Number(a.batch ?? 1)
+  if (!Number.isInteger(batch) || batch < 1 || batch > 1000) throw new Error(`--batch must be a whole number from 1 to 1000, got ${a.batch}`)
   const url = new URL(a.url)
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
 
   const next = new Map(ids.map((id) => [id, seqBase]))
   let turn = 0
   const r: LoadResult = {
-    url: a.url, devices: n, concurrency, duration_s: duration / 1000, warmup_s: warmup / 1000, seq_base: seqBase,
+    url: a.url, devices: n, concurrency, batch, duration_s: duration / 1000, warmup_s: warmup / 1000, seq_base: seqBase,
     generated: 0, acked: 0, stored_new: 0, duplicates: 0, unacked: 0, retries: 0, errors: {},
     readings_per_s: 0, latency_ms: { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 }, upstreams: {}, cpu_s: 0,
   }
@@ -53,39 +57,77 @@ async function main() {
   const stopAt = measureFrom + duration
   const giveUpAt = stopAt + 15_000
 
-  async function worker() {
-    while (Date.now() < stopAt) {
-      const device = ids[turn++ % ids.length]
-      const seq = next.get(device)! + 1
-      next.set(device, seq)
-      const body = encodeReading({ device, seq, time: new Date().toISOString(), value: Math.round(Math.random() * 10000) / 100 })
-      r.generated++
-      for (;;) {
-        const t0 = process.hrtime.bigint()
-        const now = Date.now()
-        let status = 0
-        try {
-          const ans = await post(url, agent, { device, body }, keys.get(device)!, 5000)
-          status = ans.status
-          if (ans.upstream) r.upstreams[ans.upstream] = (r.upstreams[ans.upstream] ?? 0) + 1
-        } catch (e) {
-          r.errors[(e as Error).message.slice(0, 60)] = (r.errors[(e as Error).message.slice(0, 60)] ?? 0) + 1
-        }
-        if (status === 200 || status === 201) {
-          r.acked++
-          if (status === 201) r.stored_new++; else r.duplicates++
-          if (now >= measureFrom && now < stopAt) {
-            latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
-            measured++
-          }
-          break
-        }
-        if (status) r.errors[`HTTP ${status}`] = (r.errors[`HTTP ${status}`] ?? 0) + 1
-        if (Date.now() > giveUpAt || [400, 401, 409, 413, 415].includes(status)) { r.unacked++; break }
-        r.retries++
-        await new Promise((res) => setTimeout(res, 50))
-      }
+  const reading = () => {
+    const device = ids[turn++ % ids.length]
+    const seq = next.get(device)! + 1
+    next.set(device, seq)
+    r.generated++
+    return { device, body: encodeReading({ device, seq, time: new Date().toISOString(), value: Math.round(Math.random() * 10000) / 100 }) }
+  }
+  const error = (what: string) => { r.errors[what.slice(0, 60)] = (r.errors[what.slice(0, 60)] ?? 0) + 1 }
+  const acked = (status: number, t0: bigint, now: number, count: number) => {
+    r.acked += count
+    if (status === 201) r.stored_new += count; else r.duplicates += count
+    if (now >= measureFrom && now < stopAt) {
+      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
+      measured += count
     }
+  }
+
+  /** One reading per request, retried until acknowledged. */
+  async function single() {
+    const e = reading()
+    for (;;) {
+      const t0 = process.hrtime.bigint()
+      const now = Date.now()
+      let status = 0
+      try {
+        const ans = await post(url, agent, e, keys.get(e.device)!, 5000)
+        status = ans.status
+        if (ans.upstream) r.upstreams[ans.upstream] = (r.upstreams[ans.upstream] ?? 0) + 1
+      } catch (err) {
+        error((err as Error).message)
+      }
+      if (status === 200 || status === 201) { acked(status, t0, now, 1); return }
+      if (status) error(`HTTP ${status}`)
+      if (Date.now() > giveUpAt || [400, 401, 409, 413, 415].includes(status)) { r.unacked++; return }
+      r.retries++
+      await new Promise((res) => setTimeout(res, 50))
+    }
+  }
+
+  /** A batch; the lines not acknowledged are sent again (as a smaller batch). */
+  async function batched() {
+    let pending = Array.from({ length: batch }, reading)
+    while (pending.length) {
+      const t0 = process.hrtime.bigint()
+      const now = Date.now()
+      let failed = pending
+      try {
+        const { answer, results } = await postBatch(url, agent, pending, (d) => keys.get(d)!, 10_000)
+        if (answer.upstream) r.upstreams[answer.upstream] = (r.upstreams[answer.upstream] ?? 0) + pending.length
+        if (!results) error(`HTTP ${answer.status}`)
+        else {
+          // Refused for good: counted as unacknowledged, not sent again.
+          r.unacked += results.filter((x) => PERMANENT.has(x.code)).length
+          failed = pending.filter((_, i) => results[i].code !== 200 && results[i].code !== 201 && !PERMANENT.has(results[i].code))
+          const stored = results.filter((x) => x.code === 201).length
+          const dup = results.filter((x) => x.code === 200).length
+          if (stored) acked(201, t0, now, stored)
+          if (dup) { acked(200, t0, now, dup); if (stored) latencies.pop() }
+          for (const x of results) if (x.code !== 200 && x.code !== 201) error(`HTTP ${x.code} in a batch`)
+        }
+      } catch (err) {
+        error((err as Error).message)
+      }
+      if (failed.length && Date.now() > giveUpAt) { r.unacked += failed.length; return }
+      if (failed.length) { r.retries += failed.length; await new Promise((res) => setTimeout(res, 50)) }
+      pending = failed
+    }
+  }
+
+  async function worker() {
+    while (Date.now() < stopAt) await (batch > 1 ? batched() : single())
   }
   await Promise.all(Array.from({ length: concurrency }, worker))
   agent.destroy()

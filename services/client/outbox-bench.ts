@@ -1,5 +1,5 @@
 // lab-outbox-bench: what durability costs the IoT client. Appends readings to a real
-// Outbox (fsynced segment, state file and directory, as the client does) in batches
+// Outbox (one write and one fsync of its log segment per append, as the client does) in batches
 // of several sizes, acknowledging each batch at once, for a fixed time each; prints
 // durable readings per second and appends per second for each batch size as JSON.
 //   node lab-outbox-bench.cjs --dir DIR --seconds S --batches 1,16,256

@@ -32,6 +32,11 @@ if (lab) {
     const tuning = r.ingest.tuning!
     t.same(tuning.scenarios.map((x) => x.id), ['lan-direct', 'full'], 'write batching off and on, side by side')
     t.ok(tuning.scenarios.every((x) => x.off.readings_per_s.median > 0 && x.on.readings_per_s.median > 0 && x.off.lost === 0 && x.on.lost === 0), 'both measured, none lost')
+    const upload = r.ingest.upload!.scenarios[0]
+    t.equal(upload.id, 'full', 'one reading per request against batches, on the full path')
+    t.ok(upload.off.readings_per_s.median > 0 && upload.on.readings_per_s.median > 0 && upload.off.lost === 0 && upload.on.lost === 0, `both measured, none lost (${upload.off.readings_per_s.median} and ${upload.on.readings_per_s.median} readings/s)`)
+    t.ok(upload.on.runs.every((x) => x.batch > 1 && x.check.stored === x.check.acked), 'the batch runs sent batches, every reading acknowledged is stored')
+    t.match(fs.readFileSync(path.join(out, 'report.md'), 'utf8'), /### Upload, side by side in this run: batch upload/)
     t.equal(r.zero_loss, true, 'no reading lost or duplicated')
     t.ok(r.ingest.cpu.some((c) => /charon/.test(c.process)), 'CPU use per process, charon among them')
     t.ok(r.tunnel!.through_tunnel_mbit.median > 0 && r.tunnel!.without_tunnel_mbit.median > 0 && r.tunnel!.crypto_one_core_mbit.median > 0, 'tunnel, no-tunnel and cipher figures')

@@ -298,3 +298,20 @@ for (const mode of [{ name: 'one per request', batch: 1, batches: true }, { name
     }
   })
 }
+
+t.test('the oldest pending reading\'s age: never understated, whatever order the segments were written in', async (t) => {
+  const dir = tmp()
+  const a = new Outbox(dir, { segmentBytes: 4096 })
+  a.open()
+  t.equal(a.oldestPending(), undefined, 'nothing pending: no age')
+  const dayAgo = Date.now() - 86_400_000
+  a.append([takeReading('d1', 1)]) // taken now
+  a.append(Array.from({ length: 200 }, (_, i) => takeReading('d1', i + 2, new Date(dayAgo + i * 1000)))) // a backlog filled in after
+  a.shutdown()
+  const b = new Outbox(dir, { segmentBytes: 4096 })
+  b.open()
+  t.equal(b.oldestPending(), dayAgo, 'after a restart, the oldest is the day-old one written second')
+  for (const e of all(b)) if (e.seq <= 150) b.ack(e)
+  const oldest = b.oldestPending()!
+  t.ok(oldest <= dayAgo + 149_000 && oldest >= dayAgo + 149_000 - 64_000, `then the oldest still pending, at most ${64} readings early (${(oldest - dayAgo) / 1000} s after the first)`)
+})
