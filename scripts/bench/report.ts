@@ -127,7 +127,7 @@ export function markdown(r: BenchReport): string {
   }
   if (r.outbox?.length) {
     lines.push('## Client outbox', '',
-      'A reading is on the IoT client\'s disk (segment, state file and folder fsynced) before it is sent. Durable readings per second on the client\'s own disk, by how many readings share one append (the client puts all its devices\' readings of one interval in one append):', '',
+      'A reading is on the IoT client\'s disk (appended to the outbox\'s log segment, fsynced) before it is sent. Durable readings per second on the client\'s own disk, by how many readings share one append (the client puts all its devices\' readings of one interval in one append):', '',
       '| readings per append | readings/s | ms per append |', '| --- | --- | --- |',
       ...r.outbox.map((x) => `| ${x.batch} | ${show(x.readings_per_s)} | ${show(x.ms_per_append, 2)} |`), '')
   }

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process'
 import { CLIENT_CONTROL_PORT, DB, PROXY_STATUS_PORT, backends, serverUrl } from '../../provision/roles/telemetry.js'
 import { addressOn } from '../../provision/topology.js'
 import { repoRoot, stateDir } from '../../scripts/lib/paths.js'
-import { MAX_BODY_BYTES, sign } from '../../services/lib/reading.js'
+import { MAX_BODY_BYTES, batchLine, sign } from '../../services/lib/reading.js'
 import { sleep } from '../lib/ipsec.js'
 import { openLab } from '../lib/lab.js'
 import { assertExactlyOnce, assertValues, clientStatus, httpFrom, sql, testDevice, waitStatus } from '../lib/telemetry.js'
@@ -87,6 +87,28 @@ if (lab) {
     }
     const r = reading()
     t.equal((await httpFrom(lab, client.name, url, { method: 'POST', headers: r.headers, body: r.body })).status, 201, 'a good reading still goes through')
+  })
+
+  t.test('a batch through the real path: each line answered on its own, nginx\'s limit for batches alone', async (t) => {
+    const good = [reading(), reading(), reading()]
+    const line = (r: { body: string }, key = device.key) => batchLine(r.body, sign(key, r.body))
+    const forged = reading()
+    const lines = [...good.map((r) => line(r)), line(forged, Buffer.alloc(32, 9)), line(good[0])]
+    // Over 1 KiB in all: the size a single reading may not have, which a batch may.
+    const pad = Array.from({ length: 12 }, () => line(reading()))
+    const body = [...lines, ...pad].map((l) => l + '\n').join('')
+    t.ok(Buffer.byteLength(body) > MAX_BODY_BYTES, `the batch is ${Buffer.byteLength(body)} bytes`)
+    const a = await httpFrom(lab, client.name, url, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body })
+    t.equal(a.status, 200, 'nginx passes a batch over 1 KiB (its own location) and a backend answers it')
+    const results = (a.json?.results ?? []) as { line: number; status: string; code: number; error?: string }[]
+    t.same(results.slice(0, 5).map((r) => [r.line, r.status, r.code]), [[1, 'stored', 201], [2, 'stored', 201], [3, 'stored', 201], [4, 'retry', 401], [5, 'duplicate', 200]], 'stored, stored, stored, a forged line refused alone, a repeated line a duplicate')
+    t.match(results[3].error, /line 4: the signature does not match/)
+    const seqs = good.map((r) => r.seq)
+    t.same(await sql(lab, `SELECT count(*) FROM readings WHERE device_id = '${device.id}' AND seq IN (${[...seqs, forged.seq].join(',')});`), [['3']], 'the three good readings stored once, the forged one not at all')
+    const single = signed(JSON.stringify({ device: device.id, seq: Date.now() * 1000, time: new Date().toISOString(), value: 1, pad: 'x'.repeat(MAX_BODY_BYTES) }))
+    t.equal((await httpFrom(lab, client.name, url, { method: 'POST', headers: single.headers, body: single.body })).status, 413, 'a single reading over 1 KiB is still refused by nginx')
+    const direct = await httpFrom(lab, client.name, url.replace(/\/readings$/, '/readings-batch'), { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body })
+    t.equal(direct.status, 404, 'the batch location cannot be asked for by name')
   })
 
   t.test('health, metrics and the read endpoint on each backend', async (t) => {

@@ -30,6 +30,8 @@ t.test('nginx: one server line per backend, retries over all of them, the retry 
   t.match(conf, /idempotent: a device's sequence number is stored once/)
   t.match(conf, 'proxy_next_upstream_tries 2;')
   t.match(conf, 'client_max_body_size 1024;')
+  t.match(conf, /if \(\$content_type ~\* "\^application\/x-ndjson"\) \{\n\s+rewrite \^\/readings\$ \/readings-batch last;/, 'a batch is sent to its own location before the body size is checked')
+  t.match(conf, /location = \/readings-batch \{\n\s+internal;\n\s+client_max_body_size 524288;\n\s+client_body_buffer_size 524288;\n\s+proxy_pass http:\/\/ingest\/readings;/, 'the only location with the batch\'s limit, not reachable directly')
   t.match(conf, 'add_header X-Upstream $upstream_addr always;')
   t.match(conf, /listen 10\.20\.0\.10:8081;[\s\S]*stub_status;[\s\S]*allow 10\.20\.0\.0\/24;[\s\S]*deny all;/)
   t.match(conf, /keepalive 64;/)

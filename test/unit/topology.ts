@@ -102,15 +102,17 @@ t.test('YAML that does not parse is refused, naming the file', async (t) => {
 
 t.test('telemetry: devices per client as data, defaults, refusals with the field named', async (t) => {
   const plain = validateTopology(base())
-  t.match(plain.telemetry, { devicesPerClient: 4, intervalMs: 1000, benchDevices: 1000, port: 8080 })
+  t.match(plain.telemetry, { devicesPerClient: 4, intervalMs: 1000, benchDevices: 1000, port: 8080, outboxMaxMb: 1024, batch: 100 })
   t.same(plain.telemetry.devices.map((d) => d.id), ['client-01', 'client-02', 'client-03', 'client-04'], 'ids from the client host\'s name')
   const raw: any = base()
-  raw.telemetry = { devices: 2, interval_ms: 250, bench_devices: 3, port: 9000, server: '10.20.0.10' }
+  raw.telemetry = { devices: 2, interval_ms: 250, bench_devices: 3, port: 9000, server: '10.20.0.10', outbox_max_mb: 64, batch: 1 }
   raw.hosts.client2 = { role: 'iot-client', interfaces: { mgmt: '172.31.250.13', iot: '10.10.1.13' } }
   const two = validateTopology(raw)
   t.same(two.telemetry.devices, [{ id: 'client-01', host: 'client' }, { id: 'client-02', host: 'client' }, { id: 'client2-01', host: 'client2' }, { id: 'client2-02', host: 'client2' }])
-  t.match(two.telemetry, { intervalMs: 250, benchDevices: 3, port: 9000, server: '10.20.0.10' })
-  const problems = refusal(t, (r) => { r.telemetry = { devices: 0, interval_ms: 'fast', port: 80, server: 'proxy', colour: 'red' } })
+  t.match(two.telemetry, { intervalMs: 250, benchDevices: 3, port: 9000, server: '10.20.0.10', outboxMaxMb: 64, batch: 1 })
+  const problems = refusal(t, (r) => { r.telemetry = { devices: 0, interval_ms: 'fast', port: 80, server: 'proxy', colour: 'red', outbox_max_mb: 0, batch: 5000 } })
+  t.match(problems.join('\n'), /telemetry\.outbox_max_mb: must be a whole number from 1 to 1048576 \(the cap on each IoT client's outbox, MiB\); got 0/)
+  t.match(problems.join('\n'), /telemetry\.batch: must be a whole number from 1 to 1000 \(readings per request; 1 sends each alone\); got 5000/)
   t.match(problems.join('\n'), /telemetry\.colour: unknown field/)
   t.match(problems.join('\n'), /telemetry\.devices: must be a whole number from 1 to 1000/)
   t.match(problems.join('\n'), /telemetry\.interval_ms: must be a whole number from 10/)
