@@ -40,7 +40,9 @@ UNIT
 systemctl --root="$root" enable ssh-hostkeys.service ssh.service
 
 # Role services stay off until a role enables them: the box is neutral.
-for unit in nginx.service postgresql.service strongswan.service strongswan-starter.service iperf3.service; do
+for unit in nginx.service postgresql.service strongswan.service strongswan-starter.service iperf3.service \
+    prometheus.service prometheus-node-exporter.service prometheus-nginx-exporter.service \
+    prometheus-postgres-exporter.service; do
   systemctl --root="$root" disable "$unit" 2>/dev/null || true
 done
 

@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml'
 import { broadcast, contains, formatAddress, isHostAddress, overlaps, parseAddress, parseCidr, type Cidr } from './lib/ipv4.js'
 import { MAX_BATCH_READINGS } from '../services/lib/reading.js'
 
-export const ROLES = ['iot-client', 'gateway', 'proxy', 'backend', 'db'] as const
+export const ROLES = ['iot-client', 'gateway', 'proxy', 'backend', 'db', 'monitor'] as const
 export type Role = (typeof ROLES)[number]
 export const NETWORK_KINDS = ['management', 'lan', 'wan'] as const
 export type NetworkKind = (typeof NETWORK_KINDS)[number]

@@ -5,7 +5,7 @@ import { build } from 'esbuild'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export const SERVICES = { ingest: 'ingest/main.ts', client: 'client/main.ts', loadgen: 'client/loadgen.ts', 'outbox-bench': 'client/outbox-bench.ts', 'outbox-fill': 'client/outbox-fill.ts' } as const
+export const SERVICES = { ingest: 'ingest/main.ts', client: 'client/main.ts', loadgen: 'client/loadgen.ts', 'outbox-bench': 'client/outbox-bench.ts', 'outbox-fill': 'client/outbox-fill.ts', 'ipsec-metrics': 'gateway/ipsec-metrics.ts' } as const
 export type ServiceName = keyof typeof SERVICES
 
 const here = path.dirname(fileURLToPath(import.meta.url))

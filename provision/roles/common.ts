@@ -9,6 +9,7 @@ import { service } from '../modules/service.js'
 import type { Context, Role } from '../runner.js'
 import { renderFile } from '../template.js'
 import { roleModule } from './index.js'
+import { MONITOR_PORTS, TEXTFILE_DIR, lanAddress, monitorInput } from './monitoring.js'
 
 /** Kernel settings every host gets; a role adds or overrides (gateways forward). */
 export function sysctlSettings(ctx: Context): Record<string, string> {
@@ -103,7 +104,7 @@ export const common: Role = {
           host: ctx.self.name,
           role: ctx.self.role,
           mgmt_if: ctx.facts.mgmtInterface,
-          input_rules: mod.input?.(ctx) ?? [],
+          input_rules: [...monitorInput(ctx.topology, ctx.self), ...(mod.input?.(ctx) ?? [])],
           forward_rules: mod.forward?.(ctx) ?? [],
           nat_rules: mod.nat?.(ctx) ?? [],
         })
@@ -116,10 +117,20 @@ export const common: Role = {
       content: (ctx) => renderFile('common/lab-network.service', { routes: ctx.self.routes, addresses: oldServerAddresses(ctx) }),
     }, ['restart lab-network']),
     service('lab-network.service', { enabled: true, active: true }),
+
+    // Every host is watched: node exporter on its LAN address, for the monitor.
+    file('Ensure node exporter listens on this host\'s LAN address, for the monitor', {
+      path: '/etc/default/prometheus-node-exporter',
+      content: (ctx) => renderFile('monitor/node-exporter.default', {
+        host: ctx.self.name, address: lanAddress(ctx.topology, ctx.self) ?? '127.0.0.1', port: MONITOR_PORTS.node, textfile_dir: TEXTFILE_DIR,
+      }),
+    }, ['restart node exporter']),
+    service('prometheus-node-exporter.service', { enabled: true, active: true }),
   ],
   handlers: [
     { name: 'reload ssh', run: async (ctx) => { await ctx.host.exec('sshd -t && systemctl reload ssh') } },
     { name: 'reload nftables', run: async (ctx) => { await ctx.host.exec('nft -f /etc/nftables.conf') } },
+    { name: 'restart node exporter', run: async (ctx) => { await ctx.host.exec('systemctl restart prometheus-node-exporter.service') } },
     { name: 'restart lab-network', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-network.service') } },
   ],
 }

@@ -11,6 +11,7 @@ import type { Context } from '../runner.js'
 import { renderFile, templateText } from '../template.js'
 import { hostsWithRole } from '../topology.js'
 import type { RoleModule } from './index.js'
+import { MONITOR_PORTS } from './monitoring.js'
 import { DB, addressFacing } from './telemetry.js'
 
 /** The cluster's config folder, e.g. /etc/postgresql/15/main (Debian's layout). */
@@ -74,10 +75,25 @@ export const db: RoleModule = {
           const sql = renderFile('db/schema.sql', { user: DB.user, database: DB.name, password: dbPassword(ctx.stateDir), version: schemaVersion() })
           await ctx.host.exec('runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -f -', { stdin: sql })
         }),
+      // The exporter logs in as the role prometheus over the local socket (peer: the
+      // exporter runs as the system user prometheus): statistics only, no password.
+      converge('Ensure the monitoring role prometheus (pg_monitor, no password)',
+        async (ctx) => (await ctx.host.exec(psql('postgres', "SELECT pg_has_role('prometheus', 'pg_monitor', 'member') FROM pg_roles WHERE rolname = 'prometheus'"), { check: false })).stdout.trim() === 't',
+        async (ctx) => {
+          const exists = (await ctx.host.exec(psql('postgres', "SELECT 1 FROM pg_roles WHERE rolname = 'prometheus'"))).stdout.trim() === '1'
+          if (!exists) await ctx.host.exec(psql('postgres', 'CREATE ROLE prometheus LOGIN'))
+          await ctx.host.exec(psql('postgres', 'GRANT pg_monitor TO prometheus'))
+        }),
+      file('Ensure PostgreSQL\'s exporter serves the monitor', {
+        path: '/etc/default/prometheus-postgres-exporter',
+        content: (ctx) => renderFile('monitor/postgres-exporter.default', { host: ctx.self.name, address: listenAddress(ctx), port: MONITOR_PORTS.postgres }),
+      }, ['restart postgres exporter']),
+      service('prometheus-postgres-exporter.service', { enabled: true, active: true }),
     ],
     handlers: [
       { name: 'reload postgresql', run: async (ctx) => { await ctx.host.exec('systemctl reload postgresql.service') } },
       { name: 'restart postgresql', run: async (ctx) => { await ctx.host.exec('systemctl restart postgresql.service') } },
+      { name: 'restart postgres exporter', run: async (ctx) => { await ctx.host.exec('systemctl restart prometheus-postgres-exporter.service') } },
     ],
   },
   input: (ctx) => {

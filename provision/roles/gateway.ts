@@ -13,6 +13,8 @@ import { secret } from '../secrets.js'
 import { renderFile } from '../template.js'
 import type { Tunnel } from '../topology.js'
 import type { RoleModule } from './index.js'
+import { TEXTFILE_DIR } from './monitoring.js'
+import { bundle } from '../../services/build.js'
 
 /** The only algorithms either side accepts (DESIGN.md, decision 5). */
 export const IKE_PROPOSALS = 'chacha20poly1305-prfsha512-curve25519'
@@ -150,6 +152,16 @@ const steps: Step[] = [
     content: (ctx) => renderFile('gateway/lab-ipsec-keeper.service', { conn: tunnelsOf(ctx)[0].name }),
   }, ['restart keeper'])),
   onlyIf(isSite, service('lab-ipsec-keeper.service', { enabled: true, active: true })),
+
+  // For the monitor: the SAs and their traffic, through node exporter's textfile collector.
+  file('Ensure the IPsec metrics writer\'s code is the current bundle', {
+    path: '/usr/local/lib/lab/lab-ipsec-metrics.cjs', content: () => bundle('ipsec-metrics'),
+  }, ['restart ipsec metrics']),
+  file('Ensure the IPsec metrics writer unit', {
+    path: '/etc/systemd/system/lab-ipsec-metrics.service',
+    content: (ctx) => renderFile('gateway/lab-ipsec-metrics.service', { dir: TEXTFILE_DIR, host: ctx.self.name, mode: mode(ctx) }),
+  }, ['restart ipsec metrics']),
+  service('lab-ipsec-metrics.service', { enabled: true, active: true }),
 ]
 
 function isSite(ctx: Context) {
@@ -168,6 +180,7 @@ export const gateway: RoleModule = {
     handlers: [
       { name: 'restart strongswan', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart strongswan.service') } },
       { name: 'reload swanctl', run: async (ctx) => { await ctx.host.exec('swanctl --load-all --clear --noprompt >/dev/null') } },
+      { name: 'restart ipsec metrics', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-ipsec-metrics.service') } },
       { name: 'restart keeper', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-ipsec-keeper.service') } },
     ],
   },

@@ -6,6 +6,7 @@ import { backend } from './backend.js'
 import { db } from './db.js'
 import { gateway } from './gateway.js'
 import { iotClient } from './iot-client.js'
+import { monitor } from './monitor.js'
 import { proxy } from './proxy.js'
 
 /** What a role contributes besides its steps: rules and settings the base renders. */
@@ -25,6 +26,7 @@ const modules: Record<RoleName, RoleModule> = {
   proxy,
   backend,
   db,
+  monitor,
 }
 
 export function roleModule(name: RoleName): RoleModule {

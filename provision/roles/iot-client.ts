@@ -4,6 +4,7 @@
 // re-provisioning.
 import { deviceKeys } from '../secrets.js'
 import type { RoleModule } from './index.js'
+import { MONITOR_PORTS, lanAddress } from './monitoring.js'
 import { CLIENT_CONTROL_PORT, devicesOf, json, serverUrl, serviceSteps } from './telemetry.js'
 
 const client = serviceSteps({
@@ -23,6 +24,8 @@ const client = serviceSteps({
         outboxMaxMb: ctx.topology.telemetry.outboxMaxMb,
         stateDir: '/var/lib/lab-client',
         control: { address: '127.0.0.1', port: CLIENT_CONTROL_PORT },
+        // GET /metrics only, on the LAN address: the monitor scrapes it through the tunnel.
+        metrics: { address: lanAddress(ctx.topology, ctx.self), port: MONITOR_PORTS.client },
         devicesFile: '/etc/lab-client/devices.json',
       }),
     },

@@ -9,6 +9,7 @@ import type { Context } from '../runner.js'
 import { renderFile } from '../template.js'
 import type { RoleModule } from './index.js'
 import { MAX_BATCH_BYTES, MAX_BATCH_READINGS } from '../../services/lib/reading.js'
+import { MONITOR_PORTS } from './monitoring.js'
 import { MAX_BODY, PROXY_STATUS_PORT, backends, proxyAddress } from './telemetry.js'
 
 /** The IoT subnets whose old server address now leads to this host, and the ports. */
@@ -54,9 +55,15 @@ export const proxy: RoleModule = {
         validate: 'nginx -q -t -c {}',
       }, ['reload nginx']),
       service('nginx.service', { enabled: true, active: true }),
+      file('Ensure nginx\'s exporter reads its status page and serves the monitor', {
+        path: '/etc/default/prometheus-nginx-exporter',
+        content: (ctx) => renderFile('monitor/nginx-exporter.default', { host: ctx.self.name, status_port: PROXY_STATUS_PORT, address: proxyAddress(ctx.topology)!, port: MONITOR_PORTS.nginx }),
+      }, ['restart nginx exporter']),
+      service('prometheus-nginx-exporter.service', { enabled: true, active: true }),
     ],
     handlers: [
       { name: 'reload nginx', run: async (ctx) => { await ctx.host.exec('systemctl reload nginx.service') } },
+      { name: 'restart nginx exporter', run: async (ctx) => { await ctx.host.exec('systemctl restart prometheus-nginx-exporter.service') } },
     ],
   },
   input: (ctx) => [

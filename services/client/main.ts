@@ -26,6 +26,8 @@ interface Config {
   outboxMaxMb?: number
   stateDir: string
   control: { address: string; port: number }
+  /** GET /metrics alone, for the monitor (on the LAN address). */
+  metrics?: { address: string; port: number }
   devicesFile: string
 }
 
@@ -158,6 +160,17 @@ const control = http.createServer((req, res) => {
   reply(404, { error: 'GET /status, GET /metrics, POST /pause, POST /resume' })
 })
 control.listen(config.control.port, config.control.address)
+
+// The monitor's port: metrics, nothing that changes the client.
+const exporter = config.metrics && http.createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/metrics') {
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
+    return res.end(metrics.render())
+  }
+  res.writeHead(404, { 'content-type': 'application/json' })
+  res.end('{"error":"GET /metrics only"}\n')
+})
+exporter?.listen(config.metrics!.port, config.metrics!.address)
 
 function shutdown(signal: string) {
   log(`${signal}: stopping; ${outbox.pending()} readings stay in the outbox`)

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { stringify } from 'yaml'
-import { loadTopology, parseTopology, TopologyError, validateTopology } from '../../provision/topology.js'
+import { ROLES, loadTopology, parseTopology, TopologyError, validateTopology } from '../../provision/topology.js'
 import { topologyFile } from '../../scripts/lib/paths.js'
 
 const base = () => ({
@@ -35,7 +35,7 @@ function refusal(t: Test, mutate: (raw: any) => void): string[] {
 
 t.test('the repository topology is valid and complete', async (t) => {
   const topo = loadTopology(topologyFile)
-  t.same(new Set(topo.hosts.map((h) => h.role)), new Set(['iot-client', 'gateway', 'proxy', 'backend', 'db']), 'every role has a host')
+  t.same(new Set(topo.hosts.map((h) => h.role)), new Set(ROLES), 'every role has a host')
   t.same(topo.networks.map((n) => n.kind).sort(), ['lan', 'lan', 'management', 'wan'], 'two LANs, a simulated internet, management')
   for (const h of topo.hosts) t.equal(h.interfaces[0].network, 'mgmt', `${h.name}: management is the first interface`)
 })
