@@ -1,0 +1,83 @@
+// Watching the lab: after `npm run lab`, Prometheus on the monitor has every target the
+// topology implies, up (the IoT site's through the tunnel); each host admits the
+// monitor, and only the monitor, on what it scrapes; the gateways report their SAs and
+// traffic; and the console page a person opens, loaded in a real headless Chromium,
+// shows every host and graphs that hold data.
+import fs from 'node:fs'
+import t from 'tap'
+import { MONITOR_PORTS, monitorOf, scrapeTargets } from '../../provision/roles/monitoring.js'
+import { sleep, waitForTunnel } from '../lib/ipsec.js'
+import { openLab } from '../lib/lab.js'
+import { promQuery, prometheusUrl } from '../lib/monitor.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+const lab = await openLab(t)
+if (lab && !monitorOf(lab.topology)) t.plan(0, 'the topology has no monitor host')
+else if (lab) {
+  const targets = scrapeTargets(lab.topology)
+
+  t.before(async () => { await waitForTunnel(lab, lab.topology.vpn!.tunnels[0]) })
+
+  t.test('every target the topology implies is scraped, and up', async (t) => {
+    let up: Set<string> = new Set()
+    for (let i = 0; i < 20; i++) {
+      up = new Set((await promQuery(lab, 'up == 1')).map((s) => `${s.metric.job} ${s.metric.host}`))
+      if (targets.every((x) => up.has(`${x.job} ${x.host}`))) break
+      await sleep(2000)
+    }
+    for (const x of targets) t.ok(up.has(`${x.job} ${x.host}`), `${x.job} on ${x.host} (${x.address}:${x.port}) is up`)
+    const all = await promQuery(lab, 'up')
+    t.equal(all.length, targets.length, `nothing else is scraped (${all.length} targets)`)
+  })
+
+  t.test('each host admits the monitor, and only the monitor, on what it scrapes', async (t) => {
+    const monitor = monitorOf(lab.topology)!
+    const [proxy] = lab.byRole('proxy')
+    const open = async (from: string, address: string, port: number) => (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
+    for (const x of targets.filter((x) => x.host !== monitor.name && x.host !== proxy.name)) {
+      t.ok(await open(monitor.name, x.address, x.port), `the monitor reaches ${x.job} on ${x.host}`)
+      if (x.job !== 'ingest') t.notOk(await open(proxy.name, x.address, x.port), `the proxy does not (${x.host}:${x.port})`)
+    }
+  })
+
+  t.test('the gateways report their tunnels: SAs up, traffic counted, the data path', async (t) => {
+    for (const gw of lab.byRole('gateway')) {
+      const up = await promQuery(lab, `lab_ipsec_child_sa_up{host="${gw.name}"}`)
+      t.ok(up.length > 0 && up.every((s) => s.value[1] === '1'), `${gw.name}: every tunnel has an installed child SA (${up.map((s) => s.metric.conn).join(', ')})`)
+      const mode = await promQuery(lab, `lab_ipsec_datapath_info{host="${gw.name}"}`)
+      t.same(mode.map((s) => s.metric.mode), [lab.facts(gw.name).ipsecMode ?? 'libipsec'], `${gw.name}: the data path it really uses`)
+    }
+    await sleep(12_000) // two scrapes of a stream of readings
+    const rate = await promQuery(lab, 'sum(rate(lab_ipsec_child_bytes_in_total[1m]))')
+    t.ok(Number(rate[0]?.value[1]) > 0, `bytes flow through the tunnel (${Math.round(Number(rate[0]?.value[1]))} B/s)`)
+  })
+
+  t.test('the console page, in headless Chromium: every host, graphs with data', { skip: fs.existsSync(CHROMIUM) ? false : `no ${CHROMIUM} (Debian package chromium; .ci/run installs it)` }, async (t) => {
+    const { default: puppeteer } = await import('puppeteer-core')
+    const browser = await puppeteer.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless=new'] })
+    t.teardown(() => browser.close())
+    const page = await browser.newPage()
+    const errors: string[] = []
+    page.on('pageerror', (e) => errors.push(String(e)))
+    const url = `${prometheusUrl(lab)}/consoles/lab.html`
+    const res = await page.goto(url, { waitUntil: 'networkidle0', timeout: 60_000 })
+    t.equal(res?.status(), 200, `${url} loads`)
+    const hosts = await page.$$eval('#hosts tr[data-host]', (rows) => rows.map((r) => `${r.getAttribute('data-host')} ${r.className}`))
+    for (const h of lab.topology.hosts) t.ok(hosts.includes(`${h.name} up`), `${h.name} is listed, up`)
+    // Each graph draws its series as SVG paths; wait for them, then check they hold points.
+    await page.waitForFunction(() => [...document.querySelectorAll('.lab-graph')].every((g) => g.querySelector('svg path')), { timeout: 30_000 }).catch(() => undefined)
+    const graphs = await page.$$eval('.lab-graph', (gs) => gs.map((g) => ({
+      id: g.id,
+      points: Math.max(0, ...[...g.querySelectorAll('svg path')].map((p) => (p.getAttribute('d') ?? '').split(/[LMC]/).length - 1)),
+    })))
+    t.same(graphs.map((g) => g.id), ['readings', 'latency', 'backlog', 'tunnel', 'share'], 'the five graphs')
+    for (const g of graphs) t.ok(g.points > 2, `${g.id}: the graph holds data (${g.points} points)`)
+    t.same(errors, [], 'no script error on the page')
+  })
+
+  t.test('Prometheus answers the provisioning machine on the management network, and nobody else there', async (t) => {
+    const m = monitorOf(lab.topology)!
+    const [gw] = lab.byRole('gateway')
+    t.notOk((await lab.sh(gw.name, `nc -z -w 2 ${m.mgmt.address} ${MONITOR_PORTS.prometheus}`)).code === 0, `${gw.name} cannot reach it on the management network`)
+  })
+}

@@ -1,0 +1,48 @@
+// The monitor, as the tests ask it: Prometheus's HTTP API on the management network
+// (the port its firewall opens to the provisioning machine), and the wait for an
+// alert to fire during a fault and to resolve after it.
+import type { Test } from 'tap'
+import { MONITOR_PORTS, monitorOf } from '../../provision/roles/monitoring.js'
+import { sleep } from './ipsec.js'
+import type { Lab } from './lab.js'
+
+export interface Sample { metric: Record<string, string>; value: [number, string] }
+
+export function prometheusUrl(lab: Lab): string | undefined {
+  const m = monitorOf(lab.topology)
+  return m && `http://${m.mgmt.address}:${MONITOR_PORTS.prometheus}`
+}
+
+export async function promQuery(lab: Lab, expr: string): Promise<Sample[]> {
+  const base = prometheusUrl(lab)
+  if (!base) throw new Error('the topology has no monitor host')
+  const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(10_000) })
+  const body = await res.json() as { status: string; error?: string; data: { result: Sample[] } }
+  if (body.status !== 'success') throw new Error(`Prometheus refused ${expr}: ${body.error}`)
+  return body.data.result
+}
+
+const selector = (alert: string, labels: Record<string, string>) =>
+  `ALERTS{alertname="${alert}",alertstate="firing"${Object.entries(labels).map(([k, v]) => `,${k}="${v}"`).join('')}}`
+
+/**
+ * Wait until the alert (with these labels) is firing, or is no longer firing; the
+ * test asserts it happened, with how long it took. Returns the seconds waited.
+ */
+export async function expectAlert(t: Test, lab: Lab, alert: string, labels: Record<string, string>, want: 'firing' | 'resolved', timeoutMs = 90_000): Promise<number> {
+  const t0 = Date.now()
+  const what = `${alert}${Object.keys(labels).length ? `{${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',')}}` : ''}`
+  for (;;) {
+    const firing = (await promQuery(lab, selector(alert, labels))).length > 0
+    if (firing === (want === 'firing')) {
+      const s = (Date.now() - t0) / 1000
+      t.pass(`the monitor's alert ${what} ${want === 'firing' ? 'fires' : 'resolves'} (${s.toFixed(0)} s)`)
+      return s
+    }
+    if (Date.now() - t0 > timeoutMs) {
+      t.fail(`the monitor's alert ${what} did not ${want === 'firing' ? 'fire' : 'resolve'} within ${timeoutMs / 1000} s`)
+      return NaN
+    }
+    await sleep(2000)
+  }
+}
