@@ -74,6 +74,12 @@ export class SshHost implements RemoteHost {
     return result
   }
 
+  /** A command whose output is streamed as it comes (bytes, as sent: a pcap stays whole). */
+  async execStream(command: string, handlers: { onStdout: (d: Buffer) => void; onStderr: (d: Buffer) => void }): Promise<{ code: number }> {
+    const r = await this.ssh.execCommand(sudoWrap(command), { onStdout: handlers.onStdout, onStderr: handlers.onStderr })
+    return { code: r.code ?? -1 }
+  }
+
   async close(): Promise<void> {
     // destroy, not end: a host that is already gone would keep the socket (and the
     // process) waiting for a goodbye that never comes.

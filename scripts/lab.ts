@@ -9,6 +9,14 @@ import { labDown, labUp, prepare, statusText } from './lib/lab.js'
 import { networksDown, networksUp } from './lib/network.js'
 import { topologyFile } from './lib/paths.js'
 import { planProviders, type Provider } from './lib/providers.js'
+import fs from 'node:fs'
+import path from 'node:path'
+import { capture } from './lib/capture.js'
+import { graphSvg } from './lib/graph.js'
+import { impair } from './lib/impair.js'
+import { boundedNumber, parseLink, UsageError } from './lib/links.js'
+import { machineStates } from './lib/vagrant.js'
+import { liveState } from './lib/watch.js'
 
 const log = (m: string) => console.log(m)
 
@@ -24,6 +32,47 @@ await yargs(hideBin(process.argv))
     })
   .command('down', 'destroy the lab and remove its networks: nothing is left behind', {}, () => labDown(log))
   .command('status', 'hosts, roles, addresses and state', {}, async () => log(await statusText(loadTopology(topologyFile))))
+  .command('graph', 'the topology as an SVG diagram, coloured by live state when the lab runs',
+    (y) => y.option('out', { type: 'string', default: 'lab-graph.svg', describe: 'where to write the SVG' }),
+    async (argv) => {
+      const topology = loadTopology(topologyFile)
+      const live = await liveState(topology, await machineStates())
+      fs.writeFileSync(argv.out, graphSvg(topology, live))
+      log(`${path.resolve(argv.out)}: ${topology.hosts.length} hosts on ${topology.networks.length - 1} networks${live ? `, live state from ${live.source}` : ', from topology.yaml (the lab is not running)'}`)
+    })
+  .command('capture <link>', 'a bounded capture on a lab link (a network, or host:interface), printed or written as pcap',
+    (y) => y.positional('link', { type: 'string', describe: 'a network (iot, inet, cloud, mgmt) or host:interface' })
+      .option('filter', { type: 'string', describe: 'a tcpdump (BPF) filter, e.g. "esp or udp port 4500"' })
+      .option('count', { type: 'number', default: 50, describe: 'stop after this many packets (1 to 100000)' })
+      .option('seconds', { type: 'number', default: 10, describe: 'stop after this many seconds (1 to 600)' })
+      .option('w', { type: 'string', describe: 'write a pcap file (for Wireshark) instead of printing' })
+      .example('npm run lab:capture -- inet --filter esp --count 5', 'five ESP packets on the simulated internet')
+      .example('npm run lab:capture -- gw-iot:iot -w /tmp/iot.pcap --seconds 5', 'five seconds of gw-iot\'s IoT side, for Wireshark'),
+    async (argv) => {
+      const topology = loadTopology(topologyFile)
+      const link = parseLink(topology, argv.link, { allowManagement: true })
+      const o = { filter: argv.filter, count: boundedNumber(argv.count, 'count', 1, 100_000, { integer: true }), seconds: boundedNumber(argv.seconds, 'seconds', 1, 600, { integer: true }), write: argv.w }
+      if (o.write && o.write !== '-' && !fs.existsSync(path.dirname(path.resolve(o.write)))) throw new UsageError(`-w ${o.write}: its folder does not exist`)
+      const r = await capture(topology, link, o, (l) => console.log(l), () => console.error(`capturing on ${argv.link}: at most ${o.count} packets or ${o.seconds} s${o.filter ? `, filter ${o.filter}` : ''}`))
+      console.error(`${r.where}: ${r.summary || 'done'}${o.write ? `; written to ${o.write}` : ''}`)
+    })
+  .command('impair <link>', 'random loss (and, where the kernel has netem, delay) on a lab link; --clear to undo',
+    (y) => y.positional('link', { type: 'string', describe: 'a network (iot, inet, cloud) or host:interface' })
+      .option('loss', { type: 'number', describe: 'percent of packets dropped, 0 to 100 (one decimal)' })
+      .option('delay', { type: 'number', describe: 'milliseconds of delay (netem: VMs only here)' })
+      .option('clear', { type: 'boolean', default: false, describe: 'remove the impairment' })
+      .example('npm run lab:impair -- inet --loss 20', '20 % loss on the simulated internet')
+      .example('npm run lab:impair -- inet --clear', 'and back'),
+    async (argv) => {
+      const topology = loadTopology(topologyFile)
+      const link = parseLink(topology, argv.link)
+      if (argv.clear && (argv.loss !== undefined || argv.delay !== undefined)) throw new UsageError('--clear takes no --loss or --delay')
+      await impair(link, {
+        clear: argv.clear,
+        loss: argv.loss === undefined ? undefined : boundedNumber(argv.loss, 'loss', 0, 100, { decimals: 1 }),
+        delayMs: argv.delay === undefined ? undefined : boundedNumber(argv.delay, 'delay', 1, 60_000, { integer: true }),
+      }, log)
+    })
   .command('box', 'build the lxc box (and with --vm the libvirt box) if their inputs changed; drop outdated ones',
     (y) => y.option('vm', { type: 'boolean', default: false, describe: 'the VM box too (a few minutes under emulation)' }),
     async (argv) => {

@@ -1,5 +1,7 @@
 // The lab's life cycle, as `npm run lab` and the tests drive it: up (everything a
 // newcomer needs, in order, each step timed), down (leaves nothing behind), status.
+import { watch, watchText } from './watch.js'
+import { BRIDGE_TABLE, clearAllImpairments, impairmentTableExists, recorded } from './impair.js'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import { vagrantInventory } from '../../provision/inventory.js'
@@ -155,6 +157,7 @@ export async function labDown(log: Log = console.log): Promise<void> {
       await removeLabDomains(topology, log)
       await removeLabVolumes(topology, log)
       await removeMgmtNetwork(topology, log)
+      await clearAllImpairments(log)
       await networksDown(topology, log)
       await stopLabDaemons(log)
     })
@@ -174,6 +177,7 @@ export async function labRemnants(t: Topology): Promise<string[]> {
     ...((await mgmtNetworkDefined(t)) ? [`libvirt network ${mgmtNetworkName(t)}`] : []),
     ...runningLabDaemons().map((d) => `daemon ${d}`),
     ...existingBridges(t).map((b) => `bridge ${b}`),
+    ...((await impairmentTableExists()) ? [`nftables table bridge ${BRIDGE_TABLE} (link impairments)`] : []),
     ...cgroups.map((c) => `cgroup ${c}`),
     ...mounts.map((m) => `mount ${m}`),
   ]
@@ -219,5 +223,8 @@ export async function statusText(topology: Topology): Promise<string> {
   const head = ['host', 'role', 'provider', 'state', 'management', 'lab addresses', 'IPsec (data path; tunnels)']
   const widths = head.map((_, i) => Math.max(head[i].length, ...rows.map((r) => r[i].length)))
   const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
-  return ['', fmt(head), ...rows.map(fmt)].join('\n')
+  const running = [...states.values()].some((s) => s === 'running')
+  const impaired = recorded()
+  const impairments = impaired.length ? `\nLink impairments (npm run lab:impair -- LINK --clear): ${impaired.map((i) => `${i.link} ${i.loss}% loss${i.delayMs ? ` ${i.delayMs} ms delay` : ''}`).join(', ')}` : ''
+  return ['', fmt(head), ...rows.map(fmt)].join('\n') + impairments + (running ? watchText(await watch(topology)) : '')
 }

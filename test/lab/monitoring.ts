@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import t from 'tap'
 import { MONITOR_PORTS, monitorOf, scrapeTargets } from '../../provision/roles/monitoring.js'
 import { sleep, waitForTunnel } from '../lib/ipsec.js'
-import { openLab } from '../lib/lab.js'
+import { labCli, openLab } from '../lib/lab.js'
 import { promQuery, prometheusUrl } from '../lib/monitor.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -73,6 +73,16 @@ else if (lab) {
     t.same(graphs.map((g) => g.id), ['readings', 'latency', 'backlog', 'tunnel', 'share'], 'the five graphs')
     for (const g of graphs) t.ok(g.points > 2, `${g.id}: the graph holds data (${g.points} points)`)
     t.same(errors, [], 'no script error on the page')
+  })
+
+  t.test('lab:status shows the monitor\'s view: readings per second, backlog, tunnels, alerts', async (t) => {
+    const out = (await labCli('scripts/lab.ts', ['status'])).stdout
+    t.match(out, new RegExp(`Monitor \\(${prometheusUrl(lab)!.replace(/[.:/]/g, '\\$&')}, console: `))
+    const rate = Number(/readings stored +([\d.]+)\/s/.exec(out)?.[1])
+    t.ok(rate > 0, `readings per second over the last minute (${rate})`)
+    t.match(out, /backlog +\d+ readings waiting/)
+    t.match(out, new RegExp(`tunnels +.*${lab.topology.vpn!.hub} in [\\d.]+ [kM]?bit/s`))
+    t.match(out, /alerts firing +\S/)
   })
 
   t.test('Prometheus answers the provisioning machine on the management network, and nobody else there', async (t) => {

@@ -11,6 +11,10 @@ import { bundle } from '../../services/build.js'
 import { waitForTunnel, sleep } from '../lib/ipsec.js'
 import { cutInternet } from '../lib/faults.js'
 import { openLab, type Lab } from '../lib/lab.js'
+import { expectAlert } from '../lib/monitor.js'
+import { monitorOf } from '../../provision/roles/monitoring.js'
+import { serverUrl } from '../../provision/roles/telemetry.js'
+import { shellQuote as q } from '../../provision/ssh.js'
 import { assertExactlyOnce, clientStatus, sql, waitStatus, type ClientStatus } from '../lib/telemetry.js'
 
 const FILL = '/usr/local/lib/lab/lab-outbox-fill.cjs'
@@ -26,6 +30,8 @@ if (opened) {
   const { intervalMs, devicesPerClient } = lab.topology.telemetry
   const perDay = Math.round(86_400_000 / intervalMs) * devicesPerClient
   const out = (s: string) => t.comment(s)
+  const watched = !!monitorOf(lab.topology)
+  const alert = async (t: Test, name: string, labels: Record<string, string>, want: 'firing' | 'resolved') => { if (watched) await expectAlert(t, lab, name, labels, want, 120_000) }
 
   const status = () => clientStatus(lab)
   const fill = async (args: string) => {
@@ -50,6 +56,17 @@ if (opened) {
   }
   /** The age of the newest reading of a device stored: how fresh the present is while a backlog drains. */
   const freshness = async (device: string) => Number((await sql(lab, `SELECT extract(epoch FROM clock_timestamp() - max(time)) FROM readings WHERE device_id = '${device}';`))[0][0])
+
+  /** The client cannot reach its server (a rule in its own output chain); returns the undo. */
+  const SERVER_CUT = 'test: server cut'
+  const dropServerRules = () => lab.sh(client.name, `nft -a list chain inet lab output | awk ${q(`/${SERVER_CUT}/ {print $NF}`)} | while read h; do nft delete rule inet lab output handle "$h"; done`)
+  async function cutServer() {
+    const u = new URL(serverUrl(lab.topology, client))
+    await dropServerRules()
+    const r = await lab.sh(client.name, `nft insert rule inet lab output ip daddr ${u.hostname} tcp dport ${u.port || 80} reject with tcp reset comment ${q(`"${SERVER_CUT}"`)}`)
+    if (r.code !== 0) throw new Error(`cannot cut the client from its server: ${r.stderr}`)
+    return async () => { await dropServerRules() }
+  }
 
   let restore: (() => Promise<void>) | undefined
   t.before(async () => {
@@ -105,6 +122,7 @@ if (opened) {
     await sleep(3000)
     const during = await status()
     t.ok(during.generated > cutAt.generated && during.pending > cutAt.pending, `internet cut: readings are still taken and wait in the outbox (${during.pending} pending)`)
+    await alert(t, 'LabTargetDown', { job: 'node', host: tunnel.site }, 'firing') // the monitor loses sight of the site
 
     // A day of readings in the outbox (the client stopped meanwhile, as for an update).
     await lab.sh(client.name, 'systemctl stop lab-client.service')
@@ -122,7 +140,9 @@ if (opened) {
     await restore()
     restore = undefined
     await waitForTunnel(lab, tunnel, 60_000)
+    const backlogAlert = alert(t, 'LabReadingsBacklog', { host: client.name }, 'firing') // the day-old reading, seen once the site is back
     const d = await drain(t, 'a day\'s backlog', { killAt: Math.floor(started.status.pending / 2), fresh: `${client.name}-01` })
+    await backlogAlert
     out(`drain: ${d.drained} readings in ${d.seconds.toFixed(1)} s, ${Math.round(d.rate)} readings/s in batches of ${lab.topology.telemetry.batch}, with a SIGKILL in the middle; readings are taken at ${Math.round(1000 / intervalMs * devicesPerClient)}/s`)
     if (d.killed) out(`restart after the SIGKILL: ${d.killed.seconds.toFixed(2)} s until it answered (outbox recovered in ${d.killed.recoveryMs} ms, ${d.killed.pending} pending)`)
     t.ok(d.killed, 'the client was killed in the middle of the backlog')
@@ -131,6 +151,8 @@ if (opened) {
     out(`freshness while draining: the newest stored reading was at most ${worst.toFixed(1)} s old (${d.lags.length} samples)`)
     t.ok(d.lags.length > 0 && worst < 10, `fresh readings kept arriving within seconds during the drain (at most ${worst.toFixed(1)} s old)`)
     await assertExactlyOnce(t, lab, 'a day offline, then a crash in the middle of the drain')
+    await alert(t, 'LabTargetDown', { job: 'node', host: tunnel.site }, 'resolved')
+    await alert(t, 'LabReadingsBacklog', { host: client.name }, 'resolved')
   })
 
   t.test('one reading per request against batches, the same backlog, the same path', async (t) => {
@@ -158,7 +180,9 @@ if (opened) {
 
   t.test('the outbox full: new readings refused and counted, none taken lost, taking resumes by itself', async (t) => {
     const capMb = 2
-    restore = await cutInternet(lab, tunnel.site, wan)
+    // The server out of the client's reach (its own firewall), the site still in the
+    // monitor's: the outbox fills while the monitor watches.
+    restore = await cutServer()
     await lab.sh(client.name, 'systemctl stop lab-client.service')
     await setConfig(`.outboxMaxMb = ${capMb}`)
     await lab.sh(client.name, 'systemctl stop lab-client.service')
@@ -177,14 +201,15 @@ if (opened) {
     t.match(metrics, /^lab_client_outbox_full 1$/m, 'the metrics say it is full')
     t.match(metrics, /^lab_client_readings_not_taken_full_total [1-9]\d*$/m, 'and count the readings not taken')
     t.match((await lab.sh(client.name, 'journalctl -u lab-client.service -n 50 --no-pager')).stdout, /readings not taken: the outbox is full/, 'the journal says it once')
+    await alert(t, 'LabOutboxFull', { host: client.name }, 'firing')
 
     await restore()
     restore = undefined
-    await waitForTunnel(lab, tunnel, 60_000)
     const resumed = await waitStatus(lab, 'taking readings again', (s) => s.outbox.full === null && s.generated > later.generated, 60_000)
     t.pass(`once the backlog drained, readings are taken again by themselves (${resumed.generated - later.generated} so far)`)
     t.match((await lab.sh(client.name, 'journalctl -u lab-client.service -n 200 --no-pager')).stdout, /the outbox has room again: taking readings \(\d+ not taken while it was full\)/, 'and the journal says so')
     await putBack()
     await assertExactlyOnce(t, lab, 'the outbox full, then drained')
+    await alert(t, 'LabOutboxFull', { host: client.name }, 'resolved')
   })
 }

@@ -3,11 +3,14 @@
 // throughout each one, and each scenario ends with every reading it ever took stored
 // exactly once (compared device by device with 1..last seq). The client's outbox and
 // retries, nginx's retries to the next backend, and idempotent storage make it so.
+// Where the topology has a monitor, each fault's alert fires during it and resolves after.
 import t, { type Test } from 'tap'
 import { backends } from '../../provision/roles/telemetry.js'
 import { addressOn } from '../../provision/topology.js'
 import { sleep, waitForTunnel } from '../lib/ipsec.js'
 import { openLab } from '../lib/lab.js'
+import { expectAlert } from '../lib/monitor.js'
+import { monitorOf } from '../../provision/roles/monitoring.js'
 import { assertExactlyOnce, clientStatus, waitStatus } from '../lib/telemetry.js'
 
 const opened = await openLab(t)
@@ -19,6 +22,10 @@ if (opened) {
   const upstreams = backends(lab.topology)
   const interval = lab.topology.telemetry.intervalMs
   const ingest = (host: string, action: string) => lab.sh(host, `systemctl ${action} lab-ingest.service`)
+  const watched = !!monitorOf(lab.topology)
+  /** The alert fires (during the fault); no-op without a monitor. */
+  const fires = async (t: Test, alert: string, labels: Record<string, string>) => { if (watched) await expectAlert(t, lab, alert, labels, 'firing') }
+  const resolves = async (t: Test, alert: string, labels: Record<string, string>) => { if (watched) await expectAlert(t, lab, alert, labels, 'resolved') }
 
   // Whatever a scenario did, every service is running again afterwards.
   t.afterEach(async () => {
@@ -56,10 +63,13 @@ if (opened) {
     t.ok(s1.pending <= 4 * Object.keys(s1.devices).length, `and do not pile up (${s1.pending} pending)`)
     const log = (await lab.sh(proxy.name, 'tail -n 50 /var/log/nginx/access.log')).stdout.trim().split('\n').slice(-10)
     if (others.length) t.ok(log.every((l) => !l.includes(`upstream=${down.address}:${down.port} `)), `nginx sends nothing more to ${down.name}`)
+    await fires(t, 'LabBackendDown', { host: down.name })
+    await fires(t, 'LabTargetDown', { job: 'ingest', host: down.name })
     await ingest(down.name, 'start')
     await sleep(2000)
     await done()
     await assertExactlyOnce(t, lab, `${down.name} stopped and started`)
+    await resolves(t, 'LabBackendDown', { host: down.name })
   })
 
   const CUT = 'test: database cut off'
@@ -82,9 +92,11 @@ if (opened) {
     t.ok(errorsAfter > errorsBefore, `${cut.name} answered 503 for want of its database (${errorsBefore} → ${errorsAfter} store errors)`)
     t.ok(s.acked_since_start > before.acked_since_start, `readings are still acknowledged (${s.acked_since_start - before.acked_since_start} in 5 s)`)
     t.equal(s.retries_since_start, before.retries_since_start, `nginx retried them on ${others.map((o) => o.name).join(', ')} (safe: ingest is idempotent), so the client had to retry nothing`)
+    await fires(t, 'LabIngestStoreErrors', { host: cut.name })
     await reconnect(cut.name)
     await done()
     await assertExactlyOnce(t, lab, `${cut.name} cut off from the database, then reconnected`)
+    await resolves(t, 'LabIngestStoreErrors', { host: cut.name })
   })
 
   t.test('all backends stopped for a while', async (t) => {
@@ -94,9 +106,11 @@ if (opened) {
     const s = await clientStatus(lab)
     t.ok(s.pending > 0, `with no backend, readings wait in the outbox (${s.pending} pending)`)
     t.match(s.last_error ?? '', /503|no backend/, `the client knows why: ${s.last_error}`)
+    await fires(t, 'LabReadingsBacklog', { host: client.name })
     for (const b of upstreams) await ingest(b.name, 'start')
     await done()
     await assertExactlyOnce(t, lab, 'all backends stopped and started')
+    await resolves(t, 'LabReadingsBacklog', { host: client.name })
   })
 
   /** A restart, then a stop of some seconds (during which `whileDown` looks), then a start. */
@@ -122,9 +136,11 @@ if (opened) {
     await restartThenOutage(db.name, 'postgresql.service', 4000, async () => {
       const s = await clientStatus(lab)
       t.ok(s.pending > 0, `with the database down, readings wait in the outbox (${s.pending} pending)`)
+      await fires(t, 'LabDatabaseDown', { host: db.name })
     })
     await done()
-    await assertExactlyOnce(t, lab, 'database restarted, and stopped for 4 s')
+    await assertExactlyOnce(t, lab, 'database restarted, and stopped (4 s, or until the monitor saw it)')
+    await resolves(t, 'LabDatabaseDown', { host: db.name })
   })
 
   t.test('each gateway restarted: the tunnel comes back, and nothing is lost', async (t) => {

@@ -5,6 +5,8 @@ import t from 'tap'
 import { addressOn } from '../../provision/topology.js'
 import { listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
 import { openLab } from '../lib/lab.js'
+import { expectAlert } from '../lib/monitor.js'
+import { monitorOf } from '../../provision/roles/monitoring.js'
 
 const lab = await openLab(t)
 if (lab) {
@@ -33,6 +35,18 @@ if (lab) {
       t.equal(r.received, r.sent, 'traffic flows through it again')
     })
   }
+
+  t.test('the site\'s strongSwan stopped: the monitor\'s tunnel alert fires, and resolves once it is back', { skip: monitorOf(lab.topology) ? false : 'the topology has no monitor host' }, async (t) => {
+    t.teardown(() => lab.sh(tunnel.site, 'systemctl start strongswan.service'))
+    await lab.sh(tunnel.site, 'systemctl stop strongswan.service') // charon says DELETE on its way out
+    await expectAlert(t, lab, 'LabTunnelDown', { host: tunnel.hub, conn: tunnel.name }, 'firing')
+    const r = await stream(3, 0.2)
+    t.equal(r.received, 0, 'meanwhile nothing crosses: the alert is true')
+    await lab.sh(tunnel.site, 'systemctl start strongswan.service')
+    const seconds = await waitForTunnel(lab, tunnel, 60_000)
+    t.comment(`tunnel back ${seconds.toFixed(1)} s after strongSwan started on ${tunnel.site}`)
+    await expectAlert(t, lab, 'LabTunnelDown', { host: tunnel.hub, conn: tunnel.name }, 'resolved')
+  })
 
   t.test('rekeying the child SA under continuous traffic loses nothing, with a fresh DH exchange', async (t) => {
     const before = (await listSas(lab, tunnel.site, tunnel.name))[0].children[0].fields

@@ -15,6 +15,7 @@ import { loadTopology } from '../../provision/topology.js'
 import { topologyFile } from '../../scripts/lib/paths.js'
 import { render } from '../../services/gateway/ipsec-metrics.js'
 import { parseRawSas } from '../../provision/lib/swanctl.js'
+import { watch, watchText } from '../../scripts/lib/watch.js'
 
 const topo = loadTopology(topologyFile)
 const host = (name: string) => topo.hosts.find((h) => h.name === name)!
@@ -81,4 +82,22 @@ t.test('the gateways\' IPsec metrics: SAs up, traffic kept monotonic across a re
   const down = render('gw-cloud', 'libipsec', ['gw-iot'], [], 0)
   t.match(down, /^lab_ipsec_child_sa_up\{host="gw-cloud",conn="gw-iot",child="gw-iot"\} 0$/m, 'no SA: the connection is down, not absent')
   t.equal(value(down, 'lab_ipsec_child_bytes_in_total'), 1700, 'and its counter stays')
+})
+
+t.test('lab:status\'s monitor lines: rates, shares, backlog, tunnels, alerts; a plain sentence without a monitor', async (t) => {
+  const text = watchText({
+    url: 'http://172.31.250.40:9090', readingsPerS: 16.04, pending: 130, oldestS: 71.4,
+    share: { 'backend-1': 9, 'backend-2': 7 },
+    tunnelBitsPerS: { 'gw-cloud': { in: 68_600, out: 20_100 }, 'gw-iot': { in: 2_500_000, out: 12 } },
+    alerts: [{ name: 'LabBackendDown', host: 'backend-2', severity: 'warning' }], down: ['ingest on backend-2'],
+  })
+  t.match(text, /console: http:\/\/172\.31\.250\.40:9090\/consoles\/lab\.html/)
+  t.match(text, /readings stored +16\.0\/s over the last minute \(backend-1 56 %, backend-2 44 %\)/)
+  t.match(text, /backlog +130 readings waiting, the oldest 71 s old/)
+  t.match(text, /tunnels +gw-cloud in 68\.6 kbit\/s, out 20\.1 kbit\/s; gw-iot in 2\.5 Mbit\/s, out 12 bit\/s/)
+  t.match(text, /targets down +ingest on backend-2/)
+  t.match(text, /alerts firing +LabBackendDown \(backend-2\)/)
+  t.match(watchText('Monitor: Prometheus does not answer at http://x:9090 (timeout); is the lab up and provisioned? npm run lab'), /^\nMonitor: Prometheus does not answer/)
+  const none = await watch({ ...topo, hosts: topo.hosts.filter((h) => h.role !== 'monitor') })
+  t.equal(none, 'Monitor: the topology has no host with role monitor.')
 })

@@ -1,0 +1,78 @@
+// npm run lab:capture: a bounded capture on any lab link, printed live or written for
+// Wireshark. A network: tcpdump on its bridge on this machine (every host's frames
+// on it). host:interface: on a container, the host side of its veth here; on a VM,
+// tcpdump inside the guest, streamed back over SSH. Always bounded by a packet count
+// and a time limit.
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import type { Topology } from '../../provision/topology.js'
+import { connect, linkName, type Link } from './links.js'
+import { runningProviders } from './providers.js'
+
+export interface CaptureOptions { filter?: string; count: number; seconds: number; write?: string }
+
+/** tcpdump's arguments for one bounded capture (pure: unit-tested). */
+export function tcpdumpArgs(iface: string, o: CaptureOptions): string[] {
+  return ['-i', iface, '-nn', '--immediate-mode', '-c', String(o.count), ...(o.write ? ['-U', '-s', '0', '-w', o.write === '-' ? '-' : o.write] : ['-l']), ...(o.filter ? [o.filter] : [])]
+}
+
+/** The host side of a container's interface: the veth whose index the container's end names. */
+async function vethOf(link: Extract<Link, { kind: 'interface' }>): Promise<string> {
+  const host = await connect(link.host)
+  try {
+    const r = await host.exec(`cat /sys/class/net/${link.network.name}/iflink`, { check: false })
+    const index = Number(r.stdout.trim())
+    if (r.code !== 0 || !index) throw new Error(`${linkName(link)}: the container has no interface ${link.network.name}`)
+    for (const name of fs.readdirSync('/sys/class/net')) {
+      if (Number(fs.readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8')) === index) return name
+    }
+    throw new Error(`${linkName(link)}: no interface with index ${index} on this machine`)
+  } finally {
+    await host.close()
+  }
+}
+
+/**
+ * Run the capture; resolves when tcpdump has its count or the time is up. Lines go to
+ * onLine (printed captures); -w writes the pcap. Returns tcpdump's summary.
+ */
+export async function capture(t: Topology, link: Link, o: CaptureOptions, onLine: (l: string) => void, onReady?: () => void): Promise<{ summary: string; where: string }> {
+  if (process.getuid?.() !== 0) throw new Error('lab:capture listens on the lab\'s interfaces: run it as root (sudo npm run lab:capture -- ...)')
+  const provider = link.kind === 'interface' ? runningProviders().get(link.host.name) : undefined
+  if (link.kind === 'interface' && !provider) throw new Error(`${link.host.name} is not running: npm run lab`)
+  if (link.kind === 'interface' && provider !== 'lxc') {
+    // A VM: tcpdump in the guest, its output streamed back.
+    const host = await connect(link.host)
+    try {
+      const toFile = o.write ? fs.createWriteStream(o.write) : undefined
+      const args = tcpdumpArgs(link.network.name, { ...o, write: o.write ? '-' : undefined }).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
+      let err = ''
+      let buffered = ''
+      onReady?.()
+      const r = await host.execStream(`timeout ${o.seconds} tcpdump ${args}`, {
+        onStdout: (d: Buffer) => { if (toFile) toFile.write(d); else { buffered += d.toString(); const ls = buffered.split('\n'); buffered = ls.pop()!; ls.forEach(onLine) } },
+        onStderr: (d: Buffer) => { err += d.toString() },
+      })
+      if (buffered) onLine(buffered)
+      await new Promise((res) => (toFile ? toFile.end(res) : res(undefined)))
+      if (r.code !== 0 && r.code !== 124) throw new Error(`tcpdump on ${linkName(link)} failed: ${err.trim()}`)
+      return { summary: err.split('\n').filter((l) => /packets? captured|received by filter/.test(l)).join('; '), where: `inside ${link.host.name} (${provider})` }
+    } finally {
+      await host.close()
+    }
+  }
+  const iface = link.kind === 'network' ? link.network.bridge : await vethOf(link)
+  return new Promise((resolve, reject) => {
+    const child = spawn('timeout', [String(o.seconds), 'tcpdump', ...tcpdumpArgs(iface, o)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let err = ''
+    let buffered = ''
+    child.stdout.on('data', (d: Buffer) => { buffered += d.toString(); const ls = buffered.split('\n'); buffered = ls.pop()!; ls.forEach(onLine) })
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('listening on')) onReady?.() })
+    child.on('error', reject)
+    child.on('exit', (code) => {
+      if (buffered) onLine(buffered)
+      if (code !== 0 && code !== 124) return reject(new Error(`tcpdump on ${iface} failed: ${err.trim()}`))
+      resolve({ summary: err.split('\n').filter((l) => /packets? captured|received by filter/.test(l)).join('; '), where: link.kind === 'network' ? `bridge ${iface} on this machine` : `${iface}, the host side of ${linkName(link)}` })
+    })
+  })
+}

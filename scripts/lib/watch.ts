@@ -1,0 +1,96 @@
+// What `npm run lab:status` shows of the running lab beyond its hosts: the monitor's
+// view, from Prometheus's HTTP API on the management network. Readings per second over
+// the last minute, the backlog and its oldest reading, each backend's share, the
+// tunnels' throughput, and the alerts firing. Says so plainly when there is no monitor.
+import { MONITOR_PORTS, monitorOf } from '../../provision/roles/monitoring.js'
+import type { Topology } from '../../provision/topology.js'
+
+export interface Watch {
+  url: string
+  readingsPerS: number
+  pending: number
+  oldestS: number
+  share: Record<string, number>
+  tunnelBitsPerS: Record<string, { in: number; out: number }>
+  alerts: { name: string; host: string; severity: string }[]
+  down: string[]
+}
+
+type Sample = { metric: Record<string, string>; value: [number, string] }
+
+async function query(url: string, expr: string): Promise<Sample[]> {
+  const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(3000) })
+  const body = await res.json() as { status: string; error?: string; data: { result: Sample[] } }
+  if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`)
+  return body.data.result
+}
+
+export async function watch(topology: Topology): Promise<Watch | string> {
+  const m = monitorOf(topology)
+  if (!m) return 'Monitor: the topology has no host with role monitor.'
+  const url = `http://${m.mgmt.address}:${MONITOR_PORTS.prometheus}`
+  const num = (s: Sample[]) => Number(s[0]?.value[1] ?? 0)
+  const byHost = (s: Sample[]) => Object.fromEntries(s.map((x) => [x.metric.host, Number(x.value[1])]))
+  try {
+    const [rate, pending, oldest, share, tin, tout, alerts, down] = await Promise.all([
+      query(url, 'sum(rate(ingest_readings_accepted_total[1m]))'),
+      query(url, 'sum(lab_client_readings_pending)'),
+      query(url, 'max(lab_client_oldest_pending_age_seconds)'),
+      query(url, 'sum by (host) (rate(ingest_readings_accepted_total[1m]))'),
+      query(url, 'sum by (host) (rate(lab_ipsec_child_bytes_in_total[1m])) * 8'),
+      query(url, 'sum by (host) (rate(lab_ipsec_child_bytes_out_total[1m])) * 8'),
+      query(url, 'ALERTS{alertstate="firing"}'),
+      query(url, 'up == 0'),
+    ])
+    const ins = byHost(tin)
+    const outs = byHost(tout)
+    return {
+      url, readingsPerS: num(rate), pending: num(pending), oldestS: num(oldest), share: byHost(share),
+      tunnelBitsPerS: Object.fromEntries([...new Set([...Object.keys(ins), ...Object.keys(outs)])].sort().map((h) => [h, { in: ins[h] ?? 0, out: outs[h] ?? 0 }])),
+      alerts: alerts.map((a) => ({ name: a.metric.alertname, host: a.metric.host ?? '', severity: a.metric.severity ?? '' })).sort((a, b) => a.name.localeCompare(b.name) || a.host.localeCompare(b.host)),
+      down: down.map((d) => `${d.metric.job} on ${d.metric.host}`).sort(),
+    }
+  } catch (e) {
+    return `Monitor: Prometheus does not answer at ${url} (${(e as Error).message}); is the lab up and provisioned? npm run lab`
+  }
+}
+
+const bits = (b: number) => b >= 1e6 ? `${(b / 1e6).toFixed(1)} Mbit/s` : b >= 1e3 ? `${(b / 1e3).toFixed(1)} kbit/s` : `${Math.round(b)} bit/s`
+
+/** The lines lab:status prints (pure: unit-tested). */
+export function watchText(w: Watch | string): string {
+  if (typeof w === 'string') return `\n${w}`
+  const total = Object.values(w.share).reduce((a, b) => a + b, 0)
+  const share = Object.entries(w.share).sort().map(([h, r]) => `${h} ${total > 0 ? Math.round((r / total) * 100) : 0} %`).join(', ')
+  return [
+    '',
+    `Monitor (${w.url}, console: ${w.url}/consoles/lab.html)`,
+    `  readings stored   ${w.readingsPerS.toFixed(1)}/s over the last minute${share ? ` (${share})` : ''}`,
+    `  backlog           ${Math.round(w.pending)} readings waiting${w.pending > 0 ? `, the oldest ${Math.round(w.oldestS)} s old` : ''}`,
+    `  tunnels           ${Object.entries(w.tunnelBitsPerS).map(([h, t]) => `${h} in ${bits(t.in)}, out ${bits(t.out)}`).join('; ') || 'no traffic counted'}`,
+    `  targets down      ${w.down.length ? w.down.join(', ') : 'none'}`,
+    `  alerts firing     ${w.alerts.length ? w.alerts.map((a) => `${a.name}${a.host ? ` (${a.host})` : ''}`).join(', ') : 'none'}`,
+  ].join('\n')
+}
+
+/** Live state for lab:graph: the monitor's view when it answers, else Vagrant's; undefined when nothing runs. */
+export async function liveState(topology: Topology, states: Map<string, string>): Promise<import('./graph.js').Live | undefined> {
+  if (![...states.values()].some((s) => s === 'running')) return undefined
+  const m = monitorOf(topology)
+  if (m) {
+    const url = `http://${m.mgmt.address}:${MONITOR_PORTS.prometheus}`
+    try {
+      const [up, tunnels] = await Promise.all([query(url, 'up{job="node"}'), query(url, 'min by (conn) (lab_ipsec_child_sa_up)')])
+      const hosts = new Map(topology.hosts.map((h) => {
+        const s = up.find((x) => x.metric.host === h.name)
+        return [h.name, s ? (s.value[1] === '1' ? 'up' : 'down') : (states.get(h.name) === 'running' ? 'unknown' : 'down')] as const
+      }))
+      return { source: `the monitor (${url})`, hosts, tunnels: new Map(tunnels.map((x) => [x.metric.conn, x.value[1] === '1' ? 'up' : 'down'] as const)) }
+    } catch { /* the monitor does not answer: Vagrant's view */ }
+  }
+  return {
+    source: 'Vagrant (the monitor does not answer)',
+    hosts: new Map(topology.hosts.map((h) => [h.name, states.get(h.name) === 'running' ? 'up' : 'down'] as const)),
+    tunnels: new Map(),
+  }
+}
