@@ -6,10 +6,10 @@
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import type { Topology } from '../../provision/topology.js'
-import { connect, linkName, type Link } from './links.js'
+import { connect, deviceOf, linkName, type Link } from './links.js'
 import { runningProviders } from './providers.js'
 
-export interface CaptureOptions { filter?: string; count: number; seconds: number; write?: string }
+export interface CaptureOptions { filter?: string; count: number; seconds: number; write?: string; /** Stop before the count or the time (a test's capture around what it does). */ signal?: AbortSignal }
 
 /** tcpdump's arguments for one bounded capture (pure: unit-tested). */
 export function tcpdumpArgs(iface: string, o: CaptureOptions): string[] {
@@ -20,9 +20,10 @@ export function tcpdumpArgs(iface: string, o: CaptureOptions): string[] {
 async function vethOf(link: Extract<Link, { kind: 'interface' }>): Promise<string> {
   const host = await connect(link.host)
   try {
-    const r = await host.exec(`cat /sys/class/net/${link.network.name}/iflink`, { check: false })
+    const dev = await deviceOf(host, link)
+    const r = await host.exec(`cat /sys/class/net/${dev}/iflink`, { check: false })
     const index = Number(r.stdout.trim())
-    if (r.code !== 0 || !index) throw new Error(`${linkName(link)}: the container has no interface ${link.network.name}`)
+    if (r.code !== 0 || !index) throw new Error(`${linkName(link)}: the container has no interface ${dev}`)
     for (const name of fs.readdirSync('/sys/class/net')) {
       if (Number(fs.readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8')) === index) return name
     }
@@ -45,17 +46,19 @@ export async function capture(t: Topology, link: Link, o: CaptureOptions, onLine
     const host = await connect(link.host)
     try {
       const toFile = o.write ? fs.createWriteStream(o.write) : undefined
-      const args = tcpdumpArgs(link.network.name, { ...o, write: o.write ? '-' : undefined }).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
+      const args = tcpdumpArgs(await deviceOf(host, link), { ...o, write: o.write ? '-' : undefined }).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
       let err = ''
       let buffered = ''
       onReady?.()
+      // On abort, the SSH session closes: the guest's tcpdump gets SIGHUP and ends.
+      o.signal?.addEventListener('abort', () => { void host.close() }, { once: true })
       const r = await host.execStream(`timeout ${o.seconds} tcpdump ${args}`, {
         onStdout: (d: Buffer) => { if (toFile) toFile.write(d); else { buffered += d.toString(); const ls = buffered.split('\n'); buffered = ls.pop()!; ls.forEach(onLine) } },
         onStderr: (d: Buffer) => { err += d.toString() },
       })
       if (buffered) onLine(buffered)
       await new Promise((res) => (toFile ? toFile.end(res) : res(undefined)))
-      if (r.code !== 0 && r.code !== 124) throw new Error(`tcpdump on ${linkName(link)} failed: ${err.trim()}`)
+      if (r.code !== 0 && r.code !== 124 && !o.signal?.aborted) throw new Error(`tcpdump on ${linkName(link)} failed: ${err.trim()}`)
       return { summary: err.split('\n').filter((l) => /packets? captured|received by filter/.test(l)).join('; '), where: `inside ${link.host.name} (${provider})` }
     } finally {
       await host.close()
@@ -64,6 +67,8 @@ export async function capture(t: Topology, link: Link, o: CaptureOptions, onLine
   const iface = link.kind === 'network' ? link.network.bridge : await vethOf(link)
   return new Promise((resolve, reject) => {
     const child = spawn('timeout', [String(o.seconds), 'tcpdump', ...tcpdumpArgs(iface, o)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // timeout passes SIGTERM on to tcpdump, which writes what it has and exits.
+    o.signal?.addEventListener('abort', () => child.kill('SIGTERM'), { once: true })
     let err = ''
     let buffered = ''
     child.stdout.on('data', (d: Buffer) => { buffered += d.toString(); const ls = buffered.split('\n'); buffered = ls.pop()!; ls.forEach(onLine) })
@@ -71,7 +76,7 @@ export async function capture(t: Topology, link: Link, o: CaptureOptions, onLine
     child.on('error', reject)
     child.on('exit', (code) => {
       if (buffered) onLine(buffered)
-      if (code !== 0 && code !== 124) return reject(new Error(`tcpdump on ${iface} failed: ${err.trim()}`))
+      if (code !== 0 && code !== 124 && !o.signal?.aborted) return reject(new Error(`tcpdump on ${iface} failed: ${err.trim()}`))
       resolve({ summary: err.split('\n').filter((l) => /packets? captured|received by filter/.test(l)).join('; '), where: link.kind === 'network' ? `bridge ${iface} on this machine` : `${iface}, the host side of ${linkName(link)}` })
     })
   })

@@ -70,7 +70,7 @@ export function graphSvg(t: Topology, live?: Live): string {
     const bend = Math.max(x1, x2) + 120
     out.push(`<g class="tunnel" data-tunnel="${esc(tun.name)}" data-state="${state}">`,
       `<path d="M ${x1} ${y1} C ${bend} ${y1}, ${bend} ${y2}, ${x2} ${y2}" fill="none" stroke="${color}" stroke-width="3" stroke-dasharray="8 5"/>`,
-      `<text x="${bend - 30}" y="${(y1 + y2) / 2}" fill="${color}">IPsec ${esc(tun.name)} (IKEv2)${live ? `: ${state}` : ''}</text></g>`)
+      `<text x="${bend + 8}" y="${(y1 + y2) / 2 + 18}" fill="${color}">IPsec ${esc(tun.name)} (IKEv2)${live ? `: ${state}` : ''}</text></g>`)
   }
   out.push('</svg>')
   return out.join('\n') + '\n'

@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { connect, linkName, UsageError, type Link } from './links.js'
+import { connect, deviceOf, linkName, UsageError, type Link } from './links.js'
 import { stateDir } from './paths.js'
 
 export const BRIDGE_TABLE = 'iotlab_impair'
@@ -26,25 +26,27 @@ function record(list: Impairment[]) {
   else fs.rmSync(STATE(), { force: true })
 }
 
-/** The nftables statement for a loss of P percent (one decimal): numgen over 1000. */
-export const lossMatch = (loss: number) => `numgen random mod 1000 < ${Math.round(loss * 10)}`
+/** The nftables match for a loss of P percent (one decimal): numgen over 1000; 100 %: every packet. */
+export const lossMatch = (loss: number) => (loss >= 100 ? '' : `numgen random mod 1000 < ${Math.round(loss * 10)}`)
+const spaced = (m: string) => (m ? `${m} ` : '')
 
 /** The bridge table's rule for one network: frames entering from any of its ports. */
 export function bridgeRule(network: string, ports: string[], loss: number): string {
-  return `iifname { ${ports.map((p) => `"${p}"`).join(', ')} } ${lossMatch(loss)} counter drop comment "lab:impair ${network} loss ${loss}%"`
+  return `iifname { ${ports.map((p) => `"${p}"`).join(', ')} } ${spaced(lossMatch(loss))}counter drop comment "lab:impair ${network} loss ${loss}%"`
 }
 
 /** The script that impairs one interface inside a host (idempotent: the table is remade). */
 export function hostScript(ifname: string, loss: number, delayMs?: number): string {
   const lines = [
+    'set -e',
     `nft delete table inet ${HOST_TABLE} 2>/dev/null || true`,
     `nft add table inet ${HOST_TABLE}`,
     `nft add chain inet ${HOST_TABLE} in '{ type filter hook prerouting priority -300; }'`,
     `nft add chain inet ${HOST_TABLE} out '{ type filter hook postrouting priority 300; }'`,
   ]
   if (loss > 0) {
-    lines.push(`nft add rule inet ${HOST_TABLE} in iifname '"${ifname}"' ${lossMatch(loss)} counter drop comment '"lab:impair loss ${loss}%"'`)
-    lines.push(`nft add rule inet ${HOST_TABLE} out oifname '"${ifname}"' ${lossMatch(loss)} counter drop comment '"lab:impair loss ${loss}%"'`)
+    lines.push(`nft add rule inet ${HOST_TABLE} in iifname '"${ifname}"' ${spaced(lossMatch(loss))}counter drop comment '"lab:impair loss ${loss}%"'`)
+    lines.push(`nft add rule inet ${HOST_TABLE} out oifname '"${ifname}"' ${spaced(lossMatch(loss))}counter drop comment '"lab:impair loss ${loss}%"'`)
   }
   lines.push(`tc qdisc del dev ${ifname} root 2>/dev/null || true`)
   if (delayMs) lines.push(`tc qdisc add dev ${ifname} root netem delay ${delayMs}ms || { echo "NO_NETEM"; exit 3; }`)
@@ -86,7 +88,8 @@ export async function impair(link: Link, opts: { loss?: number; delayMs?: number
   } else {
     const host = await connect(link.host)
     try {
-      const script = opts.clear ? `nft delete table inet ${HOST_TABLE} 2>/dev/null || true\ntc qdisc del dev ${link.network.name} root 2>/dev/null || true` : hostScript(link.network.name, opts.loss ?? 0, opts.delayMs)
+      const dev = await deviceOf(host, link)
+      const script = opts.clear ? `nft delete table inet ${HOST_TABLE} 2>/dev/null || true\ntc qdisc del dev ${dev} root 2>/dev/null || true` : hostScript(dev, opts.loss ?? 0, opts.delayMs)
       const r = await host.exec(script, { check: false })
       if (r.code !== 0) {
         await host.exec(`nft delete table inet ${HOST_TABLE} 2>/dev/null || true`, { check: false })

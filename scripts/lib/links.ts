@@ -45,6 +45,15 @@ export function boundedNumber(value: unknown, option: string, min: number, max: 
   return n
 }
 
+/** The device inside the host that carries its address on the link's network (named after the network on lxc, ethN on a VM). */
+export async function deviceOf(ssh: SshHost, link: Extract<Link, { kind: 'interface' }>): Promise<string> {
+  const address = link.host.interfaces.find((i) => i.network === link.network.name)!.address
+  const r = await ssh.exec(`ip -o -4 addr show to ${address}/32 | awk '{print $2; exit}'`, { check: false })
+  const dev = r.stdout.trim()
+  if (!dev) throw new Error(`${linkName(link)}: ${link.host.name} has no interface with ${address}; is it provisioned? npm run provision`)
+  return dev
+}
+
 /** SSH to one lab host (root), or an error that says what to do. */
 export async function connect(host: Host): Promise<SshHost> {
   const inv = await vagrantInventory([host.name], repoRoot)

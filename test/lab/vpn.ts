@@ -23,7 +23,6 @@ if (lab) {
   const proxyAddr = addressOn(proxy, 'cloud')!
   // The simulated internet between the gateways, watched from this machine's bridge.
   const wan = lab.topology.networks.find((n) => n.kind === 'wan')!.name
-  const cloudDev = lab.facts(tunnel.hub).interfaceOf.cloud
   const marker = () => `MARKER-${Math.random().toString(36).slice(2)}-${Date.now()}`
   // A real HTTP request to nginx, the marker in its query string (unsigned: the backend
   // refuses it, which does not matter here); nginx's access log says who sent it.
@@ -94,7 +93,7 @@ if (lab) {
     const showsLan = (l: string) => lanAddresses.some((a) => l.includes(` ${a}`))
     const secret = marker()
     const wire = await captureWire(lab, wan, async () => {
-      const inside = await capture(lab, tunnel.hub, cloudDev, async () => { await send(proxyAddr, secret) })
+      const inside = await capture(lab, tunnel.hub, 'cloud', async () => { await send(proxyAddr, secret) })
       t.match(inside.ascii, secret, `control: on the cloud LAN, after the tunnel, the marker is in clear (${inside.lines.length} packets: ${inside.lines.slice(0, 3).join(' | ')})`)
       t.ok(inside.lines.some(showsLan), 'control: there, the packets show LAN addresses')
     })

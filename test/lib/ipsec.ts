@@ -1,12 +1,14 @@
 // Helpers for the VPN scenarios, in the spirit of strongSwan's testing/: read SAs the
 // way `swanctl --list-sas --raw` prints them, poll instead of sleeping, capture on the
 // wire, and always put back what a scenario changed.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseRawSas, type IkeSa } from '../../provision/lib/swanctl.js'
 import type { Lab } from './lab.js'
+import { capture as captureOn } from '../../scripts/lib/capture.js'
+import { parseLink } from '../../scripts/lib/links.js'
 
 export { parseRawSas, type ChildSa, type IkeSa } from '../../provision/lib/swanctl.js'
 
@@ -65,53 +67,35 @@ export async function waitForNoSa(lab: Lab, tunnel: { name: string; site: string
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
- * Capture on a host's interface while `during` runs; returns the packets as
- * `tcpdump -nn -r` prints them, and the payload as ASCII (-A) to search for markers.
+ * Capture on a host's interface (the network it is on) while `during` runs, with the
+ * operator's command (lab:capture's library); returns the packets as `tcpdump -nn -r`
+ * prints them, and the payload as ASCII (-A) to search for markers.
  */
-export async function capture(lab: Lab, host: string, dev: string, during: () => Promise<void>): Promise<{ lines: string[]; ascii: string }> {
-  const file = `/tmp/lab-capture-${dev}-${Date.now()}.pcap`
-  await lab.sh(host, `rm -f ${file}; (tcpdump -i ${dev} --immediate-mode -nn -U -s 0 -w ${file} >/dev/null 2>${file}.err & echo $! > ${file}.pid)`)
-  // Capture starts when tcpdump says it is listening, not when its file appears.
-  for (let i = 0; i < 50 && (await lab.sh(host, `grep -q 'listening on' ${file}.err`)).code !== 0; i++) await sleep(100)
-  try {
-    await during()
-    await sleep(300)
-  } finally {
-    await lab.sh(host, `kill $(cat ${file}.pid); sleep 0.3`)
-  }
-  const lines = (await lab.sh(host, `tcpdump -nn -r ${file} 2>/dev/null`)).stdout.split('\n').filter(Boolean)
-  const ascii = (await lab.sh(host, `tcpdump -nn -A -r ${file} 2>/dev/null; rm -f ${file} ${file}.pid ${file}.err`)).stdout
-  return { lines, ascii }
+export function capture(lab: Lab, host: string, network: string, during: () => Promise<void>): Promise<{ lines: string[]; ascii: string }> {
+  return captureLink(lab, `${host}:${network}`, during)
 }
 
+export function captureWire(lab: Lab, network: string, during: () => Promise<void>): Promise<{ lines: string[]; ascii: string }> {
+  return captureLink(lab, network, during)
+}
 
-/**
- * Capture on the wire itself: the lab network's bridge on this machine, a neutral
- * observer between the hosts. A capture inside a gateway is no view of the wire when
- * the kernel does ESP: packets it decrypts re-enter on the very interface the ESP came
- * in on, and tcpdump there shows them in clear as well.
- */
-export async function captureWire(lab: Lab, network: string, during: () => Promise<void>): Promise<{ lines: string[]; ascii: string }> {
-  const bridge = lab.topology.networks.find((n) => n.name === network)?.bridge
-  if (!bridge) throw new Error(`no network ${network} in the topology`)
+async function captureLink(lab: Lab, target: string, during: () => Promise<void>): Promise<{ lines: string[]; ascii: string }> {
+  // The operator's command (lab:capture's library), written to a pcap, read back twice.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-wire-'))
-  const file = path.join(dir, `${network}.pcap`)
-  const child = spawn('tcpdump', ['-i', bridge, '--immediate-mode', '-nn', '-U', '-s', '0', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] })
-  const listening = new Promise<void>((resolve, reject) => {
-    let err = ''
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('listening on')) resolve() })
-    child.on('exit', (code) => reject(new Error(`tcpdump on ${bridge} exited with ${code}: ${err.trim()}`)))
-  })
-  await Promise.race([listening, sleep(10000).then(() => { throw new Error(`tcpdump on ${bridge} did not start listening within 10 s`) })])
+  const file = path.join(dir, 'capture.pcap')
   try {
-    await during()
-    await sleep(300)
-  } finally {
-    const exited = new Promise((r) => child.once('exit', r))
-    child.kill('SIGTERM')
-    await exited
-  }
-  try {
+    let ready: () => void = () => {}
+    const listening = new Promise<void>((resolve) => { ready = resolve })
+    const stop = new AbortController()
+    const running = captureOn(lab.topology, parseLink(lab.topology, target, { allowManagement: true }), { count: 100_000, seconds: 120, write: file, signal: stop.signal }, () => {}, ready)
+    await Promise.race([listening, running, sleep(10000).then(() => { throw new Error(`the capture on ${target} did not start listening within 10 s`) })])
+    try {
+      await during()
+      await sleep(300)
+    } finally {
+      stop.abort()
+      await running
+    }
     const lines = execFileSync('tcpdump', ['-nn', '-r', file], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 }).toString().split('\n').filter(Boolean)
     const ascii = execFileSync('tcpdump', ['-nn', '-A', '-r', file], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 }).toString()
     return { lines, ascii }

@@ -1,0 +1,96 @@
+// The operator's commands on the running lab, run as a user runs them (npm scripts'
+// CLI): lab:impair makes real loss on a link and takes it back, lab:status lists it,
+// delay is refused where the kernel has no netem; lab:capture sees the tunnel's ESP on
+// the simulated internet and writes a pcap Wireshark can read; lab:graph draws the lab
+// in its live state; bad arguments are refused with a sentence naming the argument.
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { addressOn } from '../../provision/topology.js'
+import { waitForTunnel } from '../lib/ipsec.js'
+import { labCli, openLab } from '../lib/lab.js'
+
+const lab = await openLab(t)
+if (lab) {
+  const [tunnel] = lab.topology.vpn!.tunnels
+  const [client] = lab.byRole('iot-client')
+  const [proxy] = lab.byRole('proxy')
+  const wan = lab.topology.networks.find((n) => n.kind === 'wan')!.name
+  const proxyAddr = addressOn(proxy, lab.topology.networks.find((n) => n.kind === 'lan' && proxy.interfaces.some((i) => i.network === n.name))!.name)!
+  const cli = (...args: string[]) => labCli('scripts/lab.ts', args)
+  const refused = async (args: string[]) => {
+    try { await cli(...args); return '' } catch (e) { return String((e as { stderr?: string }).stderr ?? e) }
+  }
+  /** Pings from the IoT client to the proxy, through the tunnel: bounded in count and time. */
+  const pings = async (count: number) => {
+    const out = (await lab.sh(client.name, `ping -q -n -c ${count} -i 0.05 -W 1 ${proxyAddr}`)).stdout
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(out)
+    return { sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0) }
+  }
+
+  t.before(async () => { await waitForTunnel(lab, tunnel) })
+  t.teardown(async () => {
+    await cli('impair', wan, '--clear').catch(() => {})
+    await cli('impair', `${tunnel.site}:${wan}`, '--clear').catch(() => {})
+  })
+
+  t.test('lab:impair: random loss on the simulated internet, listed by lab:status, then cleared', async (t) => {
+    t.equal((await pings(20)).received, 20, 'control: no loss before')
+    const set = await cli('impair', wan, '--loss', '30')
+    t.match(set.stdout, new RegExp(`${wan}: 30% loss`))
+    t.match((await cli('status')).stdout, new RegExp(`Link impairments \\(npm run lab:impair -- LINK --clear\\): ${wan} 30% loss`))
+    const lossy = await pings(100)
+    // Each ping crosses the internet twice (ESP both ways): about half come back.
+    t.ok(lossy.received >= 20 && lossy.received <= 80, `with 30 % loss each way, ${lossy.received} of ${lossy.sent} pings came back`)
+    await cli('impair', wan, '--clear')
+    t.notMatch((await cli('status')).stdout, /Link impairments/, 'lab:status lists none after --clear')
+    t.equal((await pings(20)).received, 20, 'no loss after')
+  })
+
+  t.test('lab:impair on a host\'s interface: 100 % loss on the site\'s uplink cuts the site off', async (t) => {
+    await cli('impair', `${tunnel.site}:${wan}`, '--loss', '100')
+    t.equal((await pings(10)).received, 0, 'nothing crosses')
+    await cli('impair', `${tunnel.site}:${wan}`, '--clear')
+    await waitForTunnel(lab, tunnel, 60_000)
+    t.ok((await pings(10)).received >= 9, 'and all is back after --clear')
+  })
+
+  t.test('lab:impair refuses what it cannot do, and wrong arguments, with a sentence', async (t) => {
+    t.match(await refused(['impair', wan, '--delay', '50']), /--delay on network inet: delay needs netem \(sch_netem\), which this machine's kernel does not have; loss works/)
+    if (lab.providerOf(tunnel.site) === 'lxc') t.match(await refused(['impair', `${tunnel.site}:${wan}`, '--delay', '50']), new RegExp(`delay needs netem \\(sch_netem\\), which ${tunnel.site}'s kernel does not have`))
+    t.match(await refused(['impair', 'mgmt', '--loss', '10']), /the management network is how the lab is reached; it is never impaired/)
+    t.match(await refused(['impair', 'nowhere', '--loss', '10']), /link "nowhere": no such network/)
+    t.match(await refused(['impair', wan, '--loss', '150']), /--loss must be a number with at most 1 decimal from 0 to 100; got 150/)
+    t.match(await refused(['impair', wan]), /say what to do: --loss PERCENT, --delay MS, or --clear/)
+    t.equal((await pings(10)).received, 10, 'and the lab is untouched by the refusals')
+  })
+
+  t.test('lab:capture: the tunnel on the wire, printed; a host\'s side written as pcap', async (t) => {
+    const printed = cli('capture', wan, '--filter', 'esp or udp port 4500', '--count', '5', '--seconds', '20')
+    await pings(10)
+    const out = await printed
+    const lines = out.stdout.trim().split('\n')
+    t.equal(lines.length, 5, 'five packets printed')
+    t.ok(lines.every((l) => / (ESP|UDP-encap|UDP)|: ESP|isakmp-nat-keep-alive|NONESP|udp/i.test(l) && !l.includes(proxyAddr)), `ESP between the gateways, never the LAN addresses: ${lines[0]}`)
+    t.match(out.stderr, /bridge .* on this machine: .*5 packets captured/)
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cap-')), 'site.pcap')
+    const written = cli('capture', `${tunnel.site}:${lab.topology.networks.find((n) => n.kind === 'lan' && lab.topology.hosts.find((h) => h.name === tunnel.site)!.interfaces.some((i) => i.network === n.name))!.name}`, '--count', '8', '--seconds', '20', '-w', file)
+    await pings(10)
+    await written
+    const read = execFileSync('tcpdump', ['-nn', '-r', file], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim().split('\n')
+    t.equal(read.length, 8, `a pcap of 8 packets that tcpdump (and Wireshark) reads: ${read[0]}`)
+    t.match(await refused(['capture', 'proxy:inet']), /proxy has no interface "inet"; its interfaces are mgmt, cloud/)
+    t.match(await refused(['capture', wan, '--seconds', '9999']), /--seconds must be a whole number from 1 to 600; got 9999/)
+  })
+
+  t.test('lab:graph: every host and the tunnel, in their live state', async (t) => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'graph-')), 'lab.svg')
+    const out = await cli('graph', '--out', file)
+    t.match(out.stdout, /live state from the monitor/)
+    const svg = fs.readFileSync(file, 'utf8')
+    for (const h of lab.topology.hosts) t.match(svg, `data-host="${h.name}" data-state="up"`, `${h.name} drawn, up`)
+    t.match(svg, `data-tunnel="${tunnel.name}" data-state="up"`, 'the tunnel drawn, up')
+  })
+}
