@@ -76,19 +76,26 @@ export function ingestHandler(opts: IngestOptions) {
     const r = parsed.reading
     if (r.device !== device) throw new HttpError(401, 'unauthorized', `the body names device ${r.device} but was signed by ${device}`)
 
+    const o = await storeReading(r)
+    if (o.code >= 300) throw new HttpError(o.code, o.reason!, o.error!, o.field)
+    return [o.code, { status: o.code === 201 ? 'stored' : 'duplicate', device: r.device, seq: r.seq }]
+  }
+
+  /** Store a reading that passed every check: the status it gets, and why when it is not stored. */
+  async function storeReading(r: Reading): Promise<{ code: number; reason?: string; error?: string; field?: string }> {
     let result: InsertResult
     try {
       result = await opts.store.insert(r, digestOf(r), opts.backend)
     } catch (e) {
       storeErrors.inc()
       log(`store failed: ${(e as Error).message}`)
-      throw new HttpError(503, 'store', 'the database is unavailable; retry later')
+      return { code: 503, reason: 'store', error: 'the database is unavailable; retry later' }
     }
-    if (result === 'invalid') throw new HttpError(400, 'malformed', 'the database refused this reading\'s values (is the time a real date?)', 'time')
-    if (result === 'conflict') throw new HttpError(409, 'conflict', `device ${r.device} already sent a different reading with seq ${r.seq}`, 'seq')
-    if (result === 'duplicate') { duplicates.inc(); return [200, { status: 'duplicate', device: r.device, seq: r.seq }] }
+    if (result === 'invalid') return { code: 400, reason: 'malformed', error: 'the database refused this reading\'s values (is the time a real date?)', field: 'time' }
+    if (result === 'conflict') return { code: 409, reason: 'conflict', error: `device ${r.device} already sent a different reading with seq ${r.seq}`, field: 'seq' }
+    if (result === 'duplicate') { duplicates.inc(); return { code: 200 } }
     accepted.inc()
-    return [201, { status: 'stored', device: r.device, seq: r.seq }]
+    return { code: 201 }
   }
 
   /**
@@ -126,19 +133,10 @@ export function ingestHandler(opts: IngestOptions) {
     const key = opts.keyOf(r.device)
     if (!key) return refuse(401, 'unauthorized', `line ${line}: unknown device ${JSON.stringify(r.device)}`, undefined, r)
     if (!verify(key, Buffer.from(p.canonical), p.signature)) return refuse(401, 'unauthorized', `line ${line}: the signature does not match the reading under ${r.device}'s key`, undefined, r)
-    let result: InsertResult
-    try {
-      result = await opts.store.insert(r, digestOf(r), opts.backend)
-    } catch (e) {
-      storeErrors.inc()
-      log(`store failed: ${(e as Error).message}`)
-      return { line, device: r.device, seq: r.seq, status: 'retry', code: 503, error: 'the database is unavailable; retry later' }
-    }
-    if (result === 'invalid') return refuse(400, 'malformed', `line ${line}: the database refused this reading's values (is the time a real date?)`, 'time', r)
-    if (result === 'conflict') return refuse(409, 'conflict', `line ${line}: device ${r.device} already sent a different reading with seq ${r.seq}`, 'seq', r)
-    if (result === 'duplicate') { duplicates.inc(); return { line, device: r.device, seq: r.seq, status: 'duplicate', code: 200 } }
-    accepted.inc()
-    return { line, device: r.device, seq: r.seq, status: 'stored', code: 201 }
+    const o = await storeReading(r)
+    if (o.code === 503) return { line, device: r.device, seq: r.seq, status: 'retry', code: 503, error: o.error }
+    if (o.code >= 300) return refuse(o.code, o.reason!, `line ${line}: ${o.error}`, o.field, r)
+    return { line, device: r.device, seq: r.seq, status: o.code === 201 ? 'stored' : 'duplicate', code: o.code }
   }
 
   async function route(req: http.IncomingMessage, url: URL): Promise<[number, object | string, Record<string, string>?]> {
