@@ -11,7 +11,7 @@ import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { log } from '../lib/log.js'
-import { Gauge, Registry } from '../lib/metrics.js'
+import { counterOf, gaugeOf, serviceRegistry } from '../lib/metrics.js'
 import { takeReading, type Device } from './device.js'
 import { Outbox, OutboxFullError } from './outbox.js'
 import { Sender } from './sender.js'
@@ -120,18 +120,17 @@ function oldest() {
   return t === undefined ? null : new Date(t).toISOString()
 }
 
-const metrics = new Registry()
-const gauge = (name: string, help: string, read: () => number, type: 'gauge' | 'counter' = 'gauge') => metrics.add(new Gauge(name, help, read, type))
-gauge('lab_client_readings_taken_total', 'Readings taken and made durable (all time: the devices\' sequence numbers)', () => outbox.generated(), 'counter')
-gauge('lab_client_readings_pending', 'Readings in the outbox not yet acknowledged', () => outbox.pending())
-gauge('lab_client_readings_acked_total', 'Readings acknowledged by the server since start', () => outbox.ackedCount, 'counter')
-gauge('lab_client_readings_rejected_total', 'Readings refused for good by the server (kept in rejected.jsonl)', () => outbox.rejectedCount, 'counter')
-gauge('lab_client_readings_not_taken_full_total', 'Readings not taken because the outbox or the disk was full, since start', () => outbox.refusedFull, 'counter')
-gauge('lab_client_send_retries_total', 'Readings sent again after a failure, since start', () => sender.retries, 'counter')
-gauge('lab_client_oldest_pending_age_seconds', 'Age of the oldest reading not yet acknowledged (0: none)', () => { const t = outbox.oldestPending(); return t === undefined ? 0 : Math.max(0, (Date.now() - t) / 1000) })
-gauge('lab_client_outbox_bytes', 'Bytes of the outbox\'s files', () => outbox.bytes())
-gauge('lab_client_outbox_max_bytes', 'The outbox\'s cap in bytes (telemetry.outbox_max_mb)', () => outbox.maxBytes)
-gauge('lab_client_outbox_full', '1 while new readings are refused for want of room', () => (outbox.full ? 1 : 0))
+const metrics = serviceRegistry()
+counterOf(metrics, 'lab_client_readings_taken_total', 'Readings taken and made durable (all time: the devices\' sequence numbers)', () => outbox.generated())
+gaugeOf(metrics, 'lab_client_readings_pending', 'Readings in the outbox not yet acknowledged', () => outbox.pending())
+counterOf(metrics, 'lab_client_readings_acked_total', 'Readings acknowledged by the server since start', () => outbox.ackedCount)
+counterOf(metrics, 'lab_client_readings_rejected_total', 'Readings refused for good by the server (kept in rejected.jsonl)', () => outbox.rejectedCount)
+counterOf(metrics, 'lab_client_readings_not_taken_full_total', 'Readings not taken because the outbox or the disk was full, since start', () => outbox.refusedFull)
+counterOf(metrics, 'lab_client_send_retries_total', 'Readings sent again after a failure, since start', () => sender.retries)
+gaugeOf(metrics, 'lab_client_oldest_pending_age_seconds', 'Age of the oldest reading not yet acknowledged (0: none)', () => { const t = outbox.oldestPending(); return t === undefined ? 0 : Math.max(0, (Date.now() - t) / 1000) })
+gaugeOf(metrics, 'lab_client_outbox_bytes', 'Bytes of the outbox\'s files', () => outbox.bytes())
+gaugeOf(metrics, 'lab_client_outbox_max_bytes', 'The outbox\'s cap in bytes (telemetry.outbox_max_mb)', () => outbox.maxBytes)
+gaugeOf(metrics, 'lab_client_outbox_full', '1 while new readings are refused for want of room', () => (outbox.full ? 1 : 0))
 
 
 let lastReport = ''
@@ -148,10 +147,7 @@ const control = http.createServer((req, res) => {
     res.end(JSON.stringify(body) + '\n')
   }
   if (req.method === 'GET' && req.url === '/status') return reply(200, status())
-  if (req.method === 'GET' && req.url === '/metrics') {
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
-    return res.end(metrics.render())
-  }
+  if (req.method === 'GET' && req.url === '/metrics') return void sendMetrics(res)
   if (req.method === 'POST' && (req.url === '/pause' || req.url === '/resume')) {
     paused = req.url === '/pause'
     log(paused ? 'paused: no new readings' : 'resumed')
@@ -161,12 +157,15 @@ const control = http.createServer((req, res) => {
 })
 control.listen(config.control.port, config.control.address)
 
+async function sendMetrics(res: http.ServerResponse) {
+  const text = await metrics.metrics()
+  res.writeHead(200, { 'content-type': metrics.contentType })
+  res.end(text)
+}
+
 // The monitor's port: metrics, nothing that changes the client.
 const exporter = config.metrics && http.createServer((req, res) => {
-  if (req.method === 'GET' && req.url === '/metrics') {
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
-    return res.end(metrics.render())
-  }
+  if (req.method === 'GET' && req.url === '/metrics') return void sendMetrics(res)
   res.writeHead(404, { 'content-type': 'application/json' })
   res.end('{"error":"GET /metrics only"}\n')
 })

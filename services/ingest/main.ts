@@ -4,7 +4,7 @@
 import fs from 'node:fs'
 import http from 'node:http'
 import { log } from '../lib/log.js'
-import { Gauge } from '../lib/metrics.js'
+import { counterOf } from '../lib/metrics.js'
 import type { BatcherOptions } from './batcher.js'
 import { ingestHandler } from './server.js'
 import { PgStore, type DbConfig } from './store.js'
@@ -36,8 +36,8 @@ const store = new PgStore(config.db, log, config.poolSize, config.batch)
 const { handler } = ingestHandler({
   store, keyOf: (d) => keys.get(d), backend: config.backend, log,
   metrics: (r) => {
-    r.add(new Gauge('ingest_db_batches_total', 'INSERT statements (each one commit) sent to the database', () => store.batcher.batches, 'counter'))
-    r.add(new Gauge('ingest_db_batched_readings_total', 'Readings in those statements (divide by batches: the mean batch)', () => store.batcher.items, 'counter'))
+    counterOf(r, 'ingest_db_batches_total', 'INSERT statements (each one commit) sent to the database', () => store.batcher.batches)
+    counterOf(r, 'ingest_db_batched_readings_total', 'Readings in those statements (divide by batches: the mean batch)', () => store.batcher.items)
   },
 })
 const server = http.createServer(handler)

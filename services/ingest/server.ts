@@ -3,7 +3,7 @@
 // error naming what is wrong; it never reaches the store, and never crashes the server.
 import { createHash } from 'node:crypto'
 import http from 'node:http'
-import { Counter, Gauge, Histogram, Registry } from '../lib/metrics.js'
+import { Counter, Gauge, Histogram, serviceRegistry, type Registry } from '../lib/metrics.js'
 import { BATCH_TYPE, DEVICE_HEADER, DEVICE_ID, MAX_BATCH_BYTES, MAX_BATCH_READINGS, MAX_BODY_BYTES, SIGNATURE_HEADER, encodeReading, parseBatchLine, parseReading, verify, type Reading } from '../lib/reading.js'
 
 /** invalid: the database refused the reading's data (a date that does not exist, say). */
@@ -42,17 +42,18 @@ class HttpError extends Error {
 
 export function ingestHandler(opts: IngestOptions) {
   const log = opts.log ?? (() => {})
-  const registry = new Registry()
-  const reasons = ['malformed', 'unauthorized', 'too_large', 'unsupported_media_type', 'conflict', 'method_not_allowed'].map((reason) => ({ reason }))
-  const accepted = registry.add(new Counter('ingest_readings_accepted_total', 'Readings stored for the first time'))
-  const duplicates = registry.add(new Counter('ingest_readings_duplicate_total', 'Readings already stored (a retry), answered as success'))
-  const rejected = registry.add(new Counter('ingest_readings_rejected_total', 'Readings refused, by reason', reasons))
-  const storeErrors = registry.add(new Counter('ingest_store_errors_total', 'Readings not stored because the database failed (503, the client retries)'))
-  const latency = registry.add(new Histogram('ingest_request_duration_seconds', 'Time to answer POST /readings'))
-  const batchRequests = registry.add(new Counter('ingest_batch_requests_total', 'Batches (POST /readings, application/x-ndjson) answered'))
-  const batchReadings = registry.add(new Counter('ingest_batch_readings_total', 'Readings that came in batches'))
-  let inFlight = 0
-  registry.add(new Gauge('ingest_requests_in_flight', 'POST /readings being handled', () => inFlight))
+  const registry = serviceRegistry()
+  const reasons = ['malformed', 'unauthorized', 'too_large', 'unsupported_media_type', 'conflict', 'method_not_allowed']
+  const counter = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers: [registry] })
+  const accepted = counter('ingest_readings_accepted_total', 'Readings stored for the first time')
+  const duplicates = counter('ingest_readings_duplicate_total', 'Readings already stored (a retry), answered as success')
+  const rejected = counter('ingest_readings_rejected_total', 'Readings refused, by reason', ['reason'])
+  for (const reason of reasons) rejected.inc({ reason }, 0) // every reason present from the start, at 0
+  const storeErrors = counter('ingest_store_errors_total', 'Readings not stored because the database failed (503, the client retries)')
+  const batchRequests = counter('ingest_batch_requests_total', 'Batches (POST /readings, application/x-ndjson) answered')
+  const batchReadings = counter('ingest_batch_readings_total', 'Readings that came in batches')
+  const latency = new Histogram({ name: 'ingest_request_duration_seconds', help: 'Time to answer POST /readings', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] })
+  const inFlight = new Gauge({ name: 'ingest_requests_in_flight', help: 'POST /readings being handled', registers: [registry] })
   opts.metrics?.(registry)
 
   async function postReading(req: http.IncomingMessage): Promise<[number, object]> {
@@ -112,7 +113,7 @@ export function ingestHandler(opts: IngestOptions) {
     if (lines.length === 0) throw new HttpError(400, 'malformed', 'the batch is empty: one signed reading per line')
     if (lines.length > MAX_BATCH_READINGS) throw new HttpError(413, 'too_large', `a batch holds at most ${MAX_BATCH_READINGS} readings; this one has ${lines.length}`)
     batchRequests.inc()
-    batchReadings.inc({}, lines.length)
+    batchReadings.inc(lines.length)
     const results = await Promise.all(lines.map((line, i) => batchLine(line, i + 1)))
     if (results.every((r) => r.code === 503)) throw new HttpError(503, 'store', 'the database is unavailable; retry later')
     return [200, { results }]
@@ -145,13 +146,13 @@ export function ingestHandler(opts: IngestOptions) {
     }
     if (url.pathname === '/readings') {
       only('POST')
-      const start = process.hrtime.bigint()
-      inFlight++
+      const done = latency.startTimer()
+      inFlight.inc()
       try {
         return await postReading(req)
       } finally {
-        inFlight--
-        latency.observe(Number(process.hrtime.bigint() - start) / 1e9)
+        inFlight.dec()
+        done()
       }
     }
     if (url.pathname === '/healthz') {
@@ -161,7 +162,7 @@ export function ingestHandler(opts: IngestOptions) {
     }
     if (url.pathname === '/metrics') {
       only('GET')
-      return [200, registry.render(), { 'content-type': 'text/plain; version=0.0.4' }]
+      return [200, await registry.metrics(), { 'content-type': registry.contentType }]
     }
     const m = /^\/devices\/([^/]+)\/readings$/.exec(url.pathname)
     if (m) {

@@ -67,6 +67,16 @@ if (lab) {
     t.equal((await pings(10)).received, 10, 'and the lab is untouched by the refusals')
   })
 
+  t.test('lab:impair --delay where the host\'s kernel has netem (a VM)', { skip: lab.providerOf(tunnel.site) === 'lxc' ? `${tunnel.site} is a container: it shares this machine's kernel, which has no netem (the refusal is tested above)` : false }, async (t) => {
+    const rtt = async () => Number(/= [\d.]+\/([\d.]+)\//.exec((await lab.sh(client.name, `ping -q -n -c 5 -i 0.2 -W 2 ${proxyAddr}`)).stdout)?.[1])
+    const before = await rtt()
+    await cli('impair', `${tunnel.site}:${wan}`, '--delay', '100')
+    const delayed = await rtt()
+    await cli('impair', `${tunnel.site}:${wan}`, '--clear')
+    t.ok(delayed >= before + 90, `100 ms more on the site's uplink: ${before.toFixed(1)} ms, then ${delayed.toFixed(1)} ms`)
+    t.ok((await rtt()) < before + 50, 'and back after --clear')
+  })
+
   t.test('lab:capture: the tunnel on the wire, printed; a host\'s side written as pcap', async (t) => {
     const printed = cli('capture', wan, '--filter', 'esp or udp port 4500', '--count', '5', '--seconds', '20')
     await pings(10)
