@@ -12,7 +12,8 @@ import { hostsWithRole, type Host, type Topology } from '../topology.js'
 
 export const DB = { name: 'telemetry', user: 'ingest', port: 5432 }
 export const PROXY_STATUS_PORT = 8081
-export const CLIENT_CONTROL_PORT = 9100
+// Not 9100: that is node exporter's port, on every host.
+export const CLIENT_CONTROL_PORT = 9180
 export const MAX_BODY = `${MAX_BODY_BYTES}`
 
 /** A host's address on the first network it shares with another host. */

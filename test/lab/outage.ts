@@ -13,7 +13,7 @@ import { cutInternet } from '../lib/faults.js'
 import { openLab, type Lab } from '../lib/lab.js'
 import { expectAlert } from '../lib/monitor.js'
 import { monitorOf } from '../../provision/roles/monitoring.js'
-import { serverUrl } from '../../provision/roles/telemetry.js'
+import { CLIENT_CONTROL_PORT, serverUrl } from '../../provision/roles/telemetry.js'
 import { shellQuote as q } from '../../provision/ssh.js'
 import { assertExactlyOnce, clientStatus, sql, waitStatus, type ClientStatus } from '../lib/telemetry.js'
 
@@ -197,7 +197,7 @@ if (opened) {
     t.equal(later.generated, full.generated, 'no reading is taken while full: no sequence number is used')
     t.equal(later.pending, full.pending, 'and none already taken is dropped')
     t.ok(later.outbox.bytes <= capMb * 1024 * 1024, `the outbox stays under its cap (${later.outbox.bytes} bytes)`)
-    const metrics = (await lab.sh(client.name, 'curl -s http://127.0.0.1:9100/metrics')).stdout
+    const metrics = (await lab.sh(client.name, `curl -s http://127.0.0.1:${CLIENT_CONTROL_PORT}/metrics`)).stdout
     t.match(metrics, /^lab_client_outbox_full 1$/m, 'the metrics say it is full')
     t.match(metrics, /^lab_client_readings_not_taken_full_total [1-9]\d*$/m, 'and count the readings not taken')
     t.match((await lab.sh(client.name, 'journalctl -u lab-client.service -n 50 --no-pager')).stdout, /readings not taken: the outbox is full/, 'the journal says it once')
