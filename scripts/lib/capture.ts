@@ -49,12 +49,14 @@ export async function capture(t: Topology, link: Link, o: CaptureOptions, onLine
       const args = tcpdumpArgs(await deviceOf(host, link), { ...o, write: o.write ? '-' : undefined }).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
       let err = ''
       let buffered = ''
-      onReady?.()
-      // On abort, the SSH session closes: the guest's tcpdump gets SIGHUP and ends.
-      o.signal?.addEventListener('abort', () => { void host.close() }, { once: true })
-      const r = await host.execStream(`timeout ${o.seconds} tcpdump ${args}`, {
+      let listening = false
+      // On abort, SIGINT (relayed by timeout): tcpdump writes its last packets and exits,
+      // so a pcap ends whole.
+      const pidFile = `/run/lab-capture-${process.pid}-${Date.now()}.pid`
+      o.signal?.addEventListener('abort', () => { void host.exec(`kill -INT $(cat ${pidFile}) 2>/dev/null`, { check: false }) }, { once: true })
+      const r = await host.execStream(`timeout ${o.seconds} tcpdump ${args} & echo $! > ${pidFile}; wait $!; rc=$?; rm -f ${pidFile}; exit $rc`, {
         onStdout: (d: Buffer) => { if (toFile) toFile.write(d); else { buffered += d.toString(); const ls = buffered.split('\n'); buffered = ls.pop()!; ls.forEach(onLine) } },
-        onStderr: (d: Buffer) => { err += d.toString() },
+        onStderr: (d: Buffer) => { err += d.toString(); if (!listening && err.includes('listening on')) { listening = true; onReady?.() } },
       })
       if (buffered) onLine(buffered)
       await new Promise((res) => (toFile ? toFile.end(res) : res(undefined)))

@@ -36,7 +36,11 @@ if (lab) {
     })
   }
 
-  t.test('the site\'s strongSwan stopped: the monitor\'s tunnel alert fires, and resolves once it is back', { skip: monitorOf(lab.topology) ? false : 'the topology has no monitor host' }, async (t) => {
+  const vmGateways = lab.byRole('gateway').some((g) => lab.providerOf(g.name) !== 'lxc')
+  t.test('the site\'s strongSwan stopped: the monitor\'s tunnel alert fires, and resolves once it is back', {
+    skip: !monitorOf(lab.topology) ? 'the topology has no monitor host'
+      : vmGateways ? 'VM gateways: the alert reads the hub\'s SAs from swanctl whatever the data path; proven with lxc gateways in npm test' : false,
+  }, async (t) => {
     t.teardown(() => lab.sh(tunnel.site, 'systemctl start strongswan.service'))
     await lab.sh(tunnel.site, 'systemctl stop strongswan.service') // charon says DELETE on its way out
     await expectAlert(t, lab, 'LabTunnelDown', { host: tunnel.hub, conn: tunnel.name }, 'firing')

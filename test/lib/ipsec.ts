@@ -1,7 +1,7 @@
 // Helpers for the VPN scenarios, in the spirit of strongSwan's testing/: read SAs the
 // way `swanctl --list-sas --raw` prints them, poll instead of sleeping, capture on the
 // wire, and always put back what a scenario changed.
-import { execFileSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -96,8 +96,10 @@ async function captureLink(lab: Lab, target: string, during: () => Promise<void>
       stop.abort()
       await running
     }
-    const lines = execFileSync('tcpdump', ['-nn', '-r', file], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 }).toString().split('\n').filter(Boolean)
-    const ascii = execFileSync('tcpdump', ['-nn', '-A', '-r', file], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 }).toString()
+    // tcpdump -r prints every whole packet even when the file's last one was cut short.
+    const read = (args: string[]) => spawnSync('tcpdump', [...args, '-r', file], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 }).stdout.toString()
+    const lines = read(['-nn']).split('\n').filter(Boolean)
+    const ascii = read(['-nn', '-A'])
     return { lines, ascii }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
