@@ -33,7 +33,7 @@ else if (lab) {
   t.test('each host admits the monitor, and only the monitor, on what it scrapes', async (t) => {
     const monitor = monitorOf(lab.topology)!
     const [proxy] = lab.byRole('proxy')
-    const open = async (from: string, address: string, port: number) => (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
+    const open = async (from: string, address: string, port: number) => (await lab.sh(from, `nc -z -w 1 ${address} ${port}`)).code === 0
     for (const x of targets.filter((x) => x.host !== monitor.name && x.host !== proxy.name)) {
       t.ok(await open(monitor.name, x.address, x.port), `the monitor reaches ${x.job} on ${x.host}`)
       if (x.job !== 'ingest') t.notOk(await open(proxy.name, x.address, x.port), `the proxy does not (${x.host}:${x.port})`)
