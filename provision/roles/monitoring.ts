@@ -22,6 +22,9 @@ export function lanAddress(t: Topology, h: Host): string | undefined {
 
 export const monitorAddress = (t: Topology) => { const m = monitorOf(t); return m && lanAddress(t, m) }
 
+/** Where the provisioning machine reaches Prometheus: the monitor's management address. */
+export const prometheusUrl = (t: Topology): string | undefined => { const m = monitorOf(t); return m && `http://${m.mgmt.address}:${MONITOR_PORTS.prometheus}` }
+
 /** Every scrape target, in the topology's host order. */
 export function scrapeTargets(t: Topology): Target[] {
   if (!monitorOf(t)) return []

@@ -16,6 +16,18 @@ export function tcpdumpArgs(iface: string, o: CaptureOptions): string[] {
   return ['-i', iface, '-nn', '--immediate-mode', '-c', String(o.count), ...(o.write ? ['-U', '-s', '0', '-w', o.write === '-' ? '-' : o.write] : ['-l']), ...(o.filter ? [o.filter] : [])]
 }
 
+/** tcpdump's printed output, chunk by chunk, as whole lines; end() passes on the last one. */
+function lines(onLine: (l: string) => void) {
+  let buffered = ''
+  return {
+    push(d: Buffer) { buffered += d.toString(); const ls = buffered.split('\n'); buffered = ls.pop()!; ls.forEach(onLine) },
+    end() { if (buffered) onLine(buffered); buffered = '' },
+  }
+}
+
+/** tcpdump's own count lines from its stderr. */
+const summaryOf = (stderr: string) => stderr.split('\n').filter((l) => /packets? captured|received by filter/.test(l)).join('; ')
+
 /** The host side of a container's interface: the veth whose index the container's end names. */
 async function vethOf(link: Extract<Link, { kind: 'interface' }>): Promise<string> {
   const host = await connect(link.host)
@@ -48,20 +60,20 @@ export async function capture(t: Topology, link: Link, o: CaptureOptions, onLine
       const toFile = o.write ? fs.createWriteStream(o.write) : undefined
       const args = tcpdumpArgs(await deviceOf(host, link), { ...o, write: o.write ? '-' : undefined }).map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
       let err = ''
-      let buffered = ''
+      const out = lines(onLine)
       let listening = false
       // On abort, SIGINT (relayed by timeout): tcpdump writes its last packets and exits,
       // so a pcap ends whole.
       const pidFile = `/run/lab-capture-${process.pid}-${Date.now()}.pid`
       o.signal?.addEventListener('abort', () => { void host.exec(`kill -INT $(cat ${pidFile}) 2>/dev/null`, { check: false }) }, { once: true })
       const r = await host.execStream(`timeout ${o.seconds} tcpdump ${args} & echo $! > ${pidFile}; wait $!; rc=$?; rm -f ${pidFile}; exit $rc`, {
-        onStdout: (d: Buffer) => { if (toFile) toFile.write(d); else { buffered += d.toString(); const ls = buffered.split('\n'); buffered = ls.pop()!; ls.forEach(onLine) } },
+        onStdout: (d: Buffer) => { if (toFile) toFile.write(d); else out.push(d) },
         onStderr: (d: Buffer) => { err += d.toString(); if (!listening && err.includes('listening on')) { listening = true; onReady?.() } },
       })
-      if (buffered) onLine(buffered)
+      out.end()
       await new Promise((res) => (toFile ? toFile.end(res) : res(undefined)))
       if (r.code !== 0 && r.code !== 124 && !o.signal?.aborted) throw new Error(`tcpdump on ${linkName(link)} failed: ${err.trim()}`)
-      return { summary: err.split('\n').filter((l) => /packets? captured|received by filter/.test(l)).join('; '), where: `inside ${link.host.name} (${provider})` }
+      return { summary: summaryOf(err), where: `inside ${link.host.name} (${provider})` }
     } finally {
       await host.close()
     }
@@ -72,14 +84,14 @@ export async function capture(t: Topology, link: Link, o: CaptureOptions, onLine
     // timeout passes SIGTERM on to tcpdump, which writes what it has and exits.
     o.signal?.addEventListener('abort', () => child.kill('SIGTERM'), { once: true })
     let err = ''
-    let buffered = ''
-    child.stdout.on('data', (d: Buffer) => { buffered += d.toString(); const ls = buffered.split('\n'); buffered = ls.pop()!; ls.forEach(onLine) })
+    const out = lines(onLine)
+    child.stdout.on('data', (d: Buffer) => out.push(d))
     child.stderr.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('listening on')) onReady?.() })
     child.on('error', reject)
     child.on('exit', (code) => {
-      if (buffered) onLine(buffered)
+      out.end()
       if (code !== 0 && code !== 124 && !o.signal?.aborted) return reject(new Error(`tcpdump on ${iface} failed: ${err.trim()}`))
-      resolve({ summary: err.split('\n').filter((l) => /packets? captured|received by filter/.test(l)).join('; '), where: link.kind === 'network' ? `bridge ${iface} on this machine` : `${iface}, the host side of ${linkName(link)}` })
+      resolve({ summary: summaryOf(err), where: link.kind === 'network' ? `bridge ${iface} on this machine` : `${iface}, the host side of ${linkName(link)}` })
     })
   })
 }

@@ -111,8 +111,7 @@ export async function impair(link: Link, opts: { loss?: number; delayMs?: number
 
 /** lab:down: the bridge table goes (the hosts go with their own rules); nothing recorded. */
 export async function clearAllImpairments(log: (m: string) => void): Promise<void> {
-  const r = await $({ quiet: true, nothrow: true })`nft list table bridge ${BRIDGE_TABLE}`
-  if (r.exitCode === 0) {
+  if (await impairmentTableExists()) {
     await $({ quiet: true })`nft delete table bridge ${BRIDGE_TABLE}`
     log(`Removed the link impairments (nft table bridge ${BRIDGE_TABLE})`)
   }

@@ -2,7 +2,7 @@
 // view, from Prometheus's HTTP API on the management network. Readings per second over
 // the last minute, the backlog and its oldest reading, each backend's share, the
 // tunnels' throughput, and the alerts firing. Says so plainly when there is no monitor.
-import { MONITOR_PORTS, monitorOf } from '../../provision/roles/monitoring.js'
+import { prometheusUrl } from '../../provision/roles/monitoring.js'
 import type { Topology } from '../../provision/topology.js'
 
 export interface Watch {
@@ -16,19 +16,19 @@ export interface Watch {
   down: string[]
 }
 
-type Sample = { metric: Record<string, string>; value: [number, string] }
+export type Sample = { metric: Record<string, string>; value: [number, string] }
 
-async function query(url: string, expr: string): Promise<Sample[]> {
-  const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(3000) })
+/** One instant query to Prometheus's HTTP API; an error names the expression. */
+export async function query(url: string, expr: string, timeoutMs = 3000): Promise<Sample[]> {
+  const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(timeoutMs) })
   const body = await res.json() as { status: string; error?: string; data: { result: Sample[] } }
-  if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`)
+  if (body.status !== 'success') throw new Error(`Prometheus refused ${expr}: ${body.error}`)
   return body.data.result
 }
 
 export async function watch(topology: Topology): Promise<Watch | string> {
-  const m = monitorOf(topology)
-  if (!m) return 'Monitor: the topology has no host with role monitor.'
-  const url = `http://${m.mgmt.address}:${MONITOR_PORTS.prometheus}`
+  const url = prometheusUrl(topology)
+  if (!url) return 'Monitor: the topology has no host with role monitor.'
   const num = (s: Sample[]) => Number(s[0]?.value[1] ?? 0)
   const byHost = (s: Sample[]) => Object.fromEntries(s.map((x) => [x.metric.host, Number(x.value[1])]))
   try {
@@ -76,9 +76,8 @@ export function watchText(w: Watch | string): string {
 /** Live state for lab:graph: the monitor's view when it answers, else Vagrant's; undefined when nothing runs. */
 export async function liveState(topology: Topology, states: Map<string, string>): Promise<import('./graph.js').Live | undefined> {
   if (![...states.values()].some((s) => s === 'running')) return undefined
-  const m = monitorOf(topology)
-  if (m) {
-    const url = `http://${m.mgmt.address}:${MONITOR_PORTS.prometheus}`
+  const url = prometheusUrl(topology)
+  if (url) {
     try {
       const [up, tunnels] = await Promise.all([query(url, 'up{job="node"}'), query(url, 'min by (conn) (lab_ipsec_child_sa_up)')])
       const hosts = new Map(topology.hosts.map((h) => {

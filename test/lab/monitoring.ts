@@ -5,10 +5,10 @@
 // shows every host and graphs that hold data.
 import fs from 'node:fs'
 import t from 'tap'
-import { MONITOR_PORTS, monitorOf, scrapeTargets } from '../../provision/roles/monitoring.js'
+import { MONITOR_PORTS, monitorOf, prometheusUrl, scrapeTargets } from '../../provision/roles/monitoring.js'
 import { sleep, waitForTunnel } from '../lib/ipsec.js'
 import { labCli, openLab } from '../lib/lab.js'
-import { promQuery, prometheusUrl } from '../lib/monitor.js'
+import { promQuery } from '../lib/monitor.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const lab = await openLab(t)
@@ -59,7 +59,7 @@ else if (lab) {
     const page = await browser.newPage()
     const errors: string[] = []
     page.on('pageerror', (e) => errors.push(String(e)))
-    const url = `${prometheusUrl(lab)}/consoles/lab.html`
+    const url = `${prometheusUrl(lab.topology)}/consoles/lab.html`
     const res = await page.goto(url, { waitUntil: 'networkidle0', timeout: 60_000 })
     t.equal(res?.status(), 200, `${url} loads`)
     const hosts = await page.$$eval('#hosts tr[data-host]', (rows) => rows.map((r) => `${r.getAttribute('data-host')} ${r.className}`))
@@ -77,7 +77,7 @@ else if (lab) {
 
   t.test('lab:status shows the monitor\'s view: readings per second, backlog, tunnels, alerts', async (t) => {
     const out = (await labCli('scripts/lab.ts', ['status'])).stdout
-    t.match(out, new RegExp(`Monitor \\(${prometheusUrl(lab)!.replace(/[.:/]/g, '\\$&')}, console: `))
+    t.match(out, new RegExp(`Monitor \\(${prometheusUrl(lab.topology)!.replace(/[.:/]/g, '\\$&')}, console: `))
     const rate = Number(/readings stored +([\d.]+)\/s/.exec(out)?.[1])
     t.ok(rate > 0, `readings per second over the last minute (${rate})`)
     t.match(out, /backlog +\d+ readings waiting/)

@@ -9,12 +9,10 @@
 import t, { type Test } from 'tap'
 import { bundle } from '../../services/build.js'
 import { waitForTunnel, sleep } from '../lib/ipsec.js'
-import { cutInternet } from '../lib/faults.js'
+import { cutInternet, cutTcp } from '../lib/faults.js'
 import { openLab, type Lab } from '../lib/lab.js'
-import { expectAlert } from '../lib/monitor.js'
-import { monitorOf } from '../../provision/roles/monitoring.js'
+import { alertsOf } from '../lib/monitor.js'
 import { CLIENT_CONTROL_PORT, serverUrl } from '../../provision/roles/telemetry.js'
-import { shellQuote as q } from '../../provision/ssh.js'
 import { assertExactlyOnce, clientStatus, sql, waitStatus, type ClientStatus } from '../lib/telemetry.js'
 
 const FILL = '/usr/local/lib/lab/lab-outbox-fill.cjs'
@@ -30,8 +28,8 @@ if (opened) {
   const { intervalMs, devicesPerClient } = lab.topology.telemetry
   const perDay = Math.round(86_400_000 / intervalMs) * devicesPerClient
   const out = (s: string) => t.comment(s)
-  const watched = !!monitorOf(lab.topology)
-  const alert = async (t: Test, name: string, labels: Record<string, string>, want: 'firing' | 'resolved') => { if (watched) await expectAlert(t, lab, name, labels, want, 120_000) }
+  const watch = alertsOf(lab)
+  const alert = (t: Test, name: string, labels: Record<string, string>, want: 'firing' | 'resolved') => watch(t, name, labels, want, 120_000)
 
   const status = () => clientStatus(lab)
   const fill = async (args: string) => {
@@ -58,14 +56,9 @@ if (opened) {
   const freshness = async (device: string) => Number((await sql(lab, `SELECT extract(epoch FROM clock_timestamp() - max(time)) FROM readings WHERE device_id = '${device}';`))[0][0])
 
   /** The client cannot reach its server (a rule in its own output chain); returns the undo. */
-  const SERVER_CUT = 'test: server cut'
-  const dropServerRules = () => lab.sh(client.name, `nft -a list chain inet lab output | awk ${q(`/${SERVER_CUT}/ {print $NF}`)} | while read h; do nft delete rule inet lab output handle "$h"; done`)
-  async function cutServer() {
+  const cutServer = () => {
     const u = new URL(serverUrl(lab.topology, client))
-    await dropServerRules()
-    const r = await lab.sh(client.name, `nft insert rule inet lab output ip daddr ${u.hostname} tcp dport ${u.port || 80} reject with tcp reset comment ${q(`"${SERVER_CUT}"`)}`)
-    if (r.code !== 0) throw new Error(`cannot cut the client from its server: ${r.stderr}`)
-    return async () => { await dropServerRules() }
+    return cutTcp(lab, client.name, u.hostname, Number(u.port || 80), 'test: server cut')
   }
 
   let restore: (() => Promise<void>) | undefined

@@ -5,12 +5,12 @@
 // retries, nginx's retries to the next backend, and idempotent storage make it so.
 // Where the topology has a monitor, each fault's alert fires during it and resolves after.
 import t, { type Test } from 'tap'
-import { backends } from '../../provision/roles/telemetry.js'
+import { DB, backends } from '../../provision/roles/telemetry.js'
 import { addressOn } from '../../provision/topology.js'
 import { sleep, waitForTunnel } from '../lib/ipsec.js'
+import { cutTcp, uncutTcp } from '../lib/faults.js'
 import { openLab } from '../lib/lab.js'
-import { expectAlert } from '../lib/monitor.js'
-import { monitorOf } from '../../provision/roles/monitoring.js'
+import { alertsOf } from '../lib/monitor.js'
 import { assertExactlyOnce, clientStatus, waitStatus } from '../lib/telemetry.js'
 
 const opened = await openLab(t)
@@ -22,10 +22,10 @@ if (opened) {
   const upstreams = backends(lab.topology)
   const interval = lab.topology.telemetry.intervalMs
   const ingest = (host: string, action: string) => lab.sh(host, `systemctl ${action} lab-ingest.service`)
-  const watched = !!monitorOf(lab.topology)
-  /** The alert fires (during the fault); no-op without a monitor. */
-  const fires = async (t: Test, alert: string, labels: Record<string, string>) => { if (watched) await expectAlert(t, lab, alert, labels, 'firing') }
-  const resolves = async (t: Test, alert: string, labels: Record<string, string>) => { if (watched) await expectAlert(t, lab, alert, labels, 'resolved') }
+  const alert = alertsOf(lab)
+  /** The alert fires (during the fault), then resolves (after); nothing without a monitor. */
+  const fires = (t: Test, name: string, labels: Record<string, string>) => alert(t, name, labels, 'firing')
+  const resolves = (t: Test, name: string, labels: Record<string, string>) => alert(t, name, labels, 'resolved')
 
   // Whatever a scenario did, every service is running again afterwards.
   t.afterEach(async () => {
@@ -73,7 +73,7 @@ if (opened) {
   })
 
   const CUT = 'test: database cut off'
-  const reconnect = (host: string) => lab.sh(host, `nft -a list chain inet lab output | awk '/${CUT}/ {print $NF}' | while read h; do nft delete rule inet lab output handle "$h"; done`)
+  const reconnect = (host: string) => uncutTcp(lab, host, CUT)
 
   t.test('a backend loses its database: nginx retries its 503s on the others, the devices see none', async (t) => {
     const [cut, ...others] = upstreams
@@ -84,8 +84,8 @@ if (opened) {
     const before = await clientStatus(lab)
     const errors = async () => Number(/^ingest_store_errors_total (\d+)$/m.exec((await lab.sh(cut.name, `curl -s http://${cut.address}:${cut.port}/metrics`)).stdout)?.[1])
     const errorsBefore = await errors()
-    const ins = await lab.sh(cut.name, `nft insert rule inet lab output ip daddr ${dbAddr} tcp dport 5432 reject with tcp reset comment '"${CUT}"'`)
-    t.equal(ins.code, 0, `${cut.name}'s link to the database is cut ${ins.stderr.trim()}`)
+    await cutTcp(lab, cut.name, dbAddr, DB.port, CUT)
+    t.pass(`${cut.name}'s link to the database is cut`)
     await sleep(5000)
     const s = await clientStatus(lab)
     const errorsAfter = await errors()

@@ -2,24 +2,16 @@
 // (the port its firewall opens to the provisioning machine), and the wait for an
 // alert to fire during a fault and to resolve after it.
 import type { Test } from 'tap'
-import { MONITOR_PORTS, monitorOf } from '../../provision/roles/monitoring.js'
+import { monitorOf, prometheusUrl } from '../../provision/roles/monitoring.js'
+import { query, type Sample } from '../../scripts/lib/watch.js'
 import { sleep } from './ipsec.js'
 import type { Lab } from './lab.js'
 
-export interface Sample { metric: Record<string, string>; value: [number, string] }
-
-export function prometheusUrl(lab: Lab): string | undefined {
-  const m = monitorOf(lab.topology)
-  return m && `http://${m.mgmt.address}:${MONITOR_PORTS.prometheus}`
-}
-
+/** What lab:status asks, asked the same way (a longer wait: the lab may be busy with a fault). */
 export async function promQuery(lab: Lab, expr: string): Promise<Sample[]> {
-  const base = prometheusUrl(lab)
+  const base = prometheusUrl(lab.topology)
   if (!base) throw new Error('the topology has no monitor host')
-  const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(10_000) })
-  const body = await res.json() as { status: string; error?: string; data: { result: Sample[] } }
-  if (body.status !== 'success') throw new Error(`Prometheus refused ${expr}: ${body.error}`)
-  return body.data.result
+  return query(base, expr, 10_000)
 }
 
 const selector = (alert: string, labels: Record<string, string>) =>
@@ -44,5 +36,16 @@ export async function expectAlert(t: Test, lab: Lab, alert: string, labels: Reco
       return NaN
     }
     await sleep(2000)
+  }
+}
+
+/**
+ * expectAlert where the topology has a monitor; nothing where it has none (the fault
+ * scenarios run on topologies without one too).
+ */
+export function alertsOf(lab: Lab) {
+  const watched = !!monitorOf(lab.topology)
+  return async (t: Test, alert: string, labels: Record<string, string>, want: 'firing' | 'resolved', timeoutMs?: number) => {
+    if (watched) await expectAlert(t, lab, alert, labels, want, timeoutMs)
   }
 }
