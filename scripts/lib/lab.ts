@@ -1,9 +1,8 @@
 // The lab's life cycle, as `npm run lab` and the tests drive it: up (everything a
 // newcomer needs, in order, each step timed), down (leaves nothing behind), status.
-import { watch, watchText } from './watch.js'
-import { BRIDGE_TABLE, clearAllImpairments, impairmentTableExists, recorded } from './impair.js'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import path from 'node:path'
 import { vagrantInventory } from '../../provision/inventory.js'
 import { provision } from '../../provision/run.js'
 import { parseRawSas } from '../../provision/lib/swanctl.js'
@@ -12,7 +11,7 @@ import { recapText, summarize } from '../../provision/report.js'
 import type { Reporter } from '../../provision/runner.js'
 import { loadTopology, managementNetwork, type Topology } from '../../provision/topology.js'
 import { boxName, ensureBox, installedBoxes } from './box.js'
-import { ensureLibvirtDaemons, ensureStoragePool, labDomains, libvirtAvailable, removeStaleDomains, labVolumes, mgmtNetworkDefined, mgmtNetworkName, removeLabDomains, removeLabVolumes, removeMgmtNetwork, runningLabDaemons, stopLabDaemons, vmAccel } from './libvirt.js'
+import { domainExists, ensureLibvirtDaemons, ensureStoragePool, labDomains, libvirtAvailable, removeStaleDomains, labVolumes, mgmtNetworkDefined, mgmtNetworkName, removeLabDomains, removeLabVolumes, removeMgmtNetwork, runningLabDaemons, stopLabDaemons, vmAccel } from './libvirt.js'
 import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from './lxc.js'
 import { existingBridges, networksDown, networksUp } from './network.js'
 import { repoRoot, stateDir, topologyFile } from './paths.js'
@@ -20,6 +19,8 @@ import { hostsOf, planProviders, providerSummary, runningProviders, type Provide
 import { ensureRequirements, LIBVIRT_REQUIREMENTS, LXC_REQUIREMENTS } from './system.js'
 import { knownMachines, machineStates } from './vagrant.js'
 import { ensureVmBox } from './vm-box.js'
+import { BRIDGE_TABLE, clearAllImpairments, impairmentTableExists, recorded } from './impair.js'
+import { watch, watchText } from './watch.js'
 
 export type Log = (m: string) => void
 
@@ -103,6 +104,29 @@ export async function prepare(providers: Provider[], log: Log = console.log, tim
   await step('networks', 'Creating the lab networks', () => networksUp(topology, log, { libvirtMgmt }))
 }
 
+/**
+ * vagrant destroy -f (these hosts, or all). Vagrant destroys a host it records as a VM
+ * through libvirtd, which must answer; and a record whose VM is already gone (removed as
+ * stale by another clone, whose lab:down then stopped the daemons and the bridges) is
+ * only forgotten: vagrant-libvirt would first refuse its networks, whose bridges are gone.
+ */
+async function destroy(names: string[], log: Log): Promise<void> {
+  const vms = [...runningProviders()].filter(([h, p]) => p === 'libvirt' && (names.length === 0 || names.includes(h)))
+  if (vms.length && process.getuid?.() === 0) {
+    await ensureLibvirtDaemons(log)
+    for (const [h] of vms) {
+      const record = path.join(repoRoot, '.vagrant', 'machines', h, 'libvirt')
+      if (await domainExists(fs.readFileSync(path.join(record, 'id'), 'utf8').trim())) continue
+      log(`    ${h}: its VM no longer exists (removed elsewhere); Vagrant's record of it is dropped`)
+      fs.rmSync(record, { recursive: true, force: true })
+    }
+  }
+  const recorded = runningProviders()
+  const left = names.filter((h) => recorded.has(h))
+  if (names.length && left.length === 0) return
+  await vagrant(['destroy', '-f', ...left], log)
+}
+
 export async function labUp(log: Log = console.log, opts: { provision?: boolean } = {}): Promise<UpResult> {
   const seconds: Record<string, number> = {}
   const timed: Timed = async (key, title, fn) => {
@@ -117,13 +141,13 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
   log(`Lab "${topology.name}": ${topology.hosts.length} hosts on ${topology.networks.length} networks, provider ${providerSummary(providers)} (${plan.reason})`)
   // A host that exists with another provider than planned is remade.
   const moved = [...runningProviders()].filter(([h, p]) => plan.providers[h] && plan.providers[h] !== p).map(([h]) => h)
-  if (moved.length) await timed('vagrant_destroy', `vagrant destroy -f ${moved.join(' ')} (they change provider)`, () => vagrant(['destroy', '-f', ...moved], log))
+  if (moved.length) await timed('vagrant_destroy', `vagrant destroy -f ${moved.join(' ')} (they change provider)`, () => destroy(moved, log))
   // The management bridge becomes libvirt's network when the lab gets VMs (or libvirt
   // is installed): containers on a plain bridge of that name are remade on the new one.
   const mgmt = managementNetwork(topology).bridge
   if ((providers.includes('libvirt') || (await libvirtAvailable())) && fs.existsSync(`/sys/class/net/${mgmt}`) && !(await mgmtNetworkDefined(topology))) {
     const onPlain = hostsOf(runningProviders(), 'lxc')
-    if (onPlain.length) await timed('vagrant_destroy', `vagrant destroy -f ${onPlain.join(' ')} (their management bridge becomes libvirt's network)`, () => vagrant(['destroy', '-f', ...onPlain], log))
+    if (onPlain.length) await timed('vagrant_destroy', `vagrant destroy -f ${onPlain.join(' ')} (their management bridge becomes libvirt's network)`, () => destroy(onPlain, log))
   }
   await prepare(providers, log, timed)
   // VMs first, in parallel (libvirt's way); then the containers. The trigger in the
@@ -149,7 +173,7 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
 
 export async function labDown(log: Log = console.log): Promise<void> {
   const topology = loadTopology(topologyFile)
-  await phase(log, 'vagrant destroy -f', () => vagrant(['destroy', '-f'], log))
+  await phase(log, 'vagrant destroy -f', () => destroy([], log))
   if (process.getuid?.() === 0) {
     await phase(log, 'Removing the lab\'s containers, VMs, networks and leftovers', async () => {
       await removeStaleContainers(topology, '', log) // '' matches no box: every container left goes

@@ -241,6 +241,11 @@ export async function mgmtNetworkDefined(t: Topology): Promise<boolean> {
 }
 
 /** The lab's VMs libvirt knows (vagrant-libvirt names them NAME-host). */
+/** Does libvirt know this domain (by the UUID Vagrant records in .vagrant/machines/HOST/libvirt/id)? */
+export async function domainExists(uuid: string): Promise<boolean> {
+  return (await virsh(['dominfo', uuid])).exitCode === 0
+}
+
 export async function labDomains(t: Topology): Promise<string[]> {
   if (!(await libvirtReachable())) return []
   return (await virsh(['list', '--all', '--name'])).stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(`${t.name}-`))
