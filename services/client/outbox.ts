@@ -42,7 +42,10 @@ const HEADER = '{"outbox":1,'
 // read without parsing the whole line; a line that does not look so is not a reading.
 const RECORD = /^\{"device":"([a-z0-9][a-z0-9-]{0,62})","seq":(\d{1,16}),"time":"([0-9T:.Z-]{20,32})",.*\}$/
 const UNSENT = 0, TAKEN = 1, DONE = 2
-/** One time kept per this many readings: the oldest pending age is never understated, and costs no memory per reading. */
+/**
+ * One time kept per this many readings, the earliest among them: the oldest pending age
+ * is never understated, and costs no memory per reading.
+ */
 const TIME_STRIDE = 64
 
 class Segment {
@@ -51,6 +54,7 @@ class Segment {
   open = 0
   /** Readings 0..done-1 are all acknowledged or refused. */
   done = 0
+  /** times[k]: the earliest time of readings k*TIME_STRIDE to (k+1)*TIME_STRIDE-1. */
   times: number[] = []
   /** The lines, for the active segment (and the one the backlog is read from). */
   lines: string[] | undefined
@@ -62,7 +66,8 @@ class Segment {
       grown.set(this.state)
       this.state = grown
     }
-    if (this.count % TIME_STRIDE === 0) this.times.push(time)
+    const k = Math.floor(this.count / TIME_STRIDE)
+    this.times[k] = Math.min(this.times[k] ?? time, time)
     this.count++
     this.open++
   }
@@ -137,15 +142,15 @@ export class Outbox {
 
   /** When the oldest reading not yet acknowledged was taken (ms since the epoch); never later than the truth. */
   oldestPending(): number | undefined {
-    // Every segment's first pending reading: segments are in the order readings were
-    // written, which is not always the order they were taken (a backlog filled in).
+    // Readings are written in the order they were taken, except a backlog filled in
+    // (lab-outbox-fill) or a clock that jumped: so the earliest time from each segment's
+    // first pending reading on, not that reading's own.
     let oldest: number | undefined
     for (const s of this.segs) {
       if (s.open === 0) continue
       let i = s.done
       while (i < s.count && s.state[i] === DONE) i++
-      const t = s.times[Math.floor(i / TIME_STRIDE)]
-      if (oldest === undefined || t < oldest) oldest = t
+      for (let k = Math.floor(i / TIME_STRIDE); k < s.times.length; k++) if (oldest === undefined || s.times[k] < oldest) oldest = s.times[k]
     }
     return oldest
   }
@@ -158,10 +163,13 @@ export class Outbox {
   append(readings: NewReading[]): Entry[] {
     if (readings.length === 0) return []
     const next = new Map<string, number>()
+    const times: number[] = []
     for (const r of readings) {
       const prev = next.get(r.device) ?? this.last(r.device)
       if (r.seq !== prev + 1) throw new Error(`outbox: ${r.device} seq ${r.seq} is not the next one (${prev + 1})`)
-      if (!RECORD.test(r.body)) throw new Error(`outbox: ${r.device} seq ${r.seq}: the body is not an encoded reading`)
+      const m = RECORD.exec(r.body)
+      if (!m) throw new Error(`outbox: ${r.device} seq ${r.seq}: the body is not an encoded reading`)
+      times.push(Date.parse(m[3]))
       next.set(r.device, r.seq)
     }
     const text = readings.map((r) => r.body + '\n').join('')
@@ -208,9 +216,8 @@ export class Outbox {
     }
     active.bytes += size
     this.full = undefined
-    const now = Date.now()
-    const entries = readings.map((r) => {
-      active.add(now)
+    const entries = readings.map((r, j) => {
+      active.add(times[j])
       active.lines!.push(r.body)
       return { device: r.device, seq: r.seq, body: r.body, segment: id, index: active.count - 1 }
     })

@@ -299,7 +299,7 @@ for (const mode of [{ name: 'one per request', batch: 1, batches: true }, { name
   })
 }
 
-t.test('the oldest pending reading\'s age: never understated, whatever order the segments were written in', async (t) => {
+t.test('the oldest pending reading\'s age: never understated, whatever order the readings were written in', async (t) => {
   const dir = tmp()
   const a = new Outbox(dir, { segmentBytes: 4096 })
   a.open()
@@ -311,6 +311,15 @@ t.test('the oldest pending reading\'s age: never understated, whatever order the
   const b = new Outbox(dir, { segmentBytes: 4096 })
   b.open()
   t.equal(b.oldestPending(), dayAgo, 'after a restart, the oldest is the day-old one written second')
+  // In one segment too: a fresh reading first, a day's backlog after it (the outage test's case).
+  const c = new Outbox(tmp())
+  c.open()
+  c.append([takeReading('d1', 1)])
+  c.append(Array.from({ length: 200 }, (_, i) => takeReading('d1', i + 2, new Date(dayAgo + i * 1000))))
+  t.equal(c.files(), 1, 'all in one segment')
+  t.equal(c.oldestPending(), dayAgo, 'the day-old readings behind a fresh one still count')
+  c.shutdown()
+  t.equal((() => { const d = new Outbox(c.dir); d.open(); return d.oldestPending() })(), dayAgo, 'and after a restart')
   for (const e of all(b)) if (e.seq <= 150) b.ack(e)
   const oldest = b.oldestPending()!
   t.ok(oldest <= dayAgo + 149_000 && oldest >= dayAgo + 149_000 - 64_000, `then the oldest still pending, at most ${64} readings early (${(oldest - dayAgo) / 1000} s after the first)`)
