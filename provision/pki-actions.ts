@@ -1,21 +1,34 @@
-// What an operator does with the lab PKI, on the running lab: revoke a gateway's
-// certificate (CRL to every gateway, that gateway's tunnels torn down so the revocation
-// bites now, not at the next reauthentication) and reissue one (a new key made on the
-// gateway, a new certificate, the tunnel back).
+// What an operator does with the lab PKI, on the running lab.
+// - A gateway (the IKE CA): revoke its certificate (CRL to every gateway, its tunnels
+//   torn down so the revocation bites now, not at the next reauthentication); reissue
+//   (a new key made on the gateway, a new certificate, the tunnel back).
+// - A cloud service, proxy, backend or database (the services CA): revoke (CRL to every
+//   service host, each reloads it; PostgreSQL ends the sessions opened with the revoked
+//   certificate, nginx's reload drops its kept-alive connections, a backend closes its
+//   connections after their current request); reissue (a new key made on the host, a new
+//   certificate, a reload: no restart, no reading lost).
 import fs from 'node:fs'
-import path from 'node:path'
 import { connectHosts } from './hosts.js'
 import { ensureFileContent } from './modules/file.js'
-import { certInfo, ensureCa, isRevoked, pkiPaths, revocations, revokeHost, type Revocation } from './pki.js'
+import { certInfo, ensureCa, isRevoked, issuedCert, pkiPaths, revocations, revokeHost, type CaKind, type Revocation } from './pki.js'
 import { summarize } from './report.js'
+import { revokedSessions } from './roles/db.js'
+import { TLS_ROLES, tlsFiles } from './roles/service-tls.js'
 import { provision } from './run.js'
 import type { RemoteHost } from './ssh.js'
 import type { Topology } from './topology.js'
 
 type Log = (m: string) => void
 
-async function withGateways<T>(topology: Topology, repoRoot: string, fn: (name: string, host: RemoteHost) => Promise<T>): Promise<T[]> {
-  const names = topology.hosts.filter((h) => h.role === 'gateway').map((h) => h.name)
+/** How each service makes a new CRL or certificate bite. */
+const RELOAD: Record<string, (serials: string[]) => string> = {
+  proxy: () => 'systemctl reload nginx.service',
+  backend: () => 'systemctl reload lab-ingest.service',
+  db: (serials) => `systemctl reload postgresql.service && sleep 1 && runuser -u postgres -- psql -X -At -d postgres -c "SELECT pg_terminate_backend(pid) FROM (${revokedSessions(serials)}) s" >/dev/null`,
+}
+
+async function withHosts<T>(topology: Topology, repoRoot: string, roles: readonly string[], fn: (name: string, host: RemoteHost) => Promise<T>): Promise<T[]> {
+  const names = topology.hosts.filter((h) => roles.includes(h.role)).map((h) => h.name)
   const hosts = await connectHosts(names, repoRoot)
   try {
     return await Promise.all(names.map((name) => fn(name, hosts.get(name))))
@@ -24,22 +37,34 @@ async function withGateways<T>(topology: Topology, repoRoot: string, fn: (name: 
   }
 }
 
-function gatewayOf(topology: Topology, name: string) {
+/** Which CA a host's certificate comes from; an error naming the hosts that have one, if none. */
+export function caOf(topology: Topology, name: string): CaKind {
   const h = topology.hosts.find((x) => x.name === name)
   if (!h) throw new Error(`no host ${name} in the topology`)
-  if (h.role !== 'gateway') throw new Error(`${name} is a ${h.role}, not a gateway: only gateways have certificates`)
-  if (topology.vpn?.auth === 'psk') throw new Error('the topology uses vpn.auth: psk; there are no certificates to manage')
-  return h
+  if ((TLS_ROLES as readonly string[]).includes(h.role)) return 'services'
+  if (h.role !== 'gateway') throw new Error(`${name} is a ${h.role}: only gateways (IKE) and the cloud services (${TLS_ROLES.join(', ')}: TLS) have certificates`)
+  if (topology.vpn?.auth === 'psk') throw new Error('the topology uses vpn.auth: psk; the gateways have no certificates to manage')
+  return 'ike'
 }
 
 export async function revoke(topology: Topology, name: string, opts: { stateDir: string; repoRoot: string; log: Log }): Promise<Revocation> {
-  gatewayOf(topology, name)
-  const p = await ensureCa(opts.stateDir, topology.name)
+  const kind = caOf(topology, name)
+  const p = await ensureCa(opts.stateDir, topology.name, kind)
   const entry = await revokeHost(p, name)
-  opts.log(`Revoked ${name}'s certificate (serial ${entry.serial}); the CRL now lists ${revocations(p).length} certificate(s)`)
+  opts.log(`Revoked ${name}'s ${kind === 'ike' ? 'IKE' : 'service'} certificate (serial ${entry.serial}); the ${kind} CA's CRL now lists ${revocations(p).length} certificate(s)`)
   const crl = fs.readFileSync(p.crl, 'utf8')
+  if (kind === 'services') {
+    const serials = revocations(p).map((r) => r.serial)
+    await withHosts(topology, opts.repoRoot, TLS_ROLES, async (svc, host) => {
+      const role = topology.hosts.find((h) => h.name === svc)!.role
+      await ensureFileContent({ host, dryRun: false }, { path: tlsFiles(svc).crl, content: crl })
+      await host.exec(RELOAD[role](serials))
+      opts.log(`  ${svc}: CRL loaded (${role === 'db' ? 'sessions on the revoked certificate ended' : 'connections made before end'})`)
+    })
+    return entry
+  }
   const tunnels = (topology.vpn?.tunnels ?? []).filter((t) => t.site === name || t.hub === name).map((t) => t.name)
-  await withGateways(topology, opts.repoRoot, async (gw, host) => {
+  await withHosts(topology, opts.repoRoot, ['gateway'], async (gw, host) => {
     await ensureFileContent({ host, dryRun: false }, { path: '/etc/swanctl/x509crl/lab.crl', content: crl })
     await host.exec('swanctl --load-creds --clear --noprompt >/dev/null')
     for (const t of tunnels) await host.exec(`swanctl --terminate --ike ${t} --timeout 5 >/dev/null 2>&1`, { check: false })
@@ -49,28 +74,36 @@ export async function revoke(topology: Topology, name: string, opts: { stateDir:
 }
 
 export async function reissue(topology: Topology, name: string, opts: { stateDir: string; repoRoot: string; log: Log }): Promise<void> {
-  gatewayOf(topology, name)
-  await withGateways(topology, opts.repoRoot, async (gw, host) => {
-    if (gw === name) await host.exec(`rm -f /etc/swanctl/private/${name}.key /etc/swanctl/x509/${name}.pem`)
+  const kind = caOf(topology, name)
+  const files = kind === 'ike' ? [`/etc/swanctl/private/${name}.key`, `/etc/swanctl/x509/${name}.pem`] : [tlsFiles(name).key, tlsFiles(name).cert]
+  await withHosts(topology, opts.repoRoot, [topology.hosts.find((h) => h.name === name)!.role], async (h, host) => {
+    if (h === name) await host.exec(`rm -f ${files.join(' ')}`)
   })
-  opts.log(`Removed ${name}'s key and certificate; provisioning it makes a new key there and a new certificate`)
+  opts.log(`Removed ${name}'s key and certificate; provisioning it makes a new key there and a new certificate${kind === 'services' ? ', and reloads the service' : ''}`)
   const recaps = await provision({ topology, only: [name], repoRoot: opts.repoRoot, stateDir: opts.stateDir })
   const s = summarize(recaps)
   if (s.failed + s.unreachable) throw new Error(`provisioning ${name} failed: run \`npm run provision -- ${name}\` to see why`)
-  const info = await certInfo(pkiPaths(opts.stateDir), fs.readFileSync(path.join(pkiPaths(opts.stateDir).dir, 'certs', `${name}.pem`), 'utf8'))
+  const p = pkiPaths(opts.stateDir, kind)
+  const info = await certInfo(p, issuedCert(p, name)!)
   opts.log(`Issued ${name} a new certificate (serial ${info.serial}, valid until ${info.notAfter.toISOString().slice(0, 10)})`)
 }
 
 export async function status(topology: Topology, stateDir: string): Promise<string> {
-  const p = pkiPaths(stateDir)
-  if (!fs.existsSync(p.caCert)) return `No lab CA yet: it is made by the first \`npm run provision\` (in ${p.dir}).`
-  const lines = [`CA: ${p.caCert} (key ${p.caKey}, mode 0600, never copied to a host)`, `CRL: ${p.crl}, ${revocations(p).length} revoked`]
-  for (const h of topology.hosts.filter((x) => x.role === 'gateway')) {
-    const f = path.join(p.dir, 'certs', `${h.name}.pem`)
-    if (!fs.existsSync(f)) { lines.push(`${h.name}: no certificate issued yet`); continue }
-    const info = await certInfo(p, fs.readFileSync(f, 'utf8'))
-    const revoked = isRevoked(p, info.serial)
-    lines.push(`${h.name}: serial ${info.serial}, until ${info.notAfter.toISOString().slice(0, 10)}${revoked ? ', REVOKED' : ''}`)
+  const lines: string[] = []
+  const sections: [CaKind, string, readonly string[]][] = [['ike', 'IKE CA (gateways)', ['gateway']], ['services', 'Services CA (TLS inside the cloud)', TLS_ROLES]]
+  for (const [kind, title, roles] of sections) {
+    const p = pkiPaths(stateDir, kind)
+    if (lines.length) lines.push('')
+    lines.push(`${title}:`)
+    if (!fs.existsSync(p.caCert)) { lines.push(`  not made yet: the first \`npm run provision\` makes it (in ${p.dir})`); continue }
+    lines.push(`  CA: ${p.caCert} (key ${p.caKey}, mode 0600, never copied to a host)`, `  CRL: ${p.crl}, ${revocations(p).length} revoked`)
+    for (const h of topology.hosts.filter((x) => roles.includes(x.role))) {
+      const cert = issuedCert(p, h.name)
+      if (!cert) { lines.push(`  ${h.name}: no certificate issued yet`); continue }
+      const info = await certInfo(p, cert)
+      const revoked = isRevoked(p, info.serial)
+      lines.push(`  ${h.name}: serial ${info.serial}, until ${info.notAfter.toISOString().slice(0, 10)}, ${info.altNames.join(', ')}${revoked ? ', REVOKED' : ''}`)
+    }
   }
   return lines.join('\n')
 }

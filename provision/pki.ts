@@ -1,13 +1,27 @@
-// The lab's PKI, on the provisioning machine only (.lab/pki/, 0700, out of git): a root
-// CA whose private key never leaves this machine, one certificate per gateway issued
-// for the public key the gateway generated itself, and a CRL. strongSwan's own `pki`
-// tool does the cryptography (Ed25519, from the openssl plugin).
+// The lab's PKI, on the provisioning machine only (.lab/pki/, 0700, out of git). Two
+// CAs, each with its own key, CRL and revocations, and neither key ever leaves this
+// machine; every certificate is issued for a public key its host generated itself.
+// - ike (.lab/pki/): the gateways' IKE certificates, Ed25519.
+// - services (.lab/pki/services/): TLS inside the cloud (proxy, backends, database),
+//   ECDSA P-256, for two reasons. Trust separation: a gateway's certificate is no TLS
+//   client or server in the cloud, and a service's is no IKE peer, whatever either
+//   claims. Algorithm: SCRAM channel binding (tls-server-end-point) hashes the server
+//   certificate with its signature's digest, which Ed25519 lacks, so PostgreSQL could
+//   not bind a login to an Ed25519 certificate.
+// strongSwan's own `pki` tool does the cryptography (its openssl plugin).
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
 
-export interface Pki { dir: string; caKey: string; caCert: string; crl: string; revokedFile: string }
+export type CaKind = 'ike' | 'services'
+export interface Pki { kind: CaKind; dir: string; caKey: string; caCert: string; crl: string; revokedFile: string }
+
+/** How each CA's keys are made and signed with. */
+const CA_SPEC: Record<CaKind, { sub: string; gen: string[]; keyType: string; cn: string; digest: string[] }> = {
+  ike: { sub: '', gen: ['--type', 'ed25519'], keyType: 'ed25519', cn: 'root CA', digest: [] },
+  services: { sub: 'services', gen: ['--type', 'ecdsa', '--size', '256'], keyType: 'ecdsa', cn: 'services CA', digest: ['--digest', 'sha256'] },
+}
 
 const q = { quiet: true }
 const CA_DAYS = 3650
@@ -16,9 +30,10 @@ const CERT_DAYS = 730
 const CRL_DAYS = 90
 const CRL_MIN_DAYS_LEFT = 30
 
-export function pkiPaths(stateDir: string): Pki {
-  const dir = path.join(stateDir, 'pki')
+export function pkiPaths(stateDir: string, kind: CaKind = 'ike'): Pki {
+  const dir = path.join(stateDir, 'pki', CA_SPEC[kind].sub)
   return {
+    kind,
     dir,
     caKey: path.join(dir, 'ca.key'),
     caCert: path.join(dir, 'ca.pem'),
@@ -50,22 +65,25 @@ function writeSecret(file: string, content: string) {
  * lab gets one CA, not one per gateway.
  */
 let pkiQueue: Promise<unknown> = Promise.resolve()
-export function ensureCa(stateDir: string, labName: string): Promise<Pki> {
-  const next = pkiQueue.then(() => createOrCheckCa(stateDir, labName))
+export function ensureCa(stateDir: string, labName: string, kind: CaKind = 'ike'): Promise<Pki> {
+  const next = pkiQueue.then(() => createOrCheckCa(stateDir, labName, kind))
   pkiQueue = next.catch(() => {})
   return next
 }
 
-async function createOrCheckCa(stateDir: string, labName: string): Promise<Pki> {
-  const p = pkiPaths(stateDir)
-  fs.mkdirSync(p.dir, { recursive: true, mode: 0o700 })
-  fs.chmodSync(p.dir, 0o700)
+async function createOrCheckCa(stateDir: string, labName: string, kind: CaKind): Promise<Pki> {
+  const p = pkiPaths(stateDir, kind)
+  const spec = CA_SPEC[kind]
+  for (const dir of [path.dirname(p.dir), p.dir]) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    fs.chmodSync(dir, 0o700)
+  }
   if (!fs.existsSync(p.caKey) || !fs.existsSync(p.caCert)) {
-    const key = await pkiTool(['--gen', '--type', 'ed25519', '--outform', 'pem'])
+    const key = await pkiTool(['--gen', ...spec.gen, '--outform', 'pem'])
     writeSecret(p.caKey, key)
     const cert = await withTemp({ 'ca.key': key }, (d) =>
-      pkiTool(['--self', '--ca', '--lifetime', String(CA_DAYS), '--in', path.join(d, 'ca.key'), '--type', 'ed25519',
-        '--dn', `O=${labName}, CN=${labName} root CA`, '--outform', 'pem']))
+      pkiTool(['--self', '--ca', '--lifetime', String(CA_DAYS), '--in', path.join(d, 'ca.key'), '--type', spec.keyType, ...spec.digest,
+        '--dn', `O=${labName}, CN=${labName} ${spec.cn}`, '--outform', 'pem']))
     fs.writeFileSync(p.caCert, cert)
     fs.rmSync(p.crl, { force: true })
   }
@@ -84,7 +102,7 @@ async function withTemp<T>(files: Record<string, string>, fn: (dir: string) => P
   }
 }
 
-export interface CertInfo { serial: string; subjectKeyHash: string; issuerOk: boolean; notAfter: Date }
+export interface CertInfo { serial: string; subject: string; subjectKeyHash: string; issuerOk: boolean; notAfter: Date; altNames: string[] }
 
 /** Fingerprint of a public key (any form pki reads): compares a key with a certificate. */
 export async function keyHash(pem: string, type: 'pub' | 'x509'): Promise<string> {
@@ -100,8 +118,10 @@ export async function certInfo(p: Pki, pem: string): Promise<CertInfo> {
     const printed = await pkiTool(['--print', '--type', 'x509', '--in', file])
     const serial = /serial:\s+([0-9a-f:]+)/i.exec(printed)?.[1].toLowerCase() ?? ''
     const notAfter = new Date(/not after\s+(\w+ +\d+ [\d:]+ \d+)/.exec(printed)?.[1] ?? 0)
+    const subject = /subject:\s+"(.*)"/.exec(printed)?.[1] ?? ''
+    const altNames = (/altNames:\s+(.+)/.exec(printed)?.[1] ?? '').split(',').map((n) => n.trim()).filter(Boolean)
     const verify = await $({ ...q, nothrow: true })`pki --verify --in ${file} --cacert ${p.caCert}`
-    return { serial, subjectKeyHash: await keyHash(pem, 'x509'), issuerOk: verify.exitCode === 0, notAfter }
+    return { serial, subject, subjectKeyHash: await keyHash(pem, 'x509'), issuerOk: verify.exitCode === 0, notAfter, altNames }
   })
 }
 
@@ -119,9 +139,36 @@ export async function issueCert(p: Pki, labName: string, host: string, publicKey
       '--dn', `O=${labName}, CN=${id}`, '--san', id, '--lifetime', String(CERT_DAYS),
       // serverAuth and clientAuth: either gateway may initiate; ikeIntermediate for IKE.
       '--flag', 'serverAuth', '--flag', 'clientAuth', '--flag', 'ikeIntermediate', '--outform', 'pem']))
+  return keepIssued(p, host, cert)
+}
+
+function keepIssued(p: Pki, host: string, cert: string): string {
   fs.mkdirSync(path.join(p.dir, 'certs'), { recursive: true })
   fs.writeFileSync(path.join(p.dir, 'certs', `${host}.pem`), cert)
   return cert
+}
+
+/** The certificate last issued to a host by this CA, if any. */
+export function issuedCert(p: Pki, host: string): string | undefined {
+  const f = path.join(p.dir, 'certs', `${host}.pem`)
+  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : undefined
+}
+
+/**
+ * A TLS certificate from the services CA for a service host's own public key: its
+ * identity (<host>.<lab>) is the first subjectAltName, more names and addresses follow;
+ * dn is the subject. Server and client: a backend is a server to nginx and a client of
+ * PostgreSQL.
+ */
+export async function issueServiceCert(p: Pki, labName: string, host: string, publicKeyPem: string, dn: string, altNames: string[]): Promise<string> {
+  if (p.kind !== 'services') throw new Error('service certificates come from the services CA')
+  const id = ikeIdentity(labName, host)
+  const sans = [...new Set([id, ...altNames])].flatMap((n) => ['--san', n])
+  const cert = await withTemp({ 'pub.pem': publicKeyPem }, (d) =>
+    pkiTool(['--issue', '--cacert', p.caCert, '--cakey', p.caKey, '--type', 'pub', '--in', path.join(d, 'pub.pem'), ...CA_SPEC.services.digest,
+      '--dn', dn, ...sans, '--lifetime', String(CERT_DAYS),
+      '--flag', 'serverAuth', '--flag', 'clientAuth', '--outform', 'pem']))
+  return keepIssued(p, host, cert)
 }
 
 /** Re-sign the CRL when it is missing, near its end, or the revocations changed. */
@@ -133,7 +180,7 @@ export async function ensureCrl(p: Pki): Promise<boolean> {
     const had = JSON.parse(fs.readFileSync(stamp, 'utf8')) as { serials: string; nextUpdate: number }
     if (had.serials === want && had.nextUpdate - Date.now() > CRL_MIN_DAYS_LEFT * 86400e3) return false
   }
-  const args = ['--signcrl', '--cacert', p.caCert, '--cakey', p.caKey, '--lifetime', String(CRL_DAYS)]
+  const args = ['--signcrl', '--cacert', p.caCert, '--cakey', p.caKey, ...CA_SPEC[p.kind].digest, '--lifetime', String(CRL_DAYS)]
   if (fs.existsSync(p.crl)) args.push('--lastcrl', p.crl) // carries the CRL number forward
   for (const r of revoked) args.push('--reason', r.reason, '--serial', r.serial.replace(/:/g, ''))
   const crl = await pkiTool([...args, '--outform', 'pem'])

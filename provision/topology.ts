@@ -83,6 +83,12 @@ export interface Telemetry {
   outboxMaxMb: number
   /** Readings per request when a client sends (a backlog drains in batches); 1: one per request. */
   batch: number
+  /**
+   * TLS inside the cloud (nginx to the backends, the backends to PostgreSQL, mutual, from
+   * the services CA). true by default; false only to measure what it costs (npm run bench
+   * switches it for its plain runs and back).
+   */
+  cloudTls: boolean
   /** Every simulated device, with the iot-client host that runs it. */
   devices: { id: string; host: string }[]
 }
@@ -103,7 +109,7 @@ export class TopologyError extends Error {
 }
 
 const TOP_KEYS = ['name', 'networks', 'hosts', 'vpn', 'telemetry']
-const TELEMETRY_KEYS = ['devices', 'interval_ms', 'bench_devices', 'port', 'server', 'outbox_max_mb', 'batch']
+const TELEMETRY_KEYS = ['devices', 'interval_ms', 'bench_devices', 'port', 'server', 'outbox_max_mb', 'batch', 'cloud_tls']
 const VPN_KEYS = ['hub', 'auth']
 const OLD_SERVER_KEYS = ['address', 'host', 'ports']
 const NETWORK_KEYS = ['kind', 'cidr', 'host_address', 'gateway', 'old_server']
@@ -347,6 +353,8 @@ function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: str
   // About 120 MB a day for 4 devices every 250 ms: the default holds a week and more.
   const outboxMaxMb = int('outbox_max_mb', 1024, 1, 1_048_576, 'the cap on each IoT client\'s outbox, MiB')
   const batch = int('batch', 100, 1, MAX_BATCH_READINGS, 'readings per request; 1 sends each alone')
+  const cloudTls = r.cloud_tls ?? true
+  if (typeof cloudTls !== 'boolean') fail('telemetry.cloud_tls', `must be true or false (mutual TLS inside the cloud); got ${JSON.stringify(r.cloud_tls)}`)
   let server: string | undefined
   if (r.server !== undefined) {
     if (typeof r.server !== 'string' || parseAddress(r.server) === undefined) fail('telemetry.server', `must be an IPv4 address (the clients send to http://ADDRESS/readings); got ${JSON.stringify(r.server)}`)
@@ -354,7 +362,7 @@ function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: str
   }
   const devices = hosts.filter((h) => h.role === 'iot-client')
     .flatMap((h) => Array.from({ length: devicesPerClient }, (_, i) => ({ id: `${h.name}-${String(i + 1).padStart(2, '0')}`, host: h.name })))
-  return { devicesPerClient, intervalMs, benchDevices, port, outboxMaxMb, batch, devices, ...(server ? { server } : {}) }
+  return { devicesPerClient, intervalMs, benchDevices, port, outboxMaxMb, batch, cloudTls: cloudTls !== false, devices, ...(server ? { server } : {}) }
 }
 
 /** The load generator's device ids (their keys are derived like every device's). */

@@ -98,7 +98,7 @@ try {
     ...(await reprovisionBench(topology, argv.smoke ? 1 : Math.min(o.runs, 3), log)),
     ...(argv.bringup ? await bringUpBench(log) : {}),
   }
-  const all = [...report.ingest.scenarios, ...report.ingest.scaling, ...(report.ingest.tuning?.scenarios.flatMap((x) => [x.off, x.on]) ?? []), ...(report.ingest.upload?.scenarios.flatMap((x) => [x.off, x.on]) ?? [])]
+  const all = [...report.ingest.scenarios, ...report.ingest.scaling, ...(report.ingest.tuning?.scenarios.flatMap((x) => [x.off, x.on]) ?? []), ...(report.ingest.upload?.scenarios.flatMap((x) => [x.off, x.on]) ?? []), ...(report.ingest.cloudTls?.scenarios.flatMap((x) => [x.off, x.on]) ?? [])]
   const full: BenchReport = { ...report, bringup, seconds: (Date.now() - started) / 1000, zero_loss: all.every((s) => s.lost === 0 && s.runs.every((r) => r.check.extra === 0)) }
   fs.mkdirSync(outDir, { recursive: true })
   fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify(full, null, 2) + '\n')

@@ -1,10 +1,15 @@
 // Role backend: the ingest server (services/ingest), one per backend host, behind the
-// proxy. It admits HTTP from the proxy alone; its device keys and database password
-// are 0600 files of its own user. New device keys are picked up by a reload (SIGHUP).
+// proxy. Its readings port speaks mutual TLS and admits the proxy alone (the firewall,
+// and a client certificate naming the proxy); it reaches PostgreSQL over TLS too, with
+// its own certificate and the password. Counters and health are on a plain port for the
+// monitor. Device keys and the database password are 0600 files of its own user. New
+// device keys, certificates and CRLs are picked up by a reload (SIGHUP), no restart.
 import { deviceKeys, dbPassword } from '../secrets.js'
 import type { Context } from '../runner.js'
 import { benchDeviceIds, hostsWithRole } from '../topology.js'
 import type { RoleModule } from './index.js'
+import { MONITOR_PORTS } from './monitoring.js'
+import { proxyIdentities, serviceTlsSteps, tlsFiles } from './service-tls.js'
 import { DB, addressFacing, backends, dbAddress, json, serviceSteps } from './telemetry.js'
 
 /** Where this backend listens: the address the proxy's upstream list has for it. */
@@ -17,6 +22,7 @@ const listenAddress = (ctx: Context) => {
 const ingest = serviceSteps({
   service: 'ingest',
   description: 'Lab ingest server: signed readings into PostgreSQL, once each',
+  identity: serviceTlsSteps('lab-ingest', ['reload lab-ingest.service']),
   files: [
     {
       name: 'Ensure the ingest server\'s config (database password included) is 0600',
@@ -25,10 +31,20 @@ const ingest = serviceSteps({
       content: (ctx) => {
         const host = dbAddress(ctx.topology)
         if (!host) throw new Error('the topology has no db host on a network with the backends')
+        const f = tlsFiles(ctx.self.name)
+        const tls = ctx.topology.telemetry.cloudTls
         return json({
           backend: ctx.self.name,
           listen: { address: listenAddress(ctx), port: ctx.topology.telemetry.port },
-          db: { host, port: DB.port, database: DB.name, user: DB.user, password: dbPassword(ctx.stateDir) },
+          // The proxy's certificate, and no other, opens the readings port.
+          ...(tls ? { tls: { cert: f.cert, key: f.key, ca: f.ca, crl: f.crl, clients: proxyIdentities(ctx.topology) } } : {}),
+          monitoring: { address: listenAddress(ctx), port: MONITOR_PORTS.ingest },
+          // verify-full: the database's certificate from the services CA, not revoked, for
+          // the address connected to; this backend's own certificate as the client's.
+          db: {
+            host, port: DB.port, database: DB.name, user: DB.user, password: dbPassword(ctx.stateDir),
+            ...(tls ? { tls: { cert: f.cert, key: f.key, ca: f.ca, crl: f.crl } } : {}),
+          },
           keysFile: '/etc/lab-ingest/devices.json',
           poolSize: 8,
           // Group commit: the readings that arrive during a commit go in the next one.

@@ -1,5 +1,6 @@
 // Role db: PostgreSQL, listening on the cloud LAN only, admitting the backends alone
-// (pg_hba and nftables), with the readings table and the ingest role created by the
+// (pg_hba and nftables) over TLS, each with its own certificate from the services CA and
+// the password, with the readings table and the ingest role created by the
 // provisioner. The role's password is generated here and checked against the
 // server's SCRAM verifier, so a second provision neither changes nor reveals it.
 import { createHash, createHmac, pbkdf2Sync } from 'node:crypto'
@@ -12,7 +13,9 @@ import { renderFile, templateText } from '../template.js'
 import { hostsWithRole } from '../topology.js'
 import type { RoleModule } from './index.js'
 import { MONITOR_PORTS } from './monitoring.js'
+import { serviceTlsSteps, tlsFiles } from './service-tls.js'
 import { DB, addressFacing } from './telemetry.js'
+import { pkiPaths, revocations } from '../pki.js'
 
 /** The cluster's config folder, e.g. /etc/postgresql/15/main (Debian's layout). */
 async function clusterDir(ctx: Context): Promise<string> {
@@ -43,27 +46,60 @@ export function scramMatches(verifier: string, password: string): boolean {
 const schemaVersion = () => createHash('sha256').update(templateText('db/schema.sql')).digest('hex').slice(0, 12)
 const psql = (db: string, sql: string) => `runuser -u postgres -- psql -X -At -d ${db} -c "${sql}"`
 
+/** Each backend's pg_hba line: its address. */
+const hbaBackends = (ctx: Context) => backendAddresses(ctx).map((address) => ({ address }))
+
+/** pg_stat_ssl's client_serial is a decimal number; the PKI writes hex with colons. */
+export const decimalSerial = (hex: string) => BigInt(`0x${hex.replace(/:/g, '')}`).toString()
+
+/** SQL for the sessions that logged in with a revoked certificate. */
+export const revokedSessions = (serials: string[]) =>
+  `SELECT pid FROM pg_stat_ssl WHERE client_serial IN (${serials.map(decimalSerial).join(', ')})`
+
 export const db: RoleModule = {
   role: {
     name: 'db',
     steps: [
+      // Before the config that names these files.
+      ...serviceTlsSteps('postgres', ['reload postgresql']),
       {
-        name: 'Ensure PostgreSQL listens on the cloud LAN only',
+        name: 'Ensure PostgreSQL listens on the cloud LAN only, with TLS',
         notify: ['restart postgresql'],
         run: async (ctx) => file('', {
           path: `${await clusterDir(ctx)}/conf.d/lab.conf`,
-          content: renderFile('db/postgresql.conf', { host: ctx.self.name, address: listenAddress(ctx), port: DB.port }),
+          content: renderFile('db/postgresql.conf', {
+            host: ctx.self.name, address: listenAddress(ctx), port: DB.port,
+            ...Object.fromEntries(Object.entries(tlsFiles(ctx.self.name)).map(([k, v]) => [`tls_${k}`, v])),
+          }),
         }).run(ctx),
       },
       {
-        name: 'Ensure pg_hba.conf admits the backends alone, by password',
+        name: 'Ensure pg_hba.conf admits the backends alone, over TLS with their certificates and the password',
         notify: ['reload postgresql'],
         run: async (ctx) => file('', {
           path: `${await clusterDir(ctx)}/pg_hba.conf`, mode: '0640', owner: 'postgres',
-          content: renderFile('db/pg_hba.conf', { host: ctx.self.name, database: DB.name, user: DB.user, backends: backendAddresses(ctx) }),
+          content: renderFile('db/pg_hba.conf', { host: ctx.self.name, database: DB.name, user: DB.user, tls: ctx.topology.telemetry.cloudTls, backends: hbaBackends(ctx) }),
         }).run(ctx),
       },
       service('postgresql.service', { enabled: true, active: true }),
+      // postgresql.service is an umbrella that stays active when its cluster failed to
+      // start (a bad config an earlier run left): the cluster itself must be online.
+      converge('Ensure the PostgreSQL cluster is online',
+        async (ctx) => (await ctx.host.exec('pg_lsclusters -h', { check: false })).stdout.trim().split(/\s+/)[3] === 'online',
+        async (ctx) => { await ctx.host.exec('systemctl restart postgresql.service && sleep 1') }),
+      // A CRL stops new logins; a session that began before it would go on. The CRL is
+      // loaded first (a reload), then those sessions end: the backend reconnects, and
+      // is refused if its certificate is the revoked one.
+      converge('Ensure no session runs on a revoked certificate',
+        async (ctx) => {
+          const serials = revocations(pkiPaths(ctx.stateDir, 'services')).map((r) => r.serial)
+          if (!serials.length) return true
+          return (await ctx.host.exec(psql('postgres', revokedSessions(serials)))).stdout.trim() === ''
+        },
+        async (ctx) => {
+          const serials = revocations(pkiPaths(ctx.stateDir, 'services')).map((r) => r.serial)
+          await ctx.host.exec(`systemctl reload postgresql.service && sleep 1 && ${psql('postgres', `SELECT pg_terminate_backend(pid) FROM (${revokedSessions(serials)}) s`)} >/dev/null && sleep 0.5`)
+        }),
       converge('Ensure the readings table, and the ingest role with its generated password',
         async (ctx) => {
           const pw = await ctx.host.exec(psql('postgres', `SELECT rolpassword FROM pg_authid WHERE rolname = '${DB.user}'`), { check: false })

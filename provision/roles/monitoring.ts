@@ -4,7 +4,9 @@
 // The monitor's scrape configuration, each host's firewall and `lab:status` read it.
 import { hostsWithRole, type Host, type Topology } from '../topology.js'
 
-export const MONITOR_PORTS = { prometheus: 9090, node: 9100, client: 9101, nginx: 9113, postgres: 9187 } as const
+// ingest: the ingest server's own plain listener for /metrics and /healthz; its readings
+// port speaks mutual TLS with the proxy alone, and counters carry no reading.
+export const MONITOR_PORTS = { prometheus: 9090, node: 9100, client: 9101, ingest: 9102, nginx: 9113, postgres: 9187 } as const
 /** Seconds between scrapes, and between rule evaluations: short, for a lab whose faults last seconds. */
 export const SCRAPE_INTERVAL_S = 5
 /** Where node exporter's textfile collector reads (Debian's default): the gateways' IPsec metrics go there. */
@@ -34,7 +36,7 @@ export function scrapeTargets(t: Topology): Target[] {
     if (!address) continue
     const add = (job: string, port: number) => out.push({ job, host: h.name, role: h.role, address, port })
     add('node', MONITOR_PORTS.node)
-    if (h.role === 'backend') add('ingest', t.telemetry.port)
+    if (h.role === 'backend') add('ingest', MONITOR_PORTS.ingest)
     if (h.role === 'proxy') add('nginx', MONITOR_PORTS.nginx)
     if (h.role === 'db') add('postgres', MONITOR_PORTS.postgres)
     if (h.role === 'iot-client') add('client', MONITOR_PORTS.client)

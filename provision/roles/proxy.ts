@@ -1,7 +1,7 @@
-// Role proxy: nginx in front of the ingest servers. Devices reach it through the
-// tunnel (their site's gateway DNATs the old server address to it), so it admits the
-// old server's ports only from the IoT sites' subnets; its status page only from the
-// cloud LAN. The upstreams are the topology's backends: a change there is a reload,
+// Role proxy: nginx in front of the ingest servers, which it reaches over mutual TLS
+// (service-tls.ts). Devices reach it through the tunnel (their site's gateway DNATs the
+// old server address to it), so it admits the old server's ports only from the IoT
+// sites' subnets; its status page only from the cloud LAN. The upstreams are the topology's backends: a change there is a reload,
 // which nginx does gracefully (no connection dropped, and devices retry anyway).
 import { file } from '../modules/file.js'
 import { service } from '../modules/service.js'
@@ -10,6 +10,7 @@ import { renderFile } from '../template.js'
 import type { RoleModule } from './index.js'
 import { MAX_BATCH_BYTES, MAX_BATCH_READINGS } from '../../services/lib/reading.js'
 import { MONITOR_PORTS } from './monitoring.js'
+import { ingestTlsName, serviceTlsSteps, tlsFiles } from './service-tls.js'
 import { MAX_BODY, PROXY_STATUS_PORT, backends, proxyAddress } from './telemetry.js'
 
 /** The IoT subnets whose old server address now leads to this host, and the ports. */
@@ -31,7 +32,16 @@ function listenPorts(ctx: Context): number[] {
 export function nginxConf(ctx: Context): string {
   const upstreams = backends(ctx.topology)
   if (upstreams.length === 0) throw new Error('the topology has no backend on a network with the proxy: add a host with role backend')
+  const tls = ctx.topology.telemetry.cloudTls
+  const f = tlsFiles(ctx.self.name)
   return renderFile('proxy/nginx.conf', {
+    tls,
+    scheme: tls ? 'https' : 'http',
+    tls_cert: f.cert,
+    tls_key: f.key,
+    tls_ca: f.ca,
+    tls_crl: f.crl,
+    tls_name: ingestTlsName(ctx.topology),
     host: ctx.self.name,
     address: proxyAddress(ctx.topology)!,
     ports: listenPorts(ctx),
@@ -49,6 +59,8 @@ export const proxy: RoleModule = {
   role: {
     name: 'proxy',
     steps: [
+      // Before nginx.conf: its validation loads these files.
+      ...serviceTlsSteps('root', ['reload nginx']),
       file('Ensure nginx balances readings over the topology\'s backends', {
         path: '/etc/nginx/nginx.conf',
         content: nginxConf,

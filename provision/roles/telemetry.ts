@@ -63,6 +63,8 @@ export function serviceSteps(spec: {
   service: ServiceName
   description: string
   state?: boolean
+  /** Steps that need the service's user and come before its files (its TLS identity). */
+  identity?: Step[]
   files: { name: string; path: string; content: (ctx: Context) => string | Promise<string>; notify: string }[]
 }): { steps: Step[]; handlers: Handler[] } {
   const unit = `lab-${spec.service}.service`
@@ -71,6 +73,7 @@ export function serviceSteps(spec: {
   const confDir = `/etc/lab-${spec.service}`
   const steps: Step[] = [
     systemUser(user),
+    ...(spec.identity ?? []),
     file(`Ensure the ${spec.service} service's code is the current bundle`, { path: bundlePath, content: () => bundle(spec.service) }, [`restart ${unit}`]),
     directory(`Ensure ${confDir} is readable by ${user} only`, { path: confDir, mode: '0700', owner: user }),
     ...spec.files.map((f) => file(f.name, { path: `${confDir}/${f.path}`, mode: '0600', owner: user, content: f.content }, [f.notify])),

@@ -24,9 +24,12 @@ export async function reprovisionBench(topology: Topology, runs: number, log: (m
   let changed = 0
   for (let i = 0; i < runs; i++) {
     const t0 = Date.now()
-    const s = summarize(await provision({ topology, repoRoot, stateDir }))
+    const recaps = await provision({ topology, repoRoot, stateDir })
+    const s = summarize(recaps)
     secs.push((Date.now() - t0) / 1000)
     changed += s.changed
+    // Something changed: say what (a bench step that did not put the lab back).
+    for (const r of recaps) for (const x of r.steps.filter((y) => y.status === 'changed')) log(`  changed on ${r.host}: ${x.name}`)
     if (s.failed + s.unreachable) throw new Error('a re-provision failed: run `npm run provision` to see why')
   }
   log(`Re-provision with nothing to change: ${secs.map((s) => s.toFixed(1)).join(', ')} s (${changed} changes)`)

@@ -4,9 +4,13 @@
 import { bundle } from '../../services/build.js'
 import type { LoadResult } from '../../services/client/loadgen.js'
 import { deviceKeys } from '../../provision/secrets.js'
+import { summarize as recapOf } from '../../provision/report.js'
+import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
+import { TLS_ROLES, tlsFiles } from '../../provision/roles/service-tls.js'
 import { backends, serverUrl } from '../../provision/roles/telemetry.js'
+import { provision } from '../../provision/run.js'
 import { benchDeviceIds, hostsWithRole } from '../../provision/topology.js'
-import { stateDir } from '../lib/paths.js'
+import { repoRoot, stateDir } from '../lib/paths.js'
 import { cpuSample, cpuUse } from './cpu.js'
 import { BENCH_DIR, type BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
@@ -21,6 +25,8 @@ export interface Scenario {
   from: string
   url: string
   backends: number
+  /** The load generator's TLS arguments, when it speaks to a backend's TLS port itself. */
+  tls?: string
   runs: (LoadResult & { check: RunCheck })[]
   readings_per_s: Figure
   p50_ms: Figure
@@ -62,7 +68,7 @@ type ScenarioSpec = Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_m
 /** One run of the load generator, and the stored readings counted against the acknowledged. */
 async function runOnce(lab: BenchLab, s: ScenarioSpec, o: LoadOptions, prepared: Prepared, log: (m: string) => void, tag: string): Promise<Scenario['runs'][number]> {
   const base = Date.now() * 1000
-  const out = await lab.must(s.from, `node ${prepared.code} --url ${s.url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base} --batch ${o.batch ?? 1}`)
+  const out = await lab.must(s.from, `node ${prepared.code} --url ${s.url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base} --batch ${o.batch ?? 1}${s.tls ? ` ${s.tls}` : ''}`)
   const r = JSON.parse(out) as LoadResult
   const stored = await storedSince(lab, base)
   const check: RunCheck = { acked: r.acked, stored, lost: Math.max(0, r.acked - stored), extra: Math.max(0, stored - r.acked - r.unacked), unacked: r.unacked, duplicates_answered: r.duplicates }
@@ -99,7 +105,7 @@ async function setBatching(lab: BenchLab, batch: { maxBatch: number; maxInFlight
     }
     if (batch === 'provisioned') await lab.must(b.name, `cp -p ${saved} /etc/lab-ingest/config.json`)
     else await lab.must(b.name, `jq --argjson b '${JSON.stringify(batch)}' '.batch = $b' ${saved} > ${BENCH_DIR}/ingest-config.json && cat ${BENCH_DIR}/ingest-config.json > /etc/lab-ingest/config.json`)
-    await lab.must(b.name, `systemctl restart lab-ingest.service && for i in $(seq 50); do curl -sf -o /dev/null http://${b.address}:${b.port}/healthz && exit 0; sleep 0.2; done; echo 'lab-ingest not healthy after restart' >&2; exit 1`)
+    await lab.must(b.name, `systemctl restart lab-ingest.service && for i in $(seq 50); do curl -sf -o /dev/null http://${b.address}:${MONITOR_PORTS.ingest}/healthz && exit 0; sleep 0.2; done; echo 'lab-ingest not healthy after restart' >&2; exit 1`)
   }
 }
 
@@ -144,6 +150,50 @@ export async function uploadAB(lab: BenchLab, spec: ScenarioSpec, o: LoadOptions
     name: 'batch upload',
     off: 'one reading per request (application/json)',
     on: `batches of ${batch} readings per request (application/x-ndjson, telemetry.batch), latency per request`,
+    scenarios: [{ id: spec.id, title: spec.title, off: summarize(spec, runs.off), on: summarize(spec, runs.on) }],
+  }
+}
+
+/**
+ * The cloud's services with TLS as provisioned, or without (telemetry.cloud_tls false):
+ * a provision of the proxy, backends and database with the topology so changed.
+ */
+async function setCloudTls(lab: BenchLab, on: boolean) {
+  const t = lab.topology
+  const only = t.hosts.filter((h) => (TLS_ROLES as readonly string[]).includes(h.role)).map((h) => h.name)
+  const s = recapOf(await provision({ topology: { ...t, telemetry: { ...t.telemetry, cloudTls: on } }, only, repoRoot, stateDir }))
+  if (s.failed + s.unreachable) throw new Error(`provisioning ${only.join(', ')} with cloud_tls ${on} failed: run \`npm run provision\` to see why`)
+  // Until every backend answers its health check through nginx again.
+  const [proxy] = hostsWithRole(t, 'proxy')
+  const [client] = hostsWithRole(t, 'iot-client')
+  await lab.must(proxy.name, `for i in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:${new URL(serverUrl(t, client)).port || 80}/healthz && exit 0; sleep 0.2; done; echo 'no backend healthy through nginx' >&2; exit 1`)
+}
+
+/**
+ * The full path with TLS inside the cloud (nginx to the backends, the backends to
+ * PostgreSQL) and without, runs alternating; the lab is put back as provisioned.
+ */
+export async function cloudTlsAB(lab: BenchLab, spec: ScenarioSpec, o: LoadOptions, log: (m: string) => void): Promise<Tuning> {
+  const runs = { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }
+  log(`TLS inside the cloud, side by side: plain and mutual TLS (nginx to the backends, the backends to PostgreSQL), ${o.runs} alternating runs each`)
+  const prepared = await prepare(lab, spec.from, o.devices)
+  let now = lab.topology.telemetry.cloudTls
+  try {
+    for (let i = 0; i < o.runs; i++) {
+      for (const mode of ['off', 'on'] as const) {
+        now = mode === 'on'
+        await setCloudTls(lab, now)
+        runs[mode].push(await runOnce(lab, spec, o, prepared, log, `cloud TLS ${mode}, run ${i + 1}/${o.runs}`))
+      }
+    }
+  } finally {
+    // Back to what the topology says, whatever happened.
+    if (now !== lab.topology.telemetry.cloudTls) await setCloudTls(lab, lab.topology.telemetry.cloudTls)
+  }
+  return {
+    name: 'TLS inside the cloud',
+    off: 'plain HTTP to the backends, plain PostgreSQL protocol (telemetry.cloud_tls: false)',
+    on: 'mutual TLS 1.3 (ECDSA P-256): nginx to the backends with session reuse over kept-alive connections, the backends to PostgreSQL',
     scenarios: [{ id: spec.id, title: spec.title, off: summarize(spec, runs.off), on: summarize(spec, runs.on) }],
   }
 }
@@ -196,16 +246,27 @@ export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string
     .sort((a, b) => b.cpu_s - a.cpu_s)
   scenarios.push(full)
 
-  // The tunnel straight to one backend: the backend admits the IoT LAN for the run.
-  const iotLans = t.networks.filter((n) => n.kind === 'lan' && client.interfaces.some((i) => i.network === n.name)).map((n) => n.cidr)
-  await lab.allow(one.name, `ip saddr { ${iotLans.join(', ')} } tcp dport ${one.port} accept`)
-  scenarios.push(await runScenario(lab, {
-    id: 'tunnel-direct', title: `${client.name} → gateways and tunnel → ${one.name} (no nginx) → PostgreSQL`, from: client.name, url: `http://${one.address}:${one.port}/readings`, backends: 1,
-  }, o, log))
+  // The tunnel straight to one backend: the backend admits the IoT LAN for the run. With
+  // TLS in the cloud a backend admits the proxy's certificate alone, which the IoT client
+  // does not have: then this path does not exist.
+  if (!t.telemetry.cloudTls) {
+    const iotLans = t.networks.filter((n) => n.kind === 'lan' && client.interfaces.some((i) => i.network === n.name)).map((n) => n.cidr)
+    await lab.allow(one.name, `ip saddr { ${iotLans.join(', ')} } tcp dport ${one.port} accept`)
+    scenarios.push(await runScenario(lab, {
+      id: 'tunnel-direct', title: `${client.name} → gateways and tunnel → ${one.name} (no nginx) → PostgreSQL`, from: client.name, url: `http://${one.address}:${one.port}/readings`, backends: 1,
+    }, o, log))
+  } else {
+    log('  tunnel-direct: not measured: with TLS in the cloud a backend admits the proxy\'s certificate alone')
+  }
 
-  scenarios.push(await runScenario(lab, {
-    id: 'lan-direct', title: `${proxy.name} → ${one.name} on the cloud LAN (no tunnel, no nginx) → PostgreSQL`, from: proxy.name, url: `http://${one.address}:${one.port}/readings`, backends: 1,
-  }, o, log))
+  // From the proxy host with the proxy's certificate, as nginx connects.
+  const f = tlsFiles(proxy.name)
+  const lanDirect = await runScenario(lab, {
+    id: 'lan-direct', title: `${proxy.name} → ${one.name} on the cloud LAN (no tunnel, no nginx${t.telemetry.cloudTls ? ', mutual TLS' : ''}) → PostgreSQL`, from: proxy.name,
+    ...(t.telemetry.cloudTls ? { url: `https://${one.address}:${one.port}/readings`, tls: `--ca ${f.ca} --cert ${f.cert} --key ${f.key}` } : { url: `http://${one.address}:${one.port}/readings` }),
+    backends: 1,
+  }, o, log)
+  scenarios.push(lanDirect)
 
   const scaling: Scenario[] = []
   for (let k = 1; k < ups.length; k++) {
@@ -214,7 +275,8 @@ export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string
     }, o, log)))
   }
   scaling.push({ ...scenarios[0], id: `full-${ups.length}` })
-  const tuning = await batchingAB(lab, [scenarios[2], scenarios[0]], o, log)
+  const tuning = await batchingAB(lab, [lanDirect, scenarios[0]], o, log)
   const upload = await uploadAB(lab, scenarios[0], o, log)
-  return { scenarios, scaling, cpu, tuning, upload }
+  const cloudTls = await cloudTlsAB(lab, scenarios[0], o, log)
+  return { scenarios, scaling, cpu, tuning, upload, cloudTls }
 }

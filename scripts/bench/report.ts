@@ -21,7 +21,7 @@ export interface BenchReport {
   seconds: number
   machine: Machine
   load: LoadOptions
-  ingest: { scenarios: Scenario[]; scaling: Scenario[]; cpu: CpuUse[]; tuning?: Tuning; upload?: Tuning }
+  ingest: { scenarios: Scenario[]; scaling: Scenario[]; cpu: CpuUse[]; tuning?: Tuning; upload?: Tuning; cloudTls?: Tuning }
   tunnel?: TunnelFigures
   /** Kernel ESP against kernel-libipsec on the same gateways (VMs only). */
   datapath?: DatapathFigures
@@ -94,6 +94,7 @@ export function markdown(r: BenchReport): string {
     ]), '')
   if (r.ingest.tuning) sideBySide(r.ingest.tuning, 'Tuning, side by side in this run', 'what the provisioner sets')
   if (r.ingest.upload) sideBySide(r.ingest.upload, 'Upload, side by side in this run', 'how a client drains a backlog; fresh readings go as they come')
+  if (r.ingest.cloudTls) sideBySide(r.ingest.cloudTls, 'TLS inside the cloud, side by side in this run', 'what zero trust inside the cloud costs on the full path')
   if (r.ingest.cpu.length) {
     lines.push('### Where the time goes (full path, all runs)', '',
       'CPU used by each process during the full-path runs, per 1000 readings acknowledged.', '',

@@ -12,6 +12,7 @@
 //        --duration SECONDS [--warmup SECONDS] [--seq-base B] [--batch N]
 import fs from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
 import { parseArgs } from '../lib/args.js'
 import { encodeReading } from '../lib/reading.js'
 import { percentile } from '../lib/stats.js'
@@ -28,7 +29,7 @@ export interface LoadResult {
 }
 
 async function main() {
-  const a = parseArgs(process.argv.slice(2), '--url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B] [--batch N]')
+  const a = parseArgs(process.argv.slice(2), '--url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B] [--batch N] [--ca F --cert F --key F (https)]')
   const keysAll = JSON.parse(fs.readFileSync(a.keys, 'utf8')) as Record<string, string>
   const n = Number(a.devices ?? 100)
   const ids = Object.keys(keysAll).sort().slice(0, n)
@@ -41,7 +42,10 @@ async function main() {
   const batch = Number(a.batch ?? 1)
   if (!Number.isInteger(batch) || batch < 1 || batch > 1000) throw new Error(`--batch must be a whole number from 1 to 1000, got ${a.batch}`)
   const url = new URL(a.url)
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
+  // An https URL: a backend's readings port, as the proxy reaches it (its certificate).
+  const agent = url.protocol === 'https:'
+    ? new https.Agent({ keepAlive: true, maxSockets: concurrency, ca: fs.readFileSync(a.ca), cert: fs.readFileSync(a.cert), key: fs.readFileSync(a.key), minVersion: 'TLSv1.3' })
+    : new http.Agent({ keepAlive: true, maxSockets: concurrency })
 
   const next = new Map(ids.map((id) => [id, seqBase]))
   let turn = 0

@@ -7,6 +7,7 @@
 // reach the servers) is retried, with a shared exponential backoff so that a dead path
 // is not hammered, and the outbox keeps the reading meanwhile.
 import http from 'node:http'
+import https from 'node:https'
 import { BATCH_TYPE, DEVICE_HEADER, SIGNATURE_HEADER, batchLine, sign } from '../lib/reading.js'
 import type { Entry } from './outbox.js'
 
@@ -37,7 +38,8 @@ export interface Answer { status: number; body: string; upstream?: string }
 
 function request(url: URL, agent: http.Agent, headers: Record<string, string | number>, body: string, timeoutMs: number): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, timeout: timeoutMs, headers: { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
+    // https: the load generator inside the cloud (a backend's TLS port, with the proxy's certificate).
+    const req = (url.protocol === 'https:' ? https : http).request(url, { method: 'POST', agent, timeout: timeoutMs, headers: { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), upstream: res.headers['x-upstream'] as string | undefined }))

@@ -157,7 +157,7 @@ export function ingestHandler(opts: IngestOptions) {
     }
     if (url.pathname === '/healthz') {
       only('GET')
-      const ok = await opts.store.healthy().catch(() => false)
+      const ok = await opts.store.healthy().catch((e: Error) => { log(`health check: the database is unreachable: ${e.message}`); return false })
       return [ok ? 200 : 503, { status: ok ? 'ok' : 'database unreachable', backend: opts.backend }]
     }
     if (url.pathname === '/metrics') {

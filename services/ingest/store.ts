@@ -7,8 +7,10 @@ import pg from 'pg'
 import type { Reading } from '../lib/reading.js'
 import { Batcher, type BatcherOptions } from './batcher.js'
 import type { InsertResult, Store, StoredReading } from './server.js'
+import { readTlsFiles, type TlsFiles } from './tls.js'
 
-export interface DbConfig { host: string; port: number; database: string; user: string; password: string }
+/** tls: PostgreSQL over TLS, verify-full (the services CA, the CRL, the server's address in its certificate) with this backend's own certificate. */
+export interface DbConfig { host: string; port: number; database: string; user: string; password: string; tls?: TlsFiles }
 
 interface Row { r: Reading; digest: string; backend: string }
 
@@ -27,14 +29,30 @@ export type Queryable = Pick<pg.Pool, 'query' | 'end'>
 
 export class PgStore implements Store {
   private pool: Queryable
+  private settings = ''
   readonly batcher: Batcher<Row, InsertResult>
 
-  constructor(db: DbConfig | Queryable, private log: (line: string) => void, poolSize = 8, batch: BatcherOptions = { maxBatch: 200, maxInFlight: 2 }) {
+  constructor(db: DbConfig | Queryable, private log: (line: string) => void, private poolSize = 8, batch: BatcherOptions = { maxBatch: 200, maxInFlight: 2 }) {
     this.batcher = new Batcher((rows) => this.insertBatch(rows), batch)
     if ('query' in db) { this.pool = db; return }
+    this.pool = this.makePool(db)
+  }
+
+  /** What a pool is made from: the settings and the TLS files' contents. */
+  private static settingsOf(db: DbConfig): string {
+    return JSON.stringify({ ...db, tls: db.tls && readTlsFiles(db.tls) })
+  }
+
+  private makePool(db: DbConfig): pg.Pool {
+    this.settings = PgStore.settingsOf(db)
+    const { tls, ...conn } = db
+    // rejectUnauthorized and the default identity check (the address connected to, in
+    // the server certificate's subjectAltName): libpq's sslmode=verify-full.
+    const ssl = tls ? { ...readTlsFiles(tls), rejectUnauthorized: true, minVersion: 'TLSv1.3' as const } : undefined
     const pool = new pg.Pool({
-      ...db,
-      max: poolSize,
+      ...conn,
+      ...(ssl ? { ssl } : {}),
+      max: this.poolSize,
       // Short timeouts: a database that does not answer becomes a 503 in seconds,
       // and the client retries; nothing waits on a dead connection.
       connectionTimeoutMillis: 2000,
@@ -44,8 +62,20 @@ export class PgStore implements Store {
       application_name: 'lab-ingest',
     })
     // An idle connection dies when the database restarts: the pool drops it; say so.
-    pool.on('error', (e) => log(`database connection lost: ${e.message}`))
-    this.pool = pool
+    pool.on('error', (e) => this.log(`database connection lost: ${e.message}`))
+    return pool
+  }
+
+  /**
+   * New settings or TLS files (a reissued certificate, a new CRL): a new pool for new
+   * queries; the old one ends once its connections are back (none in flight is cut).
+   */
+  reconfigure(db: DbConfig): boolean {
+    if (PgStore.settingsOf(db) === this.settings) return false
+    const old = this.pool
+    this.pool = this.makePool(db)
+    old.end().catch((e: Error) => this.log(`the previous database pool did not end cleanly: ${e.message}`))
+    return true
   }
 
   insert(r: Reading, digest: string, backend: string): Promise<InsertResult> {

@@ -11,7 +11,7 @@ import { sleep, waitForTunnel } from '../lib/ipsec.js'
 import { cutTcp, uncutTcp } from '../lib/faults.js'
 import { openLab } from '../lib/lab.js'
 import { alertsOf } from '../lib/monitor.js'
-import { assertExactlyOnce, clientStatus, waitStatus } from '../lib/telemetry.js'
+import { assertExactlyOnce, backendMetrics, clientStatus, waitStatus } from '../lib/telemetry.js'
 
 const opened = await openLab(t)
 if (opened) {
@@ -82,7 +82,7 @@ if (opened) {
     t.teardown(() => reconnect(cut.name))
     const done = await streaming(t, 'database cut off from a backend')
     const before = await clientStatus(lab)
-    const errors = async () => Number(/^ingest_store_errors_total (\d+)$/m.exec((await lab.sh(cut.name, `curl -s http://${cut.address}:${cut.port}/metrics`)).stdout)?.[1])
+    const errors = async () => Number(/^ingest_store_errors_total (\d+)$/m.exec(await backendMetrics(lab, cut))?.[1])
     const errorsBefore = await errors()
     await cutTcp(lab, cut.name, dbAddr, DB.port, CUT)
     t.pass(`${cut.name}'s link to the database is cut`)

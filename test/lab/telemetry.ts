@@ -9,11 +9,12 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { CLIENT_CONTROL_PORT, DB, PROXY_STATUS_PORT, backends, serverUrl } from '../../provision/roles/telemetry.js'
 import { addressOn } from '../../provision/topology.js'
+import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
 import { repoRoot, stateDir } from '../../scripts/lib/paths.js'
 import { MAX_BODY_BYTES, batchLine, sign } from '../../services/lib/reading.js'
 import { sleep } from '../lib/ipsec.js'
 import { openLab } from '../lib/lab.js'
-import { assertExactlyOnce, assertValues, clientStatus, httpFrom, sql, testDevice, waitStatus } from '../lib/telemetry.js'
+import { assertExactlyOnce, assertValues, backendMetrics, clientStatus, fromProxy, httpFrom, sql, testDevice, waitStatus } from '../lib/telemetry.js'
 
 const lab = await openLab(t)
 if (lab) {
@@ -82,7 +83,7 @@ if (lab) {
     t.equal((await sql(lab, `SELECT count(*) FROM readings WHERE device_id = '${device.id}';`))[0][0], before, 'nothing was stored')
     for (const b of upstreams) {
       t.equal((await lab.sh(b.name, 'systemctl is-active lab-ingest.service')).stdout.trim(), 'active', `${b.name}: the ingest service is still up`)
-      const m = (await lab.sh(b.name, `curl -s http://${b.address}:${b.port}/metrics`)).stdout
+      const m = await backendMetrics(lab, b)
       t.match(m, /^ingest_readings_rejected_total\{reason="unauthorized"\} \d+$/m, `${b.name}: rejections are counted by reason`)
     }
     const r = reading()
@@ -113,14 +114,17 @@ if (lab) {
 
   t.test('health, metrics and the read endpoint on each backend', async (t) => {
     for (const b of upstreams) {
-      const h = await httpFrom(lab, b.name, `http://${b.address}:${b.port}/healthz`)
-      t.match(h, { status: 200, json: { status: 'ok', backend: b.name } }, `${b.name}: healthy`)
-      const m = await httpFrom(lab, b.name, `http://${b.address}:${b.port}/metrics`)
+      const h = await fromProxy(lab, b, '/healthz')
+      t.match(h, { status: 200, json: { status: 'ok', backend: b.name } }, `${b.name}: healthy, as the proxy sees it`)
+      const monitoring = `http://${b.address}:${MONITOR_PORTS.ingest}`
+      t.match(await httpFrom(lab, b.name, `${monitoring}/healthz`), { status: 200, json: { status: 'ok' } }, `${b.name}: healthy on its monitoring port too`)
+      const m = await httpFrom(lab, b.name, `${monitoring}/metrics`)
       t.match(m.body, /^ingest_readings_accepted_total \d+$/m)
       t.match(m.body, /^ingest_request_duration_seconds_bucket\{le="0\.01"\} \d+$/m)
+      t.equal((await httpFrom(lab, b.name, `${monitoring}/devices/${client.name}-01/readings`)).status, 404, `${b.name}: the monitoring port serves no readings`)
     }
     const b = upstreams[0]
-    const list = await httpFrom(lab, b.name, `http://${b.address}:${b.port}/devices/${client.name}-01/readings?limit=3`)
+    const list = await fromProxy(lab, b, `/devices/${client.name}-01/readings?limit=3`)
     t.same((list.json?.readings as { seq: number }[]).map((r) => r.seq), [1, 2, 3], 'a device\'s readings, in order')
     const status = await httpFrom(lab, lab.topology.vpn!.hub, `http://${addressOn(proxy, 'cloud')}:${PROXY_STATUS_PORT}/nginx_status`)
     t.match(status.body, /Active connections: \d+/, 'nginx\'s stub_status, from the cloud LAN')

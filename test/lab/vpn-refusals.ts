@@ -68,7 +68,7 @@ swanctl --load-conns >/dev/null`)
     await keeper('stop')
     const r = await cli('scripts/pki.ts', ['revoke', tunnel.site])
     revoked = true
-    t.match(r.stdout, new RegExp(`Revoked ${tunnel.site}'s certificate`))
+    t.match(r.stdout, new RegExp(`Revoked ${tunnel.site}'s IKE certificate`))
     await waitForNoSa(lab, tunnel)
     t.pass('the revocation tore the tunnel down on both ends')
     const out = await initiate(tunnel.name)

@@ -75,11 +75,12 @@ export function capture(lab: Lab, host: string, network: string, during: () => P
   return captureLink(lab, `${host}:${network}`, during)
 }
 
-export function captureWire(lab: Lab, network: string, during: () => Promise<void>): Promise<{ lines: string[]; ascii: string }> {
-  return captureLink(lab, network, during)
+/** Capture on a network's bridge (every host's frames on it); views: more readings of the same capture through a tcpdump filter each (a leg between two hosts, say). */
+export function captureWire<V extends string = never>(lab: Lab, network: string, during: () => Promise<void>, views: Record<V, string> = {} as Record<V, string>): Promise<{ lines: string[]; ascii: string; views: Record<V, { lines: string[]; ascii: string }> }> {
+  return captureLink(lab, network, during, views)
 }
 
-async function captureLink(lab: Lab, target: string, during: () => Promise<void>): Promise<{ lines: string[]; ascii: string }> {
+async function captureLink<V extends string = never>(lab: Lab, target: string, during: () => Promise<void>, views: Record<V, string> = {} as Record<V, string>): Promise<{ lines: string[]; ascii: string; views: Record<V, { lines: string[]; ascii: string }> }> {
   // The operator's command (lab:capture's library), written to a pcap, read back twice.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-wire-'))
   const file = path.join(dir, 'capture.pcap')
@@ -97,10 +98,11 @@ async function captureLink(lab: Lab, target: string, during: () => Promise<void>
       await running
     }
     // tcpdump -r prints every whole packet even when the file's last one was cut short.
-    const read = (args: string[]) => spawnSync('tcpdump', [...args, '-r', file], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 }).stdout.toString()
-    const lines = read(['-nn']).split('\n').filter(Boolean)
-    const ascii = read(['-nn', '-A'])
-    return { lines, ascii }
+    const read = (args: string[]) => spawnSync('tcpdump', ['-r', file, ...args], { stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 }).stdout.toString()
+    const view = (filter: string[]) => ({ lines: read(['-nn', ...filter]).split('\n').filter(Boolean), ascii: read(['-nn', '-A', ...filter]) })
+    const all = view([])
+    const filtered = Object.fromEntries(Object.entries(views).map(([name, filter]) => [name, view(String(filter).split(' '))])) as Record<V, { lines: string[]; ascii: string }>
+    return { ...all, views: filtered }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }

@@ -6,6 +6,8 @@ import { takeReading } from '../../services/client/device.js'
 import { DEVICE_HEADER, SIGNATURE_HEADER, encodeReading, sign } from '../../services/lib/reading.js'
 import { deviceKeys } from '../../provision/secrets.js'
 import { CLIENT_CONTROL_PORT } from '../../provision/roles/telemetry.js'
+import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
+import { ingestTlsName, tlsFiles } from '../../provision/roles/service-tls.js'
 import { stateDir } from '../../scripts/lib/paths.js'
 import { shellQuote as q } from '../../provision/ssh.js'
 import { sleep } from './ipsec.js'
@@ -14,10 +16,10 @@ import type { Lab } from './lab.js'
 export interface HttpAnswer { status: number; headers: Record<string, string>; body: string; json?: Record<string, unknown> }
 
 /** An HTTP request made by a lab host, as a device there would make it. */
-export async function httpFrom(lab: Lab, host: string, url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; timeout?: number } = {}): Promise<HttpAnswer> {
+export async function httpFrom(lab: Lab, host: string, url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; timeout?: number; curl?: string } = {}): Promise<HttpAnswer> {
   const h = Object.entries(opts.headers ?? {}).map(([k, v]) => `-H ${q(`${k}: ${v}`)}`).join(' ')
   const data = opts.body !== undefined ? '--data-binary @-' : ''
-  const r = await lab.sh(host, `curl -s -S -m ${opts.timeout ?? 10} -X ${opts.method ?? 'GET'} -D - ${h} ${data} ${q(url)}`, opts.body !== undefined ? { stdin: opts.body } : {})
+  const r = await lab.sh(host, `curl -s -S -m ${opts.timeout ?? 10} -X ${opts.method ?? 'GET'} -D - ${opts.curl ?? ''} ${h} ${data} ${q(url)}`, opts.body !== undefined ? { stdin: opts.body } : {})
   if (r.code !== 0) return { status: 0, headers: {}, body: r.stderr.trim() }
   const [head, ...rest] = r.stdout.split('\r\n\r\n')
   const lines = head.split('\r\n')
@@ -26,6 +28,24 @@ export async function httpFrom(lab: Lab, host: string, url: string, opts: { meth
   let json: Record<string, unknown> | undefined
   try { json = JSON.parse(body) } catch { json = undefined }
   return { status: Number(lines[0].split(' ')[1]), headers, body, json }
+}
+
+/** curl's arguments for a TLS request made as `from` (its certificate) to a backend, verified as nginx does. */
+export function asServiceCurl(lab: Lab, from: string, backend: { address: string; port: number }, cert = tlsFiles(from)): string {
+  const name = ingestTlsName(lab.topology)
+  return `--cacert ${cert.ca} --cert ${cert.cert} --key ${cert.key} --resolve ${name}:${backend.port}:${backend.address}`
+}
+
+/** A request to a backend's readings port as the proxy makes it (its certificate, over TLS, unless the topology turned TLS off). */
+export function fromProxy(lab: Lab, backend: { address: string; port: number }, path: string, opts: Parameters<typeof httpFrom>[3] = {}): Promise<HttpAnswer> {
+  const [proxy] = lab.byRole('proxy')
+  if (!lab.topology.telemetry.cloudTls) return httpFrom(lab, proxy.name, `http://${backend.address}:${backend.port}${path}`, opts)
+  return httpFrom(lab, proxy.name, `https://${ingestTlsName(lab.topology)}:${backend.port}${path}`, { ...opts, curl: asServiceCurl(lab, proxy.name, backend) })
+}
+
+/** A backend's counters (its monitoring port, from the backend itself). */
+export async function backendMetrics(lab: Lab, backend: { name: string; address: string }): Promise<string> {
+  return (await lab.sh(backend.name, `curl -s -m 5 http://${backend.address}:${MONITOR_PORTS.ingest}/metrics`)).stdout
 }
 
 /** A device of the load generator's set, for readings the tests make themselves. */

@@ -28,8 +28,8 @@ t.test('every host is scraped on its LAN address, each role with its own exporte
     'node gw-iot 10.10.1.1:9100',
     'node gw-cloud 10.20.0.1:9100',
     'node proxy 10.20.0.10:9100', 'nginx proxy 10.20.0.10:9113',
-    'node backend-1 10.20.0.21:9100', 'ingest backend-1 10.20.0.21:8080',
-    'node backend-2 10.20.0.22:9100', 'ingest backend-2 10.20.0.22:8080',
+    'node backend-1 10.20.0.21:9100', 'ingest backend-1 10.20.0.21:9102',
+    'node backend-2 10.20.0.22:9100', 'ingest backend-2 10.20.0.22:9102',
     'node database 10.20.0.30:9100', 'postgres database 10.20.0.30:9187',
     'node monitor 10.20.0.40:9100', 'prometheus monitor 10.20.0.40:9090',
   ])
@@ -38,7 +38,7 @@ t.test('every host is scraped on its LAN address, each role with its own exporte
 
 t.test('each host admits the monitor on exactly the ports it scrapes there', async (t) => {
   t.same(monitorInput(topo, host('iot-client')), ['ip saddr 10.20.0.40 tcp dport { 9100, 9101 } accept comment "Prometheus on monitor: what it scrapes here"'])
-  t.same(monitorInput(topo, host('backend-1')), ['ip saddr 10.20.0.40 tcp dport { 9100, 8080 } accept comment "Prometheus on monitor: what it scrapes here"'])
+  t.same(monitorInput(topo, host('backend-1')), ['ip saddr 10.20.0.40 tcp dport { 9100, 9102 } accept comment "Prometheus on monitor: what it scrapes here"'])
   t.same(monitorInput(topo, host('database')), ['ip saddr 10.20.0.40 tcp dport { 9100, 9187 } accept comment "Prometheus on monitor: what it scrapes here"'])
   t.same(monitorInput(topo, host('monitor')), [], 'the monitor scrapes itself locally')
 })
@@ -51,13 +51,13 @@ t.test('the scrape configuration: a job per exporter, each target labelled with 
   t.same(y.scrape_configs.map((j) => j.job_name), ['node', 'client', 'nginx', 'ingest', 'postgres', 'prometheus'])
   const ingest = y.scrape_configs.find((j) => j.job_name === 'ingest')!
   t.same(ingest.static_configs, [
-    { targets: ['10.20.0.21:8080'], labels: { host: 'backend-1', role: 'backend' } },
-    { targets: ['10.20.0.22:8080'], labels: { host: 'backend-2', role: 'backend' } },
+    { targets: ['10.20.0.21:9102'], labels: { host: 'backend-1', role: 'backend' } },
+    { targets: ['10.20.0.22:9102'], labels: { host: 'backend-2', role: 'backend' } },
   ])
   t.same(y.scrape_configs.find((j) => j.job_name === 'prometheus')!.static_configs[0].targets, ['127.0.0.1:9090'])
   // A third backend in the topology: one provision later, it is scraped.
   const more = { ...topo, hosts: [...topo.hosts, { ...host('backend-2'), name: 'backend-3', interfaces: host('backend-2').interfaces.map((i) => ({ ...i, address: i.address.replace(/\.22$/, '.23') })) }] }
-  t.match(prometheusConfig(ctx('monitor', more)), /targets: \['10\.20\.0\.23:8080'\]\n\s+labels: \{ host: backend-3, role: backend \}/)
+  t.match(prometheusConfig(ctx('monitor', more)), /targets: \['10\.20\.0\.23:9102'\]\n\s+labels: \{ host: backend-3, role: backend \}/)
   const promtool = '/usr/bin/promtool'
   if (fs.existsSync(promtool)) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prom-'))

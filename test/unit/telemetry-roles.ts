@@ -1,6 +1,7 @@
 // What the telemetry roles derive from the topology: the client's server (the old
 // server address by default), the proxy's upstreams, the database's address, and
 // the nginx config they render (every backend, retries as many as backends).
+import { renderFile } from '../../provision/template.js'
 import t from 'tap'
 import { nginxConf } from '../../provision/roles/proxy.js'
 import { backends, dbAddress, serverUrl } from '../../provision/roles/telemetry.js'
@@ -31,7 +32,7 @@ t.test('nginx: one server line per backend, retries over all of them, the retry 
   t.match(conf, 'proxy_next_upstream_tries 2;')
   t.match(conf, 'client_max_body_size 1024;')
   t.match(conf, /if \(\$content_type ~\* "\^application\/x-ndjson"\) \{\n\s+rewrite \^\/readings\$ \/readings-batch last;/, 'a batch is sent to its own location before the body size is checked')
-  t.match(conf, /location = \/readings-batch \{\n\s+internal;\n\s+client_max_body_size 524288;\n\s+client_body_buffer_size 524288;\n\s+proxy_pass http:\/\/ingest\/readings;/, 'the only location with the batch\'s limit, not reachable directly')
+  t.match(conf, /location = \/readings-batch \{\n\s+internal;\n\s+client_max_body_size 524288;\n\s+client_body_buffer_size 524288;\n\s+proxy_pass https:\/\/ingest\/readings;/, 'the only location with the batch\'s limit, not reachable directly')
   t.match(conf, 'add_header X-Upstream $upstream_addr always;')
   t.match(conf, /listen 10\.20\.0\.10:8081;[\s\S]*stub_status;[\s\S]*allow 10\.20\.0\.0\/24;[\s\S]*deny all;/)
   t.match(conf, /keepalive 64;/)
@@ -39,6 +40,31 @@ t.test('nginx: one server line per backend, retries over all of them, the retry 
   const other = { ...topo, networks: topo.networks.map((n) => (n.oldServer ? { ...n, oldServer: { ...n.oldServer, ports: [8000, 80] } } : n)) }
   const both = nginxConf({ topology: other, self: proxy } as Context)
   t.same(both.match(/listen 10\.20\.0\.10:\d+;/g), ['listen 10.20.0.10:80;', 'listen 10.20.0.10:8000;', 'listen 10.20.0.10:8081;'], 'on every port the sites forward')
+})
+
+t.test('nginx: mutual TLS to the backends, verified against the services CA and its CRL; plain only when the topology says so', async (t) => {
+  const proxy = topo.hosts.find((h) => h.role === 'proxy')!
+  const conf = nginxConf({ topology: topo, self: proxy } as Context)
+  for (const line of [
+    'proxy_ssl_certificate /etc/lab-tls/proxy.pem;', 'proxy_ssl_certificate_key /etc/lab-tls/proxy.key;',
+    'proxy_ssl_trusted_certificate /etc/lab-tls/services-ca.pem;', 'proxy_ssl_crl /etc/lab-tls/services.crl;',
+    'proxy_ssl_verify on;', `proxy_ssl_name ingest.${topo.name};`, 'proxy_ssl_protocols TLSv1.3;', 'proxy_ssl_session_reuse on;',
+  ]) t.ok(conf.includes(line), line)
+  t.same(conf.match(/proxy_pass \S+/g), ['proxy_pass https://ingest;', 'proxy_pass https://ingest/readings;', 'proxy_pass https://ingest;'], 'every location to the backends over TLS')
+  const plain = nginxConf({ topology: { ...topo, telemetry: { ...topo.telemetry, cloudTls: false } }, self: proxy } as Context)
+  t.notMatch(plain, /proxy_ssl_/, 'cloud_tls false: no TLS')
+  t.same(plain.match(/proxy_pass \S+/g), ['proxy_pass http://ingest;', 'proxy_pass http://ingest/readings;', 'proxy_pass http://ingest;'])
+})
+
+t.test('PostgreSQL: hostssl with the client certificate and the password for each backend, no plain line', async (t) => {
+  const vars = { host: 'database', database: 'telemetry', user: 'ingest', backends: [{ address: '10.20.0.21' }, { address: '10.20.0.22' }] }
+  const hba = renderFile('db/pg_hba.conf', { ...vars, tls: true })
+  t.same(hba.match(/^host\S*\s+telemetry.*$/gm)!.map((l) => l.replace(/\s+/g, ' ')), [
+    'host telemetry ingest 127.0.0.1/32 scram-sha-256',
+    'hostssl telemetry ingest 10.20.0.21/32 scram-sha-256 clientcert=verify-full',
+    'hostssl telemetry ingest 10.20.0.22/32 scram-sha-256 clientcert=verify-full',
+  ], 'the LAN: TLS only, certificate and password; loopback alone stays for local checks')
+  t.match(renderFile('db/pg_hba.conf', { ...vars, tls: false }), /^host\s+telemetry\s+ingest\s+10\.20\.0\.21\/32\s+scram-sha-256$/m, 'cloud_tls false: plain')
 })
 
 t.test('no backend is a clear error, not an empty upstream', async (t) => {

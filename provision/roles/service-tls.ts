@@ -1,0 +1,111 @@
+// A cloud service's TLS identity (proxy, backends, database): the services CA and its
+// CRL, a key made on the host itself (ECDSA P-256, 0600, readable by the service's user
+// alone), and a certificate from the services CA for that key. The CA key stays on the
+// provisioning machine; only the public key travels. The certificate is reissued when
+// it is missing, from another CA, for another key, near its end, or its names changed;
+// a revoked one stops the provision with what to do (as for a gateway).
+import fs from 'node:fs'
+import { converge } from '../modules/command.js'
+import { directory, ensureFileContent, file } from '../modules/file.js'
+import { certInfo, ensureCa, ikeIdentity, isRevoked, issueServiceCert, keyHash, pkiPaths } from '../pki.js'
+import type { Context, Step } from '../runner.js'
+import { hostsWithRole, type Topology } from '../topology.js'
+import { DB } from './telemetry.js'
+
+export const TLS_DIR = '/etc/lab-tls'
+const CERT_DAYS_LEFT_MIN = 30
+
+export const tlsFiles = (host: string) => ({
+  ca: `${TLS_DIR}/services-ca.pem`,
+  crl: `${TLS_DIR}/services.crl`,
+  cert: `${TLS_DIR}/${host}.pem`,
+  key: `${TLS_DIR}/${host}.key`,
+})
+
+/** A host's TLS identity: <host>.<lab>, its certificate's CN and first name. */
+export const tlsIdentity = (t: Topology, host: string) => ikeIdentity(t.name, host)
+/**
+ * The one name nginx checks on every backend: it verifies a single proxy_ssl_name for
+ * the whole upstream group, so each backend's certificate carries it besides its own.
+ */
+export const ingestTlsName = (t: Topology) => `ingest.${t.name}`
+
+/** The roles that speak TLS inside the cloud. */
+export const TLS_ROLES = ['proxy', 'backend', 'db'] as const
+export const hasServiceCert = (t: Topology, host: string) => (TLS_ROLES as readonly string[]).includes(t.hosts.find((h) => h.name === host)?.role ?? '')
+
+/** The names and addresses in a host's certificate besides its identity. */
+export function altNames(t: Topology, host: string): string[] {
+  const self = t.hosts.find((h) => h.name === host)!
+  const lanAddresses = self.interfaces.filter((i) => i.network !== self.mgmt.network).map((i) => i.address)
+  if (self.role === 'backend') return [ingestTlsName(t), ...lanAddresses]
+  return lanAddresses
+}
+
+/**
+ * A host's certificate subject. A backend's CN is the database user it logs in as:
+ * PostgreSQL 15 compares the CN with the user under clientcert=verify-full (a name map
+ * needs the cert method, which drops the password); OU says which backend it is.
+ */
+export function subjectOf(t: Topology, host: string): string {
+  const self = t.hosts.find((h) => h.name === host)!
+  return self.role === 'backend' ? `O=${t.name}, OU=${tlsIdentity(t, host)}, CN=${DB.user}` : `O=${t.name}, CN=${tlsIdentity(t, host)}`
+}
+
+/** The identities a backend admits as clients: the proxies'. */
+export const proxyIdentities = (t: Topology) => hostsWithRole(t, 'proxy').map((p) => tlsIdentity(t, p.name))
+
+const certificateStep = (notify: string[]): Step => ({
+  name: 'Ensure the service certificate is from the services CA, for this host\'s own key, with its names, and not revoked',
+  notify,
+  async run(ctx) {
+    const p = pkiPaths(ctx.stateDir, 'services')
+    if (ctx.dryRun && !fs.existsSync(p.caCert)) return true
+    await ensureCa(ctx.stateDir, ctx.topology.name, 'services')
+    const host = ctx.self.name
+    const f = tlsFiles(host)
+    const pub = (await ctx.host.exec(`openssl pkey -in ${f.key} -pubout`)).stdout
+    const names = [tlsIdentity(ctx.topology, host), ...altNames(ctx.topology, host)]
+    const current = await ctx.host.exec(`cat ${f.cert}`, { check: false })
+    if (current.code === 0 && current.stdout.includes('BEGIN CERTIFICATE')) {
+      const info = await certInfo(p, current.stdout)
+      if (isRevoked(p, info.serial)) {
+        throw new Error(`${host}'s service certificate (serial ${info.serial}) is revoked: issue a new key and certificate with \`npm run pki -- reissue ${host}\``)
+      }
+      const fresh = info.notAfter.getTime() - Date.now() > CERT_DAYS_LEFT_MIN * 86400e3
+      const sameNames = JSON.stringify([...info.altNames].sort()) === JSON.stringify([...new Set(names)].sort()) && info.subject === subjectOf(ctx.topology, host)
+      if (info.issuerOk && fresh && sameNames && info.subjectKeyHash === (await keyHash(pub, 'pub'))) return false
+    }
+    if (ctx.dryRun) return true
+    const cert = await issueServiceCert(p, ctx.topology.name, host, pub, subjectOf(ctx.topology, host), names.slice(1))
+    await ensureFileContent(ctx, { path: f.cert, content: cert, mode: '0644' })
+    return true
+  },
+})
+
+/**
+ * The steps that give a service host its TLS identity. owner: the user the service
+ * reads its key as (nginx and PostgreSQL read theirs as root and postgres). notify: the
+ * handler that makes the service use new files (a reload wherever the service can).
+ */
+export function serviceTlsSteps(owner: string, notify: string[]): Step[] {
+  const keyFile = (ctx: Context) => tlsFiles(ctx.self.name).key
+  return [
+    directory(`Ensure ${TLS_DIR} holds the cloud services' TLS files`, { path: TLS_DIR, mode: '0755' }),
+    file('Ensure the services CA is trusted', {
+      path: tlsFiles('').ca,
+      content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).caCert, 'utf8'),
+    }, notify),
+    file('Ensure the services CA\'s current CRL is installed', {
+      path: tlsFiles('').crl,
+      content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).crl, 'utf8'),
+    }, notify),
+    converge(`Ensure this host has its own TLS key (0600, ${owner})`,
+      async (ctx) => (await ctx.host.exec(`test -s ${keyFile(ctx)} && stat -c '%a %U' ${keyFile(ctx)}`, { check: false })).stdout.trim() === `600 ${owner}`,
+      async (ctx) => {
+        const k = keyFile(ctx)
+        await ctx.host.exec(`test -s ${k} || (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ${k}.new 2>/dev/null && mv ${k}.new ${k}); chown ${owner}:${owner} ${k} && chmod 600 ${k}`)
+      }, notify),
+    certificateStep(notify),
+  ]
+}
