@@ -37,6 +37,7 @@ loadKeys()
 
 const store = new PgStore(config.db, log, config.poolSize, config.batch)
 let tlsRefused: Counter | undefined
+let tlsAdmitted: Counter | undefined
 const { handler } = ingestHandler({
   store, keyOf: (d) => keys.get(d), backend: config.backend, log,
   metrics: (r) => {
@@ -44,6 +45,10 @@ const { handler } = ingestHandler({
     counterOf(r, 'ingest_db_batched_readings_total', 'Readings in those statements (divide by batches: the mean batch)', () => store.batcher.items)
     tlsRefused = new Counter({ name: 'ingest_tls_refused_total', help: 'Connections to the readings port refused, by reason (no certificate, untrusted or revoked, not the proxy, a failed handshake)', labelNames: ['reason'], registers: [r] })
     for (const reason of REFUSALS) tlsRefused.inc({ reason }, 0)
+    // Few handshakes for many readings: nginx keeps its TLS connections open, and resumes
+    // sessions when it opens new ones.
+    tlsAdmitted = new Counter({ name: 'ingest_tls_handshakes_total', help: 'TLS connections admitted on the readings port, by whether the session was resumed', labelNames: ['resumed'], registers: [r] })
+    for (const resumed of ['true', 'false']) tlsAdmitted.inc({ resumed }, 0)
   },
 })
 
@@ -56,7 +61,7 @@ app.headersTimeout = 10_000
 app.requestTimeout = 15_000
 const where = `${config.listen.address}:${config.listen.port}`
 if (config.tls) {
-  tls = tlsListener(config.tls, app, log, (reason: Refusal) => tlsRefused?.inc({ reason }))
+  tls = tlsListener(config.tls, app, log, (reason: Refusal) => tlsRefused?.inc({ reason }), (resumed) => tlsAdmitted?.inc({ resumed: String(resumed) }))
   tls.server.listen(config.listen.port, config.listen.address, () => log(`${config.backend} ingesting on ${where}, mutual TLS: clients ${config.tls!.clients.join(', ')}`))
 } else {
   app.listen(config.listen.port, config.listen.address, () => log(`${config.backend} ingesting on ${where}, plain HTTP (telemetry.cloud_tls is false)`))

@@ -51,7 +51,7 @@ export interface TlsListener {
   retire(req: http.IncomingMessage, res: http.ServerResponse): void
 }
 
-export function tlsListener(config: TlsConfig, app: http.Server, log: (l: string) => void, refused: (r: Refusal) => void): TlsListener {
+export function tlsListener(config: TlsConfig, app: http.Server, log: (l: string) => void, refused: (r: Refusal) => void, admitted: (resumed: boolean) => void = () => {}): TlsListener {
   let current = config
   let loaded = JSON.stringify(readTlsFiles(config))
   let generation = 0
@@ -68,6 +68,7 @@ export function tlsListener(config: TlsConfig, app: http.Server, log: (l: string
       return
     }
     born.set(socket, generation)
+    admitted(socket.isSessionReused())
     app.emit('connection', socket)
   })
   server.on('tlsClientError', (e: Error & { code?: string }, socket: tls.TLSSocket) => {

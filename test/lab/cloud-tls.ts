@@ -14,7 +14,7 @@ import { dbPassword } from '../../provision/secrets.js'
 import { stateDir } from '../../scripts/lib/paths.js'
 import { captureWire, sleep } from '../lib/ipsec.js'
 import { labCli, openLab, type Lab } from '../lib/lab.js'
-import { asServiceCurl, assertExactlyOnce, clientStatus, fromProxy, httpFrom, sql, testDevice } from '../lib/telemetry.js'
+import { asServiceCurl, assertExactlyOnce, backendMetrics, clientStatus, fromProxy, httpFrom, sql, testDevice } from '../lib/telemetry.js'
 
 const opened = await openLab(t)
 if (opened && !opened.topology.telemetry.cloudTls) t.plan(0, 'telemetry.cloud_tls is false in topology.yaml: no TLS inside the cloud to test')
@@ -113,6 +113,21 @@ else if (opened) {
 
     const m = (await lab.sh(b1.name, `curl -s http://${b1.address}:${MONITOR_PORTS.ingest}/metrics`)).stdout
     t.match(m, /^ingest_tls_refused_total\{reason="no_certificate"\} [1-9]/m, 'the refusals are counted by reason for the monitor')
+  })
+
+  t.test('nginx keeps its TLS connections to the backends: few handshakes for many readings', async (t) => {
+    const count = async (b: { name: string; address: string }) => {
+      const m = await backendMetrics(lab, b)
+      const n = (re: RegExp) => Number(re.exec(m)?.[1] ?? NaN)
+      return { handshakes: n(/^ingest_tls_handshakes_total\{resumed="false"\} (\d+)$/m) + n(/^ingest_tls_handshakes_total\{resumed="true"\} (\d+)$/m), requests: n(/^ingest_request_duration_seconds_count (\d+)$/m) }
+    }
+    const before = await Promise.all(ups.map(count))
+    await sleep(5000)
+    const after = await Promise.all(ups.map(count))
+    const handshakes = after.reduce((n, x, i) => n + x.handshakes - before[i].handshakes, 0)
+    const requests = after.reduce((n, x, i) => n + x.requests - before[i].requests, 0)
+    t.ok(requests >= 10, `the client's readings kept coming (${requests} requests in 5 s)`)
+    t.ok(handshakes * 5 <= requests, `${handshakes} TLS handshakes for ${requests} requests: connections are kept and reused`)
   })
 
   t.test('PostgreSQL admits TLS only, with a certificate of the services CA and the password', async (t) => {

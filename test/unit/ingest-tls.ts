@@ -44,8 +44,9 @@ t.test('the readings port admits the proxy alone, refusing every other client wi
 
   const logs: string[] = []
   const refused: Refusal[] = []
+  const admitted: boolean[] = []
   const app = http.createServer((req, res) => { listener.retire(req, res); res.end('ok') })
-  const listener = tlsListener(config, app, (l) => logs.push(l), (r) => refused.push(r))
+  const listener = tlsListener(config, app, (l) => logs.push(l), (r) => refused.push(r), (resumed) => admitted.push(resumed))
   await new Promise<void>((r) => listener.server.listen(0, '127.0.0.1', r))
   t.teardown(() => { app.closeAllConnections(); listener.server.close() })
   const port = (listener.server.address() as { port: number }).port
@@ -63,6 +64,7 @@ t.test('the readings port admits the proxy alone, refusing every other client wi
   t.match(await get(files['proxy@other']), { error: /./ }, 'another CA\'s certificate naming the proxy: refused')
   t.match(await get(files.database), { error: /./ }, 'a valid certificate of the services CA that is not the proxy: refused')
   t.same(refused, ['no_certificate', 'untrusted', 'not_a_client'])
+  t.same(admitted, [false], 'one connection admitted, a full handshake')
   t.match(logs.join('\n'), /refused 127\.0\.0\.1: no client certificate[\s\S]*not from the services CA \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)[\s\S]*database\.lab is valid but not a client here \(admitted: proxy\.lab\)/)
 
   // A kept-alive connection made before the proxy's certificate is revoked ends after
