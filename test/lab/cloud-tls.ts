@@ -178,10 +178,13 @@ else if (opened) {
     const pid = async () => (await lab.sh(b1.name, 'systemctl show -P MainPID lab-ingest.service')).stdout.trim()
     const pidBefore = await pid()
     const { serial } = await certInfo(p, issuedCert(p, b1.name)!)
+    const t0 = Date.now()
     const revoked = await labCli('scripts/pki.ts', ['revoke', b1.name])
+    const t1 = Date.now()
     t.match(revoked.stdout, new RegExp(`Revoked ${b1.name}'s service certificate \\(serial ${serial}\\)`), `npm run pki -- revoke ${b1.name}`)
 
     t.match(await logged(nginxLog, /certificate revoked/, 20_000), new RegExp(`certificate revoked.*upstream: "https://${b1.address.replace(/\./g, '\\.')}:${b1.port}`), `nginx refuses ${b1.name}: certificate revoked`)
+    t.comment(`revoke: ${((t1 - t0) / 1000).toFixed(1)} s for the command (CRL to the proxy, ${ups.length} backends and the database, reloads); nginx refused ${b1.name} ${((Date.now() - t1) / 1000).toFixed(1)} s after it (at most)`)
     // A new connection from the revoked backend to the database (its health check makes one).
     const ingestLog = await since(b1.name, { unit: 'lab-ingest.service' })
     const health = await httpFrom(lab, b1.name, `http://${b1.address}:${MONITOR_PORTS.ingest}/healthz`)
@@ -193,7 +196,9 @@ else if (opened) {
     const during = await clientStatus(lab)
     t.ok(during.acked_since_start > before.acked_since_start, `readings are still acknowledged (${during.acked_since_start - before.acked_since_start}): ${ups.slice(1).map((b) => b.name).join(', ')} took them`)
 
+    const t2 = Date.now()
     const re = await reissue()
+    const t3 = Date.now()
     t.match(re.stdout, new RegExp(`Issued ${b1.name} a new certificate`), `npm run pki -- reissue ${b1.name}`)
     t.notOk(isRevoked(p, (await certInfo(p, issuedCert(p, b1.name)!)).serial), 'the new certificate is not revoked')
     const end = Date.now() + 30_000
@@ -203,6 +208,7 @@ else if (opened) {
       back = (await lab.sh(proxy.name, `tail -n 30 /var/log/nginx/access.log | grep -c 'upstream=${b1.address}:${b1.port} upstream_status=20'`)).stdout.trim() !== '0'
     }
     t.ok(back, `nginx sends readings to ${b1.name} again`)
+    t.comment(`reissue: ${((t3 - t2) / 1000).toFixed(1)} s for the command (a key made on ${b1.name}, a certificate, a provision of it); nginx used it again ${((Date.now() - t3) / 1000).toFixed(1)} s after (at most)`)
     t.match(await httpFrom(lab, b1.name, `http://${b1.address}:${MONITOR_PORTS.ingest}/healthz`), { status: 200 }, `${b1.name} reaches its database again, with its new certificate`)
     t.equal(await pid(), pidBefore, `${b1.name}'s service was reloaded, not restarted (same process)`)
     await assertExactlyOnce(t, lab, 'a backend revoked, then reissued')
