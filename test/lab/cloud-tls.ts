@@ -214,4 +214,25 @@ else if (opened) {
     t.equal(await pid(), pidBefore, `${b1.name}'s service was reloaded, not restarted (same process)`)
     await assertExactlyOnce(t, lab, 'a backend revoked, then reissued')
   })
+
+  t.test('reissuing the proxy\'s and the database\'s certificates reloads them under the stream: same processes, nothing lost', async (t) => {
+    const p = pkiPaths(stateDir, 'services')
+    const mainPid = async (host: string, unit: string) => (await lab.sh(host, `systemctl show -P MainPID ${unit}`)).stdout.trim()
+    const pg = async () => (await lab.sh(db.name, 'head -1 /var/run/postgresql/*-main.pid')).stdout.trim()
+    for (const [host, pid] of [[proxy.name, () => mainPid(proxy.name, 'nginx.service')], [db.name, pg]] as const) {
+      const before = { serial: (await certInfo(p, issuedCert(p, host)!)).serial, pid: await pid(), acked: (await clientStatus(lab)).acked_since_start }
+      const r = await labCli('scripts/pki.ts', ['reissue', host])
+      t.match(r.stdout, new RegExp(`Issued ${host} a new certificate`), `npm run pki -- reissue ${host}`)
+      const serial = (await certInfo(p, issuedCert(p, host)!)).serial
+      t.not(serial, before.serial, `${host}: a new certificate (${before.serial} → ${serial})`)
+      t.equal((await lab.sh(host, `openssl x509 -in ${tlsFiles(host).cert} -noout -serial`)).stdout.trim().split('=')[1].toLowerCase().replace(/^0+/, ''),
+        serial.replace(/:/g, '').replace(/^0+/, ''), `${host} has it`)
+      t.equal(await pid(), before.pid, `${host}: reloaded, not restarted (same main process)`)
+      await sleep(2000)
+      t.ok((await clientStatus(lab)).acked_since_start > before.acked, `${host}: readings kept flowing`)
+    }
+    const sessions = await sql(lab, `SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = '${DB.user}' AND s.ssl;`)
+    t.ok(Number(sessions[0][0]) > 0, 'the backends are connected to the database over TLS')
+    await assertExactlyOnce(t, lab, 'the proxy\'s and the database\'s certificates reissued')
+  })
 }
