@@ -205,3 +205,20 @@ export async function revokeHost(p: Pki, host: string, reason = 'key-compromise'
 export function isRevoked(p: Pki, serial: string): boolean {
   return revocations(p).some((r) => r.serial === serial)
 }
+
+/** A certificate is reissued when less than this is left of its validity. */
+const CERT_DAYS_LEFT_MIN = 30
+
+/**
+ * Is the certificate a host holds still right: from this CA, for the host's own public
+ * key, not near its end, and (more) whatever else the caller needs? A revoked one is an
+ * error naming the command to run, never silently replaced.
+ */
+export async function certStillGood(p: Pki, pem: string, publicKeyPem: string, host: string, what: string, more: (info: CertInfo) => boolean = () => true): Promise<boolean> {
+  const info = await certInfo(p, pem)
+  if (isRevoked(p, info.serial)) {
+    throw new Error(`${host}'s ${what} (serial ${info.serial}) is revoked: issue a new key and certificate with \`npm run pki -- reissue ${host}\``)
+  }
+  const fresh = info.notAfter.getTime() - Date.now() > CERT_DAYS_LEFT_MIN * 86400e3
+  return info.issuerOk && fresh && more(info) && info.subjectKeyHash === (await keyHash(publicKeyPem, 'pub'))
+}

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import { converge } from '../modules/command.js'
 import { absent, ensureFileContent, file } from '../modules/file.js'
 import { service } from '../modules/service.js'
-import { certInfo, ensureCa, ikeIdentity, isRevoked, keyHash, issueCert, pkiPaths } from '../pki.js'
+import { certStillGood, ensureCa, ikeIdentity, issueCert, pkiPaths } from '../pki.js'
 import type { Context, Step } from '../runner.js'
 import { secret } from '../secrets.js'
 import { renderFile } from '../template.js'
@@ -23,7 +23,6 @@ export const ESP_PROPOSALS = 'chacha20poly1305-curve25519'
 const SWANCTL = '/etc/swanctl'
 const keyFile = (host: string) => `${SWANCTL}/private/${host}.key`
 const certFile = (host: string) => `${SWANCTL}/x509/${host}.pem`
-const CERT_DAYS_LEFT_MIN = 30
 
 /** This gateway's tunnels, seen from its own side. */
 export function tunnelsOf(ctx: Context): (Tunnel & { isHub: boolean })[] {
@@ -78,14 +77,7 @@ const certificateStep: Step = {
     const host = ctx.self.name
     const pub = (await ctx.host.exec(`pki --pub --in ${keyFile(host)} --outform pem 2>/dev/null`)).stdout
     const current = await ctx.host.exec(`cat ${certFile(host)}`, { check: false })
-    if (current.code === 0) {
-      const info = await certInfo(p, current.stdout)
-      if (isRevoked(p, info.serial)) {
-        throw new Error(`${host}'s certificate (serial ${info.serial}) is revoked: issue a new key and certificate with \`npm run pki -- reissue ${host}\``)
-      }
-      const fresh = info.notAfter.getTime() - Date.now() > CERT_DAYS_LEFT_MIN * 86400e3
-      if (info.issuerOk && fresh && info.subjectKeyHash === (await keyHash(pub, 'pub'))) return false
-    }
+    if (current.code === 0 && await certStillGood(p, current.stdout, pub, host, 'certificate')) return false
     if (ctx.dryRun) return true
     const cert = await issueCert(p, ctx.topology.name, host, pub)
     await ensureFileContent(ctx, { path: certFile(host), content: cert, mode: '0644' })

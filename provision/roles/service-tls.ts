@@ -7,13 +7,12 @@
 import fs from 'node:fs'
 import { converge } from '../modules/command.js'
 import { directory, ensureFileContent, file } from '../modules/file.js'
-import { certInfo, ensureCa, ikeIdentity, isRevoked, issueServiceCert, keyHash, pkiPaths } from '../pki.js'
+import { certStillGood, ensureCa, ikeIdentity, issueServiceCert, pkiPaths, type CertInfo } from '../pki.js'
 import type { Context, Step } from '../runner.js'
 import { hostsWithRole, type Topology } from '../topology.js'
 import { DB } from './telemetry.js'
 
 export const TLS_DIR = '/etc/lab-tls'
-const CERT_DAYS_LEFT_MIN = 30
 
 export const tlsFiles = (host: string) => ({
   ca: `${TLS_DIR}/services-ca.pem`,
@@ -67,15 +66,8 @@ const certificateStep = (notify: string[]): Step => ({
     const pub = (await ctx.host.exec(`openssl pkey -in ${f.key} -pubout`)).stdout
     const names = [tlsIdentity(ctx.topology, host), ...altNames(ctx.topology, host)]
     const current = await ctx.host.exec(`cat ${f.cert}`, { check: false })
-    if (current.code === 0 && current.stdout.includes('BEGIN CERTIFICATE')) {
-      const info = await certInfo(p, current.stdout)
-      if (isRevoked(p, info.serial)) {
-        throw new Error(`${host}'s service certificate (serial ${info.serial}) is revoked: issue a new key and certificate with \`npm run pki -- reissue ${host}\``)
-      }
-      const fresh = info.notAfter.getTime() - Date.now() > CERT_DAYS_LEFT_MIN * 86400e3
-      const sameNames = JSON.stringify([...info.altNames].sort()) === JSON.stringify([...new Set(names)].sort()) && info.subject === subjectOf(ctx.topology, host)
-      if (info.issuerOk && fresh && sameNames && info.subjectKeyHash === (await keyHash(pub, 'pub'))) return false
-    }
+    const sameNames = (info: CertInfo) => JSON.stringify([...info.altNames].sort()) === JSON.stringify([...new Set(names)].sort()) && info.subject === subjectOf(ctx.topology, host)
+    if (current.code === 0 && current.stdout.includes('BEGIN CERTIFICATE') && await certStillGood(p, current.stdout, pub, host, 'service certificate', sameNames)) return false
     if (ctx.dryRun) return true
     const cert = await issueServiceCert(p, ctx.topology.name, host, pub, subjectOf(ctx.topology, host), names.slice(1))
     await ensureFileContent(ctx, { path: f.cert, content: cert, mode: '0644' })
