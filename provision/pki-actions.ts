@@ -12,8 +12,8 @@ import { connectHosts } from './hosts.js'
 import { ensureFileContent } from './modules/file.js'
 import { certInfo, ensureCa, isRevoked, issuedCert, pkiPaths, revocations, revokeHost, type CaKind, type Revocation } from './pki.js'
 import { summarize } from './report.js'
-import { revokedSessions } from './roles/db.js'
-import { TLS_ROLES, tlsFiles } from './roles/service-tls.js'
+import { endRevokedSessions } from './roles/db.js'
+import { TLS_ROLES, isServiceRole, tlsFiles } from './roles/service-tls.js'
 import { provision } from './run.js'
 import type { RemoteHost } from './ssh.js'
 import type { Topology } from './topology.js'
@@ -24,7 +24,7 @@ type Log = (m: string) => void
 const RELOAD: Record<string, (serials: string[]) => string> = {
   proxy: () => 'systemctl reload nginx.service',
   backend: () => 'systemctl reload lab-ingest.service',
-  db: (serials) => `systemctl reload postgresql.service && sleep 1 && runuser -u postgres -- psql -X -At -d postgres -c "SELECT pg_terminate_backend(pid) FROM (${revokedSessions(serials)}) s" >/dev/null`,
+  db: endRevokedSessions,
 }
 
 async function withHosts<T>(topology: Topology, repoRoot: string, roles: readonly string[], fn: (name: string, host: RemoteHost) => Promise<T>): Promise<T[]> {
@@ -41,7 +41,7 @@ async function withHosts<T>(topology: Topology, repoRoot: string, roles: readonl
 export function caOf(topology: Topology, name: string): CaKind {
   const h = topology.hosts.find((x) => x.name === name)
   if (!h) throw new Error(`no host ${name} in the topology`)
-  if ((TLS_ROLES as readonly string[]).includes(h.role)) return 'services'
+  if (isServiceRole(h.role)) return 'services'
   if (h.role !== 'gateway') throw new Error(`${name} is a ${h.role}: only gateways (IKE) and the cloud services (${TLS_ROLES.join(', ')}: TLS) have certificates`)
   if (topology.vpn?.auth === 'psk') throw new Error('the topology uses vpn.auth: psk; the gateways have no certificates to manage')
   return 'ike'

@@ -46,15 +46,22 @@ export function scramMatches(verifier: string, password: string): boolean {
 const schemaVersion = () => createHash('sha256').update(templateText('db/schema.sql')).digest('hex').slice(0, 12)
 const psql = (db: string, sql: string) => `runuser -u postgres -- psql -X -At -d ${db} -c "${sql}"`
 
-/** Each backend's pg_hba line: its address. */
-const hbaBackends = (ctx: Context) => backendAddresses(ctx).map((address) => ({ address }))
-
 /** pg_stat_ssl's client_serial is a decimal number; the PKI writes hex with colons. */
 export const decimalSerial = (hex: string) => BigInt(`0x${hex.replace(/:/g, '')}`).toString()
 
 /** SQL for the sessions that logged in with a revoked certificate. */
-export const revokedSessions = (serials: string[]) =>
+const revokedSessions = (serials: string[]) =>
   `SELECT pid FROM pg_stat_ssl WHERE client_serial IN (${serials.map(decimalSerial).join(', ')})`
+
+/**
+ * The shell command that makes a revocation bite: the CRL reloaded first, then the
+ * sessions opened with a revoked certificate ended (the backend reconnects, and is
+ * refused). The provision's step and `npm run pki -- revoke` both run it.
+ */
+export const endRevokedSessions = (serials: string[]) =>
+  `systemctl reload postgresql.service && sleep 1 && ${psql('postgres', `SELECT pg_terminate_backend(pid) FROM (${revokedSessions(serials)}) s`)} >/dev/null && sleep 0.5`
+
+const revokedSerials = (ctx: Context) => revocations(pkiPaths(ctx.stateDir, 'services')).map((r) => r.serial)
 
 export const db: RoleModule = {
   role: {
@@ -78,7 +85,7 @@ export const db: RoleModule = {
         notify: ['reload postgresql'],
         run: async (ctx) => file('', {
           path: `${await clusterDir(ctx)}/pg_hba.conf`, mode: '0640', owner: 'postgres',
-          content: renderFile('db/pg_hba.conf', { host: ctx.self.name, database: DB.name, user: DB.user, tls: ctx.topology.telemetry.cloudTls, backends: hbaBackends(ctx) }),
+          content: renderFile('db/pg_hba.conf', { host: ctx.self.name, database: DB.name, user: DB.user, tls: ctx.topology.telemetry.cloudTls, backends: backendAddresses(ctx) }),
         }).run(ctx),
       },
       service('postgresql.service', { enabled: true, active: true }),
@@ -92,14 +99,11 @@ export const db: RoleModule = {
       // is refused if its certificate is the revoked one.
       converge('Ensure no session runs on a revoked certificate',
         async (ctx) => {
-          const serials = revocations(pkiPaths(ctx.stateDir, 'services')).map((r) => r.serial)
+          const serials = revokedSerials(ctx)
           if (!serials.length) return true
           return (await ctx.host.exec(psql('postgres', revokedSessions(serials)))).stdout.trim() === ''
         },
-        async (ctx) => {
-          const serials = revocations(pkiPaths(ctx.stateDir, 'services')).map((r) => r.serial)
-          await ctx.host.exec(`systemctl reload postgresql.service && sleep 1 && ${psql('postgres', `SELECT pg_terminate_backend(pid) FROM (${revokedSessions(serials)}) s`)} >/dev/null && sleep 0.5`)
-        }),
+        async (ctx) => { await ctx.host.exec(endRevokedSessions(revokedSerials(ctx))) }),
       converge('Ensure the readings table, and the ingest role with its generated password',
         async (ctx) => {
           const pw = await ctx.host.exec(psql('postgres', `SELECT rolpassword FROM pg_authid WHERE rolname = '${DB.user}'`), { check: false })

@@ -14,9 +14,12 @@ import { DB } from './telemetry.js'
 
 export const TLS_DIR = '/etc/lab-tls'
 
+const SERVICES_CA = `${TLS_DIR}/services-ca.pem`
+const SERVICES_CRL = `${TLS_DIR}/services.crl`
+
 export const tlsFiles = (host: string) => ({
-  ca: `${TLS_DIR}/services-ca.pem`,
-  crl: `${TLS_DIR}/services.crl`,
+  ca: SERVICES_CA,
+  crl: SERVICES_CRL,
   cert: `${TLS_DIR}/${host}.pem`,
   key: `${TLS_DIR}/${host}.key`,
 })
@@ -31,7 +34,7 @@ export const ingestTlsName = (t: Topology) => `ingest.${t.name}`
 
 /** The roles that speak TLS inside the cloud. */
 export const TLS_ROLES = ['proxy', 'backend', 'db'] as const
-export const hasServiceCert = (t: Topology, host: string) => (TLS_ROLES as readonly string[]).includes(t.hosts.find((h) => h.name === host)?.role ?? '')
+export const isServiceRole = (role: string) => (TLS_ROLES as readonly string[]).includes(role)
 
 /** The names and addresses in a host's certificate besides its identity. */
 export function altNames(t: Topology, host: string): string[] {
@@ -85,11 +88,11 @@ export function serviceTlsSteps(owner: string, notify: string[]): Step[] {
   return [
     directory(`Ensure ${TLS_DIR} holds the cloud services' TLS files`, { path: TLS_DIR, mode: '0755' }),
     file('Ensure the services CA is trusted', {
-      path: tlsFiles('').ca,
+      path: SERVICES_CA,
       content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).caCert, 'utf8'),
     }, notify),
     file('Ensure the services CA\'s current CRL is installed', {
-      path: tlsFiles('').crl,
+      path: SERVICES_CRL,
       content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).crl, 'utf8'),
     }, notify),
     converge(`Ensure this host has its own TLS key (0600, ${owner})`,

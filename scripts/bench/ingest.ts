@@ -6,7 +6,7 @@ import type { LoadResult } from '../../services/client/loadgen.js'
 import { deviceKeys } from '../../provision/secrets.js'
 import { summarize as recapOf } from '../../provision/report.js'
 import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
-import { TLS_ROLES, tlsFiles } from '../../provision/roles/service-tls.js'
+import { isServiceRole, tlsFiles } from '../../provision/roles/service-tls.js'
 import { backends, serverUrl } from '../../provision/roles/telemetry.js'
 import { provision } from '../../provision/run.js'
 import { benchDeviceIds, hostsWithRole } from '../../provision/topology.js'
@@ -160,7 +160,7 @@ export async function uploadAB(lab: BenchLab, spec: ScenarioSpec, o: LoadOptions
  */
 async function setCloudTls(lab: BenchLab, on: boolean) {
   const t = lab.topology
-  const only = t.hosts.filter((h) => (TLS_ROLES as readonly string[]).includes(h.role)).map((h) => h.name)
+  const only = t.hosts.filter((h) => isServiceRole(h.role)).map((h) => h.name)
   const s = recapOf(await provision({ topology: { ...t, telemetry: { ...t.telemetry, cloudTls: on } }, only, repoRoot, stateDir }))
   if (s.failed + s.unreachable) throw new Error(`provisioning ${only.join(', ')} with cloud_tls ${on} failed: run \`npm run provision\` to see why`)
   // Until every backend answers its health check through nginx again.

@@ -57,7 +57,7 @@ t.test('nginx: mutual TLS to the backends, verified against the services CA and 
 })
 
 t.test('PostgreSQL: hostssl with the client certificate and the password for each backend, no plain line', async (t) => {
-  const vars = { host: 'database', database: 'telemetry', user: 'ingest', backends: [{ address: '10.20.0.21' }, { address: '10.20.0.22' }] }
+  const vars = { host: 'database', database: 'telemetry', user: 'ingest', backends: ['10.20.0.21', '10.20.0.22'] }
   const hba = renderFile('db/pg_hba.conf', { ...vars, tls: true })
   t.same(hba.match(/^host\S*\s+telemetry.*$/gm)!.map((l) => l.replace(/\s+/g, ' ')), [
     'host telemetry ingest 127.0.0.1/32 scram-sha-256',
