@@ -35,20 +35,21 @@ export class PgStore implements Store {
   constructor(db: DbConfig | Queryable, private log: (line: string) => void, private poolSize = 8, batch: BatcherOptions = { maxBatch: 200, maxInFlight: 2 }) {
     this.batcher = new Batcher((rows) => this.insertBatch(rows), batch)
     if ('query' in db) { this.pool = db; return }
-    this.pool = this.makePool(db)
+    this.pool = this.makePool(PgStore.load(db))
   }
 
-  /** What a pool is made from: the settings and the TLS files' contents. */
-  private static settingsOf(db: DbConfig): string {
-    return JSON.stringify({ ...db, tls: db.tls && readTlsFiles(db.tls) })
+  /** What a pool is made from: the settings and the TLS files' contents, read once; stamp tells a reload whether anything changed. */
+  private static load(db: DbConfig) {
+    const files = db.tls && readTlsFiles(db.tls)
+    return { db, files, stamp: JSON.stringify({ ...db, tls: files }) }
   }
 
-  private makePool(db: DbConfig): pg.Pool {
-    this.settings = PgStore.settingsOf(db)
-    const { tls, ...conn } = db
+  private makePool({ db, files, stamp }: ReturnType<typeof PgStore.load>): pg.Pool {
+    this.settings = stamp
+    const { tls: _paths, ...conn } = db
     // rejectUnauthorized and the default identity check (the address connected to, in
     // the server certificate's subjectAltName): libpq's sslmode=verify-full.
-    const ssl = tls ? { ...readTlsFiles(tls), rejectUnauthorized: true, minVersion: 'TLSv1.3' as const } : undefined
+    const ssl = files ? { ...files, rejectUnauthorized: true, minVersion: 'TLSv1.3' as const } : undefined
     const pool = new pg.Pool({
       ...conn,
       ...(ssl ? { ssl } : {}),
@@ -71,9 +72,10 @@ export class PgStore implements Store {
    * queries; the old one ends once its connections are back (none in flight is cut).
    */
   reconfigure(db: DbConfig): boolean {
-    if (PgStore.settingsOf(db) === this.settings) return false
+    const next = PgStore.load(db)
+    if (next.stamp === this.settings) return false
     const old = this.pool
-    this.pool = this.makePool(db)
+    this.pool = this.makePool(next)
     old.end().catch((e: Error) => this.log(`the previous database pool did not end cleanly: ${e.message}`))
     return true
   }

@@ -53,13 +53,18 @@ export interface TlsListener {
 
 export function tlsListener(config: TlsConfig, app: http.Server, log: (l: string) => void, refused: (r: Refusal) => void, admitted: (resumed: boolean) => void = () => {}): TlsListener {
   let current = config
-  let loaded = JSON.stringify(readTlsFiles(config))
+  // The files are read once per load: what the context is made of, and what tells a
+  // reload whether anything changed.
+  const load = (c: TlsConfig) => {
+    const files = readTlsFiles(c)
+    return { stamp: JSON.stringify(files), options: { ...files, minVersion: 'TLSv1.3' } as tls.SecureContextOptions }
+  }
+  let loaded = load(config)
   let generation = 0
   const born = new WeakMap<net.Socket, number>()
-  const options = (c: TlsConfig): tls.SecureContextOptions => ({ ...readTlsFiles(c), minVersion: 'TLSv1.3' })
   // rejectUnauthorized false: Node would drop an unverified client silently; here the
   // check is ours (admit), so that the log says which certificate and why.
-  const server = tls.createServer({ ...options(config), requestCert: true, rejectUnauthorized: false }, (socket) => {
+  const server = tls.createServer({ ...loaded.options, requestCert: true, rejectUnauthorized: false }, (socket) => {
     const a = admit(socket, current.clients)
     if (!a.ok) {
       refused(a.reason)
@@ -78,11 +83,11 @@ export function tlsListener(config: TlsConfig, app: http.Server, log: (l: string
   return {
     server,
     reload(c) {
-      const now = JSON.stringify(readTlsFiles(c))
+      const next = load(c)
       current = c
-      if (now === loaded) return false
-      server.setSecureContext(options(c))
-      loaded = now
+      if (next.stamp === loaded.stamp) return false
+      server.setSecureContext(next.options)
+      loaded = next
       generation++
       app.closeIdleConnections?.()
       return true
