@@ -1,8 +1,9 @@
 // Role proxy: nginx in front of the ingest servers, which it reaches over mutual TLS
 // (service-tls.ts). Devices reach it through the tunnel (their site's gateway DNATs the
 // old server address to it), so it admits the old server's ports only from the IoT
-// sites' subnets; its status page only from the cloud LAN. The upstreams are the topology's backends: a change there is a reload,
-// which nginx does gracefully (no connection dropped, and devices retry anyway).
+// sites' subnets; its status page only from the cloud LAN. The upstreams are the
+// topology's backends: a change there is a reload, which nginx does gracefully (no
+// connection dropped, and devices retry anyway).
 import { file } from '../modules/file.js'
 import { service } from '../modules/service.js'
 import type { Context } from '../runner.js'

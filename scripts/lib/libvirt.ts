@@ -240,12 +240,12 @@ export async function mgmtNetworkDefined(t: Topology): Promise<boolean> {
   return (await libvirtReachable()) && (await virsh(['net-info', mgmtNetworkName(t)])).exitCode === 0
 }
 
-/** The lab's VMs libvirt knows (vagrant-libvirt names them NAME-host). */
 /** Does libvirt know this domain (by the UUID Vagrant records in .vagrant/machines/HOST/libvirt/id)? */
 export async function domainExists(uuid: string): Promise<boolean> {
   return (await virsh(['dominfo', uuid])).exitCode === 0
 }
 
+/** The lab's VMs libvirt knows (vagrant-libvirt names them NAME-host). */
 export async function labDomains(t: Topology): Promise<string[]> {
   if (!(await libvirtReachable())) return []
   return (await virsh(['list', '--all', '--name'])).stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(`${t.name}-`))

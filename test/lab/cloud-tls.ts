@@ -8,13 +8,13 @@ import t from 'tap'
 import { randomInt } from 'node:crypto'
 import { DB, backends, serverUrl } from '../../provision/roles/telemetry.js'
 import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
-import { tlsFiles } from '../../provision/roles/service-tls.js'
+import { tlsFiles, tlsIdentity } from '../../provision/roles/service-tls.js'
 import { isRevoked, issuedCert, certInfo, pkiPaths } from '../../provision/pki.js'
 import { dbPassword } from '../../provision/secrets.js'
 import { stateDir } from '../../scripts/lib/paths.js'
 import { captureWire, sleep } from '../lib/ipsec.js'
 import { labCli, openLab, type Lab } from '../lib/lab.js'
-import { asServiceCurl, assertExactlyOnce, backendMetrics, clientStatus, fromProxy, httpFrom, sql, testDevice } from '../lib/telemetry.js'
+import { assertExactlyOnce, backendMetrics, clientStatus, fromProxy, httpFrom, sql, testDevice, toBackendTls } from '../lib/telemetry.js'
 
 const opened = await openLab(t)
 if (opened && !opened.topology.telemetry.cloudTls) t.plan(0, 'telemetry.cloud_tls is false in topology.yaml: no TLS inside the cloud to test')
@@ -95,15 +95,13 @@ else if (opened) {
     const ok = await fromProxy(lab, b1, '/healthz')
     t.match(ok, { status: 200, json: { backend: b1.name } }, `control: the proxy's certificate opens ${b1.name}`)
     const log = await since(b1.name, { unit: 'lab-ingest.service' })
-    const url = asServiceCurl(lab, proxy.name, b1).replace(/--cert \S+ --key \S+ /, '')
-    const name = /--resolve ([^:]+):/.exec(url)![1]
-    const noCert = await httpFrom(lab, proxy.name, `https://${name}:${b1.port}/healthz`, { curl: url, timeout: 5 })
+    const noCert = await toBackendTls(lab, proxy.name, b1, '/healthz', undefined, { timeout: 5 })
     t.equal(noCert.status, 0, `no client certificate: no answer (${noCert.body})`)
     t.match(await logged(log, /TLS: refused .*no client certificate/), /refused \S+: no client certificate/, `${b1.name} logs why`)
 
     const rogue = await rogueCert(proxy.name, `${proxy.name}.${lab.topology.name}`, `${proxy.name}.${lab.topology.name}`)
     t.teardown(() => lab.sh(proxy.name, `rm -rf ${rogue.dir}`))
-    const other = await httpFrom(lab, proxy.name, `https://${name}:${b1.port}/healthz`, { curl: `${url} --cert ${rogue.cert} --key ${rogue.key}`, timeout: 5 })
+    const other = await toBackendTls(lab, proxy.name, b1, '/healthz', rogue, { timeout: 5 })
     t.equal(other.status, 0, `another CA's certificate, though it names the proxy: no answer (${other.body})`)
     t.match(await logged(log, /TLS: refused .*not from the services CA/), /not from the services CA \((UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\)/, `${b1.name} logs why`)
 
@@ -160,7 +158,8 @@ else if (opened) {
     t.match(await logged(log, /password authentication failed/), /password authentication failed for user "ingest"/, 'PostgreSQL logs why')
 
     const sessions = await sql(lab, `SELECT s.ssl, s.version, s.client_dn FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = '${DB.user}' AND a.application_name = 'lab-ingest';`)
-    t.ok(sessions.length > 0 && sessions.every(([ssl, version, dn]) => ssl === 't' && version === 'TLSv1.3' && /OU=backend-\d+\.\S+\/CN=ingest|OU=.*CN=ingest/.test(dn)), `every backend session is TLS 1.3 with a backend's certificate (${[...new Set(sessions.map((s) => s[2]))].join(', ')})`)
+    const backendDns = ups.map((b) => `/O=${lab.topology.name}/OU=${tlsIdentity(lab.topology, b.name)}/CN=${DB.user}`)
+    t.ok(sessions.length > 0 && sessions.every(([ssl, version, dn]) => ssl === 't' && version === 'TLSv1.3' && backendDns.includes(dn)), `every backend session is TLS 1.3 with a backend's certificate (${[...new Set(sessions.map((s) => s[2]))].join(', ')})`)
   })
 
   t.test('a revoked backend certificate is refused by nginx and PostgreSQL; reissued, the backend is back; exactly once throughout', async (t) => {

@@ -30,17 +30,21 @@ export async function httpFrom(lab: Lab, host: string, url: string, opts: { meth
   return { status: Number(lines[0].split(' ')[1]), headers, body, json }
 }
 
-/** curl's arguments for a TLS request made as `from` (its certificate) to a backend, verified as nginx does. */
-export function asServiceCurl(lab: Lab, from: string, backend: { address: string; port: number }, cert = tlsFiles(from)): string {
+/**
+ * A TLS request to a backend's readings port, verified as nginx does (the services CA,
+ * the name every backend carries), with this client certificate or none.
+ */
+export function toBackendTls(lab: Lab, from: string, backend: { address: string; port: number }, path: string, client?: { cert: string; key: string }, opts: Parameters<typeof httpFrom>[3] = {}): Promise<HttpAnswer> {
   const name = ingestTlsName(lab.topology)
-  return `--cacert ${cert.ca} --cert ${cert.cert} --key ${cert.key} --resolve ${name}:${backend.port}:${backend.address}`
+  const cert = client ? ` --cert ${client.cert} --key ${client.key}` : ''
+  return httpFrom(lab, from, `https://${name}:${backend.port}${path}`, { ...opts, curl: `--cacert ${tlsFiles(from).ca} --resolve ${name}:${backend.port}:${backend.address}${cert}` })
 }
 
 /** A request to a backend's readings port as the proxy makes it (its certificate, over TLS, unless the topology turned TLS off). */
 export function fromProxy(lab: Lab, backend: { address: string; port: number }, path: string, opts: Parameters<typeof httpFrom>[3] = {}): Promise<HttpAnswer> {
   const [proxy] = lab.byRole('proxy')
   if (!lab.topology.telemetry.cloudTls) return httpFrom(lab, proxy.name, `http://${backend.address}:${backend.port}${path}`, opts)
-  return httpFrom(lab, proxy.name, `https://${ingestTlsName(lab.topology)}:${backend.port}${path}`, { ...opts, curl: asServiceCurl(lab, proxy.name, backend) })
+  return toBackendTls(lab, proxy.name, backend, path, tlsFiles(proxy.name), opts)
 }
 
 /** A backend's counters (its monitoring port, from the backend itself). */
