@@ -17,6 +17,7 @@ import { impair } from './lib/impair.js'
 import { boundedNumber, parseLink, UsageError } from './lib/links.js'
 import { machineStates } from './lib/vagrant.js'
 import { liveState } from './lib/watch.js'
+import { requireTools, TEST_REQUIREMENTS, TOOLS, UNIT_REQUIREMENTS } from './lib/system.js'
 
 const log = (m: string) => console.log(m)
 
@@ -53,6 +54,7 @@ await yargs(hideBin(process.argv))
       const link = parseLink(topology, argv.link, { allowManagement: true })
       const o = { filter: argv.filter, count: boundedNumber(argv.count, 'count', 1, 100_000, { integer: true }), seconds: boundedNumber(argv.seconds, 'seconds', 1, 600, { integer: true }), write: argv.w }
       if (o.write && o.write !== '-' && !fs.existsSync(path.dirname(path.resolve(o.write)))) throw new UsageError(`-w ${o.write}: its folder does not exist`)
+      await requireTools([TOOLS.tcpdump], (m) => console.error(m))
       const r = await capture(topology, link, o, (l) => console.log(l), () => console.error(`capturing on ${argv.link}: at most ${o.count} packets or ${o.seconds} s${o.filter ? `, filter ${o.filter}` : ''}`))
       console.error(`${r.where}: ${r.summary || 'done'}${o.write ? `; written to ${o.write}` : ''}`)
     })
@@ -72,6 +74,14 @@ await yargs(hideBin(process.argv))
         loss: argv.loss === undefined ? undefined : boundedNumber(argv.loss, 'loss', 0, 100, { decimals: 1 }),
         delayMs: argv.delay === undefined ? undefined : boundedNumber(argv.delay, 'delay', 1, 60_000, { integer: true }),
       }, log)
+    })
+  .command('tools <what>', 'install what the tests need on this machine (apt, as root), or name it: `unit` for the unit tests, `test` for npm test and test:vm',
+    (y) => y.positional('what', { type: 'string', choices: ['unit', 'test'] }),
+    async (argv) => {
+      // As root (CI, and the README's way) a missing tool is installed or the run stops;
+      // elsewhere the command to install it is printed and the checks that need it skip.
+      const soft = process.getuid?.() !== 0 && !process.env.LAB_REQUIRED
+      await requireTools(argv.what === 'unit' ? UNIT_REQUIREMENTS : TEST_REQUIREMENTS, log, { soft })
     })
   .command('box', 'build the lxc box (and with --vm the libvirt box) if their inputs changed; drop outdated ones',
     (y) => y.option('vm', { type: 'boolean', default: false, describe: 'the VM box too (a few minutes under emulation)' }),

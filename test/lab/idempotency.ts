@@ -20,6 +20,8 @@ if (lab) {
   })
 
   t.test('drift is reported by --dry-run, left alone by it, and fixed by a run', async (t) => {
+    // Registered before the drift is made: whatever fails below, the line goes again.
+    t.teardown(async () => { await lab.sh(victim.name, "sed -i '/ intruder$/d' /etc/hosts") })
     await lab.sh(victim.name, 'echo "10.99.99.99 intruder" >> /etc/hosts')
     const dry = await json('--dry-run')
     const changed = dry.hosts.flatMap((h) => h.steps.filter((s) => s.status === 'changed').map((s) => `${h.host}: ${s.name}`))

@@ -51,7 +51,7 @@ if (lab) {
     if (mgmt.hostAddress) t.ok(await reaches(client.name, mgmt.hostAddress), 'while the provisioning machine answers on it (control)')
   })
 
-  t.test('this machine keeps the lab to its bridges', { skip: lab.provider === 'virtualbox' && 'VirtualBox keeps its internal networks itself' }, async (t) => {
+  lab.test(t, 'this machine keeps the lab to its bridges', { bridgesHere: true }, async (t) => {
     for (const net of lab.topology.networks) {
       t.ok(fs.existsSync(`/sys/class/net/${net.bridge}/bridge`), `bridge ${net.bridge} exists`)
     }

@@ -30,11 +30,13 @@ if (lab) {
     return { sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0) }
   }
 
-  // With VM gateways (npm run test:vm) only what differs on a VM runs: a host's own
-  // rules and netem inside the guest, and a capture streamed from it. The bridge-side
-  // loss, the refusals and the graph are the same code whatever the provider.
-  const vm = lab.providerOf(tunnel.site) !== 'lxc'
-  const sameOnVms = vm ? 'provider-independent (this machine\'s bridge and the CLI\'s checks): run with lxc gateways in npm test' : false
+  // With VM gateways (npm run test:vm) only what differs on a VM is selected: a host's
+  // own rules and netem inside the guest, and a capture streamed from it. The
+  // bridge-side loss, the refusals and the graph are the same code whatever the
+  // provider: selected with lxc gateways (npm test) alone.
+  const sameOnVms = { gateways: 'lxc' } as const
+  /** Whatever a test fails at, the links it impaired are clear again when it ends. */
+  const clearAfter = (t: Parameters<typeof lab.test>[0], ...links: string[]) => t.teardown(async () => { for (const l of links) await cli('impair', l, '--clear').catch(() => {}) })
 
   t.before(async () => { await waitForTunnel(lab, tunnel) })
   t.teardown(async () => {
@@ -42,7 +44,8 @@ if (lab) {
     await cli('impair', `${tunnel.site}:${wan}`, '--clear').catch(() => {})
   })
 
-  t.test('lab:impair: random loss on the simulated internet, listed by lab:status, then cleared', { skip: sameOnVms }, async (t) => {
+  lab.test(t, 'lab:impair: random loss on the simulated internet, listed by lab:status, then cleared', sameOnVms, async (t) => {
+    clearAfter(t, wan)
     t.equal((await pings(20)).received, 20, 'control: no loss before')
     const set = await cli('impair', wan, '--loss', '30')
     t.match(set.stdout, new RegExp(`${wan}: 30% loss`))
@@ -56,6 +59,7 @@ if (lab) {
   })
 
   t.test('lab:impair on a host\'s interface: 100 % loss on the site\'s uplink cuts the site off', async (t) => {
+    clearAfter(t, `${tunnel.site}:${wan}`)
     await cli('impair', `${tunnel.site}:${wan}`, '--loss', '100')
     t.equal((await pings(10)).received, 0, 'nothing crosses')
     await cli('impair', `${tunnel.site}:${wan}`, '--clear')
@@ -63,7 +67,7 @@ if (lab) {
     t.ok((await pings(10)).received >= 9, 'and all is back after --clear')
   })
 
-  t.test('lab:impair refuses what it cannot do, and wrong arguments, with a sentence', { skip: sameOnVms }, async (t) => {
+  lab.test(t, 'lab:impair refuses what it cannot do, and wrong arguments, with a sentence', sameOnVms, async (t) => {
     t.match(await refused(['impair', wan, '--delay', '50']), /--delay on network inet: delay needs netem \(sch_netem\), which this machine's kernel does not have; loss works/)
     if (lab.providerOf(tunnel.site) === 'lxc') t.match(await refused(['impair', `${tunnel.site}:${wan}`, '--delay', '50']), new RegExp(`delay needs netem \\(sch_netem\\), which ${tunnel.site}'s kernel does not have`))
     t.match(await refused(['impair', 'mgmt', '--loss', '10']), /the management network is how the lab is reached; it is never impaired/)
@@ -73,7 +77,9 @@ if (lab) {
     t.equal((await pings(10)).received, 10, 'and the lab is untouched by the refusals')
   })
 
-  t.test('lab:impair --delay where the host\'s kernel has netem (a VM)', { skip: lab.providerOf(tunnel.site) === 'lxc' ? `${tunnel.site} is a container: it shares this machine's kernel, which has no netem (the refusal is tested above)` : false }, async (t) => {
+  // A container shares this machine's kernel, which has no netem (its refusal is tested above).
+  lab.test(t, 'lab:impair --delay where the host\'s kernel has netem (a VM)', { gateways: 'vm' }, async (t) => {
+    clearAfter(t, `${tunnel.site}:${wan}`)
     const rtt = async () => Number(/= [\d.]+\/([\d.]+)\//.exec((await lab.sh(client.name, `ping -q -n -c 5 -i 0.2 -W 2 ${proxyAddr}`)).stdout)?.[1])
     const before = await rtt()
     await cli('impair', `${tunnel.site}:${wan}`, '--delay', '100')
@@ -101,7 +107,7 @@ if (lab) {
     t.match(await refused(['capture', wan, '--seconds', '9999']), /--seconds must be a whole number from 1 to 600; got 9999/)
   })
 
-  t.test('lab:graph: every host and the tunnel, in their live state', { skip: sameOnVms }, async (t) => {
+  lab.test(t, 'lab:graph: every host and the tunnel, in their live state', sameOnVms, async (t) => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'graph-')), 'lab.svg')
     const out = await cli('graph', '--out', file)
     t.match(out.stdout, /live state from the monitor/)

@@ -4,9 +4,8 @@
 import t from 'tap'
 import { addressOn } from '../../provision/topology.js'
 import { listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
-import { openLab } from '../lib/lab.js'
+import { openLab, waitFor } from '../lib/lab.js'
 import { expectAlert } from '../lib/monitor.js'
-import { monitorOf } from '../../provision/roles/monitoring.js'
 
 const lab = await openLab(t)
 if (lab) {
@@ -27,20 +26,19 @@ if (lab) {
     t.test(`after strongSwan restarts on the ${role} (${gw}), the tunnel and traffic come back by themselves`, async (t) => {
       const old = (await listSas(lab, tunnel.site, tunnel.name))[0].fields['initiator-spi']
       await lab.sh(gw, 'systemctl restart strongswan.service')
-      const seconds = await waitForTunnel(lab, tunnel, 30000)
-      t.comment(`tunnel back ${seconds.toFixed(1)} s after the restart of ${gw} returned`)
-      t.ok(seconds < 20, `back within 20 s (${seconds.toFixed(1)} s)`)
+      // How fast is the benchmark's and docs/measurements.md's to say; the bound here
+      // only means "it never came back by itself" (60 s: several keeper rounds and IKE retransmissions).
+      const seconds = await waitForTunnel(lab, tunnel, 60_000)
+      t.pass(`the tunnel is back by itself, ${seconds.toFixed(1)} s after the restart of ${gw} returned`)
       t.not((await listSas(lab, tunnel.site, tunnel.name))[0].fields['initiator-spi'], old, 'as a new IKE SA')
       const r = await stream(5, 0.2)
       t.equal(r.received, r.sent, 'traffic flows through it again')
     })
   }
 
-  const vmGateways = lab.byRole('gateway').some((g) => lab.providerOf(g.name) !== 'lxc')
-  t.test('the site\'s strongSwan stopped: the monitor\'s tunnel alert fires, and resolves once it is back', {
-    skip: !monitorOf(lab.topology) ? 'the topology has no monitor host'
-      : vmGateways ? 'VM gateways: the alert reads the hub\'s SAs from swanctl whatever the data path; proven with lxc gateways in npm test' : false,
-  }, async (t) => {
+  // The alert reads the hub's SAs from swanctl whatever the data path: selected with lxc
+  // gateways (npm test), left out with VM gateways (npm run test:vm).
+  lab.test(t, 'the site\'s strongSwan stopped: the monitor\'s tunnel alert fires, and resolves once it is back', { monitor: true, gateways: 'lxc' }, async (t) => {
     t.teardown(() => lab.sh(tunnel.site, 'systemctl start strongswan.service'))
     await lab.sh(tunnel.site, 'systemctl stop strongswan.service') // charon says DELETE on its way out
     await expectAlert(t, lab, 'LabTunnelDown', { host: tunnel.hub, conn: tunnel.name }, 'firing')
@@ -48,7 +46,7 @@ if (lab) {
     t.equal(r.received, 0, 'meanwhile nothing crosses: the alert is true')
     await lab.sh(tunnel.site, 'systemctl start strongswan.service')
     const seconds = await waitForTunnel(lab, tunnel, 60_000)
-    t.comment(`tunnel back ${seconds.toFixed(1)} s after strongSwan started on ${tunnel.site}`)
+    t.pass(`tunnel back ${seconds.toFixed(1)} s after strongSwan started on ${tunnel.site}`)
     await expectAlert(t, lab, 'LabTunnelDown', { host: tunnel.hub, conn: tunnel.name }, 'resolved')
   })
 
@@ -70,8 +68,11 @@ if (lab) {
     const dropsAfter = await xfrmDrops()
     const grew = Object.entries(dropsAfter).flatMap(([gw, c]) => Object.entries(c).filter(([k, v]) => v > (dropsBefore[gw]?.[k] ?? 0)).map(([k, v]) => `${gw} ${k} +${v - (dropsBefore[gw]?.[k] ?? 0)}`))
     t.equal(received, sent, `no packet lost (${received}/${sent})${grew.length ? `; XFRM counters that grew: ${grew.join(', ')}` : ''}`)
-    await sleep(500)
-    const after = (await listSas(lab, tunnel.site, tunnel.name))[0].children.filter((c) => c.state === 'INSTALLED')
+    // The old child SAs are deleted a moment after each rekey: wait until one is left.
+    const after = await waitFor('one installed child SA after the rekeys', async () => {
+      const c = (await listSas(lab, tunnel.site, tunnel.name))[0]?.children.filter((x) => x.state === 'INSTALLED') ?? []
+      return c.length === 1 ? c : undefined
+    }, 30_000).catch(async () => (await listSas(lab, tunnel.site, tunnel.name))[0]?.children.filter((x) => x.state === 'INSTALLED') ?? [])
     t.equal(after.length, 1, 'one installed child SA afterwards')
     t.not(after[0].fields['spi-in'], before['spi-in'], 'with new SPIs (new keys)')
     t.match(after[0].fields, { 'encr-alg': 'CHACHA20_POLY1305', 'dh-group': 'CURVE_25519' }, 'PFS: the rekey ran curve25519')

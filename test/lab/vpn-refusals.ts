@@ -8,9 +8,11 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { stringify, parse } from 'yaml'
-import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
+import { certInfo, isRevoked, issuedCert, pkiPaths } from '../../provision/pki.js'
+import { repoRoot, stateDir, topologyFile } from '../../scripts/lib/paths.js'
 import { listSas, waitForNoEstablished, waitForNoSa, waitForTunnel } from '../lib/ipsec.js'
 import { labCli, openLab } from '../lib/lab.js'
+import { logFrom } from '../lib/logs.js'
 
 const run = promisify(execFile)
 const cli = labCli
@@ -23,6 +25,8 @@ if (lab) {
   const initiate = async (conn: string) => (await lab.sh(tunnel.site, `swanctl --initiate --child ${conn} --timeout 10 2>&1`)).stdout
   /** Stop the keeper so it does not re-initiate while a scenario watches a refusal. */
   const keeper = (action: 'stop' | 'start') => lab.sh(tunnel.site, `systemctl ${action} lab-ipsec-keeper.service`)
+  /** The hub's charon log from this moment on (journald's cursor): this scenario's lines only. */
+  const hubLog = () => logFrom(lab, tunnel.hub, { unit: 'strongswan.service' })
 
   t.before(async () => { await waitForTunnel(lab, tunnel) })
 
@@ -48,32 +52,37 @@ connections {
 }
 EOF
 swanctl --load-conns >/dev/null`)
+    const log = await hubLog()
     const out = await initiate('weak')
     t.match(out, /received NO_PROPOSAL_CHOSEN notify error/, 'the hub refused the proposal')
     t.same(await listSas(lab, tunnel.site, 'weak'), [], 'no SA on the site for it')
     const hubSas = await listSas(lab, tunnel.hub)
     t.same(hubSas.filter((s) => s.fields['encr-alg'] !== 'CHACHA20_POLY1305'), [], 'the hub holds no SA with another algorithm')
-    const hubLog = (await lab.sh(tunnel.hub, 'journalctl -u strongswan --since "-30s" --no-pager')).stdout
-    t.match(hubLog, /received proposals: IKE:AES_CBC_128\/HMAC_SHA2_256_128\/PRF_HMAC_SHA2_256\/MODP_2048/, 'the hub saw the weak offer')
-    t.match(hubLog, /received proposals unacceptable/, 'and found it unacceptable')
+    const seen = await log()
+    t.match(seen, /received proposals: IKE:AES_CBC_128\/HMAC_SHA2_256_128\/PRF_HMAC_SHA2_256\/MODP_2048/, 'the hub saw the weak offer')
+    t.match(seen, /received proposals unacceptable/, 'and found it unacceptable')
   })
 
   t.test('a revoked gateway certificate gets AUTHENTICATION_FAILED, until it is reissued', async (t) => {
-    let revoked = false
+    // Registered before the change, and judged by the CA's own records, not by how far
+    // this test got: a revoke that went through but exited non-zero is still reissued.
+    const ike = pkiPaths(stateDir, 'ike')
+    const stillRevoked = async () => { const c = issuedCert(ike, tunnel.site); return !!c && isRevoked(ike, (await certInfo(ike, c)).serial) }
     t.teardown(async () => {
-      if (revoked) await cli('scripts/pki.ts', ['reissue', tunnel.site])
+      if (await stillRevoked()) await cli('scripts/pki.ts', ['reissue', tunnel.site])
       await keeper('start')
-      await waitForTunnel(lab, tunnel)
+      await waitForTunnel(lab, tunnel, 60_000)
     })
     await keeper('stop')
     const r = await cli('scripts/pki.ts', ['revoke', tunnel.site])
-    revoked = true
+    t.ok(await stillRevoked(), `${tunnel.site}'s certificate is on the CRL`)
     t.match(r.stdout, new RegExp(`Revoked ${tunnel.site}'s IKE certificate`))
     await waitForNoSa(lab, tunnel)
     t.pass('the revocation tore the tunnel down on both ends')
+    const log = await hubLog()
     const out = await initiate(tunnel.name)
     t.match(out, /received AUTHENTICATION_FAILED notify error/, 'the site is refused')
-    t.match((await lab.sh(tunnel.hub, 'journalctl -u strongswan --since "-20s" --no-pager')).stdout, /certificate was revoked on/, 'because the hub finds it on the CRL')
+    t.match(await log(), /certificate was revoked on/, 'because the hub finds it on the CRL')
     t.same(await listSas(lab, tunnel.hub, tunnel.name), [], 'no SA is left on the hub')
     const status = await cli('scripts/pki.ts', ['status'])
     t.match(status.stdout, /1 revoked|[1-9]\d* revoked/)
@@ -81,8 +90,8 @@ swanctl --load-conns >/dev/null`)
     t.match(provision.stdout, /is revoked: issue a new key and certificate with `npm run pki -- reissue/, 'provisioning does not silently undo a revocation')
 
     await cli('scripts/pki.ts', ['reissue', tunnel.site])
-    revoked = false
-    t.ok(await waitForTunnel(lab, tunnel), 'with a reissued certificate (and a new key) the tunnel is back')
+    t.notOk(await stillRevoked(), 'reissued: a certificate that is not on the CRL')
+    t.ok(await waitForTunnel(lab, tunnel, 60_000), 'with a reissued certificate (and a new key) the tunnel is back')
   })
 
   t.test('an impostor with a certificate from another CA is refused', async (t) => {
@@ -115,10 +124,11 @@ swanctl --load-conns >/dev/null`)
     // The genuine SA must go from both ends (an end can hold one the other has dropped).
     for (const gw of [tunnel.site, tunnel.hub]) await lab.sh(gw, `swanctl --terminate --ike ${tunnel.name} --timeout 5 >/dev/null 2>&1`)
     await waitForNoEstablished(lab, tunnel)
+    const log = await hubLog()
     const out = await initiate(tunnel.name)
     t.match(out, `sending end entity cert "O=${lab.topology.name}, CN=${id(tunnel.site)}"`, 'the impostor presents the rogue certificate')
     t.match(out, /received AUTHENTICATION_FAILED notify error/, 'and is refused')
-    t.match((await lab.sh(tunnel.hub, 'journalctl -u strongswan --since "-20s" --no-pager')).stdout, /no issuer certificate found for|no trusted .* public key found/, 'the hub finds no trusted issuer')
+    t.match(await log(), /no issuer certificate found for|no trusted .* public key found/, 'the hub finds no trusted issuer')
     const hub = (await listSas(lab, tunnel.hub, tunnel.name)).filter((x) => !genuine.has(x.fields['initiator-spi']))
     t.same(hub.filter((x) => x.state === 'ESTABLISHED' || x.children.length > 0), [], `the hub holds no established SA and no child SA for the impostor (${hub.map((x) => x.state).join(', ') || 'none at all'})`)
   })
@@ -146,9 +156,10 @@ swanctl --load-conns >/dev/null`)
     for (const gw of gateways) {
       t.equal((await lab.sh(gw, `stat -c '%a %U' ${secrets}`)).stdout.trim(), '600 root', `${gw}: the secrets file is 0600 root`)
     }
+    const log = await hubLog()
     for (const gw of gateways) await lab.sh(gw, `swanctl --terminate --ike ${tunnel.name} --timeout 5 >/dev/null 2>&1`)
-    await waitForTunnel(lab, tunnel)
-    t.match((await lab.sh(tunnel.hub, 'journalctl -u strongswan --since "-15s" --no-pager')).stdout, new RegExp(`authentication of '${id(tunnel.site).replace(/\./g, '\\.')}' with pre-shared key successful`), 'the site authenticated with the PSK')
+    await waitForTunnel(lab, tunnel, 60_000)
+    t.match(await log(), new RegExp(`authentication of '${id(tunnel.site).replace(/\./g, '\\.')}' with pre-shared key successful`), 'the site authenticated with the PSK')
 
     await keeper('stop')
     const wrong = Buffer.alloc(32, 7).toString('base64')

@@ -9,8 +9,8 @@ import { ESP_PROBE } from '../../provision/facts.js'
 import { pkiPaths } from '../../provision/pki.js'
 import { stateDir } from '../../scripts/lib/paths.js'
 import { addressOn } from '../../provision/topology.js'
-import { capture, captureWire, listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
-import { openLab } from '../lib/lab.js'
+import { capture, captureWire, listSas, waitForNoEstablished, waitForTunnel } from '../lib/ipsec.js'
+import { openLab, waitFor } from '../lib/lab.js'
 
 const lab = await openLab(t)
 if (lab) {
@@ -138,7 +138,9 @@ if (lab) {
       await waitForTunnel(lab, tunnel)
     })
     await lab.sh(tunnel.site, 'systemctl stop strongswan.service')
-    await sleep(500)
+    // charon is gone on the site once its unit is inactive and the hub holds no SA of it.
+    await waitFor(`strongSwan stopped on ${tunnel.site}`, async () => (await lab.sh(tunnel.site, 'systemctl is-active strongswan.service')).stdout.trim() !== 'active', 30_000)
+    await waitForNoEstablished(lab, tunnel, 60_000)
     const secret = marker()
     const wire = await captureWire(lab, wan, async () => {
       t.not((await send(proxyAddr, secret)).code, 0, 'the device cannot reach the proxy')

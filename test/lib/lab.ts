@@ -2,6 +2,13 @@
 // machine runs every lab test for real), one SSH connection per host, closed at the
 // end. Where no lab can run here the file says skip with the reason; under CI
 // (LAB_REQUIRED=1) that is a failure instead.
+//
+// What a scenario needs of the lab (lxc gateways, VM gateways, a monitor...) is said
+// once, as `requires`: a case whose requirement this lab does not meet is left out by
+// selection (a comment names it, no skip is recorded), and the committed lists of the
+// scenarios each run must hold (test/expected/, checked by CI) catch one that was left
+// out where it should have run. A whole file whose requirement is not met skips, and
+// under LAB_REQUIRED fails: it was selected for this run.
 import { execFile, execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -32,6 +39,54 @@ export function labCli(script: string, args: string[] = [], env: Record<string, 
   })
 }
 
+/** What a scenario needs of the running lab. */
+export interface Requires {
+  /** The gateways' provider: 'lxc' (containers, userspace ESP) or 'vm' (kernel ESP). */
+  gateways?: 'lxc' | 'vm'
+  /** Containers can be added beside the lab (its hosts are lxc, or some are). */
+  containers?: true
+  /** The topology has a monitor host. */
+  monitor?: true
+  /** telemetry.cloud_tls is on. */
+  cloudTls?: true
+  /** At least this many backends. */
+  backends?: number
+  /** The lab's networks are bridges on this machine (not VirtualBox's internal networks). */
+  bridgesHere?: true
+}
+
+/** Why this lab does not meet the requirement, or undefined when it does. */
+export function unmet(lab: Pick<Lab, 'topology' | 'provider' | 'providerOf'>, r: Requires = {}): string | undefined {
+  const gateways = lab.topology.hosts.filter((h) => h.role === 'gateway')
+  const kinds = new Set(gateways.map((g) => (lab.providerOf(g.name) === 'lxc' ? 'lxc' : 'vm')))
+  if (r.gateways && (kinds.size !== 1 || !kinds.has(r.gateways))) return `needs ${r.gateways === 'lxc' ? 'lxc gateways (containers: userspace ESP)' : 'VM gateways (kernel ESP, netem)'}; this lab's are ${[...kinds].join(' and ')}`
+  if (r.containers && lab.provider !== 'lxc' && lab.provider !== 'mixed') return `adds lxc containers beside the lab; this lab is all ${lab.provider}`
+  if (r.monitor && !lab.topology.hosts.some((h) => h.role === 'monitor')) return 'the topology has no monitor host'
+  if (r.cloudTls && !lab.topology.telemetry.cloudTls) return 'telemetry.cloud_tls is false in the topology: no TLS inside the cloud'
+  if (r.backends && lab.topology.hosts.filter((h) => h.role === 'backend').length < r.backends) return `needs at least ${r.backends} backends`
+  if (r.bridgesHere && lab.topology.hosts.some((h) => lab.providerOf(h.name) === 'virtualbox')) return 'VirtualBox keeps its internal networks itself: no bridge here'
+  return undefined
+}
+
+/**
+ * Poll probe until it returns a value that is not undefined/false (then return it), or
+ * throw after the deadline with what was waited for and the last value seen. The one
+ * way the scenarios wait: never a fixed sleep and hope.
+ */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, deadlineMs: number, everyMs = 250): Promise<T> {
+  const end = Date.now() + deadlineMs
+  let last: unknown
+  for (;;) {
+    try {
+      const v = await probe()
+      if (v !== undefined && v !== false) return v
+      last = v
+    } catch (e) { last = e }
+    if (Date.now() >= end) throw new Error(`timed out after ${(deadlineMs / 1000).toFixed(0)} s waiting for ${what}${last instanceof Error ? ` (last error: ${last.message})` : ''}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
 export interface Lab {
   topology: Topology
   /** The running lab's provider, from Vagrant's state: one provider, or 'mixed'. */
@@ -43,6 +98,11 @@ export interface Lab {
   /** Run on a host as root; returns the result whatever the exit code. */
   sh(name: string, command: string, options?: ExecOptions): Promise<ExecResult>
   byRole(role: Host['role']): Host[]
+  /**
+   * A scenario that needs something of the lab: registered as t.test where the lab meets
+   * it, else left out with a comment that names it and why (no skip: see the header).
+   */
+  test(t: Test, name: string, requires: Requires, fn: (t: Test) => Promise<void>): void
 }
 
 function unavailable(): string | undefined {
@@ -51,13 +111,16 @@ function unavailable(): string | undefined {
   return undefined
 }
 
-export async function openLab(t: Test): Promise<Lab | undefined> {
+/** Where a lab that cannot serve this file is reported: a skip, or a failure in CI. */
+function cannotRun(t: Test, why: string): undefined {
+  if (process.env.LAB_REQUIRED) t.fail(`this scenario was selected for this run but cannot run: ${why}`)
+  else t.plan(0, why)
+  return undefined
+}
+
+export async function openLab(t: Test, opts: { requires?: Requires } = {}): Promise<Lab | undefined> {
   const why = unavailable() ?? (process.getuid?.() !== 0 ? 'the lab needs root here (containers, VMs, bridges): run `sudo npm test`' : undefined)
-  if (why) {
-    if (process.env.LAB_REQUIRED) { t.fail(`the lab is required here but cannot run: ${why}`); return undefined }
-    t.plan(0, `no lab: ${why}`)
-    return undefined
-  }
+  if (why) return cannotRun(t, `no lab: ${why}`)
   const topology = loadTopology(topologyFile)
   const states = await machineStates()
   const known = knownContainers()
@@ -100,7 +163,7 @@ export async function openLab(t: Test): Promise<Lab | undefined> {
     return v
   }
   const providers = runningProviders()
-  return {
+  const lab: Lab = {
     topology,
     provider: providerSummary(topology.hosts.map((h) => providers.get(h.name)).filter((p): p is Provider => !!p)),
     providerOf: (name) => providers.get(name),
@@ -108,5 +171,13 @@ export async function openLab(t: Test): Promise<Lab | undefined> {
     facts: (name) => get(facts, name),
     sh: (name, command, options) => get(hosts, name).exec(command, { check: false, ...options }),
     byRole: (role) => topology.hosts.filter((h) => h.role === role),
+    test: (t, name, requires, fn) => {
+      const no = unmet(lab, requires)
+      if (no) t.comment(`left out: ${name} (${no})`)
+      else t.test(name, fn)
+    },
   }
+  const fileNeeds = unmet(lab, opts.requires)
+  if (fileNeeds) return cannotRun(t, fileNeeds)
+  return lab
 }

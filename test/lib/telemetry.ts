@@ -104,21 +104,41 @@ export async function waitStatus(lab: Lab, what: string, ok: (s: ClientStatus) =
   return s
 }
 
+/** Where the client's stream stood when a scenario began: its own readings come after. */
+export interface StreamMark { devices: Record<string, number>; rejected: number; generated: number }
+
+/** Take the mark a scenario's exactly-once check starts from (before it changes anything). */
+export async function markStream(lab: Lab): Promise<StreamMark> {
+  const s = await clientStatus(lab)
+  return { devices: { ...s.devices }, rejected: s.rejected, generated: s.generated }
+}
+
 /**
- * Every reading the client ever took is stored exactly once: pause the client, let
- * the outbox drain, and compare, device by device, the sequence numbers stored with
- * 1..last. Then resume. Returns the client's status at the check.
+ * Every reading the client took since the mark is stored exactly once: pause the
+ * client, let the outbox drain, and compare, device by device, the sequence numbers
+ * stored after the mark with mark+1..last. Then resume. Readings from before the mark
+ * (the lab's history: an earlier scenario, a user's experiments) are reported in a
+ * comment, never judged here, so one reading lost earlier fails the scenario that lost
+ * it and no other. Returns the client's status at the check.
  */
-export async function assertExactlyOnce(t: Test, lab: Lab, why: string): Promise<ClientStatus> {
+export async function assertExactlyOnce(t: Test, lab: Lab, why: string, since: StreamMark): Promise<ClientStatus> {
   await clientStatus(lab, undefined, 'POST', '/pause')
   try {
     const s = await waitStatus(lab, 'outbox drained', (x) => x.pending === 0, 90_000)
     const ids = Object.keys(s.devices)
-    const rows = await sql(lab, `SELECT device_id, count(*), count(DISTINCT seq), min(seq), max(seq) FROM readings WHERE device_id IN (${ids.map((d) => `'${d}'`).join(',')}) GROUP BY 1 ORDER BY 1;`)
+    const from = (d: string) => since.devices[d] ?? 0
+    const rows = await sql(lab, ids.map((d) => `SELECT '${d}', count(*) FILTER (WHERE seq > ${from(d)}), count(DISTINCT seq) FILTER (WHERE seq > ${from(d)}), coalesce(min(seq) FILTER (WHERE seq > ${from(d)}), 0), coalesce(max(seq) FILTER (WHERE seq > ${from(d)}), 0), count(*) FILTER (WHERE seq <= ${from(d)}) FROM readings WHERE device_id = '${d}'`).join(' UNION ALL ') + ' ORDER BY 1;')
     const stored = Object.fromEntries(rows.map(([d, n, distinct, min, max]) => [d, { n: +n, distinct: +distinct, min: +min, max: +max }]))
-    const want = Object.fromEntries(ids.map((d) => [d, { n: s.devices[d], distinct: s.devices[d], min: 1, max: s.devices[d] }]))
-    t.same(stored, want, `${why}: all ${s.generated} readings taken are stored, each once (no gap, no duplicate)`)
-    t.equal(s.rejected, 0, `${why}: none was refused`)
+    const want = Object.fromEntries(ids.map((d) => {
+      const n = s.devices[d] - from(d)
+      return [d, n > 0 ? { n, distinct: n, min: from(d) + 1, max: s.devices[d] } : { n: 0, distinct: 0, min: 0, max: 0 }]
+    }))
+    const taken = s.generated - since.generated
+    t.ok(taken > 0, `${why}: the client took readings during the scenario (${taken})`)
+    t.same(stored, want, `${why}: all ${taken} readings taken during the scenario are stored, each once (no gap, no duplicate)`)
+    t.equal(s.rejected - since.rejected, 0, `${why}: none was refused`)
+    const earlier = rows.filter(([d, , , , , before]) => +before !== from(d)).map(([d, , , , , before]) => `${d} ${before} of ${from(d)}`)
+    t.comment(earlier.length ? `before this scenario (not judged here): stored ${earlier.join(', ')}` : 'before this scenario (not judged here): every earlier reading is stored once')
     return s
   } finally {
     await clientStatus(lab, undefined, 'POST', '/resume')
