@@ -233,7 +233,12 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
           if (!net) { fail(ifField, `unknown network ${JSON.stringify(netName)}: networks are ${[...byNet.keys()].join(', ')}`); continue }
           const addr = typeof addrText === 'string' ? parseAddress(addrText) : undefined
           if (addr === undefined) { fail(ifField, `must be an IPv4 address; got ${JSON.stringify(addrText)}`); continue }
-          if (!isHostAddress(cidrs.get(netName)!, addr)) { fail(ifField, `${addrText} is outside network ${netName} (${net.cidr}) or is its network or broadcast address`); continue }
+          const c = cidrs.get(netName)!
+          if (!isHostAddress(c, addr)) {
+            const why = !contains(c, addr) ? 'is outside' : addr === c.network ? 'is the network address of' : 'is the broadcast address of'
+            fail(ifField, `${addrText} ${why} network ${netName} (${net.cidr}): a host needs an address inside it, neither its first nor its last`)
+            continue
+          }
           const owner = owners.get(addrText as string)
           if (owner) { fail(ifField, `duplicate address ${addrText}: already used by ${owner}`); continue }
           owners.set(addrText as string, ifField)

@@ -324,3 +324,59 @@ t.test('the oldest pending reading\'s age: never understated, whatever order the
   const oldest = b.oldestPending()!
   t.ok(oldest <= dayAgo + 149_000 && oldest >= dayAgo + 149_000 - 64_000, `then the oldest still pending, at most ${64} readings early (${(oldest - dayAgo) / 1000} s after the first)`)
 })
+
+// Recovery, edge by edge. Each of these kills one of the mutants kept in test/mutants/
+// (npm run test:mutants applies them one by one): a recovery that passes everything
+// above and still loses or reuses readings.
+
+t.test('a device\'s last seq survives in the newest segment\'s header when none of its readings is left', async (t) => {
+  const dir = tmp()
+  const a = new Outbox(dir, { segmentBytes: 4096 })
+  a.open()
+  for (let i = 0; i < 50; i++) batch(a, ['d1', 'd2'])
+  for (let i = 0; i < 200; i++) batch(a, ['d1']) // later segments hold d1 alone
+  for (const e of all(a)) a.ack(e)
+  t.equal(logs(dir).length, 1, 'every older segment reclaimed')
+  t.notMatch(fs.readFileSync(path.join(dir, logs(dir)[0]), 'utf8').split('\n').slice(1).join('\n'), /"d2"/, 'the segment left holds no reading of d2')
+  a.shutdown()
+  const b = new Outbox(dir)
+  b.open()
+  t.equal(b.last('d2'), 50, 'd2\'s last seq comes back from the header')
+  t.same(batch(b, ['d2']).map((e) => e.seq), [51], 'so its next reading is 51, never a seq the server already holds (a 409, a reading lost)')
+})
+
+t.test('a whole last line without its newline is a torn append: cut, and the next append stays on a line of its own', async (t) => {
+  const dir = tmp()
+  const a = new Outbox(dir)
+  a.open()
+  batch(a, ['d1'])
+  a.shutdown()
+  const file = path.join(dir, logs(dir).at(-1)!)
+  const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean)
+  // The record of seq 2, written whole but for its newline (the crash came before it).
+  fs.appendFileSync(file, lines.at(-1)!.replace('"seq":1', '"seq":2'))
+  const b = new Outbox(dir)
+  t.equal(b.open(), 1, 'only the reading whose append completed is pending')
+  t.equal(fs.readFileSync(file, 'utf8').endsWith('\n'), true, 'the torn tail is cut back to the last newline')
+  batch(b, ['d1'])
+  b.shutdown()
+  const c = new Outbox(dir)
+  t.equal(c.open(), 2, 'after another restart the file reads back whole: two readings, none glued to another')
+  t.same(ids(all(c)), ['d1:1', 'd1:2'])
+})
+
+t.test('a cursor that claims more than a segment holds is clamped: nothing negative, nothing skipped later', async (t) => {
+  const dir = tmp()
+  const a = new Outbox(dir)
+  a.open()
+  for (let i = 0; i < 3; i++) batch(a, ['d1'])
+  a.shutdown()
+  const id = Number(/(\d+)/.exec(logs(dir)[0])![1])
+  fs.writeFileSync(path.join(dir, 'cursor.json'), JSON.stringify({ [id]: 10 }))
+  const b = new Outbox(dir)
+  t.equal(b.open(), 0, 'all three acknowledged, none negative')
+  t.equal(b.pending(), 0)
+  batch(b, ['d1'])
+  t.equal(b.pending(), 1, 'a new reading counts as one pending')
+  t.same(ids(all(b)), ['d1:4'], 'and is handed out')
+})

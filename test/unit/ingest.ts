@@ -72,6 +72,7 @@ t.test('bad input: its own status, a JSON error naming what is wrong, nothing st
     ['no device header', good, { 'x-device-id': undefined }, 401, /x-device-id is missing/],
     ['malformed JSON', '{"device":', signed('{"device":'), 400, /not valid JSON/],
     ['missing field', '{"device":"dev-1","seq":51,"time":"2026-11-25T12:00:00Z"}', signed('{"device":"dev-1","seq":51,"time":"2026-11-25T12:00:00Z"}'), 400, /"value" is missing/, 'value'],
+    ['seq zero (sequence numbers start at 1)', '{"device":"dev-1","seq":0,"time":"2026-11-25T12:00:00Z","value":1}', signed('{"device":"dev-1","seq":0,"time":"2026-11-25T12:00:00Z","value":1}'), 400, /"seq" must be an integer from 1/, 'seq'],
     ['seq not an integer', '{"device":"dev-1","seq":1.5,"time":"2026-11-25T12:00:00Z","value":1}', signed('{"device":"dev-1","seq":1.5,"time":"2026-11-25T12:00:00Z","value":1}'), 400, /"seq"/, 'seq'],
     ['time not RFC 3339', '{"device":"dev-1","seq":52,"time":"yesterday","value":1}', signed('{"device":"dev-1","seq":52,"time":"yesterday","value":1}'), 400, /"time"/, 'time'],
     ['a date that does not exist', '{"device":"dev-1","seq":57,"time":"2026-02-30T12:00:00Z","value":1}', signed('{"device":"dev-1","seq":57,"time":"2026-02-30T12:00:00Z","value":1}'), 400, /"time" must be a real/, 'time'],
@@ -90,7 +91,7 @@ t.test('bad input: its own status, a JSON error naming what is wrong, nothing st
   }
   t.equal(store.rows.size, 1, 'nothing was stored')
   t.equal(await value(counters.rejected, { reason: 'unauthorized' }), 6)
-  t.equal(await value(counters.rejected, { reason: 'malformed' }), 8)
+  t.equal(await value(counters.rejected, { reason: 'malformed' }), 9)
   t.equal(await value(counters.rejected, { reason: 'unsupported_media_type' }), 1)
   t.equal(await value(counters.rejected, { reason: 'too_large' }), 1)
   t.notOk(logs.some((l) => /internal error/.test(l)), 'no internal error along the way')
@@ -112,7 +113,7 @@ t.test('metrics in Prometheus text format, and the read endpoint', async (t) => 
   const m = await (await fetch(`${base}/metrics`)).text()
   t.match(m, /^# TYPE ingest_readings_accepted_total counter$/m)
   t.match(m, /^ingest_readings_accepted_total 2$/m)
-  t.match(m, /^ingest_readings_rejected_total\{reason="malformed"\} 8$/m)
+  t.match(m, /^ingest_readings_rejected_total\{reason="malformed"\} 9$/m)
   t.match(m, /^ingest_request_duration_seconds_count \d+$/m)
   t.match(m, /^process_resident_memory_bytes \d+$/m, 'and the process\'s own (prom-client\'s defaults)')
   t.match(m, /^nodejs_eventloop_lag_seconds [\d.e-]+$/m)
@@ -182,4 +183,15 @@ t.test('a batch while the database is down: a 503 for the whole (nginx tries ano
   t.match(await postBatch([line(reading(400)), line(reading(401))]), { status: 503, json: { error: /database is unavailable/ } })
   store.down = false
   t.match(await postBatch([line(reading(400)), line(reading(401))]), { status: 200, json: { results: [{ status: 'stored' }, { status: 'stored' }] } })
+})
+
+t.test('a signature with the whitespace HTTP allows around a value is the same signature; anything else is not', async (t) => {
+  const { verify } = await import('../../services/lib/reading.js')
+  const body = Buffer.from(encodeReading(reading(70)))
+  const sig = sign(key, body.toString())
+  t.ok(verify(key, body, sig), 'control: the signature as made')
+  t.ok(verify(key, body, ` ${sig}\t`), 'with optional whitespace around it (RFC 9110 OWS; a batch line\'s field too)')
+  t.notOk(verify(key, body, `${sig}0`), 'one character more: refused')
+  t.notOk(verify(key, body, sig.replace(/.$/, (c) => (c === '0' ? '1' : '0'))), 'one character changed: refused')
+  t.notOk(verify(key, body, undefined), 'none: refused')
 })

@@ -29,7 +29,13 @@ t.test('nginx: one server line per backend, retries over all of them, the retry 
   t.same(conf.match(/server 10\.20\.0\.\d+:8080 max_fails=1 fail_timeout=3s;/g), ['server 10.20.0.21:8080 max_fails=1 fail_timeout=3s;', 'server 10.20.0.22:8080 max_fails=1 fail_timeout=3s;'])
   t.match(conf, 'proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;')
   t.match(conf, /idempotent: a device's sequence number is stored once/)
-  t.match(conf, 'proxy_next_upstream_tries 2;')
+  t.match(conf, 'proxy_next_upstream_tries 2;', 'as many tries as backends (2)')
+  // Derived, not written down: with three backends, three tries (a retry may reach each).
+  const b2 = topo.hosts.find((h) => h.name === 'backend-2')!
+  const three = { ...topo, hosts: [...topo.hosts, { ...b2, name: 'backend-3', interfaces: b2.interfaces.map((i) => ({ ...i, address: i.address.replace(/\.22$/, '.23').replace(/\.\d+$/, (m) => (i.network === 'mgmt' ? '.99' : m)) })) }] }
+  const conf3 = nginxConf({ topology: three, self: proxy } as Context)
+  t.equal(conf3.match(/server 10\.20\.0\.\d+:8080 /g)?.length, 3, 'three backends, three server lines')
+  t.match(conf3, 'proxy_next_upstream_tries 3;', 'and three tries')
   t.match(conf, 'client_max_body_size 1024;')
   t.match(conf, /if \(\$content_type ~\* "\^application\/x-ndjson"\) \{\n\s+rewrite \^\/readings\$ \/readings-batch last;/, 'a batch is sent to its own location before the body size is checked')
   t.match(conf, /location = \/readings-batch \{\n\s+internal;\n\s+client_max_body_size 524288;\n\s+client_body_buffer_size 524288;\n\s+proxy_pass https:\/\/ingest\/readings;/, 'the only location with the batch\'s limit, not reachable directly')

@@ -1,0 +1,61 @@
+// npm run test:mutants: the mutants a review found surviving the unit suite, kept as
+// patches (test/mutants/*.patch), each applied alone to a scratch copy of the tree; the
+// unit suite must fail on every one. A mutant the suite passes is a check missing:
+// named here, and the command fails. (StrykerJS, npm run test:mutation, generates
+// mutants of its own; these stay because it does not make all of them.)
+import { execFileSync, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { repoRoot } from './lib/paths.js'
+
+const dir = path.join(repoRoot, 'test', 'mutants')
+const only = process.argv.slice(2)
+const patches = fs.readdirSync(dir).filter((f) => f.endsWith('.patch') && (only.length === 0 || only.some((o) => f.includes(o)))).sort()
+if (patches.length === 0) throw new Error(`no patch in ${dir}${only.length ? ` matching ${only.join(', ')}` : ''}`)
+
+/** A scratch copy of the tracked files (as they are in the work tree), node_modules linked. */
+function scratch(): string {
+  const to = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-mutant-'))
+  const files = execFileSync('git', ['ls-files', '-z'], { cwd: repoRoot }).toString().split('\0').filter((f) => f && fs.existsSync(path.join(repoRoot, f)))
+  for (const f of files) {
+    fs.mkdirSync(path.dirname(path.join(to, f)), { recursive: true })
+    fs.copyFileSync(path.join(repoRoot, f), path.join(to, f))
+  }
+  fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(to, 'node_modules'))
+  return to
+}
+
+/** Run tap on these files in the copy; returns the exit code and the first failed assertion. */
+function unit(copy: string, files: string[], mutant?: string) {
+  const r = spawnSync(path.join(copy, 'node_modules', '.bin', 'tap'), ['--bail', '--reporter=tap', ...files], { cwd: copy, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, ...(mutant ? { LAB_MUTANT: mutant } : {}) } })
+  const failed = (r.stdout + r.stderr).split('\n').find((l) => /^\s+not ok \d+ - /.test(l) && !/^\s+not ok \d+ - test\//.test(l))
+  return { status: r.status, failed: failed?.trim().replace(/^not ok \d+ - /, '') }
+}
+const killedBy = (p: string) => /^Killed by: (.+)$/m.exec(fs.readFileSync(path.join(dir, p), 'utf8'))?.[1].split(/\s+/) ?? ['test/unit']
+
+// The control: the same tests pass on the unmutated copy, else a "kill" proves nothing.
+const files = [...new Set(patches.flatMap(killedBy))]
+const control = scratch()
+try {
+  const c = unit(control, files)
+  if (c.status !== 0) throw new Error(`the unit tests fail on an unmutated copy (${c.failed ?? `exit ${c.status}`}): fix that before judging mutants`)
+  console.log(`control   the unmutated copy passes ${files.join(' ')}`)
+} finally { fs.rmSync(control, { recursive: true, force: true }) }
+
+let survived = 0
+for (const p of patches) {
+  const copy = scratch()
+  try {
+    execFileSync('git', ['apply', path.join(dir, p)], { cwd: copy, stdio: 'pipe' })
+    const t0 = Date.now()
+    const r = unit(copy, killedBy(p), p)
+    const secs = ((Date.now() - t0) / 1000).toFixed(0)
+    if (r.status === 0) { survived++; console.log(`SURVIVED  ${p} (${secs} s): ${killedBy(p).join(' ')} pass with it applied`) }
+    else console.log(`killed    ${p} (${secs} s): ${r.failed ?? `exit ${r.status}`}`.slice(0, 200))
+  } finally {
+    fs.rmSync(copy, { recursive: true, force: true })
+  }
+}
+console.log(`${patches.length - survived} of ${patches.length} mutants killed`)
+process.exit(survived ? 1 : 0)
