@@ -98,17 +98,7 @@ export const common: Role = {
       path: '/etc/nftables.conf',
       mode: '0755',
       validate: 'nft -c -f {}',
-      content: (ctx) => {
-        const mod = roleModule(ctx.self.role)
-        return renderFile('common/nftables.conf', {
-          host: ctx.self.name,
-          role: ctx.self.role,
-          mgmt_if: ctx.facts.mgmtInterface,
-          input_rules: [...monitorInput(ctx.topology, ctx.self), ...(mod.input?.(ctx) ?? [])],
-          forward_rules: mod.forward?.(ctx) ?? [],
-          nat_rules: mod.nat?.(ctx) ?? [],
-        })
-      },
+      content: (ctx) => nftablesConf(ctx),
     }, ['reload nftables']),
     service('nftables.service', { enabled: true, active: true }),
 
@@ -133,4 +123,17 @@ export const common: Role = {
     { name: 'restart node exporter', run: async (ctx) => { await ctx.host.exec('systemctl restart prometheus-node-exporter.service') } },
     { name: 'restart lab-network', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-network.service') } },
   ],
+}
+
+/** A host's nftables ruleset: the baseline with its role's input, forward and NAT rules (golden files in test/unit/rendered.ts). */
+export function nftablesConf(ctx: Context): string {
+  const mod = roleModule(ctx.self.role)
+  return renderFile('common/nftables.conf', {
+    host: ctx.self.name,
+    role: ctx.self.role,
+    mgmt_if: ctx.facts.mgmtInterface,
+    input_rules: [...monitorInput(ctx.topology, ctx.self), ...(mod.input?.(ctx) ?? [])],
+    forward_rules: mod.forward?.(ctx) ?? [],
+    nat_rules: mod.nat?.(ctx) ?? [],
+  })
 }

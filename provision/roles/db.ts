@@ -85,7 +85,7 @@ export const db: RoleModule = {
         notify: ['reload postgresql'],
         run: async (ctx) => file('', {
           path: `${await clusterDir(ctx)}/pg_hba.conf`, mode: '0640', owner: 'postgres',
-          content: renderFile('db/pg_hba.conf', { host: ctx.self.name, database: DB.name, user: DB.user, tls: ctx.topology.telemetry.cloudTls, backends: backendAddresses(ctx) }),
+          content: pgHbaConf(ctx),
         }).run(ctx),
       },
       service('postgresql.service', { enabled: true, active: true }),
@@ -140,4 +140,9 @@ export const db: RoleModule = {
     const b = backendAddresses(ctx)
     return b.length ? [`ip saddr { ${b.join(', ')} } tcp dport ${DB.port} accept comment "PostgreSQL: from the backends only"`] : []
   },
+}
+
+/** pg_hba.conf: the backends alone, over TLS with their certificates and the password (golden file in test/unit/rendered.ts). */
+export function pgHbaConf(ctx: Context): string {
+  return renderFile('db/pg_hba.conf', { host: ctx.self.name, database: DB.name, user: DB.user, tls: ctx.topology.telemetry.cloudTls, backends: backendAddresses(ctx) })
 }

@@ -20,7 +20,7 @@ t.test('every alert the lab ships has a promtool test that expects it to fire', 
   t.same(names.filter((n) => !tested.has(n!)), [], 'none without a firing test')
 })
 
-t.test('promtool: the rules are valid, and fire and resolve as the tests expect', { skip: promtool ? false : 'promtool is not installed (Debian package prometheus; .ci/run installs it)' }, async (t) => {
+t.test('promtool: the rules are valid, and fire and resolve as the tests expect', { skip: promtool ? false : 'promtool is not installed: `npm test` installs it as root (Debian package prometheus)' }, async (t) => {
   const check = execFileSync(promtool!, ['check', 'rules', rules], { encoding: 'utf8' })
   t.match(check, /SUCCESS: \d+ rules found/)
   let out: string

@@ -1,0 +1,58 @@
+// CI's reading of a TAP log: which lab scenarios ran, which skipped and why, what was
+// left out by selection, how many assertions; and the comparison with the committed
+// list, which fails on a scenario missing or one not on the list.
+import t from 'tap'
+import { compareScenarios, parseTap } from '../../scripts/lib/tap-scenarios.js'
+
+const log = `> iot-cloud-vpn-lab@0.1.0 pretest
+TAP version 14
+1..3
+# Subtest: test/lab/vpn.ts
+    # Subtest: the SA uses the pinned algorithms
+        ok 1 - site
+        ok 2 - hub
+        1..2
+    ok 1 - the SA uses the pinned algorithms # time=12ms
+    # left out: netem on VM gateways (needs VM gateways (kernel ESP, netem); this lab's are lxc)
+    # Subtest: a refusal
+        not ok 1 - refused
+        1..1
+    not ok 2 - a refusal # time=3ms
+    ok 3 - the console page # SKIP no /usr/bin/chromium
+    1..3
+not ok 1 - test/lab/vpn.ts # time=20ms
+# Subtest: test/lab/cloud-tls.ts
+    1..0 # telemetry.cloud_tls is false
+ok 2 - test/lab/cloud-tls.ts # SKIP telemetry.cloud_tls is false
+# Subtest: test/unit/template.ts
+    # Subtest: values
+        ok 1 - x
+        1..1
+    ok 1 - values # time=1ms
+    1..1
+ok 3 - test/unit/template.ts # time=2ms
+`
+
+t.test('scenarios, skips with their reasons, what was left out, assertions per file', async (t) => {
+  const run = parseTap(log)
+  t.same(run.scenarios, [
+    { file: 'test/lab/vpn.ts', name: 'the SA uses the pinned algorithms', ok: true },
+    { file: 'test/lab/vpn.ts', name: 'a refusal', ok: false },
+    { file: 'test/lab/vpn.ts', name: 'the console page', ok: true, skip: 'no /usr/bin/chromium' },
+    { file: 'test/unit/template.ts', name: 'values', ok: true },
+  ])
+  t.same(run.fileSkips, [{ file: 'test/lab/cloud-tls.ts', reason: 'telemetry.cloud_tls is false' }])
+  t.same(run.leftOut, ['test/lab/vpn.ts: netem on VM gateways (needs VM gateways (kernel ESP, netem); this lab\'s are lxc)'])
+  t.same(run.assertions, { 'test/lab/vpn.ts': 3, 'test/unit/template.ts': 1 }, 'assertions under each file\'s scenarios (not the scenarios\' own lines)')
+})
+
+t.test('against the committed list: a missing scenario, a skipped one, and one not on the list are each named', async (t) => {
+  const run = parseTap(log)
+  const list = '# comment\ntest/lab/vpn.ts: the SA uses the pinned algorithms\ntest/lab/vpn.ts: a refusal\ntest/lab/vpn.ts: the console page\ntest/lab/cloud-tls.ts: revocation\n'
+  t.same(compareScenarios(list, run), {
+    missing: ['test/lab/vpn.ts: the console page', 'test/lab/cloud-tls.ts: revocation'],
+    unexpected: [],
+  }, 'a skipped scenario and a file skipped whole count as missing')
+  t.same(compareScenarios('test/lab/vpn.ts: the SA uses the pinned algorithms\n', run), { missing: [], unexpected: ['test/lab/vpn.ts: a refusal'] }, 'a scenario that ran but is not listed is named')
+  t.same(compareScenarios(list.replace('test/lab/cloud-tls.ts: revocation\n', '').replace('test/lab/vpn.ts: the console page\n', ''), run), { missing: [], unexpected: [] }, 'control: the list of what ran matches')
+})
