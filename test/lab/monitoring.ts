@@ -79,19 +79,21 @@ if (lab) {
     const read = await page.$$eval('.graph', (gs) => gs.map((g) => ({
       id: g.querySelector('.lab-graph')?.id ?? '',
       title: g.querySelector('h2')?.textContent?.trim() ?? '',
+      axis: g.querySelector('.prom_graph_ytitle')?.textContent?.trim() ?? '',
       legend: [...g.querySelectorAll('.rickshaw_legend .label, li .label')].map((l) => l.textContent?.trim() ?? '').sort(),
     })))
     const names = (role: string) => lab.topology.hosts.filter((h) => h.role === role).map((h) => h.name).sort()
-    const want: Record<string, { title: RegExp; legend: string[] }> = {
-      readings: { title: /^Readings stored per second$/, legend: ['all backends'] },
-      latency: { title: /^p99 time to answer a POST \/readings$/, legend: ['p99, all backends'] },
-      backlog: { title: /^Readings waiting in the clients' outboxes$/, legend: names('iot-client') },
-      tunnel: { title: /^Tunnel throughput/, legend: names('gateway') },
-      share: { title: /^Each backend's share/, legend: names('backend') },
+    const want: Record<string, { title: RegExp; legend: string[]; axis: string }> = {
+      readings: { title: /^Readings stored per second$/, legend: ['all backends'], axis: 'readings/s' },
+      latency: { title: /^p99 time to answer a POST \/readings$/, legend: ['p99, all backends'], axis: 'seconds' },
+      backlog: { title: /^Readings waiting in the clients' outboxes$/, legend: names('iot-client'), axis: 'readings' },
+      tunnel: { title: /^Tunnel throughput/, legend: names('gateway'), axis: 'bit/s' },
+      share: { title: /^Each backend's share/, legend: names('backend'), axis: 'readings/s' },
     }
     for (const g of read) {
       t.match(g.title, want[g.id]?.title ?? /^$/, `${g.id}: titled "${g.title}"`)
       t.same(g.legend, want[g.id]?.legend, `${g.id}: the legend names ${want[g.id]?.legend.join(', ')}`)
+      t.equal(g.axis, want[g.id]?.axis, `${g.id}: its axis says the unit, short enough to stay beside its graph`)
     }
     t.notMatch(await page.$eval('body', (b) => b.textContent ?? ''), /undefined/, 'nothing on the page reads "undefined"')
     // For a reviewer: what a person saw (not in git; the path is printed).
