@@ -13,8 +13,8 @@ import { ensureCa, issueServiceCert, revokeHost } from '../../provision/pki.js'
 import { dnsNames, opensslReason, tlsListener, type Refusal, type TlsConfig } from '../../services/ingest/tls.js'
 
 let why: string | false = false
-try { execFileSync('pki', ['--gen', '--type', 'ecdsa', '--size', '256'], { stdio: 'pipe' }) } catch { why = 'strongSwan pki with its openssl plugin is not installed (npm run lab installs it)' }
-try { execFileSync('openssl', ['version'], { stdio: 'pipe' }) } catch { why = 'the openssl command is not installed (apt install openssl): it makes the test keys' }
+try { execFileSync('pki', ['--gen', '--type', 'ecdsa', '--size', '256'], { stdio: 'pipe' }) } catch { why = 'strongSwan pki with its openssl plugin is not installed: `npm test` installs it as root (strongswan-pki, libstrongswan-standard-plugins)' }
+try { execFileSync('openssl', ['version'], { stdio: 'pipe' }) } catch { why = 'the openssl command is not installed: `npm test` installs it as root (it makes the test keys)' }
 
 t.test('helpers: names from a subjectAltName, the reason from an OpenSSL error', async (t) => {
   t.same(dnsNames('DNS:proxy.lab, IP Address:10.20.0.10, DNS:x.lab'), ['proxy.lab', 'x.lab'])

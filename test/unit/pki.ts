@@ -7,7 +7,7 @@ import t from 'tap'
 import { certInfo, ensureCa, ikeIdentity, isRevoked, issueCert, keyHash, revokeHost } from '../../provision/pki.js'
 
 let why: string | false = false
-try { execFileSync('pki', ['--gen', '--type', 'ed25519'], { stdio: 'pipe' }) } catch { why = 'strongSwan pki with its openssl plugin is not installed (npm run lab installs it)' }
+try { execFileSync('pki', ['--gen', '--type', 'ed25519'], { stdio: 'pipe' }) } catch { why = 'strongSwan pki with its openssl plugin is not installed: `npm test` installs it as root (strongswan-pki, libstrongswan-standard-plugins)' }
 
 const gatewayKey = () => {
   const key = execFileSync('pki', ['--gen', '--type', 'ed25519', '--outform', 'pem'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()

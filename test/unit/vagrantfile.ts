@@ -10,7 +10,7 @@ import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
 
 const run = promisify(execFile)
 let why: string | false = false
-try { await run('vagrant', ['--version']) } catch { why = 'vagrant is not installed (npm run lab installs it)' }
+try { await run('vagrant', ['--version']) } catch { why = 'vagrant is not installed: `npm test` installs it as root' }
 
 t.test('vagrant validate accepts the Vagrantfile and the topology', { skip: why }, async (t) => {
   const r = await run('vagrant', ['validate', '-p'], { cwd: repoRoot })
