@@ -111,6 +111,21 @@ function unavailable(): string | undefined {
   return undefined
 }
 
+/** How long a bring-up may take, apart from the file's own time (npm run lab's steps each bound themselves). */
+const BRING_UP_MS = 60 * 60_000
+/** The per-file timeout tap runs this file with (package.json's tap.timeout, in seconds). */
+const fileTimeoutMs = () => Number(process.env.TAP_TIMEOUT || 900) * 1000
+
+/**
+ * Give this test file a new timeout from now: its own timer, and the runner's (which
+ * reads a root-level "# timeout=MS" comment; no IPC channel when tap runs with stdio
+ * inherited).
+ */
+function extendTimeout(t: Test, ms: number) {
+  t.setTimeout(ms)
+  t.comment(`timeout=${ms}`)
+}
+
 /** Where a lab that cannot serve this file is reported: a skip, or a failure in CI. */
 function cannotRun(t: Test, why: string): undefined {
   if (process.env.LAB_REQUIRED) t.fail(`this scenario was selected for this run but cannot run: ${why}`)
@@ -134,7 +149,12 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     || (known.has(h.name) && fs.existsSync(`/var/lib/lxc/${known.get(h.name)}/config`) && ownerClone(known.get(h.name)!) !== repoRoot)).map((h) => h.name)
   if (notRunning.length > 0) {
     t.comment(`bringing the lab up (${notRunning.join(', ')} not running, not on the provider asked for, or not this clone's): npm run lab`)
+    // A bring-up is not this file's test time: on a fresh machine VM gateways need the
+    // VM box built and two emulated boots (about 15 minutes), over tap's 900 s per file.
+    // The bring-up gets its own hour; the file's own budget starts again after it.
+    extendTimeout(t, BRING_UP_MS)
     await labUp((m) => t.comment(m))
+    extendTimeout(t, fileTimeoutMs())
   }
   const inventory = await vagrantInventory(topology.hosts.map((h) => h.name), repoRoot)
   if (inventory.missing.size) throw new Error(`no SSH address for ${[...inventory.missing.keys()].join(', ')} even after bring-up`)
@@ -153,8 +173,10 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
   for (const [name, conn] of hosts) if ((await conn.exec(`test -f ${PROVISIONED}`, { check: false })).code !== 0) bare.push(name)
   if (bare.length) {
     t.comment(`provisioning ${bare.join(', ')} (running but not provisioned)`)
+    extendTimeout(t, BRING_UP_MS) // provisioning VMs under emulation takes minutes too
     const s = summarize(await provision({ topology, repoRoot, stateDir, only: bare }))
     if (s.failed + s.unreachable) throw new Error(`provisioning ${bare.join(', ')} failed: run \`npm run provision\` to see why`)
+    extendTimeout(t, fileTimeoutMs())
   }
 
   const get = <T>(m: Map<string, T>, name: string) => {
