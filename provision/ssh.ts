@@ -49,21 +49,28 @@ export class SshHost implements RemoteHost {
   private constructor(readonly name: string, private ssh: NodeSSH) {}
 
   static async connect(entry: InventoryEntry, timeoutMs = 15000): Promise<SshHost> {
-    const ssh = new NodeSSH()
-    try {
-      await ssh.connect({
-        host: entry.hostName,
-        port: entry.port,
-        username: entry.user,
-        privateKey: fs.readFileSync(entry.identityFile, 'utf8'),
-        readyTimeout: timeoutMs,
-        keepaliveInterval: 5000,
-      })
-    } catch (e) {
-      ssh.dispose()
-      throw new UnreachableError(entry.name, `SSH to ${entry.user}@${entry.hostName}:${entry.port} failed (${(e as Error).message})`)
+    // A host that accepted the TCP connection but did not finish the handshake in time
+    // is there and slow (an emulated VM whose CPU is busy: seen under QEMU's TCG), so it
+    // gets two more tries; one that refuses or cannot be reached fails at once.
+    for (let attempt = 1; ; attempt++) {
+      const ssh = new NodeSSH()
+      try {
+        await ssh.connect({
+          host: entry.hostName,
+          port: entry.port,
+          username: entry.user,
+          privateKey: fs.readFileSync(entry.identityFile, 'utf8'),
+          readyTimeout: timeoutMs,
+          keepaliveInterval: 5000,
+        })
+        return new SshHost(entry.name, ssh)
+      } catch (e) {
+        ssh.dispose()
+        const message = (e as Error).message
+        if (attempt < 3 && /waiting for handshake/i.test(message)) continue
+        throw new UnreachableError(entry.name, `SSH to ${entry.user}@${entry.hostName}:${entry.port} failed (${message}${attempt > 1 ? `, ${attempt} tries` : ''})`)
+      }
     }
-    return new SshHost(entry.name, ssh)
   }
 
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
