@@ -89,7 +89,9 @@ async function captureLink<V extends string = never>(lab: Lab, target: string, d
     const listening = new Promise<void>((resolve) => { ready = resolve })
     const stop = new AbortController()
     const running = captureOn(lab.topology, parseLink(lab.topology, target, { allowManagement: true }), { count: 100_000, seconds: 120, write: file, signal: stop.signal }, () => {}, ready)
-    await Promise.race([listening, running, sleep(10000).then(() => { throw new Error(`the capture on ${target} did not start listening within 10 s`) })])
+    // Generous: inside an emulated VM, an SSH session and tcpdump's start can take many
+    // seconds on a busy machine; the bound only means "it never started".
+    await Promise.race([listening, running, sleep(60_000).then(() => { throw new Error(`the capture on ${target} did not start listening within 60 s`) })])
     try {
       await during()
       await sleep(300)
