@@ -91,7 +91,15 @@ async function captureLink<V extends string = never>(lab: Lab, target: string, d
     const running = captureOn(lab.topology, parseLink(lab.topology, target, { allowManagement: true }), { count: 100_000, seconds: 120, write: file, signal: stop.signal }, () => {}, ready)
     // Generous: inside an emulated VM, an SSH session and tcpdump's start can take many
     // seconds on a busy machine; the bound only means "it never started".
-    await Promise.race([listening, running, sleep(60_000).then(() => { throw new Error(`the capture on ${target} did not start listening within 60 s`) })])
+    try {
+      await Promise.race([listening, running, sleep(60_000).then(() => { throw new Error(`the capture on ${target} did not start listening within 60 s`) })])
+    } catch (e) {
+      // Stopped and awaited before its folder goes: a capture left running would write
+      // into a deleted file and fail a later test.
+      stop.abort()
+      await running.catch(() => {})
+      throw e
+    }
     try {
       await during()
       await sleep(300)
