@@ -15,7 +15,7 @@ import { stateDir } from '../../scripts/lib/paths.js'
 import { captureWire } from '../lib/ipsec.js'
 import { labCli, openLab, waitFor, type Lab } from '../lib/lab.js'
 import { logFrom, logged } from '../lib/logs.js'
-import { assertExactlyOnce, backendMetrics, clientStatus, fromProxy, httpFrom, markStream, sql, testDevice, toBackendTls, waitStatus } from '../lib/telemetry.js'
+import { acknowledgedAfter, assertExactlyOnce, backendMetrics, clientStatus, fromProxy, httpFrom, markStream, sql, testDevice, toBackendTls, waitStatus } from '../lib/telemetry.js'
 
 const opened = await openLab(t, { requires: { cloudTls: true } })
 if (opened) {
@@ -216,7 +216,7 @@ if (opened) {
         serial.replace(/:/g, '').replace(/^0+/, ''), `${host} has it`)
       t.equal(await pid(), before.pid, `${host}: reloaded, not restarted (same main process)`)
       const sent = (await clientStatus(lab)).sent
-      await waitStatus(lab, `readings acknowledged after ${host}'s reissue`, (x) => x.sent > sent, 60_000)
+      await acknowledgedAfter(lab, `${host}'s reissue`, sent)
       t.pass(`${host}: readings keep flowing after the reload`)
     }
     const sessions = await sql(lab, `SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = '${DB.user}' AND s.ssl;`)

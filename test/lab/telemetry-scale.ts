@@ -14,7 +14,7 @@ import { backends } from '../../provision/roles/telemetry.js'
 import { loadTopology } from '../../provision/topology.js'
 import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
 import { labCli, openLab, waitFor } from '../lib/lab.js'
-import { assertExactlyOnce, clientStatus, markStream, sql, waitStatus } from '../lib/telemetry.js'
+import { acknowledgedAfter, assertExactlyOnce, clientStatus, dbNow, markStream, sql } from '../lib/telemetry.js'
 
 const run = promisify(execFile)
 // The third backend is added as an lxc container beside the lab (an all-VM lab would
@@ -41,7 +41,7 @@ if (opened) {
   t.test('a backend added as data takes readings after one provision, none dropped', async (t) => {
     mark = await markStream(lab)
     // Rows of an earlier run's backend-9 are history: count only what arrives from now.
-    const since = (await sql(lab, 'SELECT now();'))[0][0]
+    const since = await dbNow(lab)
     await run('vagrant', ['up', '--provider=lxc', name], { cwd: repoRoot, env, maxBuffer: 64 << 20 })
     const p = await labCli('provision/cli.ts', ['--json'], { LAB_TOPOLOGY: file })
     const { summary, hosts } = JSON.parse(p.stdout)
@@ -62,7 +62,7 @@ if (opened) {
     t.equal(Number(conf), backends(lab.topology).length, 'nginx is back to the topology\'s backends')
     const sent = (await clientStatus(lab)).sent
     await destroy()
-    await waitStatus(lab, 'readings acknowledged after the third backend is gone', (s) => s.sent > sent, 60_000)
+    await acknowledgedAfter(lab, 'the third backend gone', sent)
     await assertExactlyOnce(t, lab, 'the third backend added, then removed', mark)
   })
 }

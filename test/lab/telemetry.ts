@@ -14,7 +14,8 @@ import { repoRoot, stateDir } from '../../scripts/lib/paths.js'
 import { MAX_BODY_BYTES, batchLine, sign } from '../../services/lib/reading.js'
 import { sleep } from '../lib/ipsec.js'
 import { openLab, waitFor } from '../lib/lab.js'
-import { assertExactlyOnce, assertValues, backendMetrics, clientStatus, fromProxy, httpFrom, markStream, sql, testDevice, waitStatus } from '../lib/telemetry.js'
+import { logFrom } from '../lib/logs.js'
+import { assertExactlyOnce, assertValues, backendMetrics, clientStatus, dbNow, fromProxy, httpFrom, markStream, sql, testDevice, waitStatus } from '../lib/telemetry.js'
 
 const lab = await openLab(t)
 if (lab) {
@@ -44,12 +45,12 @@ if (lab) {
 
   t.test('every backend handled some of the readings, and nginx says which', async (t) => {
     // Only what arrives from now on: the lab's history has readings from every backend.
-    const since = (await sql(lab, 'SELECT now();'))[0][0]
+    const since = await dbNow(lab)
     const spread = async () => Object.fromEntries((await sql(lab, `SELECT backend, count(*) FROM readings WHERE device_id LIKE '${client.name}-%' AND received_at > '${since}' GROUP BY 1 ORDER BY 1;`)).map(([b, n]) => [b, Number(n)]))
     const byBackend = await waitFor('readings stored by every backend', async () => { const x = await spread(); return upstreams.every((b) => x[b.name] > 0) ? x : undefined }, 60_000, 500).catch(async () => spread())
     for (const b of upstreams) t.ok(byBackend[b.name] > 0, `${b.name} stored ${byBackend[b.name] ?? 0} of the client's readings since the test began`)
     const r = reading()
-    const logFrom = Number((await lab.sh(proxy.name, 'wc -l < /var/log/nginx/access.log')).stdout.trim())
+    const access = await logFrom(lab, proxy.name, { file: '/var/log/nginx/access.log' })
     const a = await httpFrom(lab, client.name, url, { method: 'POST', headers: r.headers, body: r.body })
     t.equal(a.status, 201, 'a fresh reading is stored (201)')
     t.ok(upstreams.some((b) => a.headers['x-upstream'] === `${b.address}:${b.port}`), `X-Upstream names the backend: ${a.headers['x-upstream']}`)
@@ -57,7 +58,7 @@ if (lab) {
     t.match(again, { status: 200, json: { status: 'duplicate' } }, 'the same reading again: a success, stored once')
     t.same(await sql(lab, `SELECT count(*) FROM readings WHERE device_id = '${device.id}' AND seq = ${r.seq};`), [['1']])
     // The two requests' own lines: the one device of this test, after a cursor taken before them.
-    const log = (await lab.sh(proxy.name, `tail -n +${logFrom + 1} /var/log/nginx/access.log | grep -F 'device=${device.id} '`)).stdout.trim().split('\n').filter(Boolean)
+    const log = (await access()).split('\n').filter((l) => l.includes(`device=${device.id} `))
     t.equal(log.length, 2, 'nginx logged both requests')
     t.ok(log.every((l) => upstreams.some((b) => l.includes(`upstream=${b.address}:${b.port} `) || l.includes(`, ${b.address}:${b.port} `))), `nginx's access log records the upstream: ${log[0]}`)
   })

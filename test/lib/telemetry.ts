@@ -104,6 +104,16 @@ export async function waitStatus(lab: Lab, what: string, ok: (s: ClientStatus) =
   return s
 }
 
+/** Wait until the client has had more readings acknowledged than `sent` (its count survives restarts). */
+export function acknowledgedAfter(lab: Lab, what: string, sent: number, timeoutMs = 60_000): Promise<ClientStatus> {
+  return waitStatus(lab, `${what}: readings acknowledged again`, (s) => s.sent > sent, timeoutMs)
+}
+
+/** The database's clock now: a scenario's own rows are those received after it. */
+export async function dbNow(lab: Lab): Promise<string> {
+  return (await sql(lab, 'SELECT now();'))[0][0]
+}
+
 /** Where the client's stream stood when a scenario began: its own readings come after. */
 export interface StreamMark { devices: Record<string, number>; rejected: number; generated: number }
 
