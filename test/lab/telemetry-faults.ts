@@ -10,8 +10,9 @@ import { addressOn } from '../../provision/topology.js'
 import { sleep, waitForTunnel } from '../lib/ipsec.js'
 import { cutTcp, uncutTcp } from '../lib/faults.js'
 import { openLab, waitFor } from '../lib/lab.js'
+import { logFrom } from '../lib/logs.js'
 import { alertsOf } from '../lib/monitor.js'
-import { assertExactlyOnce, backendMetrics, clientStatus, markStream, sql, waitStatus } from '../lib/telemetry.js'
+import { acknowledgedAfter, assertExactlyOnce, backendMetrics, clientStatus, dbNow, markStream, sql, waitStatus } from '../lib/telemetry.js'
 
 const opened = await openLab(t)
 if (opened) {
@@ -38,12 +39,15 @@ if (opened) {
     await clientStatus(lab, undefined, 'POST', '/resume')
   })
 
-  /** Wait until the client has had more readings acknowledged than `sent` (its count survives restarts). */
-  const flowing = (what: string, sent: number, deadlineMs = 60_000) => waitStatus(lab, `${what}: readings acknowledged again`, (s) => s.sent > sent, deadlineMs)
-  /** The access log from a cursor taken now: the lines nginx wrote since. */
+  const flowing = (what: string, sent: number) => acknowledgedAfter(lab, what, sent)
+  /**
+   * The devices' requests (POST /readings, one reading or a batch) in the access log from
+   * a cursor taken now; the monitor's scrapes of nginx's status page, answered by nginx
+   * itself (upstream=-), are in the same log and are not readings.
+   */
   const accessLogFrom = async () => {
-    const lines = Number((await lab.sh(proxy.name, 'wc -l < /var/log/nginx/access.log')).stdout.trim())
-    return async () => (await lab.sh(proxy.name, `tail -n +${lines + 1} /var/log/nginx/access.log`)).stdout.split('\n').filter((l) => l.includes('device='))
+    const read = await logFrom(lab, proxy.name, { file: '/var/log/nginx/access.log' })
+    return async () => (await read()).split('\n').filter((l) => l.includes('"POST /readings'))
   }
   /** The backend that answered a request (the last one nginx tried) and its status. */
   const answered = (line: string) => {
@@ -87,7 +91,7 @@ if (opened) {
     }
     await fires(t, 'LabBackendDown', { host: down.name })
     await fires(t, 'LabTargetDown', { job: 'ingest', host: down.name })
-    const startedAt = (await sql(lab, 'SELECT now();'))[0][0]
+    const startedAt = await dbNow(lab)
     await ingest(down.name, 'start')
     const n = await waitFor(`${down.name} storing readings again`, async () => Number((await sql(lab, `SELECT count(*) FROM readings WHERE backend = '${down.name}' AND received_at > '${startedAt}';`))[0][0]) || undefined, 60_000, 500)
     t.pass(`${down.name} stores readings again (${n})`)
@@ -194,10 +198,12 @@ if (opened) {
   t.test('the client restarted mid-stream, gracefully and by a crash', async (t) => {
     const mark = await markStream(lab)
     const restarts = async () => Number((await lab.sh(client.name, 'systemctl show -P NRestarts lab-client.service')).stdout.trim())
-    const restartsBefore = await restarts()
     const done = await streaming(t, 'client restarts')
     await lab.sh(client.name, 'systemctl restart lab-client.service')
     await waitStatus(lab, 'back after restart', (s) => s.acked_since_start > 0, 20_000)
+    // Taken after the graceful restart, which systemd does not count and which resets
+    // NRestarts: what grows from here is the crashes' automatic restarts.
+    const restartsBefore = await restarts()
     // A crash: SIGKILL, no chance to tidy up; systemd starts it again.
     for (let i = 0; i < 3; i++) {
       await sleep(700 + Math.random() * interval * 2)
