@@ -1,6 +1,7 @@
 // npm run test:mutants: the mutants a review found surviving the unit suite, kept as
 // patches (test/mutants/*.patch), each applied alone to a scratch copy of the tree; the
-// unit suite must fail on every one. A mutant the suite passes is a check missing:
+// unit test files its patch names ("Killed by:", a part of the unit suite) must fail on
+// every one. A mutant they pass is a check missing:
 // named here, and the command fails. (StrykerJS, npm run test:mutation, generates
 // mutants of its own; these stay because it does not make all of them.)
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -27,8 +28,8 @@ function scratch(): string {
 }
 
 /** Run tap on these files in the copy; returns the exit code and the first failed assertion. */
-function unit(copy: string, files: string[], mutant?: string) {
-  const r = spawnSync(path.join(copy, 'node_modules', '.bin', 'tap'), ['--bail', '--reporter=tap', ...files], { cwd: copy, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, ...(mutant ? { LAB_MUTANT: mutant } : {}) } })
+function unit(copy: string, files: string[]) {
+  const r = spawnSync(path.join(copy, 'node_modules', '.bin', 'tap'), ['--bail', '--reporter=tap', ...files], { cwd: copy, encoding: 'utf8', maxBuffer: 64 << 20 })
   const failed = (r.stdout + r.stderr).split('\n').find((l) => /^\s+not ok \d+ - /.test(l) && !/^\s+not ok \d+ - test\//.test(l))
   return { status: r.status, failed: failed?.trim().replace(/^not ok \d+ - /, '') }
 }
@@ -49,7 +50,7 @@ for (const p of patches) {
   try {
     execFileSync('git', ['apply', path.join(dir, p)], { cwd: copy, stdio: 'pipe' })
     const t0 = Date.now()
-    const r = unit(copy, killedBy(p), p)
+    const r = unit(copy, killedBy(p))
     const secs = ((Date.now() - t0) / 1000).toFixed(0)
     if (r.status === 0) { survived++; console.log(`SURVIVED  ${p} (${secs} s): ${killedBy(p).join(' ')} pass with it applied`) }
     else console.log(`killed    ${p} (${secs} s): ${r.failed ?? `exit ${r.status}`}`.slice(0, 200))
