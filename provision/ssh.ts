@@ -46,36 +46,50 @@ export function sudoWrap(command: string): string {
 }
 
 export class SshHost implements RemoteHost {
-  private constructor(readonly name: string, private ssh: NodeSSH) {}
+  /** Why the connection went away under us (an unanswered keepalive, a reset), if it did. */
+  private lost?: string
+  private closed = false
+
+  private constructor(readonly name: string, private entry: InventoryEntry, private timeoutMs: number, private ssh: NodeSSH) {
+    this.watch(ssh)
+  }
 
   static async connect(entry: InventoryEntry, timeoutMs = 15000): Promise<SshHost> {
-    // A host that accepted the TCP connection but did not finish the handshake in time
-    // is there and slow (an emulated VM whose CPU is busy: seen under QEMU's TCG), so it
-    // gets two more tries; one that refuses or cannot be reached fails at once.
-    for (let attempt = 1; ; attempt++) {
-      const ssh = new NodeSSH()
-      try {
-        await ssh.connect({
-          host: entry.hostName,
-          port: entry.port,
-          username: entry.user,
-          privateKey: fs.readFileSync(entry.identityFile, 'utf8'),
-          readyTimeout: timeoutMs,
-          keepaliveInterval: 5000,
-        })
-        return new SshHost(entry.name, ssh)
-      } catch (e) {
-        ssh.dispose()
-        const message = (e as Error).message
-        if (attempt < 3 && /waiting for handshake/i.test(message)) continue
-        throw new UnreachableError(entry.name, `SSH to ${entry.user}@${entry.hostName}:${entry.port} failed (${message}${attempt > 1 ? `, ${attempt} tries` : ''})`)
-      }
-    }
+    return new SshHost(entry.name, entry, timeoutMs, await open(entry, timeoutMs))
+  }
+
+  private watch(ssh: NodeSSH) {
+    // node-ssh listens for errors only until the handshake is done: a later one (a
+    // keepalive left unanswered by a stalled guest, a reset) would be thrown from an
+    // event emitter with no listener and end the whole process. It is recorded instead,
+    // and the next command connects again.
+    ssh.connection?.on('error', (e: Error) => { this.lost ??= e.message })
+    ssh.connection?.on('close', () => { this.lost ??= 'the connection closed' })
+  }
+
+  /** The connection, made again if it was lost since the last command. */
+  private async live(): Promise<NodeSSH> {
+    if (this.closed) throw new Error(`the connection to ${this.name} was closed by this program`)
+    if (!this.lost && this.ssh.isConnected()) return this.ssh
+    this.ssh.connection?.destroy()
+    this.ssh.dispose()
+    this.ssh = await open(this.entry, this.timeoutMs, `the connection was lost (${this.lost ?? 'closed'}) and made again`)
+    this.lost = undefined
+    this.watch(this.ssh)
+    return this.ssh
+  }
+
+  /** Runs one command; a connection lost while it ran leaves its outcome unknown, which is said, never read as an exit code. */
+  private async run(line: string, options: Parameters<NodeSSH['execCommand']>[1], command: string) {
+    const ssh = await this.live()
+    const r = await ssh.execCommand(line, options)
+    if (this.lost && r.code == null) throw new UnreachableError(this.name, `the SSH connection was lost while \`${command}\` ran (${this.lost}); whether it finished is unknown`)
+    return r
   }
 
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const line = options.sudo === false ? command : sudoWrap(command)
-    const r = await this.ssh.execCommand(line, { stdin: options.stdin })
+    const r = await this.run(line, { stdin: options.stdin }, command)
     const result = { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr }
     if (result.code !== 0 && options.check !== false) throw new CommandError(this.name, command, result)
     return result
@@ -83,14 +97,47 @@ export class SshHost implements RemoteHost {
 
   /** A command whose output is streamed as it comes (bytes, as sent: a pcap stays whole). */
   async execStream(command: string, handlers: { onStdout: (d: Buffer) => void; onStderr: (d: Buffer) => void }): Promise<{ code: number }> {
-    const r = await this.ssh.execCommand(sudoWrap(command), { onStdout: handlers.onStdout, onStderr: handlers.onStderr })
+    const r = await this.run(sudoWrap(command), { onStdout: handlers.onStdout, onStderr: handlers.onStderr }, command)
     return { code: r.code ?? -1 }
   }
 
   async close(): Promise<void> {
+    this.closed = true
     // destroy, not end: a host that is already gone would keep the socket (and the
     // process) waiting for a goodbye that never comes.
     this.ssh.connection?.destroy()
     this.ssh.dispose()
+  }
+}
+
+/**
+ * One SSH connection to a host. A host that accepted the TCP connection but did not
+ * finish the handshake in time is there and slow (an emulated VM whose CPU is busy: seen
+ * under QEMU's TCG), so it gets two more tries; one that refuses or cannot be reached
+ * fails at once.
+ */
+async function open(entry: InventoryEntry, timeoutMs: number, context?: string): Promise<NodeSSH> {
+  for (let attempt = 1; ; attempt++) {
+    const ssh = new NodeSSH()
+    try {
+      await ssh.connect({
+        host: entry.hostName,
+        port: entry.port,
+        username: entry.user,
+        privateKey: fs.readFileSync(entry.identityFile, 'utf8'),
+        readyTimeout: timeoutMs,
+        // A guest under emulation on a loaded machine can stall for tens of seconds
+        // (measured: both gateway VMs missed three keepalives 5 s apart right after
+        // provisioning); a minute of silence, not fifteen seconds, means it is gone.
+        keepaliveInterval: 10_000,
+        keepaliveCountMax: 6,
+      })
+      return ssh
+    } catch (e) {
+      ssh.dispose()
+      const message = (e as Error).message
+      if (attempt < 3 && /waiting for handshake/i.test(message)) continue
+      throw new UnreachableError(entry.name, `SSH to ${entry.user}@${entry.hostName}:${entry.port} failed (${message}${attempt > 1 ? `, ${attempt} tries` : ''}${context ? `; ${context}` : ''})`)
+    }
   }
 }

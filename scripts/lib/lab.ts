@@ -212,12 +212,12 @@ async function ipsecStatus(topology: Topology, states: Map<string, string>): Pro
   const gateways = topology.hosts.filter((h) => h.role === 'gateway' && states.get(h.name) === 'running')
   const out = new Map<string, string>()
   if (gateways.length === 0) return out
-  const inv = await vagrantInventory(gateways.map((g) => g.name), repoRoot)
+  const inv = await vagrantInventory(gateways, repoRoot)
   await Promise.all(gateways.map(async (g) => {
     const entry = inv.entries.get(g.name)
     if (!entry) return
     try {
-      const host = await SshHost.connect(entry, 5000)
+      const host = await SshHost.connect(entry, 10_000)
       try {
         const r = await host.exec('cat /etc/lab/ipsec-mode 2>/dev/null; swanctl --list-sas --raw 2>/dev/null', { check: false })
         const [mode, ...sas] = r.stdout.split('\n')
