@@ -1,7 +1,7 @@
-// SSH connections to a set of lab hosts, from `vagrant ssh-config`, for the tools that
+// SSH connections to a set of lab hosts, from Vagrant's inventory, for the tools that
 // work on the running lab (pki actions, the benchmark). A host that cannot be reached
 // is named, with what to do.
-import { vagrantInventory } from './inventory.js'
+import { vagrantInventory, type InventoryHost } from './inventory.js'
 import { SshHost, type RemoteHost } from './ssh.js'
 
 export interface Hosts {
@@ -9,8 +9,9 @@ export interface Hosts {
   close(): Promise<void>
 }
 
-export async function connectHosts(names: string[], repoRoot: string): Promise<Hosts> {
-  const inv = await vagrantInventory(names, repoRoot)
+export async function connectHosts(hosts: InventoryHost[], repoRoot: string): Promise<Hosts> {
+  const names = hosts.map((h) => h.name)
+  const inv = await vagrantInventory(hosts, repoRoot)
   if (inv.missing.size) throw new Error(`cannot reach ${[...inv.missing.keys()].join(', ')}: ${[...inv.missing.values()][0]}. Is the lab up (npm run lab)?`)
   const conns = new Map<string, RemoteHost>()
   try {

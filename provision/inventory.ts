@@ -1,6 +1,9 @@
-// The SSH inventory comes from Vagrant itself (`vagrant ssh-config`), whatever the
-// provider: lxc gives the management address, VirtualBox a forwarded port on
-// 127.0.0.1. Machines that are not created or not running are named, not guessed.
+// The SSH inventory comes from Vagrant: from its state where the lab itself decides the
+// address (lxc and libvirt machines answer on the topology's management address), else
+// from `vagrant ssh-config` (VirtualBox: a forwarded port on 127.0.0.1). Machines that
+// are not created or not running are named, not guessed.
+import fs from 'node:fs'
+import path from 'node:path'
 import { $ } from 'zx'
 
 export interface InventoryEntry { name: string; hostName: string; port: number; user: string; identityFile: string }
@@ -33,10 +36,47 @@ export function parseSshConfig(text: string): Map<string, InventoryEntry> {
 
 export interface Inventory { entries: Map<string, InventoryEntry>; missing: Map<string, string> }
 
-/** Ask Vagrant for every named machine; those it cannot give are listed with why. */
-export async function vagrantInventory(names: string[], cwd: string): Promise<Inventory> {
-  const r = await $({ cwd, quiet: true, nothrow: true })`vagrant ssh-config ${names}`
-  const entries = parseSshConfig(r.stdout)
+/** What the inventory needs of a host: its name and, if known, its management address. */
+export interface InventoryHost { name: string; mgmt?: { address: string } }
+
+/**
+ * The entry `vagrant ssh-config` gives an lxc or libvirt machine, read from Vagrant's own
+ * state: the Vagrantfile puts it on the topology's management address (lxc.ssh_ip_addr;
+ * libvirt's DHCP reservation for the host's MAC), port 22, user vagrant, with the key
+ * Vagrant wrote for that machine. Undefined where that does not hold (no id, another
+ * provider, no key of its own yet): Vagrant is asked then.
+ */
+export function stateEntry(host: InventoryHost, cwd: string): InventoryEntry | undefined {
+  if (!host.mgmt) return undefined
+  for (const provider of ['lxc', 'libvirt']) {
+    const dir = path.join(cwd, '.vagrant', 'machines', host.name, provider)
+    const key = path.join(dir, 'private_key')
+    if (fs.existsSync(path.join(dir, 'id')) && fs.existsSync(key)) {
+      return { name: host.name, hostName: host.mgmt.address, port: 22, user: 'vagrant', identityFile: key }
+    }
+  }
+  return undefined
+}
+
+/**
+ * Every named machine's SSH entry; those that cannot be given are listed with why.
+ * `vagrant ssh-config` costs about 10 s (Ruby and a provider plugin per machine), paid
+ * by every test file, provision and lab:impair, so it is asked only for the machines
+ * whose entry Vagrant's state does not already say (stateEntry).
+ */
+export async function vagrantInventory(hosts: (string | InventoryHost)[], cwd: string): Promise<Inventory> {
+  const wanted = hosts.map((h) => (typeof h === 'string' ? { name: h } : h))
+  const entries = new Map<string, InventoryEntry>()
+  for (const h of wanted) {
+    const e = stateEntry(h, cwd)
+    if (e) entries.set(h.name, e)
+  }
+  const names = wanted.map((h) => h.name)
+  const ask = names.filter((n) => !entries.has(n))
+  if (ask.length) {
+    const r = await $({ cwd, quiet: true, nothrow: true })`vagrant ssh-config ${ask}`
+    for (const [n, e] of parseSshConfig(r.stdout)) entries.set(n, e)
+  }
   const missing = new Map<string, string>()
   for (const name of names) {
     if (!entries.has(name)) missing.set(name, 'Vagrant has no SSH address for it (not created or not running)')

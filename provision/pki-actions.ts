@@ -28,8 +28,9 @@ const RELOAD: Record<string, (serials: string[]) => string> = {
 }
 
 async function withHosts<T>(topology: Topology, repoRoot: string, roles: readonly string[], fn: (name: string, host: RemoteHost) => Promise<T>): Promise<T[]> {
-  const names = topology.hosts.filter((h) => roles.includes(h.role)).map((h) => h.name)
-  const hosts = await connectHosts(names, repoRoot)
+  const chosen = topology.hosts.filter((h) => roles.includes(h.role))
+  const names = chosen.map((h) => h.name)
+  const hosts = await connectHosts(chosen, repoRoot)
   try {
     return await Promise.all(names.map((name) => fn(name, hosts.get(name))))
   } finally {

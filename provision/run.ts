@@ -2,7 +2,7 @@
 // roles through the step runner, a recap per host. A host that cannot be reached is
 // reported by name and the others are still provisioned.
 import { gatherFacts } from './facts.js'
-import { vagrantInventory, type Inventory, type InventoryEntry } from './inventory.js'
+import { vagrantInventory, type Inventory, type InventoryEntry, type InventoryHost } from './inventory.js'
 import { rolesFor } from './roles/index.js'
 import { counts, runRoles, type HostRecap, type Reporter } from './runner.js'
 import { SshHost, type RemoteHost } from './ssh.js'
@@ -20,7 +20,7 @@ export interface ProvisionOptions {
   stateDir: string
   report?: Reporter
   /** Injected for tests: how to get the inventory and how to connect. */
-  inventory?: (names: string[]) => Promise<Inventory>
+  inventory?: (hosts: InventoryHost[]) => Promise<Inventory>
   connect?: (entry: InventoryEntry) => Promise<RemoteHost>
 }
 
@@ -29,7 +29,7 @@ export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
   const unknown = (opts.only ?? []).filter((n) => !topology.hosts.some((h) => h.name === n))
   if (unknown.length) throw new Error(`unknown host ${unknown.join(', ')}: the topology has ${topology.hosts.map((h) => h.name).join(', ')}`)
   const hosts = topology.hosts.filter((h) => !opts.only?.length || opts.only.includes(h.name))
-  const inventory = await (opts.inventory ?? ((names) => vagrantInventory(names, opts.repoRoot)))(hosts.map((h) => h.name))
+  const inventory = await (opts.inventory ?? ((names) => vagrantInventory(names, opts.repoRoot)))(hosts)
   const connect = opts.connect ?? ((e) => SshHost.connect(e))
 
   return Promise.all(hosts.map(async (self): Promise<HostRecap> => {

@@ -23,7 +23,7 @@ export interface BenchLab {
 }
 
 export async function openBenchLab(topology: Topology): Promise<BenchLab> {
-  const hosts: Hosts = await connectHosts(topology.hosts.map((h) => h.name), repoRoot)
+  const hosts: Hosts = await connectHosts(topology.hosts, repoRoot)
   const touched = new Set<string>()
   const sh = (host: string, cmd: string, opts: { stdin?: string } = {}) => hosts.get(host).exec(cmd, { check: false, ...opts })
   const must = async (host: string, cmd: string, opts: { stdin?: string } = {}) => {

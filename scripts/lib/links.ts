@@ -56,7 +56,7 @@ export async function deviceOf(ssh: SshHost, link: Extract<Link, { kind: 'interf
 
 /** SSH to one lab host (root), or an error that says what to do. */
 export async function connect(host: Host): Promise<SshHost> {
-  const inv = await vagrantInventory([host.name], repoRoot)
+  const inv = await vagrantInventory([host], repoRoot)
   const entry = inv.entries.get(host.name)
   if (!entry) throw new Error(`${host.name} is not running (${inv.missing.get(host.name)}): npm run lab`)
   return SshHost.connect(entry, 10_000)

@@ -7,7 +7,53 @@ import { repoRoot } from './paths.js'
 
 export type MachineState = 'running' | 'stopped' | 'not_created' | string
 
+/**
+ * Each machine's state, as `vagrant status` says it. For lxc and libvirt machines it is
+ * the provider's own word, asked directly (lxc-info, virsh: milliseconds), since
+ * `vagrant status` takes about 10 s and every test file asks; a lab with any other
+ * provider's machine, or a provider that cannot be asked, is asked of Vagrant.
+ */
 export async function machineStates(cwd = repoRoot): Promise<Map<string, MachineState>> {
+  return (await statesFromProviders(cwd)) ?? vagrantStates(cwd)
+}
+
+/** lxc-info's and virsh's words, in Vagrant's spelling (vagrant-lxc and vagrant-libvirt say these). */
+const LXC_STATES: Record<string, MachineState> = { RUNNING: 'running', STOPPED: 'stopped', FROZEN: 'frozen' }
+const LIBVIRT_STATES: Record<string, MachineState> = { running: 'running', 'shut off': 'shutoff', paused: 'paused', 'in shutdown': 'shutdown', crashed: 'crashed', pmsuspended: 'pmsuspended' }
+
+async function statesFromProviders(cwd: string): Promise<Map<string, MachineState> | undefined> {
+  const states = new Map<string, MachineState>()
+  const dir = path.join(cwd, '.vagrant', 'machines')
+  if (!fs.existsSync(dir)) return states
+  const asks: Promise<boolean>[] = []
+  for (const host of fs.readdirSync(dir)) {
+    const ids = fs.readdirSync(path.join(dir, host)).filter((p) => fs.existsSync(path.join(dir, host, p, 'id')))
+    if (ids.length === 0) { states.set(host, 'not_created'); continue }
+    if (ids.length > 1) return undefined
+    const id = fs.readFileSync(path.join(dir, host, ids[0], 'id'), 'utf8').trim()
+    if (ids[0] === 'lxc') {
+      asks.push($({ quiet: true, nothrow: true })`lxc-info -s -n ${id}`.then((r) => {
+        const word = /State:\s+(\S+)/.exec(r.stdout)?.[1]
+        if (r.exitCode === 0 && word && LXC_STATES[word]) states.set(host, LXC_STATES[word])
+        else if (r.exitCode !== 127 && /doesn't exist|does not exist/i.test(r.stderr + r.stdout)) states.set(host, 'not_created')
+        else return false
+        return true
+      }))
+    } else if (ids[0] === 'libvirt') {
+      asks.push($({ quiet: true, nothrow: true })`virsh -c qemu:///system domstate ${id}`.then((r) => {
+        const word = r.stdout.trim()
+        if (r.exitCode === 0 && LIBVIRT_STATES[word]) states.set(host, LIBVIRT_STATES[word])
+        else if (/failed to get domain|Domain not found/i.test(r.stderr)) states.set(host, 'not_created')
+        else return false
+        return true
+      }))
+    } else return undefined
+  }
+  return (await Promise.all(asks)).every(Boolean) ? states : undefined
+}
+
+/** `vagrant status` itself (hosts.ts checks machineStates against it). */
+export async function vagrantStates(cwd = repoRoot): Promise<Map<string, MachineState>> {
   const r = await $({ cwd, quiet: true, nothrow: true })`vagrant status --machine-readable`
   const states = new Map<string, MachineState>()
   for (const line of r.stdout.split('\n')) {

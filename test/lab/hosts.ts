@@ -1,10 +1,24 @@
 // Every host of the topology exists as the topology says: it answers, systemd runs
 // with nothing failed, and it has exactly its interfaces and addresses.
 import t from 'tap'
+import { $ } from 'zx'
+import { parseSshConfig, stateEntry } from '../../provision/inventory.js'
+import { repoRoot } from '../../scripts/lib/paths.js'
+import { machineStates, vagrantStates } from '../../scripts/lib/vagrant.js'
 import { openLab } from '../lib/lab.js'
 
 const lab = await openLab(t)
 if (lab) {
+  // The tests, provisioning and lab:status read machine states and SSH entries from
+  // Vagrant's state and the providers (milliseconds), not from `vagrant status` and
+  // `vagrant ssh-config` (10 s a call each): the shortcut must say what Vagrant says.
+  t.test("Vagrant's state, read directly, says what `vagrant status` and `vagrant ssh-config` say", async (t) => {
+    const [fast, slow] = [await machineStates(), await vagrantStates()]
+    for (const host of lab.topology.hosts) t.equal(fast.get(host.name), slow.get(host.name), `${host.name}: ${slow.get(host.name)}`)
+    const asked = parseSshConfig((await $({ cwd: repoRoot, quiet: true })`vagrant ssh-config`).stdout)
+    for (const host of lab.topology.hosts) t.same(stateEntry(host, repoRoot), asked.get(host.name), `${host.name}: ${asked.get(host.name)?.hostName}`)
+  })
+
   for (const host of lab.topology.hosts) {
     t.test(`${host.name} answers over SSH and is who the topology says`, async (t) => {
       t.equal((await lab.sh(host.name, 'hostname')).stdout.trim(), host.name, 'its hostname')

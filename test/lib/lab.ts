@@ -156,7 +156,7 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     await labUp((m) => t.comment(m))
     extendTimeout(t, fileTimeoutMs())
   }
-  const inventory = await vagrantInventory(topology.hosts.map((h) => h.name), repoRoot)
+  const inventory = await vagrantInventory(topology.hosts, repoRoot)
   if (inventory.missing.size) throw new Error(`no SSH address for ${[...inventory.missing.keys()].join(', ')} even after bring-up`)
   const hosts = new Map<string, RemoteHost>()
   const facts = new Map<string, Facts>()
