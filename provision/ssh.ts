@@ -49,6 +49,8 @@ export class SshHost implements RemoteHost {
   /** Why the connection went away under us (an unanswered keepalive, a reset), if it did. */
   private lost?: string
   private closed = false
+  /** ssh2's client, held here: node-ssh forgets it on 'end', before its socket is gone. */
+  private client?: NodeSSH['connection']
 
   private constructor(readonly name: string, private entry: InventoryEntry, private timeoutMs: number, private ssh: NodeSSH) {
     this.watch(ssh)
@@ -59,6 +61,7 @@ export class SshHost implements RemoteHost {
   }
 
   private watch(ssh: NodeSSH) {
+    this.client = ssh.connection
     // node-ssh listens for errors only until the handshake is done: a later one (a
     // keepalive left unanswered by a stalled guest, a reset) would be thrown from an
     // event emitter with no listener and end the whole process. It is recorded instead,
@@ -71,7 +74,7 @@ export class SshHost implements RemoteHost {
   private async live(): Promise<NodeSSH> {
     if (this.closed) throw new Error(`the connection to ${this.name} was closed by this program`)
     if (!this.lost && this.ssh.isConnected()) return this.ssh
-    this.ssh.connection?.destroy()
+    this.client?.destroy()
     this.ssh.dispose()
     this.ssh = await open(this.entry, this.timeoutMs, `the connection was lost (${this.lost ?? 'closed'}) and made again`)
     this.lost = undefined
@@ -105,7 +108,7 @@ export class SshHost implements RemoteHost {
     this.closed = true
     // destroy, not end: a host that is already gone would keep the socket (and the
     // process) waiting for a goodbye that never comes.
-    this.ssh.connection?.destroy()
+    this.client?.destroy()
     this.ssh.dispose()
   }
 }

@@ -103,6 +103,8 @@ export interface Lab {
    * it, else left out with a comment that names it and why (no skip: see the header).
    */
   test(t: Test, name: string, requires: Requires, fn: (t: Test) => Promise<void>): void
+  /** Drops every SSH connection now (a test about to destroy the hosts under them). */
+  close(): Promise<void>
 }
 
 function unavailable(): string | undefined {
@@ -165,7 +167,8 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     hosts.set(h.name, conn)
     facts.set(h.name, await gatherFacts(conn, h))
   }))
-  t.teardown(async () => { for (const h of hosts.values()) await h.close() })
+  const closeAll = async () => { for (const h of hosts.values()) await h.close() }
+  t.teardown(closeAll)
 
   // Running but not (completely) provisioned, e.g. a bare `vagrant up` or a run that
   // stopped halfway: provision first.
@@ -198,6 +201,7 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
       if (no) t.comment(`left out: ${name} (${no})`)
       else t.test(name, fn)
     },
+    close: closeAll,
   }
   const fileNeeds = unmet(lab, opts.requires)
   if (fileNeeds) return cannotRun(t, fileNeeds)
