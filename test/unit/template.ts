@@ -53,3 +53,41 @@ t.test('the network unit is valid with and without routes', async (t) => {
   const none = renderFile('common/lab-network.service', { routes: [], addresses: [] })
   t.match(none, /^ExecStart=\/bin\/true$/m, 'a host with no routes still has an ExecStart')
 })
+
+// The syntax's edges, one case each (StrykerJS found them unheld: spacing inside the
+// braces, {{#if}} on a dotted path and on an item's field, a value that is not a scalar,
+// an item whose field is null).
+t.test('spacing inside the braces is free, on every tag', async (t) => {
+  const vars = { xs: ['a'], on: true, v: 1 }
+  t.equal(render('{{v}}|{{ v }}|{{  v  }}', vars), '1|1|1')
+  t.equal(render('{{#each  xs  }}[{{.}}][{{ . }}]{{/each}}', vars), '[a][a]')
+  t.equal(render('{{#if  on  }}y{{/if}}', vars), 'y')
+  t.equal(render('{{#eachxs}}x{{/each}}', vars), '{{#eachxs}}x{{/each}}', 'a keyword needs its space: {{#eachxs}} is not a loop')
+  t.equal(render('{{#ifon}}y{{/if}}', vars), '{{#ifon}}y{{/if}}', 'nor {{#ifon}} a condition')
+})
+
+t.test('{{#if}} follows dotted paths, at the top and in an item', async (t) => {
+  const vars = { vpn: { psk: { on: true }, off: 0 }, xs: [{ tls: { on: true } }, { tls: { on: false } }, { tls: null }] }
+  t.equal(render('{{#if vpn.psk.on}}y{{else}}n{{/if}}', vars), 'y')
+  t.equal(render('{{#if vpn.off}}y{{else}}n{{/if}}', vars), 'n')
+  t.equal(render('{{#if vpn.nope.deeper}}y{{else}}n{{/if}}', vars), 'n', 'a path that stops short is false, not an error')
+  t.equal(render('{{#each xs}}{{#if .tls.on}}y{{else}}n{{/if}}{{/each}}', vars), 'ynn', "an item's dotted field; null on the way is false")
+  t.throws(() => render('{{#if .x}}y{{/if}}', vars, 'c.conf'), new TemplateError('c.conf: {{#if .x}} is only valid inside {{#each}}'))
+})
+
+t.test('only scalars are written: an object or a list is an error naming the value', async (t) => {
+  t.throws(() => render('{{ net }}', { net: { name: 'cloud' } }, 'a.conf'), new TemplateError('a.conf: {{ net }} is not a scalar'))
+  t.throws(() => render('{{ xs }}', { xs: [1] }, 'a.conf'), new TemplateError('a.conf: {{ xs }} is not a scalar'))
+  t.throws(() => render('{{#each xs}}{{ . }}{{/each}}', { xs: [{ a: 1 }] }, 'b.conf'), new TemplateError('b.conf: {{ . }} is not a scalar'))
+  t.equal(render('{{ n }} {{ f }} {{ z }}', { n: 0, f: false, z: '' }), '0 false ', 'zero, false and the empty string are values')
+})
+
+t.test('null, a missing part of a path, or a path through a scalar: no value, named', async (t) => {
+  t.throws(() => render('{{ a }}', { a: null }, 'n.conf'), new TemplateError('n.conf: no value for {{ a }}'))
+  t.throws(() => render('{{ a }}', { a: undefined }, 'n.conf'), new TemplateError('n.conf: no value for {{ a }}'))
+  t.throws(() => render('{{ a.b }}', { a: 'text' }, 'n.conf'), new TemplateError('n.conf: no value for {{ a.b }}'))
+  t.throws(() => render('{{ a.b }}', { a: null }, 'n.conf'), new TemplateError('n.conf: no value for {{ a.b }}'))
+  t.throws(() => render('{{#each xs}}{{ .name }}{{/each}}', { xs: [{ name: null }] }, 'e.conf'), new TemplateError('e.conf: no value for {{ name }}'))
+  t.throws(() => render('{{#each xs}}{{ . }}{{/each}}', { xs: [undefined] }, 'e.conf'), new TemplateError('e.conf: {{ . }} is only valid inside {{#each}}'), 'an undefined item reads as being outside a loop (the same message as there)')
+  t.throws(() => render('{{#each xs}}x{{/each}}', { xs: 'str' }, 'w.conf'), new TemplateError('w.conf: {{#each xs}} needs a list, got string'))
+})
