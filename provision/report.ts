@@ -35,10 +35,22 @@ export function recapText(recaps: HostRecap[], dryRun: boolean): string {
     const handlers = r.handlers.map((h) => (h.status === 'failed' ? `${h.name} (failed)` : h.name)).join(', ') || '-'
     lines.push(`${r.host.padEnd(12)} ${(r.roles[1] ?? '-').padEnd(11)} ${String(c.ok).padStart(4)} ${String(c.changed).padStart(8)} ${String(c.failed).padStart(7)}  ${handlers}`)
   }
+  const slow = slowest(recaps)
+  if (slow.length) lines.push('', `Slowest: ${slow.map((r) => `${r.host} ${r.name} ${(r.ms / 1000).toFixed(1)} s`).join('; ')}`)
   const s = summarize(recaps)
   const verdict = s.failed + s.unreachable > 0
     ? `${s.failed} failed, ${s.unreachable} unreachable`
     : s.changed === 0 ? 'nothing to change' : dryRun ? `${s.changed} would change` : `${s.changed} changed`
   lines.push('', `Done: ${s.hosts} hosts, ${s.changed} ${dryRun ? 'would change' : 'changed'}, ${s.failed} failed, ${s.unreachable} unreachable: ${verdict}`)
   return lines.join('\n')
+}
+
+/**
+ * The steps and handlers that took longest, over every host (as Ansible's profile_tasks
+ * does): where a slow provision spends its time, e.g. on emulated VMs. Those of 5 s or
+ * more, at most five.
+ */
+export function slowest(recaps: HostRecap[], n = 5, atLeastMs = 5000): { host: string; name: string; ms: number }[] {
+  return recaps.flatMap((r) => [...r.steps, ...r.handlers.map((h) => ({ ...h, name: `handler: ${h.name}` }))].map((x) => ({ host: r.host, name: x.name, ms: x.ms })))
+    .filter((x) => x.ms >= atLeastMs).sort((a, b) => b.ms - a.ms).slice(0, n)
 }

@@ -47,3 +47,13 @@ t.test('a host that does not answer is named, and the others are still provision
 t.test('asking for a host the topology does not have is refused', async (t) => {
   await t.rejects(provision({ topology: tinyTopology(), only: ['zz'], repoRoot: '/', stateDir: '/' }), /unknown host zz: the topology has web, app, sql/)
 })
+
+t.test('the recap names the slowest steps and handlers, over every host', async (t) => {
+  const step = (name: string, ms: number) => ({ name, status: 'ok' as const, ms })
+  const recaps = [
+    { host: 'gw', roles: ['common', 'gateway'], steps: [step('packages', 120_000), step('fast', 10)], handlers: [{ name: 'restart strongswan', status: 'changed' as const, ms: 30_000 }] },
+    { host: 'db', roles: ['common', 'db'], steps: [step('initdb', 6_000), step('quick', 4_999)], handlers: [] },
+  ]
+  t.match(recapText(recaps, false), /^Slowest: gw packages 120\.0 s; gw handler: restart strongswan 30\.0 s; db initdb 6\.0 s$/m, 'longest first; under 5 s left out')
+  t.notMatch(recapText([{ host: 'x', roles: [], steps: [step('a', 100)], handlers: [] }], false), /Slowest/, 'a fast run says nothing of it')
+})
