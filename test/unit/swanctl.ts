@@ -23,3 +23,11 @@ t.test('no SA, and an IKE SA still connecting with no child', async (t) => {
   t.equal(sa.state, 'CONNECTING')
   t.same(sa.children, [])
 })
+
+t.test('a child SA with several traffic selectors keeps the whole list', async (t) => {
+  // The site's child SA carries the LAN and the old server's /32: swanctl prints them
+  // space-separated inside one pair of brackets.
+  const [sa] = parseRawSas('list-sa event {gw-iot {uniqueid=4 state=ESTABLISHED child-sas {gw-iot-4 {name=gw-iot state=INSTALLED local-ts=[10.10.1.0/24 10.10.1.100/32] remote-ts=[10.20.0.0/24] bytes-in=0}}}}')
+  t.equal(sa.children[0].fields['local-ts'], '[10.10.1.0/24 10.10.1.100/32]')
+  t.equal(sa.children[0].fields['bytes-in'], '0', 'and the fields after it')
+})
