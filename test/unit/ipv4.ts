@@ -16,7 +16,8 @@ t.test('a network is an address, a slash and a prefix of 0 to 32, with no host b
   t.same(parseCidr('10.20.0.0/24'), { network: 0x0a140000, prefix: 24, text: '10.20.0.0/24' })
   t.same(parseCidr('10.20.0.7/32'), { network: 0x0a140007, prefix: 32, text: '10.20.0.7/32' }, 'a /32')
   t.same(parseCidr('0.0.0.0/0'), { network: 0, prefix: 0, text: '0.0.0.0/0' }, 'everything')
-  for (const bad of ['10.20.0.0/33', '10.20.0.0/24 ', ' 10.20.0.0/24', 'x/24', '10.20.0.0/24x', '10.20.0.0', '10.20.0.0/', '10.20.0.0/240', '10.20.0.300/24', '10.20.0.1/24']) {
+  t.equal(parseCidr('0.0.0.0/33'), undefined, 'a prefix over 32, where no host bit could show it')
+  for (const bad of ['a/10.20.0.0/24', '10.20.0.0/33', '10.20.0.0/24 ', ' 10.20.0.0/24', 'x/24', '10.20.0.0/24x', '10.20.0.0', '10.20.0.0/', '10.20.0.0/240', '10.20.0.300/24', '10.20.0.1/24']) {
     t.equal(parseCidr(bad), undefined, JSON.stringify(bad))
   }
 })

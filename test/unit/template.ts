@@ -75,6 +75,10 @@ t.test('{{#if}} follows dotted paths, at the top and in an item', async (t) => {
   t.throws(() => render('{{#if .x}}y{{/if}}', vars, 'c.conf'), new TemplateError('c.conf: {{#if .x}} is only valid inside {{#each}}'))
 })
 
+t.test("a template given no name is called 'template' in its errors", async (t) => {
+  t.throws(() => render('{{ x }}', {}), new TemplateError('template: no value for {{ x }}'))
+})
+
 t.test('only scalars are written: an object or a list is an error naming the value', async (t) => {
   t.throws(() => render('{{ net }}', { net: { name: 'cloud' } }, 'a.conf'), new TemplateError('a.conf: {{ net }} is not a scalar'))
   t.throws(() => render('{{ xs }}', { xs: [1] }, 'a.conf'), new TemplateError('a.conf: {{ xs }} is not a scalar'))
