@@ -44,6 +44,10 @@ async function statesFromProviders(cwd: string): Promise<Map<string, MachineStat
         const word = r.stdout.trim()
         if (r.exitCode === 0 && LIBVIRT_STATES[word]) states.set(host, LIBVIRT_STATES[word])
         else if (/failed to get domain|Domain not found/i.test(r.stderr)) states.set(host, 'not_created')
+        // libvirtd not running (lab:down stops it, a reboot too): `vagrant status` fails
+        // outright then; the machine is not running for the lab, whose bring-up starts
+        // libvirt again.
+        else if (/Failed to connect socket|failed to connect to the hypervisor/i.test(r.stderr)) states.set(host, 'unknown (libvirt is not running)')
         else return false
         return true
       }))
