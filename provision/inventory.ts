@@ -64,14 +64,13 @@ export function stateEntry(host: InventoryHost, cwd: string): InventoryEntry | u
  * by every test file, provision and lab:impair, so it is asked only for the machines
  * whose entry Vagrant's state does not already say (stateEntry).
  */
-export async function vagrantInventory(hosts: (string | InventoryHost)[], cwd: string): Promise<Inventory> {
-  const wanted = hosts.map((h) => (typeof h === 'string' ? { name: h } : h))
+export async function vagrantInventory(hosts: InventoryHost[], cwd: string): Promise<Inventory> {
   const entries = new Map<string, InventoryEntry>()
-  for (const h of wanted) {
+  for (const h of hosts) {
     const e = stateEntry(h, cwd)
     if (e) entries.set(h.name, e)
   }
-  const names = wanted.map((h) => h.name)
+  const names = hosts.map((h) => h.name)
   const ask = names.filter((n) => !entries.has(n))
   if (ask.length) {
     const r = await $({ cwd, quiet: true, nothrow: true })`vagrant ssh-config ${ask}`

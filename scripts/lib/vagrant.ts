@@ -17,43 +17,48 @@ export async function machineStates(cwd = repoRoot): Promise<Map<string, Machine
   return (await statesFromProviders(cwd)) ?? vagrantStates(cwd)
 }
 
-/** lxc-info's and virsh's words, in Vagrant's spelling (vagrant-lxc and vagrant-libvirt say these). */
-const LXC_STATES: Record<string, MachineState> = { RUNNING: 'running', STOPPED: 'stopped', FROZEN: 'frozen' }
-const LIBVIRT_STATES: Record<string, MachineState> = { running: 'running', 'shut off': 'shutoff', paused: 'paused', 'in shutdown': 'shutdown', crashed: 'crashed', pmsuspended: 'pmsuspended' }
+type Output = { exitCode: number | null; stdout: string; stderr: string }
+
+/**
+ * How each provider is asked for a machine's state, and its answer in Vagrant's
+ * spelling (vagrant-lxc and vagrant-libvirt say these); undefined where the answer is
+ * not understood, and Vagrant is asked instead.
+ */
+const ASK: Record<string, { command: (id: string) => Promise<Output>; state: (r: Output) => MachineState | undefined }> = {
+  lxc: {
+    command: (id) => $({ quiet: true, nothrow: true })`lxc-info -s -n ${id}`,
+    state: (r) => {
+      const word = /State:\s+(\S+)/.exec(r.stdout)?.[1]
+      if (r.exitCode === 0 && word) return ({ RUNNING: 'running', STOPPED: 'stopped', FROZEN: 'frozen' } as Record<string, MachineState>)[word]
+      if (r.exitCode !== 127 && /doesn't exist|does not exist/i.test(r.stderr + r.stdout)) return 'not_created'
+      return undefined
+    },
+  },
+  libvirt: {
+    command: (id) => $({ quiet: true, nothrow: true })`virsh -c qemu:///system domstate ${id}`,
+    state: (r) => {
+      if (r.exitCode === 0) return ({ running: 'running', 'shut off': 'shutoff', paused: 'paused', 'in shutdown': 'shutdown', crashed: 'crashed', pmsuspended: 'pmsuspended' } as Record<string, MachineState>)[r.stdout.trim()]
+      if (/failed to get domain|Domain not found/i.test(r.stderr)) return 'not_created'
+      // libvirtd not running (lab:down stops it, a reboot too): `vagrant status` fails
+      // outright then; the machine is not running for the lab, whose bring-up starts
+      // libvirt again.
+      if (/Failed to connect socket|failed to connect to the hypervisor/i.test(r.stderr)) return 'unknown (libvirt is not running)'
+      return undefined
+    },
+  },
+}
 
 async function statesFromProviders(cwd: string): Promise<Map<string, MachineState> | undefined> {
-  const states = new Map<string, MachineState>()
   const dir = path.join(cwd, '.vagrant', 'machines')
-  if (!fs.existsSync(dir)) return states
-  const asks: Promise<boolean>[] = []
-  for (const host of fs.readdirSync(dir)) {
-    const ids = fs.readdirSync(path.join(dir, host)).filter((p) => fs.existsSync(path.join(dir, host, p, 'id')))
-    if (ids.length === 0) { states.set(host, 'not_created'); continue }
-    if (ids.length > 1) return undefined
-    const id = fs.readFileSync(path.join(dir, host, ids[0], 'id'), 'utf8').trim()
-    if (ids[0] === 'lxc') {
-      asks.push($({ quiet: true, nothrow: true })`lxc-info -s -n ${id}`.then((r) => {
-        const word = /State:\s+(\S+)/.exec(r.stdout)?.[1]
-        if (r.exitCode === 0 && word && LXC_STATES[word]) states.set(host, LXC_STATES[word])
-        else if (r.exitCode !== 127 && /doesn't exist|does not exist/i.test(r.stderr + r.stdout)) states.set(host, 'not_created')
-        else return false
-        return true
-      }))
-    } else if (ids[0] === 'libvirt') {
-      asks.push($({ quiet: true, nothrow: true })`virsh -c qemu:///system domstate ${id}`.then((r) => {
-        const word = r.stdout.trim()
-        if (r.exitCode === 0 && LIBVIRT_STATES[word]) states.set(host, LIBVIRT_STATES[word])
-        else if (/failed to get domain|Domain not found/i.test(r.stderr)) states.set(host, 'not_created')
-        // libvirtd not running (lab:down stops it, a reboot too): `vagrant status` fails
-        // outright then; the machine is not running for the lab, whose bring-up starts
-        // libvirt again.
-        else if (/Failed to connect socket|failed to connect to the hypervisor/i.test(r.stderr)) states.set(host, 'unknown (libvirt is not running)')
-        else return false
-        return true
-      }))
-    } else return undefined
-  }
-  return (await Promise.all(asks)).every(Boolean) ? states : undefined
+  if (!fs.existsSync(dir)) return new Map()
+  const asked = await Promise.all(fs.readdirSync(dir).map(async (host): Promise<[string, MachineState | undefined]> => {
+    const providers = fs.readdirSync(path.join(dir, host)).filter((p) => fs.existsSync(path.join(dir, host, p, 'id')))
+    if (providers.length === 0) return [host, 'not_created']
+    const ask = providers.length === 1 ? ASK[providers[0]] : undefined
+    if (!ask) return [host, undefined]
+    return [host, ask.state(await ask.command(fs.readFileSync(path.join(dir, host, providers[0], 'id'), 'utf8').trim()))]
+  }))
+  return asked.every(([, s]) => s !== undefined) ? new Map(asked as [string, MachineState][]) : undefined
 }
 
 /** `vagrant status` itself (hosts.ts checks machineStates against it). */
