@@ -13,6 +13,18 @@ import type { Entry } from './outbox.js'
 
 export const PERMANENT = new Set([400, 409, 413, 415])
 
+/** What the options leave unsaid (one place, so that a test can shorten them). */
+export const DEFAULTS = { timeoutMs: 5000, batchTimeoutMs: 10_000, maxBackoffMs: 5000 }
+
+/** The backoff after one more failure: doubled, from 100 ms, at most `maxMs`. */
+export const nextBackoff = (backoffMs: number, maxMs: number) => Math.min(maxMs, Math.max(100, backoffMs * 2))
+
+/**
+ * The wait before the next request: between half and all of the backoff, so that the
+ * devices that failed together (a tunnel down) do not all come back in the same instant.
+ */
+export const jitter = (backoffMs: number, random = Math.random()) => backoffMs * (0.5 + random / 2)
+
 /** Where the readings come from: the outbox (take fresh then backlog; give back what failed). */
 export interface Source {
   take(max: number): Entry[]
@@ -80,7 +92,8 @@ export class Sender {
 
   constructor(private opts: SenderOptions) {
     this.url = new URL(opts.url)
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency })
+    // An https URL needs an https agent (an http one makes every request throw).
+    this.agent = new (this.url.protocol === 'https:' ? https : http).Agent({ keepAlive: true, maxSockets: opts.concurrency })
     this.batch = Math.max(1, opts.batch)
   }
 
@@ -99,7 +112,7 @@ export class Sender {
 
   private async worker() {
     while (!this.stopped) {
-      if (this.backoffMs > 0) await sleep(this.backoffMs * (0.5 + Math.random() / 2))
+      if (this.backoffMs > 0) await sleep(jitter(this.backoffMs))
       if (this.stopped) return
       const entries = this.opts.source.take(this.batch)
       if (entries.length === 0) {
@@ -114,11 +127,11 @@ export class Sender {
       try {
         if (this.batch === 1) {
           const e = entries[0]
-          const a = await post(this.url, this.agent, e, this.opts.keyOf(e.device), this.opts.timeoutMs ?? 5000)
+          const a = await post(this.url, this.agent, e, this.opts.keyOf(e.device), this.opts.timeoutMs ?? DEFAULTS.timeoutMs)
           why = this.settle(e, a.status, a.body, a.upstream) ? '' : `HTTP ${a.status} ${a.body.trim().slice(0, 200)}`
           if (why) failed = [e]
         } else {
-          const { answer, results } = await postBatch(this.url, this.agent, entries, this.opts.keyOf, this.opts.timeoutMs ?? 10_000)
+          const { answer, results } = await postBatch(this.url, this.agent, entries, this.opts.keyOf, this.opts.timeoutMs ?? DEFAULTS.batchTimeoutMs)
           if (answer.status === 415 || answer.status === 404) {
             // A server that takes no batches: one reading per request from now on.
             this.opts.log?.(`the server refused a batch (HTTP ${answer.status}): sending one reading per request from now on`)
@@ -148,7 +161,7 @@ export class Sender {
       this.retries += failed.length
       this.lastError = why
       this.opts.onRetry?.(failed, why)
-      this.backoffMs = Math.min(this.opts.maxBackoffMs ?? 5000, Math.max(100, this.backoffMs * 2))
+      this.backoffMs = nextBackoff(this.backoffMs, this.opts.maxBackoffMs ?? DEFAULTS.maxBackoffMs)
     }
   }
 
