@@ -26,11 +26,11 @@ const twoSites = () => ({
   },
 })
 
-function ctxFor(raw: object, host: string, mode: 'kernel' | 'libipsec' = 'libipsec'): Context {
+function ctxFor(raw: object, host: string, mode: 'kernel' | 'libipsec' = 'libipsec', stateDir = '/nonexistent'): Context {
   const topology = validateTopology(raw)
   const self = topology.hosts.find((h) => h.name === host)!
   return {
-    host: new FakeHost(host), topology, self, dryRun: true, stateDir: '/nonexistent',
+    host: new FakeHost(host), topology, self, dryRun: true, stateDir,
     facts: { addresses: [], mgmtInterface: 'mgmt', virtualization: 'lxc', kernel: 'test', ipsecMode: mode,
       interfaceOf: Object.fromEntries(self.interfaces.map((i) => [i.network, i.network])) },
   }
@@ -58,6 +58,36 @@ t.test('the hub gets one connection per site, each with its own identity and sub
   t.match(conf, /start_action = none/, 'the hub waits for the sites')
   const site = renderFile('gateway/swanctl.conf', swanctlVars(ctxFor(twoSites(), 'gw-iot2')))
   t.match(site, /dpd_action = restart\n\s*start_action = start\n\s*close_action = start/, 'a site initiates and keeps its tunnel')
+})
+
+t.test('a side with two LANs offers both as its traffic selectors, on each end of the tunnel', async (t) => {
+  const raw: any = twoSites()
+  raw.networks.cloud2 = { kind: 'lan', cidr: '10.20.1.0/24', gateway: 'gw-cloud' }
+  raw.hosts['gw-cloud'].interfaces.cloud2 = '10.20.1.1'
+  const hub = renderFile('gateway/swanctl.conf', swanctlVars(ctxFor(raw, 'gw-cloud')))
+  t.match(hub, /gw-iot \{[\s\S]*?local_ts = 10\.20\.0\.0\/24,10\.20\.1\.0\/24\n\s*remote_ts = 10\.10\.1\.0\/24\n/, 'the hub: both of its LANs local, the site\'s remote')
+  const site = renderFile('gateway/swanctl.conf', swanctlVars(ctxFor(raw, 'gw-iot')))
+  t.match(site, /local_ts = 10\.10\.1\.0\/24\n\s*remote_ts = 10\.20\.0\.0\/24,10\.20\.1\.0\/24\n/, 'the site: the hub\'s two LANs remote')
+})
+
+t.test('pre-shared keys: made once per tunnel on the provisioning machine (0600) and written only into the secrets file', async (t) => {
+  const dir = t.testdir({})
+  const raw: any = twoSites()
+  t.same(Object.keys(swanctlVars(ctxFor(raw, 'gw-cloud', 'libipsec', dir)).tunnels[0]).includes('psk'), false, 'pubkey: no PSK in the variables')
+  const fs = await import('node:fs')
+  t.notOk(fs.existsSync(`${dir}/secrets`), 'and none made')
+  raw.vpn.auth = 'psk'
+  const conf = renderFile('gateway/swanctl.conf', swanctlVars(ctxFor(raw, 'gw-iot', 'libipsec', dir)))
+  t.match(conf, /auth = psk/, 'the connection authenticates by PSK')
+  t.notMatch(conf, /secret|0s/, 'the tunnel file holds no key')
+  const secrets = renderFile('gateway/secrets.conf', swanctlVars(ctxFor(raw, 'gw-iot', 'libipsec', dir), true))
+  const key = fs.readFileSync(`${dir}/secrets/psk-gw-iot`, 'utf8').trim()
+  t.equal(Buffer.from(key, 'base64').length, 32, '256 random bits')
+  t.equal(fs.statSync(`${dir}/secrets/psk-gw-iot`).mode & 0o777, 0o600)
+  t.match(secrets, new RegExp(`ike-gw-iot \\{\\n\\s*id-local = gw-iot\\.lab\\n\\s*id-remote = gw-cloud\\.lab\\n\\s*secret = 0s${key.replace(/[+/]/g, '\\$&')}\\n`))
+  const hub = renderFile('gateway/secrets.conf', swanctlVars(ctxFor(raw, 'gw-cloud', 'libipsec', dir), true))
+  t.match(hub, new RegExp(`ike-gw-iot \\{\\n\\s*id-local = gw-cloud\\.lab\\n\\s*id-remote = gw-iot\\.lab\\n\\s*secret = 0s${key.replace(/[+/]/g, '\\$&')}\\n`), 'the hub holds the same key for that tunnel')
+  t.match(hub, /ike-gw-iot2 \{/, 'and one for each site')
 })
 
 t.test('gateway firewall: the internet side admits IKE and ESP from the peers only', async (t) => {
