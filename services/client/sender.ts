@@ -76,19 +76,21 @@ export async function postBatch(url: URL, agent: http.Agent, entries: { device: 
   const answer = await request(url, agent, { 'content-type': BATCH_TYPE }, body, timeoutMs)
   if (answer.status !== 200) return { answer }
   let results: LineAnswer[] | undefined
-  try { results = (JSON.parse(answer.body) as { results: LineAnswer[] }).results } catch { results = undefined }
+  try { results = (JSON.parse(answer.body) as { results: LineAnswer[] }).results } catch { /* not JSON: no results */ }
   return { answer, results: Array.isArray(results) && results.length === entries.length ? results : undefined }
 }
 
 export class Sender {
   private wake: (() => void) | undefined
   private stopped = false
-  private backoffMs = 0
+  private backoff = 0
   private agent: http.Agent
   private url: URL
   private batch: number
   lastError: string | undefined
   retries = 0
+  /** The wait before the next request (0 while deliveries succeed). */
+  get backoffMs() { return this.backoff }
 
   constructor(private opts: SenderOptions) {
     this.url = new URL(opts.url)
@@ -112,7 +114,7 @@ export class Sender {
 
   private async worker() {
     while (!this.stopped) {
-      if (this.backoffMs > 0) await sleep(jitter(this.backoffMs))
+      if (this.backoff > 0) await sleep(jitter(this.backoff))
       if (this.stopped) return
       const entries = this.opts.source.take(this.batch)
       if (entries.length === 0) {
@@ -142,8 +144,9 @@ export class Sender {
             why = `HTTP ${answer.status} ${answer.body.trim().slice(0, 200)}`
           } else {
             entries.forEach((e, i) => {
-              const r = results[i]
-              if (!this.settle(e, Number(r?.code), String(r?.error ?? r?.status), answer.upstream)) { failed.push(e); why = `HTTP ${r.code} ${r.error ?? ''} (in a batch)` }
+              // A line answered by something that is not a result (null) is retried, like a 5xx.
+              const r: Partial<LineAnswer> = results[i] ?? {}
+              if (!this.settle(e, Number(r.code ?? 0), String(r.error ?? r.status), answer.upstream)) { failed.push(e); why = `HTTP ${r.code ?? 0}${r.error ? ` ${r.error}` : ''} (in a batch)` }
             })
           }
         }
@@ -152,7 +155,7 @@ export class Sender {
         why = (err as Error).message
       }
       if (failed.length === 0) {
-        this.backoffMs = 0
+        this.backoff = 0
         this.lastError = undefined
         continue
       }
@@ -161,7 +164,7 @@ export class Sender {
       this.retries += failed.length
       this.lastError = why
       this.opts.onRetry?.(failed, why)
-      this.backoffMs = nextBackoff(this.backoffMs, this.opts.maxBackoffMs ?? DEFAULTS.maxBackoffMs)
+      this.backoff = nextBackoff(this.backoff, this.opts.maxBackoffMs ?? DEFAULTS.maxBackoffMs)
     }
   }
 

@@ -189,11 +189,11 @@ export function ingestHandler(opts: IngestOptions) {
       send(res, status, body, headers)
     }, (e: unknown) => {
       if (e instanceof HttpError) {
-        if (url.pathname === '/readings' && e.reason !== 'store' && e.reason !== 'not_found') rejected.inc({ reason: e.reason })
+        if (url.pathname === '/readings' && e.reason !== 'store') rejected.inc({ reason: e.reason })
         if (e.status !== 503) log(`${req.method} ${url.pathname} ${e.status}: ${e.message}`)
         send(res, e.status, { error: e.message, ...(e.field ? { field: e.field } : {}) }, e.headers)
       } else {
-        log(`internal error on ${req.method} ${url.pathname}: ${(e as Error)?.stack ?? e}`)
+        log(`internal error on ${req.method} ${url.pathname}: ${e instanceof Error ? e.stack : String(e)}`)
         send(res, 500, { error: 'internal error' })
       }
     })
@@ -202,7 +202,6 @@ export function ingestHandler(opts: IngestOptions) {
 }
 
 function send(res: http.ServerResponse, status: number, body: object | string, headers: Record<string, string> = {}) {
-  if (res.headersSent) return
   const text = typeof body === 'string' ? body : JSON.stringify(body) + '\n'
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
   res.end(text)

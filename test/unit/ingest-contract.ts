@@ -67,7 +67,7 @@ function start(t: Test, keyOf: (d: string) => Buffer | undefined = (d) => (d ===
     call('POST', '/readings', { 'content-type': 'application/json', 'x-device-id': 'dev-1', 'x-signature': sign(key, body), ...headers }, chunked ? [body.slice(0, 100), body.slice(100)] : [body], chunked)
   const batch = (lines: string[], chunked = false, newline = true) =>
     call('POST', '/readings', { 'content-type': BATCH_TYPE }, chunked ? lines.map((l) => l + '\n') : [lines.join('\n') + (newline ? '\n' : '')], chunked)
-  return { store, logs, call, post, batch }
+  return { store, logs, call, post, batch, port: listening }
 }
 
 const reading = (seq: number): Reading => ({ device: 'dev-1', seq, time: '2026-11-25T12:00:00.000Z', value: 21.5 })
@@ -244,7 +244,7 @@ t.test('health names the backend and what is wrong', async (t) => {
 })
 
 t.test('the metrics a dashboard reads: names, help, every refusal reason from zero, requests in flight back to zero', async (t) => {
-  const { call, post, batch } = start(t)
+  const { call, post, batch, store } = start(t)
   const fresh = await call('GET', '/metrics')
   t.equal(fresh.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8', 'Prometheus text format')
   for (const reason of ['malformed', 'unauthorized', 'too_large', 'unsupported_media_type', 'conflict', 'method_not_allowed']) {
@@ -269,6 +269,11 @@ t.test('the metrics a dashboard reads: names, help, every refusal reason from ze
   t.equal(sample('ingest_readings_rejected_total{reason="unsupported_media_type"}'), 1)
   t.equal(sample('ingest_readings_rejected_total{reason="method_not_allowed"}'), 1, 'GET /readings')
   t.equal(sample('ingest_readings_rejected_total{reason="malformed"}'), 1, 'the batch\'s bad line; not the bad device id of a GET elsewhere')
+  store.insertFails = true
+  t.equal((await post(encodeReading(reading(3)))).status, 503)
+  const after = (await call('GET', '/metrics')).text
+  t.match(after, /^ingest_store_errors_total 1$/m, 'a database failure is counted as a store error')
+  t.notMatch(after, /reason="store"/, 'and not as a refusal of the reading')
 })
 
 t.test('a fault inside the server is a 500 that says nothing of it to the client, and its stack in the log', async (t) => {
@@ -282,4 +287,23 @@ t.test('a server given no log function still answers (it logs nowhere)', async (
   const { post } = start(t, undefined, false)
   const r = await post(encodeReading({ ...reading(1), device: 'dev-2' }))
   t.equal(r.status, 401, 'a refusal, which is logged when there is a log')
+})
+
+t.test('something thrown that is not an Error is logged as what it is', async (t) => {
+  const { post, logs } = start(t, () => { throw 'the key store is locked' as unknown as Error })
+  t.equal((await post(encodeReading(reading(1)))).status, 500)
+  t.equal(logs.at(-1), 'internal error on POST /readings: the key store is locked')
+})
+
+t.test('a client that goes away mid-body leaves no request counted in flight', async (t) => {
+  const { call, port } = start(t)
+  const req = http.request({ host: '127.0.0.1', port: await port, method: 'POST', path: '/readings', headers: { 'content-type': 'application/json', 'content-length': 500 } })
+  req.on('error', () => {})
+  req.write('{"device":"dev-1",')
+  const inFlight = async () => Number(/^ingest_requests_in_flight (\S+)$/m.exec((await call('GET', '/metrics')).text)?.[1])
+  for (let i = 0; i < 200 && (await inFlight()) !== 1; i++) await new Promise((r) => setTimeout(r, 10))
+  t.equal(await inFlight(), 1, 'control: the request is in flight while its body comes')
+  req.destroy()
+  for (let i = 0; i < 200 && (await inFlight()) !== 0; i++) await new Promise((r) => setTimeout(r, 10))
+  t.equal(await inFlight(), 0, 'the client gone: the request ended')
 })

@@ -74,8 +74,8 @@ function sender(t: Test, url: string, entries: Entry[], opts: Partial<SenderOpti
     url, keyOf: () => key, source: src, concurrency: 1, batch: 1, maxBackoffMs: 100, log: (l) => logs.push(l),
     onAck: (e, status, upstream) => acked.push([e.seq, status, upstream]),
     onReject: (e, status, reason) => rejected.push([e.seq, status, reason]),
-    onRetry: (e, why) => retries.push([e.map((x) => x.seq), why]),
     ...opts,
+    onRetry: (e, why) => { retries.push([e.map((x) => x.seq), why]); opts.onRetry?.(e, why) },
   })
   const running = s.start()
   t.teardown(() => s.stop())
@@ -120,9 +120,11 @@ t.test('one per request: 201 and 200 acknowledged with the upstream; a permanent
 
 t.test('every status that is not an answer about the reading is retried, with backoff, until it is', async (t) => {
   const srv = await server(t, answer(401), answer(500), answer(502), answer(429), answer(201))
-  const x = sender(t, srv.url, [entry(1)])
+  const backoffs: number[] = []
+  const x = sender(t, srv.url, [entry(1)], { onRetry: () => { queueMicrotask(() => backoffs.push(x.s.backoffMs)) } })
   await until('the reading acknowledged', () => x.acked.length === 1)
   t.same(x.retries.map(([, why]) => why), ['HTTP 401 {}', 'HTTP 500 {}', 'HTTP 502 {}', 'HTTP 429 {}'])
+  t.same(backoffs, [100, 100, 100, 100], 'the backoff held at the cap given (100 ms)')
   t.same(x.rejected, [], 'none refused for good')
   const gaps = srv.seen.slice(1).map((r, i) => r.at - srv.seen[i].at)
   // Backoff 100 ms after the first failure (capped at 100 here): each wait at least half of it.
@@ -158,7 +160,7 @@ t.test('batches: each line settled by its own answer; a malformed or short answe
   ]
   const srv = await server(t,
     answer(200, { results }, { 'x-upstream': '10.20.0.22:8080' }),
-    answer(200, 'not json'),
+    answer(200, ' not json\n'),
     answer(200, { results: [] }),
     answer(503, { results: [{ status: 'stored', code: 201 }] }),
     answer(200, { results: [{ status: 'stored', code: 201 }] }))
@@ -166,6 +168,7 @@ t.test('batches: each line settled by its own answer; a malformed or short answe
   await until('all five settled', () => x.acked.length + x.rejected.length === 5)
   t.same(x.acked, [[1, 201, '10.20.0.22:8080'], [2, 200, '10.20.0.22:8080'], [4, 201, undefined]])
   t.same(x.rejected, [[3, 400, 'line 3: field "value" must be a finite number'], [5, 413, 'refused']], 'the line\'s error, or its status when it has none')
+  t.equal(x.s.backoffMs, 0, 'delivered: no backoff left')
   t.same(x.retries, [
     [[4], 'HTTP 503 the database is unavailable (in a batch)'],
     [[4], 'HTTP 200 not json'],
@@ -247,4 +250,34 @@ t.test('postBatch alone: a non-200 has no results to read', async (t) => {
   const srv = await server(t, answer(502, { results: [{ code: 201 }] }))
   const r = await postBatch(new URL(srv.url), new http.Agent(), [entry(1)], () => key, 1000)
   t.same(r, { answer: { status: 502, body: '{"results":[{"code":201}]}', upstream: undefined } })
+})
+
+t.test('a batch answered with a line that is not a result, or a retry without its error: retried, and said so', async (t) => {
+  const srv = await server(t,
+    answer(200, { results: [null, { status: 'retry', code: 503 }, { status: 'stored', code: 201 }] }),
+    answer(200, { results: [{ status: 'stored', code: 201 }, { status: 'stored', code: 201 }] }))
+  const x = sender(t, srv.url, [entry(1), entry(2), entry(3)], { batch: 3 })
+  await until('all three acknowledged', () => x.acked.length === 3)
+  t.same(x.acked.map(([seq]) => seq), [3, 1, 2], 'the stored line acknowledged at once, the other two after their retry')
+  t.same(x.retries, [[[1, 2], 'HTTP 503 (in a batch)']], 'the last failed line\'s status, with no error to add')
+})
+
+t.test('a response cut off mid-body is retried, not waited on forever', async (t) => {
+  const srv = await server(t, (_s, res) => { res.writeHead(201, { 'content-length': 100 }); res.write('{"status"'); setTimeout(() => res.socket?.destroy(), 20) }, answer(201))
+  const x = sender(t, srv.url, [entry(1)], { timeoutMs: 3000 })
+  await until('the reading acknowledged', () => x.acked.length === 1)
+  t.equal(x.retries.length, 1)
+  t.match(x.retries[0][1], /aborted|ECONNRESET|socket hang up/, `the cut named (${x.retries[0][1]})`)
+})
+
+t.test('the defaults: the backoff cap when none is given; notify while no worker waits; falling back with no log', async (t) => {
+  const srv = await server(t, answer(503), answer(503), answer(415), answer(201))
+  const backoffs: number[] = []
+  const x = sender(t, srv.url, [entry(1)], { maxBackoffMs: undefined, log: undefined, batch: 2, onRetry: () => { queueMicrotask(() => backoffs.push(x.s.backoffMs)) } })
+  x.s.notify()
+  x.s.notify()
+  t.pass('notify with the worker busy: nothing to wake, no error')
+  await until('the reading acknowledged', () => x.acked.length === 1)
+  t.same(backoffs, [100, 200], 'doubling from 100 ms under the default cap')
+  t.same(x.retries.map(([, why]) => why), ['HTTP 503 {}', 'HTTP 503 {}'], 'the fallback to one per request is no failure, even with no log to tell')
 })
