@@ -92,10 +92,12 @@ t.test('a reading of exactly the maximum size is taken, one byte more is a 413, 
 })
 
 t.test('the content type: parameters and case do not matter; anything else is named in a 415', async (t) => {
-  const { post } = start(t)
+  const { post, call } = start(t)
   t.equal((await post(encodeReading(reading(1)), { 'content-type': 'Application/JSON ; charset=utf-8' })).status, 201, 'Application/JSON ; charset=utf-8')
   const wrong = await post(encodeReading(reading(2)), { 'content-type': 'text/plain' })
   t.same([wrong.status, wrong.json], [415, { error: `Content-Type must be application/json (one reading) or ${BATCH_TYPE} (a batch), got "text/plain"` }])
+  const absent = await call('POST', '/readings', { 'x-device-id': 'dev-1' }, [encodeReading(reading(2))])
+  t.same(absent.json, { error: `Content-Type must be application/json (one reading) or ${BATCH_TYPE} (a batch), got ""` }, 'none at all: named as empty')
   const none = await post(encodeReading(reading(2)), { 'content-type': '' })
   t.same(none.json, { error: `Content-Type must be application/json (one reading) or ${BATCH_TYPE} (a batch), got ""` }, 'an empty one is named as empty')
   t.equal(none.headers['content-type'], 'application/json', 'errors are JSON')
@@ -306,4 +308,37 @@ t.test('a client that goes away mid-body leaves no request counted in flight', a
   req.destroy()
   for (let i = 0; i < 200 && (await inFlight()) !== 0; i++) await new Promise((r) => setTimeout(r, 10))
   t.equal(await inFlight(), 0, 'the client gone: the request ended')
+})
+
+t.test('each refusal counted under its reason, a database failure under none of them', async (t) => {
+  const { store, post, batch, call } = start(t, (d) => (d === 'dev-1' ? key : d === 'dev-3' ? Buffer.alloc(32, 3) : undefined))
+  const signed = (r: Reading, k = key) => batchLine(encodeReading(r), sign(k, encodeReading(r)))
+  const reasons = async () => {
+    const text = (await call('GET', '/metrics')).text
+    return Object.fromEntries([...text.matchAll(/^ingest_readings_rejected_total\{reason="([^"]*)"\} (\S+)$/gm)].map((m) => [m[1], Number(m[2])]))
+  }
+  const zero = { malformed: 0, unauthorized: 0, too_large: 0, unsupported_media_type: 0, conflict: 0, method_not_allowed: 0 }
+  t.same(await reasons(), zero, 'the six reasons, at 0')
+  const steps: [string, () => Promise<unknown>, keyof typeof zero][] = [
+    ['the database refused a value', async () => { store.answer = 'invalid'; await post(encodeReading(reading(1))); store.answer = undefined }, 'malformed'],
+    ['a reused seq', async () => { store.answer = 'conflict'; await post(encodeReading(reading(1))); store.answer = undefined }, 'conflict'],
+    ['a batch declared too big', () => batch([paddedLine(1, 1023), 'x'.repeat(MAX_BATCH_BYTES)]), 'too_large'],
+    ['a batch sent chunked, too big', () => batch(Array.from({ length: 520 }, (_, i) => paddedLine(100 + i, 1023)), true), 'too_large'],
+    ['a reading sent chunked, too big', () => post(padded(5, MAX_BODY_BYTES + 1), {}, true), 'too_large'],
+    ['an empty batch', () => batch([], false, false), 'malformed'],
+    ['a batch of too many readings', () => batch(Array.from({ length: MAX_BATCH_READINGS + 1 }, () => '{}')), 'too_large'],
+    ['a batch line too long', () => batch([paddedLine(2, MAX_BODY_BYTES + 129)]), 'too_large'],
+    ['a batch line of an unknown device', () => batch([signed({ ...reading(3), device: 'dev-9' })]), 'unauthorized'],
+    ['a batch line signed by another key', () => batch([signed({ ...reading(3), device: 'dev-3' })]), 'unauthorized'],
+  ]
+  let want = { ...zero }
+  for (const [what, act, reason] of steps) {
+    await act()
+    want = { ...want, [reason]: want[reason] + 1 }
+    t.same(await reasons(), want, `${what}: one more ${reason}`)
+  }
+  store.insertFails = true
+  await post(encodeReading(reading(4)))
+  await batch([signed(reading(5))])
+  t.same(await reasons(), want, 'the database down, for one reading and for a batch: no refusal counted, under any name')
 })

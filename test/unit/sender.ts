@@ -160,7 +160,7 @@ t.test('batches: each line settled by its own answer; a malformed or short answe
   ]
   const srv = await server(t,
     answer(200, { results }, { 'x-upstream': '10.20.0.22:8080' }),
-    answer(200, ' not json\n'),
+    answer(200, ` not json ${'y'.repeat(300)}\n`),
     answer(200, { results: [] }),
     answer(503, { results: [{ status: 'stored', code: 201 }] }),
     answer(200, { results: [{ status: 'stored', code: 201 }] }))
@@ -171,7 +171,7 @@ t.test('batches: each line settled by its own answer; a malformed or short answe
   t.equal(x.s.backoffMs, 0, 'delivered: no backoff left')
   t.same(x.retries, [
     [[4], 'HTTP 503 the database is unavailable (in a batch)'],
-    [[4], 'HTTP 200 not json'],
+    [[4], `HTTP 200 not json ${'y'.repeat(191)}`],
     [[4], 'HTTP 200 {"results":[]}'],
     [[4], 'HTTP 503 {"results":[{"status":"stored","code":201}]}'],
   ], 'a line to retry; then an answer that is not JSON, one with too few results, and results under a 503: the batch again')
