@@ -31,6 +31,7 @@ export default {
   },
   mutate: [
     'services/lib/reading.ts',
+    'services/lib/swanctl.ts',
     'services/client/outbox.ts',
     'services/client/sender.ts',
     'services/ingest/server.ts',

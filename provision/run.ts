@@ -44,7 +44,7 @@ export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
     }
     try {
       const facts = await gatherFacts(host, self)
-      const roles = await rolesFor(self.role)
+      const roles = rolesFor(self.role)
       const recap = await runRoles(roles, { host, self, topology, facts, dryRun: !!opts.dryRun, stateDir: opts.stateDir }, opts.report)
       // A marker that only a complete, successful run leaves: tests (and people) can
       // tell a provisioned host from one whose run stopped halfway.

@@ -19,7 +19,7 @@ import { markdown, svgChart, type BenchReport, type Machine } from './bench/repo
 import { outboxBench } from './bench/outbox.js'
 import { datapathBench } from './bench/datapath.js'
 import { tunnelBench } from './bench/tunnel.js'
-import { repoRoot, topologyFile } from './lib/paths.js'
+import { repoRoot, topologyFile } from '../provision/paths.js'
 import { vmAccel } from './lib/libvirt.js'
 import { providerSummary, runningProviders } from './lib/providers.js'
 

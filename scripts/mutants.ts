@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { repoRoot } from './lib/paths.js'
+import { repoRoot } from '../provision/paths.js'
 
 const dir = path.join(repoRoot, 'test', 'mutants')
 const only = process.argv.slice(2)

@@ -4,7 +4,7 @@ import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { reissue, revoke, status } from '../provision/pki-actions.js'
 import { loadTopology } from '../provision/topology.js'
-import { repoRoot, stateDir, topologyFile } from './lib/paths.js'
+import { repoRoot, stateDir, topologyFile } from '../provision/paths.js'
 
 const log = (m: string) => console.log(m)
 const opts = { stateDir, repoRoot, log }

@@ -4,7 +4,7 @@
 import { loadTopology, TopologyError } from '../provision/topology.js'
 import { boxName } from './lib/box.js'
 import { mgmtMac, prefixToMask, vmAccel } from './lib/libvirt.js'
-import { repoRoot, topologyFile } from './lib/paths.js'
+import { repoRoot, topologyFile } from '../provision/paths.js'
 import { planProviders } from './lib/providers.js'
 import { vmBoxName } from './lib/vm-box.js'
 

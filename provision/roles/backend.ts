@@ -7,7 +7,7 @@
 import { deviceKeys, dbPassword } from '../secrets.js'
 import type { Context } from '../runner.js'
 import { benchDeviceIds, hostsWithRole } from '../topology.js'
-import type { RoleModule } from './index.js'
+import type { RoleModule } from './types.js'
 import { MONITOR_PORTS } from './monitoring.js'
 import { proxyIdentities, serviceTlsSteps, tlsFiles } from './service-tls.js'
 import { DB, addressFacing, backends, dbAddress, json, serviceSteps } from './telemetry.js'

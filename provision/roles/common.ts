@@ -1,14 +1,14 @@
 // The base every host gets, whatever its role: packages, identity, time, access,
 // kernel settings, the nftables baseline and the routes to the other sites. The
 // role's own contributions (firewall rules, kernel settings) come from its module.
-import { boxPackages } from '../../scripts/lib/box.js'
+import { boxPackages } from '../box-packages.js'
 import { converge } from '../modules/command.js'
 import { file } from '../modules/file.js'
 import { packages } from '../modules/packages.js'
 import { service } from '../modules/service.js'
 import type { Context, Role } from '../runner.js'
 import { renderFile } from '../template.js'
-import { roleModule } from './index.js'
+import { roleModule } from './registry.js'
 import { MONITOR_PORTS, TEXTFILE_DIR, lanAddress, monitorInput } from './monitoring.js'
 
 /** Kernel settings every host gets; a role adds or overrides (gateways forward). */

@@ -12,7 +12,7 @@ import type { Context, Step } from '../runner.js'
 import { secret } from '../secrets.js'
 import { renderFile } from '../template.js'
 import type { Tunnel } from '../topology.js'
-import type { RoleModule } from './index.js'
+import type { RoleModule } from './types.js'
 import { TEXTFILE_DIR } from './monitoring.js'
 import { bundle } from '../../services/build.js'
 

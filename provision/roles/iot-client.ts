@@ -3,7 +3,7 @@
 // lives in the unit's state folder (/var/lib/lab-client), which survives restarts and
 // re-provisioning.
 import { deviceKeys } from '../secrets.js'
-import type { RoleModule } from './index.js'
+import type { RoleModule } from './types.js'
 import { MONITOR_PORTS, lanAddress } from './monitoring.js'
 import { CLIENT_CONTROL_PORT, devicesOf, json, serverUrl, serviceSteps } from './telemetry.js'
 

@@ -7,7 +7,7 @@ import { file } from '../modules/file.js'
 import { service } from '../modules/service.js'
 import type { Context } from '../runner.js'
 import { renderFile, templateText } from '../template.js'
-import type { RoleModule } from './index.js'
+import type { RoleModule } from './types.js'
 import { MONITOR_PORTS, SCRAPE_INTERVAL_S, scrapeTargets } from './monitoring.js'
 
 export function prometheusConfig(ctx: Context): string {

@@ -9,7 +9,7 @@ import { summarize } from '../../provision/report.js'
 import type { Topology } from '../../provision/topology.js'
 import { boxName } from '../lib/box.js'
 import { labDown, labUp } from '../lib/lab.js'
-import { cacheDir, repoRoot, stateDir } from '../lib/paths.js'
+import { cacheDir, repoRoot, stateDir } from '../../provision/paths.js'
 import { figure, type Figure } from './stats.js'
 
 export interface BringUp {

@@ -6,7 +6,7 @@ import { connectHosts, type Hosts } from '../../provision/hosts.js'
 import { CLIENT_CONTROL_PORT } from '../../provision/roles/telemetry.js'
 import { shellQuote as q, type ExecResult } from '../../provision/ssh.js'
 import type { Topology } from '../../provision/topology.js'
-import { repoRoot } from '../lib/paths.js'
+import { repoRoot } from '../../provision/paths.js'
 
 export const BENCH_DIR = '/run/lab-bench'
 const TAG = 'lab-bench: temporary'

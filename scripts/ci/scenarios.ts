@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { compareScenarios, parseTap } from '../lib/tap-scenarios.js'
-import { repoRoot } from '../lib/paths.js'
+import { repoRoot } from '../../provision/paths.js'
 
 const args = process.argv.slice(2)
 const write = args.includes('--write')

@@ -5,18 +5,12 @@ import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { boxDir, cacheDir } from './paths.js'
+import { boxPackages } from '../../provision/box-packages.js'
+import { boxDir, cacheDir } from '../../provision/paths.js'
 
 export const SUITE = 'bookworm'
 const MIRROR = process.env.LAB_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian'
 const SECURITY_MIRROR = process.env.LAB_DEBIAN_SECURITY_MIRROR ?? 'http://deb.debian.org/debian-security'
-
-export function boxPackages(text = fs.readFileSync(path.join(boxDir, 'packages.txt'), 'utf8')): string[] {
-  return text
-    .split('\n')
-    .map((line) => line.replace(/#.*/, '').trim())
-    .filter(Boolean)
-}
 
 /** The Debian sources both boxes are built from (mirrors overridable for a local one). */
 export function debianSources(): string[] {

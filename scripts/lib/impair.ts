@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
 import { connect, deviceOf, linkName, UsageError, type Link } from './links.js'
-import { stateDir } from './paths.js'
+import { stateDir } from '../../provision/paths.js'
 
 export const BRIDGE_TABLE = 'iotlab_impair'
 export const HOST_TABLE = 'lab_impair'

@@ -5,7 +5,7 @@
 import { vagrantInventory } from '../../provision/inventory.js'
 import { SshHost } from '../../provision/ssh.js'
 import type { Host, Network, Topology } from '../../provision/topology.js'
-import { repoRoot } from './paths.js'
+import { repoRoot } from '../../provision/paths.js'
 
 export type Link = { kind: 'network'; network: Network } | { kind: 'interface'; host: Host; network: Network }
 

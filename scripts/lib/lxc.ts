@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
 import type { Topology } from '../../provision/topology.js'
-import { repoRoot } from './paths.js'
+import { repoRoot } from '../../provision/paths.js'
 import { knownContainers } from './vagrant.js'
 
 const LXC_PATH = '/var/lib/lxc'

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { ROLES, type Topology } from '../../provision/topology.js'
 import { vmAccel } from './libvirt.js'
-import { repoRoot } from './paths.js'
+import { repoRoot } from '../../provision/paths.js'
 
 export const PROVIDERS = ['lxc', 'libvirt', 'virtualbox'] as const
 export type Provider = (typeof PROVIDERS)[number]

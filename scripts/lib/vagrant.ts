@@ -3,7 +3,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { repoRoot } from './paths.js'
+import { repoRoot } from '../../provision/paths.js'
 
 export type MachineState = 'running' | 'stopped' | 'not_created' | string
 

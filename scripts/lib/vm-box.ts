@@ -8,9 +8,10 @@ import { createHash, randomUUID } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { boxPackages, debianSources, installedBoxes, SUITE, vagrantInsecureKey } from './box.js'
+import { boxPackages } from '../../provision/box-packages.js'
+import { debianSources, installedBoxes, SUITE, vagrantInsecureKey } from './box.js'
 import { vmAccel } from './libvirt.js'
-import { boxDir, cacheDir } from './paths.js'
+import { boxDir, cacheDir } from '../../provision/paths.js'
 
 const VM_DIR = path.join(boxDir, 'vm')
 /** Virtual size of the box's disk; qcow2 holds only what is written (about 1.3 GB). */

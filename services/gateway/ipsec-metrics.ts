@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { parseRawSas, type IkeSa } from '../../provision/lib/swanctl.js'
+import { parseRawSas, type IkeSa } from '../lib/swanctl.js'
 import { parseArgs } from '../lib/args.js'
 
 const run = promisify(execFile)

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { $ } from 'zx'
 import { parseSshConfig, stateEntry } from '../../provision/inventory.js'
-import { repoRoot } from '../../scripts/lib/paths.js'
+import { repoRoot } from '../../provision/paths.js'
 import { machineStates, vagrantStates } from '../../scripts/lib/vagrant.js'
 import { openLab } from '../lib/lab.js'
 

@@ -9,7 +9,7 @@ import t from 'tap'
 import { MONITOR_PORTS, monitorOf, prometheusUrl, scrapeTargets } from '../../provision/roles/monitoring.js'
 import { waitForTunnel } from '../lib/ipsec.js'
 import { labCli, openLab, waitFor } from '../lib/lab.js'
-import { repoRoot } from '../../scripts/lib/paths.js'
+import { repoRoot } from '../../provision/paths.js'
 import { promQuery } from '../lib/monitor.js'
 
 const CHROMIUM = '/usr/bin/chromium'

@@ -12,7 +12,7 @@ import t from 'tap'
 import { parse, stringify } from 'yaml'
 import { backends } from '../../provision/roles/telemetry.js'
 import { loadTopology } from '../../provision/topology.js'
-import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
+import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { labCli, openLab, waitFor } from '../lib/lab.js'
 import { acknowledgedAfter, assertExactlyOnce, clientStatus, dbNow, markStream, sql } from '../lib/telemetry.js'
 

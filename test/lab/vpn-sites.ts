@@ -11,7 +11,7 @@ import t from 'tap'
 import { parse, stringify } from 'yaml'
 import { loadTopology } from '../../provision/topology.js'
 import { networksUp } from '../../scripts/lib/network.js'
-import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
+import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { installed, listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
 import { labCli, openLab } from '../lib/lab.js'
 

@@ -5,12 +5,12 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { parseRawSas, type IkeSa } from '../../provision/lib/swanctl.js'
+import { parseRawSas, type IkeSa } from '../../services/lib/swanctl.js'
 import type { Lab } from './lab.js'
 import { capture as captureOn } from '../../scripts/lib/capture.js'
 import { parseLink } from '../../scripts/lib/links.js'
 
-export { parseRawSas, type ChildSa, type IkeSa } from '../../provision/lib/swanctl.js'
+export { parseRawSas, type ChildSa, type IkeSa } from '../../services/lib/swanctl.js'
 
 export async function listSas(lab: Lab, gw: string, conn?: string): Promise<IkeSa[]> {
   const r = await lab.sh(gw, `swanctl --list-sas --raw${conn ? ` --ike ${conn}` : ''}`)

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import t from 'tap'
 import { loadTopology } from '../../provision/topology.js'
 import { labRemnants } from '../../scripts/lib/lab.js'
-import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
+import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { openLab } from '../lib/lab.js'
 
 const why = !process.env.LAB_TEST_DOWN && 'this destroys the lab: run it with `npm run test:teardown`'

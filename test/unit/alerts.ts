@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 import { parse } from 'yaml'
-import { repoRoot } from '../../scripts/lib/paths.js'
+import { repoRoot } from '../../provision/paths.js'
 
 const rules = path.join(repoRoot, 'provision/templates/monitor/alerts.yml')
 const tests = path.join(repoRoot, 'test/promtool/alerts.test.yml')

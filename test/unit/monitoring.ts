@@ -12,9 +12,9 @@ import { prometheusConfig } from '../../provision/roles/monitor.js'
 import { monitorInput, scrapeTargets } from '../../provision/roles/monitoring.js'
 import type { Context } from '../../provision/runner.js'
 import { loadTopology } from '../../provision/topology.js'
-import { topologyFile } from '../../scripts/lib/paths.js'
+import { topologyFile } from '../../provision/paths.js'
 import { render } from '../../services/gateway/ipsec-metrics.js'
-import { parseRawSas } from '../../provision/lib/swanctl.js'
+import { parseRawSas } from '../../services/lib/swanctl.js'
 import { watch, watchText } from '../../scripts/lib/watch.js'
 
 const topo = loadTopology(topologyFile)

@@ -7,7 +7,7 @@ import { graphSvg } from '../../scripts/lib/graph.js'
 import { bridgeRule, hostScript, lossMatch } from '../../scripts/lib/impair.js'
 import { boundedNumber, linkName, parseLink } from '../../scripts/lib/links.js'
 import { loadTopology } from '../../provision/topology.js'
-import { topologyFile } from '../../scripts/lib/paths.js'
+import { topologyFile } from '../../provision/paths.js'
 
 const topo = loadTopology(topologyFile)
 

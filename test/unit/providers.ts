@@ -6,7 +6,7 @@ import path from 'node:path'
 import t from 'tap'
 import { loadTopology } from '../../provision/topology.js'
 import { mgmtMac, mgmtNetworkXml, prefixToMask, vmAccel } from '../../scripts/lib/libvirt.js'
-import { topologyFile } from '../../scripts/lib/paths.js'
+import { topologyFile } from '../../provision/paths.js'
 import { planProviders, providerSummary, runningProviders, type Machine } from '../../scripts/lib/providers.js'
 
 const topology = loadTopology(topologyFile)

@@ -17,7 +17,7 @@ import { nginxConf } from '../../provision/roles/proxy.js'
 import type { Context } from '../../provision/runner.js'
 import { renderFile } from '../../provision/template.js'
 import { loadTopology, type Host } from '../../provision/topology.js'
-import { topologyFile } from '../../scripts/lib/paths.js'
+import { topologyFile } from '../../provision/paths.js'
 import { FakeHost } from '../lib/fake.js'
 
 const topology = loadTopology(topologyFile)

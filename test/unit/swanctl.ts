@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseRawSas } from '../../provision/lib/swanctl.js'
+import { parseRawSas } from '../../services/lib/swanctl.js'
 
 // Verbatim `swanctl --list-sas --raw` from gw-cloud in this lab.
 const raw = `list-sa event {gw-iot {uniqueid=1 version=2 state=ESTABLISHED local-host=198.51.100.12 local-port=4500 local-id=gw-cloud.iotlab remote-host=198.51.100.11 remote-port=4500 remote-id=gw-iot.iotlab initiator-spi=1cd320160abf5eab responder-spi=ebb94471df08f5de nat-remote=yes nat-any=yes encr-alg=CHACHA20_POLY1305 prf-alg=PRF_HMAC_SHA2_512 dh-group=CURVE_25519 established=51 rekey-time=13973 child-sas {gw-iot-1 {name=gw-iot uniqueid=1 reqid=1 state=INSTALLED mode=TUNNEL protocol=ESP encap=yes spi-in=1f6b0c91 spi-out=06446b69 encr-alg=CHACHA20_POLY1305 bytes-in=420 packets-in=5 use-in=35 bytes-out=420 packets-out=5 use-out=35 rekey-time=3528 life-time=3909 install-time=51 local-ts=[10.20.0.0/24] remote-ts=[10.10.1.0/24]}}}}

@@ -7,7 +7,7 @@ import { nginxConf } from '../../provision/roles/proxy.js'
 import { backends, dbAddress, serverUrl } from '../../provision/roles/telemetry.js'
 import type { Context } from '../../provision/runner.js'
 import { loadTopology, validateTopology } from '../../provision/topology.js'
-import { topologyFile } from '../../scripts/lib/paths.js'
+import { topologyFile } from '../../provision/paths.js'
 
 const topo = loadTopology(topologyFile)
 const client = topo.hosts.find((h) => h.role === 'iot-client')!

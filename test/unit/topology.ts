@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { stringify } from 'yaml'
 import { ROLES, loadTopology, parseTopology, TopologyError, validateTopology } from '../../provision/topology.js'
-import { topologyFile } from '../../scripts/lib/paths.js'
+import { topologyFile } from '../../provision/paths.js'
 
 const base = () => ({
   name: 'lab',

@@ -6,7 +6,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { parse, stringify } from 'yaml'
-import { repoRoot, topologyFile } from '../../scripts/lib/paths.js'
+import { repoRoot, topologyFile } from '../../provision/paths.js'
 
 const run = promisify(execFile)
 let why: string | false = false

@@ -4,7 +4,7 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const topologyFile = process.env.LAB_TOPOLOGY ?? path.join(repoRoot, 'topology.yaml')
 export const boxDir = path.join(repoRoot, 'box')
 export const cacheDir = process.env.LAB_CACHE ?? '/var/cache/iotlab'

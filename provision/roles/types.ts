@@ -1,0 +1,14 @@
+// What a role module is: the registry (registry.ts) and every role module use this
+// type, so neither imports the other for it.
+import type { Context, Role } from '../runner.js'
+
+/** What a role contributes besides its steps: rules and settings the base renders. */
+export interface RoleModule {
+  role: Role
+  /** nftables input rules, one statement each, added to the baseline. */
+  input?(ctx: Context): string[]
+  forward?(ctx: Context): string[]
+  /** nftables statements for a prerouting nat chain (DNAT). */
+  nat?(ctx: Context): string[]
+  sysctl?(ctx: Context): Record<string, string>
+}
