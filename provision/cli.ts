@@ -1,7 +1,7 @@
 // npm run provision -- [hosts..] [--dry-run] [--verbose] [--json]
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { repoRoot, stateDir, topologyFile } from '../scripts/lib/paths.js'
+import { repoRoot, stateDir, topologyFile } from './paths.js'
 import { lineReporter, recapText, summarize } from './report.js'
 import { provision } from './run.js'
 import { loadTopology } from './topology.js'

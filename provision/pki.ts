@@ -128,7 +128,7 @@ export async function certInfo(p: Pki, pem: string): Promise<CertInfo> {
 export interface Revocation { serial: string; host: string; date: string; reason: string }
 
 export function revocations(p: Pki): Revocation[] {
-  return fs.existsSync(p.revokedFile) ? JSON.parse(fs.readFileSync(p.revokedFile, 'utf8')) : []
+  return fs.existsSync(p.revokedFile) ? (JSON.parse(fs.readFileSync(p.revokedFile, 'utf8')) as Revocation[]) : []
 }
 
 /** Issue a certificate for a gateway's own public key, its identity in the SAN. */

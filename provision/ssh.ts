@@ -104,12 +104,13 @@ export class SshHost implements RemoteHost {
     return { code: r.code ?? -1 }
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.closed = true
     // destroy, not end: a host that is already gone would keep the socket (and the
     // process) waiting for a goodbye that never comes.
     this.client?.destroy()
     this.ssh.dispose()
+    return Promise.resolve()
   }
 }
 

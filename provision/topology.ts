@@ -183,10 +183,11 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
       }
       if (value.host_address !== undefined) {
         if (kind !== 'management') fail(`${field}.host_address`, 'only a management network has a host_address')
-        const a = typeof value.host_address === 'string' ? parseAddress(value.host_address) : undefined
+        const text = typeof value.host_address === 'string' ? value.host_address : undefined
+        const a = text === undefined ? undefined : parseAddress(text)
         if (a === undefined) fail(`${field}.host_address`, `must be an IPv4 address; got ${JSON.stringify(value.host_address)}`)
-        else if (!isHostAddress(cidr, a)) fail(`${field}.host_address`, `${value.host_address} is not a host address of ${cidr.text}`)
-        else net.hostAddress = value.host_address as string
+        else if (!isHostAddress(cidr, a)) fail(`${field}.host_address`, `${text} is not a host address of ${cidr.text}`)
+        else net.hostAddress = text
       } else if (kind === 'management') {
         fail(`${field}.host_address`, 'a management network needs the provisioning machine\'s address on it')
       }
@@ -236,11 +237,11 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
           const c = cidrs.get(netName)!
           if (!isHostAddress(c, addr)) {
             const why = !contains(c, addr) ? 'is outside' : addr === c.network ? 'is the network address of' : 'is the broadcast address of'
-            fail(ifField, `${addrText} ${why} network ${netName} (${net.cidr}): a host needs an address inside it, neither its first nor its last`)
+            fail(ifField, `${String(addrText)} ${why} network ${netName} (${net.cidr}): a host needs an address inside it, neither its first nor its last`)
             continue
           }
           const owner = owners.get(addrText as string)
-          if (owner) { fail(ifField, `duplicate address ${addrText}: already used by ${owner}`); continue }
+          if (owner) { fail(ifField, `duplicate address ${String(addrText)}: already used by ${owner}`); continue }
           owners.set(addrText as string, ifField)
           interfaces.push({ network: netName, address: addrText as string, prefix: net.prefix, broadcast: net.broadcast, bridge: net.bridge })
         }
@@ -327,9 +328,9 @@ function validateOldServers(rawNetworks: unknown, networks: Network[], hosts: Ho
     if (!vpn) { fail(field, 'an old server address is forwarded through the VPN: the topology needs a vpn section'); continue }
     const a = typeof raw.address === 'string' ? parseAddress(raw.address) : undefined
     if (a === undefined) { fail(`${field}.address`, `must be an IPv4 address; got ${JSON.stringify(raw.address)}`); continue }
-    if (!isHostAddress(parseCidr(net.cidr)!, a)) { fail(`${field}.address`, `${raw.address} is outside network ${net.name} (${net.cidr})`); continue }
+    if (!isHostAddress(parseCidr(net.cidr)!, a)) { fail(`${field}.address`, `${String(raw.address)} is outside network ${net.name} (${net.cidr})`); continue }
     const owner = owners.get(raw.address as string)
-    if (owner) { fail(`${field}.address`, `duplicate address ${raw.address}: already used by ${owner}`); continue }
+    if (owner) { fail(`${field}.address`, `duplicate address ${String(raw.address)}: already used by ${owner}`); continue }
     owners.set(raw.address as string, `${field}.address`)
     const target = hosts.find((h) => h.name === raw.host)
     const hubLans = networks.filter((n) => n.kind === 'lan' && n.gateway === vpn.hub).map((n) => n.name)

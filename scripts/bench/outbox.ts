@@ -18,9 +18,9 @@ export async function outboxBench(lab: BenchLab, runs: number, seconds: number, 
   log(`Client outbox: durable appends, batches of ${batches.join(', ')} readings, ${runs} × ${seconds} s each`)
   try {
     for (let i = 0; i < runs; i++) {
-      const r = JSON.parse(await lab.must(client.name, `node ${code} --dir ${dir} --seconds ${seconds} --batches ${batches.join(',')}`))
+      const r = JSON.parse(await lab.must(client.name, `node ${code} --dir ${dir} --seconds ${seconds} --batches ${batches.join(',')}`)) as (typeof all)[number]
       all.push(r)
-      log(`  run ${i + 1}/${runs}: ${r.map((x: { batch: number; readings_per_s: number; ms_per_append: number }) => `batch ${x.batch}: ${x.readings_per_s} readings/s (${x.ms_per_append} ms per append)`).join('; ')}`)
+      log(`  run ${i + 1}/${runs}: ${r.map((x) => `batch ${x.batch}: ${x.readings_per_s} readings/s (${x.ms_per_append} ms per append)`).join('; ')}`)
     }
   } finally {
     await lab.sh(client.name, `rm -rf ${dir}`)

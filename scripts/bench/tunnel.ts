@@ -19,7 +19,7 @@ export interface TunnelFigures {
 export async function iperf(lab: BenchLab, server: string, serverAddr: string, client: string, seconds: number, bind?: string): Promise<number> {
   await lab.must(server, `(timeout ${seconds + 15} iperf3 -s -1 -p ${PORT} -B ${serverAddr} >/dev/null 2>&1 &) ; for i in $(seq 50); do ss -Hltn 'sport = :${PORT}' | grep -q . && break; sleep 0.1; done`)
   const out = await lab.must(client, `iperf3 -J -c ${serverAddr} -p ${PORT} -t ${seconds} ${bind ? `-B ${bind}` : ''}`)
-  const j = JSON.parse(out)
+  const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } }
   return j.end.sum_received.bits_per_second / 1e6
 }
 

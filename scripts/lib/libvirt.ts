@@ -47,7 +47,7 @@ async function libvirtdUp(): Promise<boolean> {
  * exactly what the lab started.
  */
 export async function ensureLibvirtDaemons(log: (m: string) => void): Promise<void> {
-  await ensureKvmDeviceGroup(log)
+  ensureKvmDeviceGroup(log)
   if (await libvirtdUp()) return
   const systemd = fs.existsSync('/run/systemd/system')
   if (systemd) {
@@ -75,7 +75,7 @@ export async function ensureLibvirtDaemons(log: (m: string) => void): Promise<vo
  * but not available now" on every call: it probes QEMU again each time (8 to 15 s per
  * call, measured), which made every step of a VM's creation crawl.
  */
-async function ensureKvmDeviceGroup(log: (m: string) => void): Promise<void> {
+function ensureKvmDeviceGroup(log: (m: string) => void): void {
   if (!fs.existsSync('/dev/kvm')) return
   const kvm = /^kvm:x:(\d+):/m.exec(readOr('/etc/group'))
   if (!kvm) return

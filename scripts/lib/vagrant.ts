@@ -5,7 +5,8 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { repoRoot } from '../../provision/paths.js'
 
-export type MachineState = 'running' | 'stopped' | 'not_created' | string
+/** Vagrant's word for a machine's state: running, stopped, not_created, or another it has. */
+export type MachineState = string
 
 /**
  * Each machine's state, as `vagrant status` says it. For lxc and libvirt machines it is

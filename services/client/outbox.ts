@@ -366,7 +366,7 @@ export class Outbox {
       fs.truncateSync(full, offset)
     }
     let header: { outbox: number; last: Record<string, number> } | undefined
-    try { header = lines[0].startsWith(HEADER) && text.includes('\n') ? JSON.parse(lines[0]) : undefined } catch { header = undefined }
+    try { header = lines[0].startsWith(HEADER) && text.includes('\n') ? (JSON.parse(lines[0]) as typeof header) : undefined } catch { header = undefined }
     if (!header || typeof header.last !== 'object') {
       if (newest) { fs.rmSync(full); return } // created, its first write torn: nothing in it was sent
       corrupt('no header line')

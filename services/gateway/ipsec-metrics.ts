@@ -85,7 +85,7 @@ async function loop(a: Record<string, string>) {
     if (!failing) process.stdout.write(`cannot read strongSwan's state: ${(e as Error).message.split('\n')[0]}\n`)
     failing = true
   }
-  setTimeout(() => loop(a), Number(a['interval-ms'] ?? 2500))
+  setTimeout(() => void loop(a), Number(a['interval-ms'] ?? 2500))
 }
 
 // Run as the bundled service; imported (by the unit tests), it only offers render().

@@ -90,7 +90,7 @@ function shutdown(signal: string) {
   log(`${signal}: finishing requests in flight`)
   monitoring?.close()
   const listener = tls?.server ?? app
-  listener.close(() => store.close().finally(() => process.exit(0)))
+  listener.close(() => void store.close().finally(() => process.exit(0)))
   app.closeIdleConnections?.()
   setTimeout(() => process.exit(0), 5000).unref()
 }

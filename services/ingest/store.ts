@@ -87,7 +87,7 @@ export class PgStore implements Store {
   private async insertBatch(rows: Row[]): Promise<InsertResult[]> {
     let inserted: { device_id: string; seq: string }[]
     try {
-      inserted = (await this.pool.query({
+      inserted = (await this.pool.query<{ device_id: string; seq: string }>({
         name: 'lab-insert-batch', text: INSERT_BATCH,
         values: [rows.map((x) => x.r.device), rows.map((x) => x.r.seq), rows.map((x) => x.r.time), rows.map((x) => x.r.value), rows.map((x) => x.digest), rows.map((x) => x.backend)],
       })).rows
@@ -106,8 +106,8 @@ export class PgStore implements Store {
     })
     const rest = rows.filter((_, i) => results[i] === undefined)
     if (rest.length) {
-      const prior = await this.pool.query({ name: 'lab-digests', text: DIGESTS, values: [rest.map((x) => x.r.device), rest.map((x) => x.r.seq)] })
-      const digests = new Map(prior.rows.map((x) => [`${x.device_id}/${x.seq}`, x.digest as string]))
+      const prior = await this.pool.query<{ device_id: string; seq: string; digest: string }>({ name: 'lab-digests', text: DIGESTS, values: [rest.map((x) => x.r.device), rest.map((x) => x.r.seq)] })
+      const digests = new Map(prior.rows.map((x) => [`${x.device_id}/${x.seq}`, x.digest]))
       rows.forEach((x, i) => {
         if (results[i] === undefined) results[i] = digests.get(`${x.r.device}/${x.r.seq}`) === x.digest ? 'duplicate' : 'conflict'
       })
@@ -116,12 +116,12 @@ export class PgStore implements Store {
   }
 
   async list(device: string, after: number, limit: number): Promise<StoredReading[]> {
-    const res = await this.pool.query(
+    const res = await this.pool.query<{ seq: string; time: Date; value: number; backend: string; received_at: Date }>(
       'SELECT seq, time, value, backend, received_at FROM readings WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
       [device, after, limit])
     return res.rows.map((row) => ({
-      device, seq: Number(row.seq), time: (row.time as Date).toISOString(), value: row.value,
-      backend: row.backend, received: (row.received_at as Date).toISOString(),
+      device, seq: Number(row.seq), time: row.time.toISOString(), value: row.value,
+      backend: row.backend, received: row.received_at.toISOString(),
     }))
   }
 

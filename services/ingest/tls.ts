@@ -35,11 +35,11 @@ export function admit(socket: tls.TLSSocket, clients: string[]): { ok: true; ide
   if (!peer || Object.keys(peer).length === 0) return { ok: false, reason: 'no_certificate', why: 'no client certificate' }
   if (!socket.authorized) {
     const code = String(socket.authorizationError ?? 'unknown')
-    return { ok: false, reason: 'untrusted', why: `client certificate ${peer.subject?.CN ?? '?'} (serial ${peer.serialNumber}) refused: ${code === 'CERT_REVOKED' ? 'revoked (on the services CA\'s CRL)' : `not from the services CA (${code})`}` }
+    return { ok: false, reason: 'untrusted', why: `client certificate ${String(peer.subject?.CN ?? '?')} (serial ${peer.serialNumber}) refused: ${code === 'CERT_REVOKED' ? 'revoked (on the services CA\'s CRL)' : `not from the services CA (${code})`}` }
   }
   const names = dnsNames(peer.subjectaltname)
   const identity = names.find((n) => clients.includes(n))
-  if (!identity) return { ok: false, reason: 'not_a_client', why: `client certificate for ${names.join(', ') || peer.subject?.CN} is valid but not a client here (admitted: ${clients.join(', ')})` }
+  if (!identity) return { ok: false, reason: 'not_a_client', why: `client certificate for ${names.join(', ') || String(peer.subject?.CN)} is valid but not a client here (admitted: ${clients.join(', ')})` }
   return { ok: true, identity }
 }
 

@@ -179,7 +179,7 @@ if (opened) {
     // A new connection from the revoked backend to the database (its health check makes one).
     const ingestLog = await since(b1.name, { unit: 'lab-ingest.service' })
     const health = await httpFrom(lab, b1.name, `http://${b1.address}:${MONITOR_PORTS.ingest}/healthz`)
-    t.equal(health.status, 503, `${b1.name} can no longer reach its database (${health.json?.status})`)
+    t.equal(health.status, 503, `${b1.name} can no longer reach its database (${String(health.json?.status)})`)
     t.match(await logged(pg, /could not accept SSL connection/), /certificate verify failed/, 'PostgreSQL refuses it at the handshake')
     t.match(await logged(ingestLog, /database is unreachable/), /certificate revoked/, `${b1.name} logs the database's answer: certificate revoked`)
     t.same(await sql(lab, `SELECT count(*) FROM pg_stat_ssl WHERE client_serial = ${BigInt(`0x${serial.replace(/:/g, '')}`)};`), [['0']], 'no session runs on the revoked certificate')

@@ -84,7 +84,7 @@ if (lab) {
       const { body, headers } = make()
       const a = await httpFrom(lab, client.name, url, { method: 'POST', headers, body })
       t.equal(a.status, status, `${name}: ${status}`)
-      t.match(String(a.json?.error), error, `${name}: ${a.json?.error ?? a.body}`)
+      t.match(String(a.json?.error), error, `${name}: ${JSON.stringify(a.json?.error ?? a.body)}`)
     }
     t.equal((await sql(lab, `SELECT count(*) FROM readings WHERE device_id = '${device.id}';`))[0][0], before, 'nothing was stored')
     for (const b of upstreams) {

@@ -86,7 +86,7 @@ t.test('bad input: its own status, a JSON error naming what is wrong, nothing st
   for (const [name, body, headers, status, error, field] of cases) {
     const r = await post(body, headers)
     t.equal(r.status, status, `${name}: ${status}`)
-    t.match(r.json.error, error, `${name}: the error says why (${r.json.error})`)
+    t.match(r.json.error, error, `${name}: the error says why (${String(r.json.error)})`)
     if (field) t.equal(r.json.field, field, `${name}: names the field`)
   }
   t.equal(store.rows.size, 1, 'nothing was stored')

@@ -1,0 +1,44 @@
+// npm run lint: typescript-eslint with its type-checked rules, and the layers the code
+// keeps (docs/architecture.md): services <- provision <- scripts <- test, each
+// importing only the ones before it.
+import tseslint from 'typescript-eslint'
+
+const layer = (name, forbidden) => ({
+  files: [`${name}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': ['error', {
+      patterns: forbidden.map((f) => ({ group: [`**/${f}/**`], message: `${name}/ does not import ${f}/: the layers are services <- provision <- scripts <- test (docs/architecture.md)` })),
+    }],
+  },
+})
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', '.stryker-tmp/**', 'reports/**', '.lab/**', '.vagrant/**', 'tap-snapshots/**', '**/*.mjs', '**/*.cjs'] },
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      // A rest sibling leaves a field out on purpose; _name marks a value not used.
+      '@typescript-eslint/no-unused-vars': ['error', { ignoreRestSiblings: true, argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      // tap's t.test() returns a promise tap itself awaits (subtests run in order).
+      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', name: ['test', 'skip', 'todo', 'only'], package: '@tapjs/test' }] }],
+    },
+  },
+  {
+    files: ['test/**/*.ts'],
+    rules: {
+      // A tap callback is async by convention, awaiting or not.
+      '@typescript-eslint/require-await': 'off',
+      // Tests build malformed input on purpose (a topology with a field of the wrong
+      // type, a reading with an extra one): raw objects are untyped there, as in YAML.
+      '@typescript-eslint/no-explicit-any': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+      '@typescript-eslint/no-unsafe-argument': 'off',
+      '@typescript-eslint/no-unsafe-call': 'off',
+    },
+  },
+  layer('services', ['provision', 'scripts', 'test']),
+  layer('provision', ['scripts', 'test']),
+  layer('scripts', ['test']),
+)
