@@ -84,9 +84,11 @@ export async function capture(t: Topology, link: Link, o: CaptureOptions, onLine
     // timeout passes SIGTERM on to tcpdump, which writes what it has and exits.
     o.signal?.addEventListener('abort', () => child.kill('SIGTERM'), { once: true })
     let err = ''
+    let listening = false
     const out = lines(onLine)
     child.stdout.on('data', (d: Buffer) => out.push(d))
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); if (err.includes('listening on')) onReady?.() })
+    // Once: tcpdump's summary comes on stderr too, after its "listening on" line.
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); if (!listening && err.includes('listening on')) { listening = true; onReady?.() } })
     child.on('error', reject)
     child.on('exit', (code) => {
       out.end()

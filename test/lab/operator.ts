@@ -100,6 +100,7 @@ if (lab) {
     t.equal(lines.length, 5, 'five packets printed')
     t.ok(lines.every((l) => / (ESP|UDP-encap|UDP)|: ESP|isakmp-nat-keep-alive|NONESP|udp/i.test(l) && !l.includes(proxyAddr)), `ESP between the gateways, never the LAN addresses: ${lines[0]}`)
     t.match(out.stderr, /bridge .* on this machine: .*5 packets captured/)
+    t.equal(out.stderr.match(/^capturing on /gm)?.length, 1, 'it says once that it is capturing')
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cap-')), 'site.pcap')
     const written = cli('capture', `${tunnel.site}:${lab.topology.networks.find((n) => n.kind === 'lan' && lab.topology.hosts.find((h) => h.name === tunnel.site)!.interfaces.some((i) => i.network === n.name))!.name}`, '--count', '8', '--seconds', '20', '-w', file)
     await pings(10)
