@@ -1,6 +1,6 @@
 // Ensure a systemd unit is enabled and running (or disabled and stopped).
 import { shellQuote as q } from '../ssh.js'
-import type { Step } from '../runner.js'
+import type { Handler, Step } from '../runner.js'
 
 export function service(unit: string, want: { enabled: boolean; active: boolean }): Step {
   const verb = want.active ? 'running' : 'stopped'
@@ -23,10 +23,17 @@ export function service(unit: string, want: { enabled: boolean; active: boolean 
   }
 }
 
-/** A handler body: restart or reload a unit. */
-export const systemctl = (action: 'restart' | 'reload' | 'reload-or-restart', unit: string) => ({
-  name: `${action} ${unit}`,
-  run: async (ctx: { host: { exec: (c: string) => Promise<unknown> } }) => {
-    await ctx.host.exec(`systemctl ${action} ${q(unit)}`)
-  },
-})
+/**
+ * A handler that restarts or reloads a unit: `check` first (a configuration test, so
+ * that a bad file never reaches a running daemon), `daemonReload` when the step that
+ * notified it changed a unit file.
+ */
+export function unitHandler(name: string, action: 'restart' | 'reload', unit: string, o: { check?: string; daemonReload?: boolean } = {}): Handler {
+  const command = [o.check, o.daemonReload ? 'systemctl daemon-reload' : undefined, `systemctl ${action} ${q(unit)}`].filter(Boolean).join(' && ')
+  return commandHandler(name, command)
+}
+
+/** A handler that runs one command (a reload that is not systemd's: nft -f, swanctl --load-all). */
+export function commandHandler(name: string, command: string): Handler {
+  return { name, run: async (ctx) => { await ctx.host.exec(command) } }
+}

@@ -5,7 +5,7 @@ import { boxPackages } from '../box-packages.js'
 import { converge } from '../modules/command.js'
 import { file } from '../modules/file.js'
 import { packages } from '../modules/packages.js'
-import { service } from '../modules/service.js'
+import { commandHandler, service, unitHandler } from '../modules/service.js'
 import type { Context, Role } from '../runner.js'
 import { renderFile } from '../template.js'
 import { roleModule } from './registry.js'
@@ -118,10 +118,10 @@ export const common: Role = {
     service('prometheus-node-exporter.service', { enabled: true, active: true }),
   ],
   handlers: [
-    { name: 'reload ssh', run: async (ctx) => { await ctx.host.exec('sshd -t && systemctl reload ssh') } },
-    { name: 'reload nftables', run: async (ctx) => { await ctx.host.exec('nft -f /etc/nftables.conf') } },
-    { name: 'restart node exporter', run: async (ctx) => { await ctx.host.exec('systemctl restart prometheus-node-exporter.service') } },
-    { name: 'restart lab-network', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-network.service') } },
+    unitHandler('reload ssh', 'reload', 'ssh', { check: 'sshd -t' }),
+    commandHandler('reload nftables', 'nft -f /etc/nftables.conf'),
+    unitHandler('restart node exporter', 'restart', 'prometheus-node-exporter.service'),
+    unitHandler('restart lab-network', 'restart', 'lab-network.service', { daemonReload: true }),
   ],
 }
 

@@ -6,7 +6,7 @@
 import { createHash, createHmac, pbkdf2Sync } from 'node:crypto'
 import { converge } from '../modules/command.js'
 import { file } from '../modules/file.js'
-import { service } from '../modules/service.js'
+import { service, unitHandler } from '../modules/service.js'
 import { dbPassword } from '../secrets.js'
 import type { Context } from '../runner.js'
 import { renderFile, templateText } from '../template.js'
@@ -131,9 +131,9 @@ export const db: RoleModule = {
       service('prometheus-postgres-exporter.service', { enabled: true, active: true }),
     ],
     handlers: [
-      { name: 'reload postgresql', run: async (ctx) => { await ctx.host.exec('systemctl reload postgresql.service') } },
-      { name: 'restart postgresql', run: async (ctx) => { await ctx.host.exec('systemctl restart postgresql.service') } },
-      { name: 'restart postgres exporter', run: async (ctx) => { await ctx.host.exec('systemctl restart prometheus-postgres-exporter.service') } },
+      unitHandler('reload postgresql', 'reload', 'postgresql.service'),
+      unitHandler('restart postgresql', 'restart', 'postgresql.service'),
+      unitHandler('restart postgres exporter', 'restart', 'prometheus-postgres-exporter.service'),
     ],
   },
   input: (ctx) => {

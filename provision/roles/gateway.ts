@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import { converge } from '../modules/command.js'
 import { absent, ensureFileContent, file } from '../modules/file.js'
-import { service } from '../modules/service.js'
+import { commandHandler, service, unitHandler } from '../modules/service.js'
 import { certStillGood, ensureCa, ikeIdentity, issueCert, pkiPaths } from '../pki.js'
 import type { Context, Step } from '../runner.js'
 import { secret } from '../secrets.js'
@@ -170,10 +170,10 @@ export const gateway: RoleModule = {
     name: 'gateway',
     steps,
     handlers: [
-      { name: 'restart strongswan', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart strongswan.service') } },
-      { name: 'reload swanctl', run: async (ctx) => { await ctx.host.exec('swanctl --load-all --clear --noprompt >/dev/null') } },
-      { name: 'restart ipsec metrics', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-ipsec-metrics.service') } },
-      { name: 'restart keeper', run: async (ctx) => { await ctx.host.exec('systemctl daemon-reload && systemctl restart lab-ipsec-keeper.service') } },
+      unitHandler('restart strongswan', 'restart', 'strongswan.service', { daemonReload: true }),
+      commandHandler('reload swanctl', 'swanctl --load-all --clear --noprompt >/dev/null'),
+      unitHandler('restart ipsec metrics', 'restart', 'lab-ipsec-metrics.service', { daemonReload: true }),
+      unitHandler('restart keeper', 'restart', 'lab-ipsec-keeper.service', { daemonReload: true }),
     ],
   },
 

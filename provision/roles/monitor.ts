@@ -4,7 +4,7 @@
 // management network (port 9090, from its own address only): `npm run lab:status`
 // and a browser.
 import { file } from '../modules/file.js'
-import { service } from '../modules/service.js'
+import { service, unitHandler } from '../modules/service.js'
 import type { Context } from '../runner.js'
 import { renderFile, templateText } from '../template.js'
 import type { RoleModule } from './types.js'
@@ -49,8 +49,8 @@ export const monitor: RoleModule = {
       service('prometheus.service', { enabled: true, active: true }),
     ],
     handlers: [
-      { name: 'reload prometheus', run: async (ctx) => { await ctx.host.exec('systemctl reload prometheus.service') } },
-      { name: 'restart prometheus', run: async (ctx) => { await ctx.host.exec('systemctl restart prometheus.service') } },
+      unitHandler('reload prometheus', 'reload', 'prometheus.service'),
+      unitHandler('restart prometheus', 'restart', 'prometheus.service'),
     ],
   },
   input: (ctx) => {

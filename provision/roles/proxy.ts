@@ -5,7 +5,7 @@
 // topology's backends: a change there is a reload, which nginx does gracefully (no
 // connection dropped, and devices retry anyway).
 import { file } from '../modules/file.js'
-import { service } from '../modules/service.js'
+import { service, unitHandler } from '../modules/service.js'
 import type { Context } from '../runner.js'
 import { renderFile } from '../template.js'
 import type { RoleModule } from './types.js'
@@ -75,8 +75,8 @@ export const proxy: RoleModule = {
       service('prometheus-nginx-exporter.service', { enabled: true, active: true }),
     ],
     handlers: [
-      { name: 'reload nginx', run: async (ctx) => { await ctx.host.exec('systemctl reload nginx.service') } },
-      { name: 'restart nginx exporter', run: async (ctx) => { await ctx.host.exec('systemctl restart prometheus-nginx-exporter.service') } },
+      unitHandler('reload nginx', 'reload', 'nginx.service'),
+      unitHandler('restart nginx exporter', 'restart', 'prometheus-nginx-exporter.service'),
     ],
   },
   input: (ctx) => [

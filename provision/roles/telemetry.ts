@@ -4,7 +4,7 @@
 import { bundle, type ServiceName } from '../../services/build.js'
 import { MAX_BODY_BYTES } from '../../services/lib/reading.js'
 import { directory, file } from '../modules/file.js'
-import { service } from '../modules/service.js'
+import { service, unitHandler } from '../modules/service.js'
 import { systemUser } from '../modules/user.js'
 import type { Context, Handler, Step } from '../runner.js'
 import { renderFile } from '../template.js'
@@ -86,8 +86,8 @@ export function serviceSteps(spec: {
     service(unit, { enabled: true, active: true }),
   ]
   const handlers: Handler[] = [
-    { name: `reload ${unit}`, run: async (ctx) => { await ctx.host.exec(`systemctl reload ${unit}`) } },
-    { name: `restart ${unit}`, run: async (ctx) => { await ctx.host.exec(`systemctl daemon-reload && systemctl restart ${unit}`) } },
+    unitHandler(`reload ${unit}`, 'reload', unit),
+    unitHandler(`restart ${unit}`, 'restart', unit, { daemonReload: true }),
   ]
   return { steps, handlers }
 }

@@ -94,3 +94,18 @@ t.test('a step notifying an unknown handler is a programming error, caught befor
   await t.rejects(runRoles([role], fakeContext(new FakeHost())), /step "s" notifies unknown handler "nope"/)
   t.equal(ran, false)
 })
+
+t.test('a handler restarts or reloads a unit: its check first, daemon-reload when asked, the unit quoted when it must be', async (t) => {
+  const { commandHandler, unitHandler } = await import('../../provision/modules/service.js')
+  const cases: [ReturnType<typeof unitHandler>, string, string][] = [
+    [unitHandler('reload ssh', 'reload', 'ssh', { check: 'sshd -t' }), 'reload ssh', 'sshd -t && systemctl reload ssh'],
+    [unitHandler('restart strongswan', 'restart', 'strongswan.service', { daemonReload: true }), 'restart strongswan', 'systemctl daemon-reload && systemctl restart strongswan.service'],
+    [unitHandler('restart it', 'restart', 'a unit; rm -rf /'), 'restart it', "systemctl restart 'a unit; rm -rf /'"],
+    [commandHandler('reload nftables', 'nft -f /etc/nftables.conf'), 'reload nftables', 'nft -f /etc/nftables.conf'],
+  ]
+  for (const [h, name, command] of cases) {
+    const host = new FakeHost()
+    await h.run(fakeContext(host))
+    t.same([h.name, host.commands], [name, [command]], name)
+  }
+})
