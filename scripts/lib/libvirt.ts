@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
+import { formatAddress, mask } from '../../provision/lib/ipv4.js'
 import type { Topology } from '../../provision/topology.js'
 
 const q = { quiet: true, nothrow: true }
@@ -162,10 +163,8 @@ export function mgmtNetworkXml(t: Topology, vmHosts: string[]): string {
   ].join('\n') + '\n'
 }
 
-export function prefixToMask(prefix: number): string {
-  const n = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0
-  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.')
-}
+/** A prefix length as a dotted netmask (24: 255.255.255.0), as libvirt and ifupdown want it. */
+export const prefixToMask = (prefix: number): string => formatAddress(mask(prefix))
 
 /**
  * Define and start the management network, or bring an existing one up to date: a

@@ -71,6 +71,8 @@ t.test('the management network: isolated, no forwarding, DHCP only for the lab\'
   t.equal(prefixToMask(24), '255.255.255.0')
   t.equal(prefixToMask(25), '255.255.255.128')
   t.equal(prefixToMask(16), '255.255.0.0')
+  t.equal(prefixToMask(32), '255.255.255.255')
+  t.equal(prefixToMask(0), '0.0.0.0')
 })
 
 t.test('the VM box is made from the lxc box\'s package list plus a kernel and a bootloader', async (t) => {
