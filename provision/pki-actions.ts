@@ -15,7 +15,7 @@ import { summarize } from './report.js'
 import { endRevokedSessions } from './roles/db.js'
 import { TLS_ROLES, isServiceRole, tlsFiles } from './roles/service-tls.js'
 import { provision } from './run.js'
-import type { RemoteHost } from './ssh.js'
+import { sh, type RemoteHost } from './ssh.js'
 import type { Topology } from './topology.js'
 
 type Log = (m: string) => void
@@ -68,7 +68,7 @@ export async function revoke(topology: Topology, name: string, opts: { stateDir:
   await withHosts(topology, opts.repoRoot, ['gateway'], async (gw, host) => {
     await ensureFileContent({ host, dryRun: false }, { path: '/etc/swanctl/x509crl/lab.crl', content: crl })
     await host.exec('swanctl --load-creds --clear --noprompt >/dev/null')
-    for (const t of tunnels) await host.exec(`swanctl --terminate --ike ${t} --timeout 5 >/dev/null 2>&1`, { check: false })
+    for (const t of tunnels) await host.exec(sh`swanctl --terminate --ike ${t} --timeout 5 >/dev/null 2>&1`, { check: false })
     opts.log(`  ${gw}: CRL loaded${tunnels.length ? `, tunnel(s) ${tunnels.join(', ')} terminated` : ''}`)
   })
   return entry
@@ -78,7 +78,7 @@ export async function reissue(topology: Topology, name: string, opts: { stateDir
   const kind = caOf(topology, name)
   const files = kind === 'ike' ? [`/etc/swanctl/private/${name}.key`, `/etc/swanctl/x509/${name}.pem`] : [tlsFiles(name).key, tlsFiles(name).cert]
   await withHosts(topology, opts.repoRoot, [topology.hosts.find((h) => h.name === name)!.role], async (h, host) => {
-    if (h === name) await host.exec(`rm -f ${files.join(' ')}`)
+    if (h === name) await host.exec(sh`rm -f ${files}`)
   })
   opts.log(`Removed ${name}'s key and certificate; provisioning it makes a new key there and a new certificate${kind === 'services' ? ', and reloads the service' : ''}`)
   const recaps = await provision({ topology, only: [name], repoRoot: opts.repoRoot, stateDir: opts.stateDir })

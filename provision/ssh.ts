@@ -41,6 +41,25 @@ export function shellQuote(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
 }
 
+/** A fragment that is shell already (a redirection, a command built by sh), passed through by sh. */
+export class Shell {
+  constructor(readonly text: string) {}
+  toString() { return this.text }
+}
+export const raw = (text: string) => new Shell(text)
+
+type Word = string | number | Shell | readonly (string | number)[]
+
+/**
+ * A remote command whose every interpolated value is one shell word, quoted where it
+ * must be (a list: one word each): sh`rm -f ${files}`. The command's own syntax is in
+ * the literal parts; a fragment that is already shell goes in as raw(...) or another sh.
+ */
+export function sh(strings: TemplateStringsArray, ...values: Word[]): string {
+  const word = (v: Word): string => v instanceof Shell ? v.text : Array.isArray(v) ? v.map((x) => shellQuote(String(x))).join(' ') : shellQuote(String(v))
+  return strings.reduce((out, s, i) => out + s + (i < values.length ? word(values[i]) : ''), '')
+}
+
 export function sudoWrap(command: string): string {
   return `sudo -n -- sh -c ${shellQuote(command)}`
 }

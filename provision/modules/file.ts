@@ -2,7 +2,7 @@
 // trip), writes only on a difference, through a staged copy that is validated before
 // it replaces the live file, so a bad config never goes live.
 import { createHash } from 'node:crypto'
-import { shellQuote as q } from '../ssh.js'
+import { raw, sh } from '../ssh.js'
 import type { Context, Step } from '../runner.js'
 
 export interface FileSpec {
@@ -20,21 +20,22 @@ export async function ensureFileContent(ctx: Pick<Context, 'host' | 'dryRun'>, s
   const owner = spec.owner ?? 'root'
   const group = spec.group ?? owner
   const want = createHash('sha256').update(spec.content).digest('hex')
-  const p = q(spec.path)
-  const probe = await ctx.host.exec(`if [ -f ${p} ]; then stat -c '%a %U %G' ${p}; sha256sum < ${p}; else echo absent; fi`)
+  const p = spec.path
+  const probe = await ctx.host.exec(sh`if [ -f ${p} ]; then stat -c '%a %U %G' ${p}; sha256sum < ${p}; else echo absent; fi`)
   const [meta, sum] = probe.stdout.trim().split('\n')
   const sameContent = sum?.split(' ')[0] === want
   const sameMeta = meta === `${Number.parseInt(mode, 8).toString(8)} ${owner} ${group}`
   if (sameContent && sameMeta) return false
   if (ctx.dryRun) return true
   if (sameContent) {
-    await ctx.host.exec(`chown ${q(owner)}:${q(group)} ${p} && chmod ${mode} ${p}`)
+    await ctx.host.exec(sh`chown ${`${owner}:${group}`} ${p} && chmod ${mode} ${p}`)
     return true
   }
-  const staged = q(`${spec.path}.lab-staged`)
-  const validate = spec.validate ? ` && { ${spec.validate.replaceAll('{}', staged)} || { rm -f ${staged}; exit 3; }; }` : ''
+  const staged = `${spec.path}.lab-staged`
+  // validate is a command template from the role (shell); {} is the staged copy, quoted.
+  const validate = spec.validate ? sh` && { ${raw(spec.validate.replaceAll('{}', sh`${staged}`))} || { rm -f ${staged}; exit 3; }; }` : ''
   await ctx.host.exec(
-    `mkdir -p "$(dirname ${p})" && umask 077 && cat > ${staged} && chown ${q(owner)}:${q(group)} ${staged} && chmod ${mode} ${staged}${validate} && mv -f ${staged} ${p}`,
+    sh`mkdir -p "$(dirname ${p})" && umask 077 && cat > ${staged} && chown ${`${owner}:${group}`} ${staged} && chmod ${mode} ${staged}${raw(validate)} && mv -f ${staged} ${p}`,
     { stdin: spec.content },
   )
   return true
@@ -56,9 +57,9 @@ export function absent(name: string, path: string, notify?: string[]): Step {
     name,
     notify,
     async run(ctx) {
-      const r = await ctx.host.exec(`test -e ${q(path)}`, { check: false })
+      const r = await ctx.host.exec(sh`test -e ${path}`, { check: false })
       if (r.code !== 0) return false
-      if (!ctx.dryRun) await ctx.host.exec(`rm -f ${q(path)}`)
+      if (!ctx.dryRun) await ctx.host.exec(sh`rm -f ${path}`)
       return true
     },
   }
@@ -68,13 +69,13 @@ export function absent(name: string, path: string, notify?: string[]): Step {
 export function directory(name: string, spec: { path: string; mode: string; owner?: string; group?: string }): Step {
   const owner = spec.owner ?? 'root'
   const group = spec.group ?? owner
-  const p = q(spec.path)
+  const p = spec.path
   return {
     name,
     async run(ctx) {
-      const r = await ctx.host.exec(`stat -c '%F %a %U %G' ${p}`, { check: false })
+      const r = await ctx.host.exec(sh`stat -c '%F %a %U %G' ${p}`, { check: false })
       if (r.stdout.trim() === `directory ${Number.parseInt(spec.mode, 8).toString(8)} ${owner} ${group}`) return false
-      if (!ctx.dryRun) await ctx.host.exec(`mkdir -p ${p} && chown ${q(owner)}:${q(group)} ${p} && chmod ${spec.mode} ${p}`)
+      if (!ctx.dryRun) await ctx.host.exec(sh`mkdir -p ${p} && chown ${`${owner}:${group}`} ${p} && chmod ${spec.mode} ${p}`)
       return true
     },
   }

@@ -1,5 +1,5 @@
 // Ensure a systemd unit is enabled and running (or disabled and stopped).
-import { shellQuote as q } from '../ssh.js'
+import { sh } from '../ssh.js'
 import type { Handler, Step } from '../runner.js'
 
 export function service(unit: string, want: { enabled: boolean; active: boolean }): Step {
@@ -7,15 +7,15 @@ export function service(unit: string, want: { enabled: boolean; active: boolean 
   return {
     name: `Ensure ${unit} is ${want.enabled ? 'enabled' : 'disabled'} and ${verb}`,
     async run(ctx) {
-      const r = await ctx.host.exec(`systemctl is-enabled ${q(unit)}; systemctl is-active ${q(unit)}; systemctl show -P NeedDaemonReload ${q(unit)}`, { check: false })
+      const r = await ctx.host.exec(sh`systemctl is-enabled ${unit}; systemctl is-active ${unit}; systemctl show -P NeedDaemonReload ${unit}`, { check: false })
       const [enabled, active, needReload] = r.stdout.trim().split('\n')
       const isEnabled = enabled === 'enabled' || enabled === 'static'
       const isActive = active === 'active'
       const commands: string[] = []
       // A unit file written earlier in this run is only seen after a daemon-reload.
       if (needReload === 'yes') commands.push('systemctl daemon-reload')
-      if (isEnabled !== want.enabled) commands.push(`systemctl ${want.enabled ? 'enable' : 'disable'} ${q(unit)}`)
-      if (isActive !== want.active) commands.push(`systemctl ${want.active ? 'start' : 'stop'} ${q(unit)}`)
+      if (isEnabled !== want.enabled) commands.push(sh`systemctl ${want.enabled ? 'enable' : 'disable'} ${unit}`)
+      if (isActive !== want.active) commands.push(sh`systemctl ${want.active ? 'start' : 'stop'} ${unit}`)
       if (commands.length === 0) return false
       if (!ctx.dryRun) await ctx.host.exec(commands.join(' && '))
       return true
@@ -29,7 +29,7 @@ export function service(unit: string, want: { enabled: boolean; active: boolean 
  * notified it changed a unit file.
  */
 export function unitHandler(name: string, action: 'restart' | 'reload', unit: string, o: { check?: string; daemonReload?: boolean } = {}): Handler {
-  const command = [o.check, o.daemonReload ? 'systemctl daemon-reload' : undefined, `systemctl ${action} ${q(unit)}`].filter(Boolean).join(' && ')
+  const command = [o.check, o.daemonReload ? 'systemctl daemon-reload' : undefined, sh`systemctl ${action} ${unit}`].filter(Boolean).join(' && ')
   return commandHandler(name, command)
 }
 

@@ -7,6 +7,7 @@ import { file } from '../modules/file.js'
 import { packages } from '../modules/packages.js'
 import { commandHandler, service, unitHandler } from '../modules/service.js'
 import type { Context, Role } from '../runner.js'
+import { sh } from '../ssh.js'
 import { renderFile } from '../template.js'
 import { roleModule } from './registry.js'
 import { MONITOR_PORTS, TEXTFILE_DIR, lanAddress, monitorInput } from './monitoring.js'
@@ -45,7 +46,7 @@ export const common: Role = {
     converge(
       'Ensure the hostname is the topology\'s name',
       async (ctx) => (await ctx.host.exec('hostname')).stdout.trim() === ctx.self.name,
-      async (ctx) => { await ctx.host.exec(`hostname ${ctx.self.name} && echo ${ctx.self.name} > /etc/hostname`) },
+      async (ctx) => { await ctx.host.exec(sh`hostname ${ctx.self.name} && echo ${ctx.self.name} > /etc/hostname`) },
     ),
 
     file('Ensure /etc/hosts names every lab host', {
@@ -88,10 +89,10 @@ export const common: Role = {
       'Ensure kernel settings are live',
       async (ctx) => {
         const settings = sysctlSettings(ctx)
-        const r = await ctx.host.exec(`sysctl -n ${Object.keys(settings).join(' ')}`)
+        const r = await ctx.host.exec(sh`sysctl -n ${Object.keys(settings)}`)
         return r.stdout.trim().split('\n').every((v, i) => v.trim() === Object.values(settings)[i])
       },
-      async (ctx) => { await ctx.host.exec(`sysctl -q -p ${SYSCTL_FILE}`) },
+      async (ctx) => { await ctx.host.exec(sh`sysctl -q -p ${SYSCTL_FILE}`) },
     ),
 
     file('Ensure the nftables policy admits only this role\'s traffic', {

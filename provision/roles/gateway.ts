@@ -10,6 +10,7 @@ import { commandHandler, service, unitHandler } from '../modules/service.js'
 import { certStillGood, ensureCa, ikeIdentity, issueCert, pkiPaths } from '../pki.js'
 import type { Context, Step } from '../runner.js'
 import { secret } from '../secrets.js'
+import { sh } from '../ssh.js'
 import { renderFile } from '../template.js'
 import type { Tunnel } from '../topology.js'
 import type { RoleModule } from './types.js'
@@ -75,8 +76,8 @@ const certificateStep: Step = {
     if (ctx.dryRun && !fs.existsSync(p.caCert)) return true
     await ensureCa(ctx.stateDir, ctx.topology.name)
     const host = ctx.self.name
-    const pub = (await ctx.host.exec(`pki --pub --in ${keyFile(host)} --outform pem 2>/dev/null`)).stdout
-    const current = await ctx.host.exec(`cat ${certFile(host)}`, { check: false })
+    const pub = (await ctx.host.exec(sh`pki --pub --in ${keyFile(host)} --outform pem 2>/dev/null`)).stdout
+    const current = await ctx.host.exec(sh`cat ${certFile(host)}`, { check: false })
     if (current.code === 0 && await certStillGood(p, current.stdout, pub, host, 'certificate')) return false
     if (ctx.dryRun) return true
     const cert = await issueCert(p, ctx.topology.name, host, pub)
@@ -88,7 +89,7 @@ const certificateStep: Step = {
 const steps: Step[] = [
   converge('Ensure this gateway records its IPsec data path',
     async (ctx) => (await ctx.host.exec('cat /etc/lab/ipsec-mode', { check: false })).stdout.trim() === mode(ctx),
-    async (ctx) => { await ctx.host.exec(`mkdir -p /etc/lab && echo ${mode(ctx)} > /etc/lab/ipsec-mode`) }),
+    async (ctx) => { await ctx.host.exec(sh`mkdir -p /etc/lab && echo ${mode(ctx)} > /etc/lab/ipsec-mode`) }),
   file('Ensure kernel-libipsec is loaded only where the kernel has no ESP', {
     path: '/etc/strongswan.d/charon/kernel-libipsec.conf',
     content: (ctx) => renderFile('gateway/kernel-libipsec.conf', { mode: mode(ctx), load: mode(ctx) === 'libipsec' ? 'yes' : 'no' }),
@@ -105,10 +106,10 @@ const steps: Step[] = [
     content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name)).crl, 'utf8'),
   }, ['reload swanctl'])),
   onlyIf(pubkey, converge('Ensure the gateway has its own private key',
-    async (ctx) => (await ctx.host.exec(`test -s ${keyFile(ctx.self.name)} && stat -c %a ${keyFile(ctx.self.name)}`, { check: false })).stdout.trim() === '600',
+    async (ctx) => (await ctx.host.exec(sh`test -s ${keyFile(ctx.self.name)} && stat -c %a ${keyFile(ctx.self.name)}`, { check: false })).stdout.trim() === '600',
     async (ctx) => {
       const k = keyFile(ctx.self.name)
-      await ctx.host.exec(`test -s ${k} || (umask 077 && pki --gen --type ed25519 --outform pem > ${k}.new 2>/dev/null && mv ${k}.new ${k}); chmod 600 ${k}`)
+      await ctx.host.exec(sh`test -s ${k} || (umask 077 && pki --gen --type ed25519 --outform pem > ${`${k}.new`} 2>/dev/null && mv ${`${k}.new`} ${k}); chmod 600 ${k}`)
     }, ['reload swanctl'])),
   onlyIf(pubkey, certificateStep),
 

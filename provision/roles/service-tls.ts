@@ -9,6 +9,7 @@ import { converge } from '../modules/command.js'
 import { directory, ensureFileContent, file } from '../modules/file.js'
 import { certStillGood, ensureCa, ikeIdentity, issueServiceCert, pkiPaths, type CertInfo } from '../pki.js'
 import type { Context, Step } from '../runner.js'
+import { sh } from '../ssh.js'
 import { hostsWithRole, type Topology } from '../topology.js'
 import { DB } from './telemetry.js'
 
@@ -66,9 +67,9 @@ const certificateStep = (notify: string[]): Step => ({
     await ensureCa(ctx.stateDir, ctx.topology.name, 'services')
     const host = ctx.self.name
     const f = tlsFiles(host)
-    const pub = (await ctx.host.exec(`openssl pkey -in ${f.key} -pubout`)).stdout
+    const pub = (await ctx.host.exec(sh`openssl pkey -in ${f.key} -pubout`)).stdout
     const names = [tlsIdentity(ctx.topology, host), ...altNames(ctx.topology, host)]
-    const current = await ctx.host.exec(`cat ${f.cert}`, { check: false })
+    const current = await ctx.host.exec(sh`cat ${f.cert}`, { check: false })
     const sameNames = (info: CertInfo) => JSON.stringify([...info.altNames].sort()) === JSON.stringify([...new Set(names)].sort()) && info.subject === subjectOf(ctx.topology, host)
     if (current.code === 0 && current.stdout.includes('BEGIN CERTIFICATE') && await certStillGood(p, current.stdout, pub, host, 'service certificate', sameNames)) return false
     if (ctx.dryRun) return true
@@ -96,10 +97,10 @@ export function serviceTlsSteps(owner: string, notify: string[]): Step[] {
       content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).crl, 'utf8'),
     }, notify),
     converge(`Ensure this host has its own TLS key (0600, ${owner})`,
-      async (ctx) => (await ctx.host.exec(`test -s ${keyFile(ctx)} && stat -c '%a %U' ${keyFile(ctx)}`, { check: false })).stdout.trim() === `600 ${owner}`,
+      async (ctx) => (await ctx.host.exec(sh`test -s ${keyFile(ctx)} && stat -c '%a %U' ${keyFile(ctx)}`, { check: false })).stdout.trim() === `600 ${owner}`,
       async (ctx) => {
         const k = keyFile(ctx)
-        await ctx.host.exec(`test -s ${k} || (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ${k}.new 2>/dev/null && mv ${k}.new ${k}); chown ${owner}:${owner} ${k} && chmod 600 ${k}`)
+        await ctx.host.exec(sh`test -s ${k} || (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ${`${k}.new`} 2>/dev/null && mv ${`${k}.new`} ${k}); chown ${`${owner}:${owner}`} ${k} && chmod 600 ${k}`)
       }, notify),
     certificateStep(notify),
   ]

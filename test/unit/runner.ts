@@ -109,3 +109,12 @@ t.test('a handler restarts or reloads a unit: its check first, daemon-reload whe
     t.same([h.name, host.commands], [name, [command]], name)
   }
 })
+
+t.test('sh: each value one shell word, quoted where it must be; lists a word each; raw fragments as they are', async (t) => {
+  const { raw, sh } = await import('../../provision/ssh.js')
+  t.equal(sh`rm -f ${'/etc/lab/a.pem'}`, 'rm -f /etc/lab/a.pem', 'a plain path stays as it is')
+  t.equal(sh`echo ${"it's; rm -rf /"}`, `echo 'it'\\''s; rm -rf /'`, 'a quote and a semicolon stay inside one word')
+  t.equal(sh`sysctl -n ${['net.ipv4.ip_forward', 'a b']}`, `sysctl -n net.ipv4.ip_forward 'a b'`, 'a list: one word each')
+  t.equal(sh`chmod ${600} ${'f'}${raw(' && echo done')}`, 'chmod 600 f && echo done', 'numbers as words; raw passes shell through')
+  t.equal(sh`test -e ${''}`, `test -e ''`, 'an empty value is still a word')
+})
