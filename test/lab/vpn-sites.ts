@@ -12,8 +12,8 @@ import { parse, stringify } from 'yaml'
 import { loadTopology } from '../../provision/topology.js'
 import { networksUp } from '../../scripts/lib/network.js'
 import { repoRoot, topologyFile } from '../../provision/paths.js'
-import { installed, listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
-import { labCli, openLab } from '../lib/lab.js'
+import { installed, listSas, waitForTunnel } from '../lib/ipsec.js'
+import { labCli, openLab, waitFor } from '../lib/lab.js'
 
 const run = promisify(execFile)
 // The second site is added as lxc containers beside the lab (on an all-VM lab that
@@ -49,7 +49,7 @@ if (lab) {
     t.same([summary.hosts, summary.failed, summary.unreachable], [two.hosts.length, 0, 0], 'every host, old and new, is provisioned')
 
     // The new site initiates by itself (its keeper); watch the hub until it is up.
-    for (let i = 0; i < 100 && !installed(await listSas(lab, first.hub, 'gw-iot2')); i++) await sleep(300)
+    await waitFor(`the new tunnel gw-iot2 installed on the hub ${first.hub}`, async () => installed(await listSas(lab, first.hub, 'gw-iot2')), 30_000, 300)
     const hubSas = await listSas(lab, first.hub)
     const names = hubSas.filter((s) => s.state === 'ESTABLISHED').map((s) => `${s.name} ${s.fields['remote-id']}`).sort()
     t.same(names, [`${first.name} ${first.site}.${lab.topology.name}`, `gw-iot2 gw-iot2.${lab.topology.name}`], 'the hub holds both tunnels, each with its site\'s identity')

@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseRawSas, type IkeSa } from '../../services/lib/swanctl.js'
-import type { Lab } from './lab.js'
+import { waitFor, type Lab } from './lab.js'
 import { capture as captureOn } from '../../scripts/lib/capture.js'
 import { parseLink } from '../../scripts/lib/links.js'
 
@@ -26,15 +26,18 @@ function samePair(site: IkeSa[], hub: IkeSa[]): boolean {
   return children(site).some((c) => children(hub).some((d) => c.fields['spi-in'] === d.fields['spi-out'] && c.fields['spi-out'] === d.fields['spi-in']))
 }
 
+type TunnelEnds = { name: string; site: string; hub: string }
+/** The tunnel's SAs on its site and on its hub. */
+const bothEnds = (lab: Lab, tunnel: TunnelEnds) => Promise.all([listSas(lab, tunnel.site, tunnel.name), listSas(lab, tunnel.hub, tunnel.name)])
+
 /** Poll until the tunnel is up on both ends, as one and the same SA pair; returns the seconds it took. */
-export async function waitForTunnel(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 30000): Promise<number> {
+export async function waitForTunnel(lab: Lab, tunnel: TunnelEnds, timeoutMs = 30000): Promise<number> {
   const t0 = Date.now()
-  while (Date.now() - t0 < timeoutMs) {
-    const [a, b] = await Promise.all([listSas(lab, tunnel.site, tunnel.name), listSas(lab, tunnel.hub, tunnel.name)])
-    if (installed(a) && installed(b) && samePair(a, b)) return (Date.now() - t0) / 1000
-    await new Promise((r) => setTimeout(r, 200))
-  }
-  throw new Error(`tunnel ${tunnel.name} not up on both ${tunnel.site} and ${tunnel.hub} within ${timeoutMs / 1000} s`)
+  await waitFor(`tunnel ${tunnel.name} up on both ${tunnel.site} and ${tunnel.hub}, as one SA pair`, async () => {
+    const [a, b] = await bothEnds(lab, tunnel)
+    return installed(a) && installed(b) && samePair(a, b)
+  }, timeoutMs, 200)
+  return (Date.now() - t0) / 1000
 }
 
 /**
@@ -42,26 +45,24 @@ export async function waitForTunnel(lab: Lab, tunnel: { name: string; site: stri
  * come and go: a site whose connection starts by itself (start_action = start,
  * keyingtries = 0) keeps trying, and under emulation an attempt is always under way.
  */
-export async function waitForNoEstablished(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 30000): Promise<void> {
-  const t0 = Date.now()
-  while (Date.now() - t0 < timeoutMs) {
-    const [a, b] = await Promise.all([listSas(lab, tunnel.site, tunnel.name), listSas(lab, tunnel.hub, tunnel.name)])
-    if (![...a, ...b].some((s) => s.state === 'ESTABLISHED')) return
-    await new Promise((r) => setTimeout(r, 200))
+export async function waitForNoEstablished(lab: Lab, tunnel: TunnelEnds, timeoutMs = 30000): Promise<void> {
+  try {
+    await waitFor(`no ESTABLISHED SA of tunnel ${tunnel.name} on either end`, async () => {
+      const [a, b] = await bothEnds(lab, tunnel)
+      return ![...a, ...b].some((s) => s.state === 'ESTABLISHED')
+    }, timeoutMs, 200)
+  } catch (e) {
+    const show = async (gw: string) => `${gw}: ${(await listSas(lab, gw, tunnel.name)).map((s) => `${s.state} (${s.fields['local-id']} to ${s.fields['remote-id']}, established ${s.fields.established ?? '?'} s)`).join(', ') || 'none'}`
+    throw new Error(`${(e as Error).message}: ${await show(tunnel.site)}; ${await show(tunnel.hub)}`)
   }
-  const show = async (gw: string) => `${gw}: ${(await listSas(lab, gw, tunnel.name)).map((s) => `${s.state} (${s.fields['local-id']} to ${s.fields['remote-id']}, established ${s.fields.established ?? '?'} s)`).join(', ') || 'none'}`
-  throw new Error(`tunnel ${tunnel.name} still has an ESTABLISHED SA after ${timeoutMs / 1000} s: ${await show(tunnel.site)}; ${await show(tunnel.hub)}`)
 }
 
 /** Poll until neither end has an SA of the tunnel. */
-export async function waitForNoSa(lab: Lab, tunnel: { name: string; site: string; hub: string }, timeoutMs = 30000): Promise<void> {
-  const t0 = Date.now()
-  while (Date.now() - t0 < timeoutMs) {
-    const [a, b] = await Promise.all([listSas(lab, tunnel.site, tunnel.name), listSas(lab, tunnel.hub, tunnel.name)])
-    if (a.length === 0 && b.length === 0) return
-    await new Promise((r) => setTimeout(r, 200))
-  }
-  throw new Error(`tunnel ${tunnel.name} still has SAs after ${timeoutMs / 1000} s`)
+export async function waitForNoSa(lab: Lab, tunnel: TunnelEnds, timeoutMs = 30000): Promise<void> {
+  await waitFor(`no SA of tunnel ${tunnel.name} on either end`, async () => {
+    const [a, b] = await bothEnds(lab, tunnel)
+    return a.length === 0 && b.length === 0
+  }, timeoutMs, 200)
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

@@ -4,8 +4,7 @@
 import type { Test } from 'tap'
 import { monitorOf, prometheusUrl } from '../../provision/roles/monitoring.js'
 import { query, type Sample } from '../../scripts/lib/watch.js'
-import { sleep } from './ipsec.js'
-import type { Lab } from './lab.js'
+import { waitFor, type Lab } from './lab.js'
 
 /** What lab:status asks, asked the same way (a longer wait: the lab may be busy with a fault). */
 export async function promQuery(lab: Lab, expr: string): Promise<Sample[]> {
@@ -24,19 +23,15 @@ const selector = (alert: string, labels: Record<string, string>) =>
 export async function expectAlert(t: Test, lab: Lab, alert: string, labels: Record<string, string>, want: 'firing' | 'resolved', timeoutMs = 90_000): Promise<number> {
   const t0 = Date.now()
   const what = `${alert}${Object.keys(labels).length ? `{${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',')}}` : ''}`
-  for (;;) {
-    const firing = (await promQuery(lab, selector(alert, labels))).length > 0
-    if (firing === (want === 'firing')) {
-      const s = (Date.now() - t0) / 1000
-      t.pass(`the monitor's alert ${what} ${want === 'firing' ? 'fires' : 'resolves'} (${s.toFixed(0)} s)`)
-      return s
-    }
-    if (Date.now() - t0 > timeoutMs) {
-      t.fail(`the monitor's alert ${what} did not ${want === 'firing' ? 'fire' : 'resolve'} within ${timeoutMs / 1000} s`)
-      return NaN
-    }
-    await sleep(2000)
+  try {
+    await waitFor(`the monitor's alert ${what} ${want}`, async () => ((await promQuery(lab, selector(alert, labels))).length > 0) === (want === 'firing'), timeoutMs, 2000)
+  } catch {
+    t.fail(`the monitor's alert ${what} did not ${want === 'firing' ? 'fire' : 'resolve'} within ${timeoutMs / 1000} s`)
+    return NaN
   }
+  const s = (Date.now() - t0) / 1000
+  t.pass(`the monitor's alert ${what} ${want === 'firing' ? 'fires' : 'resolves'} (${s.toFixed(0)} s)`)
+  return s
 }
 
 /**

@@ -10,8 +10,7 @@ import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
 import { ingestTlsName, tlsFiles } from '../../provision/roles/service-tls.js'
 import { stateDir } from '../../provision/paths.js'
 import { shellQuote as q } from '../../provision/ssh.js'
-import { sleep } from './ipsec.js'
-import type { Lab } from './lab.js'
+import { waitFor, type Lab } from './lab.js'
 
 export interface HttpAnswer { status: number; headers: Record<string, string>; body: string; json?: Record<string, unknown> }
 
@@ -84,24 +83,27 @@ export interface ClientStatus {
 
 export async function clientStatus(lab: Lab, host?: string, method = 'GET', path = '/status'): Promise<ClientStatus> {
   const name = host ?? lab.byRole('iot-client')[0].name
-  for (let i = 0; ; i++) {
-    const r = await lab.sh(name, `curl -s -f -m 5 -X ${method} http://127.0.0.1:${CLIENT_CONTROL_PORT}${path}`)
-    if (r.code === 0) return JSON.parse(r.stdout) as ClientStatus
-    if (i >= 50) throw new Error(`${name}: the client's control port does not answer (${r.stderr.trim()})`)
-    await sleep(200) // the client is (re)starting
+  let why = ''
+  try {
+    // A client that is (re)starting answers within seconds.
+    return await waitFor(`${name}: the client's control port`, async () => {
+      const r = await lab.sh(name, `curl -s -f -m 5 -X ${method} http://127.0.0.1:${CLIENT_CONTROL_PORT}${path}`)
+      why = r.stderr.trim()
+      return r.code === 0 && (JSON.parse(r.stdout) as ClientStatus)
+    }, 10_000, 200)
+  } catch {
+    throw new Error(`${name}: the client's control port does not answer (${why})`)
   }
 }
 
 /** Wait until a condition on the client's status holds; returns the status. */
 export async function waitStatus(lab: Lab, what: string, ok: (s: ClientStatus) => boolean, timeoutMs = 60_000): Promise<ClientStatus> {
-  const end = Date.now() + timeoutMs
-  let s = await clientStatus(lab)
-  while (!ok(s)) {
-    if (Date.now() > end) throw new Error(`timed out waiting for the client: ${what}; status ${JSON.stringify(s)}`)
-    await sleep(250)
-    s = await clientStatus(lab)
+  let last: ClientStatus | undefined
+  try {
+    return await waitFor(`the client: ${what}`, async () => { last = await clientStatus(lab); return ok(last) && last }, timeoutMs)
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; its status ${JSON.stringify(last)}`)
   }
-  return s
 }
 
 /** Wait until the client has had more readings acknowledged than `sent` (its count survives restarts). */
