@@ -24,7 +24,7 @@ export default {
       'test/unit/client.ts', 'test/unit/ingest.ts', 'test/unit/batcher.ts', 'test/unit/topology.ts',
       'test/unit/template.ts', 'test/unit/telemetry-roles.ts', 'test/unit/vpn.ts', 'test/unit/swanctl.ts',
       'test/unit/monitoring.ts', 'test/unit/operator.ts', 'test/unit/inventory.ts', 'test/unit/db.ts',
-      'test/unit/rendered.ts', 'test/unit/reading.ts', 'test/unit/ipv4.ts', 'test/unit/sender.ts', 'test/unit/ingest-contract.ts',
+      'test/unit/rendered.ts', 'test/unit/reading.ts', 'test/unit/ipv4.ts', 'test/unit/sender.ts', 'test/unit/ingest-contract.ts', 'test/unit/topology-refusals.ts', 'test/unit/outbox-edges.ts',
     ],
     nodeArgs: ['--import', 'tsx', '-r', '{{hookFile}}', '{{testFile}}'],
     forceBail: true,

@@ -231,7 +231,7 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
         for (const [netName, addrText] of Object.entries(value.interfaces)) {
           const ifField = `${field}.interfaces.${netName}`
           const net = byNet.get(netName)
-          if (!net) { fail(ifField, `unknown network ${JSON.stringify(netName)}: networks are ${[...byNet.keys()].join(', ')}`); continue }
+          if (!net) { fail(ifField, `unknown network ${JSON.stringify(netName)}: networks are ${[...byNet.keys()].join(', ') || '(none)'}`); continue }
           const addr = typeof addrText === 'string' ? parseAddress(addrText) : undefined
           if (addr === undefined) { fail(ifField, `must be an IPv4 address; got ${JSON.stringify(addrText)}`); continue }
           const c = cidrs.get(netName)!
@@ -345,7 +345,7 @@ function validateOldServers(rawNetworks: unknown, networks: Network[], hosts: Ho
 }
 
 function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: string) => void): Telemetry {
-  const r: Raw = raw === undefined ? {} : isObject(raw) ? raw : (fail('telemetry', 'must be a mapping with devices, interval_ms, bench_devices, port'), {})
+  const r: Raw = raw === undefined ? {} : isObject(raw) ? raw : (fail('telemetry', `must be a mapping with any of ${TELEMETRY_KEYS.join(', ')}`), {})
   unknownKeys(r, TELEMETRY_KEYS, 'telemetry', fail)
   const int = (key: string, def: number, min: number, max: number, what: string) => {
     const v = r[key] ?? def
