@@ -190,7 +190,9 @@ export class Outbox {
     let before = active?.bytes ?? 0
     try {
       if (rotate) {
-        fd = fs.openSync(path.join(this.dir, nameOf(id)), 'wx', 0o600)
+        // O_APPEND: after a failed write is cut back (ftruncate), the next write lands at
+        // the new end, not past it with a hole of zeros that recovery would cut with it.
+        fd = fs.openSync(path.join(this.dir, nameOf(id)), 'ax', 0o600)
         created = true
         before = 0
       }

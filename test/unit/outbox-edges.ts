@@ -239,3 +239,81 @@ t.test('the old format: only seg-N.json and state.json are migrated; the last se
   t.equal(mm.last('d1'), 2)
   mm.shutdown()
 })
+
+t.test('a write the disk cut short is cut back: the active segment holds what it held before', async (t) => {
+  const dir = tmp()
+  const o = new Outbox(dir)
+  o.open()
+  o.append([next(o)])
+  const file = path.join(dir, logs(dir)[0])
+  const size = fs.statSync(file).size
+  // The first write reaches the file in part (a few bytes), the next one finds the disk full.
+  const writeSync = fs.writeSync
+  let calls = 0
+  fs.writeSync = ((fd: number, data: Buffer, off: number) => {
+    if (calls++ === 0) return writeSync(fd, data, off, 7)
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
+  }) as unknown as typeof fs.writeSync
+  t.teardown(() => { fs.writeSync = writeSync })
+  t.throws(() => o.append([next(o)]), OutboxFullError)
+  fs.writeSync = writeSync
+  t.equal(fs.statSync(file).size, size, 'the 7 bytes that got through are cut off again')
+  o.append([next(o)])
+  o.shutdown()
+  const again = new Outbox(dir)
+  t.equal(again.open(), 2, 'the log reads back whole, no glued line')
+  again.shutdown()
+})
+
+t.test('what append refuses to write, and when', async (t) => {
+  const dir = tmp()
+  const o = new Outbox(dir)
+  o.open()
+  t.same(o.append([]), [], 'nothing to append: nothing written')
+  t.same(logs(dir), [], 'not even a segment with a header')
+  t.throws(() => o.append([{ ...next(o), seq: 3 }]), { message: 'outbox: d1 seq 3 is not the next one (1)' })
+  t.throws(() => o.append([{ device: 'd1', seq: 1, body: '{"device":"d1","seq":1}' }]), { message: 'outbox: d1 seq 1: the body is not an encoded reading' })
+  o.append([next(o)])
+  o.shutdown()
+  t.throws(() => o.append([next(o)]), { message: 'outbox: not open' }, 'after shutdown: refused, not written to a closed file')
+})
+
+t.test('at open: leftover .tmp files go, files that only look like segments stay and are not read', async (t) => {
+  const dir = tmp()
+  const o = new Outbox(dir)
+  o.open()
+  o.append([next(o)])
+  o.shutdown()
+  const seg = logs(dir)[0]
+  fs.writeFileSync(path.join(dir, 'cursor.json.tmp'), '{')
+  fs.copyFileSync(path.join(dir, seg), path.join(dir, `${seg}.bak`))
+  fs.copyFileSync(path.join(dir, seg), path.join(dir, `x${seg}`))
+  const again = new Outbox(dir)
+  t.equal(again.open(), 1, 'one reading: the copies are not segments')
+  t.equal(again.files(), 1)
+  t.notOk(fs.existsSync(path.join(dir, 'cursor.json.tmp')), 'the never-renamed cursor is gone')
+  t.ok(fs.existsSync(path.join(dir, `${seg}.bak`)) && fs.existsSync(path.join(dir, `x${seg}`)), 'the look-alikes are left for a person')
+  again.shutdown()
+})
+
+t.test('the cursor names only segments with something done, privately; a refusal is kept once, never for a reading acknowledged', async (t) => {
+  const dir = tmp()
+  const o = new Outbox(dir, { segmentBytes: 1 })
+  o.open()
+  const [a] = o.append([next(o)])
+  const [b] = o.append([next(o)])
+  o.take(2)
+  o.ack(b)
+  o.flush()
+  const ids = logs(dir).map((f) => Number(/\d+/.exec(f)![0]))
+  t.same(JSON.parse(fs.readFileSync(path.join(dir, 'cursor.json'), 'utf8')), { [ids[1]]: 1 }, 'the second segment: one done; the first, nothing done, not named')
+  t.equal(fs.statSync(path.join(dir, 'cursor.json')).mode & 0o777, 0o600)
+  o.reject(b, 400, 'already acknowledged')
+  t.notOk(fs.existsSync(path.join(dir, 'rejected.jsonl')), 'a reading already acknowledged is not refused after')
+  o.reject(a, 409, 'seq reused')
+  o.reject(a, 409, 'seq reused')
+  t.equal(o.rejectedCount, 1)
+  t.same(fs.readFileSync(path.join(dir, 'rejected.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as object), [{ device: 'd1', seq: 1, status: 409, reason: 'seq reused', body: a.body }], 'one line for one refusal, with what a person needs')
+  t.equal(o.pending(), 0)
+  o.shutdown()
+})
