@@ -44,7 +44,6 @@ export function shellQuote(word: string): string {
 /** A fragment that is shell already (a redirection, a command built by sh), passed through by sh. */
 export class Shell {
   constructor(readonly text: string) {}
-  toString() { return this.text }
 }
 export const raw = (text: string) => new Shell(text)
 

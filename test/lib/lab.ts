@@ -25,6 +25,9 @@ import { repoRoot, stateDir, topologyFile } from '../../provision/paths.js'
 import { ownerClone } from '../../scripts/lib/lxc.js'
 import { knownContainers, machineStates } from '../../scripts/lib/vagrant.js'
 import { planProviders, providerSummary, runningProviders, type Provider } from '../../scripts/lib/providers.js'
+import { waitFor } from './wait.js'
+
+export { waitFor }
 
 const execFileP = promisify(execFile)
 
@@ -66,25 +69,6 @@ export function unmet(lab: Pick<Lab, 'topology' | 'provider' | 'providerOf'>, r:
   if (r.backends && lab.topology.hosts.filter((h) => h.role === 'backend').length < r.backends) return `needs at least ${r.backends} backends`
   if (r.bridgesHere && lab.topology.hosts.some((h) => lab.providerOf(h.name) === 'virtualbox')) return 'VirtualBox keeps its internal networks itself: no bridge here'
   return undefined
-}
-
-/**
- * Poll probe until it returns a value that is not undefined/false (then return it), or
- * throw after the deadline with what was waited for and the last value seen. The one
- * way the scenarios wait: never a fixed sleep and hope.
- */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, deadlineMs: number, everyMs = 250): Promise<T> {
-  const end = Date.now() + deadlineMs
-  let last: unknown
-  for (;;) {
-    try {
-      const v = await probe()
-      if (v !== undefined && v !== false) return v
-      last = v
-    } catch (e) { last = e }
-    if (Date.now() >= end) throw new Error(`timed out after ${(deadlineMs / 1000).toFixed(0)} s waiting for ${what}${last instanceof Error ? ` (last error: ${last.message})` : ''}`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
 }
 
 export interface Lab {

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { ingestHandler, type InsertResult, type Store, type StoredReading } from '../../services/ingest/server.js'
 import { BATCH_TYPE, MAX_BATCH_BYTES, MAX_BATCH_READINGS, MAX_BODY_BYTES, batchLine, encodeReading, sign, type Reading } from '../../services/lib/reading.js'
+import { waitFor } from '../lib/wait.js'
 
 /** A store whose answers a test sets: what insert says, and whether it or list fails. */
 class ScriptedStore implements Store {
@@ -303,10 +304,10 @@ t.test('a client that goes away mid-body leaves no request counted in flight', a
   req.on('error', () => {})
   req.write('{"device":"dev-1",')
   const inFlight = async () => Number(/^ingest_requests_in_flight (\S+)$/m.exec((await call('GET', '/metrics')).text)?.[1])
-  for (let i = 0; i < 200 && (await inFlight()) !== 1; i++) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('the request in flight', async () => (await inFlight()) === 1, 2000, 10).catch(() => undefined)
   t.equal(await inFlight(), 1, 'control: the request is in flight while its body comes')
   req.destroy()
-  for (let i = 0; i < 200 && (await inFlight()) !== 0; i++) await new Promise((r) => setTimeout(r, 10))
+  await waitFor('no request in flight', async () => (await inFlight()) === 0, 2000, 10).catch(() => undefined)
   t.equal(await inFlight(), 0, 'the client gone: the request ended')
 })
 

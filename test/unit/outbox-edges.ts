@@ -87,10 +87,17 @@ t.test('a full outbox whose readings are all acknowledged rotates to make room, 
   o.shutdown()
 })
 
-/** Make fs.writeSync fail with this code from the next call on, until the test ends. */
-function failWrites(t: Test, code: string) {
+/**
+ * Make fs.writeSync fail with this code from the next call on, until restored or the
+ * test ends; `firstBytes`: the first call gets that many bytes through before the disk fills.
+ */
+function failWrites(t: Test, code: string, firstBytes?: number) {
   const writeSync = fs.writeSync
-  fs.writeSync = (() => { throw Object.assign(new Error(`${code}: write failed`), { code }) })
+  let calls = 0
+  fs.writeSync = ((fd: number, data: Buffer, off: number) => {
+    if (firstBytes !== undefined && calls++ === 0) return writeSync(fd, data, off, firstBytes)
+    throw Object.assign(new Error(`${code}: write failed`), { code })
+  }) as unknown as typeof fs.writeSync
   t.teardown(() => { fs.writeSync = writeSync })
   return () => { fs.writeSync = writeSync }
 }
@@ -248,15 +255,9 @@ t.test('a write the disk cut short is cut back: the active segment holds what it
   const file = path.join(dir, logs(dir)[0])
   const size = fs.statSync(file).size
   // The first write reaches the file in part (a few bytes), the next one finds the disk full.
-  const writeSync = fs.writeSync
-  let calls = 0
-  fs.writeSync = ((fd: number, data: Buffer, off: number) => {
-    if (calls++ === 0) return writeSync(fd, data, off, 7)
-    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
-  }) as unknown as typeof fs.writeSync
-  t.teardown(() => { fs.writeSync = writeSync })
+  const restore = failWrites(t, 'ENOSPC', 7)
   t.throws(() => o.append([next(o)]), OutboxFullError)
-  fs.writeSync = writeSync
+  restore()
   t.equal(fs.statSync(file).size, size, 'the 7 bytes that got through are cut off again')
   o.append([next(o)])
   o.shutdown()

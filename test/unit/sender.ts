@@ -14,6 +14,7 @@ import t, { type Test } from 'tap'
 import { DEFAULTS, Sender, jitter, nextBackoff, postBatch, type SenderOptions } from '../../services/client/sender.js'
 import type { Entry } from '../../services/client/outbox.js'
 import { BATCH_TYPE, encodeReading, parseBatchLine, verify } from '../../services/lib/reading.js'
+import { waitFor } from '../lib/wait.js'
 
 const key = Buffer.alloc(32, 5)
 const entry = (seq: number, device = 'dev-1'): Entry => ({ device, seq, body: encodeReading({ device, seq, time: '2026-12-02T00:00:00.000Z', value: seq }), segment: 1, index: seq })
@@ -83,13 +84,7 @@ function sender(t: Test, url: string, entries: Entry[], opts: Partial<SenderOpti
 }
 
 /** Polls until `done()` holds (5 s at most: past that the sender is stuck, not slow). */
-async function until(what: string, done: () => boolean) {
-  const deadline = Date.now() + 5000
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
+const until = (what: string, done: () => boolean) => waitFor(what, () => Promise.resolve(done()), 5000, 5)
 
 t.test('the backoff: doubled from 100 ms to its cap; each wait between half and all of it', async (t) => {
   t.same([0, 100, 200, 2000, 4000].map((b) => nextBackoff(b, 5000)), [100, 200, 400, 4000, 5000])
