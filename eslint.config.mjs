@@ -6,22 +6,47 @@ import tseslint from 'typescript-eslint'
 const layer = (name, forbidden) => ({
   files: [`${name}/**/*.ts`],
   rules: {
-    'no-restricted-imports': ['error', {
-      patterns: forbidden.map((f) => ({ group: [`**/${f}/**`], message: `${name}/ does not import ${f}/: the layers are services <- provision <- scripts <- test (docs/architecture.md)` })),
-    }],
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: forbidden.map((f) => ({
+          group: [`**/${f}/**`],
+          message: `${name}/ does not import ${f}/: the layers are services <- provision <- scripts <- test (docs/architecture.md)`,
+        })),
+      },
+    ],
   },
 })
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.stryker-tmp/**', 'reports/**', '.lab/**', '.vagrant/**', 'tap-snapshots/**', '**/*.mjs', '**/*.cjs'] },
+  {
+    ignores: [
+      'node_modules/**',
+      '.stryker-tmp/**',
+      'reports/**',
+      '.lab/**',
+      '.vagrant/**',
+      'tap-snapshots/**',
+      '**/*.mjs',
+      '**/*.cjs',
+    ],
+  },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       // A rest sibling leaves a field out on purpose; _name marks a value not used.
-      '@typescript-eslint/no-unused-vars': ['error', { ignoreRestSiblings: true, argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { ignoreRestSiblings: true, argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       // tap's t.test() returns a promise tap itself awaits (subtests run in order).
-      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', name: ['test', 'skip', 'todo', 'only'], package: '@tapjs/test' }] }],
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [{ from: 'package', name: ['test', 'skip', 'todo', 'only'], package: '@tapjs/test' }],
+        },
+      ],
     },
   },
   {

@@ -4,7 +4,11 @@
 import type { RemoteHost } from './ssh.js'
 import type { Host } from './topology.js'
 
-export interface Address { ifname: string; address: string; prefix: number }
+export interface Address {
+  ifname: string
+  address: string
+  prefix: number
+}
 
 export interface Facts {
   addresses: Address[]
@@ -31,13 +35,21 @@ export const ESP_PROBE = [
   '&& ip xfrm state delete src 127.0.0.1 dst 127.0.0.1 proto esp spi 0x1ab0e5b1 && echo kernel || echo libipsec',
 ].join(' ')
 
-interface IpAddrJson { ifname: string; addr_info: { family: string; local: string; prefixlen: number }[] }
+interface IpAddrJson {
+  ifname: string
+  addr_info: { family: string; local: string; prefixlen: number }[]
+}
 
 export async function gatherFacts(host: RemoteHost, self: Host): Promise<Facts> {
-  const r = await host.exec('ip -j -4 addr show; echo; ip -j -4 route show default; echo; systemd-detect-virt || true; uname -r', { sudo: false })
+  const r = await host.exec(
+    'ip -j -4 addr show; echo; ip -j -4 route show default; echo; systemd-detect-virt || true; uname -r',
+    { sudo: false },
+  )
   const [addrJson, routeJson, virt, kernel] = r.stdout.split('\n')
   const addresses: Address[] = (JSON.parse(addrJson) as IpAddrJson[]).flatMap((i) =>
-    i.addr_info.filter((a) => a.family === 'inet').map((a) => ({ ifname: i.ifname, address: a.local, prefix: a.prefixlen })),
+    i.addr_info
+      .filter((a) => a.family === 'inet')
+      .map((a) => ({ ifname: i.ifname, address: a.local, prefix: a.prefixlen })),
   )
   const interfaceOf: Record<string, string> = {}
   for (const iface of self.interfaces) {
@@ -48,9 +60,22 @@ export async function gatherFacts(host: RemoteHost, self: Host): Promise<Facts> 
   // lxc: the management address is the container's own; VMs: SSH comes in on the
   // NAT interface, which holds the default route.
   const mgmtInterface = interfaceOf[self.mgmt.network] ?? defaultRoute?.dev
-  if (!mgmtInterface) throw new Error(`cannot tell which interface of ${self.name} is management: no address ${self.mgmt.address} and no default route`)
-  const ipsecMode = self.role === 'gateway' ? ipsecModeFor((await host.exec(ESP_PROBE)).stdout.trim() as IpsecMode, self.name) : undefined
-  return { addresses, mgmtInterface, virtualization: (virt ?? '').trim(), kernel: (kernel ?? '').trim(), interfaceOf, ipsecMode }
+  if (!mgmtInterface)
+    throw new Error(
+      `cannot tell which interface of ${self.name} is management: no address ${self.mgmt.address} and no default route`,
+    )
+  const ipsecMode =
+    self.role === 'gateway'
+      ? ipsecModeFor((await host.exec(ESP_PROBE)).stdout.trim() as IpsecMode, self.name)
+      : undefined
+  return {
+    addresses,
+    mgmtInterface,
+    virtualization: (virt ?? '').trim(),
+    kernel: (kernel ?? '').trim(),
+    interfaceOf,
+    ipsecMode,
+  }
 }
 
 /**
@@ -61,7 +86,11 @@ export async function gatherFacts(host: RemoteHost, self: Host): Promise<Facts> 
 export function ipsecModeFor(probed: IpsecMode, host: string, env: NodeJS.ProcessEnv = process.env): IpsecMode {
   const forced = env.LAB_IPSEC_MODE
   if (!forced || forced === 'auto') return probed
-  if (forced !== 'kernel' && forced !== 'libipsec') throw new Error(`LAB_IPSEC_MODE=${forced} is not known: use auto, kernel or libipsec`)
-  if (forced === 'kernel' && probed !== 'kernel') throw new Error(`LAB_IPSEC_MODE=kernel, but ${host}'s kernel has no rfc7539esp(chacha20,poly1305): it can only do libipsec`)
+  if (forced !== 'kernel' && forced !== 'libipsec')
+    throw new Error(`LAB_IPSEC_MODE=${forced} is not known: use auto, kernel or libipsec`)
+  if (forced === 'kernel' && probed !== 'kernel')
+    throw new Error(
+      `LAB_IPSEC_MODE=kernel, but ${host}'s kernel has no rfc7539esp(chacha20,poly1305): it can only do libipsec`,
+    )
   return forced
 }

@@ -12,10 +12,17 @@ export interface Hosts {
 export async function connectHosts(hosts: InventoryHost[], repoRoot: string): Promise<Hosts> {
   const names = hosts.map((h) => h.name)
   const inv = await vagrantInventory(hosts, repoRoot)
-  if (inv.missing.size) throw new Error(`cannot reach ${[...inv.missing.keys()].join(', ')}: ${[...inv.missing.values()][0]}. Is the lab up (npm run lab)?`)
+  if (inv.missing.size)
+    throw new Error(
+      `cannot reach ${[...inv.missing.keys()].join(', ')}: ${[...inv.missing.values()][0]}. Is the lab up (npm run lab)?`,
+    )
   const conns = new Map<string, RemoteHost>()
   try {
-    await Promise.all(names.map(async (n) => { conns.set(n, await SshHost.connect(inv.entries.get(n)!)) }))
+    await Promise.all(
+      names.map(async (n) => {
+        conns.set(n, await SshHost.connect(inv.entries.get(n)!))
+      }),
+    )
   } catch (e) {
     for (const c of conns.values()) await c.close()
     throw e
@@ -26,6 +33,8 @@ export async function connectHosts(hosts: InventoryHost[], repoRoot: string): Pr
       if (!c) throw new Error(`no connection to ${name}`)
       return c
     },
-    async close() { for (const c of conns.values()) await c.close() },
+    async close() {
+      for (const c of conns.values()) await c.close()
+    },
   }
 }

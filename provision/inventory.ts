@@ -6,7 +6,13 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
 
-export interface InventoryEntry { name: string; hostName: string; port: number; user: string; identityFile: string }
+export interface InventoryEntry {
+  name: string
+  hostName: string
+  port: number
+  user: string
+  identityFile: string
+}
 
 /** Parse `vagrant ssh-config` output (OpenSSH client config syntax). */
 export function parseSshConfig(text: string): Map<string, InventoryEntry> {
@@ -24,8 +30,10 @@ export function parseSshConfig(text: string): Map<string, InventoryEntry> {
     const m = /^(\S+)\s+(.*)$/.exec(line)
     if (!m) continue
     const [key, value] = [m[1].toLowerCase(), m[2].replace(/^"(.*)"$/, '$1')]
-    if (key === 'host') { flush(); current = { name: value } }
-    else if (key === 'hostname') current.hostName = value
+    if (key === 'host') {
+      flush()
+      current = { name: value }
+    } else if (key === 'hostname') current.hostName = value
     else if (key === 'port') current.port = Number(value)
     else if (key === 'user') current.user = value
     else if (key === 'identityfile' && !current.identityFile) current.identityFile = value
@@ -34,10 +42,16 @@ export function parseSshConfig(text: string): Map<string, InventoryEntry> {
   return entries
 }
 
-export interface Inventory { entries: Map<string, InventoryEntry>; missing: Map<string, string> }
+export interface Inventory {
+  entries: Map<string, InventoryEntry>
+  missing: Map<string, string>
+}
 
 /** What the inventory needs of a host: its name and, if known, its management address. */
-export interface InventoryHost { name: string; mgmt?: { address: string } }
+export interface InventoryHost {
+  name: string
+  mgmt?: { address: string }
+}
 
 /**
  * The entry `vagrant ssh-config` gives an lxc or libvirt machine, read from Vagrant's own

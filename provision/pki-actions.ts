@@ -10,7 +10,17 @@
 import fs from 'node:fs'
 import { connectHosts } from './hosts.js'
 import { ensureFileContent } from './modules/file.js'
-import { certInfo, ensureCa, isRevoked, issuedCert, pkiPaths, revocations, revokeHost, type CaKind, type Revocation } from './pki.js'
+import {
+  certInfo,
+  ensureCa,
+  isRevoked,
+  issuedCert,
+  pkiPaths,
+  revocations,
+  revokeHost,
+  type CaKind,
+  type Revocation,
+} from './pki.js'
 import { summarize } from './report.js'
 import { endRevokedSessions } from './roles/db.js'
 import { TLS_ROLES, isServiceRole, tlsFiles } from './roles/service-tls.js'
@@ -27,7 +37,12 @@ const RELOAD: Record<string, (serials: string[]) => string> = {
   db: endRevokedSessions,
 }
 
-async function withHosts<T>(topology: Topology, repoRoot: string, roles: readonly string[], fn: (name: string, host: RemoteHost) => Promise<T>): Promise<T[]> {
+async function withHosts<T>(
+  topology: Topology,
+  repoRoot: string,
+  roles: readonly string[],
+  fn: (name: string, host: RemoteHost) => Promise<T>,
+): Promise<T[]> {
   const chosen = topology.hosts.filter((h) => roles.includes(h.role))
   const names = chosen.map((h) => h.name)
   const hosts = await connectHosts(chosen, repoRoot)
@@ -43,16 +58,26 @@ export function caOf(topology: Topology, name: string): CaKind {
   const h = topology.hosts.find((x) => x.name === name)
   if (!h) throw new Error(`no host ${name} in the topology`)
   if (isServiceRole(h.role)) return 'services'
-  if (h.role !== 'gateway') throw new Error(`${name} is a ${h.role}: only gateways (IKE) and the cloud services (${TLS_ROLES.join(', ')}: TLS) have certificates`)
-  if (topology.vpn?.auth === 'psk') throw new Error('the topology uses vpn.auth: psk; the gateways have no certificates to manage')
+  if (h.role !== 'gateway')
+    throw new Error(
+      `${name} is a ${h.role}: only gateways (IKE) and the cloud services (${TLS_ROLES.join(', ')}: TLS) have certificates`,
+    )
+  if (topology.vpn?.auth === 'psk')
+    throw new Error('the topology uses vpn.auth: psk; the gateways have no certificates to manage')
   return 'ike'
 }
 
-export async function revoke(topology: Topology, name: string, opts: { stateDir: string; repoRoot: string; log: Log }): Promise<Revocation> {
+export async function revoke(
+  topology: Topology,
+  name: string,
+  opts: { stateDir: string; repoRoot: string; log: Log },
+): Promise<Revocation> {
   const kind = caOf(topology, name)
   const p = await ensureCa(opts.stateDir, topology.name, kind)
   const entry = await revokeHost(p, name)
-  opts.log(`Revoked ${name}'s ${kind === 'ike' ? 'IKE' : 'service'} certificate (serial ${entry.serial}); the ${kind} CA's CRL now lists ${revocations(p).length} certificate(s)`)
+  opts.log(
+    `Revoked ${name}'s ${kind === 'ike' ? 'IKE' : 'service'} certificate (serial ${entry.serial}); the ${kind} CA's CRL now lists ${revocations(p).length} certificate(s)`,
+  )
   const crl = fs.readFileSync(p.crl, 'utf8')
   if (kind === 'services') {
     const serials = revocations(p).map((r) => r.serial)
@@ -60,7 +85,9 @@ export async function revoke(topology: Topology, name: string, opts: { stateDir:
       const role = topology.hosts.find((h) => h.name === svc)!.role
       await ensureFileContent({ host, dryRun: false }, { path: tlsFiles(svc).crl, content: crl })
       await host.exec(RELOAD[role](serials))
-      opts.log(`  ${svc}: CRL loaded (${role === 'db' ? 'sessions on the revoked certificate ended' : 'connections made before end'})`)
+      opts.log(
+        `  ${svc}: CRL loaded (${role === 'db' ? 'sessions on the revoked certificate ended' : 'connections made before end'})`,
+      )
     })
     return entry
   }
@@ -68,42 +95,69 @@ export async function revoke(topology: Topology, name: string, opts: { stateDir:
   await withHosts(topology, opts.repoRoot, ['gateway'], async (gw, host) => {
     await ensureFileContent({ host, dryRun: false }, { path: '/etc/swanctl/x509crl/lab.crl', content: crl })
     await host.exec('swanctl --load-creds --clear --noprompt >/dev/null')
-    for (const t of tunnels) await host.exec(sh`swanctl --terminate --ike ${t} --timeout 5 >/dev/null 2>&1`, { check: false })
+    for (const t of tunnels)
+      await host.exec(sh`swanctl --terminate --ike ${t} --timeout 5 >/dev/null 2>&1`, { check: false })
     opts.log(`  ${gw}: CRL loaded${tunnels.length ? `, tunnel(s) ${tunnels.join(', ')} terminated` : ''}`)
   })
   return entry
 }
 
-export async function reissue(topology: Topology, name: string, opts: { stateDir: string; repoRoot: string; log: Log }): Promise<void> {
+export async function reissue(
+  topology: Topology,
+  name: string,
+  opts: { stateDir: string; repoRoot: string; log: Log },
+): Promise<void> {
   const kind = caOf(topology, name)
-  const files = kind === 'ike' ? [`/etc/swanctl/private/${name}.key`, `/etc/swanctl/x509/${name}.pem`] : [tlsFiles(name).key, tlsFiles(name).cert]
+  const files =
+    kind === 'ike'
+      ? [`/etc/swanctl/private/${name}.key`, `/etc/swanctl/x509/${name}.pem`]
+      : [tlsFiles(name).key, tlsFiles(name).cert]
   await withHosts(topology, opts.repoRoot, [topology.hosts.find((h) => h.name === name)!.role], async (h, host) => {
     if (h === name) await host.exec(sh`rm -f ${files}`)
   })
-  opts.log(`Removed ${name}'s key and certificate; provisioning it makes a new key there and a new certificate${kind === 'services' ? ', and reloads the service' : ''}`)
+  opts.log(
+    `Removed ${name}'s key and certificate; provisioning it makes a new key there and a new certificate${kind === 'services' ? ', and reloads the service' : ''}`,
+  )
   const recaps = await provision({ topology, only: [name], repoRoot: opts.repoRoot, stateDir: opts.stateDir })
   const s = summarize(recaps)
-  if (s.failed + s.unreachable) throw new Error(`provisioning ${name} failed: run \`npm run provision -- ${name}\` to see why`)
+  if (s.failed + s.unreachable)
+    throw new Error(`provisioning ${name} failed: run \`npm run provision -- ${name}\` to see why`)
   const p = pkiPaths(opts.stateDir, kind)
   const info = await certInfo(p, issuedCert(p, name)!)
-  opts.log(`Issued ${name} a new certificate (serial ${info.serial}, valid until ${info.notAfter.toISOString().slice(0, 10)})`)
+  opts.log(
+    `Issued ${name} a new certificate (serial ${info.serial}, valid until ${info.notAfter.toISOString().slice(0, 10)})`,
+  )
 }
 
 export async function status(topology: Topology, stateDir: string): Promise<string> {
   const lines: string[] = []
-  const sections: [CaKind, string, readonly string[]][] = [['ike', 'IKE CA (gateways)', ['gateway']], ['services', 'Services CA (TLS inside the cloud)', TLS_ROLES]]
+  const sections: [CaKind, string, readonly string[]][] = [
+    ['ike', 'IKE CA (gateways)', ['gateway']],
+    ['services', 'Services CA (TLS inside the cloud)', TLS_ROLES],
+  ]
   for (const [kind, title, roles] of sections) {
     const p = pkiPaths(stateDir, kind)
     if (lines.length) lines.push('')
     lines.push(`${title}:`)
-    if (!fs.existsSync(p.caCert)) { lines.push(`  not made yet: the first \`npm run provision\` makes it (in ${p.dir})`); continue }
-    lines.push(`  CA: ${p.caCert} (key ${p.caKey}, mode 0600, never copied to a host)`, `  CRL: ${p.crl}, ${revocations(p).length} revoked`)
+    if (!fs.existsSync(p.caCert)) {
+      lines.push(`  not made yet: the first \`npm run provision\` makes it (in ${p.dir})`)
+      continue
+    }
+    lines.push(
+      `  CA: ${p.caCert} (key ${p.caKey}, mode 0600, never copied to a host)`,
+      `  CRL: ${p.crl}, ${revocations(p).length} revoked`,
+    )
     for (const h of topology.hosts.filter((x) => roles.includes(x.role))) {
       const cert = issuedCert(p, h.name)
-      if (!cert) { lines.push(`  ${h.name}: no certificate issued yet`); continue }
+      if (!cert) {
+        lines.push(`  ${h.name}: no certificate issued yet`)
+        continue
+      }
       const info = await certInfo(p, cert)
       const revoked = isRevoked(p, info.serial)
-      lines.push(`  ${h.name}: serial ${info.serial}, until ${info.notAfter.toISOString().slice(0, 10)}, ${info.altNames.join(', ')}${revoked ? ', REVOKED' : ''}`)
+      lines.push(
+        `  ${h.name}: serial ${info.serial}, until ${info.notAfter.toISOString().slice(0, 10)}, ${info.altNames.join(', ')}${revoked ? ', REVOKED' : ''}`,
+      )
     }
   }
   return lines.join('\n')

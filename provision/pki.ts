@@ -15,12 +15,25 @@ import path from 'node:path'
 import { $ } from 'zx'
 
 export type CaKind = 'ike' | 'services'
-export interface Pki { kind: CaKind; dir: string; caKey: string; caCert: string; crl: string; revokedFile: string }
+export interface Pki {
+  kind: CaKind
+  dir: string
+  caKey: string
+  caCert: string
+  crl: string
+  revokedFile: string
+}
 
 /** How each CA's keys are made and signed with. */
 const CA_SPEC: Record<CaKind, { sub: string; gen: string[]; keyType: string; cn: string; digest: string[] }> = {
   ike: { sub: '', gen: ['--type', 'ed25519'], keyType: 'ed25519', cn: 'root CA', digest: [] },
-  services: { sub: 'services', gen: ['--type', 'ecdsa', '--size', '256'], keyType: 'ecdsa', cn: 'services CA', digest: ['--digest', 'sha256'] },
+  services: {
+    sub: 'services',
+    gen: ['--type', 'ecdsa', '--size', '256'],
+    keyType: 'ecdsa',
+    cn: 'services CA',
+    digest: ['--digest', 'sha256'],
+  },
 }
 
 const q = { quiet: true }
@@ -48,8 +61,14 @@ export const ikeIdentity = (labName: string, host: string) => `${host}.${labName
 async function pkiTool(args: string[], input?: string): Promise<string> {
   const r = await $({ ...q, input, nothrow: true })`pki ${args}`
   if (r.exitCode !== 0) {
-    const why = r.stderr.split('\n').filter((l) => l && !l.startsWith('plugin ')).join(' ') || `exit ${r.exitCode}`
-    throw new Error(`pki ${args[0]} failed: ${why}. Is strongswan-pki with libstrongswan-standard-plugins installed here?`)
+    const why =
+      r.stderr
+        .split('\n')
+        .filter((l) => l && !l.startsWith('plugin '))
+        .join(' ') || `exit ${r.exitCode}`
+    throw new Error(
+      `pki ${args[0]} failed: ${why}. Is strongswan-pki with libstrongswan-standard-plugins installed here?`,
+    )
   }
   return r.stdout
 }
@@ -82,8 +101,22 @@ async function createOrCheckCa(stateDir: string, labName: string, kind: CaKind):
     const key = await pkiTool(['--gen', ...spec.gen, '--outform', 'pem'])
     writeSecret(p.caKey, key)
     const cert = await withTemp({ 'ca.key': key }, (d) =>
-      pkiTool(['--self', '--ca', '--lifetime', String(CA_DAYS), '--in', path.join(d, 'ca.key'), '--type', spec.keyType, ...spec.digest,
-        '--dn', `O=${labName}, CN=${labName} ${spec.cn}`, '--outform', 'pem']))
+      pkiTool([
+        '--self',
+        '--ca',
+        '--lifetime',
+        String(CA_DAYS),
+        '--in',
+        path.join(d, 'ca.key'),
+        '--type',
+        spec.keyType,
+        ...spec.digest,
+        '--dn',
+        `O=${labName}, CN=${labName} ${spec.cn}`,
+        '--outform',
+        'pem',
+      ]),
+    )
     fs.writeFileSync(p.caCert, cert)
     fs.rmSync(p.crl, { force: true })
   }
@@ -102,11 +135,20 @@ async function withTemp<T>(files: Record<string, string>, fn: (dir: string) => P
   }
 }
 
-export interface CertInfo { serial: string; subject: string; subjectKeyHash: string; issuerOk: boolean; notAfter: Date; altNames: string[] }
+export interface CertInfo {
+  serial: string
+  subject: string
+  subjectKeyHash: string
+  issuerOk: boolean
+  notAfter: Date
+  altNames: string[]
+}
 
 /** Fingerprint of a public key (any form pki reads): compares a key with a certificate. */
 export async function keyHash(pem: string, type: 'pub' | 'x509'): Promise<string> {
-  const out = await withTemp({ 'in.pem': pem }, (d) => pkiTool(['--keyid', '--type', type, '--in', path.join(d, 'in.pem')]))
+  const out = await withTemp({ 'in.pem': pem }, (d) =>
+    pkiTool(['--keyid', '--type', type, '--in', path.join(d, 'in.pem')]),
+  )
   const m = /keyid \(SHA-1 of subjectPublicKeyInfo\):\s+([0-9a-f:]+)/i.exec(out)
   if (!m) throw new Error(`pki --keyid printed no key hash: ${out.trim()}`)
   return m[1].toLowerCase()
@@ -119,13 +161,28 @@ export async function certInfo(p: Pki, pem: string): Promise<CertInfo> {
     const serial = /serial:\s+([0-9a-f:]+)/i.exec(printed)?.[1].toLowerCase() ?? ''
     const notAfter = new Date(/not after\s+(\w+ +\d+ [\d:]+ \d+)/.exec(printed)?.[1] ?? 0)
     const subject = /subject:\s+"(.*)"/.exec(printed)?.[1] ?? ''
-    const altNames = (/altNames:\s+(.+)/.exec(printed)?.[1] ?? '').split(',').map((n) => n.trim()).filter(Boolean)
+    const altNames = (/altNames:\s+(.+)/.exec(printed)?.[1] ?? '')
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean)
     const verify = await $({ ...q, nothrow: true })`pki --verify --in ${file} --cacert ${p.caCert}`
-    return { serial, subject, subjectKeyHash: await keyHash(pem, 'x509'), issuerOk: verify.exitCode === 0, notAfter, altNames }
+    return {
+      serial,
+      subject,
+      subjectKeyHash: await keyHash(pem, 'x509'),
+      issuerOk: verify.exitCode === 0,
+      notAfter,
+      altNames,
+    }
   })
 }
 
-export interface Revocation { serial: string; host: string; date: string; reason: string }
+export interface Revocation {
+  serial: string
+  host: string
+  date: string
+  reason: string
+}
 
 export function revocations(p: Pki): Revocation[] {
   return fs.existsSync(p.revokedFile) ? (JSON.parse(fs.readFileSync(p.revokedFile, 'utf8')) as Revocation[]) : []
@@ -135,10 +192,33 @@ export function revocations(p: Pki): Revocation[] {
 export async function issueCert(p: Pki, labName: string, host: string, publicKeyPem: string): Promise<string> {
   const id = ikeIdentity(labName, host)
   const cert = await withTemp({ 'pub.pem': publicKeyPem }, (d) =>
-    pkiTool(['--issue', '--cacert', p.caCert, '--cakey', p.caKey, '--type', 'pub', '--in', path.join(d, 'pub.pem'),
-      '--dn', `O=${labName}, CN=${id}`, '--san', id, '--lifetime', String(CERT_DAYS),
+    pkiTool([
+      '--issue',
+      '--cacert',
+      p.caCert,
+      '--cakey',
+      p.caKey,
+      '--type',
+      'pub',
+      '--in',
+      path.join(d, 'pub.pem'),
+      '--dn',
+      `O=${labName}, CN=${id}`,
+      '--san',
+      id,
+      '--lifetime',
+      String(CERT_DAYS),
       // serverAuth and clientAuth: either gateway may initiate; ikeIntermediate for IKE.
-      '--flag', 'serverAuth', '--flag', 'clientAuth', '--flag', 'ikeIntermediate', '--outform', 'pem']))
+      '--flag',
+      'serverAuth',
+      '--flag',
+      'clientAuth',
+      '--flag',
+      'ikeIntermediate',
+      '--outform',
+      'pem',
+    ]),
+  )
   return keepIssued(p, host, cert)
 }
 
@@ -160,14 +240,42 @@ export function issuedCert(p: Pki, host: string): string | undefined {
  * dn is the subject. Server and client: a backend is a server to nginx and a client of
  * PostgreSQL.
  */
-export async function issueServiceCert(p: Pki, labName: string, host: string, publicKeyPem: string, dn: string, altNames: string[]): Promise<string> {
+export async function issueServiceCert(
+  p: Pki,
+  labName: string,
+  host: string,
+  publicKeyPem: string,
+  dn: string,
+  altNames: string[],
+): Promise<string> {
   if (p.kind !== 'services') throw new Error('service certificates come from the services CA')
   const id = ikeIdentity(labName, host)
   const sans = [...new Set([id, ...altNames])].flatMap((n) => ['--san', n])
   const cert = await withTemp({ 'pub.pem': publicKeyPem }, (d) =>
-    pkiTool(['--issue', '--cacert', p.caCert, '--cakey', p.caKey, '--type', 'pub', '--in', path.join(d, 'pub.pem'), ...CA_SPEC.services.digest,
-      '--dn', dn, ...sans, '--lifetime', String(CERT_DAYS),
-      '--flag', 'serverAuth', '--flag', 'clientAuth', '--outform', 'pem']))
+    pkiTool([
+      '--issue',
+      '--cacert',
+      p.caCert,
+      '--cakey',
+      p.caKey,
+      '--type',
+      'pub',
+      '--in',
+      path.join(d, 'pub.pem'),
+      ...CA_SPEC.services.digest,
+      '--dn',
+      dn,
+      ...sans,
+      '--lifetime',
+      String(CERT_DAYS),
+      '--flag',
+      'serverAuth',
+      '--flag',
+      'clientAuth',
+      '--outform',
+      'pem',
+    ]),
+  )
   return keepIssued(p, host, cert)
 }
 
@@ -180,7 +288,16 @@ export async function ensureCrl(p: Pki): Promise<boolean> {
     const had = JSON.parse(fs.readFileSync(stamp, 'utf8')) as { serials: string; nextUpdate: number }
     if (had.serials === want && had.nextUpdate - Date.now() > CRL_MIN_DAYS_LEFT * 86400e3) return false
   }
-  const args = ['--signcrl', '--cacert', p.caCert, '--cakey', p.caKey, ...CA_SPEC[p.kind].digest, '--lifetime', String(CRL_DAYS)]
+  const args = [
+    '--signcrl',
+    '--cacert',
+    p.caCert,
+    '--cakey',
+    p.caKey,
+    ...CA_SPEC[p.kind].digest,
+    '--lifetime',
+    String(CRL_DAYS),
+  ]
   if (fs.existsSync(p.crl)) args.push('--lastcrl', p.crl) // carries the CRL number forward
   for (const r of revoked) args.push('--reason', r.reason, '--serial', r.serial.replace(/:/g, ''))
   const crl = await pkiTool([...args, '--outform', 'pem'])
@@ -192,7 +309,8 @@ export async function ensureCrl(p: Pki): Promise<boolean> {
 /** Revoke the certificate currently issued to a host; the caller distributes the CRL. */
 export async function revokeHost(p: Pki, host: string, reason = 'key-compromise'): Promise<Revocation> {
   const file = path.join(p.dir, 'certs', `${host}.pem`)
-  if (!fs.existsSync(file)) throw new Error(`no certificate was issued to ${host} (${file} is missing): nothing to revoke`)
+  if (!fs.existsSync(file))
+    throw new Error(`no certificate was issued to ${host} (${file} is missing): nothing to revoke`)
   const { serial } = await certInfo(p, fs.readFileSync(file, 'utf8'))
   const all = revocations(p)
   if (all.some((r) => r.serial === serial)) throw new Error(`${host}'s certificate ${serial} is already revoked`)
@@ -214,10 +332,19 @@ const CERT_DAYS_LEFT_MIN = 30
  * key, not near its end, and (more) whatever else the caller needs? A revoked one is an
  * error naming the command to run, never silently replaced.
  */
-export async function certStillGood(p: Pki, pem: string, publicKeyPem: string, host: string, what: string, more: (info: CertInfo) => boolean = () => true): Promise<boolean> {
+export async function certStillGood(
+  p: Pki,
+  pem: string,
+  publicKeyPem: string,
+  host: string,
+  what: string,
+  more: (info: CertInfo) => boolean = () => true,
+): Promise<boolean> {
   const info = await certInfo(p, pem)
   if (isRevoked(p, info.serial)) {
-    throw new Error(`${host}'s ${what} (serial ${info.serial}) is revoked: issue a new key and certificate with \`npm run pki -- reissue ${host}\``)
+    throw new Error(
+      `${host}'s ${what} (serial ${info.serial}) is revoked: issue a new key and certificate with \`npm run pki -- reissue ${host}\``,
+    )
   }
   const fresh = info.notAfter.getTime() - Date.now() > CERT_DAYS_LEFT_MIN * 86400e3
   return info.issuerOk && fresh && more(info) && info.subjectKeyHash === (await keyHash(publicKeyPem, 'pub'))

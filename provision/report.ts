@@ -11,21 +11,40 @@ export function lineReporter(dryRun: boolean, verbose: boolean, out = console.lo
     if (!verbose && r.status === 'ok') return
     const what = kind === 'handler' ? `handler: ${r.name}` : r.name
     const status = r.status === 'changed' && dryRun ? paint(33, 'would change') : label[r.status]
-    out(`${host.padEnd(12)} ${status.padEnd(colour ? 16 : 8)} ${what}${r.error ? `\n${' '.repeat(22)}${r.error.replace(/\n/g, `\n${' '.repeat(22)}`)}` : ''}`)
+    out(
+      `${host.padEnd(12)} ${status.padEnd(colour ? 16 : 8)} ${what}${r.error ? `\n${' '.repeat(22)}${r.error.replace(/\n/g, `\n${' '.repeat(22)}`)}` : ''}`,
+    )
   }
 }
 
-export interface Summary { hosts: number; changed: number; failed: number; unreachable: number }
+export interface Summary {
+  hosts: number
+  changed: number
+  failed: number
+  unreachable: number
+}
 
 export function summarize(recaps: HostRecap[]): Summary {
-  return recaps.reduce((s, r) => {
-    const c = counts(r)
-    return { hosts: s.hosts + 1, changed: s.changed + c.changed, failed: s.failed + c.failed, unreachable: s.unreachable + (r.unreachable ? 1 : 0) }
-  }, { hosts: 0, changed: 0, failed: 0, unreachable: 0 })
+  return recaps.reduce(
+    (s, r) => {
+      const c = counts(r)
+      return {
+        hosts: s.hosts + 1,
+        changed: s.changed + c.changed,
+        failed: s.failed + c.failed,
+        unreachable: s.unreachable + (r.unreachable ? 1 : 0),
+      }
+    },
+    { hosts: 0, changed: 0, failed: 0, unreachable: 0 },
+  )
 }
 
 export function recapText(recaps: HostRecap[], dryRun: boolean): string {
-  const lines = ['', 'RECAP', `${'host'.padEnd(12)} ${'role'.padEnd(11)} ${'ok'.padStart(4)} ${(dryRun ? 'would' : 'changed').padStart(8)} ${'failed'.padStart(7)}  handlers`]
+  const lines = [
+    '',
+    'RECAP',
+    `${'host'.padEnd(12)} ${'role'.padEnd(11)} ${'ok'.padStart(4)} ${(dryRun ? 'would' : 'changed').padStart(8)} ${'failed'.padStart(7)}  handlers`,
+  ]
   for (const r of [...recaps].sort((a, b) => a.host.localeCompare(b.host))) {
     if (r.unreachable) {
       lines.push(`${r.host.padEnd(12)} ${paint(31, 'UNREACHABLE')}  ${r.unreachable}`)
@@ -33,15 +52,26 @@ export function recapText(recaps: HostRecap[], dryRun: boolean): string {
     }
     const c = counts(r)
     const handlers = r.handlers.map((h) => (h.status === 'failed' ? `${h.name} (failed)` : h.name)).join(', ') || '-'
-    lines.push(`${r.host.padEnd(12)} ${(r.roles[1] ?? '-').padEnd(11)} ${String(c.ok).padStart(4)} ${String(c.changed).padStart(8)} ${String(c.failed).padStart(7)}  ${handlers}`)
+    lines.push(
+      `${r.host.padEnd(12)} ${(r.roles[1] ?? '-').padEnd(11)} ${String(c.ok).padStart(4)} ${String(c.changed).padStart(8)} ${String(c.failed).padStart(7)}  ${handlers}`,
+    )
   }
   const slow = slowest(recaps)
-  if (slow.length) lines.push('', `Slowest: ${slow.map((r) => `${r.host} ${r.name} ${(r.ms / 1000).toFixed(1)} s`).join('; ')}`)
+  if (slow.length)
+    lines.push('', `Slowest: ${slow.map((r) => `${r.host} ${r.name} ${(r.ms / 1000).toFixed(1)} s`).join('; ')}`)
   const s = summarize(recaps)
-  const verdict = s.failed + s.unreachable > 0
-    ? `${s.failed} failed, ${s.unreachable} unreachable`
-    : s.changed === 0 ? 'nothing to change' : dryRun ? `${s.changed} would change` : `${s.changed} changed`
-  lines.push('', `Done: ${s.hosts} hosts, ${s.changed} ${dryRun ? 'would change' : 'changed'}, ${s.failed} failed, ${s.unreachable} unreachable: ${verdict}`)
+  const verdict =
+    s.failed + s.unreachable > 0
+      ? `${s.failed} failed, ${s.unreachable} unreachable`
+      : s.changed === 0
+        ? 'nothing to change'
+        : dryRun
+          ? `${s.changed} would change`
+          : `${s.changed} changed`
+  lines.push(
+    '',
+    `Done: ${s.hosts} hosts, ${s.changed} ${dryRun ? 'would change' : 'changed'}, ${s.failed} failed, ${s.unreachable} unreachable: ${verdict}`,
+  )
   return lines.join('\n')
 }
 
@@ -51,6 +81,15 @@ export function recapText(recaps: HostRecap[], dryRun: boolean): string {
  * more, at most five.
  */
 export function slowest(recaps: HostRecap[], n = 5, atLeastMs = 5000): { host: string; name: string; ms: number }[] {
-  return recaps.flatMap((r) => [...r.steps, ...r.handlers.map((h) => ({ ...h, name: `handler: ${h.name}` }))].map((x) => ({ host: r.host, name: x.name, ms: x.ms })))
-    .filter((x) => x.ms >= atLeastMs).sort((a, b) => b.ms - a.ms).slice(0, n)
+  return recaps
+    .flatMap((r) =>
+      [...r.steps, ...r.handlers.map((h) => ({ ...h, name: `handler: ${h.name}` }))].map((x) => ({
+        host: r.host,
+        name: x.name,
+        ms: x.ms,
+      })),
+    )
+    .filter((x) => x.ms >= atLeastMs)
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, n)
 }

@@ -27,34 +27,63 @@ export interface ProvisionOptions {
 export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
   const { topology } = opts
   const unknown = (opts.only ?? []).filter((n) => !topology.hosts.some((h) => h.name === n))
-  if (unknown.length) throw new Error(`unknown host ${unknown.join(', ')}: the topology has ${topology.hosts.map((h) => h.name).join(', ')}`)
+  if (unknown.length)
+    throw new Error(
+      `unknown host ${unknown.join(', ')}: the topology has ${topology.hosts.map((h) => h.name).join(', ')}`,
+    )
   const hosts = topology.hosts.filter((h) => !opts.only?.length || opts.only.includes(h.name))
   const inventory = await (opts.inventory ?? ((names) => vagrantInventory(names, opts.repoRoot)))(hosts)
   const connect = opts.connect ?? ((e) => SshHost.connect(e))
 
-  return Promise.all(hosts.map(async (self): Promise<HostRecap> => {
-    const unreachable = (reason: string): HostRecap => ({ host: self.name, roles: [], steps: [], handlers: [], unreachable: reason })
-    const entry = inventory.entries.get(self.name)
-    if (!entry) return unreachable(inventory.missing.get(self.name) ?? 'not in the inventory')
-    let host: RemoteHost
-    try {
-      host = await connect(entry)
-    } catch (e) {
-      return unreachable((e as Error).message)
-    }
-    try {
-      const facts = await gatherFacts(host, self)
-      const roles = rolesFor(self.role)
-      const recap = await runRoles(roles, { host, self, topology, facts, dryRun: !!opts.dryRun, stateDir: opts.stateDir }, opts.report)
-      // A marker that only a complete, successful run leaves: tests (and people) can
-      // tell a provisioned host from one whose run stopped halfway.
-      if (!opts.dryRun) await host.exec(counts(recap).failed === 0 ? `test -f ${PROVISIONED} || touch ${PROVISIONED}` : `rm -f ${PROVISIONED}`)
-      return recap
-
-    } catch (e) {
-      return { host: self.name, roles: [], steps: [{ name: 'Prepare or finish the run (facts, roles, provisioned marker)', status: 'failed', error: (e as Error).message, ms: 0 }], handlers: [] }
-    } finally {
-      await host.close()
-    }
-  }))
+  return Promise.all(
+    hosts.map(async (self): Promise<HostRecap> => {
+      const unreachable = (reason: string): HostRecap => ({
+        host: self.name,
+        roles: [],
+        steps: [],
+        handlers: [],
+        unreachable: reason,
+      })
+      const entry = inventory.entries.get(self.name)
+      if (!entry) return unreachable(inventory.missing.get(self.name) ?? 'not in the inventory')
+      let host: RemoteHost
+      try {
+        host = await connect(entry)
+      } catch (e) {
+        return unreachable((e as Error).message)
+      }
+      try {
+        const facts = await gatherFacts(host, self)
+        const roles = rolesFor(self.role)
+        const recap = await runRoles(
+          roles,
+          { host, self, topology, facts, dryRun: !!opts.dryRun, stateDir: opts.stateDir },
+          opts.report,
+        )
+        // A marker that only a complete, successful run leaves: tests (and people) can
+        // tell a provisioned host from one whose run stopped halfway.
+        if (!opts.dryRun)
+          await host.exec(
+            counts(recap).failed === 0 ? `test -f ${PROVISIONED} || touch ${PROVISIONED}` : `rm -f ${PROVISIONED}`,
+          )
+        return recap
+      } catch (e) {
+        return {
+          host: self.name,
+          roles: [],
+          steps: [
+            {
+              name: 'Prepare or finish the run (facts, roles, provisioned marker)',
+              status: 'failed',
+              error: (e as Error).message,
+              ms: 0,
+            },
+          ],
+          handlers: [],
+        }
+      } finally {
+        await host.close()
+      }
+    }),
+  )
 }

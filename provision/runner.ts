@@ -39,7 +39,12 @@ export interface Role {
   handlers?: Handler[]
 }
 
-export interface Result { name: string; status: Status; error?: string; ms: number }
+export interface Result {
+  name: string
+  status: Status
+  error?: string
+  ms: number
+}
 
 export interface HostRecap {
   host: string

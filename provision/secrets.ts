@@ -8,13 +8,20 @@ import path from 'node:path'
 import { deriveDeviceKey } from '../services/lib/reading.js'
 
 /** A secret of `bytes` random bytes, made on first use; its text (base64url unless asked) after. */
-export function secret(stateDir: string, name: string, bytes = 32, encoding: 'base64' | 'base64url' = 'base64url'): string {
+export function secret(
+  stateDir: string,
+  name: string,
+  bytes = 32,
+  encoding: 'base64' | 'base64url' = 'base64url',
+): string {
   const dir = path.join(stateDir, 'secrets')
   const f = path.join(dir, name)
   if (!fs.existsSync(f)) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
     // wx: two hosts provisioned in parallel must not make two different secrets.
-    try { fs.writeFileSync(f, randomBytes(bytes).toString(encoding) + '\n', { mode: 0o600, flag: 'wx' }) } catch (e) {
+    try {
+      fs.writeFileSync(f, randomBytes(bytes).toString(encoding) + '\n', { mode: 0o600, flag: 'wx' })
+    } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
     }
   }

@@ -4,7 +4,11 @@ import { NodeSSH } from 'node-ssh'
 import fs from 'node:fs'
 import type { InventoryEntry } from './inventory.js'
 
-export interface ExecResult { code: number; stdout: string; stderr: string }
+export interface ExecResult {
+  code: number
+  stdout: string
+  stderr: string
+}
 export interface ExecOptions {
   /** Run as root through sudo (the default for the provisioner). */
   sudo?: boolean
@@ -22,7 +26,11 @@ export interface RemoteHost {
 
 /** A command that failed on a host: carries everything needed to act on it. */
 export class CommandError extends Error {
-  constructor(readonly host: string, readonly command: string, readonly result: ExecResult) {
+  constructor(
+    readonly host: string,
+    readonly command: string,
+    readonly result: ExecResult,
+  ) {
     const detail = (result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n    ')
     super(`on ${host}: \`${command}\` exited with ${result.code}${detail ? `:\n    ${detail}` : ''}`)
     this.name = 'CommandError'
@@ -30,8 +38,13 @@ export class CommandError extends Error {
 }
 
 export class UnreachableError extends Error {
-  constructor(readonly host: string, reason: string) {
-    super(`host ${host} does not answer: ${reason}. Is it up? Try \`vagrant status ${host}\`, then \`vagrant up ${host}\`.`)
+  constructor(
+    readonly host: string,
+    reason: string,
+  ) {
+    super(
+      `host ${host} does not answer: ${reason}. Is it up? Try \`vagrant status ${host}\`, then \`vagrant up ${host}\`.`,
+    )
     this.name = 'UnreachableError'
   }
 }
@@ -55,7 +68,12 @@ type Word = string | number | Shell | readonly (string | number)[]
  * the literal parts; a fragment that is already shell goes in as raw(...) or another sh.
  */
 export function sh(strings: TemplateStringsArray, ...values: Word[]): string {
-  const word = (v: Word): string => v instanceof Shell ? v.text : Array.isArray(v) ? v.map((x) => shellQuote(String(x))).join(' ') : shellQuote(String(v))
+  const word = (v: Word): string =>
+    v instanceof Shell
+      ? v.text
+      : Array.isArray(v)
+        ? v.map((x) => shellQuote(String(x))).join(' ')
+        : shellQuote(String(v))
   return strings.reduce((out, s, i) => out + s + (i < values.length ? word(values[i]) : ''), '')
 }
 
@@ -70,7 +88,12 @@ export class SshHost implements RemoteHost {
   /** ssh2's client, held here: node-ssh forgets it on 'end', before its socket is gone. */
   private client?: NodeSSH['connection']
 
-  private constructor(readonly name: string, private entry: InventoryEntry, private timeoutMs: number, private ssh: NodeSSH) {
+  private constructor(
+    readonly name: string,
+    private entry: InventoryEntry,
+    private timeoutMs: number,
+    private ssh: NodeSSH,
+  ) {
     this.watch(ssh)
   }
 
@@ -84,8 +107,12 @@ export class SshHost implements RemoteHost {
     // keepalive left unanswered by a stalled guest, a reset) would be thrown from an
     // event emitter with no listener and end the whole process. It is recorded instead,
     // and the next command connects again.
-    ssh.connection?.on('error', (e: Error) => { this.lost ??= e.message })
-    ssh.connection?.on('close', () => { this.lost ??= 'the connection closed' })
+    ssh.connection?.on('error', (e: Error) => {
+      this.lost ??= e.message
+    })
+    ssh.connection?.on('close', () => {
+      this.lost ??= 'the connection closed'
+    })
   }
 
   /** The connection, made again if it was lost since the last command. */
@@ -94,7 +121,11 @@ export class SshHost implements RemoteHost {
     if (!this.lost && this.ssh.isConnected()) return this.ssh
     this.client?.destroy()
     this.ssh.dispose()
-    this.ssh = await open(this.entry, this.timeoutMs, `the connection was lost (${this.lost ?? 'closed'}) and made again`)
+    this.ssh = await open(
+      this.entry,
+      this.timeoutMs,
+      `the connection was lost (${this.lost ?? 'closed'}) and made again`,
+    )
     this.lost = undefined
     this.watch(this.ssh)
     return this.ssh
@@ -104,7 +135,11 @@ export class SshHost implements RemoteHost {
   private async run(line: string, options: Parameters<NodeSSH['execCommand']>[1], command: string) {
     const ssh = await this.live()
     const r = await ssh.execCommand(line, options)
-    if (this.lost && r.code == null) throw new UnreachableError(this.name, `the SSH connection was lost while \`${command}\` ran (${this.lost}); whether it finished is unknown`)
+    if (this.lost && r.code == null)
+      throw new UnreachableError(
+        this.name,
+        `the SSH connection was lost while \`${command}\` ran (${this.lost}); whether it finished is unknown`,
+      )
     return r
   }
 
@@ -117,7 +152,10 @@ export class SshHost implements RemoteHost {
   }
 
   /** A command whose output is streamed as it comes (bytes, as sent: a pcap stays whole). */
-  async execStream(command: string, handlers: { onStdout: (d: Buffer) => void; onStderr: (d: Buffer) => void }): Promise<{ code: number }> {
+  async execStream(
+    command: string,
+    handlers: { onStdout: (d: Buffer) => void; onStderr: (d: Buffer) => void },
+  ): Promise<{ code: number }> {
     const r = await this.run(sudoWrap(command), { onStdout: handlers.onStdout, onStderr: handlers.onStderr }, command)
     return { code: r.code ?? -1 }
   }
@@ -159,7 +197,10 @@ async function open(entry: InventoryEntry, timeoutMs: number, context?: string):
       ssh.dispose()
       const message = (e as Error).message
       if (attempt < 3 && /waiting for handshake/i.test(message)) continue
-      throw new UnreachableError(entry.name, `SSH to ${entry.user}@${entry.hostName}:${entry.port} failed (${message}${attempt > 1 ? `, ${attempt} tries` : ''}${context ? `; ${context}` : ''})`)
+      throw new UnreachableError(
+        entry.name,
+        `SSH to ${entry.user}@${entry.hostName}:${entry.port} failed (${message}${attempt > 1 ? `, ${attempt} tries` : ''}${context ? `; ${context}` : ''})`,
+      )
     }
   }
 }

@@ -29,10 +29,12 @@ function conditionals(text: string, vars: Vars, name: string, item?: unknown): s
   const block = /\{\{#if\s+(\.?[\w.]+)\s*\}\}\n?([\s\S]*?)(?:\{\{else\}\}\n?([\s\S]*?))?\{\{\/if\}\}\n?/g
   return text.replace(block, (_m, key: string, yes: string, no: string | undefined): string => {
     const scope = key.startsWith('.') ? (item as Vars) : vars
-    if (key.startsWith('.') && item === undefined) throw new TemplateError(`${name}: {{#if ${key}}} is only valid inside {{#each}}`)
+    if (key.startsWith('.') && item === undefined)
+      throw new TemplateError(`${name}: {{#if ${key}}} is only valid inside {{#each}}`)
     const k = key.startsWith('.') ? key.slice(1) : key
     let value: unknown = scope
-    for (const part of k.split('.')) value = typeof value === 'object' && value !== null ? (value as Vars)[part] : undefined
+    for (const part of k.split('.'))
+      value = typeof value === 'object' && value !== null ? (value as Vars)[part] : undefined
     const truthy = Array.isArray(value) ? value.length > 0 : Boolean(value)
     return truthy ? yes : (no ?? '')
   })

@@ -4,7 +4,16 @@
 // gets the resolved form as JSON through scripts/topology.ts.
 import fs from 'node:fs'
 import { parse as parseYaml } from 'yaml'
-import { broadcast, contains, formatAddress, isHostAddress, overlaps, parseAddress, parseCidr, type Cidr } from './lib/ipv4.js'
+import {
+  broadcast,
+  contains,
+  formatAddress,
+  isHostAddress,
+  overlaps,
+  parseAddress,
+  parseCidr,
+  type Cidr,
+} from './lib/ipv4.js'
 import { MAX_BATCH_READINGS } from '../services/lib/reading.js'
 
 export const ROLES = ['iot-client', 'gateway', 'proxy', 'backend', 'db', 'monitor'] as const
@@ -39,8 +48,18 @@ export interface OldServer {
   ports: number[]
 }
 
-export interface Interface { network: string; address: string; prefix: number; broadcast: string; bridge: string }
-export interface Route { to: string; via: string; network: string }
+export interface Interface {
+  network: string
+  address: string
+  prefix: number
+  broadcast: string
+  bridge: string
+}
+export interface Route {
+  to: string
+  via: string
+  network: string
+}
 
 export interface Host {
   name: string
@@ -67,7 +86,11 @@ export interface Tunnel {
   hubSubnets: string[]
 }
 
-export interface Vpn { hub: string; auth: VpnAuth; tunnels: Tunnel[] }
+export interface Vpn {
+  hub: string
+  auth: VpnAuth
+  tunnels: Tunnel[]
+}
 
 /** The telemetry services: how many devices each IoT client simulates, and how often. */
 export interface Telemetry {
@@ -102,14 +125,28 @@ export interface Topology {
 }
 
 export class TopologyError extends Error {
-  constructor(readonly file: string, readonly problems: string[]) {
-    super(`${file} is not a valid topology:\n${problems.map((p) => `  - ${p}`).join('\n')}\nFix these fields and run the command again.`)
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(
+      `${file} is not a valid topology:\n${problems.map((p) => `  - ${p}`).join('\n')}\nFix these fields and run the command again.`,
+    )
     this.name = 'TopologyError'
   }
 }
 
 const TOP_KEYS = ['name', 'networks', 'hosts', 'vpn', 'telemetry']
-const TELEMETRY_KEYS = ['devices', 'interval_ms', 'bench_devices', 'port', 'server', 'outbox_max_mb', 'batch', 'cloud_tls']
+const TELEMETRY_KEYS = [
+  'devices',
+  'interval_ms',
+  'bench_devices',
+  'port',
+  'server',
+  'outbox_max_mb',
+  'batch',
+  'cloud_tls',
+]
 const VPN_KEYS = ['hub', 'auth']
 const OLD_SERVER_KEYS = ['address', 'host', 'ports']
 const NETWORK_KEYS = ['kind', 'cidr', 'host_address', 'gateway', 'old_server']
@@ -150,7 +187,10 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
 
   const name = raw.name
   if (typeof name !== 'string' || !NAME.test(name)) {
-    fail('name', `must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got ${JSON.stringify(name)}`)
+    fail(
+      'name',
+      `must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got ${JSON.stringify(name)}`,
+    )
   }
   const labName = typeof name === 'string' ? name : 'lab'
 
@@ -162,34 +202,56 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
   } else {
     for (const [netName, value] of Object.entries(raw.networks)) {
       const field = `networks.${netName}`
-      if (!NETWORK_NAME.test(netName)) fail(field, 'a network name is 1 to 6 lower-case letters or digits, starting with a letter (it names a bridge)')
-      if (!isObject(value)) { fail(field, 'must be a mapping with kind and cidr'); continue }
+      if (!NETWORK_NAME.test(netName))
+        fail(field, 'a network name is 1 to 6 lower-case letters or digits, starting with a letter (it names a bridge)')
+      if (!isObject(value)) {
+        fail(field, 'must be a mapping with kind and cidr')
+        continue
+      }
       unknownKeys(value, NETWORK_KEYS, field, fail)
       const kind = value.kind as NetworkKind
-      if (!NETWORK_KINDS.includes(kind)) fail(`${field}.kind`, `must be one of ${NETWORK_KINDS.join(', ')}; got ${JSON.stringify(value.kind)}`)
+      if (!NETWORK_KINDS.includes(kind))
+        fail(`${field}.kind`, `must be one of ${NETWORK_KINDS.join(', ')}; got ${JSON.stringify(value.kind)}`)
       const cidr = typeof value.cidr === 'string' ? parseCidr(value.cidr) : undefined
-      if (!cidr) { fail(`${field}.cidr`, `must be an IPv4 network such as 10.10.1.0/24 with no host bits set; got ${JSON.stringify(value.cidr)}`); continue }
-      if (cidr.prefix < 8 || cidr.prefix > 29) fail(`${field}.cidr`, `prefix /${cidr.prefix} is out of range: use /8 to /29`)
+      if (!cidr) {
+        fail(
+          `${field}.cidr`,
+          `must be an IPv4 network such as 10.10.1.0/24 with no host bits set; got ${JSON.stringify(value.cidr)}`,
+        )
+        continue
+      }
+      if (cidr.prefix < 8 || cidr.prefix > 29)
+        fail(`${field}.cidr`, `prefix /${cidr.prefix} is out of range: use /8 to /29`)
       for (const forbidden of FORBIDDEN_RANGES) {
-        if (overlaps(cidr, parseCidr(forbidden)!)) fail(`${field}.cidr`, `${cidr.text} overlaps ${forbidden}, the build machine's own uplink: choose another range`)
+        if (overlaps(cidr, parseCidr(forbidden)!))
+          fail(
+            `${field}.cidr`,
+            `${cidr.text} overlaps ${forbidden}, the build machine's own uplink: choose another range`,
+          )
       }
       for (const [other, otherCidr] of cidrs) {
-        if (overlaps(cidr, otherCidr)) fail(`${field}.cidr`, `${cidr.text} overlaps networks.${other}.cidr (${otherCidr.text})`)
+        if (overlaps(cidr, otherCidr))
+          fail(`${field}.cidr`, `${cidr.text} overlaps networks.${other}.cidr (${otherCidr.text})`)
       }
       cidrs.set(netName, cidr)
       const net: Network = {
-        name: netName, kind, cidr: cidr.text, prefix: cidr.prefix,
-        bridge: `${labName}-${netName}`, broadcast: formatAddress(broadcast(cidr)),
+        name: netName,
+        kind,
+        cidr: cidr.text,
+        prefix: cidr.prefix,
+        bridge: `${labName}-${netName}`,
+        broadcast: formatAddress(broadcast(cidr)),
       }
       if (value.host_address !== undefined) {
         if (kind !== 'management') fail(`${field}.host_address`, 'only a management network has a host_address')
         const text = typeof value.host_address === 'string' ? value.host_address : undefined
         const a = text === undefined ? undefined : parseAddress(text)
-        if (a === undefined) fail(`${field}.host_address`, `must be an IPv4 address; got ${JSON.stringify(value.host_address)}`)
+        if (a === undefined)
+          fail(`${field}.host_address`, `must be an IPv4 address; got ${JSON.stringify(value.host_address)}`)
         else if (!isHostAddress(cidr, a)) fail(`${field}.host_address`, `${text} is not a host address of ${cidr.text}`)
         else net.hostAddress = text
       } else if (kind === 'management') {
-        fail(`${field}.host_address`, 'a management network needs the provisioning machine\'s address on it')
+        fail(`${field}.host_address`, "a management network needs the provisioning machine's address on it")
       }
       if (value.gateway !== undefined) {
         if (kind !== 'lan') fail(`${field}.gateway`, 'only a lan network has a gateway')
@@ -199,7 +261,8 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
       networks.push(net)
     }
     const managements = networks.filter((n) => n.kind === 'management')
-    if (managements.length !== 1) fail('networks', `exactly one network must have kind management; found ${managements.length}`)
+    if (managements.length !== 1)
+      fail('networks', `exactly one network must have kind management; found ${managements.length}`)
   }
   const byNet = new Map(networks.map((n) => [n.name, n]))
 
@@ -212,47 +275,96 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
   } else {
     for (const [hostName, value] of Object.entries(raw.hosts)) {
       const field = `hosts.${hostName}`
-      if (!HOST_NAME.test(hostName)) fail(field, 'a host name is lower-case letters, digits and dashes, starting with a letter')
+      if (!HOST_NAME.test(hostName))
+        fail(field, 'a host name is lower-case letters, digits and dashes, starting with a letter')
       // Vagrant resolves a machine name by id prefix in its global machine index first:
       // `vagrant ssh db` can reach whichever machine's id starts with "db" (measured).
-      else if (/^[0-9a-f]+$/.test(hostName)) fail(field, `a host name made only of hex digits is refused: Vagrant takes "${hostName}" for the id prefix of a machine in its global index, so \`vagrant ssh ${hostName}\` could reach another machine; use a letter beyond f or a dash (e.g. "database")`)
-      if (!isObject(value)) { fail(field, 'must be a mapping with role and interfaces'); continue }
+      else if (/^[0-9a-f]+$/.test(hostName))
+        fail(
+          field,
+          `a host name made only of hex digits is refused: Vagrant takes "${hostName}" for the id prefix of a machine in its global index, so \`vagrant ssh ${hostName}\` could reach another machine; use a letter beyond f or a dash (e.g. "database")`,
+        )
+      if (!isObject(value)) {
+        fail(field, 'must be a mapping with role and interfaces')
+        continue
+      }
       unknownKeys(value, HOST_KEYS, field, fail)
       const role = value.role as Role
-      if (!ROLES.includes(role)) fail(`${field}.role`, `unknown role ${JSON.stringify(value.role)}: must be one of ${ROLES.join(', ')}`)
+      if (!ROLES.includes(role))
+        fail(`${field}.role`, `unknown role ${JSON.stringify(value.role)}: must be one of ${ROLES.join(', ')}`)
       const memory = value.memory ?? 512
       const cpus = value.cpus ?? 1
-      if (!Number.isInteger(memory) || (memory as number) < 128) fail(`${field}.memory`, 'must be a whole number of MiB, at least 128')
+      if (!Number.isInteger(memory) || (memory as number) < 128)
+        fail(`${field}.memory`, 'must be a whole number of MiB, at least 128')
       if (!Number.isInteger(cpus) || (cpus as number) < 1) fail(`${field}.cpus`, 'must be a whole number, at least 1')
       const interfaces: Interface[] = []
       if (!isObject(value.interfaces) || Object.keys(value.interfaces).length === 0) {
-        fail(`${field}.interfaces`, 'must map network names to this host\'s address on each')
+        fail(`${field}.interfaces`, "must map network names to this host's address on each")
       } else {
         for (const [netName, addrText] of Object.entries(value.interfaces)) {
           const ifField = `${field}.interfaces.${netName}`
           const net = byNet.get(netName)
-          if (!net) { fail(ifField, `unknown network ${JSON.stringify(netName)}: networks are ${[...byNet.keys()].join(', ') || '(none)'}`); continue }
+          if (!net) {
+            fail(
+              ifField,
+              `unknown network ${JSON.stringify(netName)}: networks are ${[...byNet.keys()].join(', ') || '(none)'}`,
+            )
+            continue
+          }
           const addr = typeof addrText === 'string' ? parseAddress(addrText) : undefined
-          if (addr === undefined) { fail(ifField, `must be an IPv4 address; got ${JSON.stringify(addrText)}`); continue }
+          if (addr === undefined) {
+            fail(ifField, `must be an IPv4 address; got ${JSON.stringify(addrText)}`)
+            continue
+          }
           const c = cidrs.get(netName)!
           if (!isHostAddress(c, addr)) {
-            const why = !contains(c, addr) ? 'is outside' : addr === c.network ? 'is the network address of' : 'is the broadcast address of'
-            fail(ifField, `${String(addrText)} ${why} network ${netName} (${net.cidr}): a host needs an address inside it, neither its first nor its last`)
+            const why = !contains(c, addr)
+              ? 'is outside'
+              : addr === c.network
+                ? 'is the network address of'
+                : 'is the broadcast address of'
+            fail(
+              ifField,
+              `${String(addrText)} ${why} network ${netName} (${net.cidr}): a host needs an address inside it, neither its first nor its last`,
+            )
             continue
           }
           const owner = owners.get(addrText as string)
-          if (owner) { fail(ifField, `duplicate address ${String(addrText)}: already used by ${owner}`); continue }
+          if (owner) {
+            fail(ifField, `duplicate address ${String(addrText)}: already used by ${owner}`)
+            continue
+          }
           owners.set(addrText as string, ifField)
-          interfaces.push({ network: netName, address: addrText as string, prefix: net.prefix, broadcast: net.broadcast, bridge: net.bridge })
+          interfaces.push({
+            network: netName,
+            address: addrText as string,
+            prefix: net.prefix,
+            broadcast: net.broadcast,
+            bridge: net.bridge,
+          })
         }
         const mgmtNets = interfaces.filter((i) => byNet.get(i.network)?.kind === 'management')
         if (mgmtNets.length === 0 && networks.some((n) => n.kind === 'management')) {
-          fail(`${field}.interfaces`, 'every host needs an address on the management network, the provisioner\'s only way in')
+          fail(
+            `${field}.interfaces`,
+            "every host needs an address on the management network, the provisioner's only way in",
+          )
         }
       }
       // Management first: on lxc it becomes the container's first NIC.
-      interfaces.sort((a, b) => Number(byNet.get(b.network)?.kind === 'management') - Number(byNet.get(a.network)?.kind === 'management'))
-      hosts.push({ name: hostName, role, interfaces, mgmt: interfaces[0], routes: [], memory: memory as number, cpus: cpus as number })
+      interfaces.sort(
+        (a, b) =>
+          Number(byNet.get(b.network)?.kind === 'management') - Number(byNet.get(a.network)?.kind === 'management'),
+      )
+      hosts.push({
+        name: hostName,
+        role,
+        interfaces,
+        mgmt: interfaces[0],
+        routes: [],
+        memory: memory as number,
+        cpus: cpus as number,
+      })
     }
   }
 
@@ -263,7 +375,8 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
     const gw = hosts.find((h) => h.name === net.gateway)
     if (!gw) fail(field, `unknown host ${JSON.stringify(net.gateway)}`)
     else if (gw.role !== 'gateway') fail(field, `host ${gw.name} has role ${gw.role}, not gateway`)
-    else if (!gw.interfaces.some((i) => i.network === net.name)) fail(field, `host ${gw.name} has no interface on ${net.name}`)
+    else if (!gw.interfaces.some((i) => i.network === net.name))
+      fail(field, `host ${gw.name} has no interface on ${net.name}`)
   }
   const vpn = validateVpn(raw.vpn, networks, hosts, fail)
   validateOldServers(raw.networks, networks, hosts, owners, vpn, fail)
@@ -286,22 +399,43 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
   return { name: labName, networks, hosts, ...(vpn ? { vpn } : {}), telemetry }
 }
 
-function validateVpn(raw: unknown, networks: Network[], hosts: Host[], fail: (f: string, m: string) => void): Vpn | undefined {
+function validateVpn(
+  raw: unknown,
+  networks: Network[],
+  hosts: Host[],
+  fail: (f: string, m: string) => void,
+): Vpn | undefined {
   if (raw === undefined) return undefined
-  if (!isObject(raw)) { fail('vpn', 'must be a mapping with hub and auth'); return undefined }
+  if (!isObject(raw)) {
+    fail('vpn', 'must be a mapping with hub and auth')
+    return undefined
+  }
   unknownKeys(raw, VPN_KEYS, 'vpn', fail)
   const auth = (raw.auth ?? 'pubkey') as VpnAuth
-  if (!VPN_AUTH.includes(auth)) fail('vpn.auth', `must be one of ${VPN_AUTH.join(', ')}; got ${JSON.stringify(raw.auth)}`)
+  if (!VPN_AUTH.includes(auth))
+    fail('vpn.auth', `must be one of ${VPN_AUTH.join(', ')}; got ${JSON.stringify(raw.auth)}`)
   const hub = hosts.find((h) => h.name === raw.hub)
-  if (!hub) { fail('vpn.hub', `must name the cloud's gateway host; got ${JSON.stringify(raw.hub)}`); return undefined }
-  if (hub.role !== 'gateway') { fail('vpn.hub', `host ${hub.name} has role ${hub.role}, not gateway`); return undefined }
+  if (!hub) {
+    fail('vpn.hub', `must name the cloud's gateway host; got ${JSON.stringify(raw.hub)}`)
+    return undefined
+  }
+  if (hub.role !== 'gateway') {
+    fail('vpn.hub', `host ${hub.name} has role ${hub.role}, not gateway`)
+    return undefined
+  }
   const lansOf = (gw: string) => networks.filter((n) => n.kind === 'lan' && n.gateway === gw).map((n) => n.cidr)
   const wanOf = (h: Host) => h.interfaces.filter((i) => networks.find((n) => n.name === i.network)?.kind === 'wan')
   const tunnels: Tunnel[] = []
   for (const site of hosts.filter((h) => h.role === 'gateway' && h !== hub)) {
     const shared = wanOf(site).find((i) => wanOf(hub).some((j) => j.network === i.network))
-    if (!shared) { fail(`hosts.${site.name}.interfaces`, `gateway ${site.name} shares no wan network with the hub ${hub.name}`); continue }
-    if (lansOf(site.name).length === 0) { fail(`hosts.${site.name}`, `gateway ${site.name} is the gateway of no lan network (set networks.NAME.gateway)`); continue }
+    if (!shared) {
+      fail(`hosts.${site.name}.interfaces`, `gateway ${site.name} shares no wan network with the hub ${hub.name}`)
+      continue
+    }
+    if (lansOf(site.name).length === 0) {
+      fail(`hosts.${site.name}`, `gateway ${site.name} is the gateway of no lan network (set networks.NAME.gateway)`)
+      continue
+    }
     tunnels.push({
       name: site.name,
       site: site.name,
@@ -316,63 +450,137 @@ function validateVpn(raw: unknown, networks: Network[], hosts: Host[], fail: (f:
   return { hub: hub.name, auth, tunnels }
 }
 
-function validateOldServers(rawNetworks: unknown, networks: Network[], hosts: Host[], owners: Map<string, string>, vpn: Vpn | undefined, fail: (f: string, m: string) => void) {
+function validateOldServers(
+  rawNetworks: unknown,
+  networks: Network[],
+  hosts: Host[],
+  owners: Map<string, string>,
+  vpn: Vpn | undefined,
+  fail: (f: string, m: string) => void,
+) {
   if (!isObject(rawNetworks)) return
   for (const net of networks) {
     const raw = (rawNetworks[net.name] as Raw | undefined)?.old_server
     if (raw === undefined) continue
     const field = `networks.${net.name}.old_server`
-    if (!isObject(raw)) { fail(field, 'must be a mapping with address, host and ports'); continue }
+    if (!isObject(raw)) {
+      fail(field, 'must be a mapping with address, host and ports')
+      continue
+    }
     unknownKeys(raw, OLD_SERVER_KEYS, field, fail)
-    if (net.kind !== 'lan' || !net.gateway) { fail(field, 'only a lan network with a gateway can keep an old server address'); continue }
-    if (!vpn) { fail(field, 'an old server address is forwarded through the VPN: the topology needs a vpn section'); continue }
+    if (net.kind !== 'lan' || !net.gateway) {
+      fail(field, 'only a lan network with a gateway can keep an old server address')
+      continue
+    }
+    if (!vpn) {
+      fail(field, 'an old server address is forwarded through the VPN: the topology needs a vpn section')
+      continue
+    }
     const a = typeof raw.address === 'string' ? parseAddress(raw.address) : undefined
-    if (a === undefined) { fail(`${field}.address`, `must be an IPv4 address; got ${JSON.stringify(raw.address)}`); continue }
-    if (!isHostAddress(parseCidr(net.cidr)!, a)) { fail(`${field}.address`, `${String(raw.address)} is outside network ${net.name} (${net.cidr})`); continue }
+    if (a === undefined) {
+      fail(`${field}.address`, `must be an IPv4 address; got ${JSON.stringify(raw.address)}`)
+      continue
+    }
+    if (!isHostAddress(parseCidr(net.cidr)!, a)) {
+      fail(`${field}.address`, `${String(raw.address)} is outside network ${net.name} (${net.cidr})`)
+      continue
+    }
     const owner = owners.get(raw.address as string)
-    if (owner) { fail(`${field}.address`, `duplicate address ${String(raw.address)}: already used by ${owner}`); continue }
+    if (owner) {
+      fail(`${field}.address`, `duplicate address ${String(raw.address)}: already used by ${owner}`)
+      continue
+    }
     owners.set(raw.address as string, `${field}.address`)
     const target = hosts.find((h) => h.name === raw.host)
     const hubLans = networks.filter((n) => n.kind === 'lan' && n.gateway === vpn.hub).map((n) => n.name)
     const targetIf = target?.interfaces.find((i) => hubLans.includes(i.network))
-    if (!target || !targetIf) { fail(`${field}.host`, `must name a host on the hub's LAN (${hubLans.join(', ')}); got ${JSON.stringify(raw.host)}`); continue }
-    const ports = raw.ports ?? [80]
-    if (!Array.isArray(ports) || ports.length === 0 || !ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)) {
-      fail(`${field}.ports`, 'must be a list of TCP ports (1 to 65535)'); continue
+    if (!target || !targetIf) {
+      fail(
+        `${field}.host`,
+        `must name a host on the hub's LAN (${hubLans.join(', ')}); got ${JSON.stringify(raw.host)}`,
+      )
+      continue
     }
-    net.oldServer = { address: raw.address as string, host: target.name, target: targetIf.address, ports: ports as number[] }
+    const ports = raw.ports ?? [80]
+    if (
+      !Array.isArray(ports) ||
+      ports.length === 0 ||
+      !ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)
+    ) {
+      fail(`${field}.ports`, 'must be a list of TCP ports (1 to 65535)')
+      continue
+    }
+    net.oldServer = {
+      address: raw.address as string,
+      host: target.name,
+      target: targetIf.address,
+      ports: ports as number[],
+    }
   }
 }
 
 function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: string) => void): Telemetry {
-  const r: Raw = raw === undefined ? {} : isObject(raw) ? raw : (fail('telemetry', `must be a mapping with any of ${TELEMETRY_KEYS.join(', ')}`), {})
+  const r: Raw =
+    raw === undefined
+      ? {}
+      : isObject(raw)
+        ? raw
+        : (fail('telemetry', `must be a mapping with any of ${TELEMETRY_KEYS.join(', ')}`), {})
   unknownKeys(r, TELEMETRY_KEYS, 'telemetry', fail)
   const int = (key: string, def: number, min: number, max: number, what: string) => {
     const v = r[key] ?? def
-    if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) { fail(`telemetry.${key}`, `must be a whole number from ${min} to ${max} (${what}); got ${JSON.stringify(r[key])}`); return def }
+    if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) {
+      fail(`telemetry.${key}`, `must be a whole number from ${min} to ${max} (${what}); got ${JSON.stringify(r[key])}`)
+      return def
+    }
     return v as number
   }
   const devicesPerClient = int('devices', 4, 1, 1000, 'simulated devices on each iot-client host')
   const intervalMs = int('interval_ms', 1000, 10, 3_600_000, 'milliseconds between two readings of a device')
   const benchDevices = int('bench_devices', 1000, 0, 100_000, 'devices the load generator may simulate')
-  const port = int('port', 8080, 1024, 65535, 'the ingest servers\' TCP port')
+  const port = int('port', 8080, 1024, 65535, "the ingest servers' TCP port")
   // About 120 MB a day for 4 devices every 250 ms: the default holds a week and more.
-  const outboxMaxMb = int('outbox_max_mb', 1024, 1, 1_048_576, 'the cap on each IoT client\'s outbox, MiB')
+  const outboxMaxMb = int('outbox_max_mb', 1024, 1, 1_048_576, "the cap on each IoT client's outbox, MiB")
   const batch = int('batch', 100, 1, MAX_BATCH_READINGS, 'readings per request; 1 sends each alone')
   const cloudTls = r.cloud_tls ?? true
-  if (typeof cloudTls !== 'boolean') fail('telemetry.cloud_tls', `must be true or false (mutual TLS inside the cloud); got ${JSON.stringify(r.cloud_tls)}`)
+  if (typeof cloudTls !== 'boolean')
+    fail(
+      'telemetry.cloud_tls',
+      `must be true or false (mutual TLS inside the cloud); got ${JSON.stringify(r.cloud_tls)}`,
+    )
   let server: string | undefined
   if (r.server !== undefined) {
-    if (typeof r.server !== 'string' || parseAddress(r.server) === undefined) fail('telemetry.server', `must be an IPv4 address (the clients send to http://ADDRESS/readings); got ${JSON.stringify(r.server)}`)
+    if (typeof r.server !== 'string' || parseAddress(r.server) === undefined)
+      fail(
+        'telemetry.server',
+        `must be an IPv4 address (the clients send to http://ADDRESS/readings); got ${JSON.stringify(r.server)}`,
+      )
     else server = r.server
   }
-  const devices = hosts.filter((h) => h.role === 'iot-client')
-    .flatMap((h) => Array.from({ length: devicesPerClient }, (_, i) => ({ id: `${h.name}-${String(i + 1).padStart(2, '0')}`, host: h.name })))
-  return { devicesPerClient, intervalMs, benchDevices, port, outboxMaxMb, batch, cloudTls: cloudTls !== false, devices, ...(server ? { server } : {}) }
+  const devices = hosts
+    .filter((h) => h.role === 'iot-client')
+    .flatMap((h) =>
+      Array.from({ length: devicesPerClient }, (_, i) => ({
+        id: `${h.name}-${String(i + 1).padStart(2, '0')}`,
+        host: h.name,
+      })),
+    )
+  return {
+    devicesPerClient,
+    intervalMs,
+    benchDevices,
+    port,
+    outboxMaxMb,
+    batch,
+    cloudTls: cloudTls !== false,
+    devices,
+    ...(server ? { server } : {}),
+  }
 }
 
 /** The load generator's device ids (their keys are derived like every device's). */
-export const benchDeviceIds = (t: Topology) => Array.from({ length: t.telemetry.benchDevices }, (_, i) => `bench-${String(i + 1).padStart(4, '0')}`)
+export const benchDeviceIds = (t: Topology) =>
+  Array.from({ length: t.telemetry.benchDevices }, (_, i) => `bench-${String(i + 1).padStart(4, '0')}`)
 
 function unknownKeys(obj: Raw, allowed: string[], field: string, fail: (f: string, m: string) => void) {
   for (const key of Object.keys(obj)) {

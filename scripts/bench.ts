@@ -49,21 +49,34 @@ async function machine(lab: BenchLab): Promise<Machine> {
 const argv = await yargs(hideBin(process.argv))
   .scriptName('npm run bench --')
   .usage('$0 [options]\n\nBenchmarks the running lab (npm run lab first) and writes a report.')
-  .option('runs', { type: 'number', default: 3, describe: 'runs of each measurement (the report gives median and spread)' })
+  .option('runs', {
+    type: 'number',
+    default: 3,
+    describe: 'runs of each measurement (the report gives median and spread)',
+  })
   .option('duration', { type: 'number', default: 6, describe: 'seconds of load per ingest run (after the warm-up)' })
   .option('warmup', { type: 'number', default: 1, describe: 'seconds of load before measuring, each run' })
   .option('devices', { type: 'number', default: 500, describe: 'simulated devices in the load generator' })
   .option('concurrency', { type: 'number', default: 32, describe: 'connections the load generator keeps busy' })
   .option('tunnel-seconds', { type: 'number', default: 3, describe: 'seconds per iperf3 run' })
-  .option('bringup', { type: 'boolean', default: false, describe: 'also measure warm and cold `npm run lab` (rebuilds the lab: minutes)' })
-  .option('smoke', { type: 'boolean', default: false, describe: 'a few seconds in all: proves the harness works (the test suite runs this)' })
+  .option('bringup', {
+    type: 'boolean',
+    default: false,
+    describe: 'also measure warm and cold `npm run lab` (rebuilds the lab: minutes)',
+  })
+  .option('smoke', {
+    type: 'boolean',
+    default: false,
+    describe: 'a few seconds in all: proves the harness works (the test suite runs this)',
+  })
   .option('label', { type: 'string', default: 'lab benchmark', describe: 'a name for this run in the report' })
   .option('out', { type: 'string', describe: 'folder for the report (default bench/results/<time>)' })
   .check((a) => {
     for (const k of ['runs', 'duration', 'devices', 'concurrency', 'tunnel-seconds'] as const) {
       if (!(a[k] > 0) || !Number.isFinite(a[k])) throw new Error(`--${k} must be a positive number; got ${a[k]}`)
     }
-    if (a.runs > 20 || a.duration > 120 || a.concurrency > 512) throw new Error('bounded on purpose: at most 20 runs, 120 s per run and 512 connections')
+    if (a.runs > 20 || a.duration > 120 || a.concurrency > 512)
+      throw new Error('bounded on purpose: at most 20 runs, 120 s per run and 512 connections')
     return true
   })
   .strict()
@@ -72,7 +85,14 @@ const argv = await yargs(hideBin(process.argv))
 
 const o = argv.smoke
   ? { runs: 1, duration: 2, warmup: 0.5, devices: 50, concurrency: 8, tunnelSeconds: 1 }
-  : { runs: argv.runs, duration: argv.duration, warmup: argv.warmup, devices: argv.devices, concurrency: argv.concurrency, tunnelSeconds: argv['tunnel-seconds'] }
+  : {
+      runs: argv.runs,
+      duration: argv.duration,
+      warmup: argv.warmup,
+      devices: argv.devices,
+      concurrency: argv.concurrency,
+      tunnelSeconds: argv['tunnel-seconds'],
+    }
 const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, '')
 const outDir = path.resolve(argv.out ?? path.join(repoRoot, 'bench', 'results', stamp))
 const log = (m: string) => console.log(m)
@@ -83,14 +103,31 @@ try {
   const lab = await openBenchLab(topology)
   let report: Omit<BenchReport, 'bringup' | 'seconds' | 'zero_loss'>
   try {
-    const load = { runs: o.runs, duration: o.duration, warmup: o.warmup, devices: o.devices, concurrency: o.concurrency }
+    const load = {
+      runs: o.runs,
+      duration: o.duration,
+      warmup: o.warmup,
+      devices: o.devices,
+      concurrency: o.concurrency,
+    }
     const m = await machine(lab)
-    log(`Machine: ${m.cores} cores, ${m.memory_gib.toFixed(1)} GiB, kernel ${m.kernel}, ${m.provider}, IPsec ${m.ipsec_mode}`)
+    log(
+      `Machine: ${m.cores} cores, ${m.memory_gib.toFixed(1)} GiB, kernel ${m.kernel}, ${m.provider}, IPsec ${m.ipsec_mode}`,
+    )
     const ingest = await ingestBench(lab, load, log)
     const tunnel = await tunnelBench(lab, o.runs, o.tunnelSeconds, log)
     const datapath = argv.smoke ? undefined : await datapathBench(lab, o.runs, o.tunnelSeconds, vmAccel().accel, log)
     const outbox = await outboxBench(lab, o.runs, argv.smoke ? 0.3 : 1, log)
-    report = { label: argv.label, started: new Date(started).toISOString(), machine: m, load, ingest, tunnel, datapath, outbox }
+    report = {
+      label: argv.label,
+      started: new Date(started).toISOString(),
+      machine: m,
+      load,
+      ingest,
+      tunnel,
+      datapath,
+      outbox,
+    }
   } finally {
     await lab.close()
   }
@@ -98,13 +135,26 @@ try {
     ...(await reprovisionBench(topology, argv.smoke ? 1 : Math.min(o.runs, 3), log)),
     ...(argv.bringup ? await bringUpBench(log) : {}),
   }
-  const all = [...report.ingest.scenarios, ...report.ingest.scaling, ...(report.ingest.tuning?.scenarios.flatMap((x) => [x.off, x.on]) ?? []), ...(report.ingest.upload?.scenarios.flatMap((x) => [x.off, x.on]) ?? []), ...(report.ingest.cloudTls?.scenarios.flatMap((x) => [x.off, x.on]) ?? [])]
-  const full: BenchReport = { ...report, bringup, seconds: (Date.now() - started) / 1000, zero_loss: all.every((s) => s.lost === 0 && s.runs.every((r) => r.check.extra === 0)) }
+  const all = [
+    ...report.ingest.scenarios,
+    ...report.ingest.scaling,
+    ...(report.ingest.tuning?.scenarios.flatMap((x) => [x.off, x.on]) ?? []),
+    ...(report.ingest.upload?.scenarios.flatMap((x) => [x.off, x.on]) ?? []),
+    ...(report.ingest.cloudTls?.scenarios.flatMap((x) => [x.off, x.on]) ?? []),
+  ]
+  const full: BenchReport = {
+    ...report,
+    bringup,
+    seconds: (Date.now() - started) / 1000,
+    zero_loss: all.every((s) => s.lost === 0 && s.runs.every((r) => r.check.extra === 0)),
+  }
   fs.mkdirSync(outDir, { recursive: true })
   fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify(full, null, 2) + '\n')
   fs.writeFileSync(path.join(outDir, 'chart.svg'), svgChart(full))
   fs.writeFileSync(path.join(outDir, 'report.md'), markdown(full))
-  log(`\nReport: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json, chart.svg), ${full.seconds.toFixed(0)} s in all`)
+  log(
+    `\nReport: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json, chart.svg), ${full.seconds.toFixed(0)} s in all`,
+  )
   if (!full.zero_loss) log('WARNING: some readings were lost or duplicated: see report.json')
 } catch (e) {
   console.error(`bench: ${(e as Error).message}`)

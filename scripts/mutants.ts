@@ -12,13 +12,19 @@ import { repoRoot } from '../provision/paths.js'
 
 const dir = path.join(repoRoot, 'test', 'mutants')
 const only = process.argv.slice(2)
-const patches = fs.readdirSync(dir).filter((f) => f.endsWith('.patch') && (only.length === 0 || only.some((o) => f.includes(o)))).sort()
+const patches = fs
+  .readdirSync(dir)
+  .filter((f) => f.endsWith('.patch') && (only.length === 0 || only.some((o) => f.includes(o))))
+  .sort()
 if (patches.length === 0) throw new Error(`no patch in ${dir}${only.length ? ` matching ${only.join(', ')}` : ''}`)
 
 /** A scratch copy of the tracked files (as they are in the work tree), node_modules linked. */
 function scratch(): string {
   const to = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-mutant-'))
-  const files = execFileSync('git', ['ls-files', '-z'], { cwd: repoRoot }).toString().split('\0').filter((f) => f && fs.existsSync(path.join(repoRoot, f)))
+  const files = execFileSync('git', ['ls-files', '-z'], { cwd: repoRoot })
+    .toString()
+    .split('\0')
+    .filter((f) => f && fs.existsSync(path.join(repoRoot, f)))
   for (const f of files) {
     fs.mkdirSync(path.dirname(path.join(to, f)), { recursive: true })
     fs.copyFileSync(path.join(repoRoot, f), path.join(to, f))
@@ -29,20 +35,32 @@ function scratch(): string {
 
 /** Run tap on these files in the copy; returns the exit code and the first failed assertion. */
 function unit(copy: string, files: string[]) {
-  const r = spawnSync(path.join(copy, 'node_modules', '.bin', 'tap'), ['--bail', '--reporter=tap', ...files], { cwd: copy, encoding: 'utf8', maxBuffer: 64 << 20 })
-  const failed = (r.stdout + r.stderr).split('\n').find((l) => /^\s+not ok \d+ - /.test(l) && !/^\s+not ok \d+ - test\//.test(l))
+  const r = spawnSync(path.join(copy, 'node_modules', '.bin', 'tap'), ['--bail', '--reporter=tap', ...files], {
+    cwd: copy,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  })
+  const failed = (r.stdout + r.stderr)
+    .split('\n')
+    .find((l) => /^\s+not ok \d+ - /.test(l) && !/^\s+not ok \d+ - test\//.test(l))
   return { status: r.status, failed: failed?.trim().replace(/^not ok \d+ - /, '') }
 }
-const killedBy = (p: string) => /^Killed by: (.+)$/m.exec(fs.readFileSync(path.join(dir, p), 'utf8'))?.[1].split(/\s+/) ?? ['test/unit']
+const killedBy = (p: string) =>
+  /^Killed by: (.+)$/m.exec(fs.readFileSync(path.join(dir, p), 'utf8'))?.[1].split(/\s+/) ?? ['test/unit']
 
 // The control: the same tests pass on the unmutated copy, else a "kill" proves nothing.
 const files = [...new Set(patches.flatMap(killedBy))]
 const control = scratch()
 try {
   const c = unit(control, files)
-  if (c.status !== 0) throw new Error(`the unit tests fail on an unmutated copy (${c.failed ?? `exit ${c.status}`}): fix that before judging mutants`)
+  if (c.status !== 0)
+    throw new Error(
+      `the unit tests fail on an unmutated copy (${c.failed ?? `exit ${c.status}`}): fix that before judging mutants`,
+    )
   console.log(`control   the unmutated copy passes ${files.join(' ')}`)
-} finally { fs.rmSync(control, { recursive: true, force: true }) }
+} finally {
+  fs.rmSync(control, { recursive: true, force: true })
+}
 
 let survived = 0
 for (const p of patches) {
@@ -52,8 +70,10 @@ for (const p of patches) {
     const t0 = Date.now()
     const r = unit(copy, killedBy(p))
     const secs = ((Date.now() - t0) / 1000).toFixed(0)
-    if (r.status === 0) { survived++; console.log(`SURVIVED  ${p} (${secs} s): ${killedBy(p).join(' ')} pass with it applied`) }
-    else console.log(`killed    ${p} (${secs} s): ${r.failed ?? `exit ${r.status}`}`.slice(0, 200))
+    if (r.status === 0) {
+      survived++
+      console.log(`SURVIVED  ${p} (${secs} s): ${killedBy(p).join(' ')} pass with it applied`)
+    } else console.log(`killed    ${p} (${secs} s): ${r.failed ?? `exit ${r.status}`}`.slice(0, 200))
   } finally {
     fs.rmSync(copy, { recursive: true, force: true })
   }

@@ -14,21 +14,23 @@ try {
     console.log(`${topologyFile}: ${topology.hosts.length} hosts on ${topology.networks.length} networks, valid`)
   } else {
     const plan = planProviders(topology)
-    process.stdout.write(JSON.stringify({
-      ...topology,
-      hosts: topology.hosts.map((h) => ({
-        ...h,
-        provider: plan.providers[h.name],
-        vm_mac: mgmtMac(topology, h.name),
-        interfaces: h.interfaces.map((i) => ({ ...i, netmask: prefixToMask(i.prefix) })),
-        mgmt: { ...h.mgmt, netmask: prefixToMask(h.mgmt.prefix) },
-      })),
-      box: boxName(),
-      vm_box: process.env.LAB_VM_BOX || vmBoxName(),
-      vm: vmAccel(),
-      provider_reason: plan.reason,
-      repoRoot,
-    }) + '\n')
+    process.stdout.write(
+      JSON.stringify({
+        ...topology,
+        hosts: topology.hosts.map((h) => ({
+          ...h,
+          provider: plan.providers[h.name],
+          vm_mac: mgmtMac(topology, h.name),
+          interfaces: h.interfaces.map((i) => ({ ...i, netmask: prefixToMask(i.prefix) })),
+          mgmt: { ...h.mgmt, netmask: prefixToMask(h.mgmt.prefix) },
+        })),
+        box: boxName(),
+        vm_box: process.env.LAB_VM_BOX || vmBoxName(),
+        vm: vmAccel(),
+        provider_reason: plan.reason,
+        repoRoot,
+      }) + '\n',
+    )
   }
 } catch (e) {
   console.error(e instanceof TopologyError || e instanceof Error ? e.message : e)

@@ -5,7 +5,14 @@ import { build } from 'esbuild'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-export const SERVICES = { ingest: 'ingest/main.ts', client: 'client/main.ts', loadgen: 'client/loadgen.ts', 'outbox-bench': 'client/outbox-bench.ts', 'outbox-fill': 'client/outbox-fill.ts', 'ipsec-metrics': 'gateway/ipsec-metrics.ts' } as const
+export const SERVICES = {
+  ingest: 'ingest/main.ts',
+  client: 'client/main.ts',
+  loadgen: 'client/loadgen.ts',
+  'outbox-bench': 'client/outbox-bench.ts',
+  'outbox-fill': 'client/outbox-fill.ts',
+  'ipsec-metrics': 'gateway/ipsec-metrics.ts',
+} as const
 export type ServiceName = keyof typeof SERVICES
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -24,7 +31,9 @@ export function bundle(name: ServiceName): Promise<string> {
       write: false,
       // pg's optional native binding is never used.
       external: ['pg-native'],
-      banner: { js: `// lab-${name}: bundled from services/${SERVICES[name]} by the lab provisioner; edits are overwritten.` },
+      banner: {
+        js: `// lab-${name}: bundled from services/${SERVICES[name]} by the lab provisioner; edits are overwritten.`,
+      },
       logLevel: 'silent',
     }).then((r) => r.outputFiles[0].text)
     cache.set(name, p)

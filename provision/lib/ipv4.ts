@@ -12,7 +12,11 @@ export function formatAddress(n: number): string {
   return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.')
 }
 
-export interface Cidr { network: number; prefix: number; text: string }
+export interface Cidr {
+  network: number
+  prefix: number
+  text: string
+}
 
 export function parseCidr(text: string): Cidr | undefined {
   const m = /^([^/]+)\/(\d{1,2})$/.exec(text)
@@ -33,12 +37,12 @@ export function broadcast(c: Cidr): number {
 }
 
 export function contains(c: Cidr, address: number): boolean {
-  return ((address & mask(c.prefix)) >>> 0) === c.network
+  return (address & mask(c.prefix)) >>> 0 === c.network
 }
 
 export function overlaps(a: Cidr, b: Cidr): boolean {
   const p = Math.min(a.prefix, b.prefix)
-  return ((a.network & mask(p)) >>> 0) === ((b.network & mask(p)) >>> 0)
+  return (a.network & mask(p)) >>> 0 === (b.network & mask(p)) >>> 0
 }
 
 /** A usable host address of the network: neither the network nor its broadcast address. */

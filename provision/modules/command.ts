@@ -2,7 +2,12 @@
 // live kernel settings). The check returns true when the host is already right.
 import type { Context, Step } from '../runner.js'
 
-export function converge(name: string, check: (ctx: Context) => Promise<boolean>, fix: (ctx: Context) => Promise<void>, notify?: string[]): Step {
+export function converge(
+  name: string,
+  check: (ctx: Context) => Promise<boolean>,
+  fix: (ctx: Context) => Promise<void>,
+  notify?: string[],
+): Step {
   return {
     name,
     notify,

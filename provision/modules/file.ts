@@ -15,13 +15,18 @@ export interface FileSpec {
   validate?: string
 }
 
-export async function ensureFileContent(ctx: Pick<Context, 'host' | 'dryRun'>, spec: FileSpec & { content: string }): Promise<boolean> {
+export async function ensureFileContent(
+  ctx: Pick<Context, 'host' | 'dryRun'>,
+  spec: FileSpec & { content: string },
+): Promise<boolean> {
   const mode = spec.mode ?? '0644'
   const owner = spec.owner ?? 'root'
   const group = spec.group ?? owner
   const want = createHash('sha256').update(spec.content).digest('hex')
   const p = spec.path
-  const probe = await ctx.host.exec(sh`if [ -f ${p} ]; then stat -c '%a %U %G' ${p}; sha256sum < ${p}; else echo absent; fi`)
+  const probe = await ctx.host.exec(
+    sh`if [ -f ${p} ]; then stat -c '%a %U %G' ${p}; sha256sum < ${p}; else echo absent; fi`,
+  )
   const [meta, sum] = probe.stdout.trim().split('\n')
   const sameContent = sum?.split(' ')[0] === want
   const sameMeta = meta === `${Number.parseInt(mode, 8).toString(8)} ${owner} ${group}`
@@ -33,7 +38,9 @@ export async function ensureFileContent(ctx: Pick<Context, 'host' | 'dryRun'>, s
   }
   const staged = `${spec.path}.lab-staged`
   // validate is a command template from the role (shell); {} is the staged copy, quoted.
-  const validate = spec.validate ? sh` && { ${raw(spec.validate.replaceAll('{}', sh`${staged}`))} || { rm -f ${staged}; exit 3; }; }` : ''
+  const validate = spec.validate
+    ? sh` && { ${raw(spec.validate.replaceAll('{}', sh`${staged}`))} || { rm -f ${staged}; exit 3; }; }`
+    : ''
   await ctx.host.exec(
     sh`mkdir -p "$(dirname ${p})" && umask 077 && cat > ${staged} && chown ${`${owner}:${group}`} ${staged} && chmod ${mode} ${staged}${raw(validate)} && mv -f ${staged} ${p}`,
     { stdin: spec.content },
@@ -75,7 +82,8 @@ export function directory(name: string, spec: { path: string; mode: string; owne
     async run(ctx) {
       const r = await ctx.host.exec(sh`stat -c '%F %a %U %G' ${p}`, { check: false })
       if (r.stdout.trim() === `directory ${Number.parseInt(spec.mode, 8).toString(8)} ${owner} ${group}`) return false
-      if (!ctx.dryRun) await ctx.host.exec(sh`mkdir -p ${p} && chown ${`${owner}:${group}`} ${p} && chmod ${spec.mode} ${p}`)
+      if (!ctx.dryRun)
+        await ctx.host.exec(sh`mkdir -p ${p} && chown ${`${owner}:${group}`} ${p} && chmod ${spec.mode} ${p}`)
       return true
     },
   }

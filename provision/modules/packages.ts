@@ -8,12 +8,21 @@ export function packages(name: string, list: string[]): Step {
   return {
     name,
     async run(ctx) {
-      const r = await ctx.host.exec(sh`dpkg-query -W -f='\${Package} \${db:Status-Status}\\n' ${list}`, { check: false })
-      const installed = new Set(r.stdout.split('\n').filter((l) => l.endsWith(' installed')).map((l) => l.split(' ')[0]))
+      const r = await ctx.host.exec(sh`dpkg-query -W -f='\${Package} \${db:Status-Status}\\n' ${list}`, {
+        check: false,
+      })
+      const installed = new Set(
+        r.stdout
+          .split('\n')
+          .filter((l) => l.endsWith(' installed'))
+          .map((l) => l.split(' ')[0]),
+      )
       const missing = list.filter((p) => !installed.has(p))
       if (missing.length === 0) return false
       if (ctx.dryRun) return true
-      await ctx.host.exec(sh`export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends ${missing}`)
+      await ctx.host.exec(
+        sh`export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends ${missing}`,
+      )
       return true
     },
   }

@@ -7,7 +7,10 @@ export function service(unit: string, want: { enabled: boolean; active: boolean 
   return {
     name: `Ensure ${unit} is ${want.enabled ? 'enabled' : 'disabled'} and ${verb}`,
     async run(ctx) {
-      const r = await ctx.host.exec(sh`systemctl is-enabled ${unit}; systemctl is-active ${unit}; systemctl show -P NeedDaemonReload ${unit}`, { check: false })
+      const r = await ctx.host.exec(
+        sh`systemctl is-enabled ${unit}; systemctl is-active ${unit}; systemctl show -P NeedDaemonReload ${unit}`,
+        { check: false },
+      )
       const [enabled, active, needReload] = r.stdout.trim().split('\n')
       const isEnabled = enabled === 'enabled' || enabled === 'static'
       const isActive = active === 'active'
@@ -28,12 +31,24 @@ export function service(unit: string, want: { enabled: boolean; active: boolean 
  * that a bad file never reaches a running daemon), `daemonReload` when the step that
  * notified it changed a unit file.
  */
-export function unitHandler(name: string, action: 'restart' | 'reload', unit: string, o: { check?: string; daemonReload?: boolean } = {}): Handler {
-  const command = [o.check, o.daemonReload ? 'systemctl daemon-reload' : undefined, sh`systemctl ${action} ${unit}`].filter(Boolean).join(' && ')
+export function unitHandler(
+  name: string,
+  action: 'restart' | 'reload',
+  unit: string,
+  o: { check?: string; daemonReload?: boolean } = {},
+): Handler {
+  const command = [o.check, o.daemonReload ? 'systemctl daemon-reload' : undefined, sh`systemctl ${action} ${unit}`]
+    .filter(Boolean)
+    .join(' && ')
   return commandHandler(name, command)
 }
 
 /** A handler that runs one command (a reload that is not systemd's: nft -f, swanctl --load-all). */
 export function commandHandler(name: string, command: string): Handler {
-  return { name, run: async (ctx) => { await ctx.host.exec(command) } }
+  return {
+    name,
+    run: async (ctx) => {
+      await ctx.host.exec(command)
+    },
+  }
 }

@@ -15,7 +15,10 @@ import { DB, addressFacing, backends, dbAddress, json, serviceSteps } from './te
 /** Where this backend listens: the address the proxy's upstream list has for it. */
 const listenAddress = (ctx: Context) => {
   const a = backends(ctx.topology).find((b) => b.name === ctx.self.name)?.address
-  if (!a) throw new Error(`backend ${ctx.self.name} shares no network with a proxy host: put both on the cloud LAN in the topology`)
+  if (!a)
+    throw new Error(
+      `backend ${ctx.self.name} shares no network with a proxy host: put both on the cloud LAN in the topology`,
+    )
   return a
 }
 
@@ -25,7 +28,7 @@ const ingest = serviceSteps({
   identity: serviceTlsSteps('lab-ingest', ['reload lab-ingest.service']),
   files: [
     {
-      name: 'Ensure the ingest server\'s config (database password included) is 0600',
+      name: "Ensure the ingest server's config (database password included) is 0600",
       path: 'config.json',
       notify: 'restart lab-ingest.service',
       content: (ctx) => {
@@ -37,12 +40,18 @@ const ingest = serviceSteps({
           backend: ctx.self.name,
           listen: { address: listenAddress(ctx), port: ctx.topology.telemetry.port },
           // The proxy's certificate, and no other, opens the readings port.
-          ...(tls ? { tls: { cert: f.cert, key: f.key, ca: f.ca, crl: f.crl, clients: proxyIdentities(ctx.topology) } } : {}),
+          ...(tls
+            ? { tls: { cert: f.cert, key: f.key, ca: f.ca, crl: f.crl, clients: proxyIdentities(ctx.topology) } }
+            : {}),
           monitoring: { address: listenAddress(ctx), port: MONITOR_PORTS.ingest },
           // verify-full: the database's certificate from the services CA, not revoked, for
           // the address connected to; this backend's own certificate as the client's.
           db: {
-            host, port: DB.port, database: DB.name, user: DB.user, password: dbPassword(ctx.stateDir),
+            host,
+            port: DB.port,
+            database: DB.name,
+            user: DB.user,
+            password: dbPassword(ctx.stateDir),
             ...(tls ? { tls: { cert: f.cert, key: f.key, ca: f.ca, crl: f.crl } } : {}),
           },
           keysFile: '/etc/lab-ingest/devices.json',
@@ -53,10 +62,16 @@ const ingest = serviceSteps({
       },
     },
     {
-      name: 'Ensure every device\'s key is known (0600), the load generator\'s too',
+      name: "Ensure every device's key is known (0600), the load generator's too",
       path: 'devices.json',
       notify: 'reload lab-ingest.service',
-      content: (ctx) => json(deviceKeys(ctx.stateDir, [...ctx.topology.telemetry.devices.map((d) => d.id), ...benchDeviceIds(ctx.topology)])),
+      content: (ctx) =>
+        json(
+          deviceKeys(ctx.stateDir, [
+            ...ctx.topology.telemetry.devices.map((d) => d.id),
+            ...benchDeviceIds(ctx.topology),
+          ]),
+        ),
     },
   ],
 })
@@ -64,7 +79,13 @@ const ingest = serviceSteps({
 export const backend: RoleModule = {
   role: { name: 'backend', steps: ingest.steps, handlers: ingest.handlers },
   input: (ctx) => {
-    const proxies = hostsWithRole(ctx.topology, 'proxy').map((p) => addressFacing(p, ctx.self)).filter(Boolean)
-    return proxies.length ? [`ip saddr { ${proxies.join(', ')} } tcp dport ${ctx.topology.telemetry.port} accept comment "ingest: from the proxy only"`] : []
+    const proxies = hostsWithRole(ctx.topology, 'proxy')
+      .map((p) => addressFacing(p, ctx.self))
+      .filter(Boolean)
+    return proxies.length
+      ? [
+          `ip saddr { ${proxies.join(', ')} } tcp dport ${ctx.topology.telemetry.port} accept comment "ingest: from the proxy only"`,
+        ]
+      : []
   },
 }

@@ -41,48 +41,70 @@ const NETWORK_UNIT = '/etc/systemd/system/lab-network.service'
 export const common: Role = {
   name: 'common',
   steps: [
-    packages('Ensure the lab\'s Debian packages are installed', boxPackages()),
+    packages("Ensure the lab's Debian packages are installed", boxPackages()),
 
     converge(
-      'Ensure the hostname is the topology\'s name',
+      "Ensure the hostname is the topology's name",
       async (ctx) => (await ctx.host.exec('hostname')).stdout.trim() === ctx.self.name,
-      async (ctx) => { await ctx.host.exec(sh`hostname ${ctx.self.name} && echo ${ctx.self.name} > /etc/hostname`) },
+      async (ctx) => {
+        await ctx.host.exec(sh`hostname ${ctx.self.name} && echo ${ctx.self.name} > /etc/hostname`)
+      },
     ),
 
     file('Ensure /etc/hosts names every lab host', {
       path: '/etc/hosts',
-      content: (ctx) => renderFile('common/hosts', {
-        host: ctx.self.name,
-        entries: ctx.topology.hosts.flatMap((h) =>
-          h.interfaces.filter((i) => i.network !== h.mgmt.network).map((i) => ({ address: i.address, name: `${h.name}.${i.network}` }))),
-      }),
+      content: (ctx) =>
+        renderFile('common/hosts', {
+          host: ctx.self.name,
+          entries: ctx.topology.hosts.flatMap((h) =>
+            h.interfaces
+              .filter((i) => i.network !== h.mgmt.network)
+              .map((i) => ({ address: i.address, name: `${h.name}.${i.network}` })),
+          ),
+        }),
     }),
 
     file('Ensure /etc/lab/host.json describes this host', {
       path: '/etc/lab/host.json',
-      content: (ctx) => JSON.stringify({ name: ctx.self.name, role: ctx.self.role, interfaces: ctx.self.interfaces, routes: ctx.self.routes }, null, 2) + '\n',
+      content: (ctx) =>
+        JSON.stringify(
+          { name: ctx.self.name, role: ctx.self.role, interfaces: ctx.self.interfaces, routes: ctx.self.routes },
+          null,
+          2,
+        ) + '\n',
     }),
 
     converge(
       'Ensure the timezone is UTC',
-      async (ctx) => (await ctx.host.exec('readlink /etc/localtime', { check: false })).stdout.trim() === '/usr/share/zoneinfo/Etc/UTC',
-      async (ctx) => { await ctx.host.exec('ln -sfn /usr/share/zoneinfo/Etc/UTC /etc/localtime && echo Etc/UTC > /etc/timezone') },
+      async (ctx) =>
+        (await ctx.host.exec('readlink /etc/localtime', { check: false })).stdout.trim() ===
+        '/usr/share/zoneinfo/Etc/UTC',
+      async (ctx) => {
+        await ctx.host.exec('ln -sfn /usr/share/zoneinfo/Etc/UTC /etc/localtime && echo Etc/UTC > /etc/timezone')
+      },
     ),
 
     converge(
       'Ensure root has no password login',
       async (ctx) => /^root (L|NP) /.test((await ctx.host.exec('passwd -S root')).stdout),
-      async (ctx) => { await ctx.host.exec('passwd -l root') },
+      async (ctx) => {
+        await ctx.host.exec('passwd -l root')
+      },
     ),
 
-    file('Ensure sshd admits keys only', { path: '/etc/ssh/sshd_config.d/lab.conf', content: renderFile('common/sshd.conf', {}) }, ['reload ssh']),
+    file(
+      'Ensure sshd admits keys only',
+      { path: '/etc/ssh/sshd_config.d/lab.conf', content: renderFile('common/sshd.conf', {}) },
+      ['reload ssh'],
+    ),
 
     file('Ensure kernel settings are persistent', {
       path: SYSCTL_FILE,
-      content: (ctx) => renderFile('common/sysctl.conf', {
-        role: ctx.self.role,
-        settings: Object.entries(sysctlSettings(ctx)).map(([key, value]) => ({ key, value })),
-      }),
+      content: (ctx) =>
+        renderFile('common/sysctl.conf', {
+          role: ctx.self.role,
+          settings: Object.entries(sysctlSettings(ctx)).map(([key, value]) => ({ key, value })),
+        }),
     }),
 
     converge(
@@ -90,32 +112,54 @@ export const common: Role = {
       async (ctx) => {
         const settings = sysctlSettings(ctx)
         const r = await ctx.host.exec(sh`sysctl -n ${Object.keys(settings)}`)
-        return r.stdout.trim().split('\n').every((v, i) => v.trim() === Object.values(settings)[i])
+        return r.stdout
+          .trim()
+          .split('\n')
+          .every((v, i) => v.trim() === Object.values(settings)[i])
       },
-      async (ctx) => { await ctx.host.exec(sh`sysctl -q -p ${SYSCTL_FILE}`) },
+      async (ctx) => {
+        await ctx.host.exec(sh`sysctl -q -p ${SYSCTL_FILE}`)
+      },
     ),
 
-    file('Ensure the nftables policy admits only this role\'s traffic', {
-      path: '/etc/nftables.conf',
-      mode: '0755',
-      validate: 'nft -c -f {}',
-      content: (ctx) => nftablesConf(ctx),
-    }, ['reload nftables']),
+    file(
+      "Ensure the nftables policy admits only this role's traffic",
+      {
+        path: '/etc/nftables.conf',
+        mode: '0755',
+        validate: 'nft -c -f {}',
+        content: (ctx) => nftablesConf(ctx),
+      },
+      ['reload nftables'],
+    ),
     service('nftables.service', { enabled: true, active: true }),
 
-    file('Ensure routes to the other sites go through this LAN\'s gateway', {
-      path: NETWORK_UNIT,
-      content: (ctx) => renderFile('common/lab-network.service', { routes: ctx.self.routes, addresses: oldServerAddresses(ctx) }),
-    }, ['restart lab-network']),
+    file(
+      "Ensure routes to the other sites go through this LAN's gateway",
+      {
+        path: NETWORK_UNIT,
+        content: (ctx) =>
+          renderFile('common/lab-network.service', { routes: ctx.self.routes, addresses: oldServerAddresses(ctx) }),
+      },
+      ['restart lab-network'],
+    ),
     service('lab-network.service', { enabled: true, active: true }),
 
     // Every host is watched: node exporter on its LAN address, for the monitor.
-    file('Ensure node exporter listens on this host\'s LAN address, for the monitor', {
-      path: '/etc/default/prometheus-node-exporter',
-      content: (ctx) => renderFile('monitor/node-exporter.default', {
-        host: ctx.self.name, address: lanAddress(ctx.topology, ctx.self) ?? '127.0.0.1', port: MONITOR_PORTS.node, textfile_dir: TEXTFILE_DIR,
-      }),
-    }, ['restart node exporter']),
+    file(
+      "Ensure node exporter listens on this host's LAN address, for the monitor",
+      {
+        path: '/etc/default/prometheus-node-exporter',
+        content: (ctx) =>
+          renderFile('monitor/node-exporter.default', {
+            host: ctx.self.name,
+            address: lanAddress(ctx.topology, ctx.self) ?? '127.0.0.1',
+            port: MONITOR_PORTS.node,
+            textfile_dir: TEXTFILE_DIR,
+          }),
+      },
+      ['restart node exporter'],
+    ),
     service('prometheus-node-exporter.service', { enabled: true, active: true }),
   ],
   handlers: [

@@ -21,16 +21,23 @@ import { pkiPaths, revocations } from '../pki.js'
 async function clusterDir(ctx: Context): Promise<string> {
   const r = await ctx.host.exec('ls -d /etc/postgresql/*/main | sort -V | tail -1', { check: false })
   const dir = r.stdout.trim()
-  if (!dir) throw new Error(`${ctx.self.name} has no PostgreSQL cluster under /etc/postgresql: is the postgresql package installed?`)
+  if (!dir)
+    throw new Error(
+      `${ctx.self.name} has no PostgreSQL cluster under /etc/postgresql: is the postgresql package installed?`,
+    )
   return dir
 }
 
 const backendAddresses = (ctx: Context) =>
-  hostsWithRole(ctx.topology, 'backend').map((b) => addressFacing(b, ctx.self)).filter((a): a is string => !!a)
+  hostsWithRole(ctx.topology, 'backend')
+    .map((b) => addressFacing(b, ctx.self))
+    .filter((a): a is string => !!a)
 
 const listenAddress = (ctx: Context) => {
   const b = hostsWithRole(ctx.topology, 'backend')[0]
-  return (b && addressFacing(ctx.self, b)) ?? ctx.self.interfaces.find((i) => i.network !== ctx.self.mgmt.network)!.address
+  return (
+    (b && addressFacing(ctx.self, b)) ?? ctx.self.interfaces.find((i) => i.network !== ctx.self.mgmt.network)!.address
+  )
 }
 
 /** Does this password match a SCRAM-SHA-256 verifier (RFC 5802, PostgreSQL's format)? */
@@ -38,7 +45,9 @@ export function scramMatches(verifier: string, password: string): boolean {
   const m = /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(verifier.trim())
   if (!m) return false
   const salted = pbkdf2Sync(password, Buffer.from(m[2], 'base64'), Number(m[1]), 32, 'sha256')
-  const storedKey = createHash('sha256').update(createHmac('sha256', salted).update('Client Key').digest()).digest('base64')
+  const storedKey = createHash('sha256')
+    .update(createHmac('sha256', salted).update('Client Key').digest())
+    .digest('base64')
   const serverKey = createHmac('sha256', salted).update('Server Key').digest('base64')
   return storedKey === m[3] && serverKey === m[4]
 }
@@ -72,62 +81,110 @@ export const db: RoleModule = {
       {
         name: 'Ensure PostgreSQL listens on the cloud LAN only, with TLS',
         notify: ['restart postgresql'],
-        run: async (ctx) => file('', {
-          path: `${await clusterDir(ctx)}/conf.d/lab.conf`,
-          content: renderFile('db/postgresql.conf', {
-            host: ctx.self.name, address: listenAddress(ctx), port: DB.port,
-            ...Object.fromEntries(Object.entries(tlsFiles(ctx.self.name)).map(([k, v]) => [`tls_${k}`, v])),
-          }),
-        }).run(ctx),
+        run: async (ctx) =>
+          file('', {
+            path: `${await clusterDir(ctx)}/conf.d/lab.conf`,
+            content: renderFile('db/postgresql.conf', {
+              host: ctx.self.name,
+              address: listenAddress(ctx),
+              port: DB.port,
+              ...Object.fromEntries(Object.entries(tlsFiles(ctx.self.name)).map(([k, v]) => [`tls_${k}`, v])),
+            }),
+          }).run(ctx),
       },
       {
         name: 'Ensure pg_hba.conf admits the backends alone, over TLS with their certificates and the password',
         notify: ['reload postgresql'],
-        run: async (ctx) => file('', {
-          path: `${await clusterDir(ctx)}/pg_hba.conf`, mode: '0640', owner: 'postgres',
-          content: pgHbaConf(ctx),
-        }).run(ctx),
+        run: async (ctx) =>
+          file('', {
+            path: `${await clusterDir(ctx)}/pg_hba.conf`,
+            mode: '0640',
+            owner: 'postgres',
+            content: pgHbaConf(ctx),
+          }).run(ctx),
       },
       service('postgresql.service', { enabled: true, active: true }),
       // postgresql.service is an umbrella that stays active when its cluster failed to
       // start (a bad config an earlier run left): the cluster itself must be online.
-      converge('Ensure the PostgreSQL cluster is online',
-        async (ctx) => (await ctx.host.exec('pg_lsclusters -h', { check: false })).stdout.trim().split(/\s+/)[3] === 'online',
-        async (ctx) => { await ctx.host.exec('systemctl restart postgresql.service && sleep 1') }),
+      converge(
+        'Ensure the PostgreSQL cluster is online',
+        async (ctx) =>
+          (await ctx.host.exec('pg_lsclusters -h', { check: false })).stdout.trim().split(/\s+/)[3] === 'online',
+        async (ctx) => {
+          await ctx.host.exec('systemctl restart postgresql.service && sleep 1')
+        },
+      ),
       // A CRL stops new logins; a session that began before it would go on. The CRL is
       // loaded first (a reload), then those sessions end: the backend reconnects, and
       // is refused if its certificate is the revoked one.
-      converge('Ensure no session runs on a revoked certificate',
+      converge(
+        'Ensure no session runs on a revoked certificate',
         async (ctx) => {
           const serials = revokedSerials(ctx)
           if (!serials.length) return true
           return (await ctx.host.exec(psql('postgres', revokedSessions(serials)))).stdout.trim() === ''
         },
-        async (ctx) => { await ctx.host.exec(endRevokedSessions(revokedSerials(ctx))) }),
-      converge('Ensure the readings table, and the ingest role with its generated password',
         async (ctx) => {
-          const pw = await ctx.host.exec(psql('postgres', `SELECT rolpassword FROM pg_authid WHERE rolname = '${DB.user}'`), { check: false })
+          await ctx.host.exec(endRevokedSessions(revokedSerials(ctx)))
+        },
+      ),
+      converge(
+        'Ensure the readings table, and the ingest role with its generated password',
+        async (ctx) => {
+          const pw = await ctx.host.exec(
+            psql('postgres', `SELECT rolpassword FROM pg_authid WHERE rolname = '${DB.user}'`),
+            { check: false },
+          )
           if (pw.code !== 0 || !scramMatches(pw.stdout, dbPassword(ctx.stateDir))) return false
           const v = await ctx.host.exec(psql(DB.name, "SELECT obj_description('readings'::regclass)"), { check: false })
           return v.code === 0 && v.stdout.trim() === `lab schema ${schemaVersion()}`
         },
         async (ctx) => {
-          const sql = renderFile('db/schema.sql', { user: DB.user, database: DB.name, password: dbPassword(ctx.stateDir), version: schemaVersion() })
+          const sql = renderFile('db/schema.sql', {
+            user: DB.user,
+            database: DB.name,
+            password: dbPassword(ctx.stateDir),
+            version: schemaVersion(),
+          })
           await ctx.host.exec('runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -f -', { stdin: sql })
-        }),
+        },
+      ),
       // The exporter logs in as the role prometheus over the local socket (peer: the
       // exporter runs as the system user prometheus): statistics only, no password.
-      converge('Ensure the monitoring role prometheus (pg_monitor, no password)',
-        async (ctx) => (await ctx.host.exec(psql('postgres', "SELECT pg_has_role('prometheus', 'pg_monitor', 'member') FROM pg_roles WHERE rolname = 'prometheus'"), { check: false })).stdout.trim() === 't',
+      converge(
+        'Ensure the monitoring role prometheus (pg_monitor, no password)',
+        async (ctx) =>
+          (
+            await ctx.host.exec(
+              psql(
+                'postgres',
+                "SELECT pg_has_role('prometheus', 'pg_monitor', 'member') FROM pg_roles WHERE rolname = 'prometheus'",
+              ),
+              { check: false },
+            )
+          ).stdout.trim() === 't',
         async (ctx) => {
-          const exists = (await ctx.host.exec(psql('postgres', "SELECT 1 FROM pg_roles WHERE rolname = 'prometheus'"))).stdout.trim() === '1'
+          const exists =
+            (
+              await ctx.host.exec(psql('postgres', "SELECT 1 FROM pg_roles WHERE rolname = 'prometheus'"))
+            ).stdout.trim() === '1'
           if (!exists) await ctx.host.exec(psql('postgres', 'CREATE ROLE prometheus LOGIN'))
           await ctx.host.exec(psql('postgres', 'GRANT pg_monitor TO prometheus'))
-        }),
-      file('Ensure PostgreSQL\'s exporter serves the monitor', {
-        path: '/etc/default/prometheus-postgres-exporter',
-        content: (ctx) => renderFile('monitor/postgres-exporter.default', { host: ctx.self.name, address: listenAddress(ctx), port: MONITOR_PORTS.postgres }),
-      }, ['restart postgres exporter']),
+        },
+      ),
+      file(
+        "Ensure PostgreSQL's exporter serves the monitor",
+        {
+          path: '/etc/default/prometheus-postgres-exporter',
+          content: (ctx) =>
+            renderFile('monitor/postgres-exporter.default', {
+              host: ctx.self.name,
+              address: listenAddress(ctx),
+              port: MONITOR_PORTS.postgres,
+            }),
+        },
+        ['restart postgres exporter'],
+      ),
       service('prometheus-postgres-exporter.service', { enabled: true, active: true }),
     ],
     handlers: [
@@ -138,11 +195,19 @@ export const db: RoleModule = {
   },
   input: (ctx) => {
     const b = backendAddresses(ctx)
-    return b.length ? [`ip saddr { ${b.join(', ')} } tcp dport ${DB.port} accept comment "PostgreSQL: from the backends only"`] : []
+    return b.length
+      ? [`ip saddr { ${b.join(', ')} } tcp dport ${DB.port} accept comment "PostgreSQL: from the backends only"`]
+      : []
   },
 }
 
 /** pg_hba.conf: the backends alone, over TLS with their certificates and the password (golden file in test/unit/rendered.ts). */
 export function pgHbaConf(ctx: Context): string {
-  return renderFile('db/pg_hba.conf', { host: ctx.self.name, database: DB.name, user: DB.user, tls: ctx.topology.telemetry.cloudTls, backends: backendAddresses(ctx) })
+  return renderFile('db/pg_hba.conf', {
+    host: ctx.self.name,
+    database: DB.name,
+    user: DB.user,
+    tls: ctx.topology.telemetry.cloudTls,
+    backends: backendAddresses(ctx),
+  })
 }

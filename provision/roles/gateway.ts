@@ -35,7 +35,9 @@ export function tunnelsOf(ctx: Context): (Tunnel & { isHub: boolean })[] {
 const pubkey = (ctx: Context) => ctx.topology.vpn?.auth !== 'psk'
 const mode = (ctx: Context) => ctx.facts.ipsecMode ?? 'libipsec'
 const wanIf = (ctx: Context, t: Tunnel & { isHub: boolean }) =>
-  ctx.facts.interfaceOf[ctx.self.interfaces.find((i) => i.address === (t.isHub ? t.hubAddress : t.siteAddress))!.network]
+  ctx.facts.interfaceOf[
+    ctx.self.interfaces.find((i) => i.address === (t.isHub ? t.hubAddress : t.siteAddress))!.network
+  ]
 
 /** The tunnel's PSK: 256 bits from the CSPRNG, made once, kept 0600 on this machine. */
 const psk = (ctx: Context, tunnel: string) => secret(ctx.stateDir, `psk-${tunnel}`, 32, 'base64')
@@ -69,7 +71,7 @@ export function swanctlVars(ctx: Context, withPsk = false) {
 
 /** The gateway's own certificate: for its own key, from the current CA, not revoked. */
 const certificateStep: Step = {
-  name: 'Ensure the gateway\'s certificate is from the lab CA, for its own key, and not revoked',
+  name: "Ensure the gateway's certificate is from the lab CA, for its own key, and not revoked",
   notify: ['reload swanctl'],
   async run(ctx) {
     const p = pkiPaths(ctx.stateDir)
@@ -78,7 +80,7 @@ const certificateStep: Step = {
     const host = ctx.self.name
     const pub = (await ctx.host.exec(sh`pki --pub --in ${keyFile(host)} --outform pem 2>/dev/null`)).stdout
     const current = await ctx.host.exec(sh`cat ${certFile(host)}`, { check: false })
-    if (current.code === 0 && await certStillGood(p, current.stdout, pub, host, 'certificate')) return false
+    if (current.code === 0 && (await certStillGood(p, current.stdout, pub, host, 'certificate'))) return false
     if (ctx.dryRun) return true
     const cert = await issueCert(p, ctx.topology.name, host, pub)
     await ensureFileContent(ctx, { path: certFile(host), content: cert, mode: '0644' })
@@ -87,30 +89,66 @@ const certificateStep: Step = {
 }
 
 const steps: Step[] = [
-  converge('Ensure this gateway records its IPsec data path',
+  converge(
+    'Ensure this gateway records its IPsec data path',
     async (ctx) => (await ctx.host.exec('cat /etc/lab/ipsec-mode', { check: false })).stdout.trim() === mode(ctx),
-    async (ctx) => { await ctx.host.exec(sh`mkdir -p /etc/lab && echo ${mode(ctx)} > /etc/lab/ipsec-mode`) }),
-  file('Ensure kernel-libipsec is loaded only where the kernel has no ESP', {
-    path: '/etc/strongswan.d/charon/kernel-libipsec.conf',
-    content: (ctx) => renderFile('gateway/kernel-libipsec.conf', { mode: mode(ctx), load: mode(ctx) === 'libipsec' ? 'yes' : 'no' }),
-  }, ['restart strongswan']),
+    async (ctx) => {
+      await ctx.host.exec(sh`mkdir -p /etc/lab && echo ${mode(ctx)} > /etc/lab/ipsec-mode`)
+    },
+  ),
+  file(
+    'Ensure kernel-libipsec is loaded only where the kernel has no ESP',
+    {
+      path: '/etc/strongswan.d/charon/kernel-libipsec.conf',
+      content: (ctx) =>
+        renderFile('gateway/kernel-libipsec.conf', { mode: mode(ctx), load: mode(ctx) === 'libipsec' ? 'yes' : 'no' }),
+    },
+    ['restart strongswan'],
+  ),
 
   // X.509 (the default): the CA key stays on the provisioning machine; the gateway
   // makes its own key, and only its public key travels.
-  onlyIf(pubkey, file('Ensure the lab CA certificate is trusted', {
-    path: `${SWANCTL}/x509ca/lab-ca.pem`,
-    content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name)).caCert, 'utf8'),
-  }, ['reload swanctl'])),
-  onlyIf(pubkey, file('Ensure the current CRL is installed', {
-    path: `${SWANCTL}/x509crl/lab.crl`,
-    content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name)).crl, 'utf8'),
-  }, ['reload swanctl'])),
-  onlyIf(pubkey, converge('Ensure the gateway has its own private key',
-    async (ctx) => (await ctx.host.exec(sh`test -s ${keyFile(ctx.self.name)} && stat -c %a ${keyFile(ctx.self.name)}`, { check: false })).stdout.trim() === '600',
-    async (ctx) => {
-      const k = keyFile(ctx.self.name)
-      await ctx.host.exec(sh`test -s ${k} || (umask 077 && pki --gen --type ed25519 --outform pem > ${`${k}.new`} 2>/dev/null && mv ${`${k}.new`} ${k}); chmod 600 ${k}`)
-    }, ['reload swanctl'])),
+  onlyIf(
+    pubkey,
+    file(
+      'Ensure the lab CA certificate is trusted',
+      {
+        path: `${SWANCTL}/x509ca/lab-ca.pem`,
+        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name)).caCert, 'utf8'),
+      },
+      ['reload swanctl'],
+    ),
+  ),
+  onlyIf(
+    pubkey,
+    file(
+      'Ensure the current CRL is installed',
+      {
+        path: `${SWANCTL}/x509crl/lab.crl`,
+        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name)).crl, 'utf8'),
+      },
+      ['reload swanctl'],
+    ),
+  ),
+  onlyIf(
+    pubkey,
+    converge(
+      'Ensure the gateway has its own private key',
+      async (ctx) =>
+        (
+          await ctx.host.exec(sh`test -s ${keyFile(ctx.self.name)} && stat -c %a ${keyFile(ctx.self.name)}`, {
+            check: false,
+          })
+        ).stdout.trim() === '600',
+      async (ctx) => {
+        const k = keyFile(ctx.self.name)
+        await ctx.host.exec(
+          sh`test -s ${k} || (umask 077 && pki --gen --type ed25519 --outform pem > ${`${k}.new`} 2>/dev/null && mv ${`${k}.new`} ${k}); chmod 600 ${k}`,
+        )
+      },
+      ['reload swanctl'],
+    ),
+  ),
   onlyIf(pubkey, certificateStep),
 
   // PSK, where the topology asks for it: only the gateways have it, in a 0600 file.
@@ -120,40 +158,80 @@ const steps: Step[] = [
     async run(ctx) {
       const f = `${SWANCTL}/conf.d/lab-secrets.conf`
       if (pubkey(ctx)) return absent('', f).run(ctx)
-      return ensureFileContent(ctx, { path: f, mode: '0600', content: renderFile('gateway/secrets.conf', swanctlVars(ctx, true)) })
+      return ensureFileContent(ctx, {
+        path: f,
+        mode: '0600',
+        content: renderFile('gateway/secrets.conf', swanctlVars(ctx, true)),
+      })
     },
   },
 
-  file('Ensure the tunnels are configured with strict proposals', {
-    path: `${SWANCTL}/conf.d/lab.conf`,
-    content: (ctx) => renderFile('gateway/swanctl.conf', swanctlVars(ctx)),
-  }, ['reload swanctl']),
-  file('Ensure `ipsec statusall` can find charon', {
-    path: '/etc/systemd/system/strongswan.service.d/lab.conf', content: renderFile('gateway/strongswan-service.conf', {}),
-  }, ['restart strongswan']),
+  file(
+    'Ensure the tunnels are configured with strict proposals',
+    {
+      path: `${SWANCTL}/conf.d/lab.conf`,
+      content: (ctx) => renderFile('gateway/swanctl.conf', swanctlVars(ctx)),
+    },
+    ['reload swanctl'],
+  ),
+  file(
+    'Ensure `ipsec statusall` can find charon',
+    {
+      path: '/etc/systemd/system/strongswan.service.d/lab.conf',
+      content: renderFile('gateway/strongswan-service.conf', {}),
+    },
+    ['restart strongswan'],
+  ),
   file('Ensure swanctl loads only the plugins it needs (no warnings)', {
-    path: '/etc/strongswan.d/lab-clients.conf', content: renderFile('gateway/swanctl-plugins.conf', {}),
+    path: '/etc/strongswan.d/lab-clients.conf',
+    content: renderFile('gateway/swanctl-plugins.conf', {}),
   }),
   service('strongswan.service', { enabled: true, active: true }),
 
   // Sites only: the keeper that wins the start race.
-  onlyIf(isSite, file('Ensure the tunnel keeper is installed', {
-    path: '/usr/local/sbin/lab-ipsec-keeper', mode: '0755', content: renderFile('gateway/lab-ipsec-keeper', {}),
-  }, ['restart keeper'])),
-  onlyIf(isSite, file('Ensure the tunnel keeper unit', {
-    path: '/etc/systemd/system/lab-ipsec-keeper.service',
-    content: (ctx) => renderFile('gateway/lab-ipsec-keeper.service', { conn: tunnelsOf(ctx)[0].name }),
-  }, ['restart keeper'])),
+  onlyIf(
+    isSite,
+    file(
+      'Ensure the tunnel keeper is installed',
+      {
+        path: '/usr/local/sbin/lab-ipsec-keeper',
+        mode: '0755',
+        content: renderFile('gateway/lab-ipsec-keeper', {}),
+      },
+      ['restart keeper'],
+    ),
+  ),
+  onlyIf(
+    isSite,
+    file(
+      'Ensure the tunnel keeper unit',
+      {
+        path: '/etc/systemd/system/lab-ipsec-keeper.service',
+        content: (ctx) => renderFile('gateway/lab-ipsec-keeper.service', { conn: tunnelsOf(ctx)[0].name }),
+      },
+      ['restart keeper'],
+    ),
+  ),
   onlyIf(isSite, service('lab-ipsec-keeper.service', { enabled: true, active: true })),
 
   // For the monitor: the SAs and their traffic, through node exporter's textfile collector.
-  file('Ensure the IPsec metrics writer\'s code is the current bundle', {
-    path: '/usr/local/lib/lab/lab-ipsec-metrics.cjs', content: () => bundle('ipsec-metrics'),
-  }, ['restart ipsec metrics']),
-  file('Ensure the IPsec metrics writer unit', {
-    path: '/etc/systemd/system/lab-ipsec-metrics.service',
-    content: (ctx) => renderFile('gateway/lab-ipsec-metrics.service', { dir: TEXTFILE_DIR, host: ctx.self.name, mode: mode(ctx) }),
-  }, ['restart ipsec metrics']),
+  file(
+    "Ensure the IPsec metrics writer's code is the current bundle",
+    {
+      path: '/usr/local/lib/lab/lab-ipsec-metrics.cjs',
+      content: () => bundle('ipsec-metrics'),
+    },
+    ['restart ipsec metrics'],
+  ),
+  file(
+    'Ensure the IPsec metrics writer unit',
+    {
+      path: '/etc/systemd/system/lab-ipsec-metrics.service',
+      content: (ctx) =>
+        renderFile('gateway/lab-ipsec-metrics.service', { dir: TEXTFILE_DIR, host: ctx.self.name, mode: mode(ctx) }),
+    },
+    ['restart ipsec metrics'],
+  ),
   service('lab-ipsec-metrics.service', { enabled: true, active: true }),
 ]
 
@@ -207,7 +285,9 @@ export const gateway: RoleModule = {
         rules.push(`iifname "ipsec0" ip saddr ${remote} ip daddr ${local} accept comment "${t.name}: from the tunnel"`)
         rules.push(`oifname "ipsec0" ip saddr ${local} ip daddr ${remote} accept comment "${t.name}: into the tunnel"`)
       } else {
-        rules.push(`meta secpath exists ip saddr ${remote} ip daddr ${local} accept comment "${t.name}: decrypted from the tunnel"`)
+        rules.push(
+          `meta secpath exists ip saddr ${remote} ip daddr ${local} accept comment "${t.name}: decrypted from the tunnel"`,
+        )
         rules.push(`rt ipsec exists ip saddr ${local} ip daddr ${remote} accept comment "${t.name}: into the tunnel"`)
       }
     }
@@ -224,4 +304,3 @@ export const gateway: RoleModule = {
       })
   },
 }
-

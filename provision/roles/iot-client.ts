@@ -13,24 +13,25 @@ const client = serviceSteps({
   state: true,
   files: [
     {
-      name: 'Ensure the client\'s config names its server, interval and devices',
+      name: "Ensure the client's config names its server, interval and devices",
       path: 'config.json',
       notify: 'restart lab-client.service',
-      content: (ctx) => json({
-        url: serverUrl(ctx.topology, ctx.self),
-        intervalMs: ctx.topology.telemetry.intervalMs,
-        concurrency: 4,
-        batch: ctx.topology.telemetry.batch,
-        outboxMaxMb: ctx.topology.telemetry.outboxMaxMb,
-        stateDir: '/var/lib/lab-client',
-        control: { address: '127.0.0.1', port: CLIENT_CONTROL_PORT },
-        // GET /metrics only, on the LAN address: the monitor scrapes it through the tunnel.
-        metrics: { address: lanAddress(ctx.topology, ctx.self), port: MONITOR_PORTS.client },
-        devicesFile: '/etc/lab-client/devices.json',
-      }),
+      content: (ctx) =>
+        json({
+          url: serverUrl(ctx.topology, ctx.self),
+          intervalMs: ctx.topology.telemetry.intervalMs,
+          concurrency: 4,
+          batch: ctx.topology.telemetry.batch,
+          outboxMaxMb: ctx.topology.telemetry.outboxMaxMb,
+          stateDir: '/var/lib/lab-client',
+          control: { address: '127.0.0.1', port: CLIENT_CONTROL_PORT },
+          // GET /metrics only, on the LAN address: the monitor scrapes it through the tunnel.
+          metrics: { address: lanAddress(ctx.topology, ctx.self), port: MONITOR_PORTS.client },
+          devicesFile: '/etc/lab-client/devices.json',
+        }),
     },
     {
-      name: 'Ensure this host\'s devices have their own keys (0600)',
+      name: "Ensure this host's devices have their own keys (0600)",
       path: 'devices.json',
       notify: 'restart lab-client.service',
       content: (ctx) => json(deviceKeys(ctx.stateDir, devicesOf(ctx.topology, ctx.self.name))),

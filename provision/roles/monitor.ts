@@ -15,12 +15,21 @@ export function prometheusConfig(ctx: Context): string {
   const jobs = [...new Set(targets.map((x) => x.job))].map((job) => ({
     job,
     // One static_configs entry per target, so that each carries its host and role.
-    targets: targets.filter((x) => x.job === job).map((x) => {
-      const address = x.host === ctx.self.name && job === 'prometheus' ? `127.0.0.1:${x.port}` : `${x.address}:${x.port}`
-      return `      - targets: ['${address}']\n        labels: { host: ${x.host}, role: ${x.role} }`
-    }).join('\n'),
+    targets: targets
+      .filter((x) => x.job === job)
+      .map((x) => {
+        const address =
+          x.host === ctx.self.name && job === 'prometheus' ? `127.0.0.1:${x.port}` : `${x.address}:${x.port}`
+        return `      - targets: ['${address}']\n        labels: { host: ${x.host}, role: ${x.role} }`
+      })
+      .join('\n'),
   }))
-  return renderFile('monitor/prometheus.yml', { host: ctx.self.name, lab: ctx.topology.name, interval: SCRAPE_INTERVAL_S, jobs })
+  return renderFile('monitor/prometheus.yml', {
+    host: ctx.self.name,
+    lab: ctx.topology.name,
+    interval: SCRAPE_INTERVAL_S,
+    jobs,
+  })
 }
 
 /** The management network's address of the provisioning machine (lxc); on VMs, the libvirt network's. */
@@ -30,22 +39,41 @@ export const monitor: RoleModule = {
   role: {
     name: 'monitor',
     steps: [
-      file('Ensure Prometheus scrapes every host the topology has', {
-        path: '/etc/prometheus/prometheus.yml',
-        content: prometheusConfig,
-        validate: 'promtool check config --syntax-only {} >/dev/null',
-      }, ['reload prometheus']),
-      file('Ensure the lab\'s alert rules are loaded', {
-        path: '/etc/prometheus/lab-alerts.yml',
-        content: () => templateText('monitor/alerts.yml'),
-        validate: 'promtool check rules {} >/dev/null',
-      }, ['reload prometheus']),
-      file('Ensure the lab\'s console library', { path: '/etc/prometheus/console_libraries/lab.lib', content: () => templateText('monitor/lab.lib') }),
-      file('Ensure the lab\'s console page', { path: '/etc/prometheus/consoles/lab.html', content: () => templateText('monitor/lab.html') }),
-      file('Ensure Prometheus\'s flags: the lab\'s consoles, two days of data', {
-        path: '/etc/default/prometheus',
-        content: (ctx) => renderFile('monitor/prometheus.default', { host: ctx.self.name, port: MONITOR_PORTS.prometheus }),
-      }, ['restart prometheus']),
+      file(
+        'Ensure Prometheus scrapes every host the topology has',
+        {
+          path: '/etc/prometheus/prometheus.yml',
+          content: prometheusConfig,
+          validate: 'promtool check config --syntax-only {} >/dev/null',
+        },
+        ['reload prometheus'],
+      ),
+      file(
+        "Ensure the lab's alert rules are loaded",
+        {
+          path: '/etc/prometheus/lab-alerts.yml',
+          content: () => templateText('monitor/alerts.yml'),
+          validate: 'promtool check rules {} >/dev/null',
+        },
+        ['reload prometheus'],
+      ),
+      file("Ensure the lab's console library", {
+        path: '/etc/prometheus/console_libraries/lab.lib',
+        content: () => templateText('monitor/lab.lib'),
+      }),
+      file("Ensure the lab's console page", {
+        path: '/etc/prometheus/consoles/lab.html',
+        content: () => templateText('monitor/lab.html'),
+      }),
+      file(
+        "Ensure Prometheus's flags: the lab's consoles, two days of data",
+        {
+          path: '/etc/default/prometheus',
+          content: (ctx) =>
+            renderFile('monitor/prometheus.default', { host: ctx.self.name, port: MONITOR_PORTS.prometheus }),
+        },
+        ['restart prometheus'],
+      ),
       service('prometheus.service', { enabled: true, active: true }),
     ],
     handlers: [
@@ -55,6 +83,10 @@ export const monitor: RoleModule = {
   },
   input: (ctx) => {
     const from = provisioner(ctx)
-    return from ? [`iifname "${ctx.facts.mgmtInterface}" ip saddr ${from} tcp dport ${MONITOR_PORTS.prometheus} accept comment "Prometheus and its console, for the provisioning machine"`] : []
+    return from
+      ? [
+          `iifname "${ctx.facts.mgmtInterface}" ip saddr ${from} tcp dport ${MONITOR_PORTS.prometheus} accept comment "Prometheus and its console, for the provisioning machine"`,
+        ]
+      : []
   },
 }

@@ -22,7 +22,10 @@ export function servedOldServers(ctx: Context): { subnet: string; ports: number[
 }
 
 /** The LANs this host is on (not management): where its status page may be read from. */
-const ownLans = (ctx: Context) => ctx.topology.networks.filter((n) => n.kind === 'lan' && ctx.self.interfaces.some((i) => i.network === n.name)).map((n) => n.cidr)
+const ownLans = (ctx: Context) =>
+  ctx.topology.networks
+    .filter((n) => n.kind === 'lan' && ctx.self.interfaces.some((i) => i.network === n.name))
+    .map((n) => n.cidr)
 
 /** Devices arrive on their old server's ports; 80 when no site forwards here. */
 function listenPorts(ctx: Context): number[] {
@@ -32,7 +35,8 @@ function listenPorts(ctx: Context): number[] {
 
 export function nginxConf(ctx: Context): string {
   const upstreams = backends(ctx.topology)
-  if (upstreams.length === 0) throw new Error('the topology has no backend on a network with the proxy: add a host with role backend')
+  if (upstreams.length === 0)
+    throw new Error('the topology has no backend on a network with the proxy: add a host with role backend')
   const tls = ctx.topology.telemetry.cloudTls
   const f = tlsFiles(ctx.self.name)
   return renderFile('proxy/nginx.conf', {
@@ -62,16 +66,30 @@ export const proxy: RoleModule = {
     steps: [
       // Before nginx.conf: its validation loads these files.
       ...serviceTlsSteps('root', ['reload nginx']),
-      file('Ensure nginx balances readings over the topology\'s backends', {
-        path: '/etc/nginx/nginx.conf',
-        content: nginxConf,
-        validate: 'nginx -q -t -c {}',
-      }, ['reload nginx']),
+      file(
+        "Ensure nginx balances readings over the topology's backends",
+        {
+          path: '/etc/nginx/nginx.conf',
+          content: nginxConf,
+          validate: 'nginx -q -t -c {}',
+        },
+        ['reload nginx'],
+      ),
       service('nginx.service', { enabled: true, active: true }),
-      file('Ensure nginx\'s exporter reads its status page and serves the monitor', {
-        path: '/etc/default/prometheus-nginx-exporter',
-        content: (ctx) => renderFile('monitor/nginx-exporter.default', { host: ctx.self.name, status_port: PROXY_STATUS_PORT, address: proxyAddress(ctx.topology)!, port: MONITOR_PORTS.nginx }),
-      }, ['restart nginx exporter']),
+      file(
+        "Ensure nginx's exporter reads its status page and serves the monitor",
+        {
+          path: '/etc/default/prometheus-nginx-exporter',
+          content: (ctx) =>
+            renderFile('monitor/nginx-exporter.default', {
+              host: ctx.self.name,
+              status_port: PROXY_STATUS_PORT,
+              address: proxyAddress(ctx.topology)!,
+              port: MONITOR_PORTS.nginx,
+            }),
+        },
+        ['restart nginx exporter'],
+      ),
       service('prometheus-nginx-exporter.service', { enabled: true, active: true }),
     ],
     handlers: [
@@ -80,8 +98,12 @@ export const proxy: RoleModule = {
     ],
   },
   input: (ctx) => [
-    ...servedOldServers(ctx).map((s) =>
-      `ip saddr ${s.subnet} tcp dport { ${s.ports.join(', ')} } accept comment "IoT devices, through the tunnel"`),
-    ...ownLans(ctx).map((lan) => `ip saddr ${lan} tcp dport ${PROXY_STATUS_PORT} accept comment "nginx status, from the cloud LAN"`),
+    ...servedOldServers(ctx).map(
+      (s) =>
+        `ip saddr ${s.subnet} tcp dport { ${s.ports.join(', ')} } accept comment "IoT devices, through the tunnel"`,
+    ),
+    ...ownLans(ctx).map(
+      (lan) => `ip saddr ${lan} tcp dport ${PROXY_STATUS_PORT} accept comment "nginx status, from the cloud LAN"`,
+    ),
   ],
 }

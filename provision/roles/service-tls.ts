@@ -52,14 +52,16 @@ export function altNames(t: Topology, host: string): string[] {
  */
 export function subjectOf(t: Topology, host: string): string {
   const self = t.hosts.find((h) => h.name === host)!
-  return self.role === 'backend' ? `O=${t.name}, OU=${tlsIdentity(t, host)}, CN=${DB.user}` : `O=${t.name}, CN=${tlsIdentity(t, host)}`
+  return self.role === 'backend'
+    ? `O=${t.name}, OU=${tlsIdentity(t, host)}, CN=${DB.user}`
+    : `O=${t.name}, CN=${tlsIdentity(t, host)}`
 }
 
 /** The identities a backend admits as clients: the proxies'. */
 export const proxyIdentities = (t: Topology) => hostsWithRole(t, 'proxy').map((p) => tlsIdentity(t, p.name))
 
 const certificateStep = (notify: string[]): Step => ({
-  name: 'Ensure the service certificate is from the services CA, for this host\'s own key, with its names, and not revoked',
+  name: "Ensure the service certificate is from the services CA, for this host's own key, with its names, and not revoked",
   notify,
   async run(ctx) {
     const p = pkiPaths(ctx.stateDir, 'services')
@@ -70,8 +72,15 @@ const certificateStep = (notify: string[]): Step => ({
     const pub = (await ctx.host.exec(sh`openssl pkey -in ${f.key} -pubout`)).stdout
     const names = [tlsIdentity(ctx.topology, host), ...altNames(ctx.topology, host)]
     const current = await ctx.host.exec(sh`cat ${f.cert}`, { check: false })
-    const sameNames = (info: CertInfo) => JSON.stringify([...info.altNames].sort()) === JSON.stringify([...new Set(names)].sort()) && info.subject === subjectOf(ctx.topology, host)
-    if (current.code === 0 && current.stdout.includes('BEGIN CERTIFICATE') && await certStillGood(p, current.stdout, pub, host, 'service certificate', sameNames)) return false
+    const sameNames = (info: CertInfo) =>
+      JSON.stringify([...info.altNames].sort()) === JSON.stringify([...new Set(names)].sort()) &&
+      info.subject === subjectOf(ctx.topology, host)
+    if (
+      current.code === 0 &&
+      current.stdout.includes('BEGIN CERTIFICATE') &&
+      (await certStillGood(p, current.stdout, pub, host, 'service certificate', sameNames))
+    )
+      return false
     if (ctx.dryRun) return true
     const cert = await issueServiceCert(p, ctx.topology.name, host, pub, subjectOf(ctx.topology, host), names.slice(1))
     await ensureFileContent(ctx, { path: f.cert, content: cert, mode: '0644' })
@@ -88,20 +97,38 @@ export function serviceTlsSteps(owner: string, notify: string[]): Step[] {
   const keyFile = (ctx: Context) => tlsFiles(ctx.self.name).key
   return [
     directory(`Ensure ${TLS_DIR} holds the cloud services' TLS files`, { path: TLS_DIR, mode: '0755' }),
-    file('Ensure the services CA is trusted', {
-      path: SERVICES_CA,
-      content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).caCert, 'utf8'),
-    }, notify),
-    file('Ensure the services CA\'s current CRL is installed', {
-      path: SERVICES_CRL,
-      content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).crl, 'utf8'),
-    }, notify),
-    converge(`Ensure this host has its own TLS key (0600, ${owner})`,
-      async (ctx) => (await ctx.host.exec(sh`test -s ${keyFile(ctx)} && stat -c '%a %U' ${keyFile(ctx)}`, { check: false })).stdout.trim() === `600 ${owner}`,
+    file(
+      'Ensure the services CA is trusted',
+      {
+        path: SERVICES_CA,
+        content: async (ctx) =>
+          fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).caCert, 'utf8'),
+      },
+      notify,
+    ),
+    file(
+      "Ensure the services CA's current CRL is installed",
+      {
+        path: SERVICES_CRL,
+        content: async (ctx) =>
+          fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).crl, 'utf8'),
+      },
+      notify,
+    ),
+    converge(
+      `Ensure this host has its own TLS key (0600, ${owner})`,
+      async (ctx) =>
+        (
+          await ctx.host.exec(sh`test -s ${keyFile(ctx)} && stat -c '%a %U' ${keyFile(ctx)}`, { check: false })
+        ).stdout.trim() === `600 ${owner}`,
       async (ctx) => {
         const k = keyFile(ctx)
-        await ctx.host.exec(sh`test -s ${k} || (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ${`${k}.new`} 2>/dev/null && mv ${`${k}.new`} ${k}); chown ${`${owner}:${owner}`} ${k} && chmod 600 ${k}`)
-      }, notify),
+        await ctx.host.exec(
+          sh`test -s ${k} || (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ${`${k}.new`} 2>/dev/null && mv ${`${k}.new`} ${k}); chown ${`${owner}:${owner}`} ${k} && chmod 600 ${k}`,
+        )
+      },
+      notify,
+    ),
     certificateStep(notify),
   ]
 }

@@ -18,7 +18,9 @@ export const MAX_BODY = `${MAX_BODY_BYTES}`
 
 /** A host's address on the first network it shares with another host. */
 export function addressFacing(host: Host, peer: Host): string | undefined {
-  return host.interfaces.find((i) => i.network !== host.mgmt.network && peer.interfaces.some((j) => j.network === i.network))?.address
+  return host.interfaces.find(
+    (i) => i.network !== host.mgmt.network && peer.interfaces.some((j) => j.network === i.network),
+  )?.address
 }
 
 const proxyOf = (t: Topology) => hostsWithRole(t, 'proxy')[0]
@@ -56,7 +58,8 @@ export function serverUrl(t: Topology, client: Host): string {
   return `http://${proxy}/readings`
 }
 
-export const devicesOf = (t: Topology, host: string) => t.telemetry.devices.filter((d) => d.host === host).map((d) => d.id)
+export const devicesOf = (t: Topology, host: string) =>
+  t.telemetry.devices.filter((d) => d.host === host).map((d) => d.id)
 
 /** The steps that run a bundled service: its user, its code, its config (0600), its unit. */
 export function serviceSteps(spec: {
@@ -74,15 +77,29 @@ export function serviceSteps(spec: {
   const steps: Step[] = [
     systemUser(user),
     ...(spec.identity ?? []),
-    file(`Ensure the ${spec.service} service's code is the current bundle`, { path: bundlePath, content: () => bundle(spec.service) }, [`restart ${unit}`]),
+    file(
+      `Ensure the ${spec.service} service's code is the current bundle`,
+      { path: bundlePath, content: () => bundle(spec.service) },
+      [`restart ${unit}`],
+    ),
     directory(`Ensure ${confDir} is readable by ${user} only`, { path: confDir, mode: '0700', owner: user }),
-    ...spec.files.map((f) => file(f.name, { path: `${confDir}/${f.path}`, mode: '0600', owner: user, content: f.content }, [f.notify])),
-    file(`Ensure the ${unit} unit is hardened and restarts on failure`, {
-      path: `/etc/systemd/system/${unit}`,
-      content: renderFile('services/lab-service.service', {
-        description: spec.description, user, bundle: bundlePath, config: `${confDir}/config.json`, state: spec.state ?? false,
-      }),
-    }, [`restart ${unit}`]),
+    ...spec.files.map((f) =>
+      file(f.name, { path: `${confDir}/${f.path}`, mode: '0600', owner: user, content: f.content }, [f.notify]),
+    ),
+    file(
+      `Ensure the ${unit} unit is hardened and restarts on failure`,
+      {
+        path: `/etc/systemd/system/${unit}`,
+        content: renderFile('services/lab-service.service', {
+          description: spec.description,
+          user,
+          bundle: bundlePath,
+          config: `${confDir}/config.json`,
+          state: spec.state ?? false,
+        }),
+      },
+      [`restart ${unit}`],
+    ),
     service(unit, { enabled: true, active: true }),
   ]
   const handlers: Handler[] = [

@@ -19,7 +19,11 @@ export interface BringUp {
   cold?: { total_s: number; box_s: number; vagrant_up_s: number; provision_s: number }
 }
 
-export async function reprovisionBench(topology: Topology, runs: number, log: (m: string) => void): Promise<Pick<BringUp, 'reprovision_s' | 'reprovision_changed'>> {
+export async function reprovisionBench(
+  topology: Topology,
+  runs: number,
+  log: (m: string) => void,
+): Promise<Pick<BringUp, 'reprovision_s' | 'reprovision_changed'>> {
   const secs: number[] = []
   let changed = 0
   for (let i = 0; i < runs; i++) {
@@ -29,7 +33,8 @@ export async function reprovisionBench(topology: Topology, runs: number, log: (m
     secs.push((Date.now() - t0) / 1000)
     changed += s.changed
     // Something changed: say what (a bench step that did not put the lab back).
-    for (const r of recaps) for (const x of r.steps.filter((y) => y.status === 'changed')) log(`  changed on ${r.host}: ${x.name}`)
+    for (const r of recaps)
+      for (const x of r.steps.filter((y) => y.status === 'changed')) log(`  changed on ${r.host}: ${x.name}`)
     if (s.failed + s.unreachable) throw new Error('a re-provision failed: run `npm run provision` to see why')
   }
   log(`Re-provision with nothing to change: ${secs.map((s) => s.toFixed(1)).join(', ')} s (${changed} changes)`)
@@ -42,7 +47,9 @@ const total = (s: Record<string, number>) => Object.values(s).reduce((a, b) => a
 export async function bringUpBench(log: (m: string) => void): Promise<Pick<BringUp, 'warm' | 'cold'>> {
   // The lab's own output is kept, and shown only if a bring-up fails.
   const kept: string[] = []
-  const quiet = (m: string) => { kept.push(m) }
+  const quiet = (m: string) => {
+    kept.push(m)
+  }
   try {
     return await warmThenCold(log, quiet)
   } catch (e) {
@@ -51,7 +58,10 @@ export async function bringUpBench(log: (m: string) => void): Promise<Pick<Bring
   }
 }
 
-async function warmThenCold(log: (m: string) => void, quiet: (m: string) => void): Promise<Pick<BringUp, 'warm' | 'cold'>> {
+async function warmThenCold(
+  log: (m: string) => void,
+  quiet: (m: string) => void,
+): Promise<Pick<BringUp, 'warm' | 'cold'>> {
   log('Bring-up, warm: lab down, then npm run lab with the box cached')
   await labDown(quiet)
   const warm = await labUp(quiet)
@@ -75,6 +85,11 @@ async function warmThenCold(log: (m: string) => void, quiet: (m: string) => void
   log(`  ${total(cold.seconds).toFixed(0)} s`)
   return {
     warm: { total_s: total(warm.seconds), vagrant_up_s: warm.seconds.vagrant_up, provision_s: warm.seconds.provision },
-    cold: { total_s: total(cold.seconds), box_s: cold.seconds.box, vagrant_up_s: cold.seconds.vagrant_up, provision_s: cold.seconds.provision },
+    cold: {
+      total_s: total(cold.seconds),
+      box_s: cold.seconds.box,
+      vagrant_up_s: cold.seconds.vagrant_up,
+      provision_s: cold.seconds.provision,
+    },
   }
 }

@@ -24,7 +24,9 @@ export interface DatapathFigures {
 async function reprovisionGateways(lab: BenchLab, mode: 'auto' | 'libipsec'): Promise<void> {
   const gateways = hostsWithRole(lab.topology, 'gateway').map((h) => h.name)
   await run(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), ['provision/cli.ts', ...gateways], {
-    cwd: repoRoot, env: { ...process.env, LAB_TOPOLOGY: topologyFile, LAB_IPSEC_MODE: mode }, maxBuffer: 64 << 20,
+    cwd: repoRoot,
+    env: { ...process.env, LAB_TOPOLOGY: topologyFile, LAB_IPSEC_MODE: mode },
+    maxBuffer: 64 << 20,
   })
 }
 
@@ -37,11 +39,19 @@ async function waitInstalled(lab: BenchLab, gw: string, name: string): Promise<v
   throw new Error(`the tunnel ${name} did not come back on ${gw} within 60 s`)
 }
 
-export async function datapathBench(lab: BenchLab, runs: number, seconds: number, accel: string, log: (m: string) => void): Promise<DatapathFigures | undefined> {
+export async function datapathBench(
+  lab: BenchLab,
+  runs: number,
+  seconds: number,
+  accel: string,
+  log: (m: string) => void,
+): Promise<DatapathFigures | undefined> {
   const t = lab.topology
   const tunnel = t.vpn?.tunnels[0]
   if (!tunnel) return undefined
-  const modes = await Promise.all([tunnel.site, tunnel.hub].map(async (g) => (await lab.sh(g, 'cat /etc/lab/ipsec-mode')).stdout.trim()))
+  const modes = await Promise.all(
+    [tunnel.site, tunnel.hub].map(async (g) => (await lab.sh(g, 'cat /etc/lab/ipsec-mode')).stdout.trim()),
+  )
   if (modes.some((m) => m !== 'kernel')) {
     log(`Data paths: skipped, the gateways' kernels do not both do ESP (${modes.join(', ')}): only userspace ESP here`)
     return undefined
@@ -54,7 +64,9 @@ export async function datapathBench(lab: BenchLab, runs: number, seconds: number
   const kernel: number[] = []
   const libipsec: number[] = []
   const none: number[] = []
-  log(`Data paths: kernel ESP, kernel-libipsec and no tunnel on the same gateways, ${runs} rounds of ${seconds} s each (gateways re-provisioned twice a round)`)
+  log(
+    `Data paths: kernel ESP, kernel-libipsec and no tunnel on the same gateways, ${runs} rounds of ${seconds} s each (gateways re-provisioned twice a round)`,
+  )
   try {
     for (let i = 0; i < runs; i++) {
       kernel.push(await iperf(lab, proxy.name, proxyAddr, client.name, seconds))
@@ -67,11 +79,14 @@ export async function datapathBench(lab: BenchLab, runs: number, seconds: number
       await reprovisionGateways(lab, 'auto')
       await waitInstalled(lab, tunnel.site, tunnel.name)
       await lab.allow(tunnel.hub, `ip saddr ${tunnel.siteAddress} tcp dport 5201 accept`)
-      log(`  round ${i + 1}/${runs}: kernel ESP ${kernel[i].toFixed(0)} Mbit/s, kernel-libipsec ${libipsec[i].toFixed(0)} Mbit/s, no tunnel ${none[i].toFixed(0)} Mbit/s`)
+      log(
+        `  round ${i + 1}/${runs}: kernel ESP ${kernel[i].toFixed(0)} Mbit/s, kernel-libipsec ${libipsec[i].toFixed(0)} Mbit/s, no tunnel ${none[i].toFixed(0)} Mbit/s`,
+      )
     }
   } finally {
     // Whatever happened, the gateways go back to the data path their kernels allow.
-    if ((await lab.sh(tunnel.hub, 'cat /etc/lab/ipsec-mode')).stdout.trim() !== 'kernel') await reprovisionGateways(lab, 'auto')
+    if ((await lab.sh(tunnel.hub, 'cat /etc/lab/ipsec-mode')).stdout.trim() !== 'kernel')
+      await reprovisionGateways(lab, 'auto')
   }
   return { kernel_mbit: figure(kernel), libipsec_mbit: figure(libipsec), no_tunnel_mbit: figure(none), accel }
 }

@@ -15,9 +15,23 @@ import { cpuSample, cpuUse } from './cpu.js'
 import { BENCH_DIR, type BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
 
-export interface LoadOptions { devices: number; concurrency: number; duration: number; warmup: number; runs: number; batch?: number }
+export interface LoadOptions {
+  devices: number
+  concurrency: number
+  duration: number
+  warmup: number
+  runs: number
+  batch?: number
+}
 
-export interface RunCheck { acked: number; stored: number; lost: number; extra: number; unacked: number; duplicates_answered: number }
+export interface RunCheck {
+  acked: number
+  stored: number
+  lost: number
+  extra: number
+  unacked: number
+  duplicates_answered: number
+}
 
 export interface Scenario {
   id: string
@@ -46,7 +60,8 @@ export function prepare(lab: BenchLab, host: string, devices: number): Promise<P
   if (!p) {
     p = (async () => {
       const ids = benchDeviceIds(lab.topology).slice(0, devices)
-      if (ids.length < devices) throw new Error(`the topology has ${ids.length} bench devices (telemetry.bench_devices); asked for ${devices}`)
+      if (ids.length < devices)
+        throw new Error(`the topology has ${ids.length} bench devices (telemetry.bench_devices); asked for ${devices}`)
       const code = await lab.put(host, 'lab-loadgen.cjs', await bundle('loadgen'))
       const keys = await lab.put(host, 'devices.json', JSON.stringify(deviceKeys(stateDir, ids)))
       return { code, keys }
@@ -58,27 +73,48 @@ export function prepare(lab: BenchLab, host: string, devices: number): Promise<P
 
 async function storedSince(lab: BenchLab, base: number): Promise<number> {
   const [db] = hostsWithRole(lab.topology, 'db')
-  const out = await lab.must(db.name, 'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry',
-    { stdin: `SELECT count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000};` })
+  const out = await lab.must(db.name, 'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry', {
+    stdin: `SELECT count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000};`,
+  })
   return Number(out.trim())
 }
 
 type ScenarioSpec = Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_ms' | 'lost'>
 
 /** One run of the load generator, and the stored readings counted against the acknowledged. */
-async function runOnce(lab: BenchLab, s: ScenarioSpec, o: LoadOptions, prepared: Prepared, log: (m: string) => void, tag: string): Promise<Scenario['runs'][number]> {
+async function runOnce(
+  lab: BenchLab,
+  s: ScenarioSpec,
+  o: LoadOptions,
+  prepared: Prepared,
+  log: (m: string) => void,
+  tag: string,
+): Promise<Scenario['runs'][number]> {
   const base = Date.now() * 1000
-  const out = await lab.must(s.from, `node ${prepared.code} --url ${s.url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base} --batch ${o.batch ?? 1}${s.tls ? ` ${s.tls}` : ''}`)
+  const out = await lab.must(
+    s.from,
+    `node ${prepared.code} --url ${s.url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base} --batch ${o.batch ?? 1}${s.tls ? ` ${s.tls}` : ''}`,
+  )
   const r = JSON.parse(out) as LoadResult
   const stored = await storedSince(lab, base)
-  const check: RunCheck = { acked: r.acked, stored, lost: Math.max(0, r.acked - stored), extra: Math.max(0, stored - r.acked - r.unacked), unacked: r.unacked, duplicates_answered: r.duplicates }
-  log(`  ${s.id} ${tag}: ${r.readings_per_s} readings/s, p50 ${r.latency_ms.p50} ms, p99 ${r.latency_ms.p99} ms; acked ${r.acked}, stored ${stored}${check.lost ? `, LOST ${check.lost}` : ''}${r.unacked ? `, unacked ${r.unacked}` : ''}`)
+  const check: RunCheck = {
+    acked: r.acked,
+    stored,
+    lost: Math.max(0, r.acked - stored),
+    extra: Math.max(0, stored - r.acked - r.unacked),
+    unacked: r.unacked,
+    duplicates_answered: r.duplicates,
+  }
+  log(
+    `  ${s.id} ${tag}: ${r.readings_per_s} readings/s, p50 ${r.latency_ms.p50} ms, p99 ${r.latency_ms.p99} ms; acked ${r.acked}, stored ${stored}${check.lost ? `, LOST ${check.lost}` : ''}${r.unacked ? `, unacked ${r.unacked}` : ''}`,
+  )
   return { ...r, check }
 }
 
 export function summarize(s: ScenarioSpec, runs: Scenario['runs']): Scenario {
   return {
-    ...s, runs,
+    ...s,
+    runs,
     readings_per_s: figure(runs.map((r) => r.readings_per_s)),
     p50_ms: figure(runs.map((r) => r.latency_ms.p50)),
     p99_ms: figure(runs.map((r) => r.latency_ms.p99)),
@@ -86,7 +122,12 @@ export function summarize(s: ScenarioSpec, runs: Scenario['runs']): Scenario {
   }
 }
 
-export async function runScenario(lab: BenchLab, s: ScenarioSpec, o: LoadOptions, log: (m: string) => void): Promise<Scenario> {
+export async function runScenario(
+  lab: BenchLab,
+  s: ScenarioSpec,
+  o: LoadOptions,
+  log: (m: string) => void,
+): Promise<Scenario> {
   const prepared = await prepare(lab, s.from, o.devices)
   const runs: Scenario['runs'] = []
   for (let i = 0; i < o.runs; i++) runs.push(await runOnce(lab, s, o, prepared, log, `run ${i + 1}/${o.runs}`))
@@ -94,7 +135,12 @@ export async function runScenario(lab: BenchLab, s: ScenarioSpec, o: LoadOptions
 }
 
 /** Two settings of the ingest servers' write batching, measured alternately in one run. */
-export interface Tuning { name: string; off: string; on: string; scenarios: { id: string; title: string; off: Scenario; on: Scenario }[] }
+export interface Tuning {
+  name: string
+  off: string
+  on: string
+  scenarios: { id: string; title: string; off: Scenario; on: Scenario }[]
+}
 
 async function setBatching(lab: BenchLab, batch: { maxBatch: number; maxInFlight: number } | 'provisioned') {
   for (const b of backends(lab.topology)) {
@@ -104,21 +150,47 @@ async function setBatching(lab: BenchLab, batch: { maxBatch: number; maxInFlight
       await lab.must(b.name, `cp -p /etc/lab-ingest/config.json ${saved}`)
     }
     if (batch === 'provisioned') await lab.must(b.name, `cp -p ${saved} /etc/lab-ingest/config.json`)
-    else await lab.must(b.name, `jq --argjson b '${JSON.stringify(batch)}' '.batch = $b' ${saved} > ${BENCH_DIR}/ingest-config.json && cat ${BENCH_DIR}/ingest-config.json > /etc/lab-ingest/config.json`)
-    await lab.must(b.name, `systemctl restart lab-ingest.service && for i in $(seq 50); do curl -sf -o /dev/null http://${b.address}:${MONITOR_PORTS.ingest}/healthz && exit 0; sleep 0.2; done; echo 'lab-ingest not healthy after restart' >&2; exit 1`)
+    else
+      await lab.must(
+        b.name,
+        `jq --argjson b '${JSON.stringify(batch)}' '.batch = $b' ${saved} > ${BENCH_DIR}/ingest-config.json && cat ${BENCH_DIR}/ingest-config.json > /etc/lab-ingest/config.json`,
+      )
+    await lab.must(
+      b.name,
+      `systemctl restart lab-ingest.service && for i in $(seq 50); do curl -sf -o /dev/null http://${b.address}:${MONITOR_PORTS.ingest}/healthz && exit 0; sleep 0.2; done; echo 'lab-ingest not healthy after restart' >&2; exit 1`,
+    )
   }
 }
 
 /** Group commit against one write per reading, runs alternating, so that noise hits both. */
-export async function batchingAB(lab: BenchLab, specs: ScenarioSpec[], o: LoadOptions, log: (m: string) => void): Promise<Tuning> {
+export async function batchingAB(
+  lab: BenchLab,
+  specs: ScenarioSpec[],
+  o: LoadOptions,
+  log: (m: string) => void,
+): Promise<Tuning> {
   const modes = { off: { maxBatch: 1, maxInFlight: 8 }, on: { maxBatch: 200, maxInFlight: 2 } }
   const runs = new Map(specs.map((s) => [s.id, { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }]))
-  log(`Tuning, side by side: write batching off (one INSERT and commit per reading) and on (group commit), ${o.runs} alternating runs each`)
+  log(
+    `Tuning, side by side: write batching off (one INSERT and commit per reading) and on (group commit), ${o.runs} alternating runs each`,
+  )
   try {
     for (let i = 0; i < o.runs; i++) {
       for (const mode of ['off', 'on'] as const) {
         await setBatching(lab, modes[mode])
-        for (const s of specs) runs.get(s.id)![mode].push(await runOnce(lab, s, o, await prepare(lab, s.from, o.devices), log, `batching ${mode}, run ${i + 1}/${o.runs}`))
+        for (const s of specs)
+          runs
+            .get(s.id)!
+            [mode].push(
+              await runOnce(
+                lab,
+                s,
+                o,
+                await prepare(lab, s.from, o.devices),
+                log,
+                `batching ${mode}, run ${i + 1}/${o.runs}`,
+              ),
+            )
       }
     }
   } finally {
@@ -128,7 +200,12 @@ export async function batchingAB(lab: BenchLab, specs: ScenarioSpec[], o: LoadOp
     name: 'write batching in the ingest servers',
     off: 'one INSERT and one commit per reading',
     on: 'group commit (up to 200 readings per INSERT, 2 in flight)',
-    scenarios: specs.map((s) => ({ id: s.id, title: s.title, off: summarize(s, runs.get(s.id)!.off), on: summarize(s, runs.get(s.id)!.on) })),
+    scenarios: specs.map((s) => ({
+      id: s.id,
+      title: s.title,
+      off: summarize(s, runs.get(s.id)!.off),
+      on: summarize(s, runs.get(s.id)!.on),
+    })),
   }
 }
 
@@ -137,14 +214,23 @@ export async function batchingAB(lab: BenchLab, specs: ScenarioSpec[], o: LoadOp
  * backlog), over the full path, runs alternating. Latency is per request: a batch's
  * p50 is the time to acknowledge all its readings.
  */
-export async function uploadAB(lab: BenchLab, spec: ScenarioSpec, o: LoadOptions, log: (m: string) => void): Promise<Tuning> {
+export async function uploadAB(
+  lab: BenchLab,
+  spec: ScenarioSpec,
+  o: LoadOptions,
+  log: (m: string) => void,
+): Promise<Tuning> {
   const batch = lab.topology.telemetry.batch > 1 ? lab.topology.telemetry.batch : 100
   const runs = { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }
   log(`Upload, side by side: one reading per request and batches of ${batch}, ${o.runs} alternating runs each`)
   const prepared = await prepare(lab, spec.from, o.devices)
   for (let i = 0; i < o.runs; i++) {
-    runs.off.push(await runOnce(lab, spec, { ...o, batch: 1 }, prepared, log, `one per request, run ${i + 1}/${o.runs}`))
-    runs.on.push(await runOnce(lab, spec, { ...o, batch }, prepared, log, `batches of ${batch}, run ${i + 1}/${o.runs}`))
+    runs.off.push(
+      await runOnce(lab, spec, { ...o, batch: 1 }, prepared, log, `one per request, run ${i + 1}/${o.runs}`),
+    )
+    runs.on.push(
+      await runOnce(lab, spec, { ...o, batch }, prepared, log, `batches of ${batch}, run ${i + 1}/${o.runs}`),
+    )
   }
   return {
     name: 'batch upload',
@@ -161,21 +247,34 @@ export async function uploadAB(lab: BenchLab, spec: ScenarioSpec, o: LoadOptions
 async function setCloudTls(lab: BenchLab, on: boolean) {
   const t = lab.topology
   const only = t.hosts.filter((h) => isServiceRole(h.role)).map((h) => h.name)
-  const s = recapOf(await provision({ topology: { ...t, telemetry: { ...t.telemetry, cloudTls: on } }, only, repoRoot, stateDir }))
-  if (s.failed + s.unreachable) throw new Error(`provisioning ${only.join(', ')} with cloud_tls ${on} failed: run \`npm run provision\` to see why`)
+  const s = recapOf(
+    await provision({ topology: { ...t, telemetry: { ...t.telemetry, cloudTls: on } }, only, repoRoot, stateDir }),
+  )
+  if (s.failed + s.unreachable)
+    throw new Error(`provisioning ${only.join(', ')} with cloud_tls ${on} failed: run \`npm run provision\` to see why`)
   // Until every backend answers its health check through nginx again.
   const [proxy] = hostsWithRole(t, 'proxy')
   const [client] = hostsWithRole(t, 'iot-client')
-  await lab.must(proxy.name, `for i in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:${new URL(serverUrl(t, client)).port || 80}/healthz && exit 0; sleep 0.2; done; echo 'no backend healthy through nginx' >&2; exit 1`)
+  await lab.must(
+    proxy.name,
+    `for i in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:${new URL(serverUrl(t, client)).port || 80}/healthz && exit 0; sleep 0.2; done; echo 'no backend healthy through nginx' >&2; exit 1`,
+  )
 }
 
 /**
  * The full path with TLS inside the cloud (nginx to the backends, the backends to
  * PostgreSQL) and without, runs alternating; the lab is put back as provisioned.
  */
-export async function cloudTlsAB(lab: BenchLab, spec: ScenarioSpec, o: LoadOptions, log: (m: string) => void): Promise<Tuning> {
+export async function cloudTlsAB(
+  lab: BenchLab,
+  spec: ScenarioSpec,
+  o: LoadOptions,
+  log: (m: string) => void,
+): Promise<Tuning> {
   const runs = { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }
-  log(`TLS inside the cloud, side by side: plain and mutual TLS (nginx to the backends, the backends to PostgreSQL), ${o.runs} alternating runs each`)
+  log(
+    `TLS inside the cloud, side by side: plain and mutual TLS (nginx to the backends, the backends to PostgreSQL), ${o.runs} alternating runs each`,
+  )
   const prepared = await prepare(lab, spec.from, o.devices)
   let now = lab.topology.telemetry.cloudTls
   try {
@@ -208,10 +307,14 @@ export async function withBackends<T>(lab: BenchLab, k: number, fn: () => Promis
   await lab.must(proxy.name, `cp -p /etc/nginx/nginx.conf ${saved}`)
   const original = await lab.must(proxy.name, 'cat /etc/nginx/nginx.conf')
   const down = new Set(all.slice(k).map((b) => `${b.address}:${b.port}`))
-  const limited = original.split('\n').map((l) => {
-    const m = /^(\s*server )(\S+)( .*);$/.exec(l)
-    return m && down.has(m[2]) ? `${m[1]}${m[2]}${m[3]} down;` : l
-  }).join('\n') + '\n'
+  const limited =
+    original
+      .split('\n')
+      .map((l) => {
+        const m = /^(\s*server )(\S+)( .*);$/.exec(l)
+        return m && down.has(m[2]) ? `${m[1]}${m[2]}${m[3]} down;` : l
+      })
+      .join('\n') + '\n'
   await lab.must(proxy.name, 'cat > /etc/nginx/nginx.conf && nginx -q -t && systemctl reload nginx', { stdin: limited })
   try {
     return await fn()
@@ -230,49 +333,105 @@ export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string
   const url = serverUrl(t, client)
   const scenarios: Scenario[] = []
 
-  log(`Ingest: ${o.devices} devices, ${o.concurrency} connections, ${o.runs} runs of ${o.duration} s (+${o.warmup} s warm-up) each`)
+  log(
+    `Ingest: ${o.devices} devices, ${o.concurrency} connections, ${o.runs} runs of ${o.duration} s (+${o.warmup} s warm-up) each`,
+  )
   // A lab just brought up is still settling (first-boot units, caches, connection
   // pools): some load first, not measured, so that the first scenario is not penalised.
   const settle = await prepare(lab, client.name, o.devices)
-  await lab.must(client.name, `node ${settle.code} --url ${url} --keys ${settle.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${Math.max(2, o.duration)} --warmup 0`)
+  await lab.must(
+    client.name,
+    `node ${settle.code} --url ${url} --keys ${settle.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${Math.max(2, o.duration)} --warmup 0`,
+  )
   const before = await cpuSample(lab)
-  const full = await runScenario(lab, {
-    id: 'full', title: `full path: ${client.name} → gateways and tunnel → nginx → ${ups.length} backends → PostgreSQL`, from: client.name, url, backends: ups.length,
-  }, o, log)
+  const full = await runScenario(
+    lab,
+    {
+      id: 'full',
+      title: `full path: ${client.name} → gateways and tunnel → nginx → ${ups.length} backends → PostgreSQL`,
+      from: client.name,
+      url,
+      backends: ups.length,
+    },
+    o,
+    log,
+  )
   const acked = full.runs.reduce((n, r) => n + r.acked, 0)
   // The load generator has exited by now (its CPU is gone from /proc): it reports its own.
   const loadgen = full.runs.reduce((n, r) => n + r.cpu_s, 0)
-  const cpu = [...cpuUse(before, await cpuSample(lab), acked), { host: client.name, process: 'lab-loadgen (the load itself)', cpu_s: loadgen, ms_per_1000_readings: Math.round((loadgen * 1e6) / acked) }]
-    .sort((a, b) => b.cpu_s - a.cpu_s)
+  const cpu = [
+    ...cpuUse(before, await cpuSample(lab), acked),
+    {
+      host: client.name,
+      process: 'lab-loadgen (the load itself)',
+      cpu_s: loadgen,
+      ms_per_1000_readings: Math.round((loadgen * 1e6) / acked),
+    },
+  ].sort((a, b) => b.cpu_s - a.cpu_s)
   scenarios.push(full)
 
   // The tunnel straight to one backend: the backend admits the IoT LAN for the run. With
   // TLS in the cloud a backend admits the proxy's certificate alone, which the IoT client
   // does not have: then this path does not exist.
   if (!t.telemetry.cloudTls) {
-    const iotLans = t.networks.filter((n) => n.kind === 'lan' && client.interfaces.some((i) => i.network === n.name)).map((n) => n.cidr)
+    const iotLans = t.networks
+      .filter((n) => n.kind === 'lan' && client.interfaces.some((i) => i.network === n.name))
+      .map((n) => n.cidr)
     await lab.allow(one.name, `ip saddr { ${iotLans.join(', ')} } tcp dport ${one.port} accept`)
-    scenarios.push(await runScenario(lab, {
-      id: 'tunnel-direct', title: `${client.name} → gateways and tunnel → ${one.name} (no nginx) → PostgreSQL`, from: client.name, url: `http://${one.address}:${one.port}/readings`, backends: 1,
-    }, o, log))
+    scenarios.push(
+      await runScenario(
+        lab,
+        {
+          id: 'tunnel-direct',
+          title: `${client.name} → gateways and tunnel → ${one.name} (no nginx) → PostgreSQL`,
+          from: client.name,
+          url: `http://${one.address}:${one.port}/readings`,
+          backends: 1,
+        },
+        o,
+        log,
+      ),
+    )
   } else {
-    log('  tunnel-direct: not measured: with TLS in the cloud a backend admits the proxy\'s certificate alone')
+    log("  tunnel-direct: not measured: with TLS in the cloud a backend admits the proxy's certificate alone")
   }
 
   // From the proxy host with the proxy's certificate, as nginx connects.
   const f = tlsFiles(proxy.name)
-  const lanDirect = await runScenario(lab, {
-    id: 'lan-direct', title: `${proxy.name} → ${one.name} on the cloud LAN (no tunnel, no nginx${t.telemetry.cloudTls ? ', mutual TLS' : ''}) → PostgreSQL`, from: proxy.name,
-    ...(t.telemetry.cloudTls ? { url: `https://${one.address}:${one.port}/readings`, tls: `--ca ${f.ca} --cert ${f.cert} --key ${f.key}` } : { url: `http://${one.address}:${one.port}/readings` }),
-    backends: 1,
-  }, o, log)
+  const lanDirect = await runScenario(
+    lab,
+    {
+      id: 'lan-direct',
+      title: `${proxy.name} → ${one.name} on the cloud LAN (no tunnel, no nginx${t.telemetry.cloudTls ? ', mutual TLS' : ''}) → PostgreSQL`,
+      from: proxy.name,
+      ...(t.telemetry.cloudTls
+        ? { url: `https://${one.address}:${one.port}/readings`, tls: `--ca ${f.ca} --cert ${f.cert} --key ${f.key}` }
+        : { url: `http://${one.address}:${one.port}/readings` }),
+      backends: 1,
+    },
+    o,
+    log,
+  )
   scenarios.push(lanDirect)
 
   const scaling: Scenario[] = []
   for (let k = 1; k < ups.length; k++) {
-    scaling.push(await withBackends(lab, k, () => runScenario(lab, {
-      id: `full-${k}`, title: `full path with ${k} backend${k > 1 ? 's' : ''}`, from: client.name, url, backends: k,
-    }, o, log)))
+    scaling.push(
+      await withBackends(lab, k, () =>
+        runScenario(
+          lab,
+          {
+            id: `full-${k}`,
+            title: `full path with ${k} backend${k > 1 ? 's' : ''}`,
+            from: client.name,
+            url,
+            backends: k,
+          },
+          o,
+          log,
+        ),
+      ),
+    )
   }
   scaling.push({ ...scenarios[0], id: `full-${ups.length}` })
   const tuning = await batchingAB(lab, [lanDirect, scenarios[0]], o, log)

@@ -25,19 +25,28 @@ export interface BenchLab {
 export async function openBenchLab(topology: Topology): Promise<BenchLab> {
   const hosts: Hosts = await connectHosts(topology.hosts, repoRoot)
   const touched = new Set<string>()
-  const sh = (host: string, cmd: string, opts: { stdin?: string } = {}) => hosts.get(host).exec(cmd, { check: false, ...opts })
+  const sh = (host: string, cmd: string, opts: { stdin?: string } = {}) =>
+    hosts.get(host).exec(cmd, { check: false, ...opts })
   const must = async (host: string, cmd: string, opts: { stdin?: string } = {}) => {
     const r = await sh(host, cmd, opts)
-    if (r.code !== 0) throw new Error(`${host}: \`${cmd.slice(0, 120)}\` failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`)
+    if (r.code !== 0)
+      throw new Error(
+        `${host}: \`${cmd.slice(0, 120)}\` failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`,
+      )
     return r.stdout
   }
-  const removeRules = (host: string) => sh(host,
-    `nft -a list chain inet lab input 2>/dev/null | awk '/${TAG}/ {print $NF}' | while read h; do nft delete rule inet lab input handle "$h"; done`)
+  const removeRules = (host: string) =>
+    sh(
+      host,
+      `nft -a list chain inet lab input 2>/dev/null | awk '/${TAG}/ {print $NF}' | while read h; do nft delete rule inet lab input handle "$h"; done`,
+    )
   for (const h of topology.hosts) await removeRules(h.name)
   const clients = topology.hosts.filter((h) => h.role === 'iot-client').map((h) => h.name)
   for (const c of clients) await sh(c, `curl -s -m 5 -X POST http://127.0.0.1:${CLIENT_CONTROL_PORT}/pause >/dev/null`)
   return {
-    topology, sh, must,
+    topology,
+    sh,
+    must,
     async put(host, name, content) {
       touched.add(host)
       const p = `${BENCH_DIR}/${name}`
@@ -49,8 +58,12 @@ export async function openBenchLab(topology: Topology): Promise<BenchLab> {
       await must(host, `nft insert rule inet lab input ${rule} comment ${q(`"${TAG}"`)}`)
     },
     async close() {
-      for (const h of touched) { await removeRules(h); await sh(h, `rm -rf ${BENCH_DIR}`) }
-      for (const c of clients) await sh(c, `curl -s -m 5 -X POST http://127.0.0.1:${CLIENT_CONTROL_PORT}/resume >/dev/null`)
+      for (const h of touched) {
+        await removeRules(h)
+        await sh(h, `rm -rf ${BENCH_DIR}`)
+      }
+      for (const c of clients)
+        await sh(c, `curl -s -m 5 -X POST http://127.0.0.1:${CLIENT_CONTROL_PORT}/resume >/dev/null`)
       await hosts.close()
     },
   }

@@ -6,9 +6,18 @@ import { hostsWithRole } from '../../provision/topology.js'
 import type { BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
 
-export interface OutboxFigures { batch: number; readings_per_s: Figure; ms_per_append: Figure }
+export interface OutboxFigures {
+  batch: number
+  readings_per_s: Figure
+  ms_per_append: Figure
+}
 
-export async function outboxBench(lab: BenchLab, runs: number, seconds: number, log: (m: string) => void): Promise<OutboxFigures[]> {
+export async function outboxBench(
+  lab: BenchLab,
+  runs: number,
+  seconds: number,
+  log: (m: string) => void,
+): Promise<OutboxFigures[]> {
   const [client] = hostsWithRole(lab.topology, 'iot-client')
   const code = await lab.put(client.name, 'lab-outbox-bench.cjs', await bundle('outbox-bench'))
   // On the disk the outbox uses (not /run, a tmpfs where fsync costs nothing).
@@ -18,9 +27,13 @@ export async function outboxBench(lab: BenchLab, runs: number, seconds: number, 
   log(`Client outbox: durable appends, batches of ${batches.join(', ')} readings, ${runs} × ${seconds} s each`)
   try {
     for (let i = 0; i < runs; i++) {
-      const r = JSON.parse(await lab.must(client.name, `node ${code} --dir ${dir} --seconds ${seconds} --batches ${batches.join(',')}`)) as (typeof all)[number]
+      const r = JSON.parse(
+        await lab.must(client.name, `node ${code} --dir ${dir} --seconds ${seconds} --batches ${batches.join(',')}`),
+      ) as (typeof all)[number]
       all.push(r)
-      log(`  run ${i + 1}/${runs}: ${r.map((x) => `batch ${x.batch}: ${x.readings_per_s} readings/s (${x.ms_per_append} ms per append)`).join('; ')}`)
+      log(
+        `  run ${i + 1}/${runs}: ${r.map((x) => `batch ${x.batch}: ${x.readings_per_s} readings/s (${x.ms_per_append} ms per append)`).join('; ')}`,
+      )
     }
   } finally {
     await lab.sh(client.name, `rm -rf ${dir}`)

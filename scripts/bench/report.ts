@@ -11,8 +11,17 @@ import type { DatapathFigures } from './datapath.js'
 import type { TunnelFigures } from './tunnel.js'
 
 export interface Machine {
-  cores: number; memory_gib: number; cpu: string; kernel: string; provider: string
-  ipsec_mode: string; hosts: number; node_on_hosts: string; nginx: string; postgresql: string; strongswan: string
+  cores: number
+  memory_gib: number
+  cpu: string
+  kernel: string
+  provider: string
+  ipsec_mode: string
+  hosts: number
+  node_on_hosts: string
+  nginx: string
+  postgresql: string
+  strongswan: string
 }
 
 export interface BenchReport {
@@ -21,7 +30,14 @@ export interface BenchReport {
   seconds: number
   machine: Machine
   load: LoadOptions
-  ingest: { scenarios: Scenario[]; scaling: Scenario[]; cpu: CpuUse[]; tuning?: Tuning; upload?: Tuning; cloudTls?: Tuning }
+  ingest: {
+    scenarios: Scenario[]
+    scaling: Scenario[]
+    cpu: CpuUse[]
+    tuning?: Tuning
+    upload?: Tuning
+    cloudTls?: Tuning
+  }
   tunnel?: TunnelFigures
   /** Kernel ESP against kernel-libipsec on the same gateways (VMs only). */
   datapath?: DatapathFigures
@@ -37,18 +53,42 @@ const pct = (x: number) => `${(x * 100).toFixed(x < 0.1 ? 2 : 1)} %`
 export function svgChart(r: BenchReport): string {
   const byId = (id: string) => r.ingest.scenarios.find((s) => s.id === id)
   const paths = ['lan-direct', 'tunnel-direct', 'full'].map(byId).filter((s): s is Scenario => !!s)
-  return chart([
-    { title: 'Readings/s by path', unit: 'readings per second', series: ['readings/s'], groups: paths.map((s) => ({ label: s.id, bars: [s.readings_per_s] })) },
-    { title: 'Readings/s against back ends', unit: 'readings per second', series: ['readings/s'], groups: r.ingest.scaling.map((s) => ({ label: `${s.backends} backend${s.backends > 1 ? 's' : ''}`, bars: [s.readings_per_s] })) },
-    { title: 'Latency', unit: 'milliseconds', series: ['p50', 'p99'], groups: [...paths, ...r.ingest.scaling.slice(0, -1)].map((s) => ({ label: s.id, bars: [s.p50_ms, s.p99_ms] })) },
-  ], `${r.label}: ${r.load.devices} devices, ${r.load.concurrency} connections, ${r.load.runs} runs of ${r.load.duration} s; bars: median, whiskers: lowest to highest run`)
+  return chart(
+    [
+      {
+        title: 'Readings/s by path',
+        unit: 'readings per second',
+        series: ['readings/s'],
+        groups: paths.map((s) => ({ label: s.id, bars: [s.readings_per_s] })),
+      },
+      {
+        title: 'Readings/s against back ends',
+        unit: 'readings per second',
+        series: ['readings/s'],
+        groups: r.ingest.scaling.map((s) => ({
+          label: `${s.backends} backend${s.backends > 1 ? 's' : ''}`,
+          bars: [s.readings_per_s],
+        })),
+      },
+      {
+        title: 'Latency',
+        unit: 'milliseconds',
+        series: ['p50', 'p99'],
+        groups: [...paths, ...r.ingest.scaling.slice(0, -1)].map((s) => ({ label: s.id, bars: [s.p50_ms, s.p99_ms] })),
+      },
+    ],
+    `${r.label}: ${r.load.devices} devices, ${r.load.concurrency} connections, ${r.load.runs} runs of ${r.load.duration} s; bars: median, whiskers: lowest to highest run`,
+  )
 }
 
 export function markdown(r: BenchReport): string {
   const m = r.machine
   const s = (id: string) => r.ingest.scenarios.find((x) => x.id === id)
-  const full = s('full'), direct = s('tunnel-direct'), lan = s('lan-direct')
-  const row = (x: Scenario) => `| ${x.title} | ${show(x.readings_per_s)} | ${show(x.p50_ms, 1)} | ${show(x.p99_ms, 1)} | ${x.runs.reduce((n, y) => n + y.check.acked, 0)} | ${x.lost} |`
+  const full = s('full'),
+    direct = s('tunnel-direct'),
+    lan = s('lan-direct')
+  const row = (x: Scenario) =>
+    `| ${x.title} | ${show(x.readings_per_s)} | ${show(x.p50_ms, 1)} | ${show(x.p99_ms, 1)} | ${x.runs.reduce((n, y) => n + y.check.acked, 0)} | ${x.lost} |`
   const lines = [
     `# Benchmark: ${r.label}`,
     '',
@@ -77,66 +117,132 @@ export function markdown(r: BenchReport): string {
     lines.push(
       `- What the proxy costs: the full path carries ${pct(ratio(full.readings_per_s, direct.readings_per_s))} of the readings per second of the tunnel straight to one backend (with ${full.backends} backends behind nginx against 1 without it).`,
       `- What the tunnel costs: straight to one backend through the tunnel carries ${pct(ratio(direct.readings_per_s, lan.readings_per_s))} of the same from inside the cloud LAN; p50 latency ${show(direct.p50_ms, 1)} ms against ${show(lan.p50_ms, 1)} ms.`,
-      '')
+      '',
+    )
   }
-  lines.push('### Scaling with back ends (full path)', '', '| backends | readings/s | p50 ms | p99 ms | lost |', '| --- | --- | --- | --- | --- |',
-    ...r.ingest.scaling.map((x) => `| ${x.backends} | ${show(x.readings_per_s)} | ${show(x.p50_ms, 1)} | ${show(x.p99_ms, 1)} | ${x.lost} |`), '')
+  lines.push(
+    '### Scaling with back ends (full path)',
+    '',
+    '| backends | readings/s | p50 ms | p99 ms | lost |',
+    '| --- | --- | --- | --- | --- |',
+    ...r.ingest.scaling.map(
+      (x) => `| ${x.backends} | ${show(x.readings_per_s)} | ${show(x.p50_ms, 1)} | ${show(x.p99_ms, 1)} | ${x.lost} |`,
+    ),
+    '',
+  )
   lines.push('![readings per second and latency](chart.svg)', '')
-  const change = (a: Figure, b: Figure) => (a.median > 0 ? `${b.median >= a.median ? '+' : ''}${(((b.median - a.median) / a.median) * 100).toFixed(0)} %` : 'n/a')
-  const sideBySide = (tu: Tuning, heading: string, what: string) => lines.push(`### ${heading}: ${tu.name}`, '',
-    `Off: ${tu.off}. On: ${tu.on} (${what}). The runs alternate off, on, off, on..., so that the machine's noise hits both.`, '',
-    '| path | figure | off | on | change |', '| --- | --- | --- | --- | --- |',
-    ...tu.scenarios.flatMap((x) => [
-      `| ${x.id} | readings/s | ${show(x.off.readings_per_s)} | ${show(x.on.readings_per_s)} | ${change(x.off.readings_per_s, x.on.readings_per_s)} |`,
-      `| ${x.id} | p50 ms | ${show(x.off.p50_ms, 1)} | ${show(x.on.p50_ms, 1)} | ${change(x.off.p50_ms, x.on.p50_ms)} |`,
-      `| ${x.id} | p99 ms | ${show(x.off.p99_ms, 1)} | ${show(x.on.p99_ms, 1)} | ${change(x.off.p99_ms, x.on.p99_ms)} |`,
-      `| ${x.id} | lost | ${x.off.lost} | ${x.on.lost} | |`,
-    ]), '')
+  const change = (a: Figure, b: Figure) =>
+    a.median > 0
+      ? `${b.median >= a.median ? '+' : ''}${(((b.median - a.median) / a.median) * 100).toFixed(0)} %`
+      : 'n/a'
+  const sideBySide = (tu: Tuning, heading: string, what: string) =>
+    lines.push(
+      `### ${heading}: ${tu.name}`,
+      '',
+      `Off: ${tu.off}. On: ${tu.on} (${what}). The runs alternate off, on, off, on..., so that the machine's noise hits both.`,
+      '',
+      '| path | figure | off | on | change |',
+      '| --- | --- | --- | --- | --- |',
+      ...tu.scenarios.flatMap((x) => [
+        `| ${x.id} | readings/s | ${show(x.off.readings_per_s)} | ${show(x.on.readings_per_s)} | ${change(x.off.readings_per_s, x.on.readings_per_s)} |`,
+        `| ${x.id} | p50 ms | ${show(x.off.p50_ms, 1)} | ${show(x.on.p50_ms, 1)} | ${change(x.off.p50_ms, x.on.p50_ms)} |`,
+        `| ${x.id} | p99 ms | ${show(x.off.p99_ms, 1)} | ${show(x.on.p99_ms, 1)} | ${change(x.off.p99_ms, x.on.p99_ms)} |`,
+        `| ${x.id} | lost | ${x.off.lost} | ${x.on.lost} | |`,
+      ]),
+      '',
+    )
   if (r.ingest.tuning) sideBySide(r.ingest.tuning, 'Tuning, side by side in this run', 'what the provisioner sets')
-  if (r.ingest.upload) sideBySide(r.ingest.upload, 'Upload, side by side in this run', 'how a client drains a backlog; fresh readings go as they come')
-  if (r.ingest.cloudTls) sideBySide(r.ingest.cloudTls, 'TLS inside the cloud, side by side in this run', 'what zero trust inside the cloud costs on the full path')
+  if (r.ingest.upload)
+    sideBySide(
+      r.ingest.upload,
+      'Upload, side by side in this run',
+      'how a client drains a backlog; fresh readings go as they come',
+    )
+  if (r.ingest.cloudTls)
+    sideBySide(
+      r.ingest.cloudTls,
+      'TLS inside the cloud, side by side in this run',
+      'what zero trust inside the cloud costs on the full path',
+    )
   if (r.ingest.cpu.length) {
-    lines.push('### Where the time goes (full path, all runs)', '',
-      'CPU used by each process during the full-path runs, per 1000 readings acknowledged.', '',
-      '| host | process | CPU s | CPU ms per 1000 readings |', '| --- | --- | --- | --- |',
-      ...r.ingest.cpu.map((c) => `| ${c.host} | ${c.process} | ${c.cpu_s.toFixed(2)} | ${c.ms_per_1000_readings} |`), '')
+    lines.push(
+      '### Where the time goes (full path, all runs)',
+      '',
+      'CPU used by each process during the full-path runs, per 1000 readings acknowledged.',
+      '',
+      '| host | process | CPU s | CPU ms per 1000 readings |',
+      '| --- | --- | --- | --- |',
+      ...r.ingest.cpu.map((c) => `| ${c.host} | ${c.process} | ${c.cpu_s.toFixed(2)} | ${c.ms_per_1000_readings} |`),
+      '',
+    )
   }
   if (r.tunnel) {
     const tu = r.tunnel
-    lines.push('## Tunnel', '',
-      `iperf3, one TCP stream; OpenSSL's ChaCha20-Poly1305 (the tunnel's ESP AEAD) on ${tu.packet_bytes}-byte blocks, one core. IPsec data path: ${tu.ipsec_mode}.`, '',
-      '| what | Mbit/s |', '| --- | --- |',
+    lines.push(
+      '## Tunnel',
+      '',
+      `iperf3, one TCP stream; OpenSSL's ChaCha20-Poly1305 (the tunnel's ESP AEAD) on ${tu.packet_bytes}-byte blocks, one core. IPsec data path: ${tu.ipsec_mode}.`,
+      '',
+      '| what | Mbit/s |',
+      '| --- | --- |',
       `| through the tunnel (iot-client → proxy) | ${show(tu.through_tunnel_mbit)} |`,
       `| without it (the two gateways over the simulated internet) | ${show(tu.without_tunnel_mbit)} |`,
-      `| ChaCha20-Poly1305, one core | ${show(tu.crypto_one_core_mbit)} |`, '',
-      `The tunnel reaches ${pct(ratio(tu.through_tunnel_mbit, tu.without_tunnel_mbit))} of the path without it and ${pct(ratio(tu.through_tunnel_mbit, tu.crypto_one_core_mbit))} of what one core can encrypt.`, '')
+      `| ChaCha20-Poly1305, one core | ${show(tu.crypto_one_core_mbit)} |`,
+      '',
+      `The tunnel reaches ${pct(ratio(tu.through_tunnel_mbit, tu.without_tunnel_mbit))} of the path without it and ${pct(ratio(tu.through_tunnel_mbit, tu.crypto_one_core_mbit))} of what one core can encrypt.`,
+      '',
+    )
   }
   if (r.datapath) {
     const d = r.datapath
     const emulated = d.accel !== 'kvm'
-    lines.push('## IPsec data paths on the same gateways', '',
-      `iperf3, one TCP stream, iot-client → proxy, with the gateways' kernels doing ESP, then re-provisioned to strongSwan's userspace ESP (kernel-libipsec, LAB_IPSEC_MODE=libipsec), in alternating rounds; and the same gateways without a tunnel. VMs run with ${d.accel === 'kvm' ? 'KVM' : "QEMU's emulation (TCG)"}.`, '',
-      '| data path | Mbit/s |', '| --- | --- |',
+    lines.push(
+      '## IPsec data paths on the same gateways',
+      '',
+      `iperf3, one TCP stream, iot-client → proxy, with the gateways' kernels doing ESP, then re-provisioned to strongSwan's userspace ESP (kernel-libipsec, LAB_IPSEC_MODE=libipsec), in alternating rounds; and the same gateways without a tunnel. VMs run with ${d.accel === 'kvm' ? 'KVM' : "QEMU's emulation (TCG)"}.`,
+      '',
+      '| data path | Mbit/s |',
+      '| --- | --- |',
       `| kernel ESP (XFRM) | ${show(d.kernel_mbit)} |`,
       `| kernel-libipsec (userspace ESP in UDP) | ${show(d.libipsec_mbit)} |`,
-      `| no tunnel (gateway to gateway) | ${show(d.no_tunnel_mbit)} |`, '',
+      `| no tunnel (gateway to gateway) | ${show(d.no_tunnel_mbit)} |`,
+      '',
       `Kernel ESP carries ${ratio(d.kernel_mbit, d.libipsec_mbit).toFixed(2)} times what userspace ESP does, and ${pct(ratio(d.kernel_mbit, d.no_tunnel_mbit))} of the link without a tunnel.`,
       ...(emulated
-        ? ['', 'Under emulation every instruction is translated, so only these ratios mean something, not the figures. On real hardware kernel ESP with ChaCha20-Poly1305 is bounded by one core per SA: WireGuard\'s published comparison (wireguard.com/performance, Linux 4.6 on Core i7, 1 Gbit/s NICs) measured 825 Mbit/s for kernel IPsec with ChaCha20-Poly1305, close to the link; this report\'s own `openssl speed` line above gives the cipher\'s limit on one core of this machine.']
+        ? [
+            '',
+            "Under emulation every instruction is translated, so only these ratios mean something, not the figures. On real hardware kernel ESP with ChaCha20-Poly1305 is bounded by one core per SA: WireGuard's published comparison (wireguard.com/performance, Linux 4.6 on Core i7, 1 Gbit/s NICs) measured 825 Mbit/s for kernel IPsec with ChaCha20-Poly1305, close to the link; this report's own `openssl speed` line above gives the cipher's limit on one core of this machine.",
+          ]
         : []),
-      '')
+      '',
+    )
   }
   if (r.outbox?.length) {
-    lines.push('## Client outbox', '',
-      'A reading is on the IoT client\'s disk (appended to the outbox\'s log segment, fsynced) before it is sent. Durable readings per second on the client\'s own disk, by how many readings share one append (the client puts all its devices\' readings of one interval in one append):', '',
-      '| readings per append | readings/s | ms per append |', '| --- | --- | --- |',
-      ...r.outbox.map((x) => `| ${x.batch} | ${show(x.readings_per_s)} | ${show(x.ms_per_append, 2)} |`), '')
+    lines.push(
+      '## Client outbox',
+      '',
+      "A reading is on the IoT client's disk (appended to the outbox's log segment, fsynced) before it is sent. Durable readings per second on the client's own disk, by how many readings share one append (the client puts all its devices' readings of one interval in one append):",
+      '',
+      '| readings per append | readings/s | ms per append |',
+      '| --- | --- | --- |',
+      ...r.outbox.map((x) => `| ${x.batch} | ${show(x.readings_per_s)} | ${show(x.ms_per_append, 2)} |`),
+      '',
+    )
   }
   const b = r.bringup
-  lines.push('## Bring-up', '', '| what | seconds |', '| --- | --- |',
+  lines.push(
+    '## Bring-up',
+    '',
+    '| what | seconds |',
+    '| --- | --- |',
     `| re-provision with nothing to change (${b.reprovision_changed} changes) | ${show(b.reprovision_s, 1)} |`,
-    b.warm ? `| warm \`npm run lab\` (box cached): vagrant up ${b.warm.vagrant_up_s.toFixed(0)}, provision ${b.warm.provision_s.toFixed(0)} | ${b.warm.total_s.toFixed(0)} |` : '| warm `npm run lab` | not measured in this run (`npm run bench -- --bringup`) |',
-    b.cold ? `| cold \`npm run lab\` (box built): box ${b.cold.box_s.toFixed(0)}, vagrant up ${b.cold.vagrant_up_s.toFixed(0)}, provision ${b.cold.provision_s.toFixed(0)} | ${b.cold.total_s.toFixed(0)} |` : '| cold `npm run lab` | not measured in this run (`npm run bench -- --bringup`) |',
-    '')
+    b.warm
+      ? `| warm \`npm run lab\` (box cached): vagrant up ${b.warm.vagrant_up_s.toFixed(0)}, provision ${b.warm.provision_s.toFixed(0)} | ${b.warm.total_s.toFixed(0)} |`
+      : '| warm `npm run lab` | not measured in this run (`npm run bench -- --bringup`) |',
+    b.cold
+      ? `| cold \`npm run lab\` (box built): box ${b.cold.box_s.toFixed(0)}, vagrant up ${b.cold.vagrant_up_s.toFixed(0)}, provision ${b.cold.provision_s.toFixed(0)} | ${b.cold.total_s.toFixed(0)} |`
+      : '| cold `npm run lab` | not measured in this run (`npm run bench -- --bringup`) |',
+    '',
+  )
   return lines.join('\n')
 }

@@ -1,5 +1,10 @@
 // Median and spread of a figure over several runs: what every number in the report is.
-export interface Figure { median: number; min: number; max: number; runs: number[] }
+export interface Figure {
+  median: number
+  min: number
+  max: number
+  runs: number[]
+}
 
 export function figure(values: number[]): Figure {
   const v = values.filter((x) => Number.isFinite(x))

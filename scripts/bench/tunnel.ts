@@ -16,14 +16,29 @@ export interface TunnelFigures {
   ipsec_mode: string
 }
 
-export async function iperf(lab: BenchLab, server: string, serverAddr: string, client: string, seconds: number, bind?: string): Promise<number> {
-  await lab.must(server, `(timeout ${seconds + 15} iperf3 -s -1 -p ${PORT} -B ${serverAddr} >/dev/null 2>&1 &) ; for i in $(seq 50); do ss -Hltn 'sport = :${PORT}' | grep -q . && break; sleep 0.1; done`)
+export async function iperf(
+  lab: BenchLab,
+  server: string,
+  serverAddr: string,
+  client: string,
+  seconds: number,
+  bind?: string,
+): Promise<number> {
+  await lab.must(
+    server,
+    `(timeout ${seconds + 15} iperf3 -s -1 -p ${PORT} -B ${serverAddr} >/dev/null 2>&1 &) ; for i in $(seq 50); do ss -Hltn 'sport = :${PORT}' | grep -q . && break; sleep 0.1; done`,
+  )
   const out = await lab.must(client, `iperf3 -J -c ${serverAddr} -p ${PORT} -t ${seconds} ${bind ? `-B ${bind}` : ''}`)
   const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } }
   return j.end.sum_received.bits_per_second / 1e6
 }
 
-export async function tunnelBench(lab: BenchLab, runs: number, seconds: number, log: (m: string) => void): Promise<TunnelFigures> {
+export async function tunnelBench(
+  lab: BenchLab,
+  runs: number,
+  seconds: number,
+  log: (m: string) => void,
+): Promise<TunnelFigures> {
   const t = lab.topology
   const tunnel = t.vpn?.tunnels[0]
   if (!tunnel) throw new Error('the topology has no VPN tunnel to measure')
@@ -41,10 +56,15 @@ export async function tunnelBench(lab: BenchLab, runs: number, seconds: number, 
     // Side by side in each round, so that a noisy moment hits both.
     through.push(await iperf(lab, proxy.name, proxyAddr, client.name, seconds))
     direct.push(await iperf(lab, tunnel.hub, tunnel.hubAddress, tunnel.site, seconds, tunnel.siteAddress))
-    const speed = await lab.must(tunnel.hub, 'openssl speed -mr -evp chacha20-poly1305 -seconds 1 -bytes 1400 2>/dev/null')
+    const speed = await lab.must(
+      tunnel.hub,
+      'openssl speed -mr -evp chacha20-poly1305 -seconds 1 -bytes 1400 2>/dev/null',
+    )
     const m = /^\+F:\d+:[^:]+:([\d.]+)/m.exec(speed)
     crypto.push(m ? (Number(m[1]) * 8) / 1e6 : NaN)
-    log(`  run ${i + 1}/${runs}: through the tunnel ${through[i].toFixed(0)} Mbit/s, without ${direct[i].toFixed(0)} Mbit/s, ChaCha20-Poly1305 on one core ${crypto[i].toFixed(0)} Mbit/s`)
+    log(
+      `  run ${i + 1}/${runs}: through the tunnel ${through[i].toFixed(0)} Mbit/s, without ${direct[i].toFixed(0)} Mbit/s, ChaCha20-Poly1305 on one core ${crypto[i].toFixed(0)} Mbit/s`,
+    )
   }
   return {
     through_tunnel_mbit: figure(through),

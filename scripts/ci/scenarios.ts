@@ -19,20 +19,42 @@ for (const arg of args.filter((a) => a !== '--write')) {
   const tap = parseTap(fs.readFileSync(log, 'utf8'))
   const list = path.join(repoRoot, 'test', 'expected', `${run}.txt`)
   const lab = tap.scenarios.filter((s) => s.file.startsWith('test/lab/'))
-  const labAssertions = Object.entries(tap.assertions).filter(([f]) => f.startsWith('test/lab/')).reduce((n, [, c]) => n + c, 0)
+  const labAssertions = Object.entries(tap.assertions)
+    .filter(([f]) => f.startsWith('test/lab/'))
+    .reduce((n, [, c]) => n + c, 0)
   const allAssertions = Object.values(tap.assertions).reduce((n, c) => n + c, 0)
-  console.log(`${run}: ${lab.length} lab scenarios, ${labAssertions} lab assertions (${allAssertions} in all, ${tap.scenarios.length} test cases)`)
-  const skips = [...tap.fileSkips.map((s) => `${s.file} (whole file): ${s.reason}`), ...tap.scenarios.filter((s) => s.skip).map((s) => `${s.file}: ${s.name}: ${s.skip}`)]
+  console.log(
+    `${run}: ${lab.length} lab scenarios, ${labAssertions} lab assertions (${allAssertions} in all, ${tap.scenarios.length} test cases)`,
+  )
+  const skips = [
+    ...tap.fileSkips.map((s) => `${s.file} (whole file): ${s.reason}`),
+    ...tap.scenarios.filter((s) => s.skip).map((s) => `${s.file}: ${s.name}: ${s.skip}`),
+  ]
   for (const s of skips) console.log(`  skip: ${s}`)
   for (const l of tap.leftOut) console.log(`  left out by selection: ${l}`)
-  if (skips.length && process.env.LAB_REQUIRED) { console.log(`  FAIL: ${skips.length} skipped under LAB_REQUIRED: every selected check must run`); failed = true }
+  if (skips.length && process.env.LAB_REQUIRED) {
+    console.log(`  FAIL: ${skips.length} skipped under LAB_REQUIRED: every selected check must run`)
+    failed = true
+  }
   if (write) {
     const header = `# The lab scenarios \`${run === 'npm-test' ? 'npm test' : `npm run ${run.replace('-', ':')}`}\` must run on the default topology (CI compares; scripts/ci/scenarios.ts --write remakes it from a TAP log).\n`
-    fs.writeFileSync(list, header + lab.filter((s) => !s.skip).map((s) => `${s.file}: ${s.name}`).join('\n') + '\n')
+    fs.writeFileSync(
+      list,
+      header +
+        lab
+          .filter((s) => !s.skip)
+          .map((s) => `${s.file}: ${s.name}`)
+          .join('\n') +
+        '\n',
+    )
     console.log(`  wrote ${path.relative(repoRoot, list)}`)
     continue
   }
-  if (!fs.existsSync(list)) { console.log(`  FAIL: no list ${path.relative(repoRoot, list)}`); failed = true; continue }
+  if (!fs.existsSync(list)) {
+    console.log(`  FAIL: no list ${path.relative(repoRoot, list)}`)
+    failed = true
+    continue
+  }
   const { missing, unexpected } = compareScenarios(fs.readFileSync(list, 'utf8'), tap)
   for (const m of missing) console.log(`  FAIL: missing: ${m}`)
   for (const u of unexpected) console.log(`  FAIL: not on ${path.relative(repoRoot, list)}: ${u}`)

@@ -45,20 +45,32 @@ export async function installedBoxes(provider?: string): Promise<string[]> {
 /** Vagrant's well-known insecure public key, which the box authorizes for user vagrant. */
 export function vagrantInsecureKey(): string {
   const candidates = [
-    ...globDirs('/usr/share/rubygems-integration/all/gems', /^vagrant-\d/).map((d) => path.join(d, 'keys', 'vagrant.pub')),
+    ...globDirs('/usr/share/rubygems-integration/all/gems', /^vagrant-\d/).map((d) =>
+      path.join(d, 'keys', 'vagrant.pub'),
+    ),
     ...globDirs('/opt/vagrant/embedded/gems/gems', /^vagrant-\d/).map((d) => path.join(d, 'keys', 'vagrant.pub')),
   ]
   const found = candidates.find((f) => fs.existsSync(f))
-  if (!found) throw new Error(`Vagrant's insecure public key (keys/vagrant.pub) not found in ${candidates.join(', ') || 'any vagrant gem'}: is vagrant installed?`)
+  if (!found)
+    throw new Error(
+      `Vagrant's insecure public key (keys/vagrant.pub) not found in ${candidates.join(', ') || 'any vagrant gem'}: is vagrant installed?`,
+    )
   return found
 }
 
 function globDirs(dir: string, pattern: RegExp): string[] {
   if (!fs.existsSync(dir)) return []
-  return fs.readdirSync(dir).filter((n) => pattern.test(n)).map((n) => path.join(dir, n))
+  return fs
+    .readdirSync(dir)
+    .filter((n) => pattern.test(n))
+    .map((n) => path.join(dir, n))
 }
 
-export interface BoxResult { name: string; built: boolean; seconds: number }
+export interface BoxResult {
+  name: string
+  built: boolean
+  seconds: number
+}
 
 /** Ensure the box is known to Vagrant, building it if no cached file exists. */
 export async function ensureBox(log: (msg: string) => void = console.log): Promise<BoxResult> {
@@ -86,9 +98,14 @@ async function buildBox(name: string, file: string, log: (msg: string) => void):
   log(`Building box ${name}: mmdebstrap ${SUITE} with ${packages.length} packages (about a minute)`)
   const sources = debianSources()
   const hook = `${path.join(boxDir, 'customize.sh')} "$1" ${vagrantInsecureKey()}`
-  await $({ quiet: true })`mmdebstrap --quiet --variant=apt --include=${packages.join(',')} --customize-hook=${hook} ${SUITE} ${path.join(work, 'rootfs')} ${sources}`
+  await $({
+    quiet: true,
+  })`mmdebstrap --quiet --variant=apt --include=${packages.join(',')} --customize-hook=${hook} ${SUITE} ${path.join(work, 'rootfs')} ${sources}`
   log('Packing the box')
-  fs.writeFileSync(path.join(work, 'metadata.json'), JSON.stringify({ provider: 'lxc', version: '1.0.0', 'template-opts': {} }) + '\n')
+  fs.writeFileSync(
+    path.join(work, 'metadata.json'),
+    JSON.stringify({ provider: 'lxc', version: '1.0.0', 'template-opts': {} }) + '\n',
+  )
   fs.writeFileSync(path.join(work, 'lxc-config'), 'lxc.include = /usr/share/lxc/config/common.conf\n')
   await $({ quiet: true, cwd: work })`tar --numeric-owner --xattrs -czf rootfs.tar.gz ./rootfs`
   const partial = `${file}.partial`

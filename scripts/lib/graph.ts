@@ -5,7 +5,11 @@
 import type { Topology } from '../../provision/topology.js'
 
 export type State = 'up' | 'down' | 'unknown'
-export interface Live { source: string; hosts: Map<string, State>; tunnels: Map<string, State> }
+export interface Live {
+  source: string
+  hosts: Map<string, State>
+  tunnels: Map<string, State>
+}
 
 const COLORS: Record<State, string> = { up: '#c8e6c9', down: '#ffcdd2', unknown: '#eeeeee' }
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
@@ -13,7 +17,12 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 /** Pure: the SVG text (unit-tested). */
 export function graphSvg(t: Topology, live?: Live): string {
   const nets = t.networks.filter((n) => n.kind !== 'management')
-  const W = 260, H = 74, GAP = 40, ROW = 190, LEFT = 40, TOP = 70
+  const W = 260,
+    H = 74,
+    GAP = 40,
+    ROW = 190,
+    LEFT = 40,
+    TOP = 70
   const netY = new Map(nets.map((n, i) => [n.name, TOP + 40 + i * ROW]))
   // Hosts on one network sit under its line; hosts on two (gateways) between them.
   const placed: { name: string; x: number; y: number }[] = []
@@ -40,8 +49,10 @@ export function graphSvg(t: Topology, live?: Live): string {
   ]
   for (const n of nets) {
     const y = netY.get(n.name)!
-    out.push(`<g class="network" data-network="${esc(n.name)}"><line x1="${LEFT}" y1="${y}" x2="${width - LEFT}" y2="${y}" stroke="${n.kind === 'wan' ? '#e65100' : '#1565c0'}" stroke-width="4"/>`,
-      `<text x="${LEFT}" y="${y - 8}" font-weight="bold">${esc(n.name)} ${esc(n.cidr)} (${n.kind === 'wan' ? 'simulated internet' : n.kind})</text></g>`)
+    out.push(
+      `<g class="network" data-network="${esc(n.name)}"><line x1="${LEFT}" y1="${y}" x2="${width - LEFT}" y2="${y}" stroke="${n.kind === 'wan' ? '#e65100' : '#1565c0'}" stroke-width="4"/>`,
+      `<text x="${LEFT}" y="${y - 8}" font-weight="bold">${esc(n.name)} ${esc(n.cidr)} (${n.kind === 'wan' ? 'simulated internet' : n.kind})</text></g>`,
+    )
   }
   for (const p of placed) {
     const h = t.hosts.find((x) => x.name === p.name)!
@@ -52,13 +63,18 @@ export function graphSvg(t: Topology, live?: Live): string {
       const fromY = y < p.y ? p.y : p.y + H
       out.push(`<line x1="${p.x + W / 2}" y1="${fromY}" x2="${p.x + W / 2}" y2="${y}" stroke="#777"/>`)
     }
-    const addrs = h.interfaces.filter((i) => netY.has(i.network)).map((i) => `${i.network} ${i.address}`).join(', ')
-    out.push(`<g class="host" data-host="${esc(h.name)}" data-state="${state}">`,
+    const addrs = h.interfaces
+      .filter((i) => netY.has(i.network))
+      .map((i) => `${i.network} ${i.address}`)
+      .join(', ')
+    out.push(
+      `<g class="host" data-host="${esc(h.name)}" data-state="${state}">`,
       `<rect x="${p.x}" y="${p.y}" width="${W}" height="${H}" rx="8" fill="${COLORS[state]}" stroke="#333"/>`,
       `<text x="${p.x + 10}" y="${p.y + 20}" font-weight="bold">${esc(h.name)}</text>`,
       `<text x="${p.x + W - 10}" y="${p.y + 20}" text-anchor="end" fill="#555">${esc(h.role)}${live ? ` · ${state}` : ''}</text>`,
       `<text x="${p.x + 10}" y="${p.y + 40}">${esc(addrs)}</text>`,
-      `<text x="${p.x + 10}" y="${p.y + 58}" fill="#555">mgmt ${esc(h.mgmt.address)}</text></g>`)
+      `<text x="${p.x + 10}" y="${p.y + 58}" fill="#555">mgmt ${esc(h.mgmt.address)}</text></g>`,
+    )
   }
   for (const tun of t.vpn?.tunnels ?? []) {
     const a = placed.find((p) => p.name === tun.site)
@@ -68,9 +84,11 @@ export function graphSvg(t: Topology, live?: Live): string {
     const color = state === 'up' ? '#2e7d32' : state === 'down' ? '#c62828' : '#777'
     const [x1, y1, x2, y2] = [a.x + W, a.y + H / 2, b.x + W, b.y + H / 2]
     const bend = Math.max(x1, x2) + 120
-    out.push(`<g class="tunnel" data-tunnel="${esc(tun.name)}" data-state="${state}">`,
+    out.push(
+      `<g class="tunnel" data-tunnel="${esc(tun.name)}" data-state="${state}">`,
       `<path d="M ${x1} ${y1} C ${bend} ${y1}, ${bend} ${y2}, ${x2} ${y2}" fill="none" stroke="${color}" stroke-width="3" stroke-dasharray="8 5"/>`,
-      `<text x="${bend + 8}" y="${(y1 + y2) / 2 + 18}" fill="${color}">IPsec ${esc(tun.name)} (IKEv2)${live ? `: ${state}` : ''}</text></g>`)
+      `<text x="${bend + 8}" y="${(y1 + y2) / 2 + 18}" fill="${color}">IPsec ${esc(tun.name)} (IKEv2)${live ? `: ${state}` : ''}</text></g>`,
+    )
   }
   out.push('</svg>')
   return out.join('\n') + '\n'

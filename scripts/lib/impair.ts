@@ -15,10 +15,19 @@ export const BRIDGE_TABLE = 'iotlab_impair'
 export const HOST_TABLE = 'lab_impair'
 const STATE = () => path.join(stateDir, 'impairments.json')
 
-export interface Impairment { link: string; loss: number; delayMs?: number; since: string }
+export interface Impairment {
+  link: string
+  loss: number
+  delayMs?: number
+  since: string
+}
 
 export function recorded(): Impairment[] {
-  try { return JSON.parse(fs.readFileSync(STATE(), 'utf8')) as Impairment[] } catch { return [] }
+  try {
+    return JSON.parse(fs.readFileSync(STATE(), 'utf8')) as Impairment[]
+  } catch {
+    return []
+  }
 }
 function record(list: Impairment[]) {
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 })
@@ -45,8 +54,12 @@ export function hostScript(ifname: string, loss: number, delayMs?: number): stri
     `nft add chain inet ${HOST_TABLE} out '{ type filter hook postrouting priority 300; }'`,
   ]
   if (loss > 0) {
-    lines.push(`nft add rule inet ${HOST_TABLE} in iifname '"${ifname}"' ${spaced(lossMatch(loss))}counter drop comment '"lab:impair loss ${loss}%"'`)
-    lines.push(`nft add rule inet ${HOST_TABLE} out oifname '"${ifname}"' ${spaced(lossMatch(loss))}counter drop comment '"lab:impair loss ${loss}%"'`)
+    lines.push(
+      `nft add rule inet ${HOST_TABLE} in iifname '"${ifname}"' ${spaced(lossMatch(loss))}counter drop comment '"lab:impair loss ${loss}%"'`,
+    )
+    lines.push(
+      `nft add rule inet ${HOST_TABLE} out oifname '"${ifname}"' ${spaced(lossMatch(loss))}counter drop comment '"lab:impair loss ${loss}%"'`,
+    )
   }
   lines.push(`tc qdisc del dev ${ifname} root 2>/dev/null || true`)
   if (delayMs) lines.push(`tc qdisc add dev ${ifname} root netem delay ${delayMs}ms || { echo "NO_NETEM"; exit 3; }`)
@@ -54,7 +67,11 @@ export function hostScript(ifname: string, loss: number, delayMs?: number): stri
 }
 
 const bridgePorts = (bridge: string) => {
-  try { return fs.readdirSync(`/sys/class/net/${bridge}/brif`) } catch { return [] }
+  try {
+    return fs.readdirSync(`/sys/class/net/${bridge}/brif`)
+  } catch {
+    return []
+  }
 }
 
 async function applyNetwork(link: Extract<Link, { kind: 'network' }>, loss: number | undefined) {
@@ -63,37 +80,56 @@ async function applyNetwork(link: Extract<Link, { kind: 'network' }>, loss: numb
   await $({ quiet: true })`nft add chain bridge ${BRIDGE_TABLE} impair ${'{ type filter hook forward priority 0; }'}`
   // Remove this network's rule, whatever its loss was.
   const listed = (await $({ quiet: true })`nft -a list chain bridge ${BRIDGE_TABLE} impair`).stdout
-  for (const m of listed.matchAll(new RegExp(`comment "lab:impair ${link.network.name} loss [^"]*" # handle (\\d+)`, 'g'))) {
+  for (const m of listed.matchAll(
+    new RegExp(`comment "lab:impair ${link.network.name} loss [^"]*" # handle (\\d+)`, 'g'),
+  )) {
     await $({ quiet: true })`nft delete rule bridge ${BRIDGE_TABLE} impair handle ${m[1]}`
   }
   if (loss === undefined) {
-    if (!/comment "lab:impair /.test((await $({ quiet: true })`nft list chain bridge ${BRIDGE_TABLE} impair`).stdout)) await $({ quiet: true })`nft delete table bridge ${BRIDGE_TABLE}`
+    if (!/comment "lab:impair /.test((await $({ quiet: true })`nft list chain bridge ${BRIDGE_TABLE} impair`).stdout))
+      await $({ quiet: true })`nft delete table bridge ${BRIDGE_TABLE}`
     return
   }
   const ports = bridgePorts(bridge)
-  if (ports.length === 0) throw new Error(`network ${link.network.name}: its bridge ${bridge} has no hosts attached; is the lab up? npm run lab`)
+  if (ports.length === 0)
+    throw new Error(
+      `network ${link.network.name}: its bridge ${bridge} has no hosts attached; is the lab up? npm run lab`,
+    )
   await $({ quiet: true })`nft add rule bridge ${BRIDGE_TABLE} impair ${bridgeRule(link.network.name, ports, loss)}`
 }
 
-export async function impair(link: Link, opts: { loss?: number; delayMs?: number; clear?: boolean }, log: (m: string) => void): Promise<void> {
-  if (process.getuid?.() !== 0) throw new UsageError('lab:impair changes firewall rules: run it as root (sudo npm run lab:impair -- ...)')
+export async function impair(
+  link: Link,
+  opts: { loss?: number; delayMs?: number; clear?: boolean },
+  log: (m: string) => void,
+): Promise<void> {
+  if (process.getuid?.() !== 0)
+    throw new UsageError('lab:impair changes firewall rules: run it as root (sudo npm run lab:impair -- ...)')
   const name = linkName(link)
-  if (!opts.clear && opts.loss === undefined && opts.delayMs === undefined) throw new UsageError('say what to do: --loss PERCENT, --delay MS, or --clear')
+  if (!opts.clear && opts.loss === undefined && opts.delayMs === undefined)
+    throw new UsageError('say what to do: --loss PERCENT, --delay MS, or --clear')
   if (opts.delayMs && link.kind === 'network') {
-    throw new UsageError(`--delay on network ${name}: delay needs netem (sch_netem), which this machine's kernel does not have; loss works (--loss, with nftables). On a VM host, delay one of its interfaces instead (host:interface)`)
+    throw new UsageError(
+      `--delay on network ${name}: delay needs netem (sch_netem), which this machine's kernel does not have; loss works (--loss, with nftables). On a VM host, delay one of its interfaces instead (host:interface)`,
+    )
   }
   const rest = recorded().filter((i) => i.link !== name)
   if (link.kind === 'network') {
-    await applyNetwork(link, opts.clear ? undefined : opts.loss ?? 0)
+    await applyNetwork(link, opts.clear ? undefined : (opts.loss ?? 0))
   } else {
     const host = await connect(link.host)
     try {
       const dev = await deviceOf(host, link)
-      const script = opts.clear ? `nft delete table inet ${HOST_TABLE} 2>/dev/null || true\ntc qdisc del dev ${dev} root 2>/dev/null || true` : hostScript(dev, opts.loss ?? 0, opts.delayMs)
+      const script = opts.clear
+        ? `nft delete table inet ${HOST_TABLE} 2>/dev/null || true\ntc qdisc del dev ${dev} root 2>/dev/null || true`
+        : hostScript(dev, opts.loss ?? 0, opts.delayMs)
       const r = await host.exec(script, { check: false })
       if (r.code !== 0) {
         await host.exec(`nft delete table inet ${HOST_TABLE} 2>/dev/null || true`, { check: false })
-        if (r.stdout.includes('NO_NETEM')) throw new UsageError(`--delay on ${name}: delay needs netem (sch_netem), which ${link.host.name}'s kernel does not have (a container shares this machine's kernel); loss works (--loss)`)
+        if (r.stdout.includes('NO_NETEM'))
+          throw new UsageError(
+            `--delay on ${name}: delay needs netem (sch_netem), which ${link.host.name}'s kernel does not have (a container shares this machine's kernel); loss works (--loss)`,
+          )
         throw new Error(`${name}: ${r.stderr.trim()}`)
       }
     } finally {
@@ -104,8 +140,18 @@ export async function impair(link: Link, opts: { loss?: number; delayMs?: number
     record(rest)
     log(`${name}: impairment cleared`)
   } else {
-    record([...rest, { link: name, loss: opts.loss ?? 0, ...(opts.delayMs ? { delayMs: opts.delayMs } : {}), since: new Date().toISOString() }])
-    log(`${name}: ${opts.loss ?? 0}% loss${opts.delayMs ? `, ${opts.delayMs} ms delay` : ''} (until npm run lab:impair -- ${name} --clear, or lab:down)`)
+    record([
+      ...rest,
+      {
+        link: name,
+        loss: opts.loss ?? 0,
+        ...(opts.delayMs ? { delayMs: opts.delayMs } : {}),
+        since: new Date().toISOString(),
+      },
+    ])
+    log(
+      `${name}: ${opts.loss ?? 0}% loss${opts.delayMs ? `, ${opts.delayMs} ms delay` : ''} (until npm run lab:impair -- ${name} --clear, or lab:down)`,
+    )
   }
 }
 

@@ -11,7 +11,23 @@ import { recapText, summarize } from '../../provision/report.js'
 import type { Reporter } from '../../provision/runner.js'
 import { loadTopology, managementNetwork, type Topology } from '../../provision/topology.js'
 import { boxName, ensureBox, installedBoxes } from './box.js'
-import { domainExists, ensureLibvirtDaemons, ensureStoragePool, labDomains, libvirtAvailable, removeStaleDomains, labVolumes, mgmtNetworkDefined, mgmtNetworkName, removeLabDomains, removeLabVolumes, removeMgmtNetwork, runningLabDaemons, stopLabDaemons, vmAccel } from './libvirt.js'
+import {
+  domainExists,
+  ensureLibvirtDaemons,
+  ensureStoragePool,
+  labDomains,
+  libvirtAvailable,
+  removeStaleDomains,
+  labVolumes,
+  mgmtNetworkDefined,
+  mgmtNetworkName,
+  removeLabDomains,
+  removeLabVolumes,
+  removeMgmtNetwork,
+  runningLabDaemons,
+  stopLabDaemons,
+  vmAccel,
+} from './libvirt.js'
 import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from './lxc.js'
 import { existingBridges, networksDown, networksUp } from './network.js'
 import { repoRoot, stateDir, topologyFile } from '../../provision/paths.js'
@@ -35,21 +51,38 @@ export async function phase<T>(log: Log, title: string, fn: () => Promise<T>): P
 
 export function vagrant(args: string[], log: Log, env: Record<string, string> = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('vagrant', args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+    const child = spawn('vagrant', args, {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    })
     let tail = ''
     const relay = (chunk: Buffer) => {
       tail = (tail + chunk.toString()).slice(-4000)
       // Progress meters (box upload) redraw one line thousands of times: not a log.
-      for (const line of chunk.toString().split(/[\n\r]/)) if (line.trim() && !/Progress: \d+%/.test(line)) log(`    | ${line.replace(/\x1b\[K/g, '')}`)
+      for (const line of chunk.toString().split(/[\n\r]/))
+        if (line.trim() && !/Progress: \d+%/.test(line)) log(`    | ${line.replace(/\x1b\[K/g, '')}`)
     }
     child.stdout.on('data', relay)
     child.stderr.on('data', relay)
     child.on('error', reject)
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`vagrant ${args.join(' ')} exited with ${code}:\n${tail.trim().split('\n').slice(-8).join('\n')}`))))
+    child.on('close', (code) =>
+      code === 0
+        ? resolve()
+        : reject(
+            new Error(
+              `vagrant ${args.join(' ')} exited with ${code}:\n${tail.trim().split('\n').slice(-8).join('\n')}`,
+            ),
+          ),
+    )
   })
 }
 
-export interface UpResult { seconds: Record<string, number>; provider: string; changed: number }
+export interface UpResult {
+  seconds: Record<string, number>
+  provider: string
+  changed: number
+}
 
 type Timed = <T>(key: string, title: string, fn: () => Promise<T>) => Promise<T>
 
@@ -67,18 +100,23 @@ export async function prepare(providers: Provider[], log: Log = console.log, tim
     // Vagrant would try to download it: say so instead of trying.
     const box = process.env.LAB_VM_BOX || 'debian/bookworm64'
     if (!(await installedBoxes()).includes(box)) {
-      throw new Error(`the virtualbox provider needs the box ${box}, which is not on this machine and is not built by the lab (only the lxc and libvirt boxes are): add it with \`vagrant box add ${box}\` where it can be downloaded, or set LAB_VM_BOX to a VirtualBox box you have`)
+      throw new Error(
+        `the virtualbox provider needs the box ${box}, which is not on this machine and is not built by the lab (only the lxc and libvirt boxes are): add it with \`vagrant box add ${box}\` where it can be downloaded, or set LAB_VM_BOX to a VirtualBox box you have`,
+      )
     }
     if (want.size === 1) return
   }
   if (process.getuid?.() !== 0) {
     const named = [...want].filter((p) => p !== 'virtualbox')
-    throw new Error(`the ${named.join(' and ')} provider${named.length > 1 ? 's need' : ' needs'} root here (containers, VMs, bridges): run it again as root, e.g. \`sudo npm run lab\` or \`sudo vagrant up\``)
+    throw new Error(
+      `the ${named.join(' and ')} provider${named.length > 1 ? 's need' : ' needs'} root here (containers, VMs, bridges): run it again as root, e.g. \`sudo npm run lab\` or \`sudo vagrant up\``,
+    )
   }
   const vms = want.has('libvirt')
   // One list for both kinds of host: the two share most of their packages.
-  const reqs = [...(want.has('lxc') ? LXC_REQUIREMENTS : []), ...(vms ? LIBVIRT_REQUIREMENTS : [])]
-    .filter((r, i, all) => all.findIndex((x) => x.pkg === r.pkg) === i)
+  const reqs = [...(want.has('lxc') ? LXC_REQUIREMENTS : []), ...(vms ? LIBVIRT_REQUIREMENTS : [])].filter(
+    (r, i, all) => all.findIndex((x) => x.pkg === r.pkg) === i,
+  )
   await step('requirements', 'Checking this machine has what the lab needs', () => ensureRequirements(log, reqs))
   // Wherever libvirt is installed the management bridge is libvirt's network (its
   // DHCP gives VMs their addresses), so VMs can join a lab of containers later
@@ -93,7 +131,12 @@ export async function prepare(providers: Provider[], log: Log = console.log, tim
       await removeStaleDomains(topology, new Set(knownMachines('libvirt').values()), log)
     })
   }
-  if (vms) await step('vm_box', 'Ensuring the VM box (built once, then cached)', () => ensureVmBox(log).then((r) => { if (r.built) log(`    VM box built in ${r.seconds.toFixed(0)} s`) }))
+  if (vms)
+    await step('vm_box', 'Ensuring the VM box (built once, then cached)', () =>
+      ensureVmBox(log).then((r) => {
+        if (r.built) log(`    VM box built in ${r.seconds.toFixed(0)} s`)
+      }),
+    )
   if (want.has('lxc')) {
     await step('box', `Ensuring the lxc box ${boxName()} (built once, then cached)`, () => ensureBox(log))
     await step('stale', 'Removing stale lab resources', async () => {
@@ -138,16 +181,30 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
   const topology = loadTopology(topologyFile)
   const plan = planProviders(topology)
   const providers = [...new Set(Object.values(plan.providers))]
-  log(`Lab "${topology.name}": ${topology.hosts.length} hosts on ${topology.networks.length} networks, provider ${providerSummary(providers)} (${plan.reason})`)
+  log(
+    `Lab "${topology.name}": ${topology.hosts.length} hosts on ${topology.networks.length} networks, provider ${providerSummary(providers)} (${plan.reason})`,
+  )
   // A host that exists with another provider than planned is remade.
   const moved = [...runningProviders()].filter(([h, p]) => plan.providers[h] && plan.providers[h] !== p).map(([h]) => h)
-  if (moved.length) await timed('vagrant_destroy', `vagrant destroy -f ${moved.join(' ')} (they change provider)`, () => destroy(moved, log))
+  if (moved.length)
+    await timed('vagrant_destroy', `vagrant destroy -f ${moved.join(' ')} (they change provider)`, () =>
+      destroy(moved, log),
+    )
   // The management bridge becomes libvirt's network when the lab gets VMs (or libvirt
   // is installed): containers on a plain bridge of that name are remade on the new one.
   const mgmt = managementNetwork(topology).bridge
-  if ((providers.includes('libvirt') || (await libvirtAvailable())) && fs.existsSync(`/sys/class/net/${mgmt}`) && !(await mgmtNetworkDefined(topology))) {
+  if (
+    (providers.includes('libvirt') || (await libvirtAvailable())) &&
+    fs.existsSync(`/sys/class/net/${mgmt}`) &&
+    !(await mgmtNetworkDefined(topology))
+  ) {
     const onPlain = hostsOf(runningProviders(), 'lxc')
-    if (onPlain.length) await timed('vagrant_destroy', `vagrant destroy -f ${onPlain.join(' ')} (their management bridge becomes libvirt's network)`, () => destroy(onPlain, log))
+    if (onPlain.length)
+      await timed(
+        'vagrant_destroy',
+        `vagrant destroy -f ${onPlain.join(' ')} (their management bridge becomes libvirt's network)`,
+        () => destroy(onPlain, log),
+      )
   }
   await prepare(providers, log, timed)
   // VMs first, in parallel (libvirt's way); then the containers. The trigger in the
@@ -156,15 +213,24 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
   for (const p of order.filter((x) => providers.includes(x))) {
     const hosts = hostsOf(plan.providers, p)
     const all = hosts.length === topology.hosts.length
-    await timed('vagrant_up', `vagrant up --provider=${p}${all ? '' : ` ${hosts.join(' ')}`}`, () => vagrant(['up', `--provider=${p}`, ...(all ? [] : hosts)], log, { LAB_PREPARED: '1' }))
+    await timed('vagrant_up', `vagrant up --provider=${p}${all ? '' : ` ${hosts.join(' ')}`}`, () =>
+      vagrant(['up', `--provider=${p}`, ...(all ? [] : hosts)], log, { LAB_PREPARED: '1' }),
+    )
   }
   let changed = 0
   if (opts.provision !== false) {
-    const failures: Reporter = (host, kind, r) => { if (r.status === 'failed') log(`    ${host}: ${kind} "${r.name}" failed: ${r.error}`) }
-    const recaps = await timed('provision', 'Provisioning every host', () => provision({ topology, repoRoot, stateDir, report: failures }))
+    const failures: Reporter = (host, kind, r) => {
+      if (r.status === 'failed') log(`    ${host}: ${kind} "${r.name}" failed: ${r.error}`)
+    }
+    const recaps = await timed('provision', 'Provisioning every host', () =>
+      provision({ topology, repoRoot, stateDir, report: failures }),
+    )
     log(recapText(recaps, false))
     const s = summarize(recaps)
-    if (s.failed + s.unreachable > 0) throw new Error(`provisioning failed on ${s.failed + s.unreachable} host(s): see the recap above, fix, then \`npm run provision\``)
+    if (s.failed + s.unreachable > 0)
+      throw new Error(
+        `provisioning failed on ${s.failed + s.unreachable} host(s): see the recap above, fix, then \`npm run provision\``,
+      )
     changed = s.changed
   }
   log(await statusText(topology))
@@ -175,7 +241,7 @@ export async function labDown(log: Log = console.log): Promise<void> {
   const topology = loadTopology(topologyFile)
   await phase(log, 'vagrant destroy -f', () => destroy([], log))
   if (process.getuid?.() === 0) {
-    await phase(log, 'Removing the lab\'s containers, VMs, networks and leftovers', async () => {
+    await phase(log, "Removing the lab's containers, VMs, networks and leftovers", async () => {
       await removeStaleContainers(topology, '', log) // '' matches no box: every container left goes
       await removeLeftovers(topology, log)
       await removeLabDomains(topology, log)
@@ -213,23 +279,29 @@ async function ipsecStatus(topology: Topology, states: Map<string, string>): Pro
   const out = new Map<string, string>()
   if (gateways.length === 0) return out
   const inv = await vagrantInventory(gateways, repoRoot)
-  await Promise.all(gateways.map(async (g) => {
-    const entry = inv.entries.get(g.name)
-    if (!entry) return
-    try {
-      const host = await SshHost.connect(entry, 10_000)
+  await Promise.all(
+    gateways.map(async (g) => {
+      const entry = inv.entries.get(g.name)
+      if (!entry) return
       try {
-        const r = await host.exec('cat /etc/lab/ipsec-mode 2>/dev/null; swanctl --list-sas --raw 2>/dev/null', { check: false })
-        const [mode, ...sas] = r.stdout.split('\n')
-        const tunnels = parseRawSas(sas.join('\n')).map((s) => `${s.name} ${s.state}${s.children[0] ? `/${s.children[0].state}` : ''}`)
-        out.set(g.name, `${mode.trim() || 'not provisioned'}; ${tunnels.join(', ') || 'no tunnel'}`)
-      } finally {
-        await host.close()
+        const host = await SshHost.connect(entry, 10_000)
+        try {
+          const r = await host.exec('cat /etc/lab/ipsec-mode 2>/dev/null; swanctl --list-sas --raw 2>/dev/null', {
+            check: false,
+          })
+          const [mode, ...sas] = r.stdout.split('\n')
+          const tunnels = parseRawSas(sas.join('\n')).map(
+            (s) => `${s.name} ${s.state}${s.children[0] ? `/${s.children[0].state}` : ''}`,
+          )
+          out.set(g.name, `${mode.trim() || 'not provisioned'}; ${tunnels.join(', ') || 'no tunnel'}`)
+        } finally {
+          await host.close()
+        }
+      } catch (e) {
+        out.set(g.name, `unknown (${(e as Error).message.split(':')[0]})`)
       }
-    } catch (e) {
-      out.set(g.name, `unknown (${(e as Error).message.split(':')[0]})`)
-    }
-  }))
+    }),
+  )
   return out
 }
 
@@ -238,17 +310,30 @@ export async function statusText(topology: Topology): Promise<string> {
   const ipsec = await ipsecStatus(topology, states)
   const providers = runningProviders()
   const accel = vmAccel()
-  const providerCell = (p: Provider | undefined) => p === 'libvirt' ? `libvirt (${accel.accel})` : p ?? '-'
+  const providerCell = (p: Provider | undefined) => (p === 'libvirt' ? `libvirt (${accel.accel})` : (p ?? '-'))
   const rows = topology.hosts.map((h) => [
-    h.name, h.role, providerCell(providers.get(h.name)), states.get(h.name) ?? 'unknown', h.mgmt.address,
-    h.interfaces.slice(1).map((i) => `${i.network} ${i.address}/${i.prefix}`).join(', '),
+    h.name,
+    h.role,
+    providerCell(providers.get(h.name)),
+    states.get(h.name) ?? 'unknown',
+    h.mgmt.address,
+    h.interfaces
+      .slice(1)
+      .map((i) => `${i.network} ${i.address}/${i.prefix}`)
+      .join(', '),
     ipsec.get(h.name) ?? '',
   ])
   const head = ['host', 'role', 'provider', 'state', 'management', 'lab addresses', 'IPsec (data path; tunnels)']
   const widths = head.map((_, i) => Math.max(head[i].length, ...rows.map((r) => r[i].length)))
-  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd()
   const running = [...states.values()].some((s) => s === 'running')
   const impaired = recorded()
-  const impairments = impaired.length ? `\nLink impairments (npm run lab:impair -- LINK --clear): ${impaired.map((i) => `${i.link} ${i.loss}% loss${i.delayMs ? ` ${i.delayMs} ms delay` : ''}`).join(', ')}` : ''
+  const impairments = impaired.length
+    ? `\nLink impairments (npm run lab:impair -- LINK --clear): ${impaired.map((i) => `${i.link} ${i.loss}% loss${i.delayMs ? ` ${i.delayMs} ms delay` : ''}`).join(', ')}`
+    : ''
   return ['', fmt(head), ...rows.map(fmt)].join('\n') + impairments + (running ? watchText(await watch(topology)) : '')
 }

@@ -10,7 +10,11 @@ import type { Topology } from '../../provision/topology.js'
 
 const q = { quiet: true, nothrow: true }
 
-export interface Accel { accel: 'kvm' | 'tcg'; cpu: string; why?: string }
+export interface Accel {
+  accel: 'kvm' | 'tcg'
+  cpu: string
+  why?: string
+}
 
 /**
  * KVM where the processor really offers it, else QEMU's emulation (TCG). /dev/kvm alone
@@ -18,20 +22,32 @@ export interface Accel { accel: 'kvm' | 'tcg'; cpu: string; why?: string }
  * built guests) but a Debian kernel hangs on it before its first line, and the CPU has
  * no vmx/svm flag. LAB_VM_ACCEL=kvm|tcg overrides.
  */
-export function vmAccel(env = process.env, cpuinfo = readOr('/proc/cpuinfo'), kvmDevice = fs.existsSync('/dev/kvm')): Accel {
+export function vmAccel(
+  env = process.env,
+  cpuinfo = readOr('/proc/cpuinfo'),
+  kvmDevice = fs.existsSync('/dev/kvm'),
+): Accel {
   const wanted = env.LAB_VM_ACCEL
-  if (wanted && wanted !== 'kvm' && wanted !== 'tcg') throw new Error(`LAB_VM_ACCEL=${wanted} is not known: use kvm or tcg`)
+  if (wanted && wanted !== 'kvm' && wanted !== 'tcg')
+    throw new Error(`LAB_VM_ACCEL=${wanted} is not known: use kvm or tcg`)
   const hw = /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo)
   if (wanted === 'kvm' || (!wanted && kvmDevice && hw)) return { accel: 'kvm', cpu: 'host' }
-  const why = wanted === 'tcg' ? 'LAB_VM_ACCEL=tcg'
-    : !kvmDevice ? 'no /dev/kvm'
-      : 'the processor has no vmx/svm, so /dev/kvm cannot run a stock guest kernel'
+  const why =
+    wanted === 'tcg'
+      ? 'LAB_VM_ACCEL=tcg'
+      : !kvmDevice
+        ? 'no /dev/kvm'
+        : 'the processor has no vmx/svm, so /dev/kvm cannot run a stock guest kernel'
   // Under emulation qemu64 is faster than `max`: AVX2 and friends are costly to emulate.
   return { accel: 'tcg', cpu: 'qemu64', why: `emulation, slow: ${why}` }
 }
 
 function readOr(file: string): string {
-  try { return fs.readFileSync(file, 'utf8') } catch { return '' }
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
 }
 
 export const LIBVIRT_RUN_DIR = '/run/iotlab'
@@ -67,7 +83,9 @@ export async function ensureLibvirtDaemons(log: (m: string) => void): Promise<vo
     if (await libvirtdUp()) return
     await new Promise((r) => setTimeout(r, 200))
   }
-  throw new Error('libvirtd did not answer within 20 s after starting it: see `journalctl -u libvirtd` or run `libvirtd -v` by hand')
+  throw new Error(
+    'libvirtd did not answer within 20 s after starting it: see `journalctl -u libvirtd` or run `libvirtd -v` by hand',
+  )
 }
 
 /**
@@ -82,7 +100,9 @@ function ensureKvmDeviceGroup(log: (m: string) => void): void {
   if (!kvm) return
   const st = fs.statSync('/dev/kvm')
   if (st.gid === Number(kvm[1]) && (st.mode & 0o060) === 0o060) return
-  log('Giving /dev/kvm to group kvm, mode 0660, as Debian\'s udev rule does (libvirt re-probes QEMU on every call otherwise)')
+  log(
+    "Giving /dev/kvm to group kvm, mode 0660, as Debian's udev rule does (libvirt re-probes QEMU on every call otherwise)",
+  )
   fs.chownSync('/dev/kvm', 0, Number(kvm[1]))
   fs.chmodSync('/dev/kvm', 0o660)
 }
@@ -149,18 +169,20 @@ export function mgmtNetworkXml(t: Topology, vmHosts: string[]): string {
     const h = t.hosts.find((x) => x.name === name)!
     return `      <host mac='${mgmtMac(t, name)}' name='${name}' ip='${h.mgmt.address}'/>`
   })
-  return [
-    '<network>',
-    `  <name>${net.bridge}</name>`,
-    `  <bridge name='${net.bridge}' stp='off' delay='0'/>`,
-    "  <port isolated='yes'/>",
-    `  <ip address='${net.hostAddress}' netmask='${mask}'>`,
-    '    <dhcp>',
-    ...hosts,
-    '    </dhcp>',
-    '  </ip>',
-    '</network>',
-  ].join('\n') + '\n'
+  return (
+    [
+      '<network>',
+      `  <name>${net.bridge}</name>`,
+      `  <bridge name='${net.bridge}' stp='off' delay='0'/>`,
+      "  <port isolated='yes'/>",
+      `  <ip address='${net.hostAddress}' netmask='${mask}'>`,
+      '    <dhcp>',
+      ...hosts,
+      '    </dhcp>',
+      '  </ip>',
+      '</network>',
+    ].join('\n') + '\n'
+  )
 }
 
 /** A prefix length as a dotted netmask (24: 255.255.255.0), as libvirt and ifupdown want it. */
@@ -182,11 +204,15 @@ export async function ensureMgmtNetwork(t: Topology, vmHosts: string[], log: (m:
       const entry = line.trim()
       if (have.stdout.includes(entry)) continue
       if (have.stdout.toLowerCase().includes(`mac='${mac}'`)) {
-        await $({ quiet: true })`virsh -c qemu:///system net-update ${name} delete ip-dhcp-host ${`<host mac='${mac}'/>`} --live --config`.nothrow()
+        await $({
+          quiet: true,
+        })`virsh -c qemu:///system net-update ${name} delete ip-dhcp-host ${`<host mac='${mac}'/>`} --live --config`.nothrow()
       }
       log(`Adding a DHCP entry to ${name}: ${entry}`)
       const active = /Active:\s+yes/.test((await $(q)`virsh -c qemu:///system net-info ${name}`).stdout)
-      await $({ quiet: true })`virsh -c qemu:///system net-update ${name} add ip-dhcp-host ${entry} ${active ? ['--live', '--config'] : ['--config']}`
+      await $({
+        quiet: true,
+      })`virsh -c qemu:///system net-update ${name} add ip-dhcp-host ${entry} ${active ? ['--live', '--config'] : ['--config']}`
     }
     if (!/Active:\s+yes/.test((await $(q)`virsh -c qemu:///system net-info ${name}`).stdout)) {
       // A bridge left by a libvirtd that was killed (not stopped) blocks the start.
@@ -204,7 +230,9 @@ export async function ensureMgmtNetwork(t: Topology, vmHosts: string[], log: (m:
     log(`Removing the plain bridge ${name}: libvirt manages it when the lab has VMs`)
     await $({ quiet: true })`ip link delete ${name}`
   }
-  log(`Defining libvirt network ${name}: isolated (no NAT, no forwarding, isolated ports), DHCP for the lab's hosts only`)
+  log(
+    `Defining libvirt network ${name}: isolated (no NAT, no forwarding, isolated ports), DHCP for the lab's hosts only`,
+  )
   const file = path.join(fs.mkdtempSync('/tmp/iotlab-net-'), `${name}.xml`)
   fs.writeFileSync(file, want)
   try {
@@ -225,7 +253,13 @@ export async function removeMgmtNetwork(t: Topology, log: (m: string) => void): 
 }
 
 export async function libvirtAvailable(): Promise<boolean> {
-  return (await $(q)`sh -c ${'command -v virsh && command -v qemu-system-x86_64 && (command -v libvirtd || test -x /usr/sbin/libvirtd)'}`).exitCode === 0
+  return (
+    (
+      await $(
+        q,
+      )`sh -c ${'command -v virsh && command -v qemu-system-x86_64 && (command -v libvirtd || test -x /usr/sbin/libvirtd)'}`
+    ).exitCode === 0
+  )
 }
 
 const virsh = (args: string[]) => $(q)`virsh -c qemu:///system ${args}`
@@ -247,7 +281,10 @@ export async function domainExists(uuid: string): Promise<boolean> {
 /** The lab's VMs libvirt knows (vagrant-libvirt names them NAME-host). */
 export async function labDomains(t: Topology): Promise<string[]> {
   if (!(await libvirtReachable())) return []
-  return (await virsh(['list', '--all', '--name'])).stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(`${t.name}-`))
+  return (await virsh(['list', '--all', '--name'])).stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((n) => n.startsWith(`${t.name}-`))
 }
 
 /** The lab's volumes in the default pool: VM disks and the VM box's base image. */
@@ -255,7 +292,11 @@ export async function labVolumes(t: Topology): Promise<string[]> {
   if (!(await libvirtReachable())) return []
   const r = await virsh(['vol-list', 'default'])
   if (r.exitCode !== 0) return []
-  return r.stdout.split('\n').slice(2).map((l) => l.trim().split(/\s+/)[0]).filter((n) => n && n.startsWith(`${t.name}-`))
+  return r.stdout
+    .split('\n')
+    .slice(2)
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter((n) => n && n.startsWith(`${t.name}-`))
 }
 
 /** Stop a VM at once and remove it with its disks. */

@@ -18,7 +18,10 @@ export function parseLink(t: Topology, arg: string | undefined, opts: { allowMan
   const [name, ifname, ...rest] = arg.split(':')
   if (rest.length) throw new UsageError(`link ${JSON.stringify(arg)}: one colon at most, as host:interface`)
   const mgmt = (n: Network) => {
-    if (n.kind === 'management' && !opts.allowManagement) throw new UsageError(`link ${JSON.stringify(arg)}: the management network is how the lab is reached; it is never impaired`)
+    if (n.kind === 'management' && !opts.allowManagement)
+      throw new UsageError(
+        `link ${JSON.stringify(arg)}: the management network is how the lab is reached; it is never impaired`,
+      )
   }
   if (ifname === undefined) {
     const network = t.networks.find((n) => n.name === name)
@@ -27,9 +30,15 @@ export function parseLink(t: Topology, arg: string | undefined, opts: { allowMan
     return { kind: 'network', network }
   }
   const host = t.hosts.find((h) => h.name === name)
-  if (!host) throw new UsageError(`link ${JSON.stringify(arg)}: no host ${JSON.stringify(name)} in the topology (${t.hosts.map((h) => h.name).join(', ')})`)
+  if (!host)
+    throw new UsageError(
+      `link ${JSON.stringify(arg)}: no host ${JSON.stringify(name)} in the topology (${t.hosts.map((h) => h.name).join(', ')})`,
+    )
   const iface = host.interfaces.find((i) => i.network === ifname)
-  if (!iface) throw new UsageError(`link ${JSON.stringify(arg)}: ${host.name} has no interface ${JSON.stringify(ifname)}; its interfaces are ${host.interfaces.map((i) => i.network).join(', ')}`)
+  if (!iface)
+    throw new UsageError(
+      `link ${JSON.stringify(arg)}: ${host.name} has no interface ${JSON.stringify(ifname)}; its interfaces are ${host.interfaces.map((i) => i.network).join(', ')}`,
+    )
   const network = t.networks.find((n) => n.name === ifname)!
   mgmt(network)
   return { kind: 'interface', host, network }
@@ -38,10 +47,23 @@ export function parseLink(t: Topology, arg: string | undefined, opts: { allowMan
 export const linkName = (l: Link) => (l.kind === 'network' ? l.network.name : `${l.host.name}:${l.network.name}`)
 
 /** A whole number in a range, or a UsageError naming the option. */
-export function boundedNumber(value: unknown, option: string, min: number, max: number, opts: { integer?: boolean; decimals?: number } = {}): number {
+export function boundedNumber(
+  value: unknown,
+  option: string,
+  min: number,
+  max: number,
+  opts: { integer?: boolean; decimals?: number } = {},
+): number {
   const n = Number(value)
-  const ok = Number.isFinite(n) && n >= min && n <= max && (opts.integer ? Number.isInteger(n) : Number.isInteger(n * 10 ** (opts.decimals ?? 0)))
-  if (!ok) throw new UsageError(`--${option} must be ${opts.integer ? 'a whole number' : `a number with at most ${opts.decimals ?? 0} decimal${opts.decimals === 1 ? '' : 's'}`} from ${min} to ${max}; got ${JSON.stringify(value)}`)
+  const ok =
+    Number.isFinite(n) &&
+    n >= min &&
+    n <= max &&
+    (opts.integer ? Number.isInteger(n) : Number.isInteger(n * 10 ** (opts.decimals ?? 0)))
+  if (!ok)
+    throw new UsageError(
+      `--${option} must be ${opts.integer ? 'a whole number' : `a number with at most ${opts.decimals ?? 0} decimal${opts.decimals === 1 ? '' : 's'}`} from ${min} to ${max}; got ${JSON.stringify(value)}`,
+    )
   return n
 }
 
@@ -50,7 +72,10 @@ export async function deviceOf(ssh: SshHost, link: Extract<Link, { kind: 'interf
   const address = link.host.interfaces.find((i) => i.network === link.network.name)!.address
   const r = await ssh.exec(`ip -o -4 addr show to ${address}/32 | awk '{print $2; exit}'`, { check: false })
   const dev = r.stdout.trim()
-  if (!dev) throw new Error(`${linkName(link)}: ${link.host.name} has no interface with ${address}; is it provisioned? npm run provision`)
+  if (!dev)
+    throw new Error(
+      `${linkName(link)}: ${link.host.name} has no interface with ${address}; is it provisioned? npm run provision`,
+    )
   return dev
 }
 

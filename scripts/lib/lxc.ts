@@ -15,7 +15,9 @@ const q = { quiet: true, nothrow: true }
 
 export function labContainers(t: Topology): string[] {
   if (!fs.existsSync(LXC_PATH)) return []
-  return fs.readdirSync(LXC_PATH).filter((n) => n.startsWith(`${t.name}-`) && fs.existsSync(path.join(LXC_PATH, n, 'config')))
+  return fs
+    .readdirSync(LXC_PATH)
+    .filter((n) => n.startsWith(`${t.name}-`) && fs.existsSync(path.join(LXC_PATH, n, 'config')))
 }
 
 export async function containerRunning(name: string): Promise<boolean> {
@@ -80,7 +82,9 @@ export function leftovers(t: Topology): { cgroups: string[]; mounts: string[] } 
     }
   }
   walk(root, 0)
-  const mounts = fs.readFileSync('/proc/mounts', 'utf8').split('\n')
+  const mounts = fs
+    .readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
     .map((l) => l.split(' ')[1])
     .filter((m) => m && m.startsWith(`${LXC_PATH}/${t.name}-`))
   return { cgroups, mounts }
@@ -88,7 +92,10 @@ export function leftovers(t: Topology): { cgroups: string[]; mounts: string[] } 
 
 export async function removeLeftovers(t: Topology, log: (m: string) => void): Promise<void> {
   const { cgroups, mounts } = leftovers(t)
-  for (const m of mounts.reverse()) { log(`Unmounting ${m}`); await $(q)`umount -l ${m}` }
+  for (const m of mounts.reverse()) {
+    log(`Unmounting ${m}`)
+    await $(q)`umount -l ${m}`
+  }
   // Deepest first: a cgroup folder can only go once its children have.
   for (const c of cgroups.sort((a, b) => b.length - a.length)) {
     await $(q)`find ${c} -depth -type d -exec rmdir {} +`

@@ -20,7 +20,9 @@ export function labBridges(t: Topology): string[] {
 
 /** Bridges on this machine that belong to a lab of this name (current or stale). */
 export function existingBridges(t: Topology): string[] {
-  return fs.readdirSync('/sys/class/net').filter((n) => n.startsWith(`${t.name}-`) && fs.existsSync(`/sys/class/net/${n}/bridge`))
+  return fs
+    .readdirSync('/sys/class/net')
+    .filter((n) => n.startsWith(`${t.name}-`) && fs.existsSync(`/sys/class/net/${n}/bridge`))
 }
 
 const guardTable = (t: Topology) => `${t.name}_guard`
@@ -39,20 +41,31 @@ export function forwardGuard(t: Topology): string {
       ? `    iifname "${n.bridge}" counter drop comment "management joins no two hosts"\n    oifname "${n.bridge}" counter drop`
       : `    iifname "${n.bridge}" oifname != "${n.bridge}" counter drop comment "${n.name} is only bridged, never routed"\n    oifname "${n.bridge}" iifname != "${n.bridge}" counter drop`,
   )
-  return [
-    `table inet ${guardTable(t)}`,
-    `delete table inet ${guardTable(t)}`,
-    `table inet ${guardTable(t)} {`,
-    '  chain forward {',
-    '    type filter hook forward priority filter; policy accept;',
-    ...rules,
-    '  }',
-    '}',
-  ].join('\n') + '\n'
+  return (
+    [
+      `table inet ${guardTable(t)}`,
+      `delete table inet ${guardTable(t)}`,
+      `table inet ${guardTable(t)} {`,
+      '  chain forward {',
+      '    type filter hook forward priority filter; policy accept;',
+      ...rules,
+      '  }',
+      '}',
+    ].join('\n') + '\n'
+  )
 }
 
-export async function networksUp(t: Topology, log: (m: string) => void = console.log, opts: { libvirtMgmt?: boolean } = {}): Promise<void> {
-  if (opts.libvirtMgmt) await ensureMgmtNetwork(t, t.hosts.map((h) => h.name), log)
+export async function networksUp(
+  t: Topology,
+  log: (m: string) => void = console.log,
+  opts: { libvirtMgmt?: boolean } = {},
+): Promise<void> {
+  if (opts.libvirtMgmt)
+    await ensureMgmtNetwork(
+      t,
+      t.hosts.map((h) => h.name),
+      log,
+    )
   const wanted = new Set(labBridges(t))
   for (const stale of existingBridges(t).filter((b) => !wanted.has(b))) {
     log(`Removing stale bridge ${stale}`)

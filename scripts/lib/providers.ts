@@ -20,8 +20,11 @@ export interface Machine {
 }
 
 export function probeMachine(): Machine {
-  const onPath = (cmd: string) => (process.env.PATH ?? '/usr/bin:/bin').split(':').concat(['/usr/sbin', '/sbin'])
-    .some((d) => fs.existsSync(path.join(d, cmd)))
+  const onPath = (cmd: string) =>
+    (process.env.PATH ?? '/usr/bin:/bin')
+      .split(':')
+      .concat(['/usr/sbin', '/sbin'])
+      .some((d) => fs.existsSync(path.join(d, cmd)))
   return {
     hardwareVirt: vmAccel({}).accel === 'kvm',
     hasLibvirt: onPath('virsh') && onPath('qemu-system-x86_64'),
@@ -44,17 +47,27 @@ export interface Plan {
  * Unasked: VirtualBox or libvirt where the processor can run VMs at full speed, else
  * lxc (emulated VMs are slow: they are chosen only when asked for).
  */
-export function planProviders(t: Topology, env: NodeJS.ProcessEnv = process.env, machine: Machine = probeMachine()): Plan {
+export function planProviders(
+  t: Topology,
+  env: NodeJS.ProcessEnv = process.env,
+  machine: Machine = probeMachine(),
+): Plan {
   const asked = env.LAB_PROVIDER || env.VAGRANT_DEFAULT_PROVIDER
   if (asked && !(PROVIDERS as readonly string[]).includes(asked)) {
     throw new Error(`LAB_PROVIDER=${asked} is not a provider this lab knows: use ${PROVIDERS.join(', ')}`)
   }
-  const vmRoles = (env.LAB_VM_ROLES ?? '').split(',').map((r) => r.trim()).filter(Boolean)
+  const vmRoles = (env.LAB_VM_ROLES ?? '')
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean)
   for (const r of vmRoles) {
-    if (!(ROLES as readonly string[]).includes(r)) throw new Error(`LAB_VM_ROLES names ${r}, which is not a role: use ${ROLES.join(', ')}`)
+    if (!(ROLES as readonly string[]).includes(r))
+      throw new Error(`LAB_VM_ROLES names ${r}, which is not a role: use ${ROLES.join(', ')}`)
   }
   if (vmRoles.length && env.VAGRANT_DEFAULT_PROVIDER) {
-    throw new Error('LAB_VM_ROLES mixes providers, but VAGRANT_DEFAULT_PROVIDER forces one on every machine: unset VAGRANT_DEFAULT_PROVIDER and use LAB_PROVIDER')
+    throw new Error(
+      'LAB_VM_ROLES mixes providers, but VAGRANT_DEFAULT_PROVIDER forces one on every machine: unset VAGRANT_DEFAULT_PROVIDER and use LAB_PROVIDER',
+    )
   }
   let base: Provider
   let reason: string
@@ -62,12 +75,16 @@ export function planProviders(t: Topology, env: NodeJS.ProcessEnv = process.env,
     base = asked as Provider
     reason = `${env.LAB_PROVIDER ? 'LAB_PROVIDER' : 'VAGRANT_DEFAULT_PROVIDER'}=${asked}`
   } else if (machine.hardwareVirt && machine.hasVirtualbox) {
-    base = 'virtualbox'; reason = 'VirtualBox is installed and the processor runs VMs'
+    base = 'virtualbox'
+    reason = 'VirtualBox is installed and the processor runs VMs'
   } else if (machine.hardwareVirt && machine.hasLibvirt) {
-    base = 'libvirt'; reason = 'libvirt is installed and the processor runs VMs (KVM)'
+    base = 'libvirt'
+    reason = 'libvirt is installed and the processor runs VMs (KVM)'
   } else {
     base = 'lxc'
-    reason = machine.hardwareVirt ? 'no VM provider installed' : 'no hardware virtualization here (VMs would be emulated: ask with LAB_PROVIDER=libvirt)'
+    reason = machine.hardwareVirt
+      ? 'no VM provider installed'
+      : 'no hardware virtualization here (VMs would be emulated: ask with LAB_PROVIDER=libvirt)'
   }
   const vmProvider: Provider = base === 'lxc' ? 'libvirt' : base
   const providers: Record<string, Provider> = {}
@@ -97,5 +114,6 @@ export function providerSummary(providers: Iterable<Provider>): Provider | 'mixe
 }
 
 export const hostsOf = (providers: Record<string, Provider> | Map<string, Provider>, p: Provider) =>
-  [...(providers instanceof Map ? providers : new Map(Object.entries(providers)))].filter(([, v]) => v === p).map(([k]) => k)
-
+  [...(providers instanceof Map ? providers : new Map(Object.entries(providers)))]
+    .filter(([, v]) => v === p)
+    .map(([k]) => k)

@@ -2,8 +2,18 @@
 // scenarios), their results and skips with reasons, and the assertions under them.
 // Pure, so that CI's check (scripts/ci/scenarios.ts) is unit-tested.
 
-export interface Scenario { file: string; name: string; ok: boolean; skip?: string }
-export interface TapRun { scenarios: Scenario[]; fileSkips: { file: string; reason: string }[]; assertions: Record<string, number>; leftOut: string[] }
+export interface Scenario {
+  file: string
+  name: string
+  ok: boolean
+  skip?: string
+}
+export interface TapRun {
+  scenarios: Scenario[]
+  fileSkips: { file: string; reason: string }[]
+  assertions: Record<string, number>
+  leftOut: string[]
+}
 
 const cleanName = (s: string) => s.replace(/ # (time=|SKIP|TODO).*$/, '').trim()
 
@@ -12,7 +22,10 @@ export function parseTap(text: string): TapRun {
   let file = ''
   for (const line of text.split('\n')) {
     const top = /^# Subtest: (\S+\.ts)$/.exec(line)
-    if (top) { file = top[1]; continue }
+    if (top) {
+      file = top[1]
+      continue
+    }
     const fileEnd = /^(not )?ok \d+ - (\S+\.ts)(?: # SKIP ?(.*))?/.exec(line)
     if (fileEnd) {
       if (line.includes('# SKIP')) run.fileSkips.push({ file: fileEnd[2], reason: fileEnd[3] || '(no reason given)' })
@@ -21,11 +34,19 @@ export function parseTap(text: string): TapRun {
     }
     if (!file) continue
     const left = /^ {4}# left out: (.*)$/.exec(line)
-    if (left) { run.leftOut.push(`${file}: ${left[1]}`); continue }
+    if (left) {
+      run.leftOut.push(`${file}: ${left[1]}`)
+      continue
+    }
     const sc = /^ {4}(not )?ok \d+ - (.*)$/.exec(line)
     if (sc) {
       const skip = / # SKIP ?(.*)$/.exec(sc[2])
-      run.scenarios.push({ file, name: cleanName(sc[2]), ok: !sc[1], ...(skip ? { skip: skip[1] || '(no reason given)' } : {}) })
+      run.scenarios.push({
+        file,
+        name: cleanName(sc[2]),
+        ok: !sc[1],
+        ...(skip ? { skip: skip[1] || '(no reason given)' } : {}),
+      })
       continue
     }
     if (/^ {8,}(not )?ok \d+/.test(line)) run.assertions[file] = (run.assertions[file] ?? 0) + 1
@@ -34,8 +55,15 @@ export function parseTap(text: string): TapRun {
 }
 
 /** The scenarios a run must hold (one "file: name" a line; # comments), against what ran. */
-export function compareScenarios(expected: string, run: TapRun, under: (file: string) => boolean = (f) => f.startsWith('test/lab/')) {
-  const want = expected.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+export function compareScenarios(
+  expected: string,
+  run: TapRun,
+  under: (file: string) => boolean = (f) => f.startsWith('test/lab/'),
+) {
+  const want = expected
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
   const ran = run.scenarios.filter((s) => under(s.file) && !s.skip).map((s) => `${s.file}: ${s.name}`)
   return {
     missing: want.filter((w) => !ran.includes(w)),

@@ -25,12 +25,16 @@ type Output = { exitCode: number | null; stdout: string; stderr: string }
  * spelling (vagrant-lxc and vagrant-libvirt say these); undefined where the answer is
  * not understood, and Vagrant is asked instead.
  */
-const ASK: Record<string, { command: (id: string) => Promise<Output>; state: (r: Output) => MachineState | undefined }> = {
+const ASK: Record<
+  string,
+  { command: (id: string) => Promise<Output>; state: (r: Output) => MachineState | undefined }
+> = {
   lxc: {
     command: (id) => $({ quiet: true, nothrow: true })`lxc-info -s -n ${id}`,
     state: (r) => {
       const word = /State:\s+(\S+)/.exec(r.stdout)?.[1]
-      if (r.exitCode === 0 && word) return ({ RUNNING: 'running', STOPPED: 'stopped', FROZEN: 'frozen' } as Record<string, MachineState>)[word]
+      if (r.exitCode === 0 && word)
+        return ({ RUNNING: 'running', STOPPED: 'stopped', FROZEN: 'frozen' } as Record<string, MachineState>)[word]
       if (r.exitCode !== 127 && /doesn't exist|does not exist/i.test(r.stderr + r.stdout)) return 'not_created'
       return undefined
     },
@@ -38,12 +42,23 @@ const ASK: Record<string, { command: (id: string) => Promise<Output>; state: (r:
   libvirt: {
     command: (id) => $({ quiet: true, nothrow: true })`virsh -c qemu:///system domstate ${id}`,
     state: (r) => {
-      if (r.exitCode === 0) return ({ running: 'running', 'shut off': 'shutoff', paused: 'paused', 'in shutdown': 'shutdown', crashed: 'crashed', pmsuspended: 'pmsuspended' } as Record<string, MachineState>)[r.stdout.trim()]
+      if (r.exitCode === 0)
+        return (
+          {
+            running: 'running',
+            'shut off': 'shutoff',
+            paused: 'paused',
+            'in shutdown': 'shutdown',
+            crashed: 'crashed',
+            pmsuspended: 'pmsuspended',
+          } as Record<string, MachineState>
+        )[r.stdout.trim()]
       if (/failed to get domain|Domain not found/i.test(r.stderr)) return 'not_created'
       // libvirtd not running (lab:down stops it, a reboot too): `vagrant status` fails
       // outright then; the machine is not running for the lab, whose bring-up starts
       // libvirt again.
-      if (/Failed to connect socket|failed to connect to the hypervisor/i.test(r.stderr)) return 'unknown (libvirt is not running)'
+      if (/Failed to connect socket|failed to connect to the hypervisor/i.test(r.stderr))
+        return 'unknown (libvirt is not running)'
       return undefined
     },
   },
@@ -52,13 +67,18 @@ const ASK: Record<string, { command: (id: string) => Promise<Output>; state: (r:
 async function statesFromProviders(cwd: string): Promise<Map<string, MachineState> | undefined> {
   const dir = path.join(cwd, '.vagrant', 'machines')
   if (!fs.existsSync(dir)) return new Map()
-  const asked = await Promise.all(fs.readdirSync(dir).map(async (host): Promise<[string, MachineState | undefined]> => {
-    const providers = fs.readdirSync(path.join(dir, host)).filter((p) => fs.existsSync(path.join(dir, host, p, 'id')))
-    if (providers.length === 0) return [host, 'not_created']
-    const ask = providers.length === 1 ? ASK[providers[0]] : undefined
-    if (!ask) return [host, undefined]
-    return [host, ask.state(await ask.command(fs.readFileSync(path.join(dir, host, providers[0], 'id'), 'utf8').trim()))]
-  }))
+  const asked = await Promise.all(
+    fs.readdirSync(dir).map(async (host): Promise<[string, MachineState | undefined]> => {
+      const providers = fs.readdirSync(path.join(dir, host)).filter((p) => fs.existsSync(path.join(dir, host, p, 'id')))
+      if (providers.length === 0) return [host, 'not_created']
+      const ask = providers.length === 1 ? ASK[providers[0]] : undefined
+      if (!ask) return [host, undefined]
+      return [
+        host,
+        ask.state(await ask.command(fs.readFileSync(path.join(dir, host, providers[0], 'id'), 'utf8').trim())),
+      ]
+    }),
+  )
   return asked.every(([, s]) => s !== undefined) ? new Map(asked as [string, MachineState][]) : undefined
 }
 
@@ -70,7 +90,8 @@ export async function vagrantStates(cwd = repoRoot): Promise<Map<string, Machine
     const f = line.split(',')
     if (f[2] === 'state' && f[1]) states.set(f[1], f[3])
   }
-  if (r.exitCode !== 0 && states.size === 0) throw new Error(`vagrant status failed: ${r.stderr.trim() || r.stdout.trim()}`)
+  if (r.exitCode !== 0 && states.size === 0)
+    throw new Error(`vagrant status failed: ${r.stderr.trim() || r.stdout.trim()}`)
   return states
 }
 

@@ -22,8 +22,11 @@ const PART_START_SECTOR = 2048
 const BUILDER_VERSION = 1
 
 const INPUTS = [
-  path.join(boxDir, 'packages.txt'), path.join(boxDir, 'customize.sh'),
-  path.join(VM_DIR, 'packages.txt'), path.join(VM_DIR, 'customize.sh'), path.join(VM_DIR, 'seal.sh'),
+  path.join(boxDir, 'packages.txt'),
+  path.join(boxDir, 'customize.sh'),
+  path.join(VM_DIR, 'packages.txt'),
+  path.join(VM_DIR, 'customize.sh'),
+  path.join(VM_DIR, 'seal.sh'),
 ]
 
 /** VM box name from its inputs: change any of them and it is a new box. */
@@ -36,7 +39,11 @@ export function vmBoxName(): string {
 
 export const vmBoxFile = (name = vmBoxName()) => path.join(cacheDir, `${name}.box`)
 
-export interface VmBoxResult { name: string; built: boolean; seconds: number }
+export interface VmBoxResult {
+  name: string
+  built: boolean
+  seconds: number
+}
 
 /** Ensure Vagrant knows the VM box, building it when no cached file exists. */
 export async function ensureVmBox(log: (m: string) => void = console.log): Promise<VmBoxResult> {
@@ -63,13 +70,19 @@ async function buildVmBox(name: string, file: string, log: (m: string) => void):
   const uuid = randomUUID()
   const packages = [...boxPackages(), ...boxPackages(fs.readFileSync(path.join(VM_DIR, 'packages.txt'), 'utf8'))]
   let t = Date.now()
-  const took = () => { const s = ((Date.now() - t) / 1000).toFixed(0); t = Date.now(); return `${s} s` }
+  const took = () => {
+    const s = ((Date.now() - t) / 1000).toFixed(0)
+    t = Date.now()
+    return `${s} s`
+  }
   log(`Building VM box ${name}: mmdebstrap ${SUITE} with ${packages.length} packages and a kernel (a few minutes)`)
   const hooks = [
     `--customize-hook=${path.join(boxDir, 'customize.sh')} "$1" ${vagrantInsecureKey()}`,
     `--customize-hook=${path.join(VM_DIR, 'customize.sh')} "$1" ${uuid}`,
   ]
-  await $({ quiet: true })`mmdebstrap --quiet --variant=apt --include=${packages.join(',')} ${hooks} ${SUITE} ${root} ${debianSources()}`
+  await $({
+    quiet: true,
+  })`mmdebstrap --quiet --variant=apt --include=${packages.join(',')} ${hooks} ${SUITE} ${root} ${debianSources()}`
   log(`    root built (${took()})`)
 
   const boot = fs.readdirSync(path.join(root, 'boot'))
@@ -85,24 +98,40 @@ async function buildVmBox(name: string, file: string, log: (m: string) => void):
   await $({ quiet: true })`truncate -s ${DISK_GIB}G ${raw}`
   await $({ quiet: true, input: `label: dos\nstart=${PART_START_SECTOR}, type=83, bootable\n` })`sfdisk --quiet ${raw}`
   const fsKiB = DISK_GIB * 1024 * 1024 - (PART_START_SECTOR * 512) / 1024
-  await $({ quiet: true })`mkfs.ext4 -q -F -L root -U ${uuid} -E offset=${PART_START_SECTOR * 512} -d ${root} ${raw} ${fsKiB}k`
+  await $({
+    quiet: true,
+  })`mkfs.ext4 -q -F -L root -U ${uuid} -E offset=${PART_START_SECTOR * 512} -d ${root} ${raw} ${fsKiB}k`
   await fs.promises.rm(root, { recursive: true, force: true })
   log(`    disk image made (${took()})`)
 
   const accel = vmAccel()
-  log(`Sealing boot under QEMU (${accel.accel}${accel.why ? `: ${accel.why}` : ''}): GRUB installed from inside the guest`)
+  log(
+    `Sealing boot under QEMU (${accel.accel}${accel.why ? `: ${accel.why}` : ''}): GRUB installed from inside the guest`,
+  )
   const console = path.join(work, 'seal-console.log')
-  const r = await $({ quiet: true, nothrow: true, timeout: '15m' })`qemu-system-x86_64 -accel ${accel.accel} -cpu ${accel.cpu} -m 1024 -smp 1 -nographic -no-reboot -net none -serial file:${console} -monitor none -drive file=${raw},format=raw,if=virtio -kernel ${path.join(work, 'vmlinuz')} -initrd ${path.join(work, 'initrd')} -append ${'root=/dev/vda1 rw console=ttyS0 panic=-1 init=/usr/local/sbin/iotlab-seal'}`
+  const r = await $({
+    quiet: true,
+    nothrow: true,
+    timeout: '15m',
+  })`qemu-system-x86_64 -accel ${accel.accel} -cpu ${accel.cpu} -m 1024 -smp 1 -nographic -no-reboot -net none -serial file:${console} -monitor none -drive file=${raw},format=raw,if=virtio -kernel ${path.join(work, 'vmlinuz')} -initrd ${path.join(work, 'initrd')} -append ${'root=/dev/vda1 rw console=ttyS0 panic=-1 init=/usr/local/sbin/iotlab-seal'}`
   const said = fs.existsSync(console) ? fs.readFileSync(console, 'utf8') : ''
   if (!said.includes('iotlab-seal: SEALED')) {
-    throw new Error(`the sealing boot of the VM box failed (QEMU exit ${r.exitCode}); its console is in ${console}:\n${said.split('\n').slice(-15).join('\n')}`)
+    throw new Error(
+      `the sealing boot of the VM box failed (QEMU exit ${r.exitCode}); its console is in ${console}:\n${said.split('\n').slice(-15).join('\n')}`,
+    )
   }
   log(`    sealed (${took()})`)
 
   await $({ quiet: true })`qemu-img convert -O qcow2 ${raw} ${path.join(work, 'box.img')}`
   fs.rmSync(raw)
-  fs.writeFileSync(path.join(work, 'metadata.json'), JSON.stringify({ provider: 'libvirt', format: 'qcow2', virtual_size: DISK_GIB }) + '\n')
-  fs.writeFileSync(path.join(work, 'Vagrantfile'), "# The lab's VM box: everything is set by the lab's own Vagrantfile.\nVagrant.configure('2') { |_config| }\n")
+  fs.writeFileSync(
+    path.join(work, 'metadata.json'),
+    JSON.stringify({ provider: 'libvirt', format: 'qcow2', virtual_size: DISK_GIB }) + '\n',
+  )
+  fs.writeFileSync(
+    path.join(work, 'Vagrantfile'),
+    "# The lab's VM box: everything is set by the lab's own Vagrantfile.\nVagrant.configure('2') { |_config| }\n",
+  )
   const partial = `${file}.partial`
   await $({ quiet: true, cwd: work })`tar -cf ${partial} metadata.json Vagrantfile box.img`
   fs.renameSync(partial, file) // only a complete box is ever cached

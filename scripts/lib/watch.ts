@@ -20,8 +20,10 @@ export type Sample = { metric: Record<string, string>; value: [number, string] }
 
 /** One instant query to Prometheus's HTTP API; an error names the expression. */
 export async function query(url: string, expr: string, timeoutMs = 3000): Promise<Sample[]> {
-  const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(timeoutMs) })
-  const body = await res.json() as { status: string; error?: string; data: { result: Sample[] } }
+  const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`, {
+    signal: AbortSignal.timeout(timeoutMs),
+  })
+  const body = (await res.json()) as { status: string; error?: string; data: { result: Sample[] } }
   if (body.status !== 'success') throw new Error(`Prometheus refused ${expr}: ${body.error}`)
   return body.data.result
 }
@@ -45,9 +47,19 @@ export async function watch(topology: Topology): Promise<Watch | string> {
     const ins = byHost(tin)
     const outs = byHost(tout)
     return {
-      url, readingsPerS: num(rate), pending: num(pending), oldestS: num(oldest), share: byHost(share),
-      tunnelBitsPerS: Object.fromEntries([...new Set([...Object.keys(ins), ...Object.keys(outs)])].sort().map((h) => [h, { in: ins[h] ?? 0, out: outs[h] ?? 0 }])),
-      alerts: alerts.map((a) => ({ name: a.metric.alertname, host: a.metric.host ?? '', severity: a.metric.severity ?? '' })).sort((a, b) => a.name.localeCompare(b.name) || a.host.localeCompare(b.host)),
+      url,
+      readingsPerS: num(rate),
+      pending: num(pending),
+      oldestS: num(oldest),
+      share: byHost(share),
+      tunnelBitsPerS: Object.fromEntries(
+        [...new Set([...Object.keys(ins), ...Object.keys(outs)])]
+          .sort()
+          .map((h) => [h, { in: ins[h] ?? 0, out: outs[h] ?? 0 }]),
+      ),
+      alerts: alerts
+        .map((a) => ({ name: a.metric.alertname, host: a.metric.host ?? '', severity: a.metric.severity ?? '' }))
+        .sort((a, b) => a.name.localeCompare(b.name) || a.host.localeCompare(b.host)),
       down: down.map((d) => `${d.metric.job} on ${d.metric.host}`).sort(),
     }
   } catch (e) {
@@ -55,37 +67,62 @@ export async function watch(topology: Topology): Promise<Watch | string> {
   }
 }
 
-const bits = (b: number) => b >= 1e6 ? `${(b / 1e6).toFixed(1)} Mbit/s` : b >= 1e3 ? `${(b / 1e3).toFixed(1)} kbit/s` : `${Math.round(b)} bit/s`
+const bits = (b: number) =>
+  b >= 1e6 ? `${(b / 1e6).toFixed(1)} Mbit/s` : b >= 1e3 ? `${(b / 1e3).toFixed(1)} kbit/s` : `${Math.round(b)} bit/s`
 
 /** The lines lab:status prints (pure: unit-tested). */
 export function watchText(w: Watch | string): string {
   if (typeof w === 'string') return `\n${w}`
   const total = Object.values(w.share).reduce((a, b) => a + b, 0)
-  const share = Object.entries(w.share).sort().map(([h, r]) => `${h} ${total > 0 ? Math.round((r / total) * 100) : 0} %`).join(', ')
+  const share = Object.entries(w.share)
+    .sort()
+    .map(([h, r]) => `${h} ${total > 0 ? Math.round((r / total) * 100) : 0} %`)
+    .join(', ')
   return [
     '',
     `Monitor (${w.url}, console: ${w.url}/consoles/lab.html)`,
     `  readings stored   ${w.readingsPerS.toFixed(1)}/s over the last minute${share ? ` (${share})` : ''}`,
     `  backlog           ${Math.round(w.pending)} readings waiting${w.pending > 0 ? `, the oldest ${Math.round(w.oldestS)} s old` : ''}`,
-    `  tunnels           ${Object.entries(w.tunnelBitsPerS).map(([h, t]) => `${h} in ${bits(t.in)}, out ${bits(t.out)}`).join('; ') || 'no traffic counted'}`,
+    `  tunnels           ${
+      Object.entries(w.tunnelBitsPerS)
+        .map(([h, t]) => `${h} in ${bits(t.in)}, out ${bits(t.out)}`)
+        .join('; ') || 'no traffic counted'
+    }`,
     `  targets down      ${w.down.length ? w.down.join(', ') : 'none'}`,
     `  alerts firing     ${w.alerts.length ? w.alerts.map((a) => `${a.name}${a.host ? ` (${a.host})` : ''}`).join(', ') : 'none'}`,
   ].join('\n')
 }
 
 /** Live state for lab:graph: the monitor's view when it answers, else Vagrant's; undefined when nothing runs. */
-export async function liveState(topology: Topology, states: Map<string, string>): Promise<import('./graph.js').Live | undefined> {
+export async function liveState(
+  topology: Topology,
+  states: Map<string, string>,
+): Promise<import('./graph.js').Live | undefined> {
   if (![...states.values()].some((s) => s === 'running')) return undefined
   const url = prometheusUrl(topology)
   if (url) {
     try {
-      const [up, tunnels] = await Promise.all([query(url, 'up{job="node"}'), query(url, 'min by (conn) (lab_ipsec_child_sa_up)')])
-      const hosts = new Map(topology.hosts.map((h) => {
-        const s = up.find((x) => x.metric.host === h.name)
-        return [h.name, s ? (s.value[1] === '1' ? 'up' : 'down') : (states.get(h.name) === 'running' ? 'unknown' : 'down')] as const
-      }))
-      return { source: `the monitor (${url})`, hosts, tunnels: new Map(tunnels.map((x) => [x.metric.conn, x.value[1] === '1' ? 'up' : 'down'] as const)) }
-    } catch { /* the monitor does not answer: Vagrant's view */ }
+      const [up, tunnels] = await Promise.all([
+        query(url, 'up{job="node"}'),
+        query(url, 'min by (conn) (lab_ipsec_child_sa_up)'),
+      ])
+      const hosts = new Map(
+        topology.hosts.map((h) => {
+          const s = up.find((x) => x.metric.host === h.name)
+          return [
+            h.name,
+            s ? (s.value[1] === '1' ? 'up' : 'down') : states.get(h.name) === 'running' ? 'unknown' : 'down',
+          ] as const
+        }),
+      )
+      return {
+        source: `the monitor (${url})`,
+        hosts,
+        tunnels: new Map(tunnels.map((x) => [x.metric.conn, x.value[1] === '1' ? 'up' : 'down'] as const)),
+      }
+    } catch {
+      /* the monitor does not answer: Vagrant's view */
+    }
   }
   return {
     source: 'Vagrant (the monitor does not answer)',

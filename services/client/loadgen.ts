@@ -19,17 +19,32 @@ import { percentile } from '../lib/stats.js'
 import { PERMANENT, post, postBatch } from './sender.js'
 
 export interface LoadResult {
-  url: string; devices: number; concurrency: number; batch: number; duration_s: number; warmup_s: number
-  seq_base: number; generated: number; acked: number; stored_new: number; duplicates: number
-  unacked: number; retries: number; errors: Record<string, number>
-  readings_per_s: number; latency_ms: { p50: number; p90: number; p99: number; max: number; mean: number }
+  url: string
+  devices: number
+  concurrency: number
+  batch: number
+  duration_s: number
+  warmup_s: number
+  seq_base: number
+  generated: number
+  acked: number
+  stored_new: number
+  duplicates: number
+  unacked: number
+  retries: number
+  errors: Record<string, number>
+  readings_per_s: number
+  latency_ms: { p50: number; p90: number; p99: number; max: number; mean: number }
   upstreams: Record<string, number>
   /** CPU the load generator itself used (user + system), seconds. */
   cpu_s: number
 }
 
 async function main() {
-  const a = parseArgs(process.argv.slice(2), '--url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B] [--batch N] [--ca F --cert F --key F (https)]')
+  const a = parseArgs(
+    process.argv.slice(2),
+    '--url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B] [--batch N] [--ca F --cert F --key F (https)]',
+  )
   const keysAll = JSON.parse(fs.readFileSync(a.keys, 'utf8')) as Record<string, string>
   const n = Number(a.devices ?? 100)
   const ids = Object.keys(keysAll).sort().slice(0, n)
@@ -40,19 +55,43 @@ async function main() {
   const warmup = Number(a.warmup ?? 1) * 1000
   const seqBase = Number(a['seq-base'] ?? Date.now() * 1000)
   const batch = Number(a.batch ?? 1)
-  if (!Number.isInteger(batch) || batch < 1 || batch > 1000) throw new Error(`--batch must be a whole number from 1 to 1000, got ${a.batch}`)
+  if (!Number.isInteger(batch) || batch < 1 || batch > 1000)
+    throw new Error(`--batch must be a whole number from 1 to 1000, got ${a.batch}`)
   const url = new URL(a.url)
   // An https URL: a backend's readings port, as the proxy reaches it (its certificate).
-  const agent = url.protocol === 'https:'
-    ? new https.Agent({ keepAlive: true, maxSockets: concurrency, ca: fs.readFileSync(a.ca), cert: fs.readFileSync(a.cert), key: fs.readFileSync(a.key), minVersion: 'TLSv1.3' })
-    : new http.Agent({ keepAlive: true, maxSockets: concurrency })
+  const agent =
+    url.protocol === 'https:'
+      ? new https.Agent({
+          keepAlive: true,
+          maxSockets: concurrency,
+          ca: fs.readFileSync(a.ca),
+          cert: fs.readFileSync(a.cert),
+          key: fs.readFileSync(a.key),
+          minVersion: 'TLSv1.3',
+        })
+      : new http.Agent({ keepAlive: true, maxSockets: concurrency })
 
   const next = new Map(ids.map((id) => [id, seqBase]))
   let turn = 0
   const r: LoadResult = {
-    url: a.url, devices: n, concurrency, batch, duration_s: duration / 1000, warmup_s: warmup / 1000, seq_base: seqBase,
-    generated: 0, acked: 0, stored_new: 0, duplicates: 0, unacked: 0, retries: 0, errors: {},
-    readings_per_s: 0, latency_ms: { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 }, upstreams: {}, cpu_s: 0,
+    url: a.url,
+    devices: n,
+    concurrency,
+    batch,
+    duration_s: duration / 1000,
+    warmup_s: warmup / 1000,
+    seq_base: seqBase,
+    generated: 0,
+    acked: 0,
+    stored_new: 0,
+    duplicates: 0,
+    unacked: 0,
+    retries: 0,
+    errors: {},
+    readings_per_s: 0,
+    latency_ms: { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 },
+    upstreams: {},
+    cpu_s: 0,
   }
   const latencies: number[] = []
   let measured = 0
@@ -66,12 +105,23 @@ async function main() {
     const seq = next.get(device)! + 1
     next.set(device, seq)
     r.generated++
-    return { device, body: encodeReading({ device, seq, time: new Date().toISOString(), value: Math.round(Math.random() * 10000) / 100 }) }
+    return {
+      device,
+      body: encodeReading({
+        device,
+        seq,
+        time: new Date().toISOString(),
+        value: Math.round(Math.random() * 10000) / 100,
+      }),
+    }
   }
-  const error = (what: string) => { r.errors[what.slice(0, 60)] = (r.errors[what.slice(0, 60)] ?? 0) + 1 }
+  const error = (what: string) => {
+    r.errors[what.slice(0, 60)] = (r.errors[what.slice(0, 60)] ?? 0) + 1
+  }
   const acked = (status: number, t0: bigint, now: number, count: number) => {
     r.acked += count
-    if (status === 201) r.stored_new += count; else r.duplicates += count
+    if (status === 201) r.stored_new += count
+    else r.duplicates += count
     if (now >= measureFrom && now < stopAt) {
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6)
       measured += count
@@ -92,9 +142,15 @@ async function main() {
       } catch (err) {
         error((err as Error).message)
       }
-      if (status === 200 || status === 201) { acked(status, t0, now, 1); return }
+      if (status === 200 || status === 201) {
+        acked(status, t0, now, 1)
+        return
+      }
       if (status) error(`HTTP ${status}`)
-      if (Date.now() > giveUpAt || [400, 401, 409, 413, 415].includes(status)) { r.unacked++; return }
+      if (Date.now() > giveUpAt || [400, 401, 409, 413, 415].includes(status)) {
+        r.unacked++
+        return
+      }
       r.retries++
       await new Promise((res) => setTimeout(res, 50))
     }
@@ -114,18 +170,29 @@ async function main() {
         else {
           // Refused for good: counted as unacknowledged, not sent again.
           r.unacked += results.filter((x) => PERMANENT.has(x.code)).length
-          failed = pending.filter((_, i) => results[i].code !== 200 && results[i].code !== 201 && !PERMANENT.has(results[i].code))
+          failed = pending.filter(
+            (_, i) => results[i].code !== 200 && results[i].code !== 201 && !PERMANENT.has(results[i].code),
+          )
           const stored = results.filter((x) => x.code === 201).length
           const dup = results.filter((x) => x.code === 200).length
           if (stored) acked(201, t0, now, stored)
-          if (dup) { acked(200, t0, now, dup); if (stored) latencies.pop() }
+          if (dup) {
+            acked(200, t0, now, dup)
+            if (stored) latencies.pop()
+          }
           for (const x of results) if (x.code !== 200 && x.code !== 201) error(`HTTP ${x.code} in a batch`)
         }
       } catch (err) {
         error((err as Error).message)
       }
-      if (failed.length && Date.now() > giveUpAt) { r.unacked += failed.length; return }
-      if (failed.length) { r.retries += failed.length; await new Promise((res) => setTimeout(res, 50)) }
+      if (failed.length && Date.now() > giveUpAt) {
+        r.unacked += failed.length
+        return
+      }
+      if (failed.length) {
+        r.retries += failed.length
+        await new Promise((res) => setTimeout(res, 50))
+      }
       pending = failed
     }
   }
@@ -139,12 +206,18 @@ async function main() {
   const round = (x: number) => Math.round(x * 100) / 100
   r.readings_per_s = round(measured / (duration / 1000))
   r.latency_ms = {
-    p50: round(percentile(latencies, 50)), p90: round(percentile(latencies, 90)), p99: round(percentile(latencies, 99)),
-    max: round(latencies[latencies.length - 1] ?? NaN), mean: round(latencies.reduce((s, x) => s + x, 0) / (latencies.length || 1)),
+    p50: round(percentile(latencies, 50)),
+    p90: round(percentile(latencies, 90)),
+    p99: round(percentile(latencies, 99)),
+    max: round(latencies[latencies.length - 1] ?? NaN),
+    mean: round(latencies.reduce((s, x) => s + x, 0) / (latencies.length || 1)),
   }
   const cpu = process.cpuUsage()
   r.cpu_s = round((cpu.user + cpu.system) / 1e6)
   process.stdout.write(JSON.stringify(r) + '\n')
 }
 
-main().catch((e) => { process.stderr.write(`lab-loadgen: ${(e as Error).message}\n`); process.exit(2) })
+main().catch((e) => {
+  process.stderr.write(`lab-loadgen: ${(e as Error).message}\n`)
+  process.exit(2)
+})

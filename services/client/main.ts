@@ -32,11 +32,14 @@ interface Config {
 }
 
 const config = JSON.parse(fs.readFileSync(process.argv[2] ?? '/etc/lab-client/config.json', 'utf8')) as Config
-const devices: Device[] = Object.entries(JSON.parse(fs.readFileSync(config.devicesFile, 'utf8')) as Record<string, string>)
-  .map(([id, hex]) => ({ id, key: Buffer.from(hex, 'hex') }))
+const devices: Device[] = Object.entries(
+  JSON.parse(fs.readFileSync(config.devicesFile, 'utf8')) as Record<string, string>,
+).map(([id, hex]) => ({ id, key: Buffer.from(hex, 'hex') }))
 const keys = new Map(devices.map((d) => [d.id, d.key]))
 
-const outbox = new Outbox(path.join(config.stateDir, 'outbox'), { maxBytes: Math.round((config.outboxMaxMb ?? 1024) * 1024 * 1024) })
+const outbox = new Outbox(path.join(config.stateDir, 'outbox'), {
+  maxBytes: Math.round((config.outboxMaxMb ?? 1024) * 1024 * 1024),
+})
 const recovered = outbox.open()
 let paused = false
 const upstreams: Record<string, number> = {}
@@ -54,7 +57,12 @@ const sender = new Sender({
   },
   onAck: (e, _status, upstream) => {
     outbox.ack(e)
-    if (upstream) for (const u of upstream.split(/[,:]\s*/).filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x)).slice(-1)) upstreams[u] = (upstreams[u] ?? 0) + 1
+    if (upstream)
+      for (const u of upstream
+        .split(/[,:]\s*/)
+        .filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x))
+        .slice(-1))
+        upstreams[u] = (upstreams[u] ?? 0) + 1
   },
   onReject: (e, status, reason) => {
     log(`${e.device} seq ${e.seq} refused for good (HTTP ${status}): ${reason}; kept in rejected.jsonl`)
@@ -63,15 +71,26 @@ const sender = new Sender({
   onRetry: (() => {
     let last = 0
     return (_e, why) => {
-      if (Date.now() - last > 5000) { last = Date.now(); log(`delivery failing, retrying with backoff: ${why} (${outbox.pending()} pending)`) }
+      if (Date.now() - last > 5000) {
+        last = Date.now()
+        log(`delivery failing, retrying with backoff: ${why} (${outbox.pending()} pending)`)
+      }
     }
   })(),
 })
-log(`${devices.length} devices, every ${config.intervalMs} ms, to ${config.url}, up to ${config.batch ?? 1} readings per request; ` +
-  `${recovered} readings recovered from the outbox (${outbox.files()} files, ${outbox.bytes()} bytes) in ${Math.round(outbox.recoveryMs)} ms`)
+log(
+  `${devices.length} devices, every ${config.intervalMs} ms, to ${config.url}, up to ${config.batch ?? 1} readings per request; ` +
+    `${recovered} readings recovered from the outbox (${outbox.files()} files, ${outbox.bytes()} bytes) in ${Math.round(outbox.recoveryMs)} ms`,
+)
 void sender.start()
 // The acknowledgement cursor is a hint, written at most once a second.
-setInterval(() => { try { outbox.flush() } catch (e) { log(`outbox cursor not written: ${(e as Error).message}`) } }, 1000).unref()
+setInterval(() => {
+  try {
+    outbox.flush()
+  } catch (e) {
+    log(`outbox cursor not written: ${(e as Error).message}`)
+  }
+}, 1000).unref()
 
 let timer: NodeJS.Timeout | undefined
 function tick() {
@@ -86,7 +105,8 @@ function tick() {
     } catch (e) {
       // Full: these readings are not taken (counted); the ones already taken are all kept.
       if (!(e instanceof OutboxFullError)) log(`readings not taken this interval: ${(e as Error).message}`)
-      else if (!wasFull) log(`readings not taken: ${e.message}; the ones already taken are kept, taking resumes when there is room`)
+      else if (!wasFull)
+        log(`readings not taken: ${e.message}; the ones already taken are kept, taking resumes when there is room`)
     }
   }
   timer = setTimeout(tick, Math.max(0, config.intervalMs - (Date.now() - started)))
@@ -121,17 +141,56 @@ function oldest() {
 }
 
 const metrics = serviceRegistry()
-counterOf(metrics, 'lab_client_readings_taken_total', 'Readings taken and made durable (all time: the devices\' sequence numbers)', () => outbox.generated())
+counterOf(
+  metrics,
+  'lab_client_readings_taken_total',
+  "Readings taken and made durable (all time: the devices' sequence numbers)",
+  () => outbox.generated(),
+)
 gaugeOf(metrics, 'lab_client_readings_pending', 'Readings in the outbox not yet acknowledged', () => outbox.pending())
-counterOf(metrics, 'lab_client_readings_acked_total', 'Readings acknowledged by the server since start', () => outbox.ackedCount)
-counterOf(metrics, 'lab_client_readings_rejected_total', 'Readings refused for good by the server (kept in rejected.jsonl)', () => outbox.rejectedCount)
-counterOf(metrics, 'lab_client_readings_not_taken_full_total', 'Readings not taken because the outbox or the disk was full, since start', () => outbox.refusedFull)
-counterOf(metrics, 'lab_client_send_retries_total', 'Readings sent again after a failure, since start', () => sender.retries)
-gaugeOf(metrics, 'lab_client_oldest_pending_age_seconds', 'Age of the oldest reading not yet acknowledged (0: none)', () => { const t = outbox.oldestPending(); return t === undefined ? 0 : Math.max(0, (Date.now() - t) / 1000) })
-gaugeOf(metrics, 'lab_client_outbox_bytes', 'Bytes of the outbox\'s files', () => outbox.bytes())
-gaugeOf(metrics, 'lab_client_outbox_max_bytes', 'The outbox\'s cap in bytes (telemetry.outbox_max_mb)', () => outbox.maxBytes)
-gaugeOf(metrics, 'lab_client_outbox_full', '1 while new readings are refused for want of room', () => (outbox.full ? 1 : 0))
-
+counterOf(
+  metrics,
+  'lab_client_readings_acked_total',
+  'Readings acknowledged by the server since start',
+  () => outbox.ackedCount,
+)
+counterOf(
+  metrics,
+  'lab_client_readings_rejected_total',
+  'Readings refused for good by the server (kept in rejected.jsonl)',
+  () => outbox.rejectedCount,
+)
+counterOf(
+  metrics,
+  'lab_client_readings_not_taken_full_total',
+  'Readings not taken because the outbox or the disk was full, since start',
+  () => outbox.refusedFull,
+)
+counterOf(
+  metrics,
+  'lab_client_send_retries_total',
+  'Readings sent again after a failure, since start',
+  () => sender.retries,
+)
+gaugeOf(
+  metrics,
+  'lab_client_oldest_pending_age_seconds',
+  'Age of the oldest reading not yet acknowledged (0: none)',
+  () => {
+    const t = outbox.oldestPending()
+    return t === undefined ? 0 : Math.max(0, (Date.now() - t) / 1000)
+  },
+)
+gaugeOf(metrics, 'lab_client_outbox_bytes', "Bytes of the outbox's files", () => outbox.bytes())
+gaugeOf(
+  metrics,
+  'lab_client_outbox_max_bytes',
+  "The outbox's cap in bytes (telemetry.outbox_max_mb)",
+  () => outbox.maxBytes,
+)
+gaugeOf(metrics, 'lab_client_outbox_full', '1 while new readings are refused for want of room', () =>
+  outbox.full ? 1 : 0,
+)
 
 let lastReport = ''
 setInterval(() => {
@@ -164,11 +223,13 @@ async function sendMetrics(res: http.ServerResponse) {
 }
 
 // The monitor's port: metrics, nothing that changes the client.
-const exporter = config.metrics && http.createServer((req, res) => {
-  if (req.method === 'GET' && req.url === '/metrics') return void sendMetrics(res)
-  res.writeHead(404, { 'content-type': 'application/json' })
-  res.end('{"error":"GET /metrics only"}\n')
-})
+const exporter =
+  config.metrics &&
+  http.createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/metrics') return void sendMetrics(res)
+    res.writeHead(404, { 'content-type': 'application/json' })
+    res.end('{"error":"GET /metrics only"}\n')
+  })
 exporter?.listen(config.metrics!.port, config.metrics!.address)
 
 function shutdown(signal: string) {

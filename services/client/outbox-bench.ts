@@ -15,7 +15,9 @@ const dir = a.dir
 if (!dir) throw new Error(`usage: ${USAGE}`)
 const seconds = Number(a.seconds ?? 2)
 const results: { batch: number; readings_per_s: number; appends_per_s: number; ms_per_append: number }[] = []
-for (const batch of String(a.batches ?? '1,16,256').split(',').map(Number)) {
+for (const batch of String(a.batches ?? '1,16,256')
+  .split(',')
+  .map(Number)) {
   const run = path.join(dir, `batch-${batch}`)
   fs.rmSync(run, { recursive: true, force: true })
   const box = new Outbox(run)
@@ -29,7 +31,12 @@ for (const batch of String(a.batches ?? '1,16,256').split(',').map(Number)) {
     appends++
   }
   const s = Number(process.hrtime.bigint() - t0) / 1e9
-  results.push({ batch, readings_per_s: Math.round((appends * batch) / s), appends_per_s: Math.round(appends / s), ms_per_append: Math.round((s * 1000 / appends) * 100) / 100 })
+  results.push({
+    batch,
+    readings_per_s: Math.round((appends * batch) / s),
+    appends_per_s: Math.round(appends / s),
+    ms_per_append: Math.round(((s * 1000) / appends) * 100) / 100,
+  })
   fs.rmSync(run, { recursive: true, force: true })
 }
 process.stdout.write(JSON.stringify(results) + '\n')

@@ -16,7 +16,9 @@ const a = parseArgs(process.argv.slice(2), USAGE)
 if (!a.dir || !a['devices-file'] || !a['interval-ms'] || !(a.hours || a.readings)) throw new Error(`usage: ${USAGE}`)
 const devices = Object.keys(JSON.parse(fs.readFileSync(a['devices-file'], 'utf8')) as Record<string, string>).sort()
 const interval = Number(a['interval-ms'])
-const intervals = a.hours ? Math.round((Number(a.hours) * 3_600_000) / interval) : Math.ceil(Number(a.readings) / devices.length)
+const intervals = a.hours
+  ? Math.round((Number(a.hours) * 3_600_000) / interval)
+  : Math.ceil(Number(a.readings) / devices.length)
 const outbox = new Outbox(a.dir, { maxBytes: a['max-mb'] ? Number(a['max-mb']) * 1024 * 1024 : 0 })
 const t0 = process.hrtime.bigint()
 const before = outbox.open()
@@ -44,7 +46,15 @@ for (let k = 0; k < intervals && !full;) {
   }
 }
 outbox.shutdown()
-process.stdout.write(JSON.stringify({
-  devices: devices.length, readings: written, pending_before: before, pending: outbox.pending(), full,
-  files: outbox.files(), bytes: outbox.bytes(), seconds: Number(process.hrtime.bigint() - t0) / 1e9,
-}) + '\n')
+process.stdout.write(
+  JSON.stringify({
+    devices: devices.length,
+    readings: written,
+    pending_before: before,
+    pending: outbox.pending(),
+    full,
+    files: outbox.files(),
+    bytes: outbox.bytes(),
+    seconds: Number(process.hrtime.bigint() - t0) / 1e9,
+  }) + '\n',
+)

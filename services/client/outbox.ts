@@ -24,8 +24,18 @@
 import fs from 'node:fs'
 import path from 'node:path'
 
-export interface Entry { device: string; seq: number; body: string; segment: number; index: number }
-export interface NewReading { device: string; seq: number; body: string }
+export interface Entry {
+  device: string
+  seq: number
+  body: string
+  segment: number
+  index: number
+}
+export interface NewReading {
+  device: string
+  seq: number
+  body: string
+}
 
 export interface OutboxOptions {
   /** The cap on the outbox's files, in bytes; 0: none. */
@@ -41,7 +51,9 @@ const HEADER = '{"outbox":1,'
 // Bodies are written by encodeReading (fixed field order), so the device and seq are
 // read without parsing the whole line; a line that does not look so is not a reading.
 const RECORD = /^\{"device":"([a-z0-9][a-z0-9-]{0,62})","seq":(\d{1,16}),"time":"([0-9T:.Z-]{20,32})",.*\}$/
-const UNSENT = 0, TAKEN = 1, DONE = 2
+const UNSENT = 0,
+  TAKEN = 1,
+  DONE = 2
 /**
  * One time kept per this many readings, the earliest among them: the oldest pending age
  * is never understated, and costs no memory per reading.
@@ -58,7 +70,11 @@ class Segment {
   times: number[] = []
   /** The lines, for the active segment (and the one the backlog is read from). */
   lines: string[] | undefined
-  constructor(readonly id: number, readonly file: string, public bytes: number) {}
+  constructor(
+    readonly id: number,
+    readonly file: string,
+    public bytes: number,
+  ) {}
 
   add(time: number) {
     if (this.count === this.state.length) {
@@ -102,9 +118,14 @@ export class Outbox {
   /** How long open() took, in milliseconds. */
   recoveryMs = 0
 
-  constructor(readonly dir: string, opts: OutboxOptions = {}) {
+  constructor(
+    readonly dir: string,
+    opts: OutboxOptions = {},
+  ) {
     this.maxBytes = opts.maxBytes ?? 0
-    this.segmentBytes = opts.segmentBytes ?? (this.maxBytes ? Math.min(1 << 20, Math.max(64 << 10, Math.floor(this.maxBytes / 16))) : 1 << 20)
+    this.segmentBytes =
+      opts.segmentBytes ??
+      (this.maxBytes ? Math.min(1 << 20, Math.max(64 << 10, Math.floor(this.maxBytes / 16))) : 1 << 20)
     this.liveMax = opts.liveMax ?? 4096
   }
 
@@ -113,7 +134,13 @@ export class Outbox {
     const t0 = process.hrtime.bigint()
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 })
     for (const f of fs.readdirSync(this.dir)) if (f.endsWith('.tmp')) fs.rmSync(path.join(this.dir, f)) // never renamed: never sent
-    const ids = fs.readdirSync(this.dir).flatMap((f) => { const m = SEGMENT.exec(f); return m ? [Number(m[1])] : [] }).sort((a, b) => a - b)
+    const ids = fs
+      .readdirSync(this.dir)
+      .flatMap((f) => {
+        const m = SEGMENT.exec(f)
+        return m ? [Number(m[1])] : []
+      })
+      .sort((a, b) => a - b)
     ids.forEach((id, i) => this.recover(id, i === ids.length - 1))
     const cursor = this.readCursor()
     for (const s of this.segs) {
@@ -126,19 +153,34 @@ export class Outbox {
     this.scanSeg = this.segs[0]?.id ?? 0
     this.scanIdx = 0
     const rejected = path.join(this.dir, 'rejected.jsonl')
-    if (fs.existsSync(rejected)) this.rejectedCount = fs.readFileSync(rejected, 'utf8').split('\n').filter(Boolean).length
+    if (fs.existsSync(rejected))
+      this.rejectedCount = fs.readFileSync(rejected, 'utf8').split('\n').filter(Boolean).length
     this.migrateV0()
     this.reclaim()
     this.recoveryMs = Number(process.hrtime.bigint() - t0) / 1e6
     return this.openTotal
   }
 
-  last(device: string) { return this.lastSeq.get(device) ?? 0 }
-  devices() { return Object.fromEntries(this.lastSeq) }
-  pending() { return this.openTotal }
-  generated() { let n = 0; for (const s of this.lastSeq.values()) n += s; return n }
-  bytes() { return this.segs.reduce((n, s) => n + s.bytes, 0) }
-  files() { return this.segs.length }
+  last(device: string) {
+    return this.lastSeq.get(device) ?? 0
+  }
+  devices() {
+    return Object.fromEntries(this.lastSeq)
+  }
+  pending() {
+    return this.openTotal
+  }
+  generated() {
+    let n = 0
+    for (const s of this.lastSeq.values()) n += s
+    return n
+  }
+  bytes() {
+    return this.segs.reduce((n, s) => n + s.bytes, 0)
+  }
+  files() {
+    return this.segs.length
+  }
 
   /** When the oldest reading not yet acknowledged was taken (ms since the epoch); never later than the truth. */
   oldestPending(): number | undefined {
@@ -150,7 +192,8 @@ export class Outbox {
       if (s.open === 0) continue
       let i = s.done
       while (i < s.count && s.state[i] === DONE) i++
-      for (let k = Math.floor(i / TIME_STRIDE); k < s.times.length; k++) if (oldest === undefined || s.times[k] < oldest) oldest = s.times[k]
+      for (let k = Math.floor(i / TIME_STRIDE); k < s.times.length; k++)
+        if (oldest === undefined || s.times[k] < oldest) oldest = s.times[k]
     }
     return oldest
   }
@@ -178,12 +221,16 @@ export class Outbox {
     const over = (extra: number) => this.maxBytes > 0 && this.bytes() + extra > this.maxBytes
     // A new segment when the active one is full, or when it is all acknowledged and
     // its space is what the cap needs back.
-    const rotate = !active || (active.count > 0 && (active.bytes + size > this.segmentBytes || (active.open === 0 && over(size))))
+    const rotate =
+      !active || (active.count > 0 && (active.bytes + size > this.segmentBytes || (active.open === 0 && over(size))))
     const id = rotate ? (active?.id ?? 0) + 1 : active.id
     const header = rotate ? JSON.stringify({ outbox: 1, last: this.devices() }) + '\n' : ''
     const freed = rotate && active && active.open === 0 ? active.bytes : 0
     if (over(size + Buffer.byteLength(header) - freed)) {
-      return this.refuse(readings.length, `the outbox is full (${this.bytes()} of ${this.maxBytes} bytes; telemetry.outbox_max_mb)`)
+      return this.refuse(
+        readings.length,
+        `the outbox is full (${this.bytes()} of ${this.maxBytes} bytes; telemetry.outbox_max_mb)`,
+      )
     }
     let fd = this.fd
     let created = false
@@ -204,9 +251,22 @@ export class Outbox {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
       // Undo what part of the write reached the file: the log stays whole.
-      if (created) { try { if (fd !== undefined) fs.closeSync(fd) } catch { /* closing a failed file */ } fs.rmSync(path.join(this.dir, nameOf(id)), { force: true }) }
-      else if (fd !== undefined) { try { fs.ftruncateSync(fd, before) } catch { /* the next recovery cuts it */ } }
-      if (code === 'ENOSPC' || code === 'EDQUOT') return this.refuse(readings.length, `the disk is full (${code} writing ${this.dir})`)
+      if (created) {
+        try {
+          if (fd !== undefined) fs.closeSync(fd)
+        } catch {
+          /* closing a failed file */
+        }
+        fs.rmSync(path.join(this.dir, nameOf(id)), { force: true })
+      } else if (fd !== undefined) {
+        try {
+          fs.ftruncateSync(fd, before)
+        } catch {
+          /* the next recovery cuts it */
+        }
+      }
+      if (code === 'ENOSPC' || code === 'EDQUOT')
+        return this.refuse(readings.length, `the disk is full (${code} writing ${this.dir})`)
       throw e
     }
     if (rotate) {
@@ -239,7 +299,10 @@ export class Outbox {
     while (out.length < max) {
       const s = this.segs.find((x) => x.id >= this.scanSeg)
       if (!s) break
-      if (s.id !== this.scanSeg) { this.scanSeg = s.id; this.scanIdx = 0 }
+      if (s.id !== this.scanSeg) {
+        this.scanSeg = s.id
+        this.scanIdx = 0
+      }
       let i = Math.max(this.scanIdx, s.done)
       if (s.open > 0) {
         let lines: string[] | undefined
@@ -251,9 +314,15 @@ export class Outbox {
           out.push({ device: m[1], seq: Number(m[2]), body: lines[i], segment: s.id, index: i })
         }
       } else i = s.count
-      if (i < s.count) { this.scanIdx = i; break }
+      if (i < s.count) {
+        this.scanIdx = i
+        break
+      }
       const nextSeg = this.segs[this.segs.indexOf(s) + 1]
-      if (!nextSeg) { this.scanIdx = i; break }
+      if (!nextSeg) {
+        this.scanIdx = i
+        break
+      }
       this.scanSeg = nextSeg.id
       this.scanIdx = 0
     }
@@ -261,7 +330,9 @@ export class Outbox {
   }
 
   /** Readings that could not be delivered now: they wait in the backlog. */
-  retry(entries: Entry[]) { for (const e of entries) this.untake(e) }
+  retry(entries: Entry[]) {
+    for (const e of entries) this.untake(e)
+  }
 
   /** The server has the reading: once a sealed segment has no reading left, it goes. */
   ack(e: Entry) {
@@ -275,7 +346,9 @@ export class Outbox {
     try {
       fs.writeSync(fd, JSON.stringify({ device: e.device, seq: e.seq, status, reason, body: e.body }) + '\n')
       fs.fsyncSync(fd)
-    } finally { fs.closeSync(fd) }
+    } finally {
+      fs.closeSync(fd)
+    }
     this.rejectedCount++
     this.close(e)
   }
@@ -307,7 +380,10 @@ export class Outbox {
     const s = this.byId.get(e.segment)
     if (!s || s.state[e.index] !== TAKEN) return
     s.state[e.index] = UNSENT
-    if (e.segment < this.scanSeg || (e.segment === this.scanSeg && e.index < this.scanIdx)) { this.scanSeg = e.segment; this.scanIdx = e.index }
+    if (e.segment < this.scanSeg || (e.segment === this.scanSeg && e.index < this.scanIdx)) {
+      this.scanSeg = e.segment
+      this.scanIdx = e.index
+    }
   }
 
   /** The reading is done with; false if it already was. */
@@ -347,7 +423,10 @@ export class Outbox {
     // Only the active segment and one sealed one hold their lines in memory.
     const active = this.segs[this.segs.length - 1]
     for (const x of this.segs) if (x !== active) x.lines = undefined
-    s.lines = fs.readFileSync(path.join(this.dir, s.file), 'utf8').split('\n').slice(1, s.count + 1)
+    s.lines = fs
+      .readFileSync(path.join(this.dir, s.file), 'utf8')
+      .split('\n')
+      .slice(1, s.count + 1)
     return s.lines
   }
 
@@ -361,16 +440,25 @@ export class Outbox {
     const corrupt = (why: string): never => {
       const aside = `${full}.corrupt-${Date.now()}`
       fs.renameSync(full, aside)
-      throw new Error(`outbox: ${full} is corrupt (${why}); moved aside to ${path.basename(aside)}, look at it before restarting`)
+      throw new Error(
+        `outbox: ${full} is corrupt (${why}); moved aside to ${path.basename(aside)}, look at it before restarting`,
+      )
     }
     const cut = () => {
       // The tail was never fsynced whole, so none of it was sent.
       fs.truncateSync(full, offset)
     }
     let header: { outbox: number; last: Record<string, number> } | undefined
-    try { header = lines[0].startsWith(HEADER) && text.includes('\n') ? (JSON.parse(lines[0]) as typeof header) : undefined } catch { header = undefined }
+    try {
+      header = lines[0].startsWith(HEADER) && text.includes('\n') ? (JSON.parse(lines[0]) as typeof header) : undefined
+    } catch {
+      header = undefined
+    }
     if (!header || typeof header.last !== 'object') {
-      if (newest) { fs.rmSync(full); return } // created, its first write torn: nothing in it was sent
+      if (newest) {
+        fs.rmSync(full)
+        return
+      } // created, its first write torn: nothing in it was sent
       corrupt('no header line')
     }
     for (const [d, s] of Object.entries(header!.last)) if (s > this.last(d)) this.lastSeq.set(d, s)
@@ -384,7 +472,10 @@ export class Outbox {
       const m = RECORD.exec(line)
       if (!m || last) {
         // A bad or unterminated line: torn if nothing good follows in the newest segment.
-        if (newest && lines.slice(i + 1).every((l) => !RECORD.test(l))) { cut(); break }
+        if (newest && lines.slice(i + 1).every((l) => !RECORD.test(l))) {
+          cut()
+          break
+        }
         corrupt(`line ${i + 1} is not a reading`)
       }
       const seq = Number(m![2])
@@ -404,7 +495,11 @@ export class Outbox {
   private readCursor(): Record<number, number> {
     try {
       const c = JSON.parse(fs.readFileSync(path.join(this.dir, 'cursor.json'), 'utf8')) as Record<string, number>
-      return Object.fromEntries(Object.entries(c).filter(([, v]) => Number.isSafeInteger(v) && v > 0).map(([k, v]) => [Number(k), v]))
+      return Object.fromEntries(
+        Object.entries(c)
+          .filter(([, v]) => Number.isSafeInteger(v) && v > 0)
+          .map(([k, v]) => [Number(k), v]),
+      )
     } catch {
       return {} // no cursor, or a torn one: every reading on disk is sent again (duplicates)
     }
@@ -415,11 +510,15 @@ export class Outbox {
    * its readings and last seqs move into the log once, durably, then its files go.
    */
   private migrateV0() {
-    const old = fs.readdirSync(this.dir).filter((f) => /^seg-\d+\.json$/.test(f)).sort()
+    const old = fs
+      .readdirSync(this.dir)
+      .filter((f) => /^seg-\d+\.json$/.test(f))
+      .sort()
     const state = path.join(this.dir, 'state.json')
     if (old.length === 0 && !fs.existsSync(state)) return
     if (fs.existsSync(state)) {
-      for (const [d, s] of Object.entries(JSON.parse(fs.readFileSync(state, 'utf8')) as Record<string, number>)) if (s > this.last(d)) this.lastSeq.set(d, s)
+      for (const [d, s] of Object.entries(JSON.parse(fs.readFileSync(state, 'utf8')) as Record<string, number>))
+        if (s > this.last(d)) this.lastSeq.set(d, s)
     }
     const readings = old.flatMap((f) => JSON.parse(fs.readFileSync(path.join(this.dir, f), 'utf8')) as NewReading[])
     for (const r of readings) if (r.seq > this.last(r.device)) this.lastSeq.set(r.device, r.seq)
@@ -428,11 +527,18 @@ export class Outbox {
     const header = JSON.stringify({ outbox: 1, last: this.devices() }) + '\n'
     const text = header + readings.map((r) => r.body + '\n').join('')
     const fd = fs.openSync(path.join(this.dir, nameOf(id)), 'wx', 0o600)
-    try { fs.writeSync(fd, text); fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
+    try {
+      fs.writeSync(fd, text)
+      fs.fsyncSync(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
     this.fsyncDir()
     for (const f of [...old, 'state.json']) fs.rmSync(path.join(this.dir, f), { force: true })
     if (this.fd !== undefined) fs.closeSync(this.fd)
-    this.segs.forEach((s) => { s.lines = undefined })
+    this.segs.forEach((s) => {
+      s.lines = undefined
+    })
     this.recover(id, true)
     this.openTotal = this.segs.reduce((n, s) => n + s.open, 0)
     this.scanSeg = this.segs[0].id
@@ -441,6 +547,10 @@ export class Outbox {
 
   private fsyncDir() {
     const dfd = fs.openSync(this.dir, 'r')
-    try { fs.fsyncSync(dfd) } finally { fs.closeSync(dfd) }
+    try {
+      fs.fsyncSync(dfd)
+    } finally {
+      fs.closeSync(dfd)
+    }
   }
 }

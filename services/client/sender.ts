@@ -46,17 +46,37 @@ export interface SenderOptions {
   log?: (line: string) => void
 }
 
-export interface Answer { status: number; body: string; upstream?: string }
+export interface Answer {
+  status: number
+  body: string
+  upstream?: string
+}
 
-function request(url: URL, agent: http.Agent, headers: Record<string, string | number>, body: string, timeoutMs: number): Promise<Answer> {
+function request(
+  url: URL,
+  agent: http.Agent,
+  headers: Record<string, string | number>,
+  body: string,
+  timeoutMs: number,
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     // https: the load generator inside the cloud (a backend's TLS port, with the proxy's certificate).
-    const req = (url.protocol === 'https:' ? https : http).request(url, { method: 'POST', agent, timeout: timeoutMs, headers: { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), upstream: res.headers['x-upstream'] as string | undefined }))
-      res.on('error', reject)
-    })
+    const req = (url.protocol === 'https:' ? https : http).request(
+      url,
+      { method: 'POST', agent, timeout: timeoutMs, headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString(),
+            upstream: res.headers['x-upstream'] as string | undefined,
+          }),
+        )
+        res.on('error', reject)
+      },
+    )
     req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)))
     req.on('error', reject)
     req.end(body)
@@ -64,19 +84,47 @@ function request(url: URL, agent: http.Agent, headers: Record<string, string | n
 }
 
 /** One signed POST of a reading's exact bytes. */
-export function post(url: URL, agent: http.Agent, e: { device: string; body: string }, key: Buffer, timeoutMs: number): Promise<Answer> {
-  return request(url, agent, { 'content-type': 'application/json', [DEVICE_HEADER]: e.device, [SIGNATURE_HEADER]: sign(key, e.body) }, e.body, timeoutMs)
+export function post(
+  url: URL,
+  agent: http.Agent,
+  e: { device: string; body: string },
+  key: Buffer,
+  timeoutMs: number,
+): Promise<Answer> {
+  return request(
+    url,
+    agent,
+    { 'content-type': 'application/json', [DEVICE_HEADER]: e.device, [SIGNATURE_HEADER]: sign(key, e.body) },
+    e.body,
+    timeoutMs,
+  )
 }
 
-export interface LineAnswer { status: string; code: number; error?: string; device?: string; seq?: number }
+export interface LineAnswer {
+  status: string
+  code: number
+  error?: string
+  device?: string
+  seq?: number
+}
 
 /** One POST of many readings, each line signed by its own device; the answer has one result per line, in order. */
-export async function postBatch(url: URL, agent: http.Agent, entries: { device: string; body: string }[], keyOf: (device: string) => Buffer, timeoutMs: number): Promise<{ answer: Answer; results?: LineAnswer[] }> {
+export async function postBatch(
+  url: URL,
+  agent: http.Agent,
+  entries: { device: string; body: string }[],
+  keyOf: (device: string) => Buffer,
+  timeoutMs: number,
+): Promise<{ answer: Answer; results?: LineAnswer[] }> {
   const body = entries.map((e) => batchLine(e.body, sign(keyOf(e.device), e.body)) + '\n').join('')
   const answer = await request(url, agent, { 'content-type': BATCH_TYPE }, body, timeoutMs)
   if (answer.status !== 200) return { answer }
   let results: LineAnswer[] | undefined
-  try { results = (JSON.parse(answer.body) as { results: LineAnswer[] }).results } catch { /* not JSON: no results */ }
+  try {
+    results = (JSON.parse(answer.body) as { results: LineAnswer[] }).results
+  } catch {
+    /* not JSON: no results */
+  }
   return { answer, results: Array.isArray(results) && results.length === entries.length ? results : undefined }
 }
 
@@ -90,17 +138,24 @@ export class Sender {
   lastError: string | undefined
   retries = 0
   /** The wait before the next request (0 while deliveries succeed). */
-  get backoffMs() { return this.backoff }
+  get backoffMs() {
+    return this.backoff
+  }
 
   constructor(private opts: SenderOptions) {
     this.url = new URL(opts.url)
     // An https URL needs an https agent (an http one makes every request throw).
-    this.agent = new (this.url.protocol === 'https:' ? https : http).Agent({ keepAlive: true, maxSockets: opts.concurrency })
+    this.agent = new (this.url.protocol === 'https:' ? https : http).Agent({
+      keepAlive: true,
+      maxSockets: opts.concurrency,
+    })
     this.batch = Math.max(1, opts.batch)
   }
 
   /** There are readings to send. */
-  notify() { this.wake?.() }
+  notify() {
+    this.wake?.()
+  }
 
   start() {
     return Promise.all(Array.from({ length: this.opts.concurrency }, () => this.worker()))
@@ -120,7 +175,11 @@ export class Sender {
       if (entries.length === 0) {
         await new Promise<void>((resolve) => {
           const prev = this.wake
-          this.wake = () => { this.wake = undefined; prev?.(); resolve() }
+          this.wake = () => {
+            this.wake = undefined
+            prev?.()
+            resolve()
+          }
         })
         continue
       }
@@ -129,14 +188,28 @@ export class Sender {
       try {
         if (this.batch === 1) {
           const e = entries[0]
-          const a = await post(this.url, this.agent, e, this.opts.keyOf(e.device), this.opts.timeoutMs ?? DEFAULTS.timeoutMs)
+          const a = await post(
+            this.url,
+            this.agent,
+            e,
+            this.opts.keyOf(e.device),
+            this.opts.timeoutMs ?? DEFAULTS.timeoutMs,
+          )
           why = this.settle(e, a.status, a.body, a.upstream) ? '' : `HTTP ${a.status} ${a.body.trim().slice(0, 200)}`
           if (why) failed = [e]
         } else {
-          const { answer, results } = await postBatch(this.url, this.agent, entries, this.opts.keyOf, this.opts.timeoutMs ?? DEFAULTS.batchTimeoutMs)
+          const { answer, results } = await postBatch(
+            this.url,
+            this.agent,
+            entries,
+            this.opts.keyOf,
+            this.opts.timeoutMs ?? DEFAULTS.batchTimeoutMs,
+          )
           if (answer.status === 415 || answer.status === 404) {
             // A server that takes no batches: one reading per request from now on.
-            this.opts.log?.(`the server refused a batch (HTTP ${answer.status}): sending one reading per request from now on`)
+            this.opts.log?.(
+              `the server refused a batch (HTTP ${answer.status}): sending one reading per request from now on`,
+            )
             this.batch = 1
             failed = entries
           } else if (!results) {
@@ -146,7 +219,10 @@ export class Sender {
             entries.forEach((e, i) => {
               // A line answered by something that is not a result (null) is retried, like a 5xx.
               const r: Partial<LineAnswer> = results[i] ?? {}
-              if (!this.settle(e, Number(r.code ?? 0), String(r.error ?? r.status), answer.upstream)) { failed.push(e); why = `HTTP ${r.code ?? 0}${r.error ? ` ${r.error}` : ''} (in a batch)` }
+              if (!this.settle(e, Number(r.code ?? 0), String(r.error ?? r.status), answer.upstream)) {
+                failed.push(e)
+                why = `HTTP ${r.code ?? 0}${r.error ? ` ${r.error}` : ''} (in a batch)`
+              }
             })
           }
         }
@@ -170,8 +246,14 @@ export class Sender {
 
   /** Acknowledge or refuse a reading by the status it got; false: retry it. */
   private settle(e: Entry, status: number, reason: string, upstream?: string): boolean {
-    if (status === 200 || status === 201) { this.opts.onAck(e, status, upstream); return true }
-    if (PERMANENT.has(status)) { this.opts.onReject(e, status, reason.trim()); return true }
+    if (status === 200 || status === 201) {
+      this.opts.onAck(e, status, upstream)
+      return true
+    }
+    if (PERMANENT.has(status)) {
+      this.opts.onReject(e, status, reason.trim())
+      return true
+    }
     return false
   }
 }

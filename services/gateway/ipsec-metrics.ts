@@ -16,7 +16,13 @@ import { parseArgs } from '../lib/args.js'
 const run = promisify(execFile)
 const USAGE = '--dir DIR --host NAME --mode kernel|libipsec [--interval-ms MS]'
 
-interface Totals { bytesIn: number; bytesOut: number; packetsIn: number; packetsOut: number; rekeys: number }
+interface Totals {
+  bytesIn: number
+  bytesOut: number
+  packetsIn: number
+  packetsOut: number
+  rekeys: number
+}
 const totals = new Map<string, Totals>() // by connection/child
 const lastSeen = new Map<string, { bytesIn: number; bytesOut: number; packetsIn: number; packetsOut: number }>() // by child SA uniqueid
 const childIds = new Map<string, Set<string>>() // child SA uniqueids seen per connection/child, for rekeys
@@ -27,19 +33,48 @@ export function render(host: string, mode: string, conns: string[], sas: IkeSa[]
   const lines: string[] = []
   const metric = (name: string, help: string, type: string, rows: [Record<string, string>, number][]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
-    for (const [labels, v] of rows) lines.push(`${name}{${Object.entries({ host, ...labels }).map(([k, x]) => `${k}="${esc(x)}"`).join(',')}} ${v}`)
+    for (const [labels, v] of rows)
+      lines.push(
+        `${name}{${Object.entries({ host, ...labels })
+          .map(([k, x]) => `${k}="${esc(x)}"`)
+          .join(',')}} ${v}`,
+      )
   }
   const ike = (c: string) => sas.filter((s) => s.name === c && s.state === 'ESTABLISHED')
   const children = (c: string) => ike(c).flatMap((s) => s.children.filter((ch) => ch.state === 'INSTALLED'))
-  metric('lab_ipsec_ike_sa_up', 'An IKE SA of this connection is established', 'gauge', conns.map((c) => [{ conn: c }, ike(c).length > 0 ? 1 : 0]))
-  metric('lab_ipsec_child_sa_up', 'A child SA of this connection is installed (traffic can flow)', 'gauge', conns.map((c) => [{ conn: c, child: c }, children(c).length > 0 ? 1 : 0]))
-  metric('lab_ipsec_ike_sa_established_seconds', 'How long the IKE SA has been up', 'gauge', conns.flatMap((c) => ike(c).slice(0, 1).map((s) => [{ conn: c }, Number(s.fields.established ?? 0)] as [Record<string, string>, number])))
+  metric(
+    'lab_ipsec_ike_sa_up',
+    'An IKE SA of this connection is established',
+    'gauge',
+    conns.map((c) => [{ conn: c }, ike(c).length > 0 ? 1 : 0]),
+  )
+  metric(
+    'lab_ipsec_child_sa_up',
+    'A child SA of this connection is installed (traffic can flow)',
+    'gauge',
+    conns.map((c) => [{ conn: c, child: c }, children(c).length > 0 ? 1 : 0]),
+  )
+  metric(
+    'lab_ipsec_ike_sa_established_seconds',
+    'How long the IKE SA has been up',
+    'gauge',
+    conns.flatMap((c) =>
+      ike(c)
+        .slice(0, 1)
+        .map((s) => [{ conn: c }, Number(s.fields.established ?? 0)] as [Record<string, string>, number]),
+    ),
+  )
   for (const c of conns) {
     const t = totals.get(c) ?? { bytesIn: 0, bytesOut: 0, packetsIn: 0, packetsOut: 0, rekeys: 0 }
     const ids = childIds.get(c) ?? new Set<string>()
     for (const ch of children(c)) {
       const id = ch.fields.uniqueid
-      const cur = { bytesIn: Number(ch.fields['bytes-in'] ?? 0), bytesOut: Number(ch.fields['bytes-out'] ?? 0), packetsIn: Number(ch.fields['packets-in'] ?? 0), packetsOut: Number(ch.fields['packets-out'] ?? 0) }
+      const cur = {
+        bytesIn: Number(ch.fields['bytes-in'] ?? 0),
+        bytesOut: Number(ch.fields['bytes-out'] ?? 0),
+        packetsIn: Number(ch.fields['packets-in'] ?? 0),
+        packetsOut: Number(ch.fields['packets-out'] ?? 0),
+      }
       const prev = lastSeen.get(id) ?? { bytesIn: 0, bytesOut: 0, packetsIn: 0, packetsOut: 0 }
       t.bytesIn += Math.max(0, cur.bytesIn - prev.bytesIn)
       t.bytesOut += Math.max(0, cur.bytesOut - prev.bytesOut)
@@ -53,14 +88,34 @@ export function render(host: string, mode: string, conns: string[], sas: IkeSa[]
     totals.set(c, t)
     childIds.set(c, ids)
   }
-  const rows = (k: keyof Totals) => conns.map((c) => [{ conn: c, child: c }, totals.get(c)![k]] as [Record<string, string>, number])
-  metric('lab_ipsec_child_bytes_in_total', 'Bytes received through the tunnel (decrypted), since this exporter started', 'counter', rows('bytesIn'))
-  metric('lab_ipsec_child_bytes_out_total', 'Bytes sent through the tunnel, since this exporter started', 'counter', rows('bytesOut'))
+  const rows = (k: keyof Totals) =>
+    conns.map((c) => [{ conn: c, child: c }, totals.get(c)![k]] as [Record<string, string>, number])
+  metric(
+    'lab_ipsec_child_bytes_in_total',
+    'Bytes received through the tunnel (decrypted), since this exporter started',
+    'counter',
+    rows('bytesIn'),
+  )
+  metric(
+    'lab_ipsec_child_bytes_out_total',
+    'Bytes sent through the tunnel, since this exporter started',
+    'counter',
+    rows('bytesOut'),
+  )
   metric('lab_ipsec_child_packets_in_total', 'Packets received through the tunnel', 'counter', rows('packetsIn'))
   metric('lab_ipsec_child_packets_out_total', 'Packets sent through the tunnel', 'counter', rows('packetsOut'))
-  metric('lab_ipsec_child_sa_new_total', 'Child SAs that replaced another of the connection: rekeys and re-establishments', 'counter', rows('rekeys'))
-  metric('lab_ipsec_datapath_info', 'Where ESP runs: kernel (XFRM) or libipsec (charon, userspace)', 'gauge', [[{ mode }, 1]])
-  metric('lab_ipsec_metrics_updated_seconds', 'When these metrics were written', 'gauge', [[{}, Math.round(now / 1000)]])
+  metric(
+    'lab_ipsec_child_sa_new_total',
+    'Child SAs that replaced another of the connection: rekeys and re-establishments',
+    'counter',
+    rows('rekeys'),
+  )
+  metric('lab_ipsec_datapath_info', 'Where ESP runs: kernel (XFRM) or libipsec (charon, userspace)', 'gauge', [
+    [{ mode }, 1],
+  ])
+  metric('lab_ipsec_metrics_updated_seconds', 'When these metrics were written', 'gauge', [
+    [{}, Math.round(now / 1000)],
+  ])
   return lines.join('\n') + '\n'
 }
 

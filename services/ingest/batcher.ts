@@ -3,9 +3,16 @@
 // in one statement and one commit. No timer, so no latency is added at low load, and
 // under load each commit (and its WAL fsync) carries many readings. Each caller still
 // gets its own answer, only after the commit that holds its reading.
-export interface BatcherOptions { maxBatch: number; maxInFlight: number }
+export interface BatcherOptions {
+  maxBatch: number
+  maxInFlight: number
+}
 
-interface Waiting<T, R> { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }
+interface Waiting<T, R> {
+  item: T
+  resolve: (r: R) => void
+  reject: (e: unknown) => void
+}
 
 export class Batcher<T, R> {
   private queue: Waiting<T, R>[] = []
@@ -13,8 +20,12 @@ export class Batcher<T, R> {
   batches = 0
   items = 0
 
-  constructor(private flush: (items: T[]) => Promise<R[]>, private opts: BatcherOptions) {
-    if (!(opts.maxBatch >= 1 && opts.maxInFlight >= 1)) throw new Error('batcher: maxBatch and maxInFlight must be at least 1')
+  constructor(
+    private flush: (items: T[]) => Promise<R[]>,
+    private opts: BatcherOptions,
+  ) {
+    if (!(opts.maxBatch >= 1 && opts.maxInFlight >= 1))
+      throw new Error('batcher: maxBatch and maxInFlight must be at least 1')
   }
 
   submit(item: T): Promise<R> {
@@ -30,13 +41,17 @@ export class Batcher<T, R> {
       this.inFlight++
       this.batches++
       this.items += batch.length
-      this.flush(batch.map((w) => w.item)).then((results) => {
-        if (results.length !== batch.length) throw new Error(`batcher: ${results.length} results for ${batch.length} items`)
-        batch.forEach((w, i) => w.resolve(results[i]))
-      }).catch((e) => batch.forEach((w) => w.reject(e))).finally(() => {
-        this.inFlight--
-        this.pump()
-      })
+      this.flush(batch.map((w) => w.item))
+        .then((results) => {
+          if (results.length !== batch.length)
+            throw new Error(`batcher: ${results.length} results for ${batch.length} items`)
+          batch.forEach((w, i) => w.resolve(results[i]))
+        })
+        .catch((e) => batch.forEach((w) => w.reject(e)))
+        .finally(() => {
+          this.inFlight--
+          this.pump()
+        })
     }
   }
 }

@@ -10,9 +10,20 @@ import type { InsertResult, Store, StoredReading } from './server.js'
 import { readTlsFiles, type TlsFiles } from './tls.js'
 
 /** tls: PostgreSQL over TLS, verify-full (the services CA, the CRL, the server's address in its certificate) with this backend's own certificate. */
-export interface DbConfig { host: string; port: number; database: string; user: string; password: string; tls?: TlsFiles }
+export interface DbConfig {
+  host: string
+  port: number
+  database: string
+  user: string
+  password: string
+  tls?: TlsFiles
+}
 
-interface Row { r: Reading; digest: string; backend: string }
+interface Row {
+  r: Reading
+  digest: string
+  backend: string
+}
 
 const INSERT_BATCH = `INSERT INTO readings (device_id, seq, time, value, digest, backend)
   SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::float8[], $5::text[], $6::text[])
@@ -32,9 +43,17 @@ export class PgStore implements Store {
   private settings = ''
   readonly batcher: Batcher<Row, InsertResult>
 
-  constructor(db: DbConfig | Queryable, private log: (line: string) => void, private poolSize = 8, batch: BatcherOptions = { maxBatch: 200, maxInFlight: 2 }) {
+  constructor(
+    db: DbConfig | Queryable,
+    private log: (line: string) => void,
+    private poolSize = 8,
+    batch: BatcherOptions = { maxBatch: 200, maxInFlight: 2 },
+  ) {
     this.batcher = new Batcher((rows) => this.insertBatch(rows), batch)
-    if ('query' in db) { this.pool = db; return }
+    if ('query' in db) {
+      this.pool = db
+      return
+    }
     this.pool = this.makePool(PgStore.load(db))
   }
 
@@ -87,14 +106,28 @@ export class PgStore implements Store {
   private async insertBatch(rows: Row[]): Promise<InsertResult[]> {
     let inserted: { device_id: string; seq: string }[]
     try {
-      inserted = (await this.pool.query<{ device_id: string; seq: string }>({
-        name: 'lab-insert-batch', text: INSERT_BATCH,
-        values: [rows.map((x) => x.r.device), rows.map((x) => x.r.seq), rows.map((x) => x.r.time), rows.map((x) => x.r.value), rows.map((x) => x.digest), rows.map((x) => x.backend)],
-      })).rows
+      inserted = (
+        await this.pool.query<{ device_id: string; seq: string }>({
+          name: 'lab-insert-batch',
+          text: INSERT_BATCH,
+          values: [
+            rows.map((x) => x.r.device),
+            rows.map((x) => x.r.seq),
+            rows.map((x) => x.r.time),
+            rows.map((x) => x.r.value),
+            rows.map((x) => x.digest),
+            rows.map((x) => x.backend),
+          ],
+        })
+      ).rows
     } catch (e) {
       // One reading the database refuses must not fail the others: one by one, then.
-      if (rows.length > 1 && isDataError(e)) return Promise.all(rows.map((x) => this.insertBatch([x]).then((r) => r[0])))
-      if (isDataError(e)) { this.log(`the database refused ${rows[0].r.device} seq ${rows[0].r.seq}: ${(e as Error).message}`); return ['invalid'] }
+      if (rows.length > 1 && isDataError(e))
+        return Promise.all(rows.map((x) => this.insertBatch([x]).then((r) => r[0])))
+      if (isDataError(e)) {
+        this.log(`the database refused ${rows[0].r.device} seq ${rows[0].r.seq}: ${(e as Error).message}`)
+        return ['invalid']
+      }
       throw e
     }
     const fresh = new Set(inserted.map((x) => `${x.device_id}/${x.seq}`))
@@ -106,10 +139,15 @@ export class PgStore implements Store {
     })
     const rest = rows.filter((_, i) => results[i] === undefined)
     if (rest.length) {
-      const prior = await this.pool.query<{ device_id: string; seq: string; digest: string }>({ name: 'lab-digests', text: DIGESTS, values: [rest.map((x) => x.r.device), rest.map((x) => x.r.seq)] })
+      const prior = await this.pool.query<{ device_id: string; seq: string; digest: string }>({
+        name: 'lab-digests',
+        text: DIGESTS,
+        values: [rest.map((x) => x.r.device), rest.map((x) => x.r.seq)],
+      })
       const digests = new Map(prior.rows.map((x) => [`${x.device_id}/${x.seq}`, x.digest]))
       rows.forEach((x, i) => {
-        if (results[i] === undefined) results[i] = digests.get(`${x.r.device}/${x.r.seq}`) === x.digest ? 'duplicate' : 'conflict'
+        if (results[i] === undefined)
+          results[i] = digests.get(`${x.r.device}/${x.r.seq}`) === x.digest ? 'duplicate' : 'conflict'
       })
     }
     return results as InsertResult[]
@@ -118,10 +156,15 @@ export class PgStore implements Store {
   async list(device: string, after: number, limit: number): Promise<StoredReading[]> {
     const res = await this.pool.query<{ seq: string; time: Date; value: number; backend: string; received_at: Date }>(
       'SELECT seq, time, value, backend, received_at FROM readings WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
-      [device, after, limit])
+      [device, after, limit],
+    )
     return res.rows.map((row) => ({
-      device, seq: Number(row.seq), time: row.time.toISOString(), value: row.value,
-      backend: row.backend, received: row.received_at.toISOString(),
+      device,
+      seq: Number(row.seq),
+      time: row.time.toISOString(),
+      value: row.value,
+      backend: row.backend,
+      received: row.received_at.toISOString(),
     }))
   }
 
@@ -130,5 +173,7 @@ export class PgStore implements Store {
     return true
   }
 
-  close() { return this.pool.end() }
+  close() {
+    return this.pool.end()
+  }
 }

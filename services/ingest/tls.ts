@@ -9,19 +9,35 @@ import type http from 'node:http'
 import type net from 'node:net'
 import tls from 'node:tls'
 
-export interface TlsFiles { cert: string; key: string; ca: string; crl: string }
-export interface TlsConfig extends TlsFiles { clients: string[] }
+export interface TlsFiles {
+  cert: string
+  key: string
+  ca: string
+  crl: string
+}
+export interface TlsConfig extends TlsFiles {
+  clients: string[]
+}
 export type Refusal = 'no_certificate' | 'untrusted' | 'not_a_client' | 'handshake'
 export const REFUSALS: Refusal[] = ['no_certificate', 'untrusted', 'not_a_client', 'handshake']
 
 /** The files' contents: what a secure context (server or client) is made of. */
 export function readTlsFiles(f: TlsFiles) {
-  return { cert: fs.readFileSync(f.cert), key: fs.readFileSync(f.key), ca: fs.readFileSync(f.ca), crl: fs.readFileSync(f.crl) }
+  return {
+    cert: fs.readFileSync(f.cert),
+    key: fs.readFileSync(f.key),
+    ca: fs.readFileSync(f.ca),
+    crl: fs.readFileSync(f.crl),
+  }
 }
 
 /** The DNS names in a certificate's subjectAltName ("DNS:a, IP Address:10.0.0.1"). */
 export function dnsNames(subjectaltname: string | undefined): string[] {
-  return (subjectaltname ?? '').split(',').map((s) => s.trim()).filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4))
+  return (subjectaltname ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith('DNS:'))
+    .map((s) => s.slice(4))
 }
 
 /** OpenSSL's reason in one of its error lines ("...:SSL routines:func:http request:file.c:341:"). */
@@ -30,16 +46,29 @@ export function opensslReason(message: string): string {
 }
 
 /** Is this TLS connection one of the clients? If not, why (for the log and the counter). */
-export function admit(socket: tls.TLSSocket, clients: string[]): { ok: true; identity: string } | { ok: false; reason: Refusal; why: string } {
+export function admit(
+  socket: tls.TLSSocket,
+  clients: string[],
+): { ok: true; identity: string } | { ok: false; reason: Refusal; why: string } {
   const peer = socket.getPeerCertificate()
-  if (!peer || Object.keys(peer).length === 0) return { ok: false, reason: 'no_certificate', why: 'no client certificate' }
+  if (!peer || Object.keys(peer).length === 0)
+    return { ok: false, reason: 'no_certificate', why: 'no client certificate' }
   if (!socket.authorized) {
     const code = String(socket.authorizationError ?? 'unknown')
-    return { ok: false, reason: 'untrusted', why: `client certificate ${String(peer.subject?.CN ?? '?')} (serial ${peer.serialNumber}) refused: ${code === 'CERT_REVOKED' ? 'revoked (on the services CA\'s CRL)' : `not from the services CA (${code})`}` }
+    return {
+      ok: false,
+      reason: 'untrusted',
+      why: `client certificate ${String(peer.subject?.CN ?? '?')} (serial ${peer.serialNumber}) refused: ${code === 'CERT_REVOKED' ? "revoked (on the services CA's CRL)" : `not from the services CA (${code})`}`,
+    }
   }
   const names = dnsNames(peer.subjectaltname)
   const identity = names.find((n) => clients.includes(n))
-  if (!identity) return { ok: false, reason: 'not_a_client', why: `client certificate for ${names.join(', ') || String(peer.subject?.CN)} is valid but not a client here (admitted: ${clients.join(', ')})` }
+  if (!identity)
+    return {
+      ok: false,
+      reason: 'not_a_client',
+      why: `client certificate for ${names.join(', ') || String(peer.subject?.CN)} is valid but not a client here (admitted: ${clients.join(', ')})`,
+    }
   return { ok: true, identity }
 }
 
@@ -51,7 +80,13 @@ export interface TlsListener {
   retire(req: http.IncomingMessage, res: http.ServerResponse): void
 }
 
-export function tlsListener(config: TlsConfig, app: http.Server, log: (l: string) => void, refused: (r: Refusal) => void, admitted: (resumed: boolean) => void = () => {}): TlsListener {
+export function tlsListener(
+  config: TlsConfig,
+  app: http.Server,
+  log: (l: string) => void,
+  refused: (r: Refusal) => void,
+  admitted: (resumed: boolean) => void = () => {},
+): TlsListener {
   let current = config
   // The files are read once per load: what the context is made of, and what tells a
   // reload whether anything changed.
@@ -78,7 +113,9 @@ export function tlsListener(config: TlsConfig, app: http.Server, log: (l: string
   })
   server.on('tlsClientError', (e: Error & { code?: string }, socket: tls.TLSSocket) => {
     refused('handshake')
-    log(`TLS: handshake with ${socket.remoteAddress ?? '?'} failed: ${opensslReason(e.message)}${e.code ? ` (${e.code})` : ''}`)
+    log(
+      `TLS: handshake with ${socket.remoteAddress ?? '?'} failed: ${opensslReason(e.message)}${e.code ? ` (${e.code})` : ''}`,
+    )
   })
   return {
     server,

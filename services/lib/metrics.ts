@@ -15,10 +15,25 @@ export function serviceRegistry(): Registry {
 
 /** A gauge read when scraped. */
 export function gaugeOf(r: Registry, name: string, help: string, read: () => number): void {
-  new Gauge({ name, help, registers: [r], collect() { this.set(read()) } })
+  new Gauge({
+    name,
+    help,
+    registers: [r],
+    collect() {
+      this.set(read())
+    },
+  })
 }
 
 /** A counter kept elsewhere (it only grows, or restarts with the process), read when scraped. */
 export function counterOf(r: Registry, name: string, help: string, read: () => number): void {
-  new Counter({ name, help, registers: [r], collect() { this.reset(); this.inc(read()) } })
+  new Counter({
+    name,
+    help,
+    registers: [r],
+    collect() {
+      this.reset()
+      this.inc(read())
+    },
+  })
 }

@@ -62,16 +62,30 @@ export function parseReading(body: Buffer | string): Parsed {
 
 /** The four fields, each of its type and range, and nothing else. */
 function validateReading(raw: unknown): Parsed {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, error: 'the body must be a JSON object {device, seq, time, value}' }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    return { ok: false, error: 'the body must be a JSON object {device, seq, time, value}' }
   const r = raw as Record<string, unknown>
   for (const key of Object.keys(r)) {
-    if (!(FIELDS as readonly string[]).includes(key)) return { ok: false, field: key, error: `unknown field "${key}": a reading has only device, seq, time and value` }
+    if (!(FIELDS as readonly string[]).includes(key))
+      return { ok: false, field: key, error: `unknown field "${key}": a reading has only device, seq, time and value` }
   }
   for (const f of FIELDS) if (!(f in r)) return { ok: false, field: f, error: `field "${f}" is missing` }
-  if (typeof r.device !== 'string' || !DEVICE_ID.test(r.device)) return { ok: false, field: 'device', error: 'field "device" must be a device id: lower-case letters, digits and dashes, at most 63' }
-  if (typeof r.seq !== 'number' || !Number.isSafeInteger(r.seq) || r.seq < 1) return { ok: false, field: 'seq', error: 'field "seq" must be an integer from 1 to 2^53-1' }
-  if (typeof r.time !== 'string' || !isRealTime(r.time)) return { ok: false, field: 'time', error: 'field "time" must be a real RFC 3339 UTC time from 1970 on, such as 2026-01-31T12:00:00.000Z' }
-  if (typeof r.value !== 'number' || !Number.isFinite(r.value)) return { ok: false, field: 'value', error: 'field "value" must be a finite number' }
+  if (typeof r.device !== 'string' || !DEVICE_ID.test(r.device))
+    return {
+      ok: false,
+      field: 'device',
+      error: 'field "device" must be a device id: lower-case letters, digits and dashes, at most 63',
+    }
+  if (typeof r.seq !== 'number' || !Number.isSafeInteger(r.seq) || r.seq < 1)
+    return { ok: false, field: 'seq', error: 'field "seq" must be an integer from 1 to 2^53-1' }
+  if (typeof r.time !== 'string' || !isRealTime(r.time))
+    return {
+      ok: false,
+      field: 'time',
+      error: 'field "time" must be a real RFC 3339 UTC time from 1970 on, such as 2026-01-31T12:00:00.000Z',
+    }
+  if (typeof r.value !== 'number' || !Number.isFinite(r.value))
+    return { ok: false, field: 'value', error: 'field "value" must be a finite number' }
   return { ok: true, reading: { device: r.device, seq: r.seq, time: r.time, value: r.value } }
 }
 
@@ -88,7 +102,8 @@ export function batchLine(body: string, signature: string): string {
   return `${body.slice(0, -1)},"signature":${JSON.stringify(signature)}}`
 }
 
-export type ParsedLine = { ok: true; reading: Reading; signature: string; canonical: string } | { ok: false; field?: string; error: string }
+export type ParsedLine =
+  { ok: true; reading: Reading; signature: string; canonical: string } | { ok: false; field?: string; error: string }
 
 /** A batch line: a reading plus "signature"; canonical is the body the signature covers. */
 export function parseBatchLine(line: string): ParsedLine {
@@ -98,9 +113,15 @@ export function parseBatchLine(line: string): ParsedLine {
   } catch (e) {
     return { ok: false, error: `the line is not valid JSON: ${(e as Error).message}` }
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, error: 'a line must be a JSON object {device, seq, time, value, signature}' }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    return { ok: false, error: 'a line must be a JSON object {device, seq, time, value, signature}' }
   const { signature, ...rest } = raw as Record<string, unknown>
-  if (typeof signature !== 'string') return { ok: false, field: 'signature', error: `field "signature" is missing: ${SIGNATURE_SCHEME}=<hex HMAC-SHA256 of the reading's body>` }
+  if (typeof signature !== 'string')
+    return {
+      ok: false,
+      field: 'signature',
+      error: `field "signature" is missing: ${SIGNATURE_SCHEME}=<hex HMAC-SHA256 of the reading's body>`,
+    }
   const parsed = validateReading(rest)
   if (!parsed.ok) return parsed
   return { ok: true, reading: parsed.reading, signature, canonical: encodeReading(parsed.reading) }

@@ -1,8 +1,17 @@
 // swanctl's machine-readable output (`--raw`), parsed once for the lab's status and
 // for the tests.
 
-export interface ChildSa { name: string; state: string; fields: Record<string, string> }
-export interface IkeSa { name: string; state: string; fields: Record<string, string>; children: ChildSa[] }
+export interface ChildSa {
+  name: string
+  state: string
+  fields: Record<string, string>
+}
+export interface IkeSa {
+  name: string
+  state: string
+  fields: Record<string, string>
+  children: ChildSa[]
+}
 
 /** Parse one `swanctl --list-sas --raw` output into IKE SAs with their child SAs. */
 export function parseRawSas(text: string): IkeSa[] {

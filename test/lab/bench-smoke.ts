@@ -21,42 +21,117 @@ if (lab) {
     const [db] = lab.byRole('db')
     const hba = () => lab.sh(db.name, 'sha256sum /etc/postgresql/*/main/pg_hba.conf').then((x) => x.stdout)
     const hbaBefore = await hba()
-    const ingestBefore = await Promise.all(lab.byRole('backend').map(async (b) => (await lab.sh(b.name, 'stat -c "%a %U" /etc/lab-ingest/config.json; sha256sum /etc/lab-ingest/config.json')).stdout))
+    const ingestBefore = await Promise.all(
+      lab
+        .byRole('backend')
+        .map(
+          async (b) =>
+            (await lab.sh(b.name, 'stat -c "%a %U" /etc/lab-ingest/config.json; sha256sum /etc/lab-ingest/config.json'))
+              .stdout,
+        ),
+    )
     const run = await labCli('scripts/bench.ts', ['--smoke', '--out', out])
     t.match(run.stdout, /Report: .*report\.md/)
     const r = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as BenchReport
     const tls = lab.topology.telemetry.cloudTls
-    t.same(r.ingest.scenarios.map((s) => s.id), tls ? ['full', 'lan-direct'] : ['full', 'tunnel-direct', 'lan-direct'],
-      tls ? 'the full path and the cloud LAN (no path from the IoT LAN straight to a backend: it admits the proxy\'s certificate alone)' : 'the three paths')
+    t.same(
+      r.ingest.scenarios.map((s) => s.id),
+      tls ? ['full', 'lan-direct'] : ['full', 'tunnel-direct', 'lan-direct'],
+      tls
+        ? "the full path and the cloud LAN (no path from the IoT LAN straight to a backend: it admits the proxy's certificate alone)"
+        : 'the three paths',
+    )
     for (const s of r.ingest.scenarios) {
-      t.ok(s.readings_per_s.median > 0 && s.p99_ms.median >= s.p50_ms.median, `${s.id}: ${s.readings_per_s.median} readings/s, p50 ${s.p50_ms.median} ms, p99 ${s.p99_ms.median} ms`)
-      t.ok(s.runs.every((x) => x.check.stored === x.check.acked && x.check.acked > 0), `${s.id}: stored = acknowledged (${s.runs[0].check.stored})`)
+      t.ok(
+        s.readings_per_s.median > 0 && s.p99_ms.median >= s.p50_ms.median,
+        `${s.id}: ${s.readings_per_s.median} readings/s, p50 ${s.p50_ms.median} ms, p99 ${s.p99_ms.median} ms`,
+      )
+      t.ok(
+        s.runs.every((x) => x.check.stored === x.check.acked && x.check.acked > 0),
+        `${s.id}: stored = acknowledged (${s.runs[0].check.stored})`,
+      )
     }
-    t.same(r.ingest.scaling.map((s) => s.backends), Array.from({ length: lab.byRole('backend').length }, (_, i) => i + 1), 'the full path with 1 to all backends')
+    t.same(
+      r.ingest.scaling.map((s) => s.backends),
+      Array.from({ length: lab.byRole('backend').length }, (_, i) => i + 1),
+      'the full path with 1 to all backends',
+    )
     t.ok(r.ingest.scaling.every((s) => s.readings_per_s.median > 0))
     const tuning = r.ingest.tuning!
-    t.same(tuning.scenarios.map((x) => x.id), ['lan-direct', 'full'], 'write batching off and on, side by side')
-    t.ok(tuning.scenarios.every((x) => x.off.readings_per_s.median > 0 && x.on.readings_per_s.median > 0 && x.off.lost === 0 && x.on.lost === 0), 'both measured, none lost')
+    t.same(
+      tuning.scenarios.map((x) => x.id),
+      ['lan-direct', 'full'],
+      'write batching off and on, side by side',
+    )
+    t.ok(
+      tuning.scenarios.every(
+        (x) => x.off.readings_per_s.median > 0 && x.on.readings_per_s.median > 0 && x.off.lost === 0 && x.on.lost === 0,
+      ),
+      'both measured, none lost',
+    )
     const upload = r.ingest.upload!.scenarios[0]
     t.equal(upload.id, 'full', 'one reading per request against batches, on the full path')
-    t.ok(upload.off.readings_per_s.median > 0 && upload.on.readings_per_s.median > 0 && upload.off.lost === 0 && upload.on.lost === 0, `both measured, none lost (${upload.off.readings_per_s.median} and ${upload.on.readings_per_s.median} readings/s)`)
-    t.ok(upload.on.runs.every((x) => x.batch > 1 && x.check.stored === x.check.acked), 'the batch runs sent batches, every reading acknowledged is stored')
+    t.ok(
+      upload.off.readings_per_s.median > 0 &&
+        upload.on.readings_per_s.median > 0 &&
+        upload.off.lost === 0 &&
+        upload.on.lost === 0,
+      `both measured, none lost (${upload.off.readings_per_s.median} and ${upload.on.readings_per_s.median} readings/s)`,
+    )
+    t.ok(
+      upload.on.runs.every((x) => x.batch > 1 && x.check.stored === x.check.acked),
+      'the batch runs sent batches, every reading acknowledged is stored',
+    )
     t.match(fs.readFileSync(path.join(out, 'report.md'), 'utf8'), /### Upload, side by side in this run: batch upload/)
     const cloudTls = r.ingest.cloudTls!.scenarios[0]
     t.equal(cloudTls.id, 'full', 'TLS inside the cloud off and on, on the full path')
-    t.ok(cloudTls.off.readings_per_s.median > 0 && cloudTls.on.readings_per_s.median > 0 && cloudTls.off.lost === 0 && cloudTls.on.lost === 0, `both measured, none lost (${cloudTls.off.readings_per_s.median} plain and ${cloudTls.on.readings_per_s.median} TLS readings/s)`)
-    t.match(fs.readFileSync(path.join(out, 'report.md'), 'utf8'), /### TLS inside the cloud, side by side in this run: TLS inside the cloud/)
+    t.ok(
+      cloudTls.off.readings_per_s.median > 0 &&
+        cloudTls.on.readings_per_s.median > 0 &&
+        cloudTls.off.lost === 0 &&
+        cloudTls.on.lost === 0,
+      `both measured, none lost (${cloudTls.off.readings_per_s.median} plain and ${cloudTls.on.readings_per_s.median} TLS readings/s)`,
+    )
+    t.match(
+      fs.readFileSync(path.join(out, 'report.md'), 'utf8'),
+      /### TLS inside the cloud, side by side in this run: TLS inside the cloud/,
+    )
     t.equal(r.zero_loss, true, 'no reading lost or duplicated')
-    t.ok(r.ingest.cpu.some((c) => /charon/.test(c.process)), 'CPU use per process, charon among them')
-    t.ok(r.tunnel!.through_tunnel_mbit.median > 0 && r.tunnel!.without_tunnel_mbit.median > 0 && r.tunnel!.crypto_one_core_mbit.median > 0, 'tunnel, no-tunnel and cipher figures')
-    t.same(r.outbox!.map((x) => x.batch), [1, 16, 256], 'the outbox by batch size')
-    t.ok(r.outbox!.every((x) => x.readings_per_s.median > 0), 'with durable readings per second for each')
+    t.ok(
+      r.ingest.cpu.some((c) => /charon/.test(c.process)),
+      'CPU use per process, charon among them',
+    )
+    t.ok(
+      r.tunnel!.through_tunnel_mbit.median > 0 &&
+        r.tunnel!.without_tunnel_mbit.median > 0 &&
+        r.tunnel!.crypto_one_core_mbit.median > 0,
+      'tunnel, no-tunnel and cipher figures',
+    )
+    t.same(
+      r.outbox!.map((x) => x.batch),
+      [1, 16, 256],
+      'the outbox by batch size',
+    )
+    t.ok(
+      r.outbox!.every((x) => x.readings_per_s.median > 0),
+      'with durable readings per second for each',
+    )
     t.not((await lab.sh(client.name, 'test -e /var/lib/lab-bench-outbox')).code, 0, 'and its files removed')
-    const changes = run.stdout.split('\n').filter((l) => /changed on /.test(l)).map((l) => l.trim())
-    t.equal(r.bringup.reprovision_changed, 0, `the re-provision changed nothing${changes.length ? ` (${changes.join('; ')})` : ''}`)
+    const changes = run.stdout
+      .split('\n')
+      .filter((l) => /changed on /.test(l))
+      .map((l) => l.trim())
+    t.equal(
+      r.bringup.reprovision_changed,
+      0,
+      `the re-provision changed nothing${changes.length ? ` (${changes.join('; ')})` : ''}`,
+    )
     t.match(r.machine, { cores: os.cpus().length, hosts: lab.topology.hosts.length, ipsec_mode: /libipsec|kernel/ })
     t.match(fs.readFileSync(path.join(out, 'chart.svg'), 'utf8'), /<svg [^>]*>[\s\S]*<rect [\s\S]*<\/svg>/)
-    t.match(fs.readFileSync(path.join(out, 'report.md'), 'utf8'), /## Ingest[\s\S]*!\[readings per second and latency\]\(chart\.svg\)[\s\S]*## Tunnel[\s\S]*## Bring-up/)
+    t.match(
+      fs.readFileSync(path.join(out, 'report.md'), 'utf8'),
+      /## Ingest[\s\S]*!\[readings per second and latency\]\(chart\.svg\)[\s\S]*## Tunnel[\s\S]*## Bring-up/,
+    )
 
     for (const h of lab.topology.hosts) {
       // The chain is read first (a failed nft is a failure, not "no rule"), then searched.
@@ -66,11 +141,32 @@ if (lab) {
       t.notMatch(chain.stdout, /lab-bench/, `${h.name}: no temporary firewall rule left`)
       t.not((await lab.sh(h.name, 'test -e /run/lab-bench')).code, 0, `${h.name}: no bench file left`)
     }
-    t.equal((await lab.sh(proxy.name, 'sha256sum /etc/nginx/nginx.conf')).stdout, nginxBefore, 'nginx.conf is as provisioned')
-    const ingestAfter = await Promise.all(lab.byRole('backend').map(async (b) => (await lab.sh(b.name, 'stat -c "%a %U" /etc/lab-ingest/config.json; sha256sum /etc/lab-ingest/config.json')).stdout))
-    t.same(ingestAfter, ingestBefore, 'the ingest servers\' config is as provisioned (content, mode, owner)')
+    t.equal(
+      (await lab.sh(proxy.name, 'sha256sum /etc/nginx/nginx.conf')).stdout,
+      nginxBefore,
+      'nginx.conf is as provisioned',
+    )
+    const ingestAfter = await Promise.all(
+      lab
+        .byRole('backend')
+        .map(
+          async (b) =>
+            (await lab.sh(b.name, 'stat -c "%a %U" /etc/lab-ingest/config.json; sha256sum /etc/lab-ingest/config.json'))
+              .stdout,
+        ),
+    )
+    t.same(ingestAfter, ingestBefore, "the ingest servers' config is as provisioned (content, mode, owner)")
     t.equal(await hba(), hbaBefore, 'pg_hba.conf is as provisioned (TLS as the topology says)')
-    for (const b of lab.byRole('backend')) t.equal((await lab.sh(b.name, 'systemctl is-active lab-ingest.service')).stdout.trim(), 'active', `${b.name}: lab-ingest runs`)
-    t.equal((await clientStatus(lab)).paused, false, `${client.name}'s client streams again (control port ${CLIENT_CONTROL_PORT})`)
+    for (const b of lab.byRole('backend'))
+      t.equal(
+        (await lab.sh(b.name, 'systemctl is-active lab-ingest.service')).stdout.trim(),
+        'active',
+        `${b.name}: lab-ingest runs`,
+      )
+    t.equal(
+      (await clientStatus(lab)).paused,
+      false,
+      `${client.name}'s client streams again (control port ${CLIENT_CONTROL_PORT})`,
+    )
   })
 }

@@ -14,9 +14,11 @@ if (lab) {
   // `vagrant ssh-config` (10 s a call each): the shortcut must say what Vagrant says.
   t.test("Vagrant's state, read directly, says what `vagrant status` and `vagrant ssh-config` say", async (t) => {
     const [fast, slow] = [await machineStates(), await vagrantStates()]
-    for (const host of lab.topology.hosts) t.equal(fast.get(host.name), slow.get(host.name), `${host.name}: ${slow.get(host.name)}`)
+    for (const host of lab.topology.hosts)
+      t.equal(fast.get(host.name), slow.get(host.name), `${host.name}: ${slow.get(host.name)}`)
     const asked = parseSshConfig((await $({ cwd: repoRoot, quiet: true })`vagrant ssh-config`).stdout)
-    for (const host of lab.topology.hosts) t.same(stateEntry(host, repoRoot), asked.get(host.name), `${host.name}: ${asked.get(host.name)?.hostName}`)
+    for (const host of lab.topology.hosts)
+      t.same(stateEntry(host, repoRoot), asked.get(host.name), `${host.name}: ${asked.get(host.name)?.hostName}`)
   })
 
   for (const host of lab.topology.hosts) {
@@ -38,18 +40,30 @@ if (lab) {
       if (lab.providerOf(host.name) === 'lxc') {
         // On lxc each NIC is named after its network: names and addresses must match exactly.
         // A LAN's gateway also answers for the LAN's old server address (a /32).
-        const oldServers = lab.topology.networks.filter((n) => n.gateway === host.name && n.oldServer).map((n) => `${n.name} ${n.oldServer!.address}/32`)
+        const oldServers = lab.topology.networks
+          .filter((n) => n.gateway === host.name && n.oldServer)
+          .map((n) => `${n.name} ${n.oldServer!.address}/32`)
         const want = [...host.interfaces.map((i) => `${i.network} ${i.address}/${i.prefix}`), ...oldServers].sort()
         t.same(actual.map((a) => `${a.ifname} ${a.address}/${a.prefix}`).sort(), want)
       } else {
         // On VMs NICs keep the guest's names (eth0 is management, from the lab's DHCP);
         // every address must be there, and nothing else.
         for (const i of host.interfaces.slice(1)) {
-          t.ok(actual.some((a) => a.address === i.address && a.prefix === i.prefix), `${i.network}: ${i.address}/${i.prefix}`)
+          t.ok(
+            actual.some((a) => a.address === i.address && a.prefix === i.prefix),
+            `${i.network}: ${i.address}/${i.prefix}`,
+          )
         }
-        const oldServers = lab.topology.networks.filter((n) => n.gateway === host.name && n.oldServer).map((n) => n.oldServer!.address)
-        t.ok(actual.some((a) => a.address === host.mgmt.address && a.ifname === lab.facts(host.name).mgmtInterface), `management: ${host.mgmt.address} (the topology's, handed out by the lab's DHCP)`)
-        const extra = actual.filter((a) => !host.interfaces.some((i) => i.address === a.address) && !oldServers.includes(a.address))
+        const oldServers = lab.topology.networks
+          .filter((n) => n.gateway === host.name && n.oldServer)
+          .map((n) => n.oldServer!.address)
+        t.ok(
+          actual.some((a) => a.address === host.mgmt.address && a.ifname === lab.facts(host.name).mgmtInterface),
+          `management: ${host.mgmt.address} (the topology's, handed out by the lab's DHCP)`,
+        )
+        const extra = actual.filter(
+          (a) => !host.interfaces.some((i) => i.address === a.address) && !oldServers.includes(a.address),
+        )
         t.same(extra, [], 'no address the topology does not name')
       }
       const v6 = (await lab.sh(host.name, 'ip -6 -o addr show')).stdout.trim()

@@ -10,32 +10,52 @@ import { openLab } from '../lib/lab.js'
 
 const lab = await openLab(t)
 if (lab) {
-  const reaches = async (from: string, address: string) => (await lab.sh(from, `ping -c 2 -i 0.2 -W 1 ${address}`)).code === 0
-  const tcpOpen = async (from: string, address: string, port: number) => (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
+  const reaches = async (from: string, address: string) =>
+    (await lab.sh(from, `ping -c 2 -i 0.2 -W 1 ${address}`)).code === 0
+  const tcpOpen = async (from: string, address: string, port: number) =>
+    (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
   const [client] = lab.byRole('iot-client')
-  const iotGw = lab.topology.hosts.find((h) => h.name === lab.topology.networks.find((n) => n.name === client.interfaces[1].network)!.gateway)!
+  const iotGw = lab.topology.hosts.find(
+    (h) => h.name === lab.topology.networks.find((n) => n.name === client.interfaces[1].network)!.gateway,
+  )!
   const cloudHosts = lab.topology.hosts.filter((h) => addressOn(h, 'cloud') && h.role !== 'gateway')
   const [proxy] = lab.byRole('proxy')
 
   t.test('the IoT client reaches its own LAN and its gateway (control)', async (t) => {
     t.ok(await reaches(client.name, addressOn(iotGw, 'iot')!), `${client.name} pings ${iotGw.name} on the iot LAN`)
     const route = (await lab.sh(client.name, `ip route get ${addressOn(proxy, 'cloud')}`)).stdout
-    t.match(route, new RegExp(`via ${addressOn(iotGw, 'iot')!.replace(/\./g, '\\.')} `), 'the cloud LAN is routed to the IoT gateway')
+    t.match(
+      route,
+      new RegExp(`via ${addressOn(iotGw, 'iot')!.replace(/\./g, '\\.')} `),
+      'the cloud LAN is routed to the IoT gateway',
+    )
   })
 
   t.test('the sites are joined only by the tunnel: no gateway routes between them outside it', async (t) => {
     for (const tunnel of lab.topology.vpn?.tunnels ?? []) {
       await waitForTunnel(lab, tunnel)
-      for (const [gw, remote] of [[tunnel.site, tunnel.hubSubnets], [tunnel.hub, tunnel.siteSubnets]] as const) {
+      for (const [gw, remote] of [
+        [tunnel.site, tunnel.hubSubnets],
+        [tunnel.hub, tunnel.siteSubnets],
+      ] as const) {
         const main = (await lab.sh(gw, 'ip -4 route show table main')).stdout
-        for (const net of remote) t.notMatch(main, new RegExp(`^${net.replace(/[./]/g, '\\$&')} `, 'm'), `${gw}'s main table has no route to ${net}`)
+        for (const net of remote)
+          t.notMatch(
+            main,
+            new RegExp(`^${net.replace(/[./]/g, '\\$&')} `, 'm'),
+            `${gw}'s main table has no route to ${net}`,
+          )
         const mode = lab.facts(gw).ipsecMode
         const get = (await lab.sh(gw, `ip route get ${remote[0].replace(/0\/\d+$/, '1')}`)).stdout
-        if (mode === 'libipsec') t.match(get, / dev ipsec0 /, `${gw} reaches ${remote[0]} only through ipsec0 (the tunnel)`)
+        if (mode === 'libipsec')
+          t.match(get, / dev ipsec0 /, `${gw} reaches ${remote[0]} only through ipsec0 (the tunnel)`)
       }
     }
     const gwCloud = lab.byRole('gateway').find((g) => addressOn(g, 'cloud'))!
-    t.notOk(await reaches(client.name, addressOn(gwCloud, 'inet')!), 'the IoT client cannot reach the simulated internet')
+    t.notOk(
+      await reaches(client.name, addressOn(gwCloud, 'inet')!),
+      'the IoT client cannot reach the simulated internet',
+    )
     for (const h of cloudHosts) {
       t.notOk(await reaches(client.name, h.mgmt.address), `nor ${h.name}'s management address`)
     }
@@ -48,19 +68,31 @@ if (lab) {
       t.notOk(await tcpOpen(a.name, b.mgmt.address, 22), `${a.name} cannot reach ${b.name}'s SSH over management`)
     }
     const mgmt = lab.topology.networks.find((n) => n.kind === 'management')!
-    if (mgmt.hostAddress) t.ok(await reaches(client.name, mgmt.hostAddress), 'while the provisioning machine answers on it (control)')
+    if (mgmt.hostAddress)
+      t.ok(await reaches(client.name, mgmt.hostAddress), 'while the provisioning machine answers on it (control)')
   })
 
   lab.test(t, 'this machine keeps the lab to its bridges', { bridgesHere: true }, async (t) => {
     for (const net of lab.topology.networks) {
       t.ok(fs.existsSync(`/sys/class/net/${net.bridge}/bridge`), `bridge ${net.bridge} exists`)
     }
-    const links = JSON.parse(execFileSync('bridge', ['-d', '-j', 'link', 'show']).toString()) as { ifname: string; master?: string; isolated?: boolean }[]
+    const links = JSON.parse(execFileSync('bridge', ['-d', '-j', 'link', 'show']).toString()) as {
+      ifname: string
+      master?: string
+      isolated?: boolean
+    }[]
     const mgmt = lab.topology.networks.find((n) => n.kind === 'management')!
     const ports = links.filter((l) => l.master === mgmt.bridge)
     t.equal(ports.length, lab.topology.hosts.length, 'one management port per host')
-    t.same(ports.filter((p) => !p.isolated).map((p) => p.ifname), [], 'every management port is isolated')
-    const addrs = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show']).toString()) as { ifname: string; addr_info: { local: string }[] }[]
+    t.same(
+      ports.filter((p) => !p.isolated).map((p) => p.ifname),
+      [],
+      'every management port is isolated',
+    )
+    const addrs = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show']).toString()) as {
+      ifname: string
+      addr_info: { local: string }[]
+    }[]
     for (const net of lab.topology.networks) {
       const mine = addrs.find((a) => a.ifname === net.bridge)?.addr_info.map((a) => a.local) ?? []
       t.same(mine, net.hostAddress ? [net.hostAddress] : [], `this machine's addresses on ${net.bridge}`)

@@ -17,11 +17,21 @@ const lab = await openLab(t, { requires: { monitor: true } })
 if (lab) {
   const targets = scrapeTargets(lab.topology)
 
-  t.before(async () => { await waitForTunnel(lab, lab.topology.vpn!.tunnels[0]) })
+  t.before(async () => {
+    await waitForTunnel(lab, lab.topology.vpn!.tunnels[0])
+  })
 
   t.test('every target the topology implies is scraped, and up', async (t) => {
     const upNow = async () => new Set((await promQuery(lab, 'up == 1')).map((s) => `${s.metric.job} ${s.metric.host}`))
-    const up = await waitFor('every target up', async () => { const u = await upNow(); return targets.every((x) => u.has(`${x.job} ${x.host}`)) ? u : undefined }, 60_000, 2000).catch(upNow)
+    const up = await waitFor(
+      'every target up',
+      async () => {
+        const u = await upNow()
+        return targets.every((x) => u.has(`${x.job} ${x.host}`)) ? u : undefined
+      },
+      60_000,
+      2000,
+    ).catch(upNow)
     for (const x of targets) t.ok(up.has(`${x.job} ${x.host}`), `${x.job} on ${x.host} (${x.address}:${x.port}) is up`)
     const all = await promQuery(lab, 'up')
     t.equal(all.length, targets.length, `nothing else is scraped (${all.length} targets)`)
@@ -30,86 +40,150 @@ if (lab) {
   t.test('each host admits the monitor, and only the monitor, on what it scrapes', async (t) => {
     const monitor = monitorOf(lab.topology)!
     const [proxy] = lab.byRole('proxy')
-    const open = async (from: string, address: string, port: number) => (await lab.sh(from, `nc -z -w 1 ${address} ${port}`)).code === 0
+    const open = async (from: string, address: string, port: number) =>
+      (await lab.sh(from, `nc -z -w 1 ${address} ${port}`)).code === 0
     for (const x of targets.filter((x) => x.host !== monitor.name && x.host !== proxy.name)) {
       t.ok(await open(monitor.name, x.address, x.port), `the monitor reaches ${x.job} on ${x.host}`)
-      if (x.job !== 'ingest') t.notOk(await open(proxy.name, x.address, x.port), `the proxy does not (${x.host}:${x.port})`)
+      if (x.job !== 'ingest')
+        t.notOk(await open(proxy.name, x.address, x.port), `the proxy does not (${x.host}:${x.port})`)
     }
   })
 
   t.test('the gateways report their tunnels: SAs up, traffic counted, the data path', async (t) => {
     for (const gw of lab.byRole('gateway')) {
       const up = await promQuery(lab, `lab_ipsec_child_sa_up{host="${gw.name}"}`)
-      t.ok(up.length > 0 && up.every((s) => s.value[1] === '1'), `${gw.name}: every tunnel has an installed child SA (${up.map((s) => s.metric.conn).join(', ')})`)
+      t.ok(
+        up.length > 0 && up.every((s) => s.value[1] === '1'),
+        `${gw.name}: every tunnel has an installed child SA (${up.map((s) => s.metric.conn).join(', ')})`,
+      )
       const mode = await promQuery(lab, `lab_ipsec_datapath_info{host="${gw.name}"}`)
-      t.same(mode.map((s) => s.metric.mode), [lab.facts(gw.name).ipsecMode ?? 'libipsec'], `${gw.name}: the data path it really uses`)
+      t.same(
+        mode.map((s) => s.metric.mode),
+        [lab.facts(gw.name).ipsecMode ?? 'libipsec'],
+        `${gw.name}: the data path it really uses`,
+      )
     }
     // A rate needs two scrapes of the stream since the tunnel came up: poll for it.
-    const rate = async () => Number((await promQuery(lab, 'sum(rate(lab_ipsec_child_bytes_in_total[1m]))'))[0]?.value[1] ?? 0)
-    const flowing = await waitFor('a rate of bytes through the tunnel', async () => (await rate()) || undefined, 60_000, 2000).catch(() => 0)
+    const rate = async () =>
+      Number((await promQuery(lab, 'sum(rate(lab_ipsec_child_bytes_in_total[1m]))'))[0]?.value[1] ?? 0)
+    const flowing = await waitFor(
+      'a rate of bytes through the tunnel',
+      async () => (await rate()) || undefined,
+      60_000,
+      2000,
+    ).catch(() => 0)
     t.ok(flowing > 0, `bytes flow through the tunnel (${Math.round(flowing)} B/s)`)
   })
 
   // Chromium comes with npm test's own set-up (scripts/lab.ts tools): missing, the check
   // records a skip that names how to get it, and under CI (LAB_REQUIRED) fails.
-  const noChromium = fs.existsSync(CHROMIUM) ? false : `no ${CHROMIUM}: \`npm test\` installs it as root (Debian package chromium)`
+  const noChromium = fs.existsSync(CHROMIUM)
+    ? false
+    : `no ${CHROMIUM}: \`npm test\` installs it as root (Debian package chromium)`
   if (noChromium && process.env.LAB_REQUIRED) t.fail(`the console page cannot be seen: ${noChromium}`)
-  t.test('the console page, in headless Chromium: every host, graphs a person can read', { skip: noChromium }, async (t) => {
-    const { default: puppeteer } = await import('puppeteer-core')
-    const browser = await puppeteer.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless=new'] })
-    t.teardown(() => browser.close())
-    const page = await browser.newPage()
-    const errors: string[] = []
-    page.on('pageerror', (e) => errors.push(String(e)))
-    const url = `${prometheusUrl(lab.topology)}/consoles/lab.html`
-    const res = await page.goto(url, { waitUntil: 'networkidle0', timeout: 60_000 })
-    t.equal(res?.status(), 200, `${url} loads`)
-    const hosts = await page.$$eval('#hosts tr[data-host]', (rows) => rows.map((r) => `${r.getAttribute('data-host')} ${r.className}`))
-    for (const h of lab.topology.hosts) t.ok(hosts.includes(`${h.name} up`), `${h.name} is listed, up`)
-    // Each graph draws its series as SVG paths; wait for them, then check they hold points.
-    await page.waitForFunction(() => [...document.querySelectorAll('.lab-graph')].every((g) => g.querySelector('svg path')), { timeout: 30_000 }).catch(() => undefined)
-    const graphs = await page.$$eval('.lab-graph', (gs) => gs.map((g) => ({
-      id: g.id,
-      points: Math.max(0, ...[...g.querySelectorAll('svg path')].map((p) => (p.getAttribute('d') ?? '').split(/[LMC]/).length - 1)),
-    })))
-    t.same(graphs.map((g) => g.id), ['readings', 'latency', 'backlog', 'tunnel', 'share'], 'the five graphs')
-    for (const g of graphs) t.ok(g.points > 2, `${g.id}: the graph holds data (${g.points} points)`)
-    // As a person reads them: each graph's title, and a legend that names each line by
-    // what it is (a host, a backend, a gateway), never the console's "undefined{...}".
-    const read = await page.$$eval('.graph', (gs) => gs.map((g) => ({
-      id: g.querySelector('.lab-graph')?.id ?? '',
-      title: g.querySelector('h2')?.textContent?.trim() ?? '',
-      axis: g.querySelector('.prom_graph_ytitle')?.textContent?.trim() ?? '',
-      legend: [...g.querySelectorAll('.rickshaw_legend .label, li .label')].map((l) => l.textContent?.trim() ?? '').sort(),
-    })))
-    const names = (role: string) => lab.topology.hosts.filter((h) => h.role === role).map((h) => h.name).sort()
-    const want: Record<string, { title: RegExp; legend: string[]; axis: string }> = {
-      readings: { title: /^Readings stored per second$/, legend: ['all backends'], axis: 'readings (/s)' },
-      latency: { title: /^p99 time to answer a POST \/readings$/, legend: ['p99, all backends'], axis: 'time (s)' },
-      backlog: { title: /^Readings waiting in the clients' outboxes$/, legend: names('iot-client'), axis: 'readings' },
-      tunnel: { title: /^Tunnel throughput/, legend: names('gateway'), axis: 'throughput (b/s)' },
-      share: { title: /^Each backend's share/, legend: names('backend'), axis: 'readings (/s)' },
-    }
-    for (const g of read) {
-      t.match(g.title, want[g.id]?.title ?? /^$/, `${g.id}: titled "${g.title}"`)
-      // Every host of the role has its line; a graph of the last half hour may also hold a
-      // host the lab had then (vpn-sites adds a second site and removes it): named too.
-      const w = want[g.id]?.legend ?? []
-      t.same(w.filter((x) => !g.legend.includes(x)), [], `${g.id}: the legend names ${w.join(', ')} (${g.legend.join(', ')})`)
-      t.same(g.legend.filter((x) => !w.includes(x) && !/^[a-z][a-z0-9-]*$/.test(x)), [], `${g.id}: and nothing but names (no "undefined{...}")`)
-      t.equal(g.axis, want[g.id]?.axis, `${g.id}: its axis says "${g.axis}": what and the unit, short enough to stay beside its graph`)
-    }
-    t.notMatch(await page.$eval('body', (b) => b.textContent ?? ''), /undefined/, 'nothing on the page reads "undefined"')
-    // For a reviewer: what a person saw (not in git; the path is printed).
-    const shot = path.join(repoRoot, 'test', 'artifacts', 'console.png')
-    fs.mkdirSync(path.dirname(shot), { recursive: true })
-    await page.setViewport({ width: 1280, height: 1600 })
-    await page.screenshot({ path: shot, fullPage: true })
-    t.comment(`screenshot of the console page: ${shot}`)
-    t.same(errors, [], 'no script error on the page')
-  })
+  t.test(
+    'the console page, in headless Chromium: every host, graphs a person can read',
+    { skip: noChromium },
+    async (t) => {
+      const { default: puppeteer } = await import('puppeteer-core')
+      const browser = await puppeteer.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--headless=new'] })
+      t.teardown(() => browser.close())
+      const page = await browser.newPage()
+      const errors: string[] = []
+      page.on('pageerror', (e) => errors.push(String(e)))
+      const url = `${prometheusUrl(lab.topology)}/consoles/lab.html`
+      const res = await page.goto(url, { waitUntil: 'networkidle0', timeout: 60_000 })
+      t.equal(res?.status(), 200, `${url} loads`)
+      const hosts = await page.$$eval('#hosts tr[data-host]', (rows) =>
+        rows.map((r) => `${r.getAttribute('data-host')} ${r.className}`),
+      )
+      for (const h of lab.topology.hosts) t.ok(hosts.includes(`${h.name} up`), `${h.name} is listed, up`)
+      // Each graph draws its series as SVG paths; wait for them, then check they hold points.
+      await page
+        .waitForFunction(() => [...document.querySelectorAll('.lab-graph')].every((g) => g.querySelector('svg path')), {
+          timeout: 30_000,
+        })
+        .catch(() => undefined)
+      const graphs = await page.$$eval('.lab-graph', (gs) =>
+        gs.map((g) => ({
+          id: g.id,
+          points: Math.max(
+            0,
+            ...[...g.querySelectorAll('svg path')].map((p) => (p.getAttribute('d') ?? '').split(/[LMC]/).length - 1),
+          ),
+        })),
+      )
+      t.same(
+        graphs.map((g) => g.id),
+        ['readings', 'latency', 'backlog', 'tunnel', 'share'],
+        'the five graphs',
+      )
+      for (const g of graphs) t.ok(g.points > 2, `${g.id}: the graph holds data (${g.points} points)`)
+      // As a person reads them: each graph's title, and a legend that names each line by
+      // what it is (a host, a backend, a gateway), never the console's "undefined{...}".
+      const read = await page.$$eval('.graph', (gs) =>
+        gs.map((g) => ({
+          id: g.querySelector('.lab-graph')?.id ?? '',
+          title: g.querySelector('h2')?.textContent?.trim() ?? '',
+          axis: g.querySelector('.prom_graph_ytitle')?.textContent?.trim() ?? '',
+          legend: [...g.querySelectorAll('.rickshaw_legend .label, li .label')]
+            .map((l) => l.textContent?.trim() ?? '')
+            .sort(),
+        })),
+      )
+      const names = (role: string) =>
+        lab.topology.hosts
+          .filter((h) => h.role === role)
+          .map((h) => h.name)
+          .sort()
+      const want: Record<string, { title: RegExp; legend: string[]; axis: string }> = {
+        readings: { title: /^Readings stored per second$/, legend: ['all backends'], axis: 'readings (/s)' },
+        latency: { title: /^p99 time to answer a POST \/readings$/, legend: ['p99, all backends'], axis: 'time (s)' },
+        backlog: {
+          title: /^Readings waiting in the clients' outboxes$/,
+          legend: names('iot-client'),
+          axis: 'readings',
+        },
+        tunnel: { title: /^Tunnel throughput/, legend: names('gateway'), axis: 'throughput (b/s)' },
+        share: { title: /^Each backend's share/, legend: names('backend'), axis: 'readings (/s)' },
+      }
+      for (const g of read) {
+        t.match(g.title, want[g.id]?.title ?? /^$/, `${g.id}: titled "${g.title}"`)
+        // Every host of the role has its line; a graph of the last half hour may also hold a
+        // host the lab had then (vpn-sites adds a second site and removes it): named too.
+        const w = want[g.id]?.legend ?? []
+        t.same(
+          w.filter((x) => !g.legend.includes(x)),
+          [],
+          `${g.id}: the legend names ${w.join(', ')} (${g.legend.join(', ')})`,
+        )
+        t.same(
+          g.legend.filter((x) => !w.includes(x) && !/^[a-z][a-z0-9-]*$/.test(x)),
+          [],
+          `${g.id}: and nothing but names (no "undefined{...}")`,
+        )
+        t.equal(
+          g.axis,
+          want[g.id]?.axis,
+          `${g.id}: its axis says "${g.axis}": what and the unit, short enough to stay beside its graph`,
+        )
+      }
+      t.notMatch(
+        await page.$eval('body', (b) => b.textContent ?? ''),
+        /undefined/,
+        'nothing on the page reads "undefined"',
+      )
+      // For a reviewer: what a person saw (not in git; the path is printed).
+      const shot = path.join(repoRoot, 'test', 'artifacts', 'console.png')
+      fs.mkdirSync(path.dirname(shot), { recursive: true })
+      await page.setViewport({ width: 1280, height: 1600 })
+      await page.screenshot({ path: shot, fullPage: true })
+      t.comment(`screenshot of the console page: ${shot}`)
+      t.same(errors, [], 'no script error on the page')
+    },
+  )
 
-  t.test('lab:status shows the monitor\'s view: readings per second, backlog, tunnels, alerts', async (t) => {
+  t.test("lab:status shows the monitor's view: readings per second, backlog, tunnels, alerts", async (t) => {
     const out = (await labCli('scripts/lab.ts', ['status'])).stdout
     t.match(out, new RegExp(`Monitor \\(${prometheusUrl(lab.topology)!.replace(/[.:/]/g, '\\$&')}, console: `))
     const rate = Number(/readings stored +([\d.]+)\/s/.exec(out)?.[1])
@@ -122,6 +196,9 @@ if (lab) {
   t.test('Prometheus answers the provisioning machine on the management network, and nobody else there', async (t) => {
     const m = monitorOf(lab.topology)!
     const [gw] = lab.byRole('gateway')
-    t.notOk((await lab.sh(gw.name, `nc -z -w 2 ${m.mgmt.address} ${MONITOR_PORTS.prometheus}`)).code === 0, `${gw.name} cannot reach it on the management network`)
+    t.notOk(
+      (await lab.sh(gw.name, `nc -z -w 2 ${m.mgmt.address} ${MONITOR_PORTS.prometheus}`)).code === 0,
+      `${gw.name} cannot reach it on the management network`,
+    )
   })
 }

@@ -18,10 +18,18 @@ if (lab) {
   const [client] = lab.byRole('iot-client')
   const [proxy] = lab.byRole('proxy')
   const wan = lab.topology.networks.find((n) => n.kind === 'wan')!.name
-  const proxyAddr = addressOn(proxy, lab.topology.networks.find((n) => n.kind === 'lan' && proxy.interfaces.some((i) => i.network === n.name))!.name)!
+  const proxyAddr = addressOn(
+    proxy,
+    lab.topology.networks.find((n) => n.kind === 'lan' && proxy.interfaces.some((i) => i.network === n.name))!.name,
+  )!
   const cli = (...args: string[]) => labCli('scripts/lab.ts', args)
   const refused = async (args: string[]) => {
-    try { await cli(...args); return '' } catch (e) { return String((e as { stderr?: string }).stderr ?? e) }
+    try {
+      await cli(...args)
+      return ''
+    } catch (e) {
+      return String((e as { stderr?: string }).stderr ?? e)
+    }
   }
   /** Pings from the IoT client to the proxy, through the tunnel: bounded in count and time. */
   const pings = async (count: number) => {
@@ -36,29 +44,45 @@ if (lab) {
   // provider: selected with lxc gateways (npm test) alone.
   const sameOnVms = { gateways: 'lxc' } as const
   /** Whatever a test fails at, the links it impaired are clear again when it ends. */
-  const clearAfter = (t: Parameters<typeof lab.test>[0], ...links: string[]) => t.teardown(async () => { for (const l of links) await cli('impair', l, '--clear').catch(() => {}) })
+  const clearAfter = (t: Parameters<typeof lab.test>[0], ...links: string[]) =>
+    t.teardown(async () => {
+      for (const l of links) await cli('impair', l, '--clear').catch(() => {})
+    })
 
-  t.before(async () => { await waitForTunnel(lab, tunnel) })
+  t.before(async () => {
+    await waitForTunnel(lab, tunnel)
+  })
   t.teardown(async () => {
     await cli('impair', wan, '--clear').catch(() => {})
     await cli('impair', `${tunnel.site}:${wan}`, '--clear').catch(() => {})
   })
 
-  lab.test(t, 'lab:impair: random loss on the simulated internet, listed by lab:status, then cleared', sameOnVms, async (t) => {
-    clearAfter(t, wan)
-    t.equal((await pings(20)).received, 20, 'control: no loss before')
-    const set = await cli('impair', wan, '--loss', '30')
-    t.match(set.stdout, new RegExp(`${wan}: 30% loss`))
-    t.match((await cli('status')).stdout, new RegExp(`Link impairments \\(npm run lab:impair -- LINK --clear\\): ${wan} 30% loss`))
-    const lossy = await pings(100)
-    // Each ping crosses the internet twice (ESP both ways): about half come back.
-    t.ok(lossy.received >= 20 && lossy.received <= 80, `with 30 % loss each way, ${lossy.received} of ${lossy.sent} pings came back`)
-    await cli('impair', wan, '--clear')
-    t.notMatch((await cli('status')).stdout, /Link impairments/, 'lab:status lists none after --clear')
-    t.equal((await pings(20)).received, 20, 'no loss after')
-  })
+  lab.test(
+    t,
+    'lab:impair: random loss on the simulated internet, listed by lab:status, then cleared',
+    sameOnVms,
+    async (t) => {
+      clearAfter(t, wan)
+      t.equal((await pings(20)).received, 20, 'control: no loss before')
+      const set = await cli('impair', wan, '--loss', '30')
+      t.match(set.stdout, new RegExp(`${wan}: 30% loss`))
+      t.match(
+        (await cli('status')).stdout,
+        new RegExp(`Link impairments \\(npm run lab:impair -- LINK --clear\\): ${wan} 30% loss`),
+      )
+      const lossy = await pings(100)
+      // Each ping crosses the internet twice (ESP both ways): about half come back.
+      t.ok(
+        lossy.received >= 20 && lossy.received <= 80,
+        `with 30 % loss each way, ${lossy.received} of ${lossy.sent} pings came back`,
+      )
+      await cli('impair', wan, '--clear')
+      t.notMatch((await cli('status')).stdout, /Link impairments/, 'lab:status lists none after --clear')
+      t.equal((await pings(20)).received, 20, 'no loss after')
+    },
+  )
 
-  t.test('lab:impair on a host\'s interface: 100 % loss on the site\'s uplink cuts the site off', async (t) => {
+  t.test("lab:impair on a host's interface: 100 % loss on the site's uplink cuts the site off", async (t) => {
     clearAfter(t, `${tunnel.site}:${wan}`)
     await cli('impair', `${tunnel.site}:${wan}`, '--loss', '100')
     t.equal((await pings(10)).received, 0, 'nothing crosses')
@@ -68,47 +92,84 @@ if (lab) {
   })
 
   lab.test(t, 'lab:impair refuses what it cannot do, and wrong arguments, with a sentence', sameOnVms, async (t) => {
-    t.match(await refused(['impair', wan, '--delay', '50']), /--delay on network inet: delay needs netem \(sch_netem\), which this machine's kernel does not have; loss works/)
-    if (lab.providerOf(tunnel.site) === 'lxc') t.match(await refused(['impair', `${tunnel.site}:${wan}`, '--delay', '50']), new RegExp(`delay needs netem \\(sch_netem\\), which ${tunnel.site}'s kernel does not have`))
-    t.match(await refused(['impair', 'mgmt', '--loss', '10']), /the management network is how the lab is reached; it is never impaired/)
+    t.match(
+      await refused(['impair', wan, '--delay', '50']),
+      /--delay on network inet: delay needs netem \(sch_netem\), which this machine's kernel does not have; loss works/,
+    )
+    if (lab.providerOf(tunnel.site) === 'lxc')
+      t.match(
+        await refused(['impair', `${tunnel.site}:${wan}`, '--delay', '50']),
+        new RegExp(`delay needs netem \\(sch_netem\\), which ${tunnel.site}'s kernel does not have`),
+      )
+    t.match(
+      await refused(['impair', 'mgmt', '--loss', '10']),
+      /the management network is how the lab is reached; it is never impaired/,
+    )
     t.match(await refused(['impair', 'nowhere', '--loss', '10']), /link "nowhere": no such network/)
-    t.match(await refused(['impair', wan, '--loss', '150']), /--loss must be a number with at most 1 decimal from 0 to 100; got 150/)
+    t.match(
+      await refused(['impair', wan, '--loss', '150']),
+      /--loss must be a number with at most 1 decimal from 0 to 100; got 150/,
+    )
     t.match(await refused(['impair', wan]), /say what to do: --loss PERCENT, --delay MS, or --clear/)
     t.equal((await pings(10)).received, 10, 'and the lab is untouched by the refusals')
   })
 
   // A container shares this machine's kernel, which has no netem (its refusal is tested above).
-  lab.test(t, 'lab:impair --delay where the host\'s kernel has netem (a VM)', { gateways: 'vm' }, async (t) => {
+  lab.test(t, "lab:impair --delay where the host's kernel has netem (a VM)", { gateways: 'vm' }, async (t) => {
     clearAfter(t, `${tunnel.site}:${wan}`)
     // The smallest of ten round trips: netem adds its delay to every packet, so the minimum
     // moves by it, while an emulated guest under load spreads the average by more than
     // 100 ms (seen: an average of 131.8 ms before, 127.5 ms with the delay on).
-    const rtt = async () => Number(/= ([\d.]+)\//.exec((await lab.sh(client.name, `ping -q -n -c 10 -i 0.2 -W 2 ${proxyAddr}`)).stdout)?.[1])
+    const rtt = async () =>
+      Number(/= ([\d.]+)\//.exec((await lab.sh(client.name, `ping -q -n -c 10 -i 0.2 -W 2 ${proxyAddr}`)).stdout)?.[1])
     const before = await rtt()
     await cli('impair', `${tunnel.site}:${wan}`, '--delay', '100')
     const delayed = await rtt()
     await cli('impair', `${tunnel.site}:${wan}`, '--clear')
-    t.ok(delayed >= before + 90, `100 ms more on the site's uplink: ${before.toFixed(1)} ms, then ${delayed.toFixed(1)} ms (the fastest of ten)`)
+    t.ok(
+      delayed >= before + 90,
+      `100 ms more on the site's uplink: ${before.toFixed(1)} ms, then ${delayed.toFixed(1)} ms (the fastest of ten)`,
+    )
     t.ok((await rtt()) < before + 50, 'and back after --clear')
   })
 
-  t.test('lab:capture: the tunnel on the wire, printed; a host\'s side written as pcap', async (t) => {
+  t.test("lab:capture: the tunnel on the wire, printed; a host's side written as pcap", async (t) => {
     const printed = cli('capture', wan, '--filter', 'esp or udp port 4500', '--count', '5', '--seconds', '20')
     await pings(10)
     const out = await printed
     const lines = out.stdout.trim().split('\n')
     t.equal(lines.length, 5, 'five packets printed')
-    t.ok(lines.every((l) => / (ESP|UDP-encap|UDP)|: ESP|isakmp-nat-keep-alive|NONESP|udp/i.test(l) && !l.includes(proxyAddr)), `ESP between the gateways, never the LAN addresses: ${lines[0]}`)
+    t.ok(
+      lines.every(
+        (l) => / (ESP|UDP-encap|UDP)|: ESP|isakmp-nat-keep-alive|NONESP|udp/i.test(l) && !l.includes(proxyAddr),
+      ),
+      `ESP between the gateways, never the LAN addresses: ${lines[0]}`,
+    )
     t.match(out.stderr, /bridge .* on this machine: .*5 packets captured/)
     t.equal(out.stderr.match(/^capturing on /gm)?.length, 1, 'it says once that it is capturing')
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cap-')), 'site.pcap')
-    const written = cli('capture', `${tunnel.site}:${lab.topology.networks.find((n) => n.kind === 'lan' && lab.topology.hosts.find((h) => h.name === tunnel.site)!.interfaces.some((i) => i.network === n.name))!.name}`, '--count', '8', '--seconds', '20', '-w', file)
+    const written = cli(
+      'capture',
+      `${tunnel.site}:${lab.topology.networks.find((n) => n.kind === 'lan' && lab.topology.hosts.find((h) => h.name === tunnel.site)!.interfaces.some((i) => i.network === n.name))!.name}`,
+      '--count',
+      '8',
+      '--seconds',
+      '20',
+      '-w',
+      file,
+    )
     await pings(10)
     await written
-    const read = execFileSync('tcpdump', ['-nn', '-r', file], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim().split('\n')
+    const read = execFileSync('tcpdump', ['-nn', '-r', file], { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim()
+      .split('\n')
     t.equal(read.length, 8, `a pcap of 8 packets that tcpdump (and Wireshark) reads: ${read[0]}`)
     t.match(await refused(['capture', 'proxy:inet']), /proxy has no interface "inet"; its interfaces are mgmt, cloud/)
-    t.match(await refused(['capture', wan, '--seconds', '9999']), /--seconds must be a whole number from 1 to 600; got 9999/)
+    t.match(
+      await refused(['capture', wan, '--seconds', '9999']),
+      /--seconds must be a whole number from 1 to 600; got 9999/,
+    )
   })
 
   lab.test(t, 'lab:graph: every host and the tunnel, in their live state', sameOnVms, async (t) => {

@@ -12,7 +12,16 @@ import { cutTcp, uncutTcp } from '../lib/faults.js'
 import { openLab, waitFor } from '../lib/lab.js'
 import { logFrom } from '../lib/logs.js'
 import { alertsOf } from '../lib/monitor.js'
-import { acknowledgedAfter, assertExactlyOnce, backendMetrics, clientStatus, dbNow, markStream, sql, waitStatus } from '../lib/telemetry.js'
+import {
+  acknowledgedAfter,
+  assertExactlyOnce,
+  backendMetrics,
+  clientStatus,
+  dbNow,
+  markStream,
+  sql,
+  waitStatus,
+} from '../lib/telemetry.js'
 
 const opened = await openLab(t)
 if (opened) {
@@ -74,26 +83,65 @@ if (opened) {
     await ingest(down.name, 'stop')
     const log = await accessLogFrom()
     // Two rounds of every device's readings acknowledged with the backend down.
-    const s1 = await waitStatus(lab, `readings acknowledged with ${down.name} down`, (s) => s.sent >= before.sent + 2 * devices, 60_000)
+    const s1 = await waitStatus(
+      lab,
+      `readings acknowledged with ${down.name} down`,
+      (s) => s.sent >= before.sent + 2 * devices,
+      60_000,
+    )
     // nginx retries a failed POST on the next backend (idempotent ingest makes it safe),
     // so the device never sees the failure.
-    if (others.length) t.equal(s1.retries_since_start, before.retries_since_start, `nginx retried on ${others.map((o) => o.name).join(', ')}: the client had to retry nothing`)
+    if (others.length)
+      t.equal(
+        s1.retries_since_start,
+        before.retries_since_start,
+        `nginx retried on ${others.map((o) => o.name).join(', ')}: the client had to retry nothing`,
+      )
     t.pass(`with ${down.name} down, readings are still acknowledged (${s1.sent - before.sent})`)
     t.ok(s1.pending <= 4 * devices, `and do not pile up (${s1.pending} pending)`)
     if (others.length) {
       // Requests, not readings: the client sends what is due in one batch per request.
       const parsed = async () => (await log()).map(answered).filter((x) => !!x)
-      const lines = await waitFor('three requests logged by nginx since the stop', async () => { const x = await parsed(); return x.length >= 3 ? x : undefined }, 30_000, 500).catch(parsed)
+      const lines = await waitFor(
+        'three requests logged by nginx since the stop',
+        async () => {
+          const x = await parsed()
+          return x.length >= 3 ? x : undefined
+        },
+        30_000,
+        500,
+      ).catch(parsed)
       const byDown = lines.filter((x) => x.by === `${down.address}:${down.port}`)
       t.ok(lines.length >= 3, `nginx logged the requests made meanwhile (${lines.length})`)
-      t.same(byDown, [], `none was answered by ${down.name}: every one by ${others.map((o) => o.name).join(', ')} (${lines.filter((x) => x.tried.length > 1).length} after a retry)`)
-      t.same(lines.filter((x) => !/^20[01]$/.test(x.status)), [], 'and every one answered with success')
+      t.same(
+        byDown,
+        [],
+        `none was answered by ${down.name}: every one by ${others.map((o) => o.name).join(', ')} (${lines.filter((x) => x.tried.length > 1).length} after a retry)`,
+      )
+      t.same(
+        lines.filter((x) => !/^20[01]$/.test(x.status)),
+        [],
+        'and every one answered with success',
+      )
     }
     await fires(t, 'LabBackendDown', { host: down.name })
     await fires(t, 'LabTargetDown', { job: 'ingest', host: down.name })
     const startedAt = await dbNow(lab)
     await ingest(down.name, 'start')
-    const n = await waitFor(`${down.name} storing readings again`, async () => Number((await sql(lab, `SELECT count(*) FROM readings WHERE backend = '${down.name}' AND received_at > '${startedAt}';`))[0][0]) || undefined, 60_000, 500)
+    const n = await waitFor(
+      `${down.name} storing readings again`,
+      async () =>
+        Number(
+          (
+            await sql(
+              lab,
+              `SELECT count(*) FROM readings WHERE backend = '${down.name}' AND received_at > '${startedAt}';`,
+            )
+          )[0][0],
+        ) || undefined,
+      60_000,
+      500,
+    )
     t.pass(`${down.name} stores readings again (${n})`)
     await done()
     await assertExactlyOnce(t, lab, `${down.name} stopped and started`, mark)
@@ -103,28 +151,48 @@ if (opened) {
   const CUT = 'test: database cut off'
   const reconnect = (host: string) => uncutTcp(lab, host, CUT)
 
-  lab.test(t, 'a backend loses its database: nginx retries its 503s on the others, the devices see none', { backends: 2 }, async (t) => {
-    const [cut, ...others] = upstreams
-    const mark = await markStream(lab)
-    const dbAddr = addressOn(db, lab.topology.networks.find((n) => n.kind === 'lan' && db.interfaces.some((i) => i.network === n.name))!.name)!
-    t.teardown(() => reconnect(cut.name))
-    const done = await streaming(t, 'database cut off from a backend')
-    const before = await clientStatus(lab)
-    const errors = async () => Number(/^ingest_store_errors_total (\d+)$/m.exec(await backendMetrics(lab, cut))?.[1])
-    const errorsBefore = await errors()
-    await cutTcp(lab, cut.name, dbAddr, DB.port, CUT)
-    t.pass(`${cut.name}'s link to the database is cut`)
-    const errorsAfter = await waitFor(`${cut.name} answering 503 for want of its database`, async () => { const n = await errors(); return n > errorsBefore ? n : undefined }, 60_000, 500)
-    t.pass(`${cut.name} answered 503 for want of its database (${errorsBefore} → ${errorsAfter} store errors)`)
-    const s = await flowing('database cut off from a backend', (await clientStatus(lab)).sent)
-    t.ok(s.sent > before.sent, `readings are still acknowledged (${s.sent - before.sent})`)
-    t.equal(s.retries_since_start, before.retries_since_start, `nginx retried them on ${others.map((o) => o.name).join(', ')} (safe: ingest is idempotent), so the client had to retry nothing`)
-    await fires(t, 'LabIngestStoreErrors', { host: cut.name })
-    await reconnect(cut.name)
-    await done()
-    await assertExactlyOnce(t, lab, `${cut.name} cut off from the database, then reconnected`, mark)
-    await resolves(t, 'LabIngestStoreErrors', { host: cut.name })
-  })
+  lab.test(
+    t,
+    'a backend loses its database: nginx retries its 503s on the others, the devices see none',
+    { backends: 2 },
+    async (t) => {
+      const [cut, ...others] = upstreams
+      const mark = await markStream(lab)
+      const dbAddr = addressOn(
+        db,
+        lab.topology.networks.find((n) => n.kind === 'lan' && db.interfaces.some((i) => i.network === n.name))!.name,
+      )!
+      t.teardown(() => reconnect(cut.name))
+      const done = await streaming(t, 'database cut off from a backend')
+      const before = await clientStatus(lab)
+      const errors = async () => Number(/^ingest_store_errors_total (\d+)$/m.exec(await backendMetrics(lab, cut))?.[1])
+      const errorsBefore = await errors()
+      await cutTcp(lab, cut.name, dbAddr, DB.port, CUT)
+      t.pass(`${cut.name}'s link to the database is cut`)
+      const errorsAfter = await waitFor(
+        `${cut.name} answering 503 for want of its database`,
+        async () => {
+          const n = await errors()
+          return n > errorsBefore ? n : undefined
+        },
+        60_000,
+        500,
+      )
+      t.pass(`${cut.name} answered 503 for want of its database (${errorsBefore} → ${errorsAfter} store errors)`)
+      const s = await flowing('database cut off from a backend', (await clientStatus(lab)).sent)
+      t.ok(s.sent > before.sent, `readings are still acknowledged (${s.sent - before.sent})`)
+      t.equal(
+        s.retries_since_start,
+        before.retries_since_start,
+        `nginx retried them on ${others.map((o) => o.name).join(', ')} (safe: ingest is idempotent), so the client had to retry nothing`,
+      )
+      await fires(t, 'LabIngestStoreErrors', { host: cut.name })
+      await reconnect(cut.name)
+      await done()
+      await assertExactlyOnce(t, lab, `${cut.name} cut off from the database, then reconnected`, mark)
+      await resolves(t, 'LabIngestStoreErrors', { host: cut.name })
+    },
+  )
 
   t.test('all backends stopped for a while', async (t) => {
     const mark = await markStream(lab)
@@ -132,7 +200,12 @@ if (opened) {
     for (const b of upstreams) await ingest(b.name, 'stop')
     // Two rounds of every device's readings waiting, and the client told why.
     const devices = Object.keys(mark.devices).length
-    const s = await waitStatus(lab, 'readings waiting for a backend', (x) => x.pending >= 2 * devices && /503|no backend/.test(x.last_error ?? ''), 60_000)
+    const s = await waitStatus(
+      lab,
+      'readings waiting for a backend',
+      (x) => x.pending >= 2 * devices && /503|no backend/.test(x.last_error ?? ''),
+      60_000,
+    )
     t.ok(s.pending > 0, `with no backend, readings wait in the outbox (${s.pending} pending)`)
     t.match(s.last_error ?? '', /503|no backend/, `the client knows why: ${s.last_error}`)
     await fires(t, 'LabReadingsBacklog', { host: client.name })
@@ -148,13 +221,23 @@ if (opened) {
    * A restart (until readings are acknowledged again), then a stop until readings wait
    * in the outbox for it (during which `whileDown` looks), then a start (until they flow).
    */
-  async function restartThenOutage(t: Test, host: string, unit: string, whileDown: (pending: number) => Promise<void> = async () => {}) {
+  async function restartThenOutage(
+    t: Test,
+    host: string,
+    unit: string,
+    whileDown: (pending: number) => Promise<void> = async () => {},
+  ) {
     const sent = (await clientStatus(lab)).sent
     await lab.sh(host, `systemctl restart ${unit}`)
     await flowing(`${host} restarted`, sent)
     const devices = Object.keys((await clientStatus(lab)).devices).length
     await lab.sh(host, `systemctl stop ${unit}`)
-    const waiting = await waitStatus(lab, `readings waiting while ${unit} is stopped`, (s) => s.pending >= 2 * devices, 60_000)
+    const waiting = await waitStatus(
+      lab,
+      `readings waiting while ${unit} is stopped`,
+      (s) => s.pending >= 2 * devices,
+      60_000,
+    )
     t.pass(`with ${unit} stopped on ${host}, readings wait in the outbox (${waiting.pending} pending)`)
     await whileDown(waiting.pending)
     const held = (await clientStatus(lab)).sent
@@ -177,7 +260,12 @@ if (opened) {
       await fires(t, 'LabDatabaseDown', { host: db.name })
     })
     await done()
-    await assertExactlyOnce(t, lab, 'database restarted, then stopped until readings waited (and the monitor saw it)', mark)
+    await assertExactlyOnce(
+      t,
+      lab,
+      'database restarted, then stopped until readings waited (and the monitor saw it)',
+      mark,
+    )
     await resolves(t, 'LabDatabaseDown', { host: db.name })
   })
 
@@ -197,7 +285,8 @@ if (opened) {
 
   t.test('the client restarted mid-stream, gracefully and by a crash', async (t) => {
     const mark = await markStream(lab)
-    const restarts = async () => Number((await lab.sh(client.name, 'systemctl show -P NRestarts lab-client.service')).stdout.trim())
+    const restarts = async () =>
+      Number((await lab.sh(client.name, 'systemctl show -P NRestarts lab-client.service')).stdout.trim())
     const done = await streaming(t, 'client restarts')
     await lab.sh(client.name, 'systemctl restart lab-client.service')
     await waitStatus(lab, 'back after restart', (s) => s.acked_since_start > 0, 20_000)
@@ -210,7 +299,10 @@ if (opened) {
       await lab.sh(client.name, 'systemctl kill -s KILL lab-client.service')
     }
     await waitStatus(lab, 'restarted after the crashes', (s) => s.acked_since_start > 0, 20_000)
-    t.ok(await restarts() >= restartsBefore + 1, `systemd restarted it after the crashes (NRestarts ${restartsBefore} → ${await restarts()})`)
+    t.ok(
+      (await restarts()) >= restartsBefore + 1,
+      `systemd restarted it after the crashes (NRestarts ${restartsBefore} → ${await restarts()})`,
+    )
     await done()
     await assertExactlyOnce(t, lab, 'client restarted and killed three times', mark)
   })

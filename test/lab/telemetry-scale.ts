@@ -48,18 +48,27 @@ if (opened) {
     t.same([summary.failed, summary.unreachable], [0, 0], 'every host is provisioned')
     const proxyRecap = hosts.find((h: { host: string }) => h.host === lab.byRole('proxy')[0].name)
     t.match(JSON.stringify(proxyRecap.handlers), /reload nginx/, 'nginx was reloaded (gracefully), not restarted')
-    const conf = (await lab.sh(lab.byRole('proxy')[0].name, 'grep -c "server 10.20.0.*:8080" /etc/nginx/nginx.conf')).stdout.trim()
+    const conf = (
+      await lab.sh(lab.byRole('proxy')[0].name, 'grep -c "server 10.20.0.*:8080" /etc/nginx/nginx.conf')
+    ).stdout.trim()
     t.equal(Number(conf), backends(bigger).length, `nginx has ${backends(bigger).length} upstreams`)
-    const stored = async () => Number((await sql(lab, `SELECT count(*) FROM readings WHERE backend = '${name}' AND received_at > '${since}';`))[0][0])
-    const n = await waitFor(`${name} storing readings`, async () => (await stored()) || undefined, 30_000, 500).catch(() => 0)
+    const stored = async () =>
+      Number(
+        (await sql(lab, `SELECT count(*) FROM readings WHERE backend = '${name}' AND received_at > '${since}';`))[0][0],
+      )
+    const n = await waitFor(`${name} storing readings`, async () => (await stored()) || undefined, 30_000, 500).catch(
+      () => 0,
+    )
     t.ok(n > 0, `${name} stored readings since it was added (${n})`)
     await assertExactlyOnce(t, lab, 'a third backend added', mark)
   })
 
   t.test('removed again: provision first (nginx lets go of it), then destroy; none dropped', async (t) => {
     await labCli('provision/cli.ts')
-    const conf = (await lab.sh(lab.byRole('proxy')[0].name, 'grep -c "server 10.20.0.*:8080" /etc/nginx/nginx.conf')).stdout.trim()
-    t.equal(Number(conf), backends(lab.topology).length, 'nginx is back to the topology\'s backends')
+    const conf = (
+      await lab.sh(lab.byRole('proxy')[0].name, 'grep -c "server 10.20.0.*:8080" /etc/nginx/nginx.conf')
+    ).stdout.trim()
+    t.equal(Number(conf), backends(lab.topology).length, "nginx is back to the topology's backends")
     const sent = (await clientStatus(lab)).sent
     await destroy()
     await acknowledgedAfter(lab, 'the third backend gone', sent)

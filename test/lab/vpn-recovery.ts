@@ -27,41 +27,70 @@ if (lab) {
     return { sent: count, transmitted: Number(m?.[1] ?? 0), received: count - missing.length, missing }
   }
 
-  t.before(async () => { await waitForTunnel(lab, tunnel) })
+  t.before(async () => {
+    await waitForTunnel(lab, tunnel)
+  })
 
-  for (const [role, gw] of [['hub', tunnel.hub], ['site', tunnel.site]] as const) {
-    t.test(`after strongSwan restarts on the ${role} (${gw}), the tunnel and traffic come back by themselves`, async (t) => {
-      const old = (await listSas(lab, tunnel.site, tunnel.name))[0].fields['initiator-spi']
-      await lab.sh(gw, 'systemctl restart strongswan.service')
-      // How fast is the benchmark's and docs/measurements.md's to say; the bound here
-      // only means "it never came back by itself" (60 s: several keeper rounds and IKE retransmissions).
-      const seconds = await waitForTunnel(lab, tunnel, 60_000)
-      t.pass(`the tunnel is back by itself, ${seconds.toFixed(1)} s after the restart of ${gw} returned`)
-      t.not((await listSas(lab, tunnel.site, tunnel.name))[0].fields['initiator-spi'], old, 'as a new IKE SA')
-      const r = await stream(5, 0.2)
-      t.equal(r.received, r.sent, 'traffic flows through it again')
-    })
+  for (const [role, gw] of [
+    ['hub', tunnel.hub],
+    ['site', tunnel.site],
+  ] as const) {
+    t.test(
+      `after strongSwan restarts on the ${role} (${gw}), the tunnel and traffic come back by themselves`,
+      async (t) => {
+        const old = (await listSas(lab, tunnel.site, tunnel.name))[0].fields['initiator-spi']
+        await lab.sh(gw, 'systemctl restart strongswan.service')
+        // How fast is the benchmark's and docs/measurements.md's to say; the bound here
+        // only means "it never came back by itself" (60 s: several keeper rounds and IKE retransmissions).
+        const seconds = await waitForTunnel(lab, tunnel, 60_000)
+        t.pass(`the tunnel is back by itself, ${seconds.toFixed(1)} s after the restart of ${gw} returned`)
+        t.not((await listSas(lab, tunnel.site, tunnel.name))[0].fields['initiator-spi'], old, 'as a new IKE SA')
+        const r = await stream(5, 0.2)
+        t.equal(r.received, r.sent, 'traffic flows through it again')
+      },
+    )
   }
 
   // The alert reads the hub's SAs from swanctl whatever the data path: selected with lxc
   // gateways (npm test), left out with VM gateways (npm run test:vm).
-  lab.test(t, 'the site\'s strongSwan stopped: the monitor\'s tunnel alert fires, and resolves once it is back', { monitor: true, gateways: 'lxc' }, async (t) => {
-    t.teardown(() => lab.sh(tunnel.site, 'systemctl start strongswan.service'))
-    await lab.sh(tunnel.site, 'systemctl stop strongswan.service') // charon says DELETE on its way out
-    await expectAlert(t, lab, 'LabTunnelDown', { host: tunnel.hub, conn: tunnel.name }, 'firing')
-    const r = await stream(3, 0.2, 3)
-    t.equal(r.received, 0, 'meanwhile nothing crosses: the alert is true')
-    await lab.sh(tunnel.site, 'systemctl start strongswan.service')
-    const seconds = await waitForTunnel(lab, tunnel, 60_000)
-    t.pass(`tunnel back ${seconds.toFixed(1)} s after strongSwan started on ${tunnel.site}`)
-    await expectAlert(t, lab, 'LabTunnelDown', { host: tunnel.hub, conn: tunnel.name }, 'resolved')
-  })
+  lab.test(
+    t,
+    "the site's strongSwan stopped: the monitor's tunnel alert fires, and resolves once it is back",
+    { monitor: true, gateways: 'lxc' },
+    async (t) => {
+      t.teardown(() => lab.sh(tunnel.site, 'systemctl start strongswan.service'))
+      await lab.sh(tunnel.site, 'systemctl stop strongswan.service') // charon says DELETE on its way out
+      await expectAlert(t, lab, 'LabTunnelDown', { host: tunnel.hub, conn: tunnel.name }, 'firing')
+      const r = await stream(3, 0.2, 3)
+      t.equal(r.received, 0, 'meanwhile nothing crosses: the alert is true')
+      await lab.sh(tunnel.site, 'systemctl start strongswan.service')
+      const seconds = await waitForTunnel(lab, tunnel, 60_000)
+      t.pass(`tunnel back ${seconds.toFixed(1)} s after strongSwan started on ${tunnel.site}`)
+      await expectAlert(t, lab, 'LabTunnelDown', { host: tunnel.hub, conn: tunnel.name }, 'resolved')
+    },
+  )
 
   t.test('rekeying the child SA under continuous traffic loses nothing, with a fresh DH exchange', async (t) => {
     const before = (await listSas(lab, tunnel.site, tunnel.name))[0].children[0].fields
     // The kernel's XFRM drop counters, to say where a lost packet went (VM gateways).
-    const xfrmDrops = async () => Object.fromEntries(await Promise.all([tunnel.site, tunnel.hub].map(async (gw) =>
-      [gw, Object.fromEntries((await lab.sh(gw, 'cat /proc/net/xfrm_stat 2>/dev/null')).stdout.split('\n').map((l) => l.trim().split(/\s+/)).filter((x) => x.length === 2 && x[1] !== '0').map(([k, v]) => [k, Number(v)]))] as const)))
+    const xfrmDrops = async () =>
+      Object.fromEntries(
+        await Promise.all(
+          [tunnel.site, tunnel.hub].map(
+            async (gw) =>
+              [
+                gw,
+                Object.fromEntries(
+                  (await lab.sh(gw, 'cat /proc/net/xfrm_stat 2>/dev/null')).stdout
+                    .split('\n')
+                    .map((l) => l.trim().split(/\s+/))
+                    .filter((x) => x.length === 2 && x[1] !== '0')
+                    .map(([k, v]) => [k, Number(v)]),
+                ),
+              ] as const,
+          ),
+        ),
+      )
     const dropsBefore = await xfrmDrops()
     const traffic = stream(300, 0.02) // 6 s of pings, 50 per second
     await sleep(1500)
@@ -74,15 +103,35 @@ if (lab) {
     t.equal(sent, 300)
     t.ok(transmitted >= 300, `ping sent every one (${transmitted} in all: past 300 while replies were late)`)
     const dropsAfter = await xfrmDrops()
-    const grew = Object.entries(dropsAfter).flatMap(([gw, c]) => Object.entries(c).filter(([k, v]) => v > (dropsBefore[gw]?.[k] ?? 0)).map(([k, v]) => `${gw} ${k} +${v - (dropsBefore[gw]?.[k] ?? 0)}`))
-    t.equal(received, sent, `no packet lost (${received}/${sent})${missing.length ? `; no reply to icmp_seq ${missing.join(', ')}` : ''}${grew.length ? `; XFRM counters that grew: ${grew.join(', ')}` : ''}`)
+    const grew = Object.entries(dropsAfter).flatMap(([gw, c]) =>
+      Object.entries(c)
+        .filter(([k, v]) => v > (dropsBefore[gw]?.[k] ?? 0))
+        .map(([k, v]) => `${gw} ${k} +${v - (dropsBefore[gw]?.[k] ?? 0)}`),
+    )
+    t.equal(
+      received,
+      sent,
+      `no packet lost (${received}/${sent})${missing.length ? `; no reply to icmp_seq ${missing.join(', ')}` : ''}${grew.length ? `; XFRM counters that grew: ${grew.join(', ')}` : ''}`,
+    )
     // The old child SAs are deleted a moment after each rekey: wait until one is left.
-    const after = await waitFor('one installed child SA after the rekeys', async () => {
-      const c = (await listSas(lab, tunnel.site, tunnel.name))[0]?.children.filter((x) => x.state === 'INSTALLED') ?? []
-      return c.length === 1 ? c : undefined
-    }, 30_000).catch(async () => (await listSas(lab, tunnel.site, tunnel.name))[0]?.children.filter((x) => x.state === 'INSTALLED') ?? [])
+    const after = await waitFor(
+      'one installed child SA after the rekeys',
+      async () => {
+        const c =
+          (await listSas(lab, tunnel.site, tunnel.name))[0]?.children.filter((x) => x.state === 'INSTALLED') ?? []
+        return c.length === 1 ? c : undefined
+      },
+      30_000,
+    ).catch(
+      async () =>
+        (await listSas(lab, tunnel.site, tunnel.name))[0]?.children.filter((x) => x.state === 'INSTALLED') ?? [],
+    )
     t.equal(after.length, 1, 'one installed child SA afterwards')
     t.not(after[0].fields['spi-in'], before['spi-in'], 'with new SPIs (new keys)')
-    t.match(after[0].fields, { 'encr-alg': 'CHACHA20_POLY1305', 'dh-group': 'CURVE_25519' }, 'PFS: the rekey ran curve25519')
+    t.match(
+      after[0].fields,
+      { 'encr-alg': 'CHACHA20_POLY1305', 'dh-group': 'CURVE_25519' },
+      'PFS: the rekey ran curve25519',
+    )
   })
 }

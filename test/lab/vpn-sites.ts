@@ -24,7 +24,10 @@ if (lab) {
   const raw = parse(fs.readFileSync(topologyFile, 'utf8'))
   // Free addresses for the new site, derived from the default plan.
   raw.networks.iot2 = { kind: 'lan', cidr: '10.10.2.0/24', gateway: 'gw-iot2' }
-  raw.hosts['gw-iot2'] = { role: 'gateway', interfaces: { mgmt: '172.31.250.13', iot2: '10.10.2.1', inet: '198.51.100.13' } }
+  raw.hosts['gw-iot2'] = {
+    role: 'gateway',
+    interfaces: { mgmt: '172.31.250.13', iot2: '10.10.2.1', inet: '198.51.100.13' },
+  }
   raw.hosts['iot-client2'] = { role: 'iot-client', interfaces: { mgmt: '172.31.250.14', iot2: '10.10.2.10' } }
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'two-sites-')), 'topology.yaml')
   fs.writeFileSync(file, stringify(raw))
@@ -46,19 +49,51 @@ if (lab) {
     // and the cloud hosts' routes back to the new site.
     const p = await labCli('provision/cli.ts', ['--json'], { LAB_TOPOLOGY: file })
     const summary = JSON.parse(p.stdout).summary
-    t.same([summary.hosts, summary.failed, summary.unreachable], [two.hosts.length, 0, 0], 'every host, old and new, is provisioned')
+    t.same(
+      [summary.hosts, summary.failed, summary.unreachable],
+      [two.hosts.length, 0, 0],
+      'every host, old and new, is provisioned',
+    )
 
     // The new site initiates by itself (its keeper); watch the hub until it is up.
-    await waitFor(`the new tunnel gw-iot2 installed on the hub ${first.hub}`, async () => installed(await listSas(lab, first.hub, 'gw-iot2')), 30_000, 300)
+    await waitFor(
+      `the new tunnel gw-iot2 installed on the hub ${first.hub}`,
+      async () => installed(await listSas(lab, first.hub, 'gw-iot2')),
+      30_000,
+      300,
+    )
     const hubSas = await listSas(lab, first.hub)
-    const names = hubSas.filter((s) => s.state === 'ESTABLISHED').map((s) => `${s.name} ${s.fields['remote-id']}`).sort()
-    t.same(names, [`${first.name} ${first.site}.${lab.topology.name}`, `gw-iot2 gw-iot2.${lab.topology.name}`], 'the hub holds both tunnels, each with its site\'s identity')
+    const names = hubSas
+      .filter((s) => s.state === 'ESTABLISHED')
+      .map((s) => `${s.name} ${s.fields['remote-id']}`)
+      .sort()
+    t.same(
+      names,
+      [`${first.name} ${first.site}.${lab.topology.name}`, `gw-iot2 gw-iot2.${lab.topology.name}`],
+      "the hub holds both tunnels, each with its site's identity",
+    )
     const child = hubSas.find((s) => s.name === 'gw-iot2')!.children[0]
     t.match(child.fields, { state: 'INSTALLED', 'encr-alg': 'CHACHA20_POLY1305', 'remote-ts': '[10.10.2.0/24]' })
 
-    const ssh = (host: string, cmd: string) => run('vagrant', ['ssh', host, '-c', cmd], { cwd: repoRoot, env }).then(() => 0, (e) => (e as { code: number }).code ?? 1)
-    t.equal(await ssh('iot-client2', 'ping -c 2 -i 0.2 -W 1 10.20.0.10'), 0, 'the new site\'s device reaches the proxy through its tunnel')
-    t.not(await ssh('iot-client2', 'ping -c 2 -i 0.2 -W 1 10.10.1.10'), 0, 'but not the other site: sites are joined to the cloud, not to each other')
-    t.equal((await lab.sh(first.site, 'ping -c 1 -W 1 10.10.2.1')).code === 0, false, 'nor can the first site reach the new one')
+    const ssh = (host: string, cmd: string) =>
+      run('vagrant', ['ssh', host, '-c', cmd], { cwd: repoRoot, env }).then(
+        () => 0,
+        (e) => (e as { code: number }).code ?? 1,
+      )
+    t.equal(
+      await ssh('iot-client2', 'ping -c 2 -i 0.2 -W 1 10.20.0.10'),
+      0,
+      "the new site's device reaches the proxy through its tunnel",
+    )
+    t.not(
+      await ssh('iot-client2', 'ping -c 2 -i 0.2 -W 1 10.10.1.10'),
+      0,
+      'but not the other site: sites are joined to the cloud, not to each other',
+    )
+    t.equal(
+      (await lab.sh(first.site, 'ping -c 1 -W 1 10.10.2.1')).code === 0,
+      false,
+      'nor can the first site reach the new one',
+    )
   })
 }

@@ -26,27 +26,43 @@ if (lab) {
   const marker = () => `MARKER-${Math.random().toString(36).slice(2)}-${Date.now()}`
   // A real HTTP request to nginx, the marker in its query string (unsigned: the backend
   // refuses it, which does not matter here); nginx's access log says who sent it.
-  const send = (to: string, secret: string) => lab.sh(client.name, `curl -s -o /dev/null -m 5 -X POST -H 'content-type: application/json' --data-binary '{}' 'http://${to}:${port}/readings?${secret}'`)
+  const send = (to: string, secret: string) =>
+    lab.sh(
+      client.name,
+      `curl -s -o /dev/null -m 5 -X POST -H 'content-type: application/json' --data-binary '{}' 'http://${to}:${port}/readings?${secret}'`,
+    )
   const received = async (secret: string) => {
     const line = (await lab.sh(proxy.name, `grep -F -- ${secret} /var/log/nginx/access.log`)).stdout.trim()
     return { data: line, from: line.split(' ')[0] }
   }
 
-  t.before(async () => { await waitForTunnel(lab, tunnel) })
+  t.before(async () => {
+    await waitForTunnel(lab, tunnel)
+  })
 
   for (const gw of [tunnel.site, tunnel.hub]) {
     t.test(`${gw}: the SA is established with exactly the pinned algorithms`, async (t) => {
       const sas = await listSas(lab, gw, tunnel.name)
       t.equal(sas.length, 1, 'exactly one IKE SA for the tunnel')
       const ike = sas[0]
-      t.match(ike.fields, { state: 'ESTABLISHED', version: '2', 'encr-alg': 'CHACHA20_POLY1305', 'prf-alg': 'PRF_HMAC_SHA2_512', 'dh-group': 'CURVE_25519' })
+      t.match(ike.fields, {
+        state: 'ESTABLISHED',
+        version: '2',
+        'encr-alg': 'CHACHA20_POLY1305',
+        'prf-alg': 'PRF_HMAC_SHA2_512',
+        'dh-group': 'CURVE_25519',
+      })
       t.notOk(ike.fields['integ-alg'], 'AEAD: no separate integrity algorithm')
-      const ids = gw === tunnel.site ? [`${tunnel.site}.${lab.topology.name}`, `${tunnel.hub}.${lab.topology.name}`] : [`${tunnel.hub}.${lab.topology.name}`, `${tunnel.site}.${lab.topology.name}`]
+      const ids =
+        gw === tunnel.site
+          ? [`${tunnel.site}.${lab.topology.name}`, `${tunnel.hub}.${lab.topology.name}`]
+          : [`${tunnel.hub}.${lab.topology.name}`, `${tunnel.site}.${lab.topology.name}`]
       t.match(ike.fields, { 'local-id': ids[0], 'remote-id': ids[1] }, 'the identities of the certificates')
       t.equal(ike.children.length, 1, 'one child SA')
       const child = ike.children[0]
       t.match(child.fields, { state: 'INSTALLED', mode: 'TUNNEL', protocol: 'ESP', 'encr-alg': 'CHACHA20_POLY1305' })
-      const [local, remote] = gw === tunnel.site ? [tunnel.siteSubnets, tunnel.hubSubnets] : [tunnel.hubSubnets, tunnel.siteSubnets]
+      const [local, remote] =
+        gw === tunnel.site ? [tunnel.siteSubnets, tunnel.hubSubnets] : [tunnel.hubSubnets, tunnel.siteSubnets]
       t.equal(child.fields['local-ts'], `[${local.join(' ')}]`)
       t.equal(child.fields['remote-ts'], `[${remote.join(' ')}]`)
     })
@@ -60,18 +76,31 @@ if (lab) {
 
     t.test(`${gw}: the data path is the one the kernel allows, and the SA uses it`, async (t) => {
       const probed = (await lab.sh(gw, ESP_PROBE)).stdout.trim()
-      t.equal((await lab.sh(gw, 'cat /etc/lab/ipsec-mode')).stdout.trim(), probed, `recorded mode is what a fresh probe finds (${probed})`)
+      t.equal(
+        (await lab.sh(gw, 'cat /etc/lab/ipsec-mode')).stdout.trim(),
+        probed,
+        `recorded mode is what a fresh probe finds (${probed})`,
+      )
       const child = (await listSas(lab, gw, tunnel.name))[0].children[0]
       if (probed === 'libipsec') {
         t.equal(child.fields.encap, 'yes', 'userspace ESP is always ESP in UDP')
         t.equal((await lab.sh(gw, 'ip -br link show ipsec0')).code, 0, 'charon runs the ipsec0 TUN device')
-        t.match((await lab.sh(gw, 'ip route show table 220')).stdout, new RegExp(`${(gw === tunnel.site ? tunnel.hubSubnets : tunnel.siteSubnets)[0].replace(/\./g, '\\.')} dev ipsec0`))
+        t.match(
+          (await lab.sh(gw, 'ip route show table 220')).stdout,
+          new RegExp(
+            `${(gw === tunnel.site ? tunnel.hubSubnets : tunnel.siteSubnets)[0].replace(/\./g, '\\.')} dev ipsec0`,
+          ),
+        )
       } else {
         const xfrm = (await lab.sh(gw, 'ip xfrm state')).stdout
         t.match(xfrm, /rfc7539esp\(chacha20,poly1305\)/, 'the kernel holds the ESP state (XFRM)')
         t.notMatch(xfrm, /encap type espinudp/, 'with no UDP encapsulation')
         t.notOk(child.fields.encap, 'the SA is plain ESP, not ESP in UDP')
-        t.match((await lab.sh(gw, 'ipsec statusall')).stdout, new RegExp(`${tunnel.name}\\{\\d+\\}:  INSTALLED, TUNNEL, reqid`), 'ipsec statusall: TUNNEL, not TUNNEL-in-UDP')
+        t.match(
+          (await lab.sh(gw, 'ipsec statusall')).stdout,
+          new RegExp(`${tunnel.name}\\{\\d+\\}:  INSTALLED, TUNNEL, reqid`),
+          'ipsec statusall: TUNNEL, not TUNNEL-in-UDP',
+        )
       }
     })
   }
@@ -82,43 +111,74 @@ if (lab) {
     for (const gw of [tunnel.site, tunnel.hub]) {
       const found = await lab.sh(gw, `grep -rlF -- ${JSON.stringify(caKey)} /etc /root /home /var/lib /tmp 2>/dev/null`)
       t.equal(found.stdout.trim(), '', `${gw} holds no copy of the CA key`)
-      t.equal((await lab.sh(gw, `stat -c '%a %U' /etc/swanctl/private/${gw}.key`)).stdout.trim(), '600 root', `${gw}'s own key is 0600 root`)
+      t.equal(
+        (await lab.sh(gw, `stat -c '%a %U' /etc/swanctl/private/${gw}.key`)).stdout.trim(),
+        '600 root',
+        `${gw}'s own key is 0600 root`,
+      )
     }
     t.equal(fs.statSync(pkiPaths(stateDir).caKey).mode & 0o777, 0o600, 'the CA key is 0600 here')
   })
 
   t.test('traffic from the IoT LAN to the proxy crosses the tunnel, and only sealed', async (t) => {
     const before = Number((await listSas(lab, tunnel.hub, tunnel.name))[0].children[0].fields['bytes-in'])
-    const lanAddresses = [...tunnel.siteSubnets, ...tunnel.hubSubnets].map((c) => c.split('.').slice(0, 3).join('.') + '.')
+    const lanAddresses = [...tunnel.siteSubnets, ...tunnel.hubSubnets].map(
+      (c) => c.split('.').slice(0, 3).join('.') + '.',
+    )
     const showsLan = (l: string) => lanAddresses.some((a) => l.includes(` ${a}`))
     const secret = marker()
     const wire = await captureWire(lab, wan, async () => {
-      const inside = await capture(lab, tunnel.hub, 'cloud', async () => { await send(proxyAddr, secret) })
-      t.match(inside.ascii, secret, `control: on the cloud LAN, after the tunnel, the marker is in clear (${inside.lines.length} packets: ${inside.lines.slice(0, 3).join(' | ')})`)
+      const inside = await capture(lab, tunnel.hub, 'cloud', async () => {
+        await send(proxyAddr, secret)
+      })
+      t.match(
+        inside.ascii,
+        secret,
+        `control: on the cloud LAN, after the tunnel, the marker is in clear (${inside.lines.length} packets: ${inside.lines.slice(0, 3).join(' | ')})`,
+      )
       t.ok(inside.lines.some(showsLan), 'control: there, the packets show LAN addresses')
     })
     const got = await received(secret)
     t.match(got.data, secret, 'the proxy received the request')
-    t.equal(got.from, addressOn(client, 'iot'), 'from the device\'s own address: no NAT on the way')
+    t.equal(got.from, addressOn(client, 'iot'), "from the device's own address: no NAT on the way")
     const after = Number((await listSas(lab, tunnel.hub, tunnel.name))[0].children[0].fields['bytes-in'])
     t.ok(after > before, `the child SA's inbound byte counter grew (${before} → ${after})`)
     t.ok(wire.lines.length > 0, `packets were seen on the simulated internet (${wire.lines.length})`)
     // kernel-libipsec always encapsulates ESP in UDP 4500, so a tunnel with it at either
     // end is ESP in UDP; between two kernels it is ESP itself, IP protocol 50.
-    const modes = await Promise.all([tunnel.site, tunnel.hub].map(async (g) => (await lab.sh(g, 'cat /etc/lab/ipsec-mode')).stdout.trim()))
+    const modes = await Promise.all(
+      [tunnel.site, tunnel.hub].map(async (g) => (await lab.sh(g, 'cat /etc/lab/ipsec-mode')).stdout.trim()),
+    )
     const mode = modes.includes('libipsec') ? 'libipsec' : 'kernel'
-    const sealed = mode === 'libipsec' ? /UDP-encap: ESP|\.4500 > .*\.4500: (UDP-encap|NONESP|isakmp)|\.500 > .*\.500: isakmp/ : /^\S+ IP [\d.]+ > [\d.]+: ESP\(spi=|\.500 > .*\.500: isakmp/
+    const sealed =
+      mode === 'libipsec'
+        ? /UDP-encap: ESP|\.4500 > .*\.4500: (UDP-encap|NONESP|isakmp)|\.500 > .*\.500: isakmp/
+        : /^\S+ IP [\d.]+ > [\d.]+: ESP\(spi=|\.500 > .*\.500: isakmp/
     // Also tolerated: ARP (how the gateways find each other; not IP) and ICMP errors
     // about the IKE ports between the gateways themselves (headers only, no LAN data).
     const harmless = / ARP, |ICMP .*udp port (500|4500) unreachable/
     const clear = wire.lines.filter((l) => !sealed.test(l) && !harmless.test(l))
     t.same(wire.lines.filter(showsLan), [], 'no packet on the simulated internet shows a LAN address')
-    t.same(clear, [], `only ${mode === 'libipsec' ? 'ESP in UDP 4500 and IKE' : 'ESP (IP protocol 50) and IKE'} on the wire (and ARP)${clear.length ? `; also: ${clear.join(' | ')}` : ''}`)
+    t.same(
+      clear,
+      [],
+      `only ${mode === 'libipsec' ? 'ESP in UDP 4500 and IKE' : 'ESP (IP protocol 50) and IKE'} on the wire (and ARP)${clear.length ? `; also: ${clear.join(' | ')}` : ''}`,
+    )
     if (mode === 'kernel') {
-      t.ok(wire.lines.some((l) => /: ESP\(spi=/.test(l) && !/UDP-encap/.test(l)), `both gateways (${modes.join(', ')}) do ESP in the kernel: plain ESP on the wire`)
-      t.same(wire.lines.filter((l) => /UDP-encap|\.4500 > /.test(l)), [], 'and no ESP in UDP')
+      t.ok(
+        wire.lines.some((l) => /: ESP\(spi=/.test(l) && !/UDP-encap/.test(l)),
+        `both gateways (${modes.join(', ')}) do ESP in the kernel: plain ESP on the wire`,
+      )
+      t.same(
+        wire.lines.filter((l) => /UDP-encap|\.4500 > /.test(l)),
+        [],
+        'and no ESP in UDP',
+      )
     } else {
-      t.ok(wire.lines.some((l) => /UDP-encap: ESP/.test(l)), `kernel-libipsec at one end (${modes.join(', ')}): ESP in UDP 4500 on the wire`)
+      t.ok(
+        wire.lines.some((l) => /UDP-encap: ESP/.test(l)),
+        `kernel-libipsec at one end (${modes.join(', ')}): ESP in UDP 4500 on the wire`,
+      )
     }
     t.notMatch(wire.ascii, secret, 'the marker never appears on the simulated internet')
   })
@@ -139,7 +199,11 @@ if (lab) {
     })
     await lab.sh(tunnel.site, 'systemctl stop strongswan.service')
     // charon is gone on the site once its unit is inactive and the hub holds no SA of it.
-    await waitFor(`strongSwan stopped on ${tunnel.site}`, async () => (await lab.sh(tunnel.site, 'systemctl is-active strongswan.service')).stdout.trim() !== 'active', 30_000)
+    await waitFor(
+      `strongSwan stopped on ${tunnel.site}`,
+      async () => (await lab.sh(tunnel.site, 'systemctl is-active strongswan.service')).stdout.trim() !== 'active',
+      30_000,
+    )
     await waitForNoEstablished(lab, tunnel, 60_000)
     const secret = marker()
     const wire = await captureWire(lab, wan, async () => {
@@ -147,7 +211,11 @@ if (lab) {
       t.not((await lab.sh(client.name, `ping -c 2 -i 0.2 -W 1 ${proxyAddr}`)).code, 0, 'not even a ping')
     })
     t.notMatch(wire.ascii, secret, 'the marker is not on the simulated internet')
-    t.same(wire.lines.filter((l) => l.includes(addressOn(client, 'iot')!)), [], 'no packet of the device crossed in clear')
+    t.same(
+      wire.lines.filter((l) => l.includes(addressOn(client, 'iot')!)),
+      [],
+      'no packet of the device crossed in clear',
+    )
     const route = await lab.sh(tunnel.site, `ip route get ${proxyAddr}`)
     t.not(route.code, 0, `${tunnel.site} has no route to the cloud LAN without its tunnel (${route.stderr.trim()})`)
   })

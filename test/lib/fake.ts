@@ -5,7 +5,10 @@ import type { ExecResult, RemoteHost } from '../../provision/ssh.js'
 
 export class FakeHost implements RemoteHost {
   readonly commands: string[] = []
-  constructor(readonly name = 'fake', private answer: (cmd: string) => ExecResult = () => ({ code: 0, stdout: '', stderr: '' })) {}
+  constructor(
+    readonly name = 'fake',
+    private answer: (cmd: string) => ExecResult = () => ({ code: 0, stdout: '', stderr: '' }),
+  ) {}
   async exec(command: string): Promise<ExecResult> {
     this.commands.push(command)
     return this.answer(command)
@@ -13,23 +16,28 @@ export class FakeHost implements RemoteHost {
   async close(): Promise<void> {}
 }
 
-export const tinyTopology = () => validateTopology({
-  name: 'lab',
-  networks: {
-    mgmt: { kind: 'management', cidr: '172.31.250.0/24', host_address: '172.31.250.1' },
-    cloud: { kind: 'lan', cidr: '10.20.0.0/24' },
-  },
-  hosts: {
-    web: { role: 'proxy', interfaces: { mgmt: '172.31.250.10', cloud: '10.20.0.10' } },
-    app: { role: 'backend', interfaces: { mgmt: '172.31.250.11', cloud: '10.20.0.11' } },
-    sql: { role: 'db', interfaces: { mgmt: '172.31.250.12', cloud: '10.20.0.12' } },
-  },
-})
+export const tinyTopology = () =>
+  validateTopology({
+    name: 'lab',
+    networks: {
+      mgmt: { kind: 'management', cidr: '172.31.250.0/24', host_address: '172.31.250.1' },
+      cloud: { kind: 'lan', cidr: '10.20.0.0/24' },
+    },
+    hosts: {
+      web: { role: 'proxy', interfaces: { mgmt: '172.31.250.10', cloud: '10.20.0.10' } },
+      app: { role: 'backend', interfaces: { mgmt: '172.31.250.11', cloud: '10.20.0.11' } },
+      sql: { role: 'db', interfaces: { mgmt: '172.31.250.12', cloud: '10.20.0.12' } },
+    },
+  })
 
 export function fakeContext(host: RemoteHost, dryRun = false): Context {
   const topology = tinyTopology()
   return {
-    host, topology, self: topology.hosts[0], dryRun, stateDir: '/nonexistent',
+    host,
+    topology,
+    self: topology.hosts[0],
+    dryRun,
+    stateDir: '/nonexistent',
     facts: { addresses: [], mgmtInterface: 'mgmt', virtualization: 'lxc', kernel: 'test', interfaceOf: {} },
   }
 }

@@ -18,7 +18,10 @@ export async function cutInternet(lab: Lab, gateway: string, wanInterface: strin
 
 /** Remove the rules a cut with this tag left in a host's output chain (a test that died halfway, too). */
 export function uncutTcp(lab: Lab, host: string, tag: string) {
-  return lab.sh(host, `nft -a list chain inet lab output | awk ${q(`/${tag}/ {print $NF}`)} | while read h; do nft delete rule inet lab output handle "$h"; done`)
+  return lab.sh(
+    host,
+    `nft -a list chain inet lab output | awk ${q(`/${tag}/ {print $NF}`)} | while read h; do nft delete rule inet lab output handle "$h"; done`,
+  )
 }
 
 /**
@@ -26,9 +29,20 @@ export function uncutTcp(lab: Lab, host: string, tag: string) {
  * with a TCP reset (tagged, so that uncutTcp finds it). Returns the function that
  * restores it.
  */
-export async function cutTcp(lab: Lab, host: string, address: string, port: number, tag: string): Promise<() => Promise<void>> {
+export async function cutTcp(
+  lab: Lab,
+  host: string,
+  address: string,
+  port: number,
+  tag: string,
+): Promise<() => Promise<void>> {
   await uncutTcp(lab, host, tag)
-  const r = await lab.sh(host, `nft insert rule inet lab output ip daddr ${address} tcp dport ${port} reject with tcp reset comment ${q(`"${tag}"`)}`)
+  const r = await lab.sh(
+    host,
+    `nft insert rule inet lab output ip daddr ${address} tcp dport ${port} reject with tcp reset comment ${q(`"${tag}"`)}`,
+  )
   if (r.code !== 0) throw new Error(`${host}: cannot cut ${address}:${port} (${r.stderr.trim()})`)
-  return async () => { await uncutTcp(lab, host, tag) }
+  return async () => {
+    await uncutTcp(lab, host, tag)
+  }
 }

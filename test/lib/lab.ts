@@ -38,7 +38,9 @@ const execFileP = promisify(execFile)
  */
 export function labCli(script: string, args: string[] = [], env: Record<string, string> = {}) {
   return execFileP(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), [script, ...args], {
-    cwd: repoRoot, env: { ...process.env, ...env }, maxBuffer: 64 << 20,
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    maxBuffer: 64 << 20,
   })
 }
 
@@ -62,12 +64,17 @@ export interface Requires {
 export function unmet(lab: Pick<Lab, 'topology' | 'provider' | 'providerOf'>, r: Requires = {}): string | undefined {
   const gateways = lab.topology.hosts.filter((h) => h.role === 'gateway')
   const kinds = new Set(gateways.map((g) => (lab.providerOf(g.name) === 'lxc' ? 'lxc' : 'vm')))
-  if (r.gateways && (kinds.size !== 1 || !kinds.has(r.gateways))) return `needs ${r.gateways === 'lxc' ? 'lxc gateways (containers: userspace ESP)' : 'VM gateways (kernel ESP, netem)'}; this lab's are ${[...kinds].join(' and ')}`
-  if (r.containers && lab.provider !== 'lxc' && lab.provider !== 'mixed') return `adds lxc containers beside the lab; this lab is all ${lab.provider}`
+  if (r.gateways && (kinds.size !== 1 || !kinds.has(r.gateways)))
+    return `needs ${r.gateways === 'lxc' ? 'lxc gateways (containers: userspace ESP)' : 'VM gateways (kernel ESP, netem)'}; this lab's are ${[...kinds].join(' and ')}`
+  if (r.containers && lab.provider !== 'lxc' && lab.provider !== 'mixed')
+    return `adds lxc containers beside the lab; this lab is all ${lab.provider}`
   if (r.monitor && !lab.topology.hosts.some((h) => h.role === 'monitor')) return 'the topology has no monitor host'
-  if (r.cloudTls && !lab.topology.telemetry.cloudTls) return 'telemetry.cloud_tls is false in the topology: no TLS inside the cloud'
-  if (r.backends && lab.topology.hosts.filter((h) => h.role === 'backend').length < r.backends) return `needs at least ${r.backends} backends`
-  if (r.bridgesHere && lab.topology.hosts.some((h) => lab.providerOf(h.name) === 'virtualbox')) return 'VirtualBox keeps its internal networks itself: no bridge here'
+  if (r.cloudTls && !lab.topology.telemetry.cloudTls)
+    return 'telemetry.cloud_tls is false in the topology: no TLS inside the cloud'
+  if (r.backends && lab.topology.hosts.filter((h) => h.role === 'backend').length < r.backends)
+    return `needs at least ${r.backends} backends`
+  if (r.bridgesHere && lab.topology.hosts.some((h) => lab.providerOf(h.name) === 'virtualbox'))
+    return 'VirtualBox keeps its internal networks itself: no bridge here'
   return undefined
 }
 
@@ -93,7 +100,11 @@ export interface Lab {
 
 function unavailable(): string | undefined {
   if (process.env.LAB_SKIP) return `LAB_SKIP is set (${process.env.LAB_SKIP})`
-  try { execFileSync('vagrant', ['--version'], { stdio: 'ignore' }) } catch { return 'vagrant is not installed: run `npm run lab` once (as root) to install what the lab needs' }
+  try {
+    execFileSync('vagrant', ['--version'], { stdio: 'ignore' })
+  } catch {
+    return 'vagrant is not installed: run `npm run lab` once (as root) to install what the lab needs'
+  }
   return undefined
 }
 
@@ -120,7 +131,9 @@ function cannotRun(t: Test, why: string): undefined {
 }
 
 export async function openLab(t: Test, opts: { requires?: Requires } = {}): Promise<Lab | undefined> {
-  const why = unavailable() ?? (process.getuid?.() !== 0 ? 'the lab needs root here (containers, VMs, bridges): run `sudo npm test`' : undefined)
+  const why =
+    unavailable() ??
+    (process.getuid?.() !== 0 ? 'the lab needs root here (containers, VMs, bridges): run `sudo npm test`' : undefined)
   if (why) return cannotRun(t, `no lab: ${why}`)
   const topology = loadTopology(topologyFile)
   const states = await machineStates()
@@ -130,11 +143,20 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
   const asked = !!(process.env.LAB_PROVIDER || process.env.LAB_VM_ROLES || process.env.VAGRANT_DEFAULT_PROVIDER)
   const plan = planProviders(topology)
   const running = runningProviders()
-  const notRunning = topology.hosts.filter((h) => states.get(h.name) !== 'running'
-    || (asked && running.get(h.name) !== plan.providers[h.name])
-    || (known.has(h.name) && fs.existsSync(`/var/lib/lxc/${known.get(h.name)}/config`) && ownerClone(known.get(h.name)!) !== repoRoot)).map((h) => h.name)
+  const notRunning = topology.hosts
+    .filter(
+      (h) =>
+        states.get(h.name) !== 'running' ||
+        (asked && running.get(h.name) !== plan.providers[h.name]) ||
+        (known.has(h.name) &&
+          fs.existsSync(`/var/lib/lxc/${known.get(h.name)}/config`) &&
+          ownerClone(known.get(h.name)!) !== repoRoot),
+    )
+    .map((h) => h.name)
   if (notRunning.length > 0) {
-    t.comment(`bringing the lab up (${notRunning.join(', ')} not running, not on the provider asked for, or not this clone's): npm run lab`)
+    t.comment(
+      `bringing the lab up (${notRunning.join(', ')} not running, not on the provider asked for, or not this clone's): npm run lab`,
+    )
     // A bring-up is not this file's test time: on a fresh machine VM gateways need the
     // VM box built and two emulated boots (about 15 minutes), over tap's 900 s per file.
     // The bring-up gets its own hour; the file's own budget starts again after it.
@@ -143,26 +165,33 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     extendTimeout(t, fileTimeoutMs())
   }
   const inventory = await vagrantInventory(topology.hosts, repoRoot)
-  if (inventory.missing.size) throw new Error(`no SSH address for ${[...inventory.missing.keys()].join(', ')} even after bring-up`)
+  if (inventory.missing.size)
+    throw new Error(`no SSH address for ${[...inventory.missing.keys()].join(', ')} even after bring-up`)
   const hosts = new Map<string, RemoteHost>()
   const facts = new Map<string, Facts>()
-  await Promise.all(topology.hosts.map(async (h) => {
-    const conn = await SshHost.connect(inventory.entries.get(h.name)!)
-    hosts.set(h.name, conn)
-    facts.set(h.name, await gatherFacts(conn, h))
-  }))
-  const closeAll = async () => { for (const h of hosts.values()) await h.close() }
+  await Promise.all(
+    topology.hosts.map(async (h) => {
+      const conn = await SshHost.connect(inventory.entries.get(h.name)!)
+      hosts.set(h.name, conn)
+      facts.set(h.name, await gatherFacts(conn, h))
+    }),
+  )
+  const closeAll = async () => {
+    for (const h of hosts.values()) await h.close()
+  }
   t.teardown(closeAll)
 
   // Running but not (completely) provisioned, e.g. a bare `vagrant up` or a run that
   // stopped halfway: provision first.
   const bare = []
-  for (const [name, conn] of hosts) if ((await conn.exec(`test -f ${PROVISIONED}`, { check: false })).code !== 0) bare.push(name)
+  for (const [name, conn] of hosts)
+    if ((await conn.exec(`test -f ${PROVISIONED}`, { check: false })).code !== 0) bare.push(name)
   if (bare.length) {
     t.comment(`provisioning ${bare.join(', ')} (running but not provisioned)`)
     extendTimeout(t, BRING_UP_MS) // provisioning VMs under emulation takes minutes too
     const s = summarize(await provision({ topology, repoRoot, stateDir, only: bare }))
-    if (s.failed + s.unreachable) throw new Error(`provisioning ${bare.join(', ')} failed: run \`npm run provision\` to see why`)
+    if (s.failed + s.unreachable)
+      throw new Error(`provisioning ${bare.join(', ')} failed: run \`npm run provision\` to see why`)
     extendTimeout(t, fileTimeoutMs())
   }
 

@@ -21,5 +21,10 @@ export async function logFrom(lab: Lab, host: string, what: { unit: string } | {
 
 /** Wait until the log has a line matching re; returns the line, or '' at the deadline (the caller's assertion then fails). */
 export async function logged(read: LogReader, re: RegExp, deadlineMs = 15_000): Promise<string> {
-  return waitFor(`a log line matching ${re}`, async () => (await read()).split('\n').find((l) => re.test(l)), deadlineMs, 500).catch(() => '')
+  return waitFor(
+    `a log line matching ${re}`,
+    async () => (await read()).split('\n').find((l) => re.test(l)),
+    deadlineMs,
+    500,
+  ).catch(() => '')
 }

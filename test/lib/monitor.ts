@@ -14,17 +14,37 @@ export async function promQuery(lab: Lab, expr: string): Promise<Sample[]> {
 }
 
 const selector = (alert: string, labels: Record<string, string>) =>
-  `ALERTS{alertname="${alert}",alertstate="firing"${Object.entries(labels).map(([k, v]) => `,${k}="${v}"`).join('')}}`
+  `ALERTS{alertname="${alert}",alertstate="firing"${Object.entries(labels)
+    .map(([k, v]) => `,${k}="${v}"`)
+    .join('')}}`
 
 /**
  * Wait until the alert (with these labels) is firing, or is no longer firing; the
  * test asserts it happened, with how long it took. Returns the seconds waited.
  */
-export async function expectAlert(t: Test, lab: Lab, alert: string, labels: Record<string, string>, want: 'firing' | 'resolved', timeoutMs = 90_000): Promise<number> {
+export async function expectAlert(
+  t: Test,
+  lab: Lab,
+  alert: string,
+  labels: Record<string, string>,
+  want: 'firing' | 'resolved',
+  timeoutMs = 90_000,
+): Promise<number> {
   const t0 = Date.now()
-  const what = `${alert}${Object.keys(labels).length ? `{${Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',')}}` : ''}`
+  const what = `${alert}${
+    Object.keys(labels).length
+      ? `{${Object.entries(labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',')}}`
+      : ''
+  }`
   try {
-    await waitFor(`the monitor's alert ${what} ${want}`, async () => ((await promQuery(lab, selector(alert, labels))).length > 0) === (want === 'firing'), timeoutMs, 2000)
+    await waitFor(
+      `the monitor's alert ${what} ${want}`,
+      async () => (await promQuery(lab, selector(alert, labels))).length > 0 === (want === 'firing'),
+      timeoutMs,
+      2000,
+    )
   } catch {
     t.fail(`the monitor's alert ${what} did not ${want === 'firing' ? 'fire' : 'resolve'} within ${timeoutMs / 1000} s`)
     return NaN
@@ -40,7 +60,13 @@ export async function expectAlert(t: Test, lab: Lab, alert: string, labels: Reco
  */
 export function alertsOf(lab: Lab) {
   const watched = !!monitorOf(lab.topology)
-  return async (t: Test, alert: string, labels: Record<string, string>, want: 'firing' | 'resolved', timeoutMs?: number) => {
+  return async (
+    t: Test,
+    alert: string,
+    labels: Record<string, string>,
+    want: 'firing' | 'resolved',
+    timeoutMs?: number,
+  ) => {
     if (watched) await expectAlert(t, lab, alert, labels, want, timeoutMs)
   }
 }

@@ -6,7 +6,12 @@
  * throw after the deadline with what was waited for and the last value seen. The one
  * way the scenarios wait: never a fixed sleep and hope.
  */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, deadlineMs: number, everyMs = 250): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  deadlineMs: number,
+  everyMs = 250,
+): Promise<T> {
   const end = Date.now() + deadlineMs
   let last: unknown
   for (;;) {
@@ -14,8 +19,13 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
       const v = await probe()
       if (v !== undefined && v !== false) return v
       last = v
-    } catch (e) { last = e }
-    if (Date.now() >= end) throw new Error(`timed out after ${(deadlineMs / 1000).toFixed(0)} s waiting for ${what}${last instanceof Error ? ` (last error: ${last.message})` : ''}`)
+    } catch (e) {
+      last = e
+    }
+    if (Date.now() >= end)
+      throw new Error(
+        `timed out after ${(deadlineMs / 1000).toFixed(0)} s waiting for ${what}${last instanceof Error ? ` (last error: ${last.message})` : ''}`,
+      )
     await new Promise((r) => setTimeout(r, everyMs))
   }
 }

@@ -19,10 +19,22 @@ t.test('npm run lab:down leaves nothing behind', { skip: why }, async (t) => {
   // Its hosts are about to go: connections to them would wait on sockets nobody answers.
   await lab.close()
   execFileSync(`${repoRoot}/node_modules/.bin/tsx`, ['scripts/lab.ts', 'down'], { cwd: repoRoot, stdio: 'pipe' })
-  t.same(await labRemnants(topology), [], 'no container, VM, volume, libvirt network, bridge, cgroup, mount or daemon of the lab left')
+  t.same(
+    await labRemnants(topology),
+    [],
+    'no container, VM, volume, libvirt network, bridge, cgroup, mount or daemon of the lab left',
+  )
   const links = fs.readdirSync('/sys/class/net').filter((n) => n.startsWith(`${topology.name}-`))
   t.same(links, [], 'no network interface of the lab')
-  if (fs.existsSync('/usr/bin/lxc-ls')) t.same(execFileSync('lxc-ls', ['-1']).toString().split('\n').filter((c) => c.startsWith(`${topology.name}-`)), [], 'lxc-ls lists none of its containers')
+  if (fs.existsSync('/usr/bin/lxc-ls'))
+    t.same(
+      execFileSync('lxc-ls', ['-1'])
+        .toString()
+        .split('\n')
+        .filter((c) => c.startsWith(`${topology.name}-`)),
+      [],
+      'lxc-ls lists none of its containers',
+    )
   // Looked for among the tables nft lists: a failing nft throws (a failure), where the
   // old check read any error of `nft list table` as "the table is gone".
   const tables = execFileSync('nft', ['list', 'tables'], { stdio: 'pipe' }).toString()

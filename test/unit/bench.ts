@@ -19,22 +19,68 @@ t.test('nearest-rank percentiles', async (t) => {
 })
 
 const scenario = (id: string, backends: number, rps: number[], lost = 0) => ({
-  id, title: id, from: 'iot-client', url: 'http://x', backends, lost,
-  runs: rps.map((r) => ({ acked: r * 6, check: { acked: r * 6, stored: r * 6 - lost, lost, extra: 0, unacked: 0, duplicates_answered: 0 } })) as never,
-  readings_per_s: figure(rps), p50_ms: figure(rps.map((r) => 10000 / r)), p99_ms: figure(rps.map((r) => 30000 / r)),
+  id,
+  title: id,
+  from: 'iot-client',
+  url: 'http://x',
+  backends,
+  lost,
+  runs: rps.map((r) => ({
+    acked: r * 6,
+    check: { acked: r * 6, stored: r * 6 - lost, lost, extra: 0, unacked: 0, duplicates_answered: 0 },
+  })) as never,
+  readings_per_s: figure(rps),
+  p50_ms: figure(rps.map((r) => 10000 / r)),
+  p99_ms: figure(rps.map((r) => 30000 / r)),
 })
 
 const report: BenchReport = {
-  label: 'unit', started: '2026-11-25T00:00:00Z', seconds: 100,
-  machine: { cores: 2, memory_gib: 24, cpu: 'cpu', kernel: 'k', provider: 'lxc', ipsec_mode: 'libipsec', hosts: 7, node_on_hosts: 'v18', nginx: '1.22', postgresql: '15', strongswan: '5.9' },
+  label: 'unit',
+  started: '2026-11-25T00:00:00Z',
+  seconds: 100,
+  machine: {
+    cores: 2,
+    memory_gib: 24,
+    cpu: 'cpu',
+    kernel: 'k',
+    provider: 'lxc',
+    ipsec_mode: 'libipsec',
+    hosts: 7,
+    node_on_hosts: 'v18',
+    nginx: '1.22',
+    postgresql: '15',
+    strongswan: '5.9',
+  },
   load: { runs: 3, duration: 6, warmup: 1, devices: 500, concurrency: 32 },
   ingest: {
-    scenarios: [scenario('full', 2, [1000, 1100, 900]), scenario('tunnel-direct', 1, [2000, 2100, 1900]), scenario('lan-direct', 1, [4000, 4100, 3900])],
+    scenarios: [
+      scenario('full', 2, [1000, 1100, 900]),
+      scenario('tunnel-direct', 1, [2000, 2100, 1900]),
+      scenario('lan-direct', 1, [4000, 4100, 3900]),
+    ],
     scaling: [scenario('full-1', 1, [800, 850, 750]), scenario('full-2', 2, [1000, 1100, 900])],
     cpu: [{ host: 'gw-iot', process: 'charon-systemd', cpu_s: 5, ms_per_1000_readings: 250 }],
-    tuning: { name: 'write batching', off: 'one by one', on: 'group commit', scenarios: [{ id: 'lan-direct', title: 'lan', off: scenario('lan-direct', 1, [2000, 2100, 1900]), on: scenario('lan-direct', 1, [5000, 5100, 4900]) }] },
+    tuning: {
+      name: 'write batching',
+      off: 'one by one',
+      on: 'group commit',
+      scenarios: [
+        {
+          id: 'lan-direct',
+          title: 'lan',
+          off: scenario('lan-direct', 1, [2000, 2100, 1900]),
+          on: scenario('lan-direct', 1, [5000, 5100, 4900]),
+        },
+      ],
+    },
   },
-  tunnel: { through_tunnel_mbit: figure([250]), without_tunnel_mbit: figure([16000]), crypto_one_core_mbit: figure([25000]), packet_bytes: 1400, ipsec_mode: 'libipsec' },
+  tunnel: {
+    through_tunnel_mbit: figure([250]),
+    without_tunnel_mbit: figure([16000]),
+    crypto_one_core_mbit: figure([25000]),
+    packet_bytes: 1400,
+    ipsec_mode: 'libipsec',
+  },
   bringup: { reprovision_s: figure([5, 6, 5.5]), reprovision_changed: 0 },
   zero_loss: true,
 }
@@ -63,13 +109,26 @@ t.test('the chart draws a bar per figure, with whiskers where runs differ', asyn
 })
 
 t.test('kernel ESP against userspace ESP: figures, the ratio, and what emulation means', async (t) => {
-  const datapath = { kernel_mbit: figure([90, 100, 110]), libipsec_mbit: figure([40, 50, 60]), no_tunnel_mbit: figure([1000]), accel: 'tcg' }
+  const datapath = {
+    kernel_mbit: figure([90, 100, 110]),
+    libipsec_mbit: figure([40, 50, 60]),
+    no_tunnel_mbit: figure([1000]),
+    accel: 'tcg',
+  }
   const md = markdown({ ...report, datapath })
   t.match(md, '| kernel ESP (XFRM) | 100 (90 to 110) |')
   t.match(md, '| kernel-libipsec (userspace ESP in UDP) | 50 (40 to 60) |')
   t.match(md, 'Kernel ESP carries 2.00 times what userspace ESP does, and 10.0 % of the link without a tunnel.')
   t.match(md, /only these ratios mean something, not the figures/)
-  t.notMatch(markdown({ ...report, datapath: { ...datapath, accel: 'kvm' } }), /only these ratios mean something/, 'with KVM the figures stand for themselves')
-  t.notMatch(md.replace(/## IPsec data paths[\s\S]*/, ''), /kernel-libipsec \(userspace/, 'no section without the figures')
+  t.notMatch(
+    markdown({ ...report, datapath: { ...datapath, accel: 'kvm' } }),
+    /only these ratios mean something/,
+    'with KVM the figures stand for themselves',
+  )
+  t.notMatch(
+    md.replace(/## IPsec data paths[\s\S]*/, ''),
+    /kernel-libipsec \(userspace/,
+    'no section without the figures',
+  )
   t.notMatch(markdown(report), /## IPsec data paths/)
 })

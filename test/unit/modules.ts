@@ -9,7 +9,17 @@ import { fakeContext } from '../lib/fake.js'
 import { LocalHost } from '../lib/local-host.js'
 
 const me = os.userInfo().username
-const group = (() => { try { return fs.readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[2] === String(os.userInfo().gid))!.split(':')[0] } catch { return me } })()
+const group = (() => {
+  try {
+    return fs
+      .readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .find((l) => l.split(':')[2] === String(os.userInfo().gid))!
+      .split(':')[0]
+  } catch {
+    return me
+  }
+})()
 
 t.test('file: writes once, then reports ok; fixes mode alone without rewriting', async (t) => {
   const dir = t.testdir({})
@@ -37,11 +47,23 @@ t.test('file: dry-run reports the change and writes nothing', async (t) => {
 t.test('file: a staged copy that fails validation never replaces the live file', async (t) => {
   const dir = t.testdir({ 'svc.conf': 'good\n' })
   const target = path.join(dir, 'svc.conf')
-  const step = file('Ensure svc.conf', { path: target, content: 'bad\n', owner: me, group, validate: 'grep -q good {}' })
+  const step = file('Ensure svc.conf', {
+    path: target,
+    content: 'bad\n',
+    owner: me,
+    group,
+    validate: 'grep -q good {}',
+  })
   await t.rejects(step.run(fakeContext(new LocalHost())), /exited with 3/)
   t.equal(fs.readFileSync(target, 'utf8'), 'good\n', 'the live file is unchanged')
   t.notOk(fs.existsSync(`${target}.lab-staged`), 'the rejected copy is removed')
-  const ok = file('Ensure svc.conf', { path: target, content: 'good v2\n', owner: me, group, validate: 'grep -q good {}' })
+  const ok = file('Ensure svc.conf', {
+    path: target,
+    content: 'good v2\n',
+    owner: me,
+    group,
+    validate: 'grep -q good {}',
+  })
   t.equal(await ok.run(fakeContext(new LocalHost())), true)
   t.equal(fs.readFileSync(target, 'utf8'), 'good v2\n')
 })
@@ -49,9 +71,17 @@ t.test('file: a staged copy that fails validation never replaces the live file',
 t.test('converge: fixes, then verifies its own fix', async (t) => {
   const dir = t.testdir({})
   const flag = path.join(dir, 'flag')
-  const step = converge('Ensure flag', async () => fs.existsSync(flag), async () => fs.writeFileSync(flag, ''))
+  const step = converge(
+    'Ensure flag',
+    async () => fs.existsSync(flag),
+    async () => fs.writeFileSync(flag, ''),
+  )
   t.equal(await step.run(fakeContext(new LocalHost())), true)
   t.equal(await step.run(fakeContext(new LocalHost())), false)
-  const broken = converge('Ensure the impossible', async () => false, async () => {})
+  const broken = converge(
+    'Ensure the impossible',
+    async () => false,
+    async () => {},
+  )
   await t.rejects(broken.run(fakeContext(new LocalHost())), /still not right after the fix/)
 })

@@ -19,36 +19,60 @@ import { watch, watchText } from '../../scripts/lib/watch.js'
 
 const topo = loadTopology(topologyFile)
 const host = (name: string) => topo.hosts.find((h) => h.name === name)!
-const ctx = (name: string, topology = topo) => ({ topology, self: topology.hosts.find((h) => h.name === name)! }) as Context
+const ctx = (name: string, topology = topo) =>
+  ({ topology, self: topology.hosts.find((h) => h.name === name)! }) as Context
 
 t.test('every host is scraped on its LAN address, each role with its own exporter', async (t) => {
   const targets = scrapeTargets(topo).map((x) => `${x.job} ${x.host} ${x.address}:${x.port}`)
   t.same(targets, [
-    'node iot-client 10.10.1.10:9100', 'client iot-client 10.10.1.10:9101',
+    'node iot-client 10.10.1.10:9100',
+    'client iot-client 10.10.1.10:9101',
     'node gw-iot 10.10.1.1:9100',
     'node gw-cloud 10.20.0.1:9100',
-    'node proxy 10.20.0.10:9100', 'nginx proxy 10.20.0.10:9113',
-    'node backend-1 10.20.0.21:9100', 'ingest backend-1 10.20.0.21:9102',
-    'node backend-2 10.20.0.22:9100', 'ingest backend-2 10.20.0.22:9102',
-    'node database 10.20.0.30:9100', 'postgres database 10.20.0.30:9187',
-    'node monitor 10.20.0.40:9100', 'prometheus monitor 10.20.0.40:9090',
+    'node proxy 10.20.0.10:9100',
+    'nginx proxy 10.20.0.10:9113',
+    'node backend-1 10.20.0.21:9100',
+    'ingest backend-1 10.20.0.21:9102',
+    'node backend-2 10.20.0.22:9100',
+    'ingest backend-2 10.20.0.22:9102',
+    'node database 10.20.0.30:9100',
+    'postgres database 10.20.0.30:9187',
+    'node monitor 10.20.0.40:9100',
+    'prometheus monitor 10.20.0.40:9090',
   ])
-  t.same(scrapeTargets({ ...topo, hosts: topo.hosts.filter((h) => h.role !== 'monitor') }), [], 'no monitor in the topology: nothing to scrape')
+  t.same(
+    scrapeTargets({ ...topo, hosts: topo.hosts.filter((h) => h.role !== 'monitor') }),
+    [],
+    'no monitor in the topology: nothing to scrape',
+  )
 })
 
 t.test('each host admits the monitor on exactly the ports it scrapes there', async (t) => {
-  t.same(monitorInput(topo, host('iot-client')), ['ip saddr 10.20.0.40 tcp dport { 9100, 9101 } accept comment "Prometheus on monitor: what it scrapes here"'])
-  t.same(monitorInput(topo, host('backend-1')), ['ip saddr 10.20.0.40 tcp dport { 9100, 9102 } accept comment "Prometheus on monitor: what it scrapes here"'])
-  t.same(monitorInput(topo, host('database')), ['ip saddr 10.20.0.40 tcp dport { 9100, 9187 } accept comment "Prometheus on monitor: what it scrapes here"'])
+  t.same(monitorInput(topo, host('iot-client')), [
+    'ip saddr 10.20.0.40 tcp dport { 9100, 9101 } accept comment "Prometheus on monitor: what it scrapes here"',
+  ])
+  t.same(monitorInput(topo, host('backend-1')), [
+    'ip saddr 10.20.0.40 tcp dport { 9100, 9102 } accept comment "Prometheus on monitor: what it scrapes here"',
+  ])
+  t.same(monitorInput(topo, host('database')), [
+    'ip saddr 10.20.0.40 tcp dport { 9100, 9187 } accept comment "Prometheus on monitor: what it scrapes here"',
+  ])
   t.same(monitorInput(topo, host('monitor')), [], 'the monitor scrapes itself locally')
 })
 
 t.test('the scrape configuration: a job per exporter, each target labelled with its host and role', async (t) => {
   const conf = prometheusConfig(ctx('monitor'))
-  const y = parse(conf) as { global: Record<string, string>; rule_files: string[]; scrape_configs: { job_name: string; static_configs: { targets: string[]; labels: Record<string, string> }[] }[] }
+  const y = parse(conf) as {
+    global: Record<string, string>
+    rule_files: string[]
+    scrape_configs: { job_name: string; static_configs: { targets: string[]; labels: Record<string, string> }[] }[]
+  }
   t.match(y.global, { scrape_interval: '5s', evaluation_interval: '5s' })
   t.same(y.rule_files, ['/etc/prometheus/lab-alerts.yml'])
-  t.same(y.scrape_configs.map((j) => j.job_name), ['node', 'client', 'nginx', 'ingest', 'postgres', 'prometheus'])
+  t.same(
+    y.scrape_configs.map((j) => j.job_name),
+    ['node', 'client', 'nginx', 'ingest', 'postgres', 'prometheus'],
+  )
   const ingest = y.scrape_configs.find((j) => j.job_name === 'ingest')!
   t.same(ingest.static_configs, [
     { targets: ['10.20.0.21:9102'], labels: { host: 'backend-1', role: 'backend' } },
@@ -56,20 +80,45 @@ t.test('the scrape configuration: a job per exporter, each target labelled with 
   ])
   t.same(y.scrape_configs.find((j) => j.job_name === 'prometheus')!.static_configs[0].targets, ['127.0.0.1:9090'])
   // A third backend in the topology: one provision later, it is scraped.
-  const more = { ...topo, hosts: [...topo.hosts, { ...host('backend-2'), name: 'backend-3', interfaces: host('backend-2').interfaces.map((i) => ({ ...i, address: i.address.replace(/\.22$/, '.23') })) }] }
-  t.match(prometheusConfig(ctx('monitor', more)), /targets: \['10\.20\.0\.23:9102'\]\n\s+labels: \{ host: backend-3, role: backend \}/)
+  const more = {
+    ...topo,
+    hosts: [
+      ...topo.hosts,
+      {
+        ...host('backend-2'),
+        name: 'backend-3',
+        interfaces: host('backend-2').interfaces.map((i) => ({ ...i, address: i.address.replace(/\.22$/, '.23') })),
+      },
+    ],
+  }
+  t.match(
+    prometheusConfig(ctx('monitor', more)),
+    /targets: \['10\.20\.0\.23:9102'\]\n\s+labels: \{ host: backend-3, role: backend \}/,
+  )
   const promtool = '/usr/bin/promtool'
   // A check that cannot run records a skip (never nothing): `npm test` installs promtool as root.
   if (fs.existsSync(promtool)) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prom-'))
     fs.writeFileSync(path.join(dir, 'prometheus.yml'), conf)
-    t.match(execFileSync(promtool, ['check', 'config', '--syntax-only', path.join(dir, 'prometheus.yml')], { encoding: 'utf8' }), /SUCCESS/, 'promtool accepts it')
+    t.match(
+      execFileSync(promtool, ['check', 'config', '--syntax-only', path.join(dir, 'prometheus.yml')], {
+        encoding: 'utf8',
+      }),
+      /SUCCESS/,
+      'promtool accepts it',
+    )
     fs.rmSync(dir, { recursive: true, force: true })
-  } else t.test('a check the tools here cannot run', { skip: 'promtool accepts it: no promtool here (`npm test` installs it as root: Debian package prometheus)' }, async () => {})
+  } else
+    t.test(
+      'a check the tools here cannot run',
+      { skip: 'promtool accepts it: no promtool here (`npm test` installs it as root: Debian package prometheus)' },
+      async () => {},
+    )
 })
 
-t.test('the gateways\' IPsec metrics: SAs up, traffic kept monotonic across a rekey, rekeys counted', async (t) => {
-  const sa = (child: number, bytesIn: number) => `list-sa event {gw-iot {uniqueid=1 version=2 state=ESTABLISHED established=100 child-sas {gw-iot-${child} {name=gw-iot uniqueid=${child} reqid=1 state=INSTALLED mode=TUNNEL protocol=ESP bytes-in=${bytesIn} packets-in=${bytesIn / 100} bytes-out=50 packets-out=1}}}}`
+t.test("the gateways' IPsec metrics: SAs up, traffic kept monotonic across a rekey, rekeys counted", async (t) => {
+  const sa = (child: number, bytesIn: number) =>
+    `list-sa event {gw-iot {uniqueid=1 version=2 state=ESTABLISHED established=100 child-sas {gw-iot-${child} {name=gw-iot uniqueid=${child} reqid=1 state=INSTALLED mode=TUNNEL protocol=ESP bytes-in=${bytesIn} packets-in=${bytesIn / 100} bytes-out=50 packets-out=1}}}}`
   const value = (text: string, name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1])
   const a = render('gw-cloud', 'libipsec', ['gw-iot'], parseRawSas(sa(1, 1000)), 0)
   t.match(a, /^lab_ipsec_child_sa_up\{host="gw-cloud",conn="gw-iot",child="gw-iot"\} 1$/m)
@@ -82,24 +131,40 @@ t.test('the gateways\' IPsec metrics: SAs up, traffic kept monotonic across a re
   t.equal(value(c, 'lab_ipsec_child_bytes_in_total'), 1700, 'the counter does not fall back after a rekey')
   t.equal(value(c, 'lab_ipsec_child_sa_new_total'), 1, 'the rekey is counted')
   const down = render('gw-cloud', 'libipsec', ['gw-iot'], [], 0)
-  t.match(down, /^lab_ipsec_child_sa_up\{host="gw-cloud",conn="gw-iot",child="gw-iot"\} 0$/m, 'no SA: the connection is down, not absent')
+  t.match(
+    down,
+    /^lab_ipsec_child_sa_up\{host="gw-cloud",conn="gw-iot",child="gw-iot"\} 0$/m,
+    'no SA: the connection is down, not absent',
+  )
   t.equal(value(down, 'lab_ipsec_child_bytes_in_total'), 1700, 'and its counter stays')
 })
 
-t.test('lab:status\'s monitor lines: rates, shares, backlog, tunnels, alerts; a plain sentence without a monitor', async (t) => {
-  const text = watchText({
-    url: 'http://172.31.250.40:9090', readingsPerS: 16.04, pending: 130, oldestS: 71.4,
-    share: { 'backend-1': 9, 'backend-2': 7 },
-    tunnelBitsPerS: { 'gw-cloud': { in: 68_600, out: 20_100 }, 'gw-iot': { in: 2_500_000, out: 12 } },
-    alerts: [{ name: 'LabBackendDown', host: 'backend-2', severity: 'warning' }], down: ['ingest on backend-2'],
-  })
-  t.match(text, /console: http:\/\/172\.31\.250\.40:9090\/consoles\/lab\.html/)
-  t.match(text, /readings stored +16\.0\/s over the last minute \(backend-1 56 %, backend-2 44 %\)/)
-  t.match(text, /backlog +130 readings waiting, the oldest 71 s old/)
-  t.match(text, /tunnels +gw-cloud in 68\.6 kbit\/s, out 20\.1 kbit\/s; gw-iot in 2\.5 Mbit\/s, out 12 bit\/s/)
-  t.match(text, /targets down +ingest on backend-2/)
-  t.match(text, /alerts firing +LabBackendDown \(backend-2\)/)
-  t.match(watchText('Monitor: Prometheus does not answer at http://x:9090 (timeout); is the lab up and provisioned? npm run lab'), /^\nMonitor: Prometheus does not answer/)
-  const none = await watch({ ...topo, hosts: topo.hosts.filter((h) => h.role !== 'monitor') })
-  t.equal(none, 'Monitor: the topology has no host with role monitor.')
-})
+t.test(
+  "lab:status's monitor lines: rates, shares, backlog, tunnels, alerts; a plain sentence without a monitor",
+  async (t) => {
+    const text = watchText({
+      url: 'http://172.31.250.40:9090',
+      readingsPerS: 16.04,
+      pending: 130,
+      oldestS: 71.4,
+      share: { 'backend-1': 9, 'backend-2': 7 },
+      tunnelBitsPerS: { 'gw-cloud': { in: 68_600, out: 20_100 }, 'gw-iot': { in: 2_500_000, out: 12 } },
+      alerts: [{ name: 'LabBackendDown', host: 'backend-2', severity: 'warning' }],
+      down: ['ingest on backend-2'],
+    })
+    t.match(text, /console: http:\/\/172\.31\.250\.40:9090\/consoles\/lab\.html/)
+    t.match(text, /readings stored +16\.0\/s over the last minute \(backend-1 56 %, backend-2 44 %\)/)
+    t.match(text, /backlog +130 readings waiting, the oldest 71 s old/)
+    t.match(text, /tunnels +gw-cloud in 68\.6 kbit\/s, out 20\.1 kbit\/s; gw-iot in 2\.5 Mbit\/s, out 12 bit\/s/)
+    t.match(text, /targets down +ingest on backend-2/)
+    t.match(text, /alerts firing +LabBackendDown \(backend-2\)/)
+    t.match(
+      watchText(
+        'Monitor: Prometheus does not answer at http://x:9090 (timeout); is the lab up and provisioned? npm run lab',
+      ),
+      /^\nMonitor: Prometheus does not answer/,
+    )
+    const none = await watch({ ...topo, hosts: topo.hosts.filter((h) => h.role !== 'monitor') })
+    t.equal(none, 'Monitor: the topology has no host with role monitor.')
+  },
+)

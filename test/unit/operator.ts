@@ -16,10 +16,19 @@ t.test('links: a network or host:interface; anything else refused with the argum
   t.equal(linkName(parseLink(topo, 'gw-iot:inet')), 'gw-iot:inet')
   const l = parseLink(topo, 'gw-iot:iot')
   t.match(l, { kind: 'interface', host: { name: 'gw-iot' }, network: { name: 'iot' } })
-  t.throws(() => parseLink(topo, undefined), /name the link: a network \(mgmt, iot, inet, cloud\) or host:interface \(e\.g\. gw-iot:inet\)/)
-  t.throws(() => parseLink(topo, 'internet'), /link "internet": no such network; give a network \(mgmt, iot, inet, cloud\)/)
+  t.throws(
+    () => parseLink(topo, undefined),
+    /name the link: a network \(mgmt, iot, inet, cloud\) or host:interface \(e\.g\. gw-iot:inet\)/,
+  )
+  t.throws(
+    () => parseLink(topo, 'internet'),
+    /link "internet": no such network; give a network \(mgmt, iot, inet, cloud\)/,
+  )
   t.throws(() => parseLink(topo, 'gw-x:inet'), /link "gw-x:inet": no host "gw-x" in the topology \(iot-client, gw-iot/)
-  t.throws(() => parseLink(topo, 'proxy:inet'), /link "proxy:inet": proxy has no interface "inet"; its interfaces are mgmt, cloud/)
+  t.throws(
+    () => parseLink(topo, 'proxy:inet'),
+    /link "proxy:inet": proxy has no interface "inet"; its interfaces are mgmt, cloud/,
+  )
   t.throws(() => parseLink(topo, 'a:b:c'), /one colon at most/)
   t.throws(() => parseLink(topo, 'mgmt'), /the management network is how the lab is reached; it is never impaired/)
   t.equal(linkName(parseLink(topo, 'mgmt', { allowManagement: true })), 'mgmt', 'a capture may look at it')
@@ -27,16 +36,28 @@ t.test('links: a network or host:interface; anything else refused with the argum
 
 t.test('numbers: bounded, with the option named', async (t) => {
   t.equal(boundedNumber('12.5', 'loss', 0, 100, { decimals: 1 }), 12.5)
-  t.throws(() => boundedNumber('12.55', 'loss', 0, 100, { decimals: 1 }), /--loss must be a number with at most 1 decimal from 0 to 100; got "12\.55"/)
+  t.throws(
+    () => boundedNumber('12.55', 'loss', 0, 100, { decimals: 1 }),
+    /--loss must be a number with at most 1 decimal from 0 to 100; got "12\.55"/,
+  )
   t.throws(() => boundedNumber(101, 'loss', 0, 100, { decimals: 1 }), /--loss must be .* from 0 to 100; got 101/)
-  t.throws(() => boundedNumber('lots', 'count', 1, 100_000, { integer: true }), /--count must be a whole number from 1 to 100000; got "lots"/)
-  t.throws(() => boundedNumber(0, 'seconds', 1, 600, { integer: true }), /--seconds must be a whole number from 1 to 600; got 0/)
+  t.throws(
+    () => boundedNumber('lots', 'count', 1, 100_000, { integer: true }),
+    /--count must be a whole number from 1 to 100000; got "lots"/,
+  )
+  t.throws(
+    () => boundedNumber(0, 'seconds', 1, 600, { integer: true }),
+    /--seconds must be a whole number from 1 to 600; got 0/,
+  )
 })
 
 t.test('impair: loss as nftables random numbers, per bridge port or inside a host', async (t) => {
   t.equal(lossMatch(20), 'numgen random mod 1000 < 200')
   t.equal(lossMatch(0.5), 'numgen random mod 1000 < 5')
-  t.equal(bridgeRule('inet', ['vethA', 'vethB'], 20), 'iifname { "vethA", "vethB" } numgen random mod 1000 < 200 counter drop comment "lab:impair inet loss 20%"')
+  t.equal(
+    bridgeRule('inet', ['vethA', 'vethB'], 20),
+    'iifname { "vethA", "vethB" } numgen random mod 1000 < 200 counter drop comment "lab:impair inet loss 20%"',
+  )
   t.equal(lossMatch(100), '', 'all: no random number (nft refuses mod 1000 < 1000)')
   const script = hostScript('inet', 100)
   t.match(script, /^set -e\n/, 'a rule that fails fails the command')
@@ -49,8 +70,29 @@ t.test('impair: loss as nftables random numbers, per bridge port or inside a hos
 })
 
 t.test('capture: tcpdump bounded by count, printed line by line or written whole', async (t) => {
-  t.same(tcpdumpArgs('iotlab-inet', { count: 5, seconds: 3, filter: 'esp' }), ['-i', 'iotlab-inet', '-nn', '--immediate-mode', '-c', '5', '-l', 'esp'])
-  t.same(tcpdumpArgs('inet', { count: 100, seconds: 3, write: '/tmp/x.pcap' }), ['-i', 'inet', '-nn', '--immediate-mode', '-c', '100', '-U', '-s', '0', '-w', '/tmp/x.pcap'])
+  t.same(tcpdumpArgs('iotlab-inet', { count: 5, seconds: 3, filter: 'esp' }), [
+    '-i',
+    'iotlab-inet',
+    '-nn',
+    '--immediate-mode',
+    '-c',
+    '5',
+    '-l',
+    'esp',
+  ])
+  t.same(tcpdumpArgs('inet', { count: 100, seconds: 3, write: '/tmp/x.pcap' }), [
+    '-i',
+    'inet',
+    '-nn',
+    '--immediate-mode',
+    '-c',
+    '100',
+    '-U',
+    '-s',
+    '0',
+    '-w',
+    '/tmp/x.pcap',
+  ])
 })
 
 t.test('graph: every network, host, address and tunnel from the topology alone; live state colours it', async (t) => {
@@ -63,7 +105,14 @@ t.test('graph: every network, host, address and tunnel from the topology alone; 
     for (const i of h.interfaces.slice(1)) t.match(svg, `${i.network} ${i.address}`)
   }
   t.match(svg, /data-tunnel="gw-iot" data-state="unknown"[\s\S]*IPsec gw-iot \(IKEv2\)/)
-  const live = graphSvg(topo, { source: 'the monitor', hosts: new Map([['backend-2', 'down'], ['proxy', 'up']]), tunnels: new Map([['gw-iot', 'up']]) })
+  const live = graphSvg(topo, {
+    source: 'the monitor',
+    hosts: new Map([
+      ['backend-2', 'down'],
+      ['proxy', 'up'],
+    ]),
+    tunnels: new Map([['gw-iot', 'up']]),
+  })
   t.match(live, /live state from the monitor/)
   t.match(live, /data-host="backend-2" data-state="down">\n<rect [^>]*fill="#ffcdd2"/)
   t.match(live, /data-host="proxy" data-state="up">\n<rect [^>]*fill="#c8e6c9"/)

@@ -7,11 +7,21 @@ import t from 'tap'
 import { certInfo, ensureCa, ikeIdentity, isRevoked, issueCert, keyHash, revokeHost } from '../../provision/pki.js'
 
 let why: string | false = false
-try { execFileSync('pki', ['--gen', '--type', 'ed25519'], { stdio: 'pipe' }) } catch { why = 'strongSwan pki with its openssl plugin is not installed: `npm test` installs it as root (strongswan-pki, libstrongswan-standard-plugins)' }
+try {
+  execFileSync('pki', ['--gen', '--type', 'ed25519'], { stdio: 'pipe' })
+} catch {
+  why =
+    'strongSwan pki with its openssl plugin is not installed: `npm test` installs it as root (strongswan-pki, libstrongswan-standard-plugins)'
+}
 
 const gatewayKey = () => {
-  const key = execFileSync('pki', ['--gen', '--type', 'ed25519', '--outform', 'pem'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()
-  return execFileSync('pki', ['--pub', '--outform', 'pem'], { input: key, stdio: ['pipe', 'pipe', 'ignore'] }).toString()
+  const key = execFileSync('pki', ['--gen', '--type', 'ed25519', '--outform', 'pem'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  }).toString()
+  return execFileSync('pki', ['--pub', '--outform', 'pem'], {
+    input: key,
+    stdio: ['pipe', 'pipe', 'ignore'],
+  }).toString()
 }
 
 t.test('gateways asking for the CA at once get one and the same CA', { skip: why }, async (t) => {
@@ -27,12 +37,18 @@ t.test('gateways asking for the CA at once get one and the same CA', { skip: why
   for (const [i, cert] of certs.entries()) {
     const info = await certInfo(a, cert)
     t.ok(info.issuerOk, `certificate ${i} verifies against the CA`)
-    t.equal(info.subjectKeyHash, await keyHash(pubs[i], 'pub'), 'for the gateway\'s own public key')
+    t.equal(info.subjectKeyHash, await keyHash(pubs[i], 'pub'), "for the gateway's own public key")
   }
   await ensureCa(dir, 'lab')
   t.equal(fs.readFileSync(a.caCert, 'utf8'), caBefore, 'a later call keeps the CA')
-  const printed = execFileSync('pki', ['--print', '--in', path.join(a.dir, 'certs', 'gw-a.pem')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()
-  t.match(printed, new RegExp(`altNames:\\s+${ikeIdentity('lab', 'gw-a').replace('.', '\\.')}`), 'the IKE identity is the subjectAltName')
+  const printed = execFileSync('pki', ['--print', '--in', path.join(a.dir, 'certs', 'gw-a.pem')], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  }).toString()
+  t.match(
+    printed,
+    new RegExp(`altNames:\\s+${ikeIdentity('lab', 'gw-a').replace('.', '\\.')}`),
+    'the IKE identity is the subjectAltName',
+  )
 })
 
 t.test('a revoked certificate is in the re-signed CRL', { skip: why }, async (t) => {
@@ -45,7 +61,9 @@ t.test('a revoked certificate is in the re-signed CRL', { skip: why }, async (t)
   t.equal(r.serial, serial)
   t.ok(isRevoked(p, serial))
   t.not(fs.readFileSync(p.crl, 'utf8'), crlBefore, 'the CRL was re-signed')
-  const listed = execFileSync('pki', ['--print', '--type', 'crl', '--in', p.crl], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()
+  const listed = execFileSync('pki', ['--print', '--type', 'crl', '--in', p.crl], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  }).toString()
   t.match(listed, serial, 'and lists the serial')
   await t.rejects(revokeHost(p, 'gw-a'), /already revoked/)
   await t.rejects(revokeHost(p, 'gw-z'), /no certificate was issued to gw-z/)

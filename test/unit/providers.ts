@@ -14,7 +14,11 @@ const noVirt: Machine = { hardwareVirt: false, hasLibvirt: true, hasVirtualbox: 
 const kvm: Machine = { hardwareVirt: true, hasLibvirt: true, hasVirtualbox: false }
 const only = (p: Record<string, string>) => [...new Set(Object.values(p))]
 let hasVagrant = true
-try { execFileSync('vagrant', ['--version'], { stdio: 'ignore' }) } catch { hasVagrant = false }
+try {
+  execFileSync('vagrant', ['--version'], { stdio: 'ignore' })
+} catch {
+  hasVagrant = false
+}
 
 t.test('unasked: lxc where VMs would be emulated, even with libvirt installed', async (t) => {
   const plan = planProviders(topology, {}, noVirt)
@@ -22,7 +26,11 @@ t.test('unasked: lxc where VMs would be emulated, even with libvirt installed', 
   t.match(plan.reason, /no hardware virtualization/)
   t.same(only(planProviders(topology, {}, kvm).providers), ['libvirt'], 'libvirt where KVM really runs VMs')
   t.same(only(planProviders(topology, {}, { ...kvm, hasVirtualbox: true }).providers), ['virtualbox'])
-  t.same(only(planProviders(topology, {}, { ...kvm, hasLibvirt: false }).providers), ['lxc'], 'lxc when no VM provider is installed')
+  t.same(
+    only(planProviders(topology, {}, { ...kvm, hasLibvirt: false }).providers),
+    ['lxc'],
+    'lxc when no VM provider is installed',
+  )
 })
 
 t.test('asked: LAB_PROVIDER for every host, LAB_VM_ROLES for VMs beside containers', async (t) => {
@@ -34,15 +42,33 @@ t.test('asked: LAB_PROVIDER for every host, LAB_VM_ROLES for VMs beside containe
 })
 
 t.test('a wrong request is refused with the variable and the choices named', async (t) => {
-  t.throws(() => planProviders(topology, { LAB_PROVIDER: 'docker' }, noVirt), /LAB_PROVIDER=docker is not a provider this lab knows: use lxc, libvirt, virtualbox/)
-  t.throws(() => planProviders(topology, { LAB_VM_ROLES: 'gateway,router' }, noVirt), /LAB_VM_ROLES names router, which is not a role: use iot-client, gateway/)
-  t.throws(() => planProviders(topology, { LAB_VM_ROLES: 'gateway', VAGRANT_DEFAULT_PROVIDER: 'lxc' }, noVirt), /unset VAGRANT_DEFAULT_PROVIDER/)
+  t.throws(
+    () => planProviders(topology, { LAB_PROVIDER: 'docker' }, noVirt),
+    /LAB_PROVIDER=docker is not a provider this lab knows: use lxc, libvirt, virtualbox/,
+  )
+  t.throws(
+    () => planProviders(topology, { LAB_VM_ROLES: 'gateway,router' }, noVirt),
+    /LAB_VM_ROLES names router, which is not a role: use iot-client, gateway/,
+  )
+  t.throws(
+    () => planProviders(topology, { LAB_VM_ROLES: 'gateway', VAGRANT_DEFAULT_PROVIDER: 'lxc' }, noVirt),
+    /unset VAGRANT_DEFAULT_PROVIDER/,
+  )
 })
 
-t.test('the running lab\'s providers are read from Vagrant\'s state', async (t) => {
-  const dir = t.testdir({ '.vagrant': { machines: { 'gw-iot': { libvirt: { id: 'x' } }, proxy: { lxc: { id: 'y' } }, gone: { lxc: {} } } } })
+t.test("the running lab's providers are read from Vagrant's state", async (t) => {
+  const dir = t.testdir({
+    '.vagrant': { machines: { 'gw-iot': { libvirt: { id: 'x' } }, proxy: { lxc: { id: 'y' } }, gone: { lxc: {} } } },
+  })
   const found = runningProviders(dir)
-  t.same([...found].sort(), [['gw-iot', 'libvirt'], ['proxy', 'lxc']], 'a machine folder without an id is not a machine')
+  t.same(
+    [...found].sort(),
+    [
+      ['gw-iot', 'libvirt'],
+      ['proxy', 'lxc'],
+    ],
+    'a machine folder without an id is not a machine',
+  )
   t.equal(providerSummary(found.values()), 'mixed')
   t.equal(providerSummary(['lxc', 'lxc']), 'lxc')
   t.equal(providerSummary([]), 'none')
@@ -59,13 +85,17 @@ t.test('KVM only where the processor has it; /dev/kvm alone is not enough', asyn
   t.throws(() => vmAccel({ LAB_VM_ACCEL: 'hvf' }, withVmx, true), /LAB_VM_ACCEL=hvf is not known: use kvm or tcg/)
 })
 
-t.test('the management network: isolated, no forwarding, DHCP only for the lab\'s hosts', async (t) => {
-  const xml = mgmtNetworkXml(topology, topology.hosts.map((h) => h.name))
+t.test("the management network: isolated, no forwarding, DHCP only for the lab's hosts", async (t) => {
+  const xml = mgmtNetworkXml(
+    topology,
+    topology.hosts.map((h) => h.name),
+  )
   t.notMatch(xml, /<forward/, 'no <forward>: libvirt routes and NATs nothing out of it')
   t.match(xml, /<port isolated='yes'\/>/, 'ports isolated: it joins no two hosts')
   t.match(xml, /<ip address='172\.31\.250\.1' netmask='255\.255\.255\.0'>/)
   t.notMatch(xml, /<range/, 'no dynamic range: an unknown MAC gets no address')
-  for (const h of topology.hosts) t.match(xml, `<host mac='${mgmtMac(topology, h.name)}' name='${h.name}' ip='${h.mgmt.address}'/>`)
+  for (const h of topology.hosts)
+    t.match(xml, `<host mac='${mgmtMac(topology, h.name)}' name='${h.name}' ip='${h.mgmt.address}'/>`)
   const macs = topology.hosts.map((h) => mgmtMac(topology, h.name))
   t.equal(new Set(macs).size, macs.length, 'one MAC per host')
   t.equal(prefixToMask(24), '255.255.255.0')
@@ -75,7 +105,7 @@ t.test('the management network: isolated, no forwarding, DHCP only for the lab\'
   t.equal(prefixToMask(0), '0.0.0.0')
 })
 
-t.test('the VM box is made from the lxc box\'s package list plus a kernel and a bootloader', async (t) => {
+t.test("the VM box is made from the lxc box's package list plus a kernel and a bootloader", async (t) => {
   const vm = fs.readFileSync(path.join(path.dirname(topologyFile), 'box', 'vm', 'packages.txt'), 'utf8')
   t.match(vm, /^linux-image-amd64$/m)
   t.match(vm, /^grub-pc$/m)
@@ -84,16 +114,31 @@ t.test('the VM box is made from the lxc box\'s package list plus a kernel and a 
 t.test('preparing for containers or VMs as another user stops at once, saying what to do', async (t) => {
   const { prepare } = await import('../../scripts/lib/lab.js')
   const getuid = process.getuid
-  t.teardown(() => { process.getuid = getuid })
+  t.teardown(() => {
+    process.getuid = getuid
+  })
   process.getuid = () => 1000
   const said: string[] = []
-  await t.rejects(prepare(['lxc'], (m) => said.push(m)), /the lxc provider needs root here \(containers, VMs, bridges\): run it again as root, e\.g\. `sudo npm run lab` or `sudo vagrant up`/)
-  await t.rejects(prepare(['libvirt', 'lxc'], (m) => said.push(m)), /the libvirt and lxc providers need root/)
+  await t.rejects(
+    prepare(['lxc'], (m) => said.push(m)),
+    /the lxc provider needs root here \(containers, VMs, bridges\): run it again as root, e\.g\. `sudo npm run lab` or `sudo vagrant up`/,
+  )
+  await t.rejects(
+    prepare(['libvirt', 'lxc'], (m) => said.push(m)),
+    /the libvirt and lxc providers need root/,
+  )
   t.same(said, [], 'nothing was started before the refusal')
   if (hasVagrant) {
     const box = process.env.LAB_VM_BOX
-    t.teardown(() => { if (box === undefined) delete process.env.LAB_VM_BOX; else process.env.LAB_VM_BOX = box })
+    t.teardown(() => {
+      if (box === undefined) delete process.env.LAB_VM_BOX
+      else process.env.LAB_VM_BOX = box
+    })
     process.env.LAB_VM_BOX = 'iotlab-test/no-such-box'
-    await t.rejects(prepare(['virtualbox'], (m) => said.push(m)), /the virtualbox provider needs the box iotlab-test\/no-such-box, which is not on this machine and is not built by the lab/, 'no download is attempted for a box the lab does not build')
+    await t.rejects(
+      prepare(['virtualbox'], (m) => said.push(m)),
+      /the virtualbox provider needs the box iotlab-test\/no-such-box, which is not on this machine and is not built by the lab/,
+      'no download is attempted for a box the lab does not build',
+    )
   }
 })

@@ -5,12 +5,17 @@ import { UnreachableError } from '../../provision/ssh.js'
 import { FakeHost, tinyTopology } from '../lib/fake.js'
 
 // A host that answers every command with success and plausible output.
-const answering = (name: string) => new FakeHost(name, (cmd) => {
-  if (cmd.startsWith('ip -j -4 addr')) {
-    return { code: 0, stdout: `[{"ifname":"mgmt","addr_info":[{"family":"inet","local":"172.31.250.10","prefixlen":24}]}]\n[]\nlxc\n6.1\n`, stderr: '' }
-  }
-  return { code: 0, stdout: '', stderr: '' }
-})
+const answering = (name: string) =>
+  new FakeHost(name, (cmd) => {
+    if (cmd.startsWith('ip -j -4 addr')) {
+      return {
+        code: 0,
+        stdout: `[{"ifname":"mgmt","addr_info":[{"family":"inet","local":"172.31.250.10","prefixlen":24}]}]\n[]\nlxc\n6.1\n`,
+        stderr: '',
+      }
+    }
+    return { code: 0, stdout: '', stderr: '' }
+  })
 
 t.test('a host that does not answer is named, and the others are still provisioned', async (t) => {
   const connected: string[] = []
@@ -36,7 +41,10 @@ t.test('a host that does not answer is named, and the others are still provision
   t.same(connected, ['web'])
   t.ok(by.get('web')!.steps.length > 5, 'host web ran its steps')
   t.notOk(by.get('web')!.unreachable)
-  t.match(by.get('app')!.unreachable, /^host app does not answer: SSH to vagrant@172\.31\.250\.11:22 failed \(timed out\)\. Is it up\? Try `vagrant status app`/)
+  t.match(
+    by.get('app')!.unreachable,
+    /^host app does not answer: SSH to vagrant@172\.31\.250\.11:22 failed \(timed out\)\. Is it up\? Try `vagrant status app`/,
+  )
   t.match(by.get('sql')!.unreachable, /not created or not running/)
   t.same(summarize(recaps).unreachable, 2)
   const text = recapText(recaps, true)
@@ -45,15 +53,31 @@ t.test('a host that does not answer is named, and the others are still provision
 })
 
 t.test('asking for a host the topology does not have is refused', async (t) => {
-  await t.rejects(provision({ topology: tinyTopology(), only: ['zz'], repoRoot: '/', stateDir: '/' }), /unknown host zz: the topology has web, app, sql/)
+  await t.rejects(
+    provision({ topology: tinyTopology(), only: ['zz'], repoRoot: '/', stateDir: '/' }),
+    /unknown host zz: the topology has web, app, sql/,
+  )
 })
 
 t.test('the recap names the slowest steps and handlers, over every host', async (t) => {
   const step = (name: string, ms: number) => ({ name, status: 'ok' as const, ms })
   const recaps = [
-    { host: 'gw', roles: ['common', 'gateway'], steps: [step('packages', 120_000), step('fast', 10)], handlers: [{ name: 'restart strongswan', status: 'changed' as const, ms: 30_000 }] },
+    {
+      host: 'gw',
+      roles: ['common', 'gateway'],
+      steps: [step('packages', 120_000), step('fast', 10)],
+      handlers: [{ name: 'restart strongswan', status: 'changed' as const, ms: 30_000 }],
+    },
     { host: 'db', roles: ['common', 'db'], steps: [step('initdb', 6_000), step('quick', 4_999)], handlers: [] },
   ]
-  t.match(recapText(recaps, false), /^Slowest: gw packages 120\.0 s; gw handler: restart strongswan 30\.0 s; db initdb 6\.0 s$/m, 'longest first; under 5 s left out')
-  t.notMatch(recapText([{ host: 'x', roles: [], steps: [step('a', 100)], handlers: [] }], false), /Slowest/, 'a fast run says nothing of it')
+  t.match(
+    recapText(recaps, false),
+    /^Slowest: gw packages 120\.0 s; gw handler: restart strongswan 30\.0 s; db initdb 6\.0 s$/m,
+    'longest first; under 5 s left out',
+  )
+  t.notMatch(
+    recapText([{ host: 'x', roles: [], steps: [step('a', 100)], handlers: [] }], false),
+    /Slowest/,
+    'a fast run says nothing of it',
+  )
 })

@@ -23,33 +23,70 @@ import { FakeHost } from '../lib/fake.js'
 const topology = loadTopology(topologyFile)
 /** A host as provisioned on lxc: each NIC named after its network, userspace ESP unless asked. */
 const ctx = (h: Host, ipsecMode: 'libipsec' | 'kernel' = 'libipsec'): Context => ({
-  host: new FakeHost(h.name), topology, self: h, dryRun: true, stateDir: '/nonexistent',
+  host: new FakeHost(h.name),
+  topology,
+  self: h,
+  dryRun: true,
+  stateDir: '/nonexistent',
   facts: {
-    addresses: [], mgmtInterface: 'mgmt', virtualization: 'lxc', kernel: 'golden',
+    addresses: [],
+    mgmtInterface: 'mgmt',
+    virtualization: 'lxc',
+    kernel: 'golden',
     interfaceOf: Object.fromEntries(h.interfaces.map((i) => [i.network, i.network])),
     ...(h.role === 'gateway' ? { ipsecMode } : {}),
   },
 })
 const byRole = (role: Host['role']) => topology.hosts.filter((h) => h.role === role)
-const has = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd} || test -x /usr/sbin/${cmd}`], { stdio: 'ignore' }); return true } catch { return false } }
+const has = (cmd: string) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd} || test -x /usr/sbin/${cmd}`], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
 const made: string[] = []
-const tmp = () => { const d = fs.mkdtempSync(path.join(os.tmpdir(), 'rendered-')); made.push(d); return d }
-t.teardown(() => { for (const d of made) fs.rmSync(d, { recursive: true, force: true }) })
+const tmp = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'rendered-'))
+  made.push(d)
+  return d
+}
+t.teardown(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true })
+})
 const root = process.getuid?.() === 0
 
 t.test('nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it', async (t) => {
   const rulesets: [string, string][] = topology.hosts.map((h) => [h.name, nftablesConf(ctx(h))])
   for (const gw of byRole('gateway')) rulesets.push([`${gw.name} (kernel ESP)`, nftablesConf(ctx(gw, 'kernel'))])
   for (const [name, text] of rulesets) t.matchSnapshot(text, `${name}: /etc/nftables.conf`)
-  t.test('nft -c accepts each', { skip: !root ? 'nft -c needs root to check a ruleset' : !has('nft') ? 'no nft: `npm test` installs it as root (nftables)' : false }, async (t) => {
-    for (const [name, text] of rulesets) {
-      t.doesNotThrow(() => execFileSync('nft', ['-c', '-f', '-'], { input: text, stdio: 'pipe' }), `${name}: nft -c accepts it`)
-    }
-  })
+  t.test(
+    'nft -c accepts each',
+    {
+      skip: !root
+        ? 'nft -c needs root to check a ruleset'
+        : !has('nft')
+          ? 'no nft: `npm test` installs it as root (nftables)'
+          : false,
+    },
+    async (t) => {
+      for (const [name, text] of rulesets) {
+        t.doesNotThrow(
+          () => execFileSync('nft', ['-c', '-f', '-'], { input: text, stdio: 'pipe' }),
+          `${name}: nft -c accepts it`,
+        )
+      }
+    },
+  )
 })
 
 t.test('swanctl.conf of each gateway', async (t) => {
-  for (const gw of byRole('gateway')) t.matchSnapshot(renderFile('gateway/swanctl.conf', swanctlVars(ctx(gw))), `${gw.name}: /etc/swanctl/conf.d/lab.conf`)
+  for (const gw of byRole('gateway'))
+    t.matchSnapshot(
+      renderFile('gateway/swanctl.conf', swanctlVars(ctx(gw))),
+      `${gw.name}: /etc/swanctl/conf.d/lab.conf`,
+    )
 })
 
 t.test('pg_hba.conf of the database', async (t) => {
@@ -60,10 +97,23 @@ t.test('prometheus.yml of the monitor, as promtool reads it', async (t) => {
   for (const m of byRole('monitor')) {
     const text = prometheusConfig(ctx(m))
     t.matchSnapshot(text, `${m.name}: /etc/prometheus/prometheus.yml`)
-    if (!has('promtool')) { t.test('a check the tools here cannot run', { skip: 'no promtool: `npm test` installs it as root (Debian package prometheus)' }, async () => {}); continue }
+    if (!has('promtool')) {
+      t.test(
+        'a check the tools here cannot run',
+        { skip: 'no promtool: `npm test` installs it as root (Debian package prometheus)' },
+        async () => {},
+      )
+      continue
+    }
     const dir = tmp()
     fs.writeFileSync(path.join(dir, 'prometheus.yml'), text)
-    t.match(execFileSync('promtool', ['check', 'config', '--syntax-only', path.join(dir, 'prometheus.yml')], { encoding: 'utf8' }), /SUCCESS/, 'promtool accepts it')
+    t.match(
+      execFileSync('promtool', ['check', 'config', '--syntax-only', path.join(dir, 'prometheus.yml')], {
+        encoding: 'utf8',
+      }),
+      /SUCCESS/,
+      'promtool accepts it',
+    )
   }
 })
 
@@ -71,18 +121,44 @@ t.test('nginx.conf of the proxy, as nginx -t reads it', async (t) => {
   for (const proxy of byRole('proxy')) {
     const text = nginxConf(ctx(proxy))
     t.matchSnapshot(text, `${proxy.name}: /etc/nginx/nginx.conf`)
-    if (!has('nginx') || !has('openssl')) { t.test('a check the tools here cannot run', { skip: 'no nginx or openssl: `npm test` installs them as root (nginx-light, openssl)' }, async () => {}); continue }
-    if (!root) { t.test('a check the tools here cannot run', { skip: 'nginx -t as the lab runs it needs root (user www-data)' }, async () => {}); continue }
+    if (!has('nginx') || !has('openssl')) {
+      t.test(
+        'a check the tools here cannot run',
+        { skip: 'no nginx or openssl: `npm test` installs them as root (nginx-light, openssl)' },
+        async () => {},
+      )
+      continue
+    }
+    if (!root) {
+      t.test(
+        'a check the tools here cannot run',
+        { skip: 'nginx -t as the lab runs it needs root (user www-data)' },
+        async () => {},
+      )
+      continue
+    }
     // The files it names, made here: a CA, the proxy's certificate, a CRL; logs and pid in the folder.
     const dir = tmp()
     const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { cwd: dir, stdio: 'pipe' })
-    sh('openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -subj "/CN=test CA" -days 1 2>/dev/null')
-    sh('openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout cert.key -out cert.pem -subj "/CN=proxy" -days 1 2>/dev/null')
-    sh('printf "[ca]\\ndefault_ca=c\\n[c]\\ndatabase=index.txt\\ncrlnumber=crlnumber\\ndefault_md=sha256\\ndefault_crl_days=1\\n" > ca.cnf && : > index.txt && echo 01 > crlnumber && openssl ca -config ca.cnf -gencrl -keyfile ca.key -cert ca.pem -out crl.pem 2>/dev/null')
+    sh(
+      'openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -subj "/CN=test CA" -days 1 2>/dev/null',
+    )
+    sh(
+      'openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout cert.key -out cert.pem -subj "/CN=proxy" -days 1 2>/dev/null',
+    )
+    sh(
+      'printf "[ca]\\ndefault_ca=c\\n[c]\\ndatabase=index.txt\\ncrlnumber=crlnumber\\ndefault_md=sha256\\ndefault_crl_days=1\\n" > ca.cnf && : > index.txt && echo 01 > crlnumber && openssl ca -config ca.cnf -gencrl -keyfile ca.key -cert ca.pem -out crl.pem 2>/dev/null',
+    )
     const paths = [...new Set(text.match(/\/[\w./-]+\.(pem|key|crl)\b/g) ?? [])]
     let local = text
     for (const p of paths) {
-      const kind = /crl/.test(p) ? 'crl.pem' : /ca\.pem$|-ca\.pem$/.test(p) ? 'ca.pem' : /\.key$/.test(p) ? 'cert.key' : 'cert.pem'
+      const kind = /crl/.test(p)
+        ? 'crl.pem'
+        : /ca\.pem$|-ca\.pem$/.test(p)
+          ? 'ca.pem'
+          : /\.key$/.test(p)
+            ? 'cert.key'
+            : 'cert.pem'
       local = local.split(p).join(path.join(dir, kind))
     }
     local = local.replace(/\/var\/log\/nginx\//g, `${dir}/`).replace(/^pid .*$/m, `pid ${dir}/nginx.pid;`)
@@ -93,26 +169,51 @@ t.test('nginx.conf of the proxy, as nginx -t reads it', async (t) => {
     const listen = [...new Set([...local.matchAll(/^\s*listen ([\d.]+):\d+/gm)].map((m) => m[1]))]
     const nginxT = (conf: string) => {
       try {
-        execFileSync('unshare', ['-n', 'sh', '-c', `ip link set lo up && ${listen.filter((a) => !a.startsWith('127.')).map((a) => `ip addr add ${a}/32 dev lo && `).join('')}nginx -t -q -c ${path.join(dir, conf)} -e ${path.join(dir, 'error.log')}`], { stdio: 'pipe' })
+        execFileSync(
+          'unshare',
+          [
+            '-n',
+            'sh',
+            '-c',
+            `ip link set lo up && ${listen
+              .filter((a) => !a.startsWith('127.'))
+              .map((a) => `ip addr add ${a}/32 dev lo && `)
+              .join('')}nginx -t -q -c ${path.join(dir, conf)} -e ${path.join(dir, 'error.log')}`,
+          ],
+          { stdio: 'pipe' },
+        )
         return { ok: true, out: '' }
-      } catch (e) { return { ok: false, out: String((e as { stderr?: Buffer }).stderr ?? e) } }
+      } catch (e) {
+        return { ok: false, out: String((e as { stderr?: Buffer }).stderr ?? e) }
+      }
     }
     const r = nginxT('nginx.conf')
-    t.ok(r.ok, `nginx -t accepts it (${paths.length} certificate, key and CRL paths pointed at test files; listening on ${listen.join(', ')})${r.ok ? '' : `: ${r.out}`}`)
+    t.ok(
+      r.ok,
+      `nginx -t accepts it (${paths.length} certificate, key and CRL paths pointed at test files; listening on ${listen.join(', ')})${r.ok ? '' : `: ${r.out}`}`,
+    )
     const b = nginxT('broken.conf')
     t.ok(!b.ok && /least_conn/.test(b.out), `and refuses a broken one (control): ${b.out.trim().split('\n')[0]}`)
   }
 })
 
-t.test('sshd\'s drop-in, as sshd -t reads it', async (t) => {
+t.test("sshd's drop-in, as sshd -t reads it", async (t) => {
   const text = renderFile('common/sshd.conf', {})
   t.matchSnapshot(text, '/etc/ssh/sshd_config.d/lab.conf')
-  if (!has('sshd')) { t.test('a check the tools here cannot run', { skip: 'no sshd: `npm test` installs it as root (openssh-server; never started here)' }, async () => {}); return }
+  if (!has('sshd')) {
+    t.test(
+      'a check the tools here cannot run',
+      { skip: 'no sshd: `npm test` installs it as root (openssh-server; never started here)' },
+      async () => {},
+    )
+    return
+  }
   const dir = tmp()
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'host_key')])
   fs.writeFileSync(path.join(dir, 'lab.conf'), text)
   fs.mkdirSync('/run/sshd', { recursive: true }) // sshd -t wants its privilege-separation folder
-  const sshd = (file: string) => execFileSync('/usr/sbin/sshd', ['-t', '-f', file, '-h', path.join(dir, 'host_key')], { stdio: 'pipe' })
+  const sshd = (file: string) =>
+    execFileSync('/usr/sbin/sshd', ['-t', '-f', file, '-h', path.join(dir, 'host_key')], { stdio: 'pipe' })
   t.doesNotThrow(() => sshd(path.join(dir, 'lab.conf')), 'sshd -t accepts it')
   fs.writeFileSync(path.join(dir, 'broken.conf'), `${text}\nPasswordAuthentication maybe\n`)
   t.throws(() => sshd(path.join(dir, 'broken.conf')), 'and refuses a broken one (control)')

@@ -5,7 +5,8 @@ import { FakeHost, fakeContext } from '../lib/fake.js'
 /** A step whose state is a flag: changes it once, then is ok. */
 function flagStep(name: string, state: { value: boolean }, notify?: string[]): Step {
   return {
-    name, notify,
+    name,
+    notify,
     async run(ctx) {
       if (state.value) return false
       if (!ctx.dryRun) state.value = true
@@ -22,18 +23,35 @@ t.test('changed on the first run, ok on the second; handlers run once at the end
     name: 'r',
     steps: [flagStep('one', a, ['reload x']), flagStep('two', b, ['reload x', 'restart y'])],
     handlers: [
-      { name: 'reload x', run: async () => { ran.push('reload x') } },
-      { name: 'restart y', run: async () => { ran.push('restart y') } },
+      {
+        name: 'reload x',
+        run: async () => {
+          ran.push('reload x')
+        },
+      },
+      {
+        name: 'restart y',
+        run: async () => {
+          ran.push('restart y')
+        },
+      },
     ],
   }
   const first = await runRoles([role], fakeContext(new FakeHost()))
-  t.same(first.steps.map((s) => s.status), ['changed', 'changed'])
+  t.same(
+    first.steps.map((s) => s.status),
+    ['changed', 'changed'],
+  )
   t.same(ran, ['reload x', 'restart y'], 'each notified handler ran exactly once, after the steps')
   t.same(counts(first), { ok: 0, changed: 2, failed: 0 })
 
   ran.length = 0
   const second = await runRoles([role], fakeContext(new FakeHost()))
-  t.same(second.steps.map((s) => s.status), ['ok', 'ok'], 'a second run changes nothing')
+  t.same(
+    second.steps.map((s) => s.status),
+    ['ok', 'ok'],
+    'a second run changes nothing',
+  )
   t.same(ran, [], 'and notifies nothing')
   t.same(second.handlers, [])
 })
@@ -45,13 +63,37 @@ t.test('a failed step ends the run, and handlers already notified still run', as
     name: 'r',
     steps: [
       flagStep('writes config', { value: false }, ['reload x']),
-      { name: 'breaks', run: async () => { throw new Error('disk full') } },
-      { name: 'never', run: async () => { reached.push('never'); return false } },
+      {
+        name: 'breaks',
+        run: async () => {
+          throw new Error('disk full')
+        },
+      },
+      {
+        name: 'never',
+        run: async () => {
+          reached.push('never')
+          return false
+        },
+      },
     ],
-    handlers: [{ name: 'reload x', run: async () => { ran.push('reload x') } }],
+    handlers: [
+      {
+        name: 'reload x',
+        run: async () => {
+          ran.push('reload x')
+        },
+      },
+    ],
   }
   const recap = await runRoles([role], fakeContext(new FakeHost()))
-  t.same(recap.steps.map((s) => [s.name, s.status]), [['writes config', 'changed'], ['breaks', 'failed']])
+  t.same(
+    recap.steps.map((s) => [s.name, s.status]),
+    [
+      ['writes config', 'changed'],
+      ['breaks', 'failed'],
+    ],
+  )
   t.equal(recap.steps[1].error, 'disk full')
   t.same(reached, [], 'no step runs after a failure')
   t.same(ran, ['reload x'], 'the changed config is applied anyway')
@@ -62,27 +104,63 @@ t.test('a failing handler is reported, not swallowed', async (t) => {
   const role: Role = {
     name: 'r',
     steps: [flagStep('s', { value: false }, ['h'])],
-    handlers: [{ name: 'h', run: async () => { throw new Error('reload refused') } }],
+    handlers: [
+      {
+        name: 'h',
+        run: async () => {
+          throw new Error('reload refused')
+        },
+      },
+    ],
   }
   const recap = await runRoles([role], fakeContext(new FakeHost()))
-  t.same(recap.handlers.map((h) => [h.name, h.status, h.error]), [['h', 'failed', 'reload refused']])
+  t.same(
+    recap.handlers.map((h) => [h.name, h.status, h.error]),
+    [['h', 'failed', 'reload refused']],
+  )
   t.equal(counts(recap).failed, 1)
 })
 
 t.test('dry-run: steps report what would change, change nothing, run no handler', async (t) => {
   const state = { value: false }
   let handled = false
-  const role: Role = { name: 'r', steps: [flagStep('s', state, ['h'])], handlers: [{ name: 'h', run: async () => { handled = true } }] }
+  const role: Role = {
+    name: 'r',
+    steps: [flagStep('s', state, ['h'])],
+    handlers: [
+      {
+        name: 'h',
+        run: async () => {
+          handled = true
+        },
+      },
+    ],
+  }
   const recap = await runRoles([role], fakeContext(new FakeHost(), true))
   t.equal(recap.steps[0].status, 'changed')
   t.equal(state.value, false, 'nothing was changed')
   t.equal(handled, false, 'no handler ran')
-  t.same(recap.handlers.map((h) => h.name), ['h'], 'but the recap says it would run')
+  t.same(
+    recap.handlers.map((h) => h.name),
+    ['h'],
+    'but the recap says it would run',
+  )
 })
 
 t.test('roles run in order: the base before the role', async (t) => {
   const order: string[] = []
-  const mk = (n: string): Role => ({ name: n, steps: [{ name: n, run: async () => { order.push(n); return false } }] })
+  const mk = (n: string): Role => ({
+    name: n,
+    steps: [
+      {
+        name: n,
+        run: async () => {
+          order.push(n)
+          return false
+        },
+      },
+    ],
+  })
   const recap = await runRoles([mk('common'), mk('proxy')], fakeContext(new FakeHost()))
   t.same(order, ['common', 'proxy'])
   t.same(recap.roles, ['common', 'proxy'])
@@ -90,31 +168,65 @@ t.test('roles run in order: the base before the role', async (t) => {
 
 t.test('a step notifying an unknown handler is a programming error, caught before anything runs', async (t) => {
   let ran = false
-  const role: Role = { name: 'r', steps: [{ name: 's', notify: ['nope'], run: async () => { ran = true; return true } }] }
+  const role: Role = {
+    name: 'r',
+    steps: [
+      {
+        name: 's',
+        notify: ['nope'],
+        run: async () => {
+          ran = true
+          return true
+        },
+      },
+    ],
+  }
   await t.rejects(runRoles([role], fakeContext(new FakeHost())), /step "s" notifies unknown handler "nope"/)
   t.equal(ran, false)
 })
 
-t.test('a handler restarts or reloads a unit: its check first, daemon-reload when asked, the unit quoted when it must be', async (t) => {
-  const { commandHandler, unitHandler } = await import('../../provision/modules/service.js')
-  const cases: [ReturnType<typeof unitHandler>, string, string][] = [
-    [unitHandler('reload ssh', 'reload', 'ssh', { check: 'sshd -t' }), 'reload ssh', 'sshd -t && systemctl reload ssh'],
-    [unitHandler('restart strongswan', 'restart', 'strongswan.service', { daemonReload: true }), 'restart strongswan', 'systemctl daemon-reload && systemctl restart strongswan.service'],
-    [unitHandler('restart it', 'restart', 'a unit; rm -rf /'), 'restart it', "systemctl restart 'a unit; rm -rf /'"],
-    [commandHandler('reload nftables', 'nft -f /etc/nftables.conf'), 'reload nftables', 'nft -f /etc/nftables.conf'],
-  ]
-  for (const [h, name, command] of cases) {
-    const host = new FakeHost()
-    await h.run(fakeContext(host))
-    t.same([h.name, host.commands], [name, [command]], name)
-  }
-})
+t.test(
+  'a handler restarts or reloads a unit: its check first, daemon-reload when asked, the unit quoted when it must be',
+  async (t) => {
+    const { commandHandler, unitHandler } = await import('../../provision/modules/service.js')
+    const cases: [ReturnType<typeof unitHandler>, string, string][] = [
+      [
+        unitHandler('reload ssh', 'reload', 'ssh', { check: 'sshd -t' }),
+        'reload ssh',
+        'sshd -t && systemctl reload ssh',
+      ],
+      [
+        unitHandler('restart strongswan', 'restart', 'strongswan.service', { daemonReload: true }),
+        'restart strongswan',
+        'systemctl daemon-reload && systemctl restart strongswan.service',
+      ],
+      [unitHandler('restart it', 'restart', 'a unit; rm -rf /'), 'restart it', "systemctl restart 'a unit; rm -rf /'"],
+      [commandHandler('reload nftables', 'nft -f /etc/nftables.conf'), 'reload nftables', 'nft -f /etc/nftables.conf'],
+    ]
+    for (const [h, name, command] of cases) {
+      const host = new FakeHost()
+      await h.run(fakeContext(host))
+      t.same([h.name, host.commands], [name, [command]], name)
+    }
+  },
+)
 
-t.test('sh: each value one shell word, quoted where it must be; lists a word each; raw fragments as they are', async (t) => {
-  const { raw, sh } = await import('../../provision/ssh.js')
-  t.equal(sh`rm -f ${'/etc/lab/a.pem'}`, 'rm -f /etc/lab/a.pem', 'a plain path stays as it is')
-  t.equal(sh`echo ${"it's; rm -rf /"}`, `echo 'it'\\''s; rm -rf /'`, 'a quote and a semicolon stay inside one word')
-  t.equal(sh`sysctl -n ${['net.ipv4.ip_forward', 'a b']}`, `sysctl -n net.ipv4.ip_forward 'a b'`, 'a list: one word each')
-  t.equal(sh`chmod ${600} ${'f'}${raw(' && echo done')}`, 'chmod 600 f && echo done', 'numbers as words; raw passes shell through')
-  t.equal(sh`test -e ${''}`, `test -e ''`, 'an empty value is still a word')
-})
+t.test(
+  'sh: each value one shell word, quoted where it must be; lists a word each; raw fragments as they are',
+  async (t) => {
+    const { raw, sh } = await import('../../provision/ssh.js')
+    t.equal(sh`rm -f ${'/etc/lab/a.pem'}`, 'rm -f /etc/lab/a.pem', 'a plain path stays as it is')
+    t.equal(sh`echo ${"it's; rm -rf /"}`, `echo 'it'\\''s; rm -rf /'`, 'a quote and a semicolon stay inside one word')
+    t.equal(
+      sh`sysctl -n ${['net.ipv4.ip_forward', 'a b']}`,
+      `sysctl -n net.ipv4.ip_forward 'a b'`,
+      'a list: one word each',
+    )
+    t.equal(
+      sh`chmod ${600} ${'f'}${raw(' && echo done')}`,
+      'chmod 600 f && echo done',
+      'numbers as words; raw passes shell through',
+    )
+    t.equal(sh`test -e ${''}`, `test -e ''`, 'an empty value is still a word')
+  },
+)

@@ -20,18 +20,26 @@ async function sshServer(t: Test) {
   const server = new Server({ hostKeys: [utils.generateKeyPairSync('ed25519').private] }, (client) => {
     client.on('error', () => {})
     client.on('authentication', (ctx) => (ctx.method === 'publickey' ? ctx.accept() : ctx.reject(['publickey'])))
-    client.on('ready', () => client.on('session', (accept) => accept().on('exec', (accept, _reject, info) => {
-      const channel = accept()
-      const echo = /^sudo -n -- sh -c '?echo (\w+)'?$/.exec(info.command)
-      if (!echo) return // hangs: the command is still running when the test cuts the line
-      channel.write(`${echo[1]}\n`)
-      channel.exit(0)
-      channel.end()
-    })))
+    client.on('ready', () =>
+      client.on('session', (accept) =>
+        accept().on('exec', (accept, _reject, info) => {
+          const channel = accept()
+          const echo = /^sudo -n -- sh -c '?echo (\w+)'?$/.exec(info.command)
+          if (!echo) return // hangs: the command is still running when the test cuts the line
+          channel.write(`${echo[1]}\n`)
+          channel.exit(0)
+          channel.end()
+        }),
+      ),
+    )
   })
   const sockets: net.Socket[] = []
   let connections = 0
-  const front = net.createServer((socket) => { connections++; sockets.push(socket); server.injectSocket(socket) })
+  const front = net.createServer((socket) => {
+    connections++
+    sockets.push(socket)
+    server.injectSocket(socket)
+  })
   await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve))
   const port = (front.address() as net.AddressInfo).port
   t.teardown(() => {
@@ -42,7 +50,9 @@ async function sshServer(t: Test) {
   return {
     entry: { name: 'fake', hostName: '127.0.0.1', port, user: 'vagrant', identityFile: path.join(dir, 'id') },
     /** Resets every connection made so far (a RST: the client sees an error, not a goodbye). */
-    cut: () => { for (const s of sockets.splice(0)) s.resetAndDestroy() },
+    cut: () => {
+      for (const s of sockets.splice(0)) s.resetAndDestroy()
+    },
     connections: () => connections,
   }
 }
@@ -59,15 +69,21 @@ t.test('a connection reset between commands is made again by the next command, a
   t.equal(fake.connections(), 2, 'one new connection, made by that command')
 })
 
-t.test('a connection lost while a command runs: its outcome is said to be unknown, not read as an exit code', async (t) => {
-  const fake = await sshServer(t)
-  const host = await SshHost.connect(fake.entry)
-  t.teardown(() => host.close())
-  const running = host.exec('sleep 3600', { check: false })
-  setTimeout(fake.cut, 300)
-  await t.rejects(running, { name: UnreachableError.name, message: /lost while `sleep 3600` ran .*whether it finished is unknown/ })
-  t.equal((await host.exec('echo after')).stdout, 'after', 'and the host is usable again')
-})
+t.test(
+  'a connection lost while a command runs: its outcome is said to be unknown, not read as an exit code',
+  async (t) => {
+    const fake = await sshServer(t)
+    const host = await SshHost.connect(fake.entry)
+    t.teardown(() => host.close())
+    const running = host.exec('sleep 3600', { check: false })
+    setTimeout(fake.cut, 300)
+    await t.rejects(running, {
+      name: UnreachableError.name,
+      message: /lost while `sleep 3600` ran .*whether it finished is unknown/,
+    })
+    t.equal((await host.exec('echo after')).stdout, 'after', 'and the host is usable again')
+  },
+)
 
 t.test('a host closed by this program is not reconnected behind its back', async (t) => {
   const fake = await sshServer(t)

@@ -13,12 +13,14 @@ class FakePool {
   statements: { name: string; size: number }[] = []
   down = false
   async query(q: { name: string; values: unknown[][] }) {
-    if (this.down) throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })
+    if (this.down)
+      throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })
     const [devices, seqs] = q.values as [string[], number[]]
     this.statements.push({ name: q.name, size: devices.length })
     if (q.name === 'lab-insert-batch') {
       const [, , times, , digests] = q.values as [string[], number[], string[], number[], string[]]
-      if (times.some((x) => x.startsWith('2026-02-30'))) throw Object.assign(new Error('date/time field value out of range'), { code: '22008' })
+      if (times.some((x) => x.startsWith('2026-02-30')))
+        throw Object.assign(new Error('date/time field value out of range'), { code: '22008' })
       const inserted = []
       for (let i = 0; i < devices.length; i++) {
         const key = `${devices[i]}/${seqs[i]}`
@@ -28,29 +30,57 @@ class FakePool {
       }
       return { rows: inserted }
     }
-    return { rows: devices.map((d, i) => ({ device_id: d, seq: String(seqs[i]), digest: this.rows.get(`${d}/${seqs[i]}`) })).filter((r) => r.digest) }
+    return {
+      rows: devices
+        .map((d, i) => ({ device_id: d, seq: String(seqs[i]), digest: this.rows.get(`${d}/${seqs[i]}`) }))
+        .filter((r) => r.digest),
+    }
   }
   async end() {}
 }
 
-const reading = (seq: number, value = 1, time = '2026-11-25T12:00:00.000Z'): Reading => ({ device: 'd1', seq, time, value })
+const reading = (seq: number, value = 1, time = '2026-11-25T12:00:00.000Z'): Reading => ({
+  device: 'd1',
+  seq,
+  time,
+  value,
+})
 const insert = (store: PgStore, r: Reading) => store.insert(r, digestOf(r), 'b1')
 
 t.test('together in one statement, each with its own answer', async (t) => {
   const pool = new FakePool()
   const store = new PgStore(pool as unknown as Queryable, () => {})
   await insert(store, reading(1))
-  const results = await Promise.all([insert(store, reading(2)), insert(store, reading(3)), insert(store, reading(2)), insert(store, reading(1)), insert(store, reading(1, 99))])
+  const results = await Promise.all([
+    insert(store, reading(2)),
+    insert(store, reading(3)),
+    insert(store, reading(2)),
+    insert(store, reading(1)),
+    insert(store, reading(1, 99)),
+  ])
   t.same(results, ['stored', 'stored', 'duplicate', 'duplicate', 'conflict'])
-  t.same(pool.statements.filter((s) => s.name === 'lab-insert-batch').map((s) => s.size), [1, 1, 4], 'each at once while a slot is free (2 in flight), then the other four in one INSERT')
+  t.same(
+    pool.statements.filter((s) => s.name === 'lab-insert-batch').map((s) => s.size),
+    [1, 1, 4],
+    'each at once while a slot is free (2 in flight), then the other four in one INSERT',
+  )
   t.same([...pool.rows.keys()].sort(), ['d1/1', 'd1/2', 'd1/3'], 'each reading once')
 })
 
 t.test('the same reading twice in one batch: stored once, the second copy a duplicate', async (t) => {
   const pool = new FakePool()
   const store = new PgStore(pool as unknown as Queryable, () => {})
-  const results = await Promise.all([insert(store, reading(1)), insert(store, reading(2)), insert(store, reading(3)), insert(store, reading(3))])
-  t.same(pool.statements.filter((s) => s.name === 'lab-insert-batch').map((s) => s.size), [1, 1, 2], 'both copies of seq 3 in one INSERT')
+  const results = await Promise.all([
+    insert(store, reading(1)),
+    insert(store, reading(2)),
+    insert(store, reading(3)),
+    insert(store, reading(3)),
+  ])
+  t.same(
+    pool.statements.filter((s) => s.name === 'lab-insert-batch').map((s) => s.size),
+    [1, 1, 2],
+    'both copies of seq 3 in one INSERT',
+  )
   t.same(results, ['stored', 'stored', 'stored', 'duplicate'])
   t.equal(pool.rows.size, 3)
 })
@@ -59,7 +89,12 @@ t.test('a reading the database refuses fails alone; the others in its batch are 
   const logs: string[] = []
   const pool = new FakePool()
   const store = new PgStore(pool as unknown as Queryable, (l) => logs.push(l))
-  const results = await Promise.all([insert(store, reading(1)), insert(store, reading(2)), insert(store, reading(3, 1, '2026-02-30T12:00:00.000Z')), insert(store, reading(4))])
+  const results = await Promise.all([
+    insert(store, reading(1)),
+    insert(store, reading(2)),
+    insert(store, reading(3, 1, '2026-02-30T12:00:00.000Z')),
+    insert(store, reading(4)),
+  ])
   t.same(results, ['stored', 'stored', 'invalid', 'stored'])
   t.same([...pool.rows.keys()].sort(), ['d1/1', 'd1/2', 'd1/4'])
   t.match(logs.join('\n'), /refused d1 seq 3: date\/time field value out of range/)

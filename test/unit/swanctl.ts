@@ -10,11 +10,21 @@ t.test('an IKE SA with its child, fields by name', async (t) => {
   t.same(rest, [], 'one SA')
   t.equal(sa.name, 'gw-iot')
   t.equal(sa.state, 'ESTABLISHED')
-  t.match(sa.fields, { 'encr-alg': 'CHACHA20_POLY1305', 'prf-alg': 'PRF_HMAC_SHA2_512', 'dh-group': 'CURVE_25519', 'remote-id': 'gw-iot.iotlab' })
+  t.match(sa.fields, {
+    'encr-alg': 'CHACHA20_POLY1305',
+    'prf-alg': 'PRF_HMAC_SHA2_512',
+    'dh-group': 'CURVE_25519',
+    'remote-id': 'gw-iot.iotlab',
+  })
   t.notOk(sa.fields['spi-in'], 'child fields do not leak into the IKE SA')
   t.equal(sa.children.length, 1)
   t.match(sa.children[0], { name: 'gw-iot', state: 'INSTALLED' })
-  t.match(sa.children[0].fields, { 'spi-in': '1f6b0c91', encap: 'yes', 'local-ts': '[10.20.0.0/24]', 'remote-ts': '[10.10.1.0/24]' })
+  t.match(sa.children[0].fields, {
+    'spi-in': '1f6b0c91',
+    encap: 'yes',
+    'local-ts': '[10.20.0.0/24]',
+    'remote-ts': '[10.10.1.0/24]',
+  })
 })
 
 t.test('no SA, and an IKE SA still connecting with no child', async (t) => {
@@ -27,7 +37,9 @@ t.test('no SA, and an IKE SA still connecting with no child', async (t) => {
 t.test('a child SA with several traffic selectors keeps the whole list', async (t) => {
   // The site's child SA carries the LAN and the old server's /32: swanctl prints them
   // space-separated inside one pair of brackets.
-  const [sa] = parseRawSas('list-sa event {gw-iot {uniqueid=4 state=ESTABLISHED child-sas {gw-iot-4 {name=gw-iot state=INSTALLED local-ts=[10.10.1.0/24 10.10.1.100/32] remote-ts=[10.20.0.0/24] bytes-in=0}}}}')
+  const [sa] = parseRawSas(
+    'list-sa event {gw-iot {uniqueid=4 state=ESTABLISHED child-sas {gw-iot-4 {name=gw-iot state=INSTALLED local-ts=[10.10.1.0/24 10.10.1.100/32] remote-ts=[10.20.0.0/24] bytes-in=0}}}}',
+  )
   t.equal(sa.children[0].fields['local-ts'], '[10.10.1.0/24 10.10.1.100/32]')
   t.equal(sa.children[0].fields['bytes-in'], '0', 'and the fields after it')
 })

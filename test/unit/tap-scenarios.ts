@@ -42,17 +42,42 @@ t.test('scenarios, skips with their reasons, what was left out, assertions per f
     { file: 'test/unit/template.ts', name: 'values', ok: true },
   ])
   t.same(run.fileSkips, [{ file: 'test/lab/cloud-tls.ts', reason: 'telemetry.cloud_tls is false' }])
-  t.same(run.leftOut, ['test/lab/vpn.ts: netem on VM gateways (needs VM gateways (kernel ESP, netem); this lab\'s are lxc)'])
-  t.same(run.assertions, { 'test/lab/vpn.ts': 3, 'test/unit/template.ts': 1 }, 'assertions under each file\'s scenarios (not the scenarios\' own lines)')
+  t.same(run.leftOut, [
+    "test/lab/vpn.ts: netem on VM gateways (needs VM gateways (kernel ESP, netem); this lab's are lxc)",
+  ])
+  t.same(
+    run.assertions,
+    { 'test/lab/vpn.ts': 3, 'test/unit/template.ts': 1 },
+    "assertions under each file's scenarios (not the scenarios' own lines)",
+  )
 })
 
-t.test('against the committed list: a missing scenario, a skipped one, and one not on the list are each named', async (t) => {
-  const run = parseTap(log)
-  const list = '# comment\ntest/lab/vpn.ts: the SA uses the pinned algorithms\ntest/lab/vpn.ts: a refusal\ntest/lab/vpn.ts: the console page\ntest/lab/cloud-tls.ts: revocation\n'
-  t.same(compareScenarios(list, run), {
-    missing: ['test/lab/vpn.ts: the console page', 'test/lab/cloud-tls.ts: revocation'],
-    unexpected: [],
-  }, 'a skipped scenario and a file skipped whole count as missing')
-  t.same(compareScenarios('test/lab/vpn.ts: the SA uses the pinned algorithms\n', run), { missing: [], unexpected: ['test/lab/vpn.ts: a refusal'] }, 'a scenario that ran but is not listed is named')
-  t.same(compareScenarios(list.replace('test/lab/cloud-tls.ts: revocation\n', '').replace('test/lab/vpn.ts: the console page\n', ''), run), { missing: [], unexpected: [] }, 'control: the list of what ran matches')
-})
+t.test(
+  'against the committed list: a missing scenario, a skipped one, and one not on the list are each named',
+  async (t) => {
+    const run = parseTap(log)
+    const list =
+      '# comment\ntest/lab/vpn.ts: the SA uses the pinned algorithms\ntest/lab/vpn.ts: a refusal\ntest/lab/vpn.ts: the console page\ntest/lab/cloud-tls.ts: revocation\n'
+    t.same(
+      compareScenarios(list, run),
+      {
+        missing: ['test/lab/vpn.ts: the console page', 'test/lab/cloud-tls.ts: revocation'],
+        unexpected: [],
+      },
+      'a skipped scenario and a file skipped whole count as missing',
+    )
+    t.same(
+      compareScenarios('test/lab/vpn.ts: the SA uses the pinned algorithms\n', run),
+      { missing: [], unexpected: ['test/lab/vpn.ts: a refusal'] },
+      'a scenario that ran but is not listed is named',
+    )
+    t.same(
+      compareScenarios(
+        list.replace('test/lab/cloud-tls.ts: revocation\n', '').replace('test/lab/vpn.ts: the console page\n', ''),
+        run,
+      ),
+      { missing: [], unexpected: [] },
+      'control: the list of what ran matches',
+    )
+  },
+)

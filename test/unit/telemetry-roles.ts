@@ -12,13 +12,19 @@ import { topologyFile } from '../../provision/paths.js'
 const topo = loadTopology(topologyFile)
 const client = topo.hosts.find((h) => h.role === 'iot-client')!
 
-t.test('the client sends to its LAN\'s old server address, unless telemetry.server says otherwise', async (t) => {
+t.test("the client sends to its LAN's old server address, unless telemetry.server says otherwise", async (t) => {
   t.equal(serverUrl(topo, client), 'http://10.10.1.100:80/readings')
-  t.equal(serverUrl({ ...topo, telemetry: { ...topo.telemetry, server: '10.20.0.10' } }, client), 'http://10.20.0.10/readings')
+  t.equal(
+    serverUrl({ ...topo, telemetry: { ...topo.telemetry, server: '10.20.0.10' } }, client),
+    'http://10.20.0.10/readings',
+  )
 })
 
 t.test('upstreams and the database address come from the topology', async (t) => {
-  t.same(backends(topo), [{ name: 'backend-1', address: '10.20.0.21', port: 8080 }, { name: 'backend-2', address: '10.20.0.22', port: 8080 }])
+  t.same(backends(topo), [
+    { name: 'backend-1', address: '10.20.0.21', port: 8080 },
+    { name: 'backend-2', address: '10.20.0.22', port: 8080 },
+  ])
   t.equal(dbAddress(topo), '10.20.0.30')
 })
 
@@ -26,58 +32,126 @@ t.test('nginx: one server line per backend, retries over all of them, the retry 
   const proxy = topo.hosts.find((h) => h.role === 'proxy')!
   const conf = nginxConf({ topology: topo, self: proxy } as Context)
   t.match(conf, /upstream ingest \{\n\s+least_conn;/)
-  t.same(conf.match(/server 10\.20\.0\.\d+:8080 max_fails=1 fail_timeout=3s;/g), ['server 10.20.0.21:8080 max_fails=1 fail_timeout=3s;', 'server 10.20.0.22:8080 max_fails=1 fail_timeout=3s;'])
+  t.same(conf.match(/server 10\.20\.0\.\d+:8080 max_fails=1 fail_timeout=3s;/g), [
+    'server 10.20.0.21:8080 max_fails=1 fail_timeout=3s;',
+    'server 10.20.0.22:8080 max_fails=1 fail_timeout=3s;',
+  ])
   t.match(conf, 'proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;')
   t.match(conf, /idempotent: a device's sequence number is stored once/)
   t.match(conf, 'proxy_next_upstream_tries 2;', 'as many tries as backends (2)')
   // Derived, not written down: with three backends, three tries (a retry may reach each).
   const b2 = topo.hosts.find((h) => h.name === 'backend-2')!
-  const three = { ...topo, hosts: [...topo.hosts, { ...b2, name: 'backend-3', interfaces: b2.interfaces.map((i) => ({ ...i, address: i.address.replace(/\.22$/, '.23').replace(/\.\d+$/, (m) => (i.network === 'mgmt' ? '.99' : m)) })) }] }
+  const three = {
+    ...topo,
+    hosts: [
+      ...topo.hosts,
+      {
+        ...b2,
+        name: 'backend-3',
+        interfaces: b2.interfaces.map((i) => ({
+          ...i,
+          address: i.address.replace(/\.22$/, '.23').replace(/\.\d+$/, (m) => (i.network === 'mgmt' ? '.99' : m)),
+        })),
+      },
+    ],
+  }
   const conf3 = nginxConf({ topology: three, self: proxy } as Context)
   t.equal(conf3.match(/server 10\.20\.0\.\d+:8080 /g)?.length, 3, 'three backends, three server lines')
   t.match(conf3, 'proxy_next_upstream_tries 3;', 'and three tries')
   t.match(conf, 'client_max_body_size 1024;')
-  t.match(conf, /if \(\$content_type ~\* "\^application\/x-ndjson"\) \{\n\s+rewrite \^\/readings\$ \/readings-batch last;/, 'a batch is sent to its own location before the body size is checked')
-  t.match(conf, /location = \/readings-batch \{\n\s+internal;\n\s+client_max_body_size 524288;\n\s+client_body_buffer_size 524288;\n\s+proxy_pass https:\/\/ingest\/readings;/, 'the only location with the batch\'s limit, not reachable directly')
+  t.match(
+    conf,
+    /if \(\$content_type ~\* "\^application\/x-ndjson"\) \{\n\s+rewrite \^\/readings\$ \/readings-batch last;/,
+    'a batch is sent to its own location before the body size is checked',
+  )
+  t.match(
+    conf,
+    /location = \/readings-batch \{\n\s+internal;\n\s+client_max_body_size 524288;\n\s+client_body_buffer_size 524288;\n\s+proxy_pass https:\/\/ingest\/readings;/,
+    "the only location with the batch's limit, not reachable directly",
+  )
   t.match(conf, 'add_header X-Upstream $upstream_addr always;')
   t.match(conf, /listen 10\.20\.0\.10:8081;[\s\S]*stub_status;[\s\S]*allow 10\.20\.0\.0\/24;[\s\S]*deny all;/)
   t.match(conf, /keepalive 64;/)
-  t.match(conf, /listen 10\.20\.0\.10:80;\n\s+listen 127\.0\.0\.1:80;/, 'on the old server\'s port')
-  const other = { ...topo, networks: topo.networks.map((n) => (n.oldServer ? { ...n, oldServer: { ...n.oldServer, ports: [8000, 80] } } : n)) }
+  t.match(conf, /listen 10\.20\.0\.10:80;\n\s+listen 127\.0\.0\.1:80;/, "on the old server's port")
+  const other = {
+    ...topo,
+    networks: topo.networks.map((n) => (n.oldServer ? { ...n, oldServer: { ...n.oldServer, ports: [8000, 80] } } : n)),
+  }
   const both = nginxConf({ topology: other, self: proxy } as Context)
-  t.same(both.match(/listen 10\.20\.0\.10:\d+;/g), ['listen 10.20.0.10:80;', 'listen 10.20.0.10:8000;', 'listen 10.20.0.10:8081;'], 'on every port the sites forward')
+  t.same(
+    both.match(/listen 10\.20\.0\.10:\d+;/g),
+    ['listen 10.20.0.10:80;', 'listen 10.20.0.10:8000;', 'listen 10.20.0.10:8081;'],
+    'on every port the sites forward',
+  )
 })
 
-t.test('nginx: mutual TLS to the backends, verified against the services CA and its CRL; plain only when the topology says so', async (t) => {
-  const proxy = topo.hosts.find((h) => h.role === 'proxy')!
-  const conf = nginxConf({ topology: topo, self: proxy } as Context)
-  for (const line of [
-    'proxy_ssl_certificate /etc/lab-tls/proxy.pem;', 'proxy_ssl_certificate_key /etc/lab-tls/proxy.key;',
-    'proxy_ssl_trusted_certificate /etc/lab-tls/services-ca.pem;', 'proxy_ssl_crl /etc/lab-tls/services.crl;',
-    'proxy_ssl_verify on;', `proxy_ssl_name ingest.${topo.name};`, 'proxy_ssl_protocols TLSv1.3;', 'proxy_ssl_session_reuse on;',
-  ]) t.ok(conf.includes(line), line)
-  t.same(conf.match(/proxy_pass \S+/g), ['proxy_pass https://ingest;', 'proxy_pass https://ingest/readings;', 'proxy_pass https://ingest;'], 'every location to the backends over TLS')
-  const plain = nginxConf({ topology: { ...topo, telemetry: { ...topo.telemetry, cloudTls: false } }, self: proxy } as Context)
-  t.notMatch(plain, /proxy_ssl_/, 'cloud_tls false: no TLS')
-  t.same(plain.match(/proxy_pass \S+/g), ['proxy_pass http://ingest;', 'proxy_pass http://ingest/readings;', 'proxy_pass http://ingest;'])
-})
+t.test(
+  'nginx: mutual TLS to the backends, verified against the services CA and its CRL; plain only when the topology says so',
+  async (t) => {
+    const proxy = topo.hosts.find((h) => h.role === 'proxy')!
+    const conf = nginxConf({ topology: topo, self: proxy } as Context)
+    for (const line of [
+      'proxy_ssl_certificate /etc/lab-tls/proxy.pem;',
+      'proxy_ssl_certificate_key /etc/lab-tls/proxy.key;',
+      'proxy_ssl_trusted_certificate /etc/lab-tls/services-ca.pem;',
+      'proxy_ssl_crl /etc/lab-tls/services.crl;',
+      'proxy_ssl_verify on;',
+      `proxy_ssl_name ingest.${topo.name};`,
+      'proxy_ssl_protocols TLSv1.3;',
+      'proxy_ssl_session_reuse on;',
+    ])
+      t.ok(conf.includes(line), line)
+    t.same(
+      conf.match(/proxy_pass \S+/g),
+      ['proxy_pass https://ingest;', 'proxy_pass https://ingest/readings;', 'proxy_pass https://ingest;'],
+      'every location to the backends over TLS',
+    )
+    const plain = nginxConf({
+      topology: { ...topo, telemetry: { ...topo.telemetry, cloudTls: false } },
+      self: proxy,
+    } as Context)
+    t.notMatch(plain, /proxy_ssl_/, 'cloud_tls false: no TLS')
+    t.same(plain.match(/proxy_pass \S+/g), [
+      'proxy_pass http://ingest;',
+      'proxy_pass http://ingest/readings;',
+      'proxy_pass http://ingest;',
+    ])
+  },
+)
 
-t.test('PostgreSQL: hostssl with the client certificate and the password for each backend, no plain line', async (t) => {
-  const vars = { host: 'database', database: 'telemetry', user: 'ingest', backends: ['10.20.0.21', '10.20.0.22'] }
-  const hba = renderFile('db/pg_hba.conf', { ...vars, tls: true })
-  t.same(hba.match(/^host\S*\s+telemetry.*$/gm)!.map((l) => l.replace(/\s+/g, ' ')), [
-    'host telemetry ingest 127.0.0.1/32 scram-sha-256',
-    'hostssl telemetry ingest 10.20.0.21/32 scram-sha-256 clientcert=verify-full',
-    'hostssl telemetry ingest 10.20.0.22/32 scram-sha-256 clientcert=verify-full',
-  ], 'the LAN: TLS only, certificate and password; loopback alone stays for local checks')
-  t.match(renderFile('db/pg_hba.conf', { ...vars, tls: false }), /^host\s+telemetry\s+ingest\s+10\.20\.0\.21\/32\s+scram-sha-256$/m, 'cloud_tls false: plain')
-})
+t.test(
+  'PostgreSQL: hostssl with the client certificate and the password for each backend, no plain line',
+  async (t) => {
+    const vars = { host: 'database', database: 'telemetry', user: 'ingest', backends: ['10.20.0.21', '10.20.0.22'] }
+    const hba = renderFile('db/pg_hba.conf', { ...vars, tls: true })
+    t.same(
+      hba.match(/^host\S*\s+telemetry.*$/gm)!.map((l) => l.replace(/\s+/g, ' ')),
+      [
+        'host telemetry ingest 127.0.0.1/32 scram-sha-256',
+        'hostssl telemetry ingest 10.20.0.21/32 scram-sha-256 clientcert=verify-full',
+        'hostssl telemetry ingest 10.20.0.22/32 scram-sha-256 clientcert=verify-full',
+      ],
+      'the LAN: TLS only, certificate and password; loopback alone stays for local checks',
+    )
+    t.match(
+      renderFile('db/pg_hba.conf', { ...vars, tls: false }),
+      /^host\s+telemetry\s+ingest\s+10\.20\.0\.21\/32\s+scram-sha-256$/m,
+      'cloud_tls false: plain',
+    )
+  },
+)
 
 t.test('no backend is a clear error, not an empty upstream', async (t) => {
   const noBackends = validateTopology({
     name: 'lab',
-    networks: { mgmt: { kind: 'management', cidr: '172.31.250.0/24', host_address: '172.31.250.1' }, cloud: { kind: 'lan', cidr: '10.20.0.0/24' } },
+    networks: {
+      mgmt: { kind: 'management', cidr: '172.31.250.0/24', host_address: '172.31.250.1' },
+      cloud: { kind: 'lan', cidr: '10.20.0.0/24' },
+    },
     hosts: { proxy: { role: 'proxy', interfaces: { mgmt: '172.31.250.20', cloud: '10.20.0.10' } } },
   })
-  t.throws(() => nginxConf({ topology: noBackends, self: noBackends.hosts[0] } as Context), /no backend on a network with the proxy: add a host with role backend/)
+  t.throws(
+    () => nginxConf({ topology: noBackends, self: noBackends.hosts[0] } as Context),
+    /no backend on a network with the proxy: add a host with role backend/,
+  )
 })

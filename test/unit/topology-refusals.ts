@@ -5,12 +5,16 @@
 import t from 'tap'
 import { validateTopology, TopologyError } from '../../provision/topology.js'
 
-
 const base = (): any => ({
   name: 'lab',
   networks: {
     mgmt: { kind: 'management', cidr: '172.31.250.0/24', host_address: '172.31.250.1' },
-    iot: { kind: 'lan', cidr: '10.10.1.0/24', gateway: 'gw-a', old_server: { address: '10.10.1.100', host: 'proxy', ports: [80] } },
+    iot: {
+      kind: 'lan',
+      cidr: '10.10.1.0/24',
+      gateway: 'gw-a',
+      old_server: { address: '10.10.1.100', host: 'proxy', ports: [80] },
+    },
     inet: { kind: 'wan', cidr: '198.51.100.0/24' },
     cloud: { kind: 'lan', cidr: '10.20.0.0/24', gateway: 'gw-b' },
   },
@@ -37,65 +41,482 @@ function problems(change: (r: any) => void): string[] {
 }
 
 t.test('the base topology is accepted (the control)', async (t) => {
-  t.same(problems(() => {}), [])
+  t.same(
+    problems(() => {}),
+    [],
+  )
 })
 
 const cases: [string, (r: any) => void, string[]][] = [
-  ["no networks", (r) => { r.networks = {} }, ["networks: must be a mapping of network name to {kind, cidr}", "hosts.client.interfaces.mgmt: unknown network \"mgmt\": networks are (none)", "hosts.client.interfaces.iot: unknown network \"iot\": networks are (none)", "hosts.gw-a.interfaces.mgmt: unknown network \"mgmt\": networks are (none)", "hosts.gw-a.interfaces.iot: unknown network \"iot\": networks are (none)", "hosts.gw-a.interfaces.inet: unknown network \"inet\": networks are (none)", "hosts.gw-b.interfaces.mgmt: unknown network \"mgmt\": networks are (none)", "hosts.gw-b.interfaces.inet: unknown network \"inet\": networks are (none)", "hosts.gw-b.interfaces.cloud: unknown network \"cloud\": networks are (none)", "hosts.proxy.interfaces.mgmt: unknown network \"mgmt\": networks are (none)", "hosts.proxy.interfaces.cloud: unknown network \"cloud\": networks are (none)", "hosts.gw-a.interfaces: gateway gw-a shares no wan network with the hub gw-b", "vpn.hub: hub gw-b is the gateway of no lan network"]],
-  ["networks a list", (r) => { r.networks = [] }, ["networks: must be a mapping of network name to {kind, cidr}", "hosts.client.interfaces.mgmt: unknown network \"mgmt\": networks are (none)", "hosts.client.interfaces.iot: unknown network \"iot\": networks are (none)", "hosts.gw-a.interfaces.mgmt: unknown network \"mgmt\": networks are (none)", "hosts.gw-a.interfaces.iot: unknown network \"iot\": networks are (none)", "hosts.gw-a.interfaces.inet: unknown network \"inet\": networks are (none)", "hosts.gw-b.interfaces.mgmt: unknown network \"mgmt\": networks are (none)", "hosts.gw-b.interfaces.inet: unknown network \"inet\": networks are (none)", "hosts.gw-b.interfaces.cloud: unknown network \"cloud\": networks are (none)", "hosts.proxy.interfaces.mgmt: unknown network \"mgmt\": networks are (none)", "hosts.proxy.interfaces.cloud: unknown network \"cloud\": networks are (none)", "hosts.gw-a.interfaces: gateway gw-a shares no wan network with the hub gw-b", "vpn.hub: hub gw-b is the gateway of no lan network"]],
-  ["bad network name", (r) => { r.networks['Net-1'] = { kind: 'wan', cidr: '203.0.113.0/24' } }, ["networks.Net-1: a network name is 1 to 6 lower-case letters or digits, starting with a letter (it names a bridge)"]],
-  ["network not a mapping", (r) => { r.networks.x = 'wan' }, ["networks.x: must be a mapping with kind and cidr"]],
-  ["host_address on a lan", (r) => { r.networks.iot.host_address = '10.10.1.2' }, ["networks.iot.host_address: only a management network has a host_address"]],
-  ["host_address not an address", (r) => { r.networks.mgmt.host_address = 'router' }, ["networks.mgmt.host_address: must be an IPv4 address; got \"router\""]],
-  ["host_address outside", (r) => { r.networks.mgmt.host_address = '172.31.251.1' }, ["networks.mgmt.host_address: 172.31.251.1 is not a host address of 172.31.250.0/24"]],
-  ["host_address the broadcast", (r) => { r.networks.mgmt.host_address = '172.31.250.255' }, ["networks.mgmt.host_address: 172.31.250.255 is not a host address of 172.31.250.0/24"]],
-  ["management without host_address", (r) => { delete r.networks.mgmt.host_address }, ["networks.mgmt.host_address: a management network needs the provisioning machine's address on it"]],
-  ["gateway on a wan", (r) => { r.networks.inet.gateway = 'gw-a' }, ["networks.inet.gateway: only a lan network has a gateway"]],
-  ["gateway not a string", (r) => { r.networks.iot.gateway = 7 }, ["networks.iot.gateway: must be the name of a gateway host", "hosts.gw-a: gateway gw-a is the gateway of no lan network (set networks.NAME.gateway)", "networks.iot.old_server: only a lan network with a gateway can keep an old server address"]],
-  ["gateway unknown host", (r) => { r.networks.iot.gateway = 'gw-z' }, ["networks.iot.gateway: unknown host \"gw-z\"", "hosts.gw-a: gateway gw-a is the gateway of no lan network (set networks.NAME.gateway)"]],
-  ["gateway not on its lan", (r) => { r.networks.iot.gateway = 'gw-b' }, ["networks.iot.gateway: host gw-b has no interface on iot", "hosts.gw-a: gateway gw-a is the gateway of no lan network (set networks.NAME.gateway)"]],
-  ["prefix /8 ok, /29 ok", (r) => { r.networks.inet.cidr = '198.51.100.0/29'; r.hosts['gw-a'].interfaces.inet='198.51.100.3'; r.hosts['gw-b'].interfaces.inet='198.51.100.4' }, []],
-  ["no hosts", (r) => { r.hosts = {} }, ["hosts: must be a mapping of host name to {role, interfaces}", "networks.iot.gateway: unknown host \"gw-a\"", "networks.cloud.gateway: unknown host \"gw-b\"", "vpn.hub: must name the cloud's gateway host; got \"gw-b\"", "networks.iot.old_server: an old server address is forwarded through the VPN: the topology needs a vpn section"]],
-  ["hosts a list", (r) => { r.hosts = [] }, ["hosts: must be a mapping of host name to {role, interfaces}", "networks.iot.gateway: unknown host \"gw-a\"", "networks.cloud.gateway: unknown host \"gw-b\"", "vpn.hub: must name the cloud's gateway host; got \"gw-b\"", "networks.iot.old_server: an old server address is forwarded through the VPN: the topology needs a vpn section"]],
-  ["bad host name", (r) => { r.hosts['Proxy_2'] = { role: 'proxy', interfaces: { mgmt: '172.31.250.21' } } }, ["hosts.Proxy_2: a host name is lower-case letters, digits and dashes, starting with a letter"]],
-  ["host not a mapping", (r) => { r.hosts.extra = 'proxy' }, ["hosts.extra: must be a mapping with role and interfaces"]],
-  ["memory too small", (r) => { r.hosts.proxy.memory = 127 }, ["hosts.proxy.memory: must be a whole number of MiB, at least 128"]],
-  ["memory 128 ok, cpus 1 ok", (r) => { r.hosts.proxy.memory = 128; r.hosts.proxy.cpus = 1 }, []],
-  ["memory not integer", (r) => { r.hosts.proxy.memory = 256.5 }, ["hosts.proxy.memory: must be a whole number of MiB, at least 128"]],
-  ["cpus zero", (r) => { r.hosts.proxy.cpus = 0 }, ["hosts.proxy.cpus: must be a whole number, at least 1"]],
-  ["cpus not integer", (r) => { r.hosts.proxy.cpus = '2' }, ["hosts.proxy.cpus: must be a whole number, at least 1"]],
-  ["no interfaces", (r) => { r.hosts.proxy.interfaces = {} }, ["hosts.proxy.interfaces: must map network names to this host's address on each", "networks.iot.old_server.host: must name a host on the hub's LAN (cloud); got \"proxy\""]],
-  ["interfaces a list", (r) => { r.hosts.proxy.interfaces = ['mgmt'] }, ["hosts.proxy.interfaces: must map network names to this host's address on each", "networks.iot.old_server.host: must name a host on the hub's LAN (cloud); got \"proxy\""]],
-  ["interface on unknown network", (r) => { r.hosts.proxy.interfaces.dmz = '10.30.0.1' }, ["hosts.proxy.interfaces.dmz: unknown network \"dmz\": networks are mgmt, iot, inet, cloud"]],
-  ["interface address not a string", (r) => { r.hosts.proxy.interfaces.cloud = 10 }, ["hosts.proxy.interfaces.cloud: must be an IPv4 address; got 10", "networks.iot.old_server.host: must name a host on the hub's LAN (cloud); got \"proxy\""]],
-  ["no mgmt interface", (r) => { delete r.hosts.proxy.interfaces.mgmt }, ["hosts.proxy.interfaces: every host needs an address on the management network, the provisioner's only way in"]],
-  ["host on two lans not its gateway", (r) => { r.hosts.proxy.interfaces.iot = '10.10.1.20' }, []],
-  ["vpn not a mapping", (r) => { r.vpn = 'gw-b' }, ["vpn: must be a mapping with hub and auth", "networks.iot.old_server: an old server address is forwarded through the VPN: the topology needs a vpn section"]],
-  ["vpn unknown key", (r) => { r.vpn.mode = 'tunnel' }, ["vpn.mode: unknown field (allowed: hub, auth)"]],
-  ["site with no lan", (r) => { r.hosts['gw-c'] = { role: 'gateway', interfaces: { mgmt: '172.31.250.13', inet: '198.51.100.13' } } }, ["hosts.gw-c: gateway gw-c is the gateway of no lan network (set networks.NAME.gateway)"]],
-  ["hub with no lan", (r) => { delete r.networks.cloud.gateway; delete r.networks.iot.old_server }, ["vpn.hub: hub gw-b is the gateway of no lan network"]],
-  ["old_server not a mapping", (r) => { r.networks.iot.old_server = '10.10.1.100' }, ["networks.iot.old_server: must be a mapping with address, host and ports"]],
-  ["old_server on a wan", (r) => { r.networks.inet.old_server = { address: '198.51.100.100', host: 'proxy', ports: [80] } }, ["networks.inet.old_server: only a lan network with a gateway can keep an old server address"]],
-  ["old_server unknown key", (r) => { r.networks.iot.old_server.proto = 'tcp' }, ["networks.iot.old_server.proto: unknown field (allowed: address, host, ports)"]],
-  ["old_server address not an address", (r) => { r.networks.iot.old_server.address = 'old' }, ["networks.iot.old_server.address: must be an IPv4 address; got \"old\""]],
-  ["old_server ports missing (default 80)", (r) => { delete r.networks.iot.old_server.ports }, []],
-  ["old_server ports empty", (r) => { r.networks.iot.old_server.ports = [] }, ["networks.iot.old_server.ports: must be a list of TCP ports (1 to 65535)"]],
-  ["old_server port 65536", (r) => { r.networks.iot.old_server.ports = [80, 65536] }, ["networks.iot.old_server.ports: must be a list of TCP ports (1 to 65535)"]],
-  ["old_server ports 1 and 65535 ok", (r) => { r.networks.iot.old_server.ports = [1, 65535] }, []],
-  ["old_server ports not a list", (r) => { r.networks.iot.old_server.ports = 80 }, ["networks.iot.old_server.ports: must be a list of TCP ports (1 to 65535)"]],
-  ["telemetry not a mapping", (r) => { r.telemetry = 5 }, ["telemetry: must be a mapping with any of devices, interval_ms, bench_devices, port, server, outbox_max_mb, batch, cloud_tls"]],
-  ["telemetry devices 0", (r) => { r.telemetry = { devices: 0 } }, ["telemetry.devices: must be a whole number from 1 to 1000 (simulated devices on each iot-client host); got 0"]],
-  ["telemetry devices over max", (r) => { r.telemetry = { devices: 100001 } }, ["telemetry.devices: must be a whole number from 1 to 1000 (simulated devices on each iot-client host); got 100001"]],
-  ["telemetry interval", (r) => { r.telemetry = { interval_ms: 5 } }, ["telemetry.interval_ms: must be a whole number from 10 to 3600000 (milliseconds between two readings of a device); got 5"]],
-  ["telemetry bench_devices", (r) => { r.telemetry = { bench_devices: -1 } }, ["telemetry.bench_devices: must be a whole number from 0 to 100000 (devices the load generator may simulate); got -1"]],
-  ["telemetry port", (r) => { r.telemetry = { port: 70000 } }, ["telemetry.port: must be a whole number from 1024 to 65535 (the ingest servers' TCP port); got 70000"]],
-  ["telemetry cloud_tls", (r) => { r.telemetry = { cloud_tls: 'yes' } }, ["telemetry.cloud_tls: must be true or false (mutual TLS inside the cloud); got \"yes\""]],
-  ["telemetry server", (r) => { r.telemetry = { server: 'ingest' } }, ["telemetry.server: must be an IPv4 address (the clients send to http://ADDRESS/readings); got \"ingest\""]],
-  ["telemetry unknown", (r) => { r.telemetry = { rate: 5 } }, ["telemetry.rate: unknown field (allowed: devices, interval_ms, bench_devices, port, server, outbox_max_mb, batch, cloud_tls)"]],
-  ["name bad", (r) => { r.name = 'Lab 1' }, ["name: must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got \"Lab 1\""]],
-  ["name missing", (r) => { delete r.name }, ["name: must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got undefined"]],
-  ["top unknown", (r) => { r.extra = 1 }, ["extra: unknown field (allowed: name, networks, hosts, vpn, telemetry)"]],
-  ["name 9 chars", (r) => { r.name = 'abcdefghi' }, ["name: must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got \"abcdefghi\""]],
+  [
+    'no networks',
+    (r) => {
+      r.networks = {}
+    },
+    [
+      'networks: must be a mapping of network name to {kind, cidr}',
+      'hosts.client.interfaces.mgmt: unknown network "mgmt": networks are (none)',
+      'hosts.client.interfaces.iot: unknown network "iot": networks are (none)',
+      'hosts.gw-a.interfaces.mgmt: unknown network "mgmt": networks are (none)',
+      'hosts.gw-a.interfaces.iot: unknown network "iot": networks are (none)',
+      'hosts.gw-a.interfaces.inet: unknown network "inet": networks are (none)',
+      'hosts.gw-b.interfaces.mgmt: unknown network "mgmt": networks are (none)',
+      'hosts.gw-b.interfaces.inet: unknown network "inet": networks are (none)',
+      'hosts.gw-b.interfaces.cloud: unknown network "cloud": networks are (none)',
+      'hosts.proxy.interfaces.mgmt: unknown network "mgmt": networks are (none)',
+      'hosts.proxy.interfaces.cloud: unknown network "cloud": networks are (none)',
+      'hosts.gw-a.interfaces: gateway gw-a shares no wan network with the hub gw-b',
+      'vpn.hub: hub gw-b is the gateway of no lan network',
+    ],
+  ],
+  [
+    'networks a list',
+    (r) => {
+      r.networks = []
+    },
+    [
+      'networks: must be a mapping of network name to {kind, cidr}',
+      'hosts.client.interfaces.mgmt: unknown network "mgmt": networks are (none)',
+      'hosts.client.interfaces.iot: unknown network "iot": networks are (none)',
+      'hosts.gw-a.interfaces.mgmt: unknown network "mgmt": networks are (none)',
+      'hosts.gw-a.interfaces.iot: unknown network "iot": networks are (none)',
+      'hosts.gw-a.interfaces.inet: unknown network "inet": networks are (none)',
+      'hosts.gw-b.interfaces.mgmt: unknown network "mgmt": networks are (none)',
+      'hosts.gw-b.interfaces.inet: unknown network "inet": networks are (none)',
+      'hosts.gw-b.interfaces.cloud: unknown network "cloud": networks are (none)',
+      'hosts.proxy.interfaces.mgmt: unknown network "mgmt": networks are (none)',
+      'hosts.proxy.interfaces.cloud: unknown network "cloud": networks are (none)',
+      'hosts.gw-a.interfaces: gateway gw-a shares no wan network with the hub gw-b',
+      'vpn.hub: hub gw-b is the gateway of no lan network',
+    ],
+  ],
+  [
+    'bad network name',
+    (r) => {
+      r.networks['Net-1'] = { kind: 'wan', cidr: '203.0.113.0/24' }
+    },
+    [
+      'networks.Net-1: a network name is 1 to 6 lower-case letters or digits, starting with a letter (it names a bridge)',
+    ],
+  ],
+  [
+    'network not a mapping',
+    (r) => {
+      r.networks.x = 'wan'
+    },
+    ['networks.x: must be a mapping with kind and cidr'],
+  ],
+  [
+    'host_address on a lan',
+    (r) => {
+      r.networks.iot.host_address = '10.10.1.2'
+    },
+    ['networks.iot.host_address: only a management network has a host_address'],
+  ],
+  [
+    'host_address not an address',
+    (r) => {
+      r.networks.mgmt.host_address = 'router'
+    },
+    ['networks.mgmt.host_address: must be an IPv4 address; got "router"'],
+  ],
+  [
+    'host_address outside',
+    (r) => {
+      r.networks.mgmt.host_address = '172.31.251.1'
+    },
+    ['networks.mgmt.host_address: 172.31.251.1 is not a host address of 172.31.250.0/24'],
+  ],
+  [
+    'host_address the broadcast',
+    (r) => {
+      r.networks.mgmt.host_address = '172.31.250.255'
+    },
+    ['networks.mgmt.host_address: 172.31.250.255 is not a host address of 172.31.250.0/24'],
+  ],
+  [
+    'management without host_address',
+    (r) => {
+      delete r.networks.mgmt.host_address
+    },
+    ["networks.mgmt.host_address: a management network needs the provisioning machine's address on it"],
+  ],
+  [
+    'gateway on a wan',
+    (r) => {
+      r.networks.inet.gateway = 'gw-a'
+    },
+    ['networks.inet.gateway: only a lan network has a gateway'],
+  ],
+  [
+    'gateway not a string',
+    (r) => {
+      r.networks.iot.gateway = 7
+    },
+    [
+      'networks.iot.gateway: must be the name of a gateway host',
+      'hosts.gw-a: gateway gw-a is the gateway of no lan network (set networks.NAME.gateway)',
+      'networks.iot.old_server: only a lan network with a gateway can keep an old server address',
+    ],
+  ],
+  [
+    'gateway unknown host',
+    (r) => {
+      r.networks.iot.gateway = 'gw-z'
+    },
+    [
+      'networks.iot.gateway: unknown host "gw-z"',
+      'hosts.gw-a: gateway gw-a is the gateway of no lan network (set networks.NAME.gateway)',
+    ],
+  ],
+  [
+    'gateway not on its lan',
+    (r) => {
+      r.networks.iot.gateway = 'gw-b'
+    },
+    [
+      'networks.iot.gateway: host gw-b has no interface on iot',
+      'hosts.gw-a: gateway gw-a is the gateway of no lan network (set networks.NAME.gateway)',
+    ],
+  ],
+  [
+    'prefix /8 ok, /29 ok',
+    (r) => {
+      r.networks.inet.cidr = '198.51.100.0/29'
+      r.hosts['gw-a'].interfaces.inet = '198.51.100.3'
+      r.hosts['gw-b'].interfaces.inet = '198.51.100.4'
+    },
+    [],
+  ],
+  [
+    'no hosts',
+    (r) => {
+      r.hosts = {}
+    },
+    [
+      'hosts: must be a mapping of host name to {role, interfaces}',
+      'networks.iot.gateway: unknown host "gw-a"',
+      'networks.cloud.gateway: unknown host "gw-b"',
+      'vpn.hub: must name the cloud\'s gateway host; got "gw-b"',
+      'networks.iot.old_server: an old server address is forwarded through the VPN: the topology needs a vpn section',
+    ],
+  ],
+  [
+    'hosts a list',
+    (r) => {
+      r.hosts = []
+    },
+    [
+      'hosts: must be a mapping of host name to {role, interfaces}',
+      'networks.iot.gateway: unknown host "gw-a"',
+      'networks.cloud.gateway: unknown host "gw-b"',
+      'vpn.hub: must name the cloud\'s gateway host; got "gw-b"',
+      'networks.iot.old_server: an old server address is forwarded through the VPN: the topology needs a vpn section',
+    ],
+  ],
+  [
+    'bad host name',
+    (r) => {
+      r.hosts['Proxy_2'] = { role: 'proxy', interfaces: { mgmt: '172.31.250.21' } }
+    },
+    ['hosts.Proxy_2: a host name is lower-case letters, digits and dashes, starting with a letter'],
+  ],
+  [
+    'host not a mapping',
+    (r) => {
+      r.hosts.extra = 'proxy'
+    },
+    ['hosts.extra: must be a mapping with role and interfaces'],
+  ],
+  [
+    'memory too small',
+    (r) => {
+      r.hosts.proxy.memory = 127
+    },
+    ['hosts.proxy.memory: must be a whole number of MiB, at least 128'],
+  ],
+  [
+    'memory 128 ok, cpus 1 ok',
+    (r) => {
+      r.hosts.proxy.memory = 128
+      r.hosts.proxy.cpus = 1
+    },
+    [],
+  ],
+  [
+    'memory not integer',
+    (r) => {
+      r.hosts.proxy.memory = 256.5
+    },
+    ['hosts.proxy.memory: must be a whole number of MiB, at least 128'],
+  ],
+  [
+    'cpus zero',
+    (r) => {
+      r.hosts.proxy.cpus = 0
+    },
+    ['hosts.proxy.cpus: must be a whole number, at least 1'],
+  ],
+  [
+    'cpus not integer',
+    (r) => {
+      r.hosts.proxy.cpus = '2'
+    },
+    ['hosts.proxy.cpus: must be a whole number, at least 1'],
+  ],
+  [
+    'no interfaces',
+    (r) => {
+      r.hosts.proxy.interfaces = {}
+    },
+    [
+      "hosts.proxy.interfaces: must map network names to this host's address on each",
+      'networks.iot.old_server.host: must name a host on the hub\'s LAN (cloud); got "proxy"',
+    ],
+  ],
+  [
+    'interfaces a list',
+    (r) => {
+      r.hosts.proxy.interfaces = ['mgmt']
+    },
+    [
+      "hosts.proxy.interfaces: must map network names to this host's address on each",
+      'networks.iot.old_server.host: must name a host on the hub\'s LAN (cloud); got "proxy"',
+    ],
+  ],
+  [
+    'interface on unknown network',
+    (r) => {
+      r.hosts.proxy.interfaces.dmz = '10.30.0.1'
+    },
+    ['hosts.proxy.interfaces.dmz: unknown network "dmz": networks are mgmt, iot, inet, cloud'],
+  ],
+  [
+    'interface address not a string',
+    (r) => {
+      r.hosts.proxy.interfaces.cloud = 10
+    },
+    [
+      'hosts.proxy.interfaces.cloud: must be an IPv4 address; got 10',
+      'networks.iot.old_server.host: must name a host on the hub\'s LAN (cloud); got "proxy"',
+    ],
+  ],
+  [
+    'no mgmt interface',
+    (r) => {
+      delete r.hosts.proxy.interfaces.mgmt
+    },
+    ["hosts.proxy.interfaces: every host needs an address on the management network, the provisioner's only way in"],
+  ],
+  [
+    'host on two lans not its gateway',
+    (r) => {
+      r.hosts.proxy.interfaces.iot = '10.10.1.20'
+    },
+    [],
+  ],
+  [
+    'vpn not a mapping',
+    (r) => {
+      r.vpn = 'gw-b'
+    },
+    [
+      'vpn: must be a mapping with hub and auth',
+      'networks.iot.old_server: an old server address is forwarded through the VPN: the topology needs a vpn section',
+    ],
+  ],
+  [
+    'vpn unknown key',
+    (r) => {
+      r.vpn.mode = 'tunnel'
+    },
+    ['vpn.mode: unknown field (allowed: hub, auth)'],
+  ],
+  [
+    'site with no lan',
+    (r) => {
+      r.hosts['gw-c'] = { role: 'gateway', interfaces: { mgmt: '172.31.250.13', inet: '198.51.100.13' } }
+    },
+    ['hosts.gw-c: gateway gw-c is the gateway of no lan network (set networks.NAME.gateway)'],
+  ],
+  [
+    'hub with no lan',
+    (r) => {
+      delete r.networks.cloud.gateway
+      delete r.networks.iot.old_server
+    },
+    ['vpn.hub: hub gw-b is the gateway of no lan network'],
+  ],
+  [
+    'old_server not a mapping',
+    (r) => {
+      r.networks.iot.old_server = '10.10.1.100'
+    },
+    ['networks.iot.old_server: must be a mapping with address, host and ports'],
+  ],
+  [
+    'old_server on a wan',
+    (r) => {
+      r.networks.inet.old_server = { address: '198.51.100.100', host: 'proxy', ports: [80] }
+    },
+    ['networks.inet.old_server: only a lan network with a gateway can keep an old server address'],
+  ],
+  [
+    'old_server unknown key',
+    (r) => {
+      r.networks.iot.old_server.proto = 'tcp'
+    },
+    ['networks.iot.old_server.proto: unknown field (allowed: address, host, ports)'],
+  ],
+  [
+    'old_server address not an address',
+    (r) => {
+      r.networks.iot.old_server.address = 'old'
+    },
+    ['networks.iot.old_server.address: must be an IPv4 address; got "old"'],
+  ],
+  [
+    'old_server ports missing (default 80)',
+    (r) => {
+      delete r.networks.iot.old_server.ports
+    },
+    [],
+  ],
+  [
+    'old_server ports empty',
+    (r) => {
+      r.networks.iot.old_server.ports = []
+    },
+    ['networks.iot.old_server.ports: must be a list of TCP ports (1 to 65535)'],
+  ],
+  [
+    'old_server port 65536',
+    (r) => {
+      r.networks.iot.old_server.ports = [80, 65536]
+    },
+    ['networks.iot.old_server.ports: must be a list of TCP ports (1 to 65535)'],
+  ],
+  [
+    'old_server ports 1 and 65535 ok',
+    (r) => {
+      r.networks.iot.old_server.ports = [1, 65535]
+    },
+    [],
+  ],
+  [
+    'old_server ports not a list',
+    (r) => {
+      r.networks.iot.old_server.ports = 80
+    },
+    ['networks.iot.old_server.ports: must be a list of TCP ports (1 to 65535)'],
+  ],
+  [
+    'telemetry not a mapping',
+    (r) => {
+      r.telemetry = 5
+    },
+    [
+      'telemetry: must be a mapping with any of devices, interval_ms, bench_devices, port, server, outbox_max_mb, batch, cloud_tls',
+    ],
+  ],
+  [
+    'telemetry devices 0',
+    (r) => {
+      r.telemetry = { devices: 0 }
+    },
+    ['telemetry.devices: must be a whole number from 1 to 1000 (simulated devices on each iot-client host); got 0'],
+  ],
+  [
+    'telemetry devices over max',
+    (r) => {
+      r.telemetry = { devices: 100001 }
+    },
+    [
+      'telemetry.devices: must be a whole number from 1 to 1000 (simulated devices on each iot-client host); got 100001',
+    ],
+  ],
+  [
+    'telemetry interval',
+    (r) => {
+      r.telemetry = { interval_ms: 5 }
+    },
+    [
+      'telemetry.interval_ms: must be a whole number from 10 to 3600000 (milliseconds between two readings of a device); got 5',
+    ],
+  ],
+  [
+    'telemetry bench_devices',
+    (r) => {
+      r.telemetry = { bench_devices: -1 }
+    },
+    [
+      'telemetry.bench_devices: must be a whole number from 0 to 100000 (devices the load generator may simulate); got -1',
+    ],
+  ],
+  [
+    'telemetry port',
+    (r) => {
+      r.telemetry = { port: 70000 }
+    },
+    ["telemetry.port: must be a whole number from 1024 to 65535 (the ingest servers' TCP port); got 70000"],
+  ],
+  [
+    'telemetry cloud_tls',
+    (r) => {
+      r.telemetry = { cloud_tls: 'yes' }
+    },
+    ['telemetry.cloud_tls: must be true or false (mutual TLS inside the cloud); got "yes"'],
+  ],
+  [
+    'telemetry server',
+    (r) => {
+      r.telemetry = { server: 'ingest' }
+    },
+    ['telemetry.server: must be an IPv4 address (the clients send to http://ADDRESS/readings); got "ingest"'],
+  ],
+  [
+    'telemetry unknown',
+    (r) => {
+      r.telemetry = { rate: 5 }
+    },
+    [
+      'telemetry.rate: unknown field (allowed: devices, interval_ms, bench_devices, port, server, outbox_max_mb, batch, cloud_tls)',
+    ],
+  ],
+  [
+    'name bad',
+    (r) => {
+      r.name = 'Lab 1'
+    },
+    [
+      'name: must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got "Lab 1"',
+    ],
+  ],
+  [
+    'name missing',
+    (r) => {
+      delete r.name
+    },
+    [
+      'name: must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got undefined',
+    ],
+  ],
+  [
+    'top unknown',
+    (r) => {
+      r.extra = 1
+    },
+    ['extra: unknown field (allowed: name, networks, hosts, vpn, telemetry)'],
+  ],
+  [
+    'name 9 chars',
+    (r) => {
+      r.name = 'abcdefghi'
+    },
+    [
+      'name: must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got "abcdefghi"',
+    ],
+  ],
 ]
 
 for (const [what, change, want] of cases) {
@@ -106,10 +527,26 @@ for (const [what, change, want] of cases) {
 
 t.test('a topology that is no mapping at all, or no YAML', async (t) => {
   for (const raw of [['a'], null, 'name: lab']) {
-    const e = (() => { try { validateTopology(raw, 't.yaml') } catch (x) { return x as TopologyError } })()
+    const e = (() => {
+      try {
+        validateTopology(raw, 't.yaml')
+      } catch (x) {
+        return x as TopologyError
+      }
+    })()
     t.same(e?.problems, ['the top level must be a mapping with name, networks and hosts'], JSON.stringify(raw))
   }
-  const e = (() => { try { validateTopology({ ...base(), name: 'X' }, 'my.yaml') } catch (x) { return x as Error } })()!
+  const e = (() => {
+    try {
+      validateTopology({ ...base(), name: 'X' }, 'my.yaml')
+    } catch (x) {
+      return x as Error
+    }
+  })()!
   t.equal(e.name, 'TopologyError')
-  t.equal(e.message, 'my.yaml is not a valid topology:\n  - name: must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got "X"\nFix these fields and run the command again.', 'the file, each problem on its own line, and what to do')
+  t.equal(
+    e.message,
+    'my.yaml is not a valid topology:\n  - name: must be 2 to 8 lower-case letters or digits, starting with a letter (it prefixes bridge and container names); got "X"\nFix these fields and run the command again.',
+    'the file, each problem on its own line, and what to do',
+  )
 })

@@ -10,7 +10,11 @@ import { repoRoot, topologyFile } from '../../provision/paths.js'
 
 const run = promisify(execFile)
 let why: string | false = false
-try { await run('vagrant', ['--version']) } catch { why = 'vagrant is not installed: `npm test` installs it as root' }
+try {
+  await run('vagrant', ['--version'])
+} catch {
+  why = 'vagrant is not installed: `npm test` installs it as root'
+}
 
 t.test('vagrant validate accepts the Vagrantfile and the topology', { skip: why }, async (t) => {
   const r = await run('vagrant', ['validate', '-p'], { cwd: repoRoot })
@@ -23,7 +27,16 @@ t.test('a wrong topology stops Vagrant with the field named', { skip: why }, asy
   const dir = t.testdir({})
   const bad = path.join(dir, 'topology.yaml')
   fs.writeFileSync(bad, stringify(raw))
-  const r = await run('vagrant', ['validate', '-p'], { cwd: repoRoot, env: { ...process.env, LAB_TOPOLOGY: bad } }).then(() => undefined, (e) => e as { stderr: string; code: number })
+  const r = await run('vagrant', ['validate', '-p'], {
+    cwd: repoRoot,
+    env: { ...process.env, LAB_TOPOLOGY: bad },
+  }).then(
+    () => undefined,
+    (e) => e as { stderr: string; code: number },
+  )
   t.ok(r, 'vagrant refused to go on')
-  t.match(r?.stderr ?? '', /hosts\.proxy\.interfaces\.cloud: duplicate address 10\.20\.0\.1: already used by hosts\.gw-cloud\.interfaces\.cloud/)
+  t.match(
+    r?.stderr ?? '',
+    /hosts\.proxy\.interfaces\.cloud: duplicate address 10\.20\.0\.1: already used by hosts\.gw-cloud\.interfaces\.cloud/,
+  )
 })
