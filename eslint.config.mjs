@@ -1,22 +1,30 @@
 // npm run lint: typescript-eslint with its type-checked rules, and the layers the code
 // keeps (docs/architecture.md): services <- provision <- scripts <- test, each
-// importing only the ones before it.
+// importing only the ones before it; and only the plan (provision/plan.ts) reads the
+// topology: everyone else gets addresses, services and providers from the plan.
 import tseslint from 'typescript-eslint'
 
-const layer = (name, forbidden) => ({
-  files: [`${name}/**/*.ts`],
+const LAYERS = 'the layers are services <- provision <- scripts <- test (docs/architecture.md)'
+const topologyRule = {
+  group: ['**/topology.js', './topology.js'],
+  message:
+    'only provision/plan.ts reads the topology: import loadPlan/planOf and the types from provision/plan.js (docs/architecture.md)',
+}
+const restrict = (files, name, forbidden, { topology = true } = {}) => ({
+  files,
   rules: {
     'no-restricted-imports': [
       'error',
       {
-        patterns: forbidden.map((f) => ({
-          group: [`**/${f}/**`],
-          message: `${name}/ does not import ${f}/: the layers are services <- provision <- scripts <- test (docs/architecture.md)`,
-        })),
+        patterns: [
+          ...forbidden.map((f) => ({ group: [`**/${f}/**`], message: `${name}/ does not import ${f}/: ${LAYERS}` })),
+          ...(topology ? [topologyRule] : []),
+        ],
       },
     ],
   },
 })
+const layer = (name, forbidden) => restrict([`${name}/**/*.ts`], name, forbidden)
 
 export default tseslint.config(
   {
@@ -66,4 +74,9 @@ export default tseslint.config(
   layer('services', ['provision', 'scripts', 'test']),
   layer('provision', ['scripts', 'test']),
   layer('scripts', ['test']),
+  layer('test', []),
+  // The plan resolves the topology; the provider choice needs its roles; the
+  // validator's own tests call it directly, refusal by refusal.
+  restrict(['provision/plan.ts', 'provision/providers.ts'], 'provision', ['scripts', 'test'], { topology: false }),
+  restrict(['test/unit/topology.ts', 'test/unit/topology-refusals.ts'], 'test', [], { topology: false }),
 )

@@ -4,7 +4,7 @@ import { hideBin } from 'yargs/helpers'
 import { repoRoot, stateDir, topologyFile } from './paths.js'
 import { lineReporter, recapText, summarize } from './report.js'
 import { provision } from './run.js'
-import { loadTopology } from './topology.js'
+import { loadPlan } from './plan.js'
 
 await yargs(hideBin(process.argv))
   .scriptName('npm run provision --')
@@ -35,9 +35,9 @@ await yargs(hideBin(process.argv))
         .example('npm run provision -- --dry-run', 'what would change, without changing it')
         .example('npm run provision -- gw-iot gw-cloud', 'only the two gateways'),
     async (argv) => {
-      const topology = loadTopology(topologyFile)
+      const plan = loadPlan(topologyFile)
       const recaps = await provision({
-        topology,
+        plan,
         only: argv.hosts,
         dryRun: argv.dryRun,
         repoRoot,

@@ -1,8 +1,8 @@
 // What the provisioner learns from a host before changing it: its interfaces and
 // addresses, which one is management, and what the platform is. Roles branch on
-// facts and on the topology, never on a host's name.
+// facts and on the plan, never on a host's name.
 import type { RemoteHost } from './ssh.js'
-import type { Host } from './topology.js'
+import type { Host } from './plan.js'
 
 export interface Address {
   ifname: string

@@ -26,7 +26,7 @@ import { endRevokedSessions } from './roles/db.js'
 import { TLS_ROLES, isServiceRole, tlsFiles } from './roles/service-tls.js'
 import { provision } from './run.js'
 import { sh, type RemoteHost } from './ssh.js'
-import type { Topology } from './topology.js'
+import type { Plan } from './plan.js'
 
 type Log = (m: string) => void
 
@@ -38,12 +38,12 @@ const RELOAD: Record<string, (serials: string[]) => string> = {
 }
 
 async function withHosts<T>(
-  topology: Topology,
+  plan: Plan,
   repoRoot: string,
   roles: readonly string[],
   fn: (name: string, host: RemoteHost) => Promise<T>,
 ): Promise<T[]> {
-  const chosen = topology.hosts.filter((h) => roles.includes(h.role))
+  const chosen = plan.hosts.filter((h) => roles.includes(h.role))
   const names = chosen.map((h) => h.name)
   const hosts = await connectHosts(chosen, repoRoot)
   try {
@@ -54,26 +54,26 @@ async function withHosts<T>(
 }
 
 /** Which CA a host's certificate comes from; an error naming the hosts that have one, if none. */
-export function caOf(topology: Topology, name: string): CaKind {
-  const h = topology.hosts.find((x) => x.name === name)
+export function caOf(plan: Plan, name: string): CaKind {
+  const h = plan.hosts.find((x) => x.name === name)
   if (!h) throw new Error(`no host ${name} in the topology`)
   if (isServiceRole(h.role)) return 'services'
   if (h.role !== 'gateway')
     throw new Error(
       `${name} is a ${h.role}: only gateways (IKE) and the cloud services (${TLS_ROLES.join(', ')}: TLS) have certificates`,
     )
-  if (topology.vpn?.auth === 'psk')
+  if (plan.vpn?.auth === 'psk')
     throw new Error('the topology uses vpn.auth: psk; the gateways have no certificates to manage')
   return 'ike'
 }
 
 export async function revoke(
-  topology: Topology,
+  plan: Plan,
   name: string,
   opts: { stateDir: string; repoRoot: string; log: Log },
 ): Promise<Revocation> {
-  const kind = caOf(topology, name)
-  const p = await ensureCa(opts.stateDir, topology.name, kind)
+  const kind = caOf(plan, name)
+  const p = await ensureCa(opts.stateDir, plan.name, kind)
   const entry = await revokeHost(p, name)
   opts.log(
     `Revoked ${name}'s ${kind === 'ike' ? 'IKE' : 'service'} certificate (serial ${entry.serial}); the ${kind} CA's CRL now lists ${revocations(p).length} certificate(s)`,
@@ -81,8 +81,8 @@ export async function revoke(
   const crl = fs.readFileSync(p.crl, 'utf8')
   if (kind === 'services') {
     const serials = revocations(p).map((r) => r.serial)
-    await withHosts(topology, opts.repoRoot, TLS_ROLES, async (svc, host) => {
-      const role = topology.hosts.find((h) => h.name === svc)!.role
+    await withHosts(plan, opts.repoRoot, TLS_ROLES, async (svc, host) => {
+      const role = plan.hosts.find((h) => h.name === svc)!.role
       await ensureFileContent({ host, dryRun: false }, { path: tlsFiles(svc).crl, content: crl })
       await host.exec(RELOAD[role](serials))
       opts.log(
@@ -91,8 +91,8 @@ export async function revoke(
     })
     return entry
   }
-  const tunnels = (topology.vpn?.tunnels ?? []).filter((t) => t.site === name || t.hub === name).map((t) => t.name)
-  await withHosts(topology, opts.repoRoot, ['gateway'], async (gw, host) => {
+  const tunnels = (plan.vpn?.tunnels ?? []).filter((t) => t.site === name || t.hub === name).map((t) => t.name)
+  await withHosts(plan, opts.repoRoot, ['gateway'], async (gw, host) => {
     await ensureFileContent({ host, dryRun: false }, { path: '/etc/swanctl/x509crl/lab.crl', content: crl })
     await host.exec('swanctl --load-creds --clear --noprompt >/dev/null')
     for (const t of tunnels)
@@ -103,22 +103,22 @@ export async function revoke(
 }
 
 export async function reissue(
-  topology: Topology,
+  plan: Plan,
   name: string,
   opts: { stateDir: string; repoRoot: string; log: Log },
 ): Promise<void> {
-  const kind = caOf(topology, name)
+  const kind = caOf(plan, name)
   const files =
     kind === 'ike'
       ? [`/etc/swanctl/private/${name}.key`, `/etc/swanctl/x509/${name}.pem`]
       : [tlsFiles(name).key, tlsFiles(name).cert]
-  await withHosts(topology, opts.repoRoot, [topology.hosts.find((h) => h.name === name)!.role], async (h, host) => {
+  await withHosts(plan, opts.repoRoot, [plan.hosts.find((h) => h.name === name)!.role], async (h, host) => {
     if (h === name) await host.exec(sh`rm -f ${files}`)
   })
   opts.log(
     `Removed ${name}'s key and certificate; provisioning it makes a new key there and a new certificate${kind === 'services' ? ', and reloads the service' : ''}`,
   )
-  const recaps = await provision({ topology, only: [name], repoRoot: opts.repoRoot, stateDir: opts.stateDir })
+  const recaps = await provision({ plan, only: [name], repoRoot: opts.repoRoot, stateDir: opts.stateDir })
   const s = summarize(recaps)
   if (s.failed + s.unreachable)
     throw new Error(`provisioning ${name} failed: run \`npm run provision -- ${name}\` to see why`)
@@ -129,7 +129,7 @@ export async function reissue(
   )
 }
 
-export async function status(topology: Topology, stateDir: string): Promise<string> {
+export async function status(plan: Plan, stateDir: string): Promise<string> {
   const lines: string[] = []
   const sections: [CaKind, string, readonly string[]][] = [
     ['ike', 'IKE CA (gateways)', ['gateway']],
@@ -147,7 +147,7 @@ export async function status(topology: Topology, stateDir: string): Promise<stri
       `  CA: ${p.caCert} (key ${p.caKey}, mode 0600, never copied to a host)`,
       `  CRL: ${p.crl}, ${revocations(p).length} revoked`,
     )
-    for (const h of topology.hosts.filter((x) => roles.includes(x.role))) {
+    for (const h of plan.hosts.filter((x) => roles.includes(x.role))) {
       const cert = issuedCert(p, h.name)
       if (!cert) {
         lines.push(`  ${h.name}: no certificate issued yet`)

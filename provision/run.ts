@@ -6,13 +6,13 @@ import { vagrantInventory, type Inventory, type InventoryEntry, type InventoryHo
 import { rolesFor } from './roles/index.js'
 import { counts, runRoles, type HostRecap, type Reporter } from './runner.js'
 import { SshHost, type RemoteHost } from './ssh.js'
-import type { Topology } from './topology.js'
+import type { Plan } from './plan.js'
 
 /** Present on a host only after a complete, successful provisioning run. */
 export const PROVISIONED = '/etc/lab/provisioned'
 
 export interface ProvisionOptions {
-  topology: Topology
+  plan: Plan
   /** Only these hosts (default: all in the topology). */
   only?: string[]
   dryRun?: boolean
@@ -25,13 +25,11 @@ export interface ProvisionOptions {
 }
 
 export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
-  const { topology } = opts
-  const unknown = (opts.only ?? []).filter((n) => !topology.hosts.some((h) => h.name === n))
+  const { plan } = opts
+  const unknown = (opts.only ?? []).filter((n) => !plan.hosts.some((h) => h.name === n))
   if (unknown.length)
-    throw new Error(
-      `unknown host ${unknown.join(', ')}: the topology has ${topology.hosts.map((h) => h.name).join(', ')}`,
-    )
-  const hosts = topology.hosts.filter((h) => !opts.only?.length || opts.only.includes(h.name))
+    throw new Error(`unknown host ${unknown.join(', ')}: the topology has ${plan.hosts.map((h) => h.name).join(', ')}`)
+  const hosts = plan.hosts.filter((h) => !opts.only?.length || opts.only.includes(h.name))
   const inventory = await (opts.inventory ?? ((names) => vagrantInventory(names, opts.repoRoot)))(hosts)
   const connect = opts.connect ?? ((e) => SshHost.connect(e))
 
@@ -57,7 +55,7 @@ export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
         const roles = rolesFor(self.role)
         const recap = await runRoles(
           roles,
-          { host, self, topology, facts, dryRun: !!opts.dryRun, stateDir: opts.stateDir },
+          { host, self, plan, facts, dryRun: !!opts.dryRun, stateDir: opts.stateDir },
           opts.report,
         )
         // A marker that only a complete, successful run leaves: tests (and people) can

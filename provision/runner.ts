@@ -5,7 +5,7 @@
 // changed config is never left unapplied. In dry-run no step writes and no handler
 // runs: changed means "would change".
 import type { RemoteHost } from './ssh.js'
-import type { Host, Topology } from './topology.js'
+import type { Host, Plan } from './plan.js'
 import type { Facts } from './facts.js'
 
 export type Status = 'ok' | 'changed' | 'failed'
@@ -13,7 +13,7 @@ export type Status = 'ok' | 'changed' | 'failed'
 export interface Context {
   host: RemoteHost
   self: Host
-  topology: Topology
+  plan: Plan
   facts: Facts
   dryRun: boolean
   /** Secrets and generated material kept on the provisioning machine (.lab/). */

@@ -578,23 +578,8 @@ function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: str
   }
 }
 
-/** The load generator's device ids (their keys are derived like every device's). */
-export const benchDeviceIds = (t: Topology) =>
-  Array.from({ length: t.telemetry.benchDevices }, (_, i) => `bench-${String(i + 1).padStart(4, '0')}`)
-
 function unknownKeys(obj: Raw, allowed: string[], field: string, fail: (f: string, m: string) => void) {
   for (const key of Object.keys(obj)) {
     if (!allowed.includes(key)) fail(field ? `${field}.${key}` : key, `unknown field (allowed: ${allowed.join(', ')})`)
   }
-}
-
-// Small queries everyone needs, so no caller re-derives them.
-export const hostsWithRole = (t: Topology, role: Role) => t.hosts.filter((h) => h.role === role)
-export const managementNetwork = (t: Topology) => t.networks.find((n) => n.kind === 'management')!
-export function addressOn(host: Host, network: string): string | undefined {
-  return host.interfaces.find((i) => i.network === network)?.address
-}
-export function networkOf(t: Topology, address: string): Network | undefined {
-  const a = parseAddress(address)
-  return a === undefined ? undefined : t.networks.find((n) => contains(parseCidr(n.cidr)!, a))
 }

@@ -11,7 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { hostsWithRole, loadTopology } from '../provision/topology.js'
+import { hostsWithRole, loadPlan } from '../provision/plan.js'
 import { bringUpBench, reprovisionBench } from './bench/bringup.js'
 import { ingestBench } from './bench/ingest.js'
 import { openBenchLab, type BenchLab } from './bench/lab.js'
@@ -20,11 +20,11 @@ import { outboxBench } from './bench/outbox.js'
 import { datapathBench } from './bench/datapath.js'
 import { tunnelBench } from './bench/tunnel.js'
 import { repoRoot, topologyFile } from '../provision/paths.js'
-import { vmAccel } from './lib/libvirt.js'
+import { vmAccel } from '../provision/providers.js'
 import { providerSummary, runningProviders } from './lib/providers.js'
 
 async function machine(lab: BenchLab): Promise<Machine> {
-  const t = lab.topology
+  const t = lab.plan
   const first = (role: Parameters<typeof hostsWithRole>[1]) => hostsWithRole(t, role)[0]?.name
   const out = async (host: string | undefined, cmd: string) => {
     if (!host) return 'n/a'
@@ -99,8 +99,8 @@ const log = (m: string) => console.log(m)
 
 try {
   const started = Date.now()
-  const topology = loadTopology(topologyFile)
-  const lab = await openBenchLab(topology)
+  const plan = loadPlan(topologyFile)
+  const lab = await openBenchLab(plan)
   let report: Omit<BenchReport, 'bringup' | 'seconds' | 'zero_loss'>
   try {
     const load = {
@@ -132,7 +132,7 @@ try {
     await lab.close()
   }
   const bringup = {
-    ...(await reprovisionBench(topology, argv.smoke ? 1 : Math.min(o.runs, 3), log)),
+    ...(await reprovisionBench(plan, argv.smoke ? 1 : Math.min(o.runs, 3), log)),
     ...(argv.bringup ? await bringUpBench(log) : {}),
   }
   const all = [

@@ -1,14 +1,14 @@
 // npm run lab | lab:down | lab:status | box | net:up | net:down
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { loadTopology } from '../provision/topology.js'
+import { loadPlan, plannedProviders } from '../provision/plan.js'
 import { ensureBox, pruneBoxes } from './lib/box.js'
 import { ensureLibvirtDaemons } from './lib/libvirt.js'
 import { ensureVmBox, pruneVmBoxes } from './lib/vm-box.js'
 import { labDown, labUp, prepare, statusText } from './lib/lab.js'
 import { networksDown, networksUp } from './lib/network.js'
 import { topologyFile } from '../provision/paths.js'
-import { planProviders, type Provider } from './lib/providers.js'
+import type { Provider } from '../provision/providers.js'
 import fs from 'node:fs'
 import path from 'node:path'
 import { capture } from './lib/capture.js'
@@ -41,19 +41,17 @@ await yargs(hideBin(process.argv))
     },
   )
   .command('down', 'destroy the lab and remove its networks: nothing is left behind', {}, () => labDown(log))
-  .command('status', 'hosts, roles, addresses and state', {}, async () =>
-    log(await statusText(loadTopology(topologyFile))),
-  )
+  .command('status', 'hosts, roles, addresses and state', {}, async () => log(await statusText(loadPlan(topologyFile))))
   .command(
     'graph',
     'the topology as an SVG diagram, coloured by live state when the lab runs',
     (y) => y.option('out', { type: 'string', default: 'lab-graph.svg', describe: 'where to write the SVG' }),
     async (argv) => {
-      const topology = loadTopology(topologyFile)
-      const live = await liveState(topology, await machineStates())
-      fs.writeFileSync(argv.out, graphSvg(topology, live))
+      const plan = loadPlan(topologyFile)
+      const live = await liveState(plan, await machineStates())
+      fs.writeFileSync(argv.out, graphSvg(plan, live))
       log(
-        `${path.resolve(argv.out)}: ${topology.hosts.length} hosts on ${topology.networks.length - 1} networks${live ? `, live state from ${live.source}` : ', from topology.yaml (the lab is not running)'}`,
+        `${path.resolve(argv.out)}: ${plan.hosts.length} hosts on ${plan.networks.length - 1} networks${live ? `, live state from ${live.source}` : ', from topology.yaml (the lab is not running)'}`,
       )
     },
   )
@@ -73,8 +71,8 @@ await yargs(hideBin(process.argv))
           "five seconds of gw-iot's IoT side, for Wireshark",
         ),
     async (argv) => {
-      const topology = loadTopology(topologyFile)
-      const link = parseLink(topology, argv.link, { allowManagement: true })
+      const plan = loadPlan(topologyFile)
+      const link = parseLink(plan, argv.link, { allowManagement: true })
       const o = {
         filter: argv.filter,
         count: boundedNumber(argv.count, 'count', 1, 100_000, { integer: true }),
@@ -85,7 +83,7 @@ await yargs(hideBin(process.argv))
         throw new UsageError(`-w ${o.write}: its folder does not exist`)
       await requireTools([TOOLS.tcpdump], (m) => console.error(m))
       const r = await capture(
-        topology,
+        plan,
         link,
         o,
         (l) => console.log(l),
@@ -109,8 +107,8 @@ await yargs(hideBin(process.argv))
         .example('npm run lab:impair -- inet --loss 20', '20 % loss on the simulated internet')
         .example('npm run lab:impair -- inet --clear', 'and back'),
     async (argv) => {
-      const topology = loadTopology(topologyFile)
-      const link = parseLink(topology, argv.link)
+      const plan = loadPlan(topologyFile)
+      const link = parseLink(plan, argv.link)
       if (argv.clear && (argv.loss !== undefined || argv.delay !== undefined))
         throw new UsageError('--clear takes no --loss or --delay')
       await impair(
@@ -165,14 +163,14 @@ await yargs(hideBin(process.argv))
         describe: 'the provider Vagrant is about to use',
       }),
     async (argv) => {
-      const topology = loadTopology(topologyFile)
+      const plan = loadPlan(topologyFile)
       // What the plan needs too: a mixed lab's lxc hosts share the VMs' management network.
-      const planned = Object.values(planProviders(topology).providers)
+      const planned = Object.values(plannedProviders(plan))
       await prepare([...new Set([argv.provider as Provider, ...planned])], log)
     },
   )
-  .command('net-up', "create the lab's bridges", {}, () => networksUp(loadTopology(topologyFile), log))
-  .command('net-down', "remove the lab's bridges", {}, () => networksDown(loadTopology(topologyFile), log))
+  .command('net-up', "create the lab's bridges", {}, () => networksUp(loadPlan(topologyFile), log))
+  .command('net-down', "remove the lab's bridges", {}, () => networksDown(loadPlan(topologyFile), log))
   .demandCommand(1)
   .strict()
   .help()

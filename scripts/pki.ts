@@ -3,7 +3,7 @@
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { reissue, revoke, status } from '../provision/pki-actions.js'
-import { loadTopology } from '../provision/topology.js'
+import { loadPlan } from '../provision/plan.js'
 import { repoRoot, stateDir, topologyFile } from '../provision/paths.js'
 
 const log = (m: string) => console.log(m)
@@ -12,7 +12,7 @@ const opts = { stateDir, repoRoot, log }
 await yargs(hideBin(process.argv))
   .scriptName('npm run pki --')
   .command('status', "both CAs (IKE, services), each host's certificate, what is revoked", {}, async () =>
-    log(await status(loadTopology(topologyFile), stateDir)),
+    log(await status(loadPlan(topologyFile), stateDir)),
   )
   .command(
     'revoke <host>',
@@ -26,7 +26,7 @@ await yargs(hideBin(process.argv))
           'nginx and PostgreSQL refuse backend-1; backend-2 takes its readings',
         ),
     async (argv) => {
-      await revoke(loadTopology(topologyFile), argv.host, opts)
+      await revoke(loadPlan(topologyFile), argv.host, opts)
     },
   )
   .command(
@@ -37,7 +37,7 @@ await yargs(hideBin(process.argv))
         .positional('host', { type: 'string', demandOption: true })
         .example('npm run pki -- reissue backend-1', 'after a revocation: a reload, no reading lost'),
     async (argv) => {
-      await reissue(loadTopology(topologyFile), argv.host, opts)
+      await reissue(loadPlan(topologyFile), argv.host, opts)
     },
   )
   .demandCommand(1)

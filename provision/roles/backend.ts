@@ -6,20 +6,20 @@
 // device keys, certificates and CRLs are picked up by a reload (SIGHUP), no restart.
 import { deviceKeys, dbPassword } from '../secrets.js'
 import type { Context } from '../runner.js'
-import { benchDeviceIds, hostsWithRole } from '../topology.js'
+import { benchDeviceIds } from '../plan.js'
+import { DB, MONITOR_PORTS } from '../ports.js'
 import type { RoleModule } from './types.js'
-import { MONITOR_PORTS } from './monitoring.js'
 import { proxyIdentities, serviceTlsSteps, tlsFiles } from './service-tls.js'
-import { DB, addressFacing, backends, dbAddress, json, serviceSteps } from './telemetry.js'
+import { json, serviceSteps } from './telemetry.js'
 
-/** Where this backend listens: the address the proxy's upstream list has for it. */
-const listenAddress = (ctx: Context) => {
-  const a = backends(ctx.topology).find((b) => b.name === ctx.self.name)?.address
-  if (!a)
+/** This backend in the plan: where it listens (the address in the proxy's upstream list), and whom it admits. */
+const self = (ctx: Context) => {
+  const b = ctx.plan.services.backends.find((x) => x.name === ctx.self.name)
+  if (!b)
     throw new Error(
       `backend ${ctx.self.name} shares no network with a proxy host: put both on the cloud LAN in the topology`,
     )
-  return a
+  return b
 }
 
 const ingest = serviceSteps({
@@ -32,18 +32,18 @@ const ingest = serviceSteps({
       path: 'config.json',
       notify: 'restart lab-ingest.service',
       content: (ctx) => {
-        const host = dbAddress(ctx.topology)
+        const host = ctx.plan.services.db?.address
         if (!host) throw new Error('the topology has no db host on a network with the backends')
         const f = tlsFiles(ctx.self.name)
-        const tls = ctx.topology.telemetry.cloudTls
+        const tls = ctx.plan.telemetry.cloudTls
         return json({
           backend: ctx.self.name,
-          listen: { address: listenAddress(ctx), port: ctx.topology.telemetry.port },
+          listen: { address: self(ctx).address, port: self(ctx).port },
           // The proxy's certificate, and no other, opens the readings port.
           ...(tls
-            ? { tls: { cert: f.cert, key: f.key, ca: f.ca, crl: f.crl, clients: proxyIdentities(ctx.topology) } }
+            ? { tls: { cert: f.cert, key: f.key, ca: f.ca, crl: f.crl, clients: proxyIdentities(ctx.plan) } }
             : {}),
-          monitoring: { address: listenAddress(ctx), port: MONITOR_PORTS.ingest },
+          monitoring: { address: self(ctx).address, port: MONITOR_PORTS.ingest },
           // verify-full: the database's certificate from the services CA, not revoked, for
           // the address connected to; this backend's own certificate as the client's.
           db: {
@@ -66,12 +66,7 @@ const ingest = serviceSteps({
       path: 'devices.json',
       notify: 'reload lab-ingest.service',
       content: (ctx) =>
-        json(
-          deviceKeys(ctx.stateDir, [
-            ...ctx.topology.telemetry.devices.map((d) => d.id),
-            ...benchDeviceIds(ctx.topology),
-          ]),
-        ),
+        json(deviceKeys(ctx.stateDir, [...ctx.plan.telemetry.devices.map((d) => d.id), ...benchDeviceIds(ctx.plan)])),
     },
   ],
 })
@@ -79,12 +74,10 @@ const ingest = serviceSteps({
 export const backend: RoleModule = {
   role: { name: 'backend', steps: ingest.steps, handlers: ingest.handlers },
   input: (ctx) => {
-    const proxies = hostsWithRole(ctx.topology, 'proxy')
-      .map((p) => addressFacing(p, ctx.self))
-      .filter(Boolean)
+    const proxies = ctx.plan.services.backends.find((b) => b.name === ctx.self.name)?.from ?? []
     return proxies.length
       ? [
-          `ip saddr { ${proxies.join(', ')} } tcp dport ${ctx.topology.telemetry.port} accept comment "ingest: from the proxy only"`,
+          `ip saddr { ${proxies.join(', ')} } tcp dport ${ctx.plan.telemetry.port} accept comment "ingest: from the proxy only"`,
         ]
       : []
   },

@@ -10,7 +10,8 @@ import type { Context, Role } from '../runner.js'
 import { sh } from '../ssh.js'
 import { renderFile } from '../template.js'
 import { roleModule } from './registry.js'
-import { MONITOR_PORTS, TEXTFILE_DIR, lanAddress, monitorInput } from './monitoring.js'
+import { MONITOR_PORTS } from '../ports.js'
+import { TEXTFILE_DIR, monitorInput } from './monitoring.js'
 
 /** Kernel settings every host gets; a role adds or overrides (gateways forward). */
 export function sysctlSettings(ctx: Context): Record<string, string> {
@@ -30,7 +31,7 @@ export function sysctlSettings(ctx: Context): Record<string, string> {
 
 /** A LAN's gateway answers for the LAN's old server address (it DNATs it onward). */
 function oldServerAddresses(ctx: Context): { address: string; dev: string }[] {
-  return ctx.topology.networks
+  return ctx.plan.networks
     .filter((n) => n.gateway === ctx.self.name && n.oldServer)
     .map((n) => ({ address: n.oldServer!.address, dev: ctx.facts.interfaceOf[n.name] }))
 }
@@ -56,7 +57,7 @@ export const common: Role = {
       content: (ctx) =>
         renderFile('common/hosts', {
           host: ctx.self.name,
-          entries: ctx.topology.hosts.flatMap((h) =>
+          entries: ctx.plan.hosts.flatMap((h) =>
             h.interfaces
               .filter((i) => i.network !== h.mgmt.network)
               .map((i) => ({ address: i.address, name: `${h.name}.${i.network}` })),
@@ -153,7 +154,7 @@ export const common: Role = {
         content: (ctx) =>
           renderFile('monitor/node-exporter.default', {
             host: ctx.self.name,
-            address: lanAddress(ctx.topology, ctx.self) ?? '127.0.0.1',
+            address: ctx.self.lanAddress ?? '127.0.0.1',
             port: MONITOR_PORTS.node,
             textfile_dir: TEXTFILE_DIR,
           }),
@@ -177,7 +178,7 @@ export function nftablesConf(ctx: Context): string {
     host: ctx.self.name,
     role: ctx.self.role,
     mgmt_if: ctx.facts.mgmtInterface,
-    input_rules: [...monitorInput(ctx.topology, ctx.self), ...(mod.input?.(ctx) ?? [])],
+    input_rules: [...monitorInput(ctx.plan, ctx.self), ...(mod.input?.(ctx) ?? [])],
     forward_rules: mod.forward?.(ctx) ?? [],
     nat_rules: mod.nat?.(ctx) ?? [],
   })

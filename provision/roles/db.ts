@@ -10,11 +10,9 @@ import { service, unitHandler } from '../modules/service.js'
 import { dbPassword } from '../secrets.js'
 import type { Context } from '../runner.js'
 import { renderFile, templateText } from '../template.js'
-import { hostsWithRole } from '../topology.js'
 import type { RoleModule } from './types.js'
-import { MONITOR_PORTS } from './monitoring.js'
+import { DB, MONITOR_PORTS } from '../ports.js'
 import { serviceTlsSteps, tlsFiles } from './service-tls.js'
-import { DB, addressFacing } from './telemetry.js'
 import { pkiPaths, revocations } from '../pki.js'
 
 /** The cluster's config folder, e.g. /etc/postgresql/15/main (Debian's layout). */
@@ -28,16 +26,12 @@ async function clusterDir(ctx: Context): Promise<string> {
   return dir
 }
 
-const backendAddresses = (ctx: Context) =>
-  hostsWithRole(ctx.topology, 'backend')
-    .map((b) => addressFacing(b, ctx.self))
-    .filter((a): a is string => !!a)
-
+/** The database service in the plan: the backends' addresses, and this member's own. */
+const backendAddresses = (ctx: Context) => ctx.plan.services.db?.clients ?? []
 const listenAddress = (ctx: Context) => {
-  const b = hostsWithRole(ctx.topology, 'backend')[0]
-  return (
-    (b && addressFacing(ctx.self, b)) ?? ctx.self.interfaces.find((i) => i.network !== ctx.self.mgmt.network)!.address
-  )
+  const me = ctx.plan.services.db?.members.find((m) => m.host === ctx.self.name)
+  if (!me) throw new Error(`${ctx.self.name} has role db but no LAN address to serve the backends on`)
+  return me.address
 }
 
 /** Does this password match a SCRAM-SHA-256 verifier (RFC 5802, PostgreSQL's format)? */
@@ -207,7 +201,7 @@ export function pgHbaConf(ctx: Context): string {
     host: ctx.self.name,
     database: DB.name,
     user: DB.user,
-    tls: ctx.topology.telemetry.cloudTls,
+    tls: ctx.plan.telemetry.cloudTls,
     backends: backendAddresses(ctx),
   })
 }

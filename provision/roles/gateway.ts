@@ -12,7 +12,7 @@ import type { Context, Step } from '../runner.js'
 import { secret } from '../secrets.js'
 import { sh } from '../ssh.js'
 import { renderFile } from '../template.js'
-import type { Tunnel } from '../topology.js'
+import type { Tunnel } from '../plan.js'
 import type { RoleModule } from './types.js'
 import { TEXTFILE_DIR } from './monitoring.js'
 import { bundle } from '../../services/build.js'
@@ -27,12 +27,12 @@ const certFile = (host: string) => `${SWANCTL}/x509/${host}.pem`
 
 /** This gateway's tunnels, seen from its own side. */
 export function tunnelsOf(ctx: Context): (Tunnel & { isHub: boolean })[] {
-  return (ctx.topology.vpn?.tunnels ?? [])
+  return (ctx.plan.vpn?.tunnels ?? [])
     .filter((t) => t.site === ctx.self.name || t.hub === ctx.self.name)
     .map((t) => ({ ...t, isHub: t.hub === ctx.self.name }))
 }
 
-const pubkey = (ctx: Context) => ctx.topology.vpn?.auth !== 'psk'
+const pubkey = (ctx: Context) => ctx.plan.vpn?.auth !== 'psk'
 const mode = (ctx: Context) => ctx.facts.ipsecMode ?? 'libipsec'
 const wanIf = (ctx: Context, t: Tunnel & { isHub: boolean }) =>
   ctx.facts.interfaceOf[
@@ -43,7 +43,7 @@ const wanIf = (ctx: Context, t: Tunnel & { isHub: boolean }) =>
 const psk = (ctx: Context, tunnel: string) => secret(ctx.stateDir, `psk-${tunnel}`, 32, 'base64')
 
 export function swanctlVars(ctx: Context, withPsk = false) {
-  const id = (h: string) => ikeIdentity(ctx.topology.name, h)
+  const id = (h: string) => ikeIdentity(ctx.plan.name, h)
   return {
     host: ctx.self.name,
     auth: pubkey(ctx) ? 'pubkey' : 'psk',
@@ -76,13 +76,13 @@ const certificateStep: Step = {
   async run(ctx) {
     const p = pkiPaths(ctx.stateDir)
     if (ctx.dryRun && !fs.existsSync(p.caCert)) return true
-    await ensureCa(ctx.stateDir, ctx.topology.name)
+    await ensureCa(ctx.stateDir, ctx.plan.name)
     const host = ctx.self.name
     const pub = (await ctx.host.exec(sh`pki --pub --in ${keyFile(host)} --outform pem 2>/dev/null`)).stdout
     const current = await ctx.host.exec(sh`cat ${certFile(host)}`, { check: false })
     if (current.code === 0 && (await certStillGood(p, current.stdout, pub, host, 'certificate'))) return false
     if (ctx.dryRun) return true
-    const cert = await issueCert(p, ctx.topology.name, host, pub)
+    const cert = await issueCert(p, ctx.plan.name, host, pub)
     await ensureFileContent(ctx, { path: certFile(host), content: cert, mode: '0644' })
     return true
   },
@@ -114,7 +114,7 @@ const steps: Step[] = [
       'Ensure the lab CA certificate is trusted',
       {
         path: `${SWANCTL}/x509ca/lab-ca.pem`,
-        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name)).caCert, 'utf8'),
+        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.plan.name)).caCert, 'utf8'),
       },
       ['reload swanctl'],
     ),
@@ -125,7 +125,7 @@ const steps: Step[] = [
       'Ensure the current CRL is installed',
       {
         path: `${SWANCTL}/x509crl/lab.crl`,
-        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name)).crl, 'utf8'),
+        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.plan.name)).crl, 'utf8'),
       },
       ['reload swanctl'],
     ),
@@ -296,7 +296,7 @@ export const gateway: RoleModule = {
 
   /** The old server address: DNAT its ports to the host that now serves it. */
   nat(ctx) {
-    return ctx.topology.networks
+    return ctx.plan.networks
       .filter((n) => n.gateway === ctx.self.name && n.oldServer)
       .map((n) => {
         const o = n.oldServer!

@@ -4,8 +4,18 @@
 // re-provisioning.
 import { deviceKeys } from '../secrets.js'
 import type { RoleModule } from './types.js'
-import { MONITOR_PORTS, lanAddress } from './monitoring.js'
-import { CLIENT_CONTROL_PORT, devicesOf, json, serverUrl, serviceSteps } from './telemetry.js'
+import { clientOf } from '../plan.js'
+import { CLIENT_CONTROL_PORT, MONITOR_PORTS } from '../ports.js'
+import type { Context } from '../runner.js'
+import { json, serviceSteps } from './telemetry.js'
+
+/** This client in the plan: where it sends, and its devices. */
+function self(ctx: Context) {
+  const c = clientOf(ctx.plan, ctx.self.name)
+  if (!c?.url)
+    throw new Error(`${ctx.self.name} has nowhere to send readings: give its LAN an old_server, or add a proxy`)
+  return c
+}
 
 const client = serviceSteps({
   service: 'client',
@@ -18,15 +28,15 @@ const client = serviceSteps({
       notify: 'restart lab-client.service',
       content: (ctx) =>
         json({
-          url: serverUrl(ctx.topology, ctx.self),
-          intervalMs: ctx.topology.telemetry.intervalMs,
+          url: self(ctx).url,
+          intervalMs: ctx.plan.telemetry.intervalMs,
           concurrency: 4,
-          batch: ctx.topology.telemetry.batch,
-          outboxMaxMb: ctx.topology.telemetry.outboxMaxMb,
+          batch: ctx.plan.telemetry.batch,
+          outboxMaxMb: ctx.plan.telemetry.outboxMaxMb,
           stateDir: '/var/lib/lab-client',
           control: { address: '127.0.0.1', port: CLIENT_CONTROL_PORT },
           // GET /metrics only, on the LAN address: the monitor scrapes it through the tunnel.
-          metrics: { address: lanAddress(ctx.topology, ctx.self), port: MONITOR_PORTS.client },
+          metrics: { address: ctx.self.lanAddress, port: MONITOR_PORTS.client },
           devicesFile: '/etc/lab-client/devices.json',
         }),
     },
@@ -34,7 +44,7 @@ const client = serviceSteps({
       name: "Ensure this host's devices have their own keys (0600)",
       path: 'devices.json',
       notify: 'restart lab-client.service',
-      content: (ctx) => json(deviceKeys(ctx.stateDir, devicesOf(ctx.topology, ctx.self.name))),
+      content: (ctx) => json(deviceKeys(ctx.stateDir, self(ctx).devices)),
     },
   ],
 })

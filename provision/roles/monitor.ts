@@ -8,10 +8,11 @@ import { service, unitHandler } from '../modules/service.js'
 import type { Context } from '../runner.js'
 import { renderFile, templateText } from '../template.js'
 import type { RoleModule } from './types.js'
-import { MONITOR_PORTS, SCRAPE_INTERVAL_S, scrapeTargets } from './monitoring.js'
+import { MONITOR_PORTS } from '../ports.js'
+import { SCRAPE_INTERVAL_S } from './monitoring.js'
 
 export function prometheusConfig(ctx: Context): string {
-  const targets = scrapeTargets(ctx.topology)
+  const targets = ctx.plan.services.scrapeTargets
   const jobs = [...new Set(targets.map((x) => x.job))].map((job) => ({
     job,
     // One static_configs entry per target, so that each carries its host and role.
@@ -26,14 +27,14 @@ export function prometheusConfig(ctx: Context): string {
   }))
   return renderFile('monitor/prometheus.yml', {
     host: ctx.self.name,
-    lab: ctx.topology.name,
+    lab: ctx.plan.name,
     interval: SCRAPE_INTERVAL_S,
     jobs,
   })
 }
 
 /** The management network's address of the provisioning machine (lxc); on VMs, the libvirt network's. */
-const provisioner = (ctx: Context) => ctx.topology.networks.find((n) => n.kind === 'management')?.hostAddress
+const provisioner = (ctx: Context) => ctx.plan.networks.find((n) => n.kind === 'management')?.hostAddress
 
 export const monitor: RoleModule = {
   role: {

@@ -10,34 +10,18 @@ import type { Context } from '../runner.js'
 import { renderFile } from '../template.js'
 import type { RoleModule } from './types.js'
 import { MAX_BATCH_BYTES, MAX_BATCH_READINGS } from '../../services/lib/reading.js'
-import { MONITOR_PORTS } from './monitoring.js'
-import { ingestTlsName, serviceTlsSteps, tlsFiles } from './service-tls.js'
-import { MAX_BODY, PROXY_STATUS_PORT, backends, proxyAddress } from './telemetry.js'
+import { MONITOR_PORTS } from '../ports.js'
+import { serviceTlsSteps, tlsFiles } from './service-tls.js'
+import { MAX_BODY } from './telemetry.js'
 
-/** The IoT subnets whose old server address now leads to this host, and the ports. */
-export function servedOldServers(ctx: Context): { subnet: string; ports: number[] }[] {
-  return ctx.topology.networks
-    .filter((n) => n.oldServer?.host === ctx.self.name)
-    .map((n) => ({ subnet: n.cidr, ports: n.oldServer!.ports }))
-}
-
-/** The LANs this host is on (not management): where its status page may be read from. */
-const ownLans = (ctx: Context) =>
-  ctx.topology.networks
-    .filter((n) => n.kind === 'lan' && ctx.self.interfaces.some((i) => i.network === n.name))
-    .map((n) => n.cidr)
-
-/** Devices arrive on their old server's ports; 80 when no site forwards here. */
-function listenPorts(ctx: Context): number[] {
-  const ports = [...new Set(servedOldServers(ctx).flatMap((o) => o.ports))].sort((a, b) => a - b)
-  return ports.length ? ports : [80]
-}
+/** The proxy service in the plan (it exists wherever a proxy host is on a LAN). */
+const plannedProxy = (ctx: Context) => ctx.plan.services.proxy!
 
 export function nginxConf(ctx: Context): string {
-  const upstreams = backends(ctx.topology)
+  const upstreams = ctx.plan.services.backends.map(({ name, address, port }) => ({ name, address, port }))
   if (upstreams.length === 0)
     throw new Error('the topology has no backend on a network with the proxy: add a host with role backend')
-  const tls = ctx.topology.telemetry.cloudTls
+  const tls = ctx.plan.telemetry.cloudTls
   const f = tlsFiles(ctx.self.name)
   return renderFile('proxy/nginx.conf', {
     tls,
@@ -46,17 +30,17 @@ export function nginxConf(ctx: Context): string {
     tls_key: f.key,
     tls_ca: f.ca,
     tls_crl: f.crl,
-    tls_name: ingestTlsName(ctx.topology),
+    tls_name: ctx.plan.services.ingestTlsName,
     host: ctx.self.name,
-    address: proxyAddress(ctx.topology)!,
-    ports: listenPorts(ctx),
+    address: plannedProxy(ctx).address,
+    ports: plannedProxy(ctx).ports,
     backends: upstreams,
     tries: upstreams.length,
     max_body: MAX_BODY,
     max_batch: `${MAX_BATCH_BYTES}`,
     batch_readings: MAX_BATCH_READINGS,
-    status_port: PROXY_STATUS_PORT,
-    status_allow: ownLans(ctx),
+    status_port: plannedProxy(ctx).statusPort,
+    status_allow: plannedProxy(ctx).statusFrom,
   })
 }
 
@@ -83,8 +67,8 @@ export const proxy: RoleModule = {
           content: (ctx) =>
             renderFile('monitor/nginx-exporter.default', {
               host: ctx.self.name,
-              status_port: PROXY_STATUS_PORT,
-              address: proxyAddress(ctx.topology)!,
+              status_port: plannedProxy(ctx).statusPort,
+              address: plannedProxy(ctx).address,
               port: MONITOR_PORTS.nginx,
             }),
         },
@@ -98,12 +82,13 @@ export const proxy: RoleModule = {
     ],
   },
   input: (ctx) => [
-    ...servedOldServers(ctx).map(
+    ...plannedProxy(ctx).devicesFrom.map(
       (s) =>
         `ip saddr ${s.subnet} tcp dport { ${s.ports.join(', ')} } accept comment "IoT devices, through the tunnel"`,
     ),
-    ...ownLans(ctx).map(
-      (lan) => `ip saddr ${lan} tcp dport ${PROXY_STATUS_PORT} accept comment "nginx status, from the cloud LAN"`,
+    ...plannedProxy(ctx).statusFrom.map(
+      (lan) =>
+        `ip saddr ${lan} tcp dport ${plannedProxy(ctx).statusPort} accept comment "nginx status, from the cloud LAN"`,
     ),
   ],
 }

@@ -1,7 +1,7 @@
 // The role modules by topology role. The base (common.ts) reads the host's role
 // module from here for its contributions (firewall rules, kernel settings); it is not
 // in the registry itself, so the two never import each other.
-import type { Role as RoleName } from '../topology.js'
+import type { Role as RoleName } from '../plan.js'
 import { backend } from './backend.js'
 import { db } from './db.js'
 import { gateway } from './gateway.js'

@@ -10,8 +10,8 @@ import { directory, ensureFileContent, file } from '../modules/file.js'
 import { certStillGood, ensureCa, ikeIdentity, issueServiceCert, pkiPaths, type CertInfo } from '../pki.js'
 import type { Context, Step } from '../runner.js'
 import { sh } from '../ssh.js'
-import { hostsWithRole, type Topology } from '../topology.js'
-import { DB } from './telemetry.js'
+import { hostsWithRole, type Plan } from '../plan.js'
+import { DB } from '../ports.js'
 
 export const TLS_DIR = '/etc/lab-tls'
 
@@ -26,22 +26,19 @@ export const tlsFiles = (host: string) => ({
 })
 
 /** A host's TLS identity: <host>.<lab>, its certificate's CN and first name. */
-export const tlsIdentity = (t: Topology, host: string) => ikeIdentity(t.name, host)
-/**
- * The one name nginx checks on every backend: it verifies a single proxy_ssl_name for
- * the whole upstream group, so each backend's certificate carries it besides its own.
- */
-export const ingestTlsName = (t: Topology) => `ingest.${t.name}`
+export const tlsIdentity = (t: Plan, host: string) => ikeIdentity(t.name, host)
 
 /** The roles that speak TLS inside the cloud. */
 export const TLS_ROLES = ['proxy', 'backend', 'db'] as const
 export const isServiceRole = (role: string) => (TLS_ROLES as readonly string[]).includes(role)
 
 /** The names and addresses in a host's certificate besides its identity. */
-export function altNames(t: Topology, host: string): string[] {
+export function altNames(t: Plan, host: string): string[] {
   const self = t.hosts.find((h) => h.name === host)!
   const lanAddresses = self.interfaces.filter((i) => i.network !== self.mgmt.network).map((i) => i.address)
-  if (self.role === 'backend') return [ingestTlsName(t), ...lanAddresses]
+  // nginx verifies a single proxy_ssl_name for the whole upstream group: each
+  // backend's certificate carries it besides its own.
+  if (self.role === 'backend') return [t.services.ingestTlsName, ...lanAddresses]
   return lanAddresses
 }
 
@@ -50,7 +47,7 @@ export function altNames(t: Topology, host: string): string[] {
  * PostgreSQL 15 compares the CN with the user under clientcert=verify-full (a name map
  * needs the cert method, which drops the password); OU says which backend it is.
  */
-export function subjectOf(t: Topology, host: string): string {
+export function subjectOf(t: Plan, host: string): string {
   const self = t.hosts.find((h) => h.name === host)!
   return self.role === 'backend'
     ? `O=${t.name}, OU=${tlsIdentity(t, host)}, CN=${DB.user}`
@@ -58,7 +55,7 @@ export function subjectOf(t: Topology, host: string): string {
 }
 
 /** The identities a backend admits as clients: the proxies'. */
-export const proxyIdentities = (t: Topology) => hostsWithRole(t, 'proxy').map((p) => tlsIdentity(t, p.name))
+export const proxyIdentities = (t: Plan) => hostsWithRole(t, 'proxy').map((p) => tlsIdentity(t, p.name))
 
 const certificateStep = (notify: string[]): Step => ({
   name: "Ensure the service certificate is from the services CA, for this host's own key, with its names, and not revoked",
@@ -66,15 +63,15 @@ const certificateStep = (notify: string[]): Step => ({
   async run(ctx) {
     const p = pkiPaths(ctx.stateDir, 'services')
     if (ctx.dryRun && !fs.existsSync(p.caCert)) return true
-    await ensureCa(ctx.stateDir, ctx.topology.name, 'services')
+    await ensureCa(ctx.stateDir, ctx.plan.name, 'services')
     const host = ctx.self.name
     const f = tlsFiles(host)
     const pub = (await ctx.host.exec(sh`openssl pkey -in ${f.key} -pubout`)).stdout
-    const names = [tlsIdentity(ctx.topology, host), ...altNames(ctx.topology, host)]
+    const names = [tlsIdentity(ctx.plan, host), ...altNames(ctx.plan, host)]
     const current = await ctx.host.exec(sh`cat ${f.cert}`, { check: false })
     const sameNames = (info: CertInfo) =>
       JSON.stringify([...info.altNames].sort()) === JSON.stringify([...new Set(names)].sort()) &&
-      info.subject === subjectOf(ctx.topology, host)
+      info.subject === subjectOf(ctx.plan, host)
     if (
       current.code === 0 &&
       current.stdout.includes('BEGIN CERTIFICATE') &&
@@ -82,7 +79,7 @@ const certificateStep = (notify: string[]): Step => ({
     )
       return false
     if (ctx.dryRun) return true
-    const cert = await issueServiceCert(p, ctx.topology.name, host, pub, subjectOf(ctx.topology, host), names.slice(1))
+    const cert = await issueServiceCert(p, ctx.plan.name, host, pub, subjectOf(ctx.plan, host), names.slice(1))
     await ensureFileContent(ctx, { path: f.cert, content: cert, mode: '0644' })
     return true
   },
@@ -102,7 +99,7 @@ export function serviceTlsSteps(owner: string, notify: string[]): Step[] {
       {
         path: SERVICES_CA,
         content: async (ctx) =>
-          fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).caCert, 'utf8'),
+          fs.readFileSync((await ensureCa(ctx.stateDir, ctx.plan.name, 'services')).caCert, 'utf8'),
       },
       notify,
     ),
@@ -110,8 +107,7 @@ export function serviceTlsSteps(owner: string, notify: string[]): Step[] {
       "Ensure the services CA's current CRL is installed",
       {
         path: SERVICES_CRL,
-        content: async (ctx) =>
-          fs.readFileSync((await ensureCa(ctx.stateDir, ctx.topology.name, 'services')).crl, 'utf8'),
+        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.plan.name, 'services')).crl, 'utf8'),
       },
       notify,
     ),

@@ -6,7 +6,7 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { provision } from '../../provision/run.js'
 import { summarize } from '../../provision/report.js'
-import type { Topology } from '../../provision/topology.js'
+import type { Plan } from '../../provision/plan.js'
 import { boxName } from '../lib/box.js'
 import { labDown, labUp } from '../lib/lab.js'
 import { cacheDir, repoRoot, stateDir } from '../../provision/paths.js'
@@ -20,7 +20,7 @@ export interface BringUp {
 }
 
 export async function reprovisionBench(
-  topology: Topology,
+  plan: Plan,
   runs: number,
   log: (m: string) => void,
 ): Promise<Pick<BringUp, 'reprovision_s' | 'reprovision_changed'>> {
@@ -28,7 +28,7 @@ export async function reprovisionBench(
   let changed = 0
   for (let i = 0; i < runs; i++) {
     const t0 = Date.now()
-    const recaps = await provision({ topology, repoRoot, stateDir })
+    const recaps = await provision({ plan, repoRoot, stateDir })
     const s = summarize(recaps)
     secs.push((Date.now() - t0) / 1000)
     changed += s.changed

@@ -8,7 +8,7 @@ export type CpuSample = Map<string, number>
 export async function cpuSample(lab: BenchLab): Promise<CpuSample> {
   const out = new Map<string, number>()
   await Promise.all(
-    lab.topology.hosts.map(async (h) => {
+    lab.plan.hosts.map(async (h) => {
       // utime + stime of every process, in clock ticks (1/100 s): finer than ps.
       const r = await lab.sh(h.name, 'cat /proc/[0-9]*/stat 2>/dev/null')
       for (const line of r.stdout.trim().split('\n')) {

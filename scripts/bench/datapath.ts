@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { addressOn, hostsWithRole } from '../../provision/topology.js'
+import { hostsWithRole } from '../../provision/plan.js'
 import { repoRoot, topologyFile } from '../../provision/paths.js'
 import type { BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
@@ -22,7 +22,7 @@ export interface DatapathFigures {
 }
 
 async function reprovisionGateways(lab: BenchLab, mode: 'auto' | 'libipsec'): Promise<void> {
-  const gateways = hostsWithRole(lab.topology, 'gateway').map((h) => h.name)
+  const gateways = hostsWithRole(lab.plan, 'gateway').map((h) => h.name)
   await run(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), ['provision/cli.ts', ...gateways], {
     cwd: repoRoot,
     env: { ...process.env, LAB_TOPOLOGY: topologyFile, LAB_IPSEC_MODE: mode },
@@ -46,7 +46,7 @@ export async function datapathBench(
   accel: string,
   log: (m: string) => void,
 ): Promise<DatapathFigures | undefined> {
-  const t = lab.topology
+  const t = lab.plan
   const tunnel = t.vpn?.tunnels[0]
   if (!tunnel) return undefined
   const modes = await Promise.all(
@@ -58,7 +58,7 @@ export async function datapathBench(
   }
   const [client] = hostsWithRole(t, 'iot-client')
   const [proxy] = hostsWithRole(t, 'proxy')
-  const proxyAddr = addressOn(proxy, t.networks.find((n) => n.gateway === tunnel.hub)!.name)!
+  const proxyAddr = proxy.addresses[t.networks.find((n) => n.gateway === tunnel.hub)!.name]
   await lab.allow(proxy.name, `ip saddr { ${tunnel.siteSubnets.join(', ')} } tcp dport 5201 accept`)
   await lab.allow(tunnel.hub, `ip saddr ${tunnel.siteAddress} tcp dport 5201 accept`)
   const kernel: number[] = []

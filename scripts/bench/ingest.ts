@@ -5,11 +5,10 @@ import { bundle } from '../../services/build.js'
 import type { LoadResult } from '../../services/client/loadgen.js'
 import { deviceKeys } from '../../provision/secrets.js'
 import { summarize as recapOf } from '../../provision/report.js'
-import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
+import { MONITOR_PORTS } from '../../provision/ports.js'
 import { isServiceRole, tlsFiles } from '../../provision/roles/service-tls.js'
-import { backends, serverUrl } from '../../provision/roles/telemetry.js'
 import { provision } from '../../provision/run.js'
-import { benchDeviceIds, hostsWithRole } from '../../provision/topology.js'
+import { benchDeviceIds, clientOf, hostsWithRole, withCloudTls } from '../../provision/plan.js'
 import { repoRoot, stateDir } from '../../provision/paths.js'
 import { cpuSample, cpuUse } from './cpu.js'
 import { BENCH_DIR, type BenchLab } from './lab.js'
@@ -59,7 +58,7 @@ export function prepare(lab: BenchLab, host: string, devices: number): Promise<P
   let p = cache.get(key)
   if (!p) {
     p = (async () => {
-      const ids = benchDeviceIds(lab.topology).slice(0, devices)
+      const ids = benchDeviceIds(lab.plan).slice(0, devices)
       if (ids.length < devices)
         throw new Error(`the topology has ${ids.length} bench devices (telemetry.bench_devices); asked for ${devices}`)
       const code = await lab.put(host, 'lab-loadgen.cjs', await bundle('loadgen'))
@@ -72,7 +71,7 @@ export function prepare(lab: BenchLab, host: string, devices: number): Promise<P
 }
 
 async function storedSince(lab: BenchLab, base: number): Promise<number> {
-  const [db] = hostsWithRole(lab.topology, 'db')
+  const [db] = hostsWithRole(lab.plan, 'db')
   const out = await lab.must(db.name, 'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry', {
     stdin: `SELECT count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000};`,
   })
@@ -143,7 +142,7 @@ export interface Tuning {
 }
 
 async function setBatching(lab: BenchLab, batch: { maxBatch: number; maxInFlight: number } | 'provisioned') {
-  for (const b of backends(lab.topology)) {
+  for (const b of lab.plan.services.backends) {
     const saved = `${BENCH_DIR}/ingest-config.provisioned`
     if ((await lab.sh(b.name, `test -e ${saved}`)).code !== 0) {
       await lab.put(b.name, 'ingest-config.provisioned', '')
@@ -220,7 +219,7 @@ export async function uploadAB(
   o: LoadOptions,
   log: (m: string) => void,
 ): Promise<Tuning> {
-  const batch = lab.topology.telemetry.batch > 1 ? lab.topology.telemetry.batch : 100
+  const batch = lab.plan.telemetry.batch > 1 ? lab.plan.telemetry.batch : 100
   const runs = { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }
   log(`Upload, side by side: one reading per request and batches of ${batch}, ${o.runs} alternating runs each`)
   const prepared = await prepare(lab, spec.from, o.devices)
@@ -245,11 +244,9 @@ export async function uploadAB(
  * a provision of the proxy, backends and database with the topology so changed.
  */
 async function setCloudTls(lab: BenchLab, on: boolean) {
-  const t = lab.topology
+  const t = lab.plan
   const only = t.hosts.filter((h) => isServiceRole(h.role)).map((h) => h.name)
-  const s = recapOf(
-    await provision({ topology: { ...t, telemetry: { ...t.telemetry, cloudTls: on } }, only, repoRoot, stateDir }),
-  )
+  const s = recapOf(await provision({ plan: withCloudTls(t, on), only, repoRoot, stateDir }))
   if (s.failed + s.unreachable)
     throw new Error(`provisioning ${only.join(', ')} with cloud_tls ${on} failed: run \`npm run provision\` to see why`)
   // Until every backend answers its health check through nginx again.
@@ -257,7 +254,7 @@ async function setCloudTls(lab: BenchLab, on: boolean) {
   const [client] = hostsWithRole(t, 'iot-client')
   await lab.must(
     proxy.name,
-    `for i in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:${new URL(serverUrl(t, client)).port || 80}/healthz && exit 0; sleep 0.2; done; echo 'no backend healthy through nginx' >&2; exit 1`,
+    `for i in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:${new URL(clientOf(t, client.name)!.url).port || 80}/healthz && exit 0; sleep 0.2; done; echo 'no backend healthy through nginx' >&2; exit 1`,
   )
 }
 
@@ -276,7 +273,7 @@ export async function cloudTlsAB(
     `TLS inside the cloud, side by side: plain and mutual TLS (nginx to the backends, the backends to PostgreSQL), ${o.runs} alternating runs each`,
   )
   const prepared = await prepare(lab, spec.from, o.devices)
-  let now = lab.topology.telemetry.cloudTls
+  let now = lab.plan.telemetry.cloudTls
   try {
     for (let i = 0; i < o.runs; i++) {
       for (const mode of ['off', 'on'] as const) {
@@ -287,7 +284,7 @@ export async function cloudTlsAB(
     }
   } finally {
     // Back to what the topology says, whatever happened.
-    if (now !== lab.topology.telemetry.cloudTls) await setCloudTls(lab, lab.topology.telemetry.cloudTls)
+    if (now !== lab.plan.telemetry.cloudTls) await setCloudTls(lab, lab.plan.telemetry.cloudTls)
   }
   return {
     name: 'TLS inside the cloud',
@@ -299,8 +296,8 @@ export async function cloudTlsAB(
 
 /** nginx with only the first k backends in use (the others marked down), for the scaling curve. */
 export async function withBackends<T>(lab: BenchLab, k: number, fn: () => Promise<T>): Promise<T> {
-  const [proxy] = hostsWithRole(lab.topology, 'proxy')
-  const all = backends(lab.topology)
+  const [proxy] = hostsWithRole(lab.plan, 'proxy')
+  const all = lab.plan.services.backends
   if (k >= all.length) return fn()
   // The provisioned file is kept byte for byte on the host (SSH output is trimmed).
   const saved = await lab.put(proxy.name, 'nginx.conf.provisioned', '')
@@ -325,12 +322,12 @@ export async function withBackends<T>(lab: BenchLab, k: number, fn: () => Promis
 }
 
 export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string) => void) {
-  const t = lab.topology
+  const t = lab.plan
   const [client] = hostsWithRole(t, 'iot-client')
   const [proxy] = hostsWithRole(t, 'proxy')
-  const ups = backends(t)
+  const ups = t.services.backends
   const one = ups[0]
-  const url = serverUrl(t, client)
+  const url = clientOf(t, client.name)!.url
   const scenarios: Scenario[] = []
 
   log(

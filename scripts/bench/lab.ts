@@ -3,16 +3,16 @@
 // for a measurement (tagged, removed after, and removed first if a killed run left
 // any), and the IoT client paused so that its stream does not blur the figures.
 import { connectHosts, type Hosts } from '../../provision/hosts.js'
-import { CLIENT_CONTROL_PORT } from '../../provision/roles/telemetry.js'
+import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import { shellQuote as q, type ExecResult } from '../../provision/ssh.js'
-import type { Topology } from '../../provision/topology.js'
+import type { Plan } from '../../provision/plan.js'
 import { repoRoot } from '../../provision/paths.js'
 
 export const BENCH_DIR = '/run/lab-bench'
 const TAG = 'lab-bench: temporary'
 
 export interface BenchLab {
-  topology: Topology
+  plan: Plan
   sh(host: string, cmd: string, opts?: { stdin?: string; timeoutMs?: number }): Promise<ExecResult>
   /** Run and fail loudly on a non-zero exit. */
   must(host: string, cmd: string, opts?: { stdin?: string }): Promise<string>
@@ -22,8 +22,8 @@ export interface BenchLab {
   close(): Promise<void>
 }
 
-export async function openBenchLab(topology: Topology): Promise<BenchLab> {
-  const hosts: Hosts = await connectHosts(topology.hosts, repoRoot)
+export async function openBenchLab(plan: Plan): Promise<BenchLab> {
+  const hosts: Hosts = await connectHosts(plan.hosts, repoRoot)
   const touched = new Set<string>()
   const sh = (host: string, cmd: string, opts: { stdin?: string } = {}) =>
     hosts.get(host).exec(cmd, { check: false, ...opts })
@@ -40,11 +40,11 @@ export async function openBenchLab(topology: Topology): Promise<BenchLab> {
       host,
       `nft -a list chain inet lab input 2>/dev/null | awk '/${TAG}/ {print $NF}' | while read h; do nft delete rule inet lab input handle "$h"; done`,
     )
-  for (const h of topology.hosts) await removeRules(h.name)
-  const clients = topology.hosts.filter((h) => h.role === 'iot-client').map((h) => h.name)
+  for (const h of plan.hosts) await removeRules(h.name)
+  const clients = plan.hosts.filter((h) => h.role === 'iot-client').map((h) => h.name)
   for (const c of clients) await sh(c, `curl -s -m 5 -X POST http://127.0.0.1:${CLIENT_CONTROL_PORT}/pause >/dev/null`)
   return {
-    topology,
+    plan,
     sh,
     must,
     async put(host, name, content) {

@@ -2,7 +2,7 @@
 // disk, by how many readings share one append (the client puts all its devices'
 // readings of one interval in one append).
 import { bundle } from '../../services/build.js'
-import { hostsWithRole } from '../../provision/topology.js'
+import { hostsWithRole } from '../../provision/plan.js'
 import type { BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
 
@@ -18,7 +18,7 @@ export async function outboxBench(
   seconds: number,
   log: (m: string) => void,
 ): Promise<OutboxFigures[]> {
-  const [client] = hostsWithRole(lab.topology, 'iot-client')
+  const [client] = hostsWithRole(lab.plan, 'iot-client')
   const code = await lab.put(client.name, 'lab-outbox-bench.cjs', await bundle('outbox-bench'))
   // On the disk the outbox uses (not /run, a tmpfs where fsync costs nothing).
   const dir = '/var/lib/lab-bench-outbox'

@@ -2,7 +2,7 @@
 // proxy) and between the same gateways over the simulated internet without it (the
 // link the tunnel rides on), and what one core can encrypt with the tunnel's AEAD
 // (openssl speed), so the report can say what fraction of the limit the tunnel reaches.
-import { addressOn, hostsWithRole } from '../../provision/topology.js'
+import { hostsWithRole } from '../../provision/plan.js'
 import type { BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
 
@@ -39,12 +39,12 @@ export async function tunnelBench(
   seconds: number,
   log: (m: string) => void,
 ): Promise<TunnelFigures> {
-  const t = lab.topology
+  const t = lab.plan
   const tunnel = t.vpn?.tunnels[0]
   if (!tunnel) throw new Error('the topology has no VPN tunnel to measure')
   const [client] = hostsWithRole(t, 'iot-client')
   const [proxy] = hostsWithRole(t, 'proxy')
-  const proxyAddr = addressOn(proxy, t.networks.find((n) => n.gateway === tunnel.hub)!.name)!
+  const proxyAddr = proxy.addresses[t.networks.find((n) => n.gateway === tunnel.hub)!.name]
   const iotLans = tunnel.siteSubnets
   await lab.allow(proxy.name, `ip saddr { ${iotLans.join(', ')} } tcp dport ${PORT} accept`)
   await lab.allow(tunnel.hub, `ip saddr ${tunnel.siteAddress} tcp dport ${PORT} accept`)

@@ -5,7 +5,7 @@
 // and a time limit.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
-import type { Topology } from '../../provision/topology.js'
+import type { Plan } from '../../provision/plan.js'
 import { connect, deviceOf, linkName, type Link } from './links.js'
 import { runningProviders } from './providers.js'
 
@@ -77,7 +77,7 @@ async function vethOf(link: Extract<Link, { kind: 'interface' }>): Promise<strin
  * onLine (printed captures); -w writes the pcap. Returns tcpdump's summary.
  */
 export async function capture(
-  t: Topology,
+  t: Plan,
   link: Link,
   o: CaptureOptions,
   onLine: (l: string) => void,

@@ -2,7 +2,7 @@
 // their CIDRs, each host as a box with its role and addresses joined to the networks it
 // is on, the tunnels between gateways; coloured by live state when the lab runs (the
 // monitor's view, else Vagrant's), from topology.yaml alone when it does not.
-import type { Topology } from '../../provision/topology.js'
+import type { Plan } from '../../provision/plan.js'
 
 export type State = 'up' | 'down' | 'unknown'
 export interface Live {
@@ -15,7 +15,7 @@ const COLORS: Record<State, string> = { up: '#c8e6c9', down: '#ffcdd2', unknown:
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 
 /** Pure: the SVG text (unit-tested). */
-export function graphSvg(t: Topology, live?: Live): string {
+export function graphSvg(t: Plan, live?: Live): string {
   const nets = t.networks.filter((n) => n.kind !== 'management')
   const W = 260,
     H = 74,
@@ -27,7 +27,7 @@ export function graphSvg(t: Topology, live?: Live): string {
   // Hosts on one network sit under its line; hosts on two (gateways) between them.
   const placed: { name: string; x: number; y: number }[] = []
   const column = new Map<string, number>()
-  const hostNets = (h: Topology['hosts'][number]) => h.interfaces.map((i) => i.network).filter((n) => netY.has(n))
+  const hostNets = (h: Plan['hosts'][number]) => h.interfaces.map((i) => i.network).filter((n) => netY.has(n))
   for (const h of t.hosts) {
     const ns = hostNets(h)
     if (ns.length === 0) continue

@@ -9,7 +9,7 @@ import { parseRawSas } from '../../services/lib/swanctl.js'
 import { SshHost } from '../../provision/ssh.js'
 import { recapText, summarize } from '../../provision/report.js'
 import type { Reporter } from '../../provision/runner.js'
-import { loadTopology, managementNetwork, type Topology } from '../../provision/topology.js'
+import { loadPlan, managementNetwork, plannedProviders, type Plan } from '../../provision/plan.js'
 import { boxName, ensureBox, installedBoxes } from './box.js'
 import {
   domainExists,
@@ -26,12 +26,13 @@ import {
   removeMgmtNetwork,
   runningLabDaemons,
   stopLabDaemons,
-  vmAccel,
 } from './libvirt.js'
+import { vmAccel } from '../../provision/providers.js'
 import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from './lxc.js'
 import { existingBridges, networksDown, networksUp } from './network.js'
 import { repoRoot, stateDir, topologyFile } from '../../provision/paths.js'
-import { hostsOf, planProviders, providerSummary, runningProviders, type Provider } from './providers.js'
+import { hostsOf, providerSummary, runningProviders } from './providers.js'
+import type { Provider } from '../../provision/providers.js'
 import { ensureRequirements, LIBVIRT_REQUIREMENTS, LXC_REQUIREMENTS } from './system.js'
 import { knownMachines, machineStates } from './vagrant.js'
 import { ensureVmBox } from './vm-box.js'
@@ -93,7 +94,7 @@ type Timed = <T>(key: string, title: string, fn: () => Promise<T>) => Promise<T>
  */
 export async function prepare(providers: Provider[], log: Log = console.log, timed?: Timed): Promise<void> {
   const step: Timed = timed ?? ((_k, title, fn) => phase(log, title, fn))
-  const topology = loadTopology(topologyFile)
+  const plan = loadPlan(topologyFile)
   const want = new Set(providers)
   if (want.has('virtualbox')) {
     // VirtualBox brings its own internal networks; its box is not built here, and
@@ -128,7 +129,7 @@ export async function prepare(providers: Provider[], log: Log = console.log, tim
     await step('libvirt', 'Starting libvirt (daemons, storage pool)', async () => {
       await ensureLibvirtDaemons(log)
       await ensureStoragePool(log)
-      await removeStaleDomains(topology, new Set(knownMachines('libvirt').values()), log)
+      await removeStaleDomains(plan, new Set(knownMachines('libvirt').values()), log)
     })
   }
   if (vms)
@@ -140,11 +141,11 @@ export async function prepare(providers: Provider[], log: Log = console.log, tim
   if (want.has('lxc')) {
     await step('box', `Ensuring the lxc box ${boxName()} (built once, then cached)`, () => ensureBox(log))
     await step('stale', 'Removing stale lab resources', async () => {
-      await removeStaleContainers(topology, boxName(), log)
-      await removeLeftovers(topology, log)
+      await removeStaleContainers(plan, boxName(), log)
+      await removeLeftovers(plan, log)
     })
   }
-  await step('networks', 'Creating the lab networks', () => networksUp(topology, log, { libvirtMgmt }))
+  await step('networks', 'Creating the lab networks', () => networksUp(plan, log, { libvirtMgmt }))
 }
 
 /**
@@ -178,25 +179,25 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
     seconds[key] = (seconds[key] ?? 0) + (Date.now() - t0) / 1000
     return r
   }
-  const topology = loadTopology(topologyFile)
-  const plan = planProviders(topology)
-  const providers = [...new Set(Object.values(plan.providers))]
+  const plan = loadPlan(topologyFile)
+  const planned = plannedProviders(plan)
+  const providers = [...new Set(Object.values(planned))]
   log(
-    `Lab "${topology.name}": ${topology.hosts.length} hosts on ${topology.networks.length} networks, provider ${providerSummary(providers)} (${plan.reason})`,
+    `Lab "${plan.name}": ${plan.hosts.length} hosts on ${plan.networks.length} networks, provider ${providerSummary(providers)} (${plan.providerReason})`,
   )
   // A host that exists with another provider than planned is remade.
-  const moved = [...runningProviders()].filter(([h, p]) => plan.providers[h] && plan.providers[h] !== p).map(([h]) => h)
+  const moved = [...runningProviders()].filter(([h, p]) => planned[h] && planned[h] !== p).map(([h]) => h)
   if (moved.length)
     await timed('vagrant_destroy', `vagrant destroy -f ${moved.join(' ')} (they change provider)`, () =>
       destroy(moved, log),
     )
   // The management bridge becomes libvirt's network when the lab gets VMs (or libvirt
   // is installed): containers on a plain bridge of that name are remade on the new one.
-  const mgmt = managementNetwork(topology).bridge
+  const mgmt = managementNetwork(plan).bridge
   if (
     (providers.includes('libvirt') || (await libvirtAvailable())) &&
     fs.existsSync(`/sys/class/net/${mgmt}`) &&
-    !(await mgmtNetworkDefined(topology))
+    !(await mgmtNetworkDefined(plan))
   ) {
     const onPlain = hostsOf(runningProviders(), 'lxc')
     if (onPlain.length)
@@ -211,8 +212,8 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
   // Vagrantfile need not prepare again.
   const order: Provider[] = ['libvirt', 'virtualbox', 'lxc']
   for (const p of order.filter((x) => providers.includes(x))) {
-    const hosts = hostsOf(plan.providers, p)
-    const all = hosts.length === topology.hosts.length
+    const hosts = hostsOf(planned, p)
+    const all = hosts.length === plan.hosts.length
     await timed('vagrant_up', `vagrant up --provider=${p}${all ? '' : ` ${hosts.join(' ')}`}`, () =>
       vagrant(['up', `--provider=${p}`, ...(all ? [] : hosts)], log, { LAB_PREPARED: '1' }),
     )
@@ -223,7 +224,7 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
       if (r.status === 'failed') log(`    ${host}: ${kind} "${r.name}" failed: ${r.error}`)
     }
     const recaps = await timed('provision', 'Provisioning every host', () =>
-      provision({ topology, repoRoot, stateDir, report: failures }),
+      provision({ plan, repoRoot, stateDir, report: failures }),
     )
     log(recapText(recaps, false))
     const s = summarize(recaps)
@@ -233,32 +234,32 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
       )
     changed = s.changed
   }
-  log(await statusText(topology))
+  log(await statusText(plan))
   return { seconds, provider: providerSummary(providers), changed }
 }
 
 export async function labDown(log: Log = console.log): Promise<void> {
-  const topology = loadTopology(topologyFile)
+  const plan = loadPlan(topologyFile)
   await phase(log, 'vagrant destroy -f', () => destroy([], log))
   if (process.getuid?.() === 0) {
     await phase(log, "Removing the lab's containers, VMs, networks and leftovers", async () => {
-      await removeStaleContainers(topology, '', log) // '' matches no box: every container left goes
-      await removeLeftovers(topology, log)
-      await removeLabDomains(topology, log)
-      await removeLabVolumes(topology, log)
-      await removeMgmtNetwork(topology, log)
+      await removeStaleContainers(plan, '', log) // '' matches no box: every container left goes
+      await removeLeftovers(plan, log)
+      await removeLabDomains(plan, log)
+      await removeLabVolumes(plan, log)
+      await removeMgmtNetwork(plan, log)
       await clearAllImpairments(log)
-      await networksDown(topology, log)
+      await networksDown(plan, log)
       await stopLabDaemons(log)
     })
   }
-  const remaining = await labRemnants(topology)
+  const remaining = await labRemnants(plan)
   if (remaining.length) throw new Error(`the lab left behind:\n  ${remaining.join('\n  ')}`)
   log('Nothing of the lab is left on this machine.')
 }
 
 /** Everything of the lab still on this machine (empty after `lab down`). */
-export async function labRemnants(t: Topology): Promise<string[]> {
+export async function labRemnants(t: Plan): Promise<string[]> {
   const { cgroups, mounts } = leftovers(t)
   return [
     ...labContainers(t).map((c) => `container ${c}`),
@@ -274,8 +275,8 @@ export async function labRemnants(t: Topology): Promise<string[]> {
 }
 
 /** Each gateway's IPsec data path and its tunnels' state, read over SSH. */
-async function ipsecStatus(topology: Topology, states: Map<string, string>): Promise<Map<string, string>> {
-  const gateways = topology.hosts.filter((h) => h.role === 'gateway' && states.get(h.name) === 'running')
+async function ipsecStatus(plan: Plan, states: Map<string, string>): Promise<Map<string, string>> {
+  const gateways = plan.hosts.filter((h) => h.role === 'gateway' && states.get(h.name) === 'running')
   const out = new Map<string, string>()
   if (gateways.length === 0) return out
   const inv = await vagrantInventory(gateways, repoRoot)
@@ -305,13 +306,13 @@ async function ipsecStatus(topology: Topology, states: Map<string, string>): Pro
   return out
 }
 
-export async function statusText(topology: Topology): Promise<string> {
+export async function statusText(plan: Plan): Promise<string> {
   const states = await machineStates()
-  const ipsec = await ipsecStatus(topology, states)
+  const ipsec = await ipsecStatus(plan, states)
   const providers = runningProviders()
   const accel = vmAccel()
   const providerCell = (p: Provider | undefined) => (p === 'libvirt' ? `libvirt (${accel.accel})` : (p ?? '-'))
-  const rows = topology.hosts.map((h) => [
+  const rows = plan.hosts.map((h) => [
     h.name,
     h.role,
     providerCell(providers.get(h.name)),
@@ -335,5 +336,5 @@ export async function statusText(topology: Topology): Promise<string> {
   const impairments = impaired.length
     ? `\nLink impairments (npm run lab:impair -- LINK --clear): ${impaired.map((i) => `${i.link} ${i.loss}% loss${i.delayMs ? ` ${i.delayMs} ms delay` : ''}`).join(', ')}`
     : ''
-  return ['', fmt(head), ...rows.map(fmt)].join('\n') + impairments + (running ? watchText(await watch(topology)) : '')
+  return ['', fmt(head), ...rows.map(fmt)].join('\n') + impairments + (running ? watchText(await watch(plan)) : '')
 }

@@ -6,41 +6,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
 import { formatAddress, mask } from '../../provision/lib/ipv4.js'
-import type { Topology } from '../../provision/topology.js'
+import type { Plan } from '../../provision/plan.js'
 
 const q = { quiet: true, nothrow: true }
-
-export interface Accel {
-  accel: 'kvm' | 'tcg'
-  cpu: string
-  why?: string
-}
-
-/**
- * KVM where the processor really offers it, else QEMU's emulation (TCG). /dev/kvm alone
- * proves nothing: on our build machines it exists (a paravirtual KVM for specially
- * built guests) but a Debian kernel hangs on it before its first line, and the CPU has
- * no vmx/svm flag. LAB_VM_ACCEL=kvm|tcg overrides.
- */
-export function vmAccel(
-  env = process.env,
-  cpuinfo = readOr('/proc/cpuinfo'),
-  kvmDevice = fs.existsSync('/dev/kvm'),
-): Accel {
-  const wanted = env.LAB_VM_ACCEL
-  if (wanted && wanted !== 'kvm' && wanted !== 'tcg')
-    throw new Error(`LAB_VM_ACCEL=${wanted} is not known: use kvm or tcg`)
-  const hw = /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo)
-  if (wanted === 'kvm' || (!wanted && kvmDevice && hw)) return { accel: 'kvm', cpu: 'host' }
-  const why =
-    wanted === 'tcg'
-      ? 'LAB_VM_ACCEL=tcg'
-      : !kvmDevice
-        ? 'no /dev/kvm'
-        : 'the processor has no vmx/svm, so /dev/kvm cannot run a stock guest kernel'
-  // Under emulation qemu64 is faster than `max`: AVX2 and friends are costly to emulate.
-  return { accel: 'tcg', cpu: 'qemu64', why: `emulation, slow: ${why}` }
-}
 
 function readOr(file: string): string {
   try {
@@ -147,14 +115,14 @@ export async function ensureStoragePool(log: (m: string) => void): Promise<void>
 }
 
 /** A stable MAC per host for its management NIC, so DHCP can give it the topology's address. */
-export function mgmtMac(t: Topology, host: string): string {
+export function mgmtMac(t: Plan, host: string): string {
   const h = t.hosts.find((x) => x.name === host)
   if (!h) throw new Error(`no host ${host}`)
   const [, , c, d] = h.mgmt.address.split('.').map(Number)
   return `52:54:00:1a:${c.toString(16).padStart(2, '0')}:${d.toString(16).padStart(2, '0')}`
 }
 
-export const mgmtNetworkName = (t: Topology) => t.networks.find((n) => n.kind === 'management')!.bridge
+export const mgmtNetworkName = (t: Plan) => t.networks.find((n) => n.kind === 'management')!.bridge
 
 /**
  * The management network as libvirt defines it: this machine's address, DHCP that
@@ -162,7 +130,7 @@ export const mgmtNetworkName = (t: Topology) => t.networks.find((n) => n.kind ==
  * isolated network: libvirt routes nothing out of it), ports isolated from each other.
  * Its bridge is the lab's management bridge; the lxc hosts of a mixed lab join it too.
  */
-export function mgmtNetworkXml(t: Topology, vmHosts: string[]): string {
+export function mgmtNetworkXml(t: Plan, vmHosts: string[]): string {
   const net = t.networks.find((n) => n.kind === 'management')!
   const mask = prefixToMask(net.prefix)
   const hosts = vmHosts.map((name) => {
@@ -193,7 +161,7 @@ export const prefixToMask = (prefix: number): string => formatAddress(mask(prefi
  * host entry missing from its DHCP is added live (`net-update`), never by recreating
  * the network under running VMs.
  */
-export async function ensureMgmtNetwork(t: Topology, vmHosts: string[], log: (m: string) => void): Promise<void> {
+export async function ensureMgmtNetwork(t: Plan, vmHosts: string[], log: (m: string) => void): Promise<void> {
   await ensureLibvirtDaemons(log)
   const name = mgmtNetworkName(t)
   const want = mgmtNetworkXml(t, vmHosts)
@@ -244,7 +212,7 @@ export async function ensureMgmtNetwork(t: Topology, vmHosts: string[], log: (m:
 }
 
 /** Remove the management network if libvirt has it. */
-export async function removeMgmtNetwork(t: Topology, log: (m: string) => void): Promise<void> {
+export async function removeMgmtNetwork(t: Plan, log: (m: string) => void): Promise<void> {
   const name = mgmtNetworkName(t)
   if ((await $(q)`virsh -c qemu:///system net-info ${name}`).exitCode !== 0) return
   log(`Removing libvirt network ${name}`)
@@ -269,7 +237,7 @@ async function libvirtReachable(): Promise<boolean> {
   return (await libvirtAvailable()) && (await libvirtdUp())
 }
 
-export async function mgmtNetworkDefined(t: Topology): Promise<boolean> {
+export async function mgmtNetworkDefined(t: Plan): Promise<boolean> {
   return (await libvirtReachable()) && (await virsh(['net-info', mgmtNetworkName(t)])).exitCode === 0
 }
 
@@ -279,7 +247,7 @@ export async function domainExists(uuid: string): Promise<boolean> {
 }
 
 /** The lab's VMs libvirt knows (vagrant-libvirt names them NAME-host). */
-export async function labDomains(t: Topology): Promise<string[]> {
+export async function labDomains(t: Plan): Promise<string[]> {
   if (!(await libvirtReachable())) return []
   return (await virsh(['list', '--all', '--name'])).stdout
     .split('\n')
@@ -288,7 +256,7 @@ export async function labDomains(t: Topology): Promise<string[]> {
 }
 
 /** The lab's volumes in the default pool: VM disks and the VM box's base image. */
-export async function labVolumes(t: Topology): Promise<string[]> {
+export async function labVolumes(t: Plan): Promise<string[]> {
   if (!(await libvirtReachable())) return []
   const r = await virsh(['vol-list', 'default'])
   if (r.exitCode !== 0) return []
@@ -305,14 +273,14 @@ async function removeDomain(d: string): Promise<void> {
   await virsh(['undefine', '--remove-all-storage', '--nvram', d])
 }
 
-export async function removeLabDomains(t: Topology, log: (m: string) => void): Promise<void> {
+export async function removeLabDomains(t: Plan, log: (m: string) => void): Promise<void> {
   for (const d of await labDomains(t)) {
     log(`Removing VM ${d}`)
     await removeDomain(d)
   }
 }
 
-export async function removeLabVolumes(t: Topology, log: (m: string) => void): Promise<void> {
+export async function removeLabVolumes(t: Plan, log: (m: string) => void): Promise<void> {
   for (const v of await labVolumes(t)) {
     log(`Removing volume ${v}`)
     await virsh(['vol-delete', '--pool', 'default', v])
@@ -324,7 +292,7 @@ export async function removeLabVolumes(t: Topology, log: (m: string) => void): P
  * session: CI runs in a fresh clone on the same machine) hold the lab's addresses on
  * its bridges: removed with their disks. vagrant-libvirt records a VM's UUID as its id.
  */
-export async function removeStaleDomains(t: Topology, known: Set<string>, log: (m: string) => void): Promise<string[]> {
+export async function removeStaleDomains(t: Plan, known: Set<string>, log: (m: string) => void): Promise<string[]> {
   const removed: string[] = []
   for (const d of await labDomains(t)) {
     const uuid = (await virsh(['domuuid', d])).stdout.trim()

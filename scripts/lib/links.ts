@@ -4,14 +4,14 @@
 // names the argument and what would be right.
 import { vagrantInventory } from '../../provision/inventory.js'
 import { SshHost } from '../../provision/ssh.js'
-import type { Host, Network, Topology } from '../../provision/topology.js'
+import type { Host, Network, Plan } from '../../provision/plan.js'
 import { repoRoot } from '../../provision/paths.js'
 
 export type Link = { kind: 'network'; network: Network } | { kind: 'interface'; host: Host; network: Network }
 
 export class UsageError extends Error {}
 
-export function parseLink(t: Topology, arg: string | undefined, opts: { allowManagement?: boolean } = {}): Link {
+export function parseLink(t: Plan, arg: string | undefined, opts: { allowManagement?: boolean } = {}): Link {
   const networks = t.networks.map((n) => n.name)
   const usage = `a network (${networks.join(', ')}) or host:interface (e.g. ${t.hosts.find((h) => h.role === 'gateway')?.name ?? t.hosts[0].name}:${t.networks.find((n) => n.kind === 'wan')?.name ?? networks[0]})`
   if (!arg) throw new UsageError(`name the link: ${usage}`)

@@ -6,14 +6,14 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import type { Topology } from '../../provision/topology.js'
+import type { Plan } from '../../provision/plan.js'
 import { repoRoot } from '../../provision/paths.js'
 import { knownContainers } from './vagrant.js'
 
 const LXC_PATH = '/var/lib/lxc'
 const q = { quiet: true, nothrow: true }
 
-export function labContainers(t: Topology): string[] {
+export function labContainers(t: Plan): string[] {
   if (!fs.existsSync(LXC_PATH)) return []
   return fs
     .readdirSync(LXC_PATH)
@@ -45,7 +45,7 @@ export async function destroyContainer(name: string): Promise<void> {
 }
 
 /** Remove every lab container this clone cannot use; return what was removed and why. */
-export async function removeStaleContainers(t: Topology, box: string, log: (m: string) => void): Promise<string[]> {
+export async function removeStaleContainers(t: Plan, box: string, log: (m: string) => void): Promise<string[]> {
   const known = knownContainers()
   const byContainer = new Map([...known].map(([host, c]) => [c, host]))
   const removed: string[] = []
@@ -68,7 +68,7 @@ export async function removeStaleContainers(t: Topology, box: string, log: (m: s
 }
 
 /** cgroup folders and mounts that outlived the lab's containers. */
-export function leftovers(t: Topology): { cgroups: string[]; mounts: string[] } {
+export function leftovers(t: Plan): { cgroups: string[]; mounts: string[] } {
   const running = new Set(labContainers(t))
   const cgroups: string[] = []
   const root = '/sys/fs/cgroup'
@@ -90,7 +90,7 @@ export function leftovers(t: Topology): { cgroups: string[]; mounts: string[] } 
   return { cgroups, mounts }
 }
 
-export async function removeLeftovers(t: Topology, log: (m: string) => void): Promise<void> {
+export async function removeLeftovers(t: Plan, log: (m: string) => void): Promise<void> {
   const { cgroups, mounts } = leftovers(t)
   for (const m of mounts.reverse()) {
     log(`Unmounting ${m}`)

@@ -9,23 +9,23 @@
 // whatever net.ipv4.ip_forward says: the lab never reaches the uplink.
 import fs from 'node:fs'
 import { $ } from 'zx'
-import type { Topology } from '../../provision/topology.js'
+import type { Plan } from '../../provision/plan.js'
 import { ensureMgmtNetwork } from './libvirt.js'
 
 const q = { quiet: true }
 
-export function labBridges(t: Topology): string[] {
+export function labBridges(t: Plan): string[] {
   return t.networks.map((n) => n.bridge)
 }
 
 /** Bridges on this machine that belong to a lab of this name (current or stale). */
-export function existingBridges(t: Topology): string[] {
+export function existingBridges(t: Plan): string[] {
   return fs
     .readdirSync('/sys/class/net')
     .filter((n) => n.startsWith(`${t.name}-`) && fs.existsSync(`/sys/class/net/${n}/bridge`))
 }
 
-const guardTable = (t: Topology) => `${t.name}_guard`
+const guardTable = (t: Plan) => `${t.name}_guard`
 
 /**
  * The guard table. br_netfilter may be loaded (it is on the machines we build on), and
@@ -35,7 +35,7 @@ const guardTable = (t: Topology) => `${t.name}_guard`
  * management network even a same-bridge route is dropped: it would join two hosts
  * whose ports are isolated. Replaced atomically (add, delete, define in one batch).
  */
-export function forwardGuard(t: Topology): string {
+export function forwardGuard(t: Plan): string {
   const rules = t.networks.map((n) =>
     n.kind === 'management'
       ? `    iifname "${n.bridge}" counter drop comment "management joins no two hosts"\n    oifname "${n.bridge}" counter drop`
@@ -56,7 +56,7 @@ export function forwardGuard(t: Topology): string {
 }
 
 export async function networksUp(
-  t: Topology,
+  t: Plan,
   log: (m: string) => void = console.log,
   opts: { libvirtMgmt?: boolean } = {},
 ): Promise<void> {
@@ -91,7 +91,7 @@ export async function networksUp(
   await $({ ...q, input: forwardGuard(t) })`nft -f -`
 }
 
-export async function networksDown(t: Topology, log: (m: string) => void = console.log): Promise<void> {
+export async function networksDown(t: Plan, log: (m: string) => void = console.log): Promise<void> {
   for (const bridge of existingBridges(t)) {
     log(`Removing bridge ${bridge}`)
     await $(q)`ip link delete ${bridge}`

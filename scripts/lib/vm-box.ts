@@ -10,7 +10,7 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { boxPackages } from '../../provision/box-packages.js'
 import { debianSources, installedBoxes, SUITE, vagrantInsecureKey } from './box.js'
-import { vmAccel } from './libvirt.js'
+import { vmAccel } from '../../provision/providers.js'
 import { boxDir, cacheDir } from '../../provision/paths.js'
 
 const VM_DIR = path.join(boxDir, 'vm')

@@ -2,8 +2,7 @@
 // view, from Prometheus's HTTP API on the management network. Readings per second over
 // the last minute, the backlog and its oldest reading, each backend's share, the
 // tunnels' throughput, and the alerts firing. Says so plainly when there is no monitor.
-import { prometheusUrl } from '../../provision/roles/monitoring.js'
-import type { Topology } from '../../provision/topology.js'
+import type { Plan } from '../../provision/plan.js'
 
 export interface Watch {
   url: string
@@ -28,8 +27,8 @@ export async function query(url: string, expr: string, timeoutMs = 3000): Promis
   return body.data.result
 }
 
-export async function watch(topology: Topology): Promise<Watch | string> {
-  const url = prometheusUrl(topology)
+export async function watch(plan: Plan): Promise<Watch | string> {
+  const url = plan.services.monitor?.url
   if (!url) return 'Monitor: the topology has no host with role monitor.'
   const num = (s: Sample[]) => Number(s[0]?.value[1] ?? 0)
   const byHost = (s: Sample[]) => Object.fromEntries(s.map((x) => [x.metric.host, Number(x.value[1])]))
@@ -95,11 +94,11 @@ export function watchText(w: Watch | string): string {
 
 /** Live state for lab:graph: the monitor's view when it answers, else Vagrant's; undefined when nothing runs. */
 export async function liveState(
-  topology: Topology,
+  plan: Plan,
   states: Map<string, string>,
 ): Promise<import('./graph.js').Live | undefined> {
   if (![...states.values()].some((s) => s === 'running')) return undefined
-  const url = prometheusUrl(topology)
+  const url = plan.services.monitor?.url
   if (url) {
     try {
       const [up, tunnels] = await Promise.all([
@@ -107,7 +106,7 @@ export async function liveState(
         query(url, 'min by (conn) (lab_ipsec_child_sa_up)'),
       ])
       const hosts = new Map(
-        topology.hosts.map((h) => {
+        plan.hosts.map((h) => {
           const s = up.find((x) => x.metric.host === h.name)
           return [
             h.name,
@@ -126,7 +125,7 @@ export async function liveState(
   }
   return {
     source: 'Vagrant (the monitor does not answer)',
-    hosts: new Map(topology.hosts.map((h) => [h.name, states.get(h.name) === 'running' ? 'up' : 'down'] as const)),
+    hosts: new Map(plan.hosts.map((h) => [h.name, states.get(h.name) === 'running' ? 'up' : 'down'] as const)),
     tunnels: new Map(),
   }
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { CLIENT_CONTROL_PORT } from '../../provision/roles/telemetry.js'
+import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import type { BenchReport } from '../../scripts/bench/report.js'
 import { labCli, openLab } from '../lib/lab.js'
 import { clientStatus } from '../lib/telemetry.js'
@@ -33,7 +33,7 @@ if (lab) {
     const run = await labCli('scripts/bench.ts', ['--smoke', '--out', out])
     t.match(run.stdout, /Report: .*report\.md/)
     const r = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as BenchReport
-    const tls = lab.topology.telemetry.cloudTls
+    const tls = lab.plan.telemetry.cloudTls
     t.same(
       r.ingest.scenarios.map((s) => s.id),
       tls ? ['full', 'lan-direct'] : ['full', 'tunnel-direct', 'lan-direct'],
@@ -126,14 +126,14 @@ if (lab) {
       0,
       `the re-provision changed nothing${changes.length ? ` (${changes.join('; ')})` : ''}`,
     )
-    t.match(r.machine, { cores: os.cpus().length, hosts: lab.topology.hosts.length, ipsec_mode: /libipsec|kernel/ })
+    t.match(r.machine, { cores: os.cpus().length, hosts: lab.plan.hosts.length, ipsec_mode: /libipsec|kernel/ })
     t.match(fs.readFileSync(path.join(out, 'chart.svg'), 'utf8'), /<svg [^>]*>[\s\S]*<rect [\s\S]*<\/svg>/)
     t.match(
       fs.readFileSync(path.join(out, 'report.md'), 'utf8'),
       /## Ingest[\s\S]*!\[readings per second and latency\]\(chart\.svg\)[\s\S]*## Tunnel[\s\S]*## Bring-up/,
     )
 
-    for (const h of lab.topology.hosts) {
+    for (const h of lab.plan.hosts) {
       // The chain is read first (a failed nft is a failure, not "no rule"), then searched.
       const chain = await lab.sh(h.name, 'nft list chain inet lab input')
       t.equal(chain.code, 0, `${h.name}: its input chain is there to read`)

@@ -5,9 +5,10 @@
 // the log line that says why, and by a revocation and a reissue under a live stream
 // with every reading stored exactly once.
 import t from 'tap'
+import { clientOf } from '../../provision/plan.js'
 import { randomInt } from 'node:crypto'
-import { DB, backends, serverUrl } from '../../provision/roles/telemetry.js'
-import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
+import { DB } from '../../provision/ports.js'
+import { MONITOR_PORTS } from '../../provision/ports.js'
 import { tlsFiles, tlsIdentity } from '../../provision/roles/service-tls.js'
 import { isRevoked, issuedCert, certInfo, pkiPaths } from '../../provision/pki.js'
 import { dbPassword } from '../../provision/secrets.js'
@@ -35,12 +36,12 @@ if (opened) {
   const [client] = lab.byRole('iot-client')
   const [proxy] = lab.byRole('proxy')
   const [db] = lab.byRole('db')
-  const ups = backends(lab.topology)
+  const ups = lab.plan.services.backends
   const [b1] = ups
-  const cloud = lab.topology.networks.find(
+  const cloud = lab.plan.networks.find(
     (n) => n.kind === 'lan' && proxy.interfaces.some((i) => i.network === n.name),
   )!.name
-  const iot = lab.topology.networks.find(
+  const iot = lab.plan.networks.find(
     (n) => n.kind === 'lan' && client.interfaces.some((i) => i.network === n.name),
   )!.name
   const addr = (h: { interfaces: { network: string; address: string }[] }) =>
@@ -86,7 +87,7 @@ if (opened) {
         cloud,
         async () => {
           status = (
-            await httpFrom(lab, client.name, serverUrl(lab.topology, client), {
+            await httpFrom(lab, client.name, clientOf(lab.plan, client.name)!.url, {
               method: 'POST',
               headers: r.headers,
               body: r.body,
@@ -147,11 +148,7 @@ if (opened) {
         `${b1.name} logs why`,
       )
 
-      const rogue = await rogueCert(
-        proxy.name,
-        `${proxy.name}.${lab.topology.name}`,
-        `${proxy.name}.${lab.topology.name}`,
-      )
+      const rogue = await rogueCert(proxy.name, `${proxy.name}.${lab.plan.name}`, `${proxy.name}.${lab.plan.name}`)
       t.teardown(() => lab.sh(proxy.name, `rm -rf ${rogue.dir}`))
       const other = await toBackendTls(lab, proxy.name, b1, '/healthz', rogue, { timeout: 5 })
       t.equal(other.status, 0, `another CA's certificate, though it names the proxy: no answer (${other.body})`)
@@ -246,7 +243,7 @@ if (opened) {
       'PostgreSQL logs why',
     )
 
-    const rogue = await rogueCert(b1.name, DB.user, `${b1.name}.${lab.topology.name}`)
+    const rogue = await rogueCert(b1.name, DB.user, `${b1.name}.${lab.plan.name}`)
     t.teardown(() => lab.sh(b1.name, `rm -rf ${rogue.dir}`))
     const other = await psql(`${full} sslcert=${rogue.cert} sslkey=${rogue.key}`)
     t.not(other.code, 0, "another CA's certificate, with the right CN and password: refused")
@@ -269,7 +266,7 @@ if (opened) {
       lab,
       `SELECT s.ssl, s.version, s.client_dn FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = '${DB.user}' AND a.application_name = 'lab-ingest';`,
     )
-    const backendDns = ups.map((b) => `/O=${lab.topology.name}/OU=${tlsIdentity(lab.topology, b.name)}/CN=${DB.user}`)
+    const backendDns = ups.map((b) => `/O=${lab.plan.name}/OU=${tlsIdentity(lab.plan, b.name)}/CN=${DB.user}`)
     t.ok(
       sessions.length > 0 &&
         sessions.every(([ssl, version, dn]) => ssl === 't' && version === 'TLSv1.3' && backendDns.includes(dn)),

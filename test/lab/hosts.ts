@@ -14,14 +14,14 @@ if (lab) {
   // `vagrant ssh-config` (10 s a call each): the shortcut must say what Vagrant says.
   t.test("Vagrant's state, read directly, says what `vagrant status` and `vagrant ssh-config` say", async (t) => {
     const [fast, slow] = [await machineStates(), await vagrantStates()]
-    for (const host of lab.topology.hosts)
+    for (const host of lab.plan.hosts)
       t.equal(fast.get(host.name), slow.get(host.name), `${host.name}: ${slow.get(host.name)}`)
     const asked = parseSshConfig((await $({ cwd: repoRoot, quiet: true })`vagrant ssh-config`).stdout)
-    for (const host of lab.topology.hosts)
+    for (const host of lab.plan.hosts)
       t.same(stateEntry(host, repoRoot), asked.get(host.name), `${host.name}: ${asked.get(host.name)?.hostName}`)
   })
 
-  for (const host of lab.topology.hosts) {
+  for (const host of lab.plan.hosts) {
     t.test(`${host.name} answers over SSH and is who the topology says`, async (t) => {
       t.equal((await lab.sh(host.name, 'hostname')).stdout.trim(), host.name, 'its hostname')
       const described = JSON.parse((await lab.sh(host.name, 'cat /etc/lab/host.json')).stdout)
@@ -40,7 +40,7 @@ if (lab) {
       if (lab.providerOf(host.name) === 'lxc') {
         // On lxc each NIC is named after its network: names and addresses must match exactly.
         // A LAN's gateway also answers for the LAN's old server address (a /32).
-        const oldServers = lab.topology.networks
+        const oldServers = lab.plan.networks
           .filter((n) => n.gateway === host.name && n.oldServer)
           .map((n) => `${n.name} ${n.oldServer!.address}/32`)
         const want = [...host.interfaces.map((i) => `${i.network} ${i.address}/${i.prefix}`), ...oldServers].sort()
@@ -54,7 +54,7 @@ if (lab) {
             `${i.network}: ${i.address}/${i.prefix}`,
           )
         }
-        const oldServers = lab.topology.networks
+        const oldServers = lab.plan.networks
           .filter((n) => n.gateway === host.name && n.oldServer)
           .map((n) => n.oldServer!.address)
         t.ok(

@@ -19,7 +19,7 @@ if (lab) {
     const out = await provisionCli()
     t.match(
       out,
-      new RegExp(`Done: ${lab.topology.hosts.length} hosts, 0 changed, 0 failed, 0 unreachable: nothing to change`),
+      new RegExp(`Done: ${lab.plan.hosts.length} hosts, 0 changed, 0 failed, 0 unreachable: nothing to change`),
     )
   })
 

@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import t from 'tap'
-import { addressOn, type Host } from '../../provision/topology.js'
+import type { Host } from '../../provision/plan.js'
 import { waitForTunnel } from '../lib/ipsec.js'
 import { openLab } from '../lib/lab.js'
 
@@ -15,24 +15,24 @@ if (lab) {
   const tcpOpen = async (from: string, address: string, port: number) =>
     (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
   const [client] = lab.byRole('iot-client')
-  const iotGw = lab.topology.hosts.find(
-    (h) => h.name === lab.topology.networks.find((n) => n.name === client.interfaces[1].network)!.gateway,
+  const iotGw = lab.plan.hosts.find(
+    (h) => h.name === lab.plan.networks.find((n) => n.name === client.interfaces[1].network)!.gateway,
   )!
-  const cloudHosts = lab.topology.hosts.filter((h) => addressOn(h, 'cloud') && h.role !== 'gateway')
+  const cloudHosts = lab.plan.hosts.filter((h) => h.addresses.cloud && h.role !== 'gateway')
   const [proxy] = lab.byRole('proxy')
 
   t.test('the IoT client reaches its own LAN and its gateway (control)', async (t) => {
-    t.ok(await reaches(client.name, addressOn(iotGw, 'iot')!), `${client.name} pings ${iotGw.name} on the iot LAN`)
-    const route = (await lab.sh(client.name, `ip route get ${addressOn(proxy, 'cloud')}`)).stdout
+    t.ok(await reaches(client.name, iotGw.addresses.iot), `${client.name} pings ${iotGw.name} on the iot LAN`)
+    const route = (await lab.sh(client.name, `ip route get ${proxy.addresses.cloud}`)).stdout
     t.match(
       route,
-      new RegExp(`via ${addressOn(iotGw, 'iot')!.replace(/\./g, '\\.')} `),
+      new RegExp(`via ${iotGw.addresses.iot.replace(/\./g, '\\.')} `),
       'the cloud LAN is routed to the IoT gateway',
     )
   })
 
   t.test('the sites are joined only by the tunnel: no gateway routes between them outside it', async (t) => {
-    for (const tunnel of lab.topology.vpn?.tunnels ?? []) {
+    for (const tunnel of lab.plan.vpn?.tunnels ?? []) {
       await waitForTunnel(lab, tunnel)
       for (const [gw, remote] of [
         [tunnel.site, tunnel.hubSubnets],
@@ -51,29 +51,26 @@ if (lab) {
           t.match(get, / dev ipsec0 /, `${gw} reaches ${remote[0]} only through ipsec0 (the tunnel)`)
       }
     }
-    const gwCloud = lab.byRole('gateway').find((g) => addressOn(g, 'cloud'))!
-    t.notOk(
-      await reaches(client.name, addressOn(gwCloud, 'inet')!),
-      'the IoT client cannot reach the simulated internet',
-    )
+    const gwCloud = lab.byRole('gateway').find((g) => g.addresses.cloud)!
+    t.notOk(await reaches(client.name, gwCloud.addresses.inet), 'the IoT client cannot reach the simulated internet')
     for (const h of cloudHosts) {
       t.notOk(await reaches(client.name, h.mgmt.address), `nor ${h.name}'s management address`)
     }
   })
 
   t.test('the management network joins no two hosts', async (t) => {
-    const pairs: [Host, Host][] = lab.topology.hosts.map((h, i, all) => [h, all[(i + 1) % all.length]])
+    const pairs: [Host, Host][] = lab.plan.hosts.map((h, i, all) => [h, all[(i + 1) % all.length]])
     for (const [a, b] of pairs) {
       t.notOk(await reaches(a.name, b.mgmt.address), `${a.name} cannot ping ${b.name} over management`)
       t.notOk(await tcpOpen(a.name, b.mgmt.address, 22), `${a.name} cannot reach ${b.name}'s SSH over management`)
     }
-    const mgmt = lab.topology.networks.find((n) => n.kind === 'management')!
+    const mgmt = lab.plan.networks.find((n) => n.kind === 'management')!
     if (mgmt.hostAddress)
       t.ok(await reaches(client.name, mgmt.hostAddress), 'while the provisioning machine answers on it (control)')
   })
 
   lab.test(t, 'this machine keeps the lab to its bridges', { bridgesHere: true }, async (t) => {
-    for (const net of lab.topology.networks) {
+    for (const net of lab.plan.networks) {
       t.ok(fs.existsSync(`/sys/class/net/${net.bridge}/bridge`), `bridge ${net.bridge} exists`)
     }
     const links = JSON.parse(execFileSync('bridge', ['-d', '-j', 'link', 'show']).toString()) as {
@@ -81,9 +78,9 @@ if (lab) {
       master?: string
       isolated?: boolean
     }[]
-    const mgmt = lab.topology.networks.find((n) => n.kind === 'management')!
+    const mgmt = lab.plan.networks.find((n) => n.kind === 'management')!
     const ports = links.filter((l) => l.master === mgmt.bridge)
-    t.equal(ports.length, lab.topology.hosts.length, 'one management port per host')
+    t.equal(ports.length, lab.plan.hosts.length, 'one management port per host')
     t.same(
       ports.filter((p) => !p.isolated).map((p) => p.ifname),
       [],
@@ -93,11 +90,11 @@ if (lab) {
       ifname: string
       addr_info: { local: string }[]
     }[]
-    for (const net of lab.topology.networks) {
+    for (const net of lab.plan.networks) {
       const mine = addrs.find((a) => a.ifname === net.bridge)?.addr_info.map((a) => a.local) ?? []
       t.same(mine, net.hostAddress ? [net.hostAddress] : [], `this machine's addresses on ${net.bridge}`)
     }
-    const guard = execFileSync('nft', ['list', 'table', 'inet', `${lab.topology.name}_guard`]).toString()
+    const guard = execFileSync('nft', ['list', 'table', 'inet', `${lab.plan.name}_guard`]).toString()
     t.match(guard, /hook forward/, 'a forward guard keeps this machine from routing into or out of the lab')
   })
 }

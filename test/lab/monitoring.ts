@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { MONITOR_PORTS, monitorOf, prometheusUrl, scrapeTargets } from '../../provision/roles/monitoring.js'
+import { MONITOR_PORTS } from '../../provision/ports.js'
 import { waitForTunnel } from '../lib/ipsec.js'
 import { labCli, openLab, waitFor } from '../lib/lab.js'
 import { repoRoot } from '../../provision/paths.js'
@@ -15,10 +15,10 @@ import { promQuery } from '../lib/monitor.js'
 const CHROMIUM = '/usr/bin/chromium'
 const lab = await openLab(t, { requires: { monitor: true } })
 if (lab) {
-  const targets = scrapeTargets(lab.topology)
+  const targets = lab.plan.services.scrapeTargets
 
   t.before(async () => {
-    await waitForTunnel(lab, lab.topology.vpn!.tunnels[0])
+    await waitForTunnel(lab, lab.plan.vpn!.tunnels[0])
   })
 
   t.test('every target the topology implies is scraped, and up', async (t) => {
@@ -38,7 +38,7 @@ if (lab) {
   })
 
   t.test('each host admits the monitor, and only the monitor, on what it scrapes', async (t) => {
-    const monitor = monitorOf(lab.topology)!
+    const monitor = lab.byRole('monitor')[0]
     const [proxy] = lab.byRole('proxy')
     const open = async (from: string, address: string, port: number) =>
       (await lab.sh(from, `nc -z -w 1 ${address} ${port}`)).code === 0
@@ -91,13 +91,13 @@ if (lab) {
       const page = await browser.newPage()
       const errors: string[] = []
       page.on('pageerror', (e) => errors.push(String(e)))
-      const url = `${prometheusUrl(lab.topology)}/consoles/lab.html`
+      const url = `${lab.plan.services.monitor?.url}/consoles/lab.html`
       const res = await page.goto(url, { waitUntil: 'networkidle0', timeout: 60_000 })
       t.equal(res?.status(), 200, `${url} loads`)
       const hosts = await page.$$eval('#hosts tr[data-host]', (rows) =>
         rows.map((r) => `${r.getAttribute('data-host')} ${r.className}`),
       )
-      for (const h of lab.topology.hosts) t.ok(hosts.includes(`${h.name} up`), `${h.name} is listed, up`)
+      for (const h of lab.plan.hosts) t.ok(hosts.includes(`${h.name} up`), `${h.name} is listed, up`)
       // Each graph draws its series as SVG paths; wait for them, then check they hold points.
       await page
         .waitForFunction(() => [...document.querySelectorAll('.lab-graph')].every((g) => g.querySelector('svg path')), {
@@ -132,7 +132,7 @@ if (lab) {
         })),
       )
       const names = (role: string) =>
-        lab.topology.hosts
+        lab.plan.hosts
           .filter((h) => h.role === role)
           .map((h) => h.name)
           .sort()
@@ -185,16 +185,16 @@ if (lab) {
 
   t.test("lab:status shows the monitor's view: readings per second, backlog, tunnels, alerts", async (t) => {
     const out = (await labCli('scripts/lab.ts', ['status'])).stdout
-    t.match(out, new RegExp(`Monitor \\(${prometheusUrl(lab.topology)!.replace(/[.:/]/g, '\\$&')}, console: `))
+    t.match(out, new RegExp(`Monitor \\(${lab.plan.services.monitor?.url!.replace(/[.:/]/g, '\\$&')}, console: `))
     const rate = Number(/readings stored +([\d.]+)\/s/.exec(out)?.[1])
     t.ok(rate > 0, `readings per second over the last minute (${rate})`)
     t.match(out, /backlog +\d+ readings waiting/)
-    t.match(out, new RegExp(`tunnels +.*${lab.topology.vpn!.hub} in [\\d.]+ [kM]?bit/s`))
+    t.match(out, new RegExp(`tunnels +.*${lab.plan.vpn!.hub} in [\\d.]+ [kM]?bit/s`))
     t.match(out, /alerts firing +\S/)
   })
 
   t.test('Prometheus answers the provisioning machine on the management network, and nobody else there', async (t) => {
-    const m = monitorOf(lab.topology)!
+    const m = lab.byRole('monitor')[0]
     const [gw] = lab.byRole('gateway')
     t.notOk(
       (await lab.sh(gw.name, `nc -z -w 2 ${m.mgmt.address} ${MONITOR_PORTS.prometheus}`)).code === 0,

@@ -8,20 +8,16 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
-import { addressOn } from '../../provision/topology.js'
 import { waitForTunnel } from '../lib/ipsec.js'
 import { labCli, openLab } from '../lib/lab.js'
 
 const lab = await openLab(t)
 if (lab) {
-  const [tunnel] = lab.topology.vpn!.tunnels
+  const [tunnel] = lab.plan.vpn!.tunnels
   const [client] = lab.byRole('iot-client')
   const [proxy] = lab.byRole('proxy')
-  const wan = lab.topology.networks.find((n) => n.kind === 'wan')!.name
-  const proxyAddr = addressOn(
-    proxy,
-    lab.topology.networks.find((n) => n.kind === 'lan' && proxy.interfaces.some((i) => i.network === n.name))!.name,
-  )!
+  const wan = lab.plan.networks.find((n) => n.kind === 'wan')!.name
+  const proxyAddr = proxy.lanAddress!
   const cli = (...args: string[]) => labCli('scripts/lab.ts', args)
   const refused = async (args: string[]) => {
     try {
@@ -150,7 +146,7 @@ if (lab) {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cap-')), 'site.pcap')
     const written = cli(
       'capture',
-      `${tunnel.site}:${lab.topology.networks.find((n) => n.kind === 'lan' && lab.topology.hosts.find((h) => h.name === tunnel.site)!.interfaces.some((i) => i.network === n.name))!.name}`,
+      `${tunnel.site}:${lab.plan.networks.find((n) => n.kind === 'lan' && lab.plan.hosts.find((h) => h.name === tunnel.site)!.interfaces.some((i) => i.network === n.name))!.name}`,
       '--count',
       '8',
       '--seconds',
@@ -177,7 +173,7 @@ if (lab) {
     const out = await cli('graph', '--out', file)
     t.match(out.stdout, /live state from the monitor/)
     const svg = fs.readFileSync(file, 'utf8')
-    for (const h of lab.topology.hosts) t.match(svg, `data-host="${h.name}" data-state="up"`, `${h.name} drawn, up`)
+    for (const h of lab.plan.hosts) t.match(svg, `data-host="${h.name}" data-state="up"`, `${h.name} drawn, up`)
     t.match(svg, `data-tunnel="${tunnel.name}" data-state="up"`, 'the tunnel drawn, up')
   })
 }

@@ -10,10 +10,11 @@ import t, { type Test } from 'tap'
 import { bundle } from '../../services/build.js'
 import { waitForTunnel, sleep } from '../lib/ipsec.js'
 import { cutInternet, cutTcp } from '../lib/faults.js'
+import { clientOf } from '../../provision/plan.js'
 import { openLab, type Lab } from '../lib/lab.js'
 import { logFrom, logged } from '../lib/logs.js'
 import { alertsOf } from '../lib/monitor.js'
-import { CLIENT_CONTROL_PORT, serverUrl } from '../../provision/roles/telemetry.js'
+import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import { assertExactlyOnce, clientStatus, markStream, sql, waitStatus, type ClientStatus } from '../lib/telemetry.js'
 
 const FILL = '/usr/local/lib/lab/lab-outbox-fill.cjs'
@@ -24,9 +25,9 @@ const opened = await openLab(t)
 if (opened) {
   const lab: Lab = opened
   const [client] = lab.byRole('iot-client')
-  const tunnel = lab.topology.vpn!.tunnels[0]
-  const wan = lab.topology.networks.find((n) => n.kind === 'wan')!.name
-  const { intervalMs, devicesPerClient } = lab.topology.telemetry
+  const tunnel = lab.plan.vpn!.tunnels[0]
+  const wan = lab.plan.networks.find((n) => n.kind === 'wan')!.name
+  const { intervalMs, devicesPerClient } = lab.plan.telemetry
   const perDay = Math.round(86_400_000 / intervalMs) * devicesPerClient
   const out = (s: string) => t.comment(s)
   const watch = alertsOf(lab)
@@ -83,7 +84,7 @@ if (opened) {
 
   /** The client cannot reach its server (a rule in its own output chain); returns the undo. */
   const cutServer = () => {
-    const u = new URL(serverUrl(lab.topology, client))
+    const u = new URL(clientOf(lab.plan, client.name)!.url)
     return cutTcp(lab, client.name, u.hostname, Number(u.port || 80), 'test: server cut')
   }
 
@@ -201,7 +202,7 @@ if (opened) {
       })
       await backlogAlert
       out(
-        `drain: ${d.drained} readings in ${d.seconds.toFixed(1)} s, ${Math.round(d.rate)} readings/s in batches of ${lab.topology.telemetry.batch}, with a SIGKILL in the middle; readings are taken at ${Math.round((1000 / intervalMs) * devicesPerClient)}/s`,
+        `drain: ${d.drained} readings in ${d.seconds.toFixed(1)} s, ${Math.round(d.rate)} readings/s in batches of ${lab.plan.telemetry.batch}, with a SIGKILL in the middle; readings are taken at ${Math.round((1000 / intervalMs) * devicesPerClient)}/s`,
       )
       if (d.killed)
         out(
@@ -229,7 +230,7 @@ if (opened) {
   t.test('one reading per request against batches, the same backlog, the same path', async (t) => {
     const mark = await markStream(lab)
     const rates: Record<string, number> = {}
-    for (const batch of [1, lab.topology.telemetry.batch]) {
+    for (const batch of [1, lab.plan.telemetry.batch]) {
       // About 5 s of draining each: enough samples (one a second) for a rate.
       const n = batch === 1 ? 6_000 : 150_000
       restore = await cutInternet(lab, tunnel.site, wan)
@@ -246,7 +247,7 @@ if (opened) {
       )
       await putBack()
     }
-    const [single, batched] = [rates[1], rates[lab.topology.telemetry.batch]]
+    const [single, batched] = [rates[1], rates[lab.plan.telemetry.batch]]
     out(
       `a day's backlog (${perDay} readings) would drain in ${(perDay / single / 60).toFixed(1)} min one by one, ${(perDay / batched / 60).toFixed(1)} min in batches`,
     )

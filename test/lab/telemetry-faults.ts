@@ -5,8 +5,7 @@
 // retries, nginx's retries to the next backend, and idempotent storage make it so.
 // Where the topology has a monitor, each fault's alert fires during it and resolves after.
 import t, { type Test } from 'tap'
-import { DB, backends } from '../../provision/roles/telemetry.js'
-import { addressOn } from '../../provision/topology.js'
+import { DB } from '../../provision/ports.js'
 import { sleep, waitForTunnel } from '../lib/ipsec.js'
 import { cutTcp, uncutTcp } from '../lib/faults.js'
 import { openLab, waitFor } from '../lib/lab.js'
@@ -29,8 +28,8 @@ if (opened) {
   const [client] = lab.byRole('iot-client')
   const [proxy] = lab.byRole('proxy')
   const [db] = lab.byRole('db')
-  const upstreams = backends(lab.topology)
-  const interval = lab.topology.telemetry.intervalMs
+  const upstreams = lab.plan.services.backends
+  const interval = lab.plan.telemetry.intervalMs
   const ingest = (host: string, action: string) => lab.sh(host, `systemctl ${action} lab-ingest.service`)
   const alert = alertsOf(lab)
   /** The alert fires (during the fault), then resolves (after); nothing without a monitor. */
@@ -158,10 +157,7 @@ if (opened) {
     async (t) => {
       const [cut, ...others] = upstreams
       const mark = await markStream(lab)
-      const dbAddr = addressOn(
-        db,
-        lab.topology.networks.find((n) => n.kind === 'lan' && db.interfaces.some((i) => i.network === n.name))!.name,
-      )!
+      const dbAddr = db.lanAddress!
       t.teardown(() => reconnect(cut.name))
       const done = await streaming(t, 'database cut off from a backend')
       const before = await clientStatus(lab)
@@ -270,7 +266,7 @@ if (opened) {
   })
 
   t.test('each gateway restarted: the tunnel comes back, and nothing is lost', async (t) => {
-    const tunnel = lab.topology.vpn!.tunnels[0]
+    const tunnel = lab.plan.vpn!.tunnels[0]
     const mark = await markStream(lab)
     const done = await streaming(t, 'gateway restarts')
     for (const gw of [tunnel.site, tunnel.hub]) {

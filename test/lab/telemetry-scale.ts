@@ -10,8 +10,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { parse, stringify } from 'yaml'
-import { backends } from '../../provision/roles/telemetry.js'
-import { loadTopology } from '../../provision/topology.js'
+import { loadPlan } from '../../provision/plan.js'
 import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { labCli, openLab, waitFor } from '../lib/lab.js'
 import { acknowledgedAfter, assertExactlyOnce, clientStatus, dbNow, markStream, sql } from '../lib/telemetry.js'
@@ -27,7 +26,7 @@ if (opened) {
   raw.hosts[name] = { role: 'backend', interfaces: { mgmt: '172.31.250.29', cloud: '10.20.0.29' } }
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'three-backends-')), 'topology.yaml')
   fs.writeFileSync(file, stringify(raw))
-  const bigger = loadTopology(file)
+  const bigger = loadPlan(file)
   const env = { ...process.env, LAB_TOPOLOGY: file }
   const destroy = () => run('vagrant', ['destroy', '-f', name], { cwd: repoRoot, env }).catch(() => {})
 
@@ -51,7 +50,7 @@ if (opened) {
     const conf = (
       await lab.sh(lab.byRole('proxy')[0].name, 'grep -c "server 10.20.0.*:8080" /etc/nginx/nginx.conf')
     ).stdout.trim()
-    t.equal(Number(conf), backends(bigger).length, `nginx has ${backends(bigger).length} upstreams`)
+    t.equal(Number(conf), bigger.services.backends.length, `nginx has ${bigger.services.backends.length} upstreams`)
     const stored = async () =>
       Number(
         (await sql(lab, `SELECT count(*) FROM readings WHERE backend = '${name}' AND received_at > '${since}';`))[0][0],
@@ -68,7 +67,7 @@ if (opened) {
     const conf = (
       await lab.sh(lab.byRole('proxy')[0].name, 'grep -c "server 10.20.0.*:8080" /etc/nginx/nginx.conf')
     ).stdout.trim()
-    t.equal(Number(conf), backends(lab.topology).length, "nginx is back to the topology's backends")
+    t.equal(Number(conf), lab.plan.services.backends.length, "nginx is back to the topology's backends")
     const sent = (await clientStatus(lab)).sent
     await destroy()
     await acknowledgedAfter(lab, 'the third backend gone', sent)

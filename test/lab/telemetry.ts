@@ -6,10 +6,10 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
+import { clientOf } from '../../provision/plan.js'
 import { execFileSync } from 'node:child_process'
-import { CLIENT_CONTROL_PORT, DB, PROXY_STATUS_PORT, backends, serverUrl } from '../../provision/roles/telemetry.js'
-import { addressOn } from '../../provision/topology.js'
-import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
+import { CLIENT_CONTROL_PORT, DB, PROXY_STATUS_PORT } from '../../provision/ports.js'
+import { MONITOR_PORTS } from '../../provision/ports.js'
 import { repoRoot, stateDir } from '../../provision/paths.js'
 import { MAX_BODY_BYTES, batchLine, sign } from '../../services/lib/reading.js'
 import { sleep } from '../lib/ipsec.js'
@@ -34,8 +34,8 @@ if (lab) {
   const [client] = lab.byRole('iot-client')
   const [proxy] = lab.byRole('proxy')
   const [db] = lab.byRole('db')
-  const url = serverUrl(lab.topology, client)
-  const upstreams = backends(lab.topology)
+  const url = clientOf(lab.plan, client.name)!.url
+  const upstreams = lab.plan.services.backends
   const device = testDevice(lab, 1)
 
   t.test("the client's readings land in PostgreSQL exactly once, with the values measured", async (t) => {
@@ -47,7 +47,7 @@ if (lab) {
     const s = await waitStatus(lab, 'more readings sent', (x) => x.devices[first] >= from + 20)
     t.same(
       Object.keys(s.devices).sort(),
-      lab.topology.telemetry.devices
+      lab.plan.telemetry.devices
         .filter((d) => d.host === client.name)
         .map((d) => d.id)
         .sort(),
@@ -298,8 +298,8 @@ if (lab) {
     )
     const status = await httpFrom(
       lab,
-      lab.topology.vpn!.hub,
-      `http://${addressOn(proxy, 'cloud')}:${PROXY_STATUS_PORT}/nginx_status`,
+      lab.plan.vpn!.hub,
+      `http://${proxy.addresses.cloud}:${PROXY_STATUS_PORT}/nginx_status`,
     )
     t.match(status.body, /Active connections: \d+/, "nginx's stub_status, from the cloud LAN")
   })
@@ -307,8 +307,8 @@ if (lab) {
   t.test('each service is reachable only by the hosts that need it', async (t) => {
     const open = async (from: string, address: string, port: number) =>
       (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
-    const dbAddr = addressOn(db, 'cloud')!
-    const gwCloud = lab.topology.vpn!.hub
+    const dbAddr = db.addresses.cloud
+    const gwCloud = lab.plan.vpn!.hub
     for (const b of upstreams) {
       t.ok(await open(proxy.name, b.address, b.port), `control: the proxy reaches ${b.name}:${b.port}`)
       t.notOk(
@@ -324,10 +324,10 @@ if (lab) {
     t.notOk(await open(client.name, dbAddr, DB.port), 'the IoT client cannot reach the database')
     t.notOk(await open(proxy.name, dbAddr, DB.port), 'nor can the proxy: only the backends')
     t.notOk(
-      await open(client.name, addressOn(proxy, 'cloud')!, PROXY_STATUS_PORT),
+      await open(client.name, proxy.addresses.cloud, PROXY_STATUS_PORT),
       "nginx's status page is closed to the IoT LAN",
     )
-    t.notOk(await open(gwCloud, addressOn(proxy, 'cloud')!, 22), 'SSH to the proxy only from the management network')
+    t.notOk(await open(gwCloud, proxy.addresses.cloud, 22), 'SSH to the proxy only from the management network')
     const listening = (await lab.sh(db.name, `ss -Hltn 'sport = :${DB.port}' | awk '{print $4}' | sort`)).stdout
       .trim()
       .split('\n')
@@ -397,9 +397,9 @@ if (lab) {
     const paused = await clientStatus(lab, undefined, 'POST', '/pause')
     t.teardown(() => clientStatus(lab, undefined, 'POST', '/resume'))
     t.equal(paused.paused, true)
-    await sleep(lab.topology.telemetry.intervalMs * 3)
+    await sleep(lab.plan.telemetry.intervalMs * 3)
     const a = await clientStatus(lab)
-    await sleep(lab.topology.telemetry.intervalMs * 3)
+    await sleep(lab.plan.telemetry.intervalMs * 3)
     const b = await clientStatus(lab)
     t.equal(b.generated, a.generated, 'paused: no new readings')
     t.equal(b.sent + b.pending + b.rejected, b.generated, 'generated = sent + pending + rejected')

@@ -2,17 +2,16 @@
 // within seconds with no manual step, and rekeying under continuous traffic loses
 // nothing (and runs a fresh curve25519 exchange: PFS).
 import t from 'tap'
-import { addressOn } from '../../provision/topology.js'
 import { listSas, sleep, waitForTunnel } from '../lib/ipsec.js'
 import { openLab, waitFor } from '../lib/lab.js'
 import { expectAlert } from '../lib/monitor.js'
 
 const lab = await openLab(t)
 if (lab) {
-  const [tunnel] = lab.topology.vpn!.tunnels
+  const [tunnel] = lab.plan.vpn!.tunnels
   const [client] = lab.byRole('iot-client')
   const [proxy] = lab.byRole('proxy')
-  const proxyAddr = addressOn(proxy, 'cloud')!
+  const proxyAddr = proxy.addresses.cloud
   /** A bounded ping stream from the device to the proxy: count, interval; returns loss. */
   // -w: ping waits for every reply until the deadline, not only two RTTs after the last
   // packet (under QEMU's emulation a reply can come late; late is not lost). Which

@@ -19,8 +19,8 @@ const cli = labCli
 
 const lab = await openLab(t)
 if (lab) {
-  const [tunnel] = lab.topology.vpn!.tunnels
-  const id = (h: string) => `${h}.${lab.topology.name}`
+  const [tunnel] = lab.plan.vpn!.tunnels
+  const id = (h: string) => `${h}.${lab.plan.name}`
   /** Initiate from the site and return what swanctl reported. */
   const initiate = async (conn: string) =>
     (await lab.sh(tunnel.site, `swanctl --initiate --child ${conn} --timeout 10 2>&1`)).stdout
@@ -167,7 +167,7 @@ swanctl --load-conns >/dev/null`,
       '--in',
       path.join(dir, 'pub.pem'),
       '--dn',
-      `O=${lab.topology.name}, CN=${id(tunnel.site)}`,
+      `O=${lab.plan.name}, CN=${id(tunnel.site)}`,
       '--san',
       id(tunnel.site),
       '--flag',
@@ -192,7 +192,7 @@ swanctl --load-conns >/dev/null`,
     const out = await initiate(tunnel.name)
     t.match(
       out,
-      `sending end entity cert "O=${lab.topology.name}, CN=${id(tunnel.site)}"`,
+      `sending end entity cert "O=${lab.plan.name}, CN=${id(tunnel.site)}"`,
       'the impostor presents the rogue certificate',
     )
     t.match(out, /received AUTHENTICATION_FAILED notify error/, 'and is refused')

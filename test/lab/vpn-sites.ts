@@ -9,7 +9,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { parse, stringify } from 'yaml'
-import { loadTopology } from '../../provision/topology.js'
+import { loadPlan } from '../../provision/plan.js'
 import { networksUp } from '../../scripts/lib/network.js'
 import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { installed, listSas, waitForTunnel } from '../lib/ipsec.js'
@@ -20,7 +20,7 @@ const run = promisify(execFile)
 // would take minutes): this file is selected where the lab has containers.
 const lab = await openLab(t, { requires: { containers: true } })
 if (lab) {
-  const [first] = lab.topology.vpn!.tunnels
+  const [first] = lab.plan.vpn!.tunnels
   const raw = parse(fs.readFileSync(topologyFile, 'utf8'))
   // Free addresses for the new site, derived from the default plan.
   raw.networks.iot2 = { kind: 'lan', cidr: '10.10.2.0/24', gateway: 'gw-iot2' }
@@ -31,7 +31,7 @@ if (lab) {
   raw.hosts['iot-client2'] = { role: 'iot-client', interfaces: { mgmt: '172.31.250.14', iot2: '10.10.2.10' } }
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'two-sites-')), 'topology.yaml')
   fs.writeFileSync(file, stringify(raw))
-  const two = loadTopology(file)
+  const two = loadPlan(file)
   const env = { ...process.env, LAB_TOPOLOGY: file }
   const added = ['gw-iot2', 'iot-client2']
 
@@ -69,7 +69,7 @@ if (lab) {
       .sort()
     t.same(
       names,
-      [`${first.name} ${first.site}.${lab.topology.name}`, `gw-iot2 gw-iot2.${lab.topology.name}`],
+      [`${first.name} ${first.site}.${lab.plan.name}`, `gw-iot2 gw-iot2.${lab.plan.name}`],
       "the hub holds both tunnels, each with its site's identity",
     )
     const child = hubSas.find((s) => s.name === 'gw-iot2')!.children[0]

@@ -8,21 +8,20 @@ import t from 'tap'
 import { ESP_PROBE } from '../../provision/facts.js'
 import { pkiPaths } from '../../provision/pki.js'
 import { stateDir } from '../../provision/paths.js'
-import { addressOn } from '../../provision/topology.js'
 import { capture, captureWire, listSas, waitForNoEstablished, waitForTunnel } from '../lib/ipsec.js'
 import { openLab, waitFor } from '../lib/lab.js'
 
 const lab = await openLab(t)
 if (lab) {
-  const vpn = lab.topology.vpn!
+  const vpn = lab.plan.vpn!
   const [tunnel] = vpn.tunnels
   const [client] = lab.byRole('iot-client')
   const [proxy] = lab.byRole('proxy')
-  const iotNet = lab.topology.networks.find((n) => n.gateway === tunnel.site && n.oldServer)!
+  const iotNet = lab.plan.networks.find((n) => n.gateway === tunnel.site && n.oldServer)!
   const port = iotNet.oldServer!.ports[0]
-  const proxyAddr = addressOn(proxy, 'cloud')!
+  const proxyAddr = proxy.addresses.cloud
   // The simulated internet between the gateways, watched from this machine's bridge.
-  const wan = lab.topology.networks.find((n) => n.kind === 'wan')!.name
+  const wan = lab.plan.networks.find((n) => n.kind === 'wan')!.name
   const marker = () => `MARKER-${Math.random().toString(36).slice(2)}-${Date.now()}`
   // A real HTTP request to nginx, the marker in its query string (unsigned: the backend
   // refuses it, which does not matter here); nginx's access log says who sent it.
@@ -55,8 +54,8 @@ if (lab) {
       t.notOk(ike.fields['integ-alg'], 'AEAD: no separate integrity algorithm')
       const ids =
         gw === tunnel.site
-          ? [`${tunnel.site}.${lab.topology.name}`, `${tunnel.hub}.${lab.topology.name}`]
-          : [`${tunnel.hub}.${lab.topology.name}`, `${tunnel.site}.${lab.topology.name}`]
+          ? [`${tunnel.site}.${lab.plan.name}`, `${tunnel.hub}.${lab.plan.name}`]
+          : [`${tunnel.hub}.${lab.plan.name}`, `${tunnel.site}.${lab.plan.name}`]
       t.match(ike.fields, { 'local-id': ids[0], 'remote-id': ids[1] }, 'the identities of the certificates')
       t.equal(ike.children.length, 1, 'one child SA')
       const child = ike.children[0]
@@ -140,7 +139,7 @@ if (lab) {
     })
     const got = await received(secret)
     t.match(got.data, secret, 'the proxy received the request')
-    t.equal(got.from, addressOn(client, 'iot'), "from the device's own address: no NAT on the way")
+    t.equal(got.from, client.addresses.iot, "from the device's own address: no NAT on the way")
     const after = Number((await listSas(lab, tunnel.hub, tunnel.name))[0].children[0].fields['bytes-in'])
     t.ok(after > before, `the child SA's inbound byte counter grew (${before} → ${after})`)
     t.ok(wire.lines.length > 0, `packets were seen on the simulated internet (${wire.lines.length})`)
@@ -189,7 +188,7 @@ if (lab) {
     t.equal(r.code, 0, `${client.name} gets an HTTP answer from ${iotNet.oldServer!.address}:${port}`)
     const got = await received(secret)
     t.match(got.data, secret, `the request arrives at ${proxy.name}`)
-    t.equal(got.from, addressOn(client, 'iot'), 'and the proxy sees the device itself')
+    t.equal(got.from, client.addresses.iot, 'and the proxy sees the device itself')
   })
 
   t.test('with strongSwan stopped on a gateway there is no path at all, and nothing leaks', async (t) => {
@@ -212,7 +211,7 @@ if (lab) {
     })
     t.notMatch(wire.ascii, secret, 'the marker is not on the simulated internet')
     t.same(
-      wire.lines.filter((l) => l.includes(addressOn(client, 'iot')!)),
+      wire.lines.filter((l) => l.includes(client.addresses.iot)),
       [],
       'no packet of the device crossed in clear',
     )

@@ -1,5 +1,8 @@
 // A scripted RemoteHost and a Context around it, for testing the step runner.
-import { validateTopology } from '../../provision/topology.js'
+import fs from 'node:fs'
+import { parse as parseYaml } from 'yaml'
+import { topologyFile } from '../../provision/paths.js'
+import { planOf, type Plan } from '../../provision/plan.js'
 import type { Context } from '../../provision/runner.js'
 import type { ExecResult, RemoteHost } from '../../provision/ssh.js'
 
@@ -16,8 +19,8 @@ export class FakeHost implements RemoteHost {
   async close(): Promise<void> {}
 }
 
-export const tinyTopology = () =>
-  validateTopology({
+export const tinyPlan = () =>
+  planOf({
     name: 'lab',
     networks: {
       mgmt: { kind: 'management', cidr: '172.31.250.0/24', host_address: '172.31.250.1' },
@@ -31,13 +34,25 @@ export const tinyTopology = () =>
   })
 
 export function fakeContext(host: RemoteHost, dryRun = false): Context {
-  const topology = tinyTopology()
+  const plan = tinyPlan()
   return {
     host,
-    topology,
-    self: topology.hosts[0],
+    plan,
+    self: plan.hosts[0],
     dryRun,
     stateDir: '/nonexistent',
     facts: { addresses: [], mgmtInterface: 'mgmt', virtualization: 'lxc', kernel: 'test', interfaceOf: {} },
   }
+}
+
+/**
+ * The lab's own topology.yaml, changed as data by `edit` (a host more, a field set),
+ * then planned as any topology is: a test of a variant goes through the same resolve
+ * stage as the lab, never through a hand-made copy of a plan.
+ */
+// eslint's no-explicit-any is off in test/: the raw YAML is untyped by nature.
+export function planWith(edit: (raw: any) => void = () => {}): Plan {
+  const raw = parseYaml(fs.readFileSync(topologyFile, 'utf8'))
+  edit(raw)
+  return planOf(raw, topologyFile)
 }

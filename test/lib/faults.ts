@@ -11,7 +11,7 @@ import type { Lab } from './lab.js'
  * Returns the function that restores it.
  */
 export async function cutInternet(lab: Lab, gateway: string, wanInterface: string): Promise<() => Promise<void>> {
-  const link = parseLink(lab.topology, `${gateway}:${wanInterface}`)
+  const link = parseLink(lab.plan, `${gateway}:${wanInterface}`)
   await impair(link, { loss: 100 }, () => {})
   return () => impair(link, { clear: true }, () => {})
 }

@@ -126,8 +126,8 @@ async function captureLink<V extends string = never>(
     })
     const stop = new AbortController()
     const running = captureOn(
-      lab.topology,
-      parseLink(lab.topology, target, { allowManagement: true }),
+      lab.plan,
+      parseLink(lab.plan, target, { allowManagement: true }),
       { count: 100_000, seconds: 120, write: file, signal: stop.signal },
       () => {},
       ready,

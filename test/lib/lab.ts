@@ -19,12 +19,13 @@ import { vagrantInventory } from '../../provision/inventory.js'
 import { PROVISIONED, provision } from '../../provision/run.js'
 import { summarize } from '../../provision/report.js'
 import { SshHost, type ExecOptions, type ExecResult, type RemoteHost } from '../../provision/ssh.js'
-import { loadTopology, type Host, type Topology } from '../../provision/topology.js'
+import { loadPlan, type Host, type Plan } from '../../provision/plan.js'
 import { labUp } from '../../scripts/lib/lab.js'
 import { repoRoot, stateDir, topologyFile } from '../../provision/paths.js'
 import { ownerClone } from '../../scripts/lib/lxc.js'
 import { knownContainers, machineStates } from '../../scripts/lib/vagrant.js'
-import { planProviders, providerSummary, runningProviders, type Provider } from '../../scripts/lib/providers.js'
+import { providerSummary, runningProviders } from '../../scripts/lib/providers.js'
+import type { Provider } from '../../provision/providers.js'
 import { waitFor } from './wait.js'
 
 export { waitFor }
@@ -61,25 +62,25 @@ export interface Requires {
 }
 
 /** Why this lab does not meet the requirement, or undefined when it does. */
-export function unmet(lab: Pick<Lab, 'topology' | 'provider' | 'providerOf'>, r: Requires = {}): string | undefined {
-  const gateways = lab.topology.hosts.filter((h) => h.role === 'gateway')
+export function unmet(lab: Pick<Lab, 'plan' | 'provider' | 'providerOf'>, r: Requires = {}): string | undefined {
+  const gateways = lab.plan.hosts.filter((h) => h.role === 'gateway')
   const kinds = new Set(gateways.map((g) => (lab.providerOf(g.name) === 'lxc' ? 'lxc' : 'vm')))
   if (r.gateways && (kinds.size !== 1 || !kinds.has(r.gateways)))
     return `needs ${r.gateways === 'lxc' ? 'lxc gateways (containers: userspace ESP)' : 'VM gateways (kernel ESP, netem)'}; this lab's are ${[...kinds].join(' and ')}`
   if (r.containers && lab.provider !== 'lxc' && lab.provider !== 'mixed')
     return `adds lxc containers beside the lab; this lab is all ${lab.provider}`
-  if (r.monitor && !lab.topology.hosts.some((h) => h.role === 'monitor')) return 'the topology has no monitor host'
-  if (r.cloudTls && !lab.topology.telemetry.cloudTls)
+  if (r.monitor && !lab.plan.hosts.some((h) => h.role === 'monitor')) return 'the topology has no monitor host'
+  if (r.cloudTls && !lab.plan.telemetry.cloudTls)
     return 'telemetry.cloud_tls is false in the topology: no TLS inside the cloud'
-  if (r.backends && lab.topology.hosts.filter((h) => h.role === 'backend').length < r.backends)
+  if (r.backends && lab.plan.hosts.filter((h) => h.role === 'backend').length < r.backends)
     return `needs at least ${r.backends} backends`
-  if (r.bridgesHere && lab.topology.hosts.some((h) => lab.providerOf(h.name) === 'virtualbox'))
+  if (r.bridgesHere && lab.plan.hosts.some((h) => lab.providerOf(h.name) === 'virtualbox'))
     return 'VirtualBox keeps its internal networks itself: no bridge here'
   return undefined
 }
 
 export interface Lab {
-  topology: Topology
+  plan: Plan
   /** The running lab's provider, from Vagrant's state: one provider, or 'mixed'. */
   provider: Provider | 'mixed' | 'none'
   /** Each host's provider, from Vagrant's state. */
@@ -135,19 +136,18 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     unavailable() ??
     (process.getuid?.() !== 0 ? 'the lab needs root here (containers, VMs, bridges): run `sudo npm test`' : undefined)
   if (why) return cannotRun(t, `no lab: ${why}`)
-  const topology = loadTopology(topologyFile)
+  const plan = loadPlan(topologyFile)
   const states = await machineStates()
   const known = knownContainers()
   // A running lab is used with the providers it has, unless the user asked for others
   // (LAB_PROVIDER, LAB_VM_ROLES): then hosts on another provider are remade.
   const asked = !!(process.env.LAB_PROVIDER || process.env.LAB_VM_ROLES || process.env.VAGRANT_DEFAULT_PROVIDER)
-  const plan = planProviders(topology)
   const running = runningProviders()
-  const notRunning = topology.hosts
+  const notRunning = plan.hosts
     .filter(
       (h) =>
         states.get(h.name) !== 'running' ||
-        (asked && running.get(h.name) !== plan.providers[h.name]) ||
+        (asked && running.get(h.name) !== h.provider) ||
         (known.has(h.name) &&
           fs.existsSync(`/var/lib/lxc/${known.get(h.name)}/config`) &&
           ownerClone(known.get(h.name)!) !== repoRoot),
@@ -164,13 +164,13 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     await labUp((m) => t.comment(m))
     extendTimeout(t, fileTimeoutMs())
   }
-  const inventory = await vagrantInventory(topology.hosts, repoRoot)
+  const inventory = await vagrantInventory(plan.hosts, repoRoot)
   if (inventory.missing.size)
     throw new Error(`no SSH address for ${[...inventory.missing.keys()].join(', ')} even after bring-up`)
   const hosts = new Map<string, RemoteHost>()
   const facts = new Map<string, Facts>()
   await Promise.all(
-    topology.hosts.map(async (h) => {
+    plan.hosts.map(async (h) => {
       const conn = await SshHost.connect(inventory.entries.get(h.name)!)
       hosts.set(h.name, conn)
       facts.set(h.name, await gatherFacts(conn, h))
@@ -189,7 +189,7 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
   if (bare.length) {
     t.comment(`provisioning ${bare.join(', ')} (running but not provisioned)`)
     extendTimeout(t, BRING_UP_MS) // provisioning VMs under emulation takes minutes too
-    const s = summarize(await provision({ topology, repoRoot, stateDir, only: bare }))
+    const s = summarize(await provision({ plan, repoRoot, stateDir, only: bare }))
     if (s.failed + s.unreachable)
       throw new Error(`provisioning ${bare.join(', ')} failed: run \`npm run provision\` to see why`)
     extendTimeout(t, fileTimeoutMs())
@@ -202,13 +202,13 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
   }
   const providers = runningProviders()
   const lab: Lab = {
-    topology,
-    provider: providerSummary(topology.hosts.map((h) => providers.get(h.name)).filter((p): p is Provider => !!p)),
+    plan,
+    provider: providerSummary(plan.hosts.map((h) => providers.get(h.name)).filter((p): p is Provider => !!p)),
     providerOf: (name) => providers.get(name),
     host: (name) => get(hosts, name),
     facts: (name) => get(facts, name),
     sh: (name, command, options) => get(hosts, name).exec(command, { check: false, ...options }),
-    byRole: (role) => topology.hosts.filter((h) => h.role === role),
+    byRole: (role) => plan.hosts.filter((h) => h.role === role),
     test: (t, name, requires, fn) => {
       const no = unmet(lab, requires)
       if (no) t.comment(`left out: ${name} (${no})`)

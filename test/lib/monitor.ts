@@ -2,13 +2,12 @@
 // (the port its firewall opens to the provisioning machine), and the wait for an
 // alert to fire during a fault and to resolve after it.
 import type { Test } from 'tap'
-import { monitorOf, prometheusUrl } from '../../provision/roles/monitoring.js'
 import { query, type Sample } from '../../scripts/lib/watch.js'
 import { waitFor, type Lab } from './lab.js'
 
 /** What lab:status asks, asked the same way (a longer wait: the lab may be busy with a fault). */
 export async function promQuery(lab: Lab, expr: string): Promise<Sample[]> {
-  const base = prometheusUrl(lab.topology)
+  const base = lab.plan.services.monitor?.url
   if (!base) throw new Error('the topology has no monitor host')
   return query(base, expr, 10_000)
 }
@@ -59,7 +58,7 @@ export async function expectAlert(
  * scenarios run on topologies without one too).
  */
 export function alertsOf(lab: Lab) {
-  const watched = !!monitorOf(lab.topology)
+  const watched = !!lab.plan.services.monitor
   return async (
     t: Test,
     alert: string,

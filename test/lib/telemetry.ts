@@ -5,9 +5,9 @@ import type { Test } from 'tap'
 import { takeReading } from '../../services/client/device.js'
 import { DEVICE_HEADER, SIGNATURE_HEADER, encodeReading, sign } from '../../services/lib/reading.js'
 import { deviceKeys } from '../../provision/secrets.js'
-import { CLIENT_CONTROL_PORT } from '../../provision/roles/telemetry.js'
-import { MONITOR_PORTS } from '../../provision/roles/monitoring.js'
-import { ingestTlsName, tlsFiles } from '../../provision/roles/service-tls.js'
+import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
+import { MONITOR_PORTS } from '../../provision/ports.js'
+import { tlsFiles } from '../../provision/roles/service-tls.js'
 import { stateDir } from '../../provision/paths.js'
 import { shellQuote as q } from '../../provision/ssh.js'
 import { waitFor, type Lab } from './lab.js'
@@ -63,7 +63,7 @@ export function toBackendTls(
   client?: { cert: string; key: string },
   opts: Parameters<typeof httpFrom>[3] = {},
 ): Promise<HttpAnswer> {
-  const name = ingestTlsName(lab.topology)
+  const name = lab.plan.services.ingestTlsName
   const cert = client ? ` --cert ${client.cert} --key ${client.key}` : ''
   return httpFrom(lab, from, `https://${name}:${backend.port}${path}`, {
     ...opts,
@@ -79,7 +79,7 @@ export function fromProxy(
   opts: Parameters<typeof httpFrom>[3] = {},
 ): Promise<HttpAnswer> {
   const [proxy] = lab.byRole('proxy')
-  if (!lab.topology.telemetry.cloudTls)
+  if (!lab.plan.telemetry.cloudTls)
     return httpFrom(lab, proxy.name, `http://${backend.address}:${backend.port}${path}`, opts)
   return toBackendTls(lab, proxy.name, backend, path, tlsFiles(proxy.name), opts)
 }
@@ -92,8 +92,8 @@ export async function backendMetrics(lab: Lab, backend: { name: string; address:
 /** A device of the load generator's set, for readings the tests make themselves. */
 export function testDevice(lab: Lab, index = 1) {
   const id = `bench-${String(index).padStart(4, '0')}`
-  if (index > lab.topology.telemetry.benchDevices)
-    throw new Error(`the topology has only ${lab.topology.telemetry.benchDevices} bench devices`)
+  if (index > lab.plan.telemetry.benchDevices)
+    throw new Error(`the topology has only ${lab.plan.telemetry.benchDevices} bench devices`)
   const key = Buffer.from(deviceKeys(stateDir, [id])[id], 'hex')
   let last = Date.now() * 1000 // never reused across runs
   return {

@@ -9,21 +9,21 @@ import path from 'node:path'
 import t from 'tap'
 import { parse } from 'yaml'
 import { prometheusConfig } from '../../provision/roles/monitor.js'
-import { monitorInput, scrapeTargets } from '../../provision/roles/monitoring.js'
+import { monitorInput } from '../../provision/roles/monitoring.js'
 import type { Context } from '../../provision/runner.js'
-import { loadTopology } from '../../provision/topology.js'
+import { loadPlan, type Plan } from '../../provision/plan.js'
+import { planWith } from '../lib/fake.js'
 import { topologyFile } from '../../provision/paths.js'
 import { render } from '../../services/gateway/ipsec-metrics.js'
 import { parseRawSas } from '../../services/lib/swanctl.js'
 import { watch, watchText } from '../../scripts/lib/watch.js'
 
-const topo = loadTopology(topologyFile)
+const topo = loadPlan(topologyFile)
 const host = (name: string) => topo.hosts.find((h) => h.name === name)!
-const ctx = (name: string, topology = topo) =>
-  ({ topology, self: topology.hosts.find((h) => h.name === name)! }) as Context
+const ctx = (name: string, plan: Plan = topo) => ({ plan, self: plan.hosts.find((h) => h.name === name)! }) as Context
 
 t.test('every host is scraped on its LAN address, each role with its own exporter', async (t) => {
-  const targets = scrapeTargets(topo).map((x) => `${x.job} ${x.host} ${x.address}:${x.port}`)
+  const targets = topo.services.scrapeTargets.map((x) => `${x.job} ${x.host} ${x.address}:${x.port}`)
   t.same(targets, [
     'node iot-client 10.10.1.10:9100',
     'client iot-client 10.10.1.10:9101',
@@ -41,7 +41,7 @@ t.test('every host is scraped on its LAN address, each role with its own exporte
     'prometheus monitor 10.20.0.40:9090',
   ])
   t.same(
-    scrapeTargets({ ...topo, hosts: topo.hosts.filter((h) => h.role !== 'monitor') }),
+    planWith((r) => delete r.hosts.monitor).services.scrapeTargets,
     [],
     'no monitor in the topology: nothing to scrape',
   )
@@ -80,17 +80,9 @@ t.test('the scrape configuration: a job per exporter, each target labelled with 
   ])
   t.same(y.scrape_configs.find((j) => j.job_name === 'prometheus')!.static_configs[0].targets, ['127.0.0.1:9090'])
   // A third backend in the topology: one provision later, it is scraped.
-  const more = {
-    ...topo,
-    hosts: [
-      ...topo.hosts,
-      {
-        ...host('backend-2'),
-        name: 'backend-3',
-        interfaces: host('backend-2').interfaces.map((i) => ({ ...i, address: i.address.replace(/\.22$/, '.23') })),
-      },
-    ],
-  }
+  const more = planWith(
+    (r) => (r.hosts['backend-3'] = { role: 'backend', interfaces: { mgmt: '172.31.250.23', cloud: '10.20.0.23' } }),
+  )
   t.match(
     prometheusConfig(ctx('monitor', more)),
     /targets: \['10\.20\.0\.23:9102'\]\n\s+labels: \{ host: backend-3, role: backend \}/,
@@ -164,7 +156,7 @@ t.test(
       ),
       /^\nMonitor: Prometheus does not answer/,
     )
-    const none = await watch({ ...topo, hosts: topo.hosts.filter((h) => h.role !== 'monitor') })
+    const none = await watch(planWith((r) => delete r.hosts.monitor))
     t.equal(none, 'Monitor: the topology has no host with role monitor.')
   },
 )

@@ -6,10 +6,10 @@ import { tcpdumpArgs } from '../../scripts/lib/capture.js'
 import { graphSvg } from '../../scripts/lib/graph.js'
 import { bridgeRule, hostScript, lossMatch } from '../../scripts/lib/impair.js'
 import { boundedNumber, linkName, parseLink } from '../../scripts/lib/links.js'
-import { loadTopology } from '../../provision/topology.js'
+import { loadPlan } from '../../provision/plan.js'
 import { topologyFile } from '../../provision/paths.js'
 
-const topo = loadTopology(topologyFile)
+const topo = loadPlan(topologyFile)
 
 t.test('links: a network or host:interface; anything else refused with the argument named', async (t) => {
   t.equal(linkName(parseLink(topo, 'inet')), 'inet')

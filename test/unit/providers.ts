@@ -4,12 +4,13 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { loadTopology } from '../../provision/topology.js'
-import { mgmtMac, mgmtNetworkXml, prefixToMask, vmAccel } from '../../scripts/lib/libvirt.js'
+import { loadPlan } from '../../provision/plan.js'
+import { mgmtMac, mgmtNetworkXml, prefixToMask } from '../../scripts/lib/libvirt.js'
+import { chooseProviders, vmAccel, type Machine } from '../../provision/providers.js'
 import { topologyFile } from '../../provision/paths.js'
-import { planProviders, providerSummary, runningProviders, type Machine } from '../../scripts/lib/providers.js'
+import { providerSummary, runningProviders } from '../../scripts/lib/providers.js'
 
-const topology = loadTopology(topologyFile)
+const plan = loadPlan(topologyFile)
 const noVirt: Machine = { hardwareVirt: false, hasLibvirt: true, hasVirtualbox: false }
 const kvm: Machine = { hardwareVirt: true, hasLibvirt: true, hasVirtualbox: false }
 const only = (p: Record<string, string>) => [...new Set(Object.values(p))]
@@ -21,37 +22,48 @@ try {
 }
 
 t.test('unasked: lxc where VMs would be emulated, even with libvirt installed', async (t) => {
-  const plan = planProviders(topology, {}, noVirt)
-  t.same(only(plan.providers), ['lxc'])
-  t.match(plan.reason, /no hardware virtualization/)
-  t.same(only(planProviders(topology, {}, kvm).providers), ['libvirt'], 'libvirt where KVM really runs VMs')
-  t.same(only(planProviders(topology, {}, { ...kvm, hasVirtualbox: true }).providers), ['virtualbox'])
+  const choice = chooseProviders(plan.hosts, {}, noVirt)
+  t.same(only(choice.providers), ['lxc'])
+  t.match(choice.reason, /no hardware virtualization/)
+  const planned = loadPlan(topologyFile, { env: {}, machine: noVirt })
   t.same(
-    only(planProviders(topology, {}, { ...kvm, hasLibvirt: false }).providers),
+    planned.hosts.map((h) => h.provider),
+    plan.hosts.map(() => 'lxc'),
+    "the plan holds each host's provider",
+  )
+  t.match(planned.providerReason, /no hardware virtualization/)
+  t.same(
+    loadPlan(topologyFile, { env: { LAB_VM_ROLES: 'gateway' }, machine: noVirt }).hosts.map((h) => h.provider),
+    plan.hosts.map((h) => (h.role === 'gateway' ? 'libvirt' : 'lxc')),
+  )
+  t.same(only(chooseProviders(plan.hosts, {}, kvm).providers), ['libvirt'], 'libvirt where KVM really runs VMs')
+  t.same(only(chooseProviders(plan.hosts, {}, { ...kvm, hasVirtualbox: true }).providers), ['virtualbox'])
+  t.same(
+    only(chooseProviders(plan.hosts, {}, { ...kvm, hasLibvirt: false }).providers),
     ['lxc'],
     'lxc when no VM provider is installed',
   )
 })
 
 t.test('asked: LAB_PROVIDER for every host, LAB_VM_ROLES for VMs beside containers', async (t) => {
-  t.same(only(planProviders(topology, { LAB_PROVIDER: 'libvirt' }, noVirt).providers), ['libvirt'])
-  t.same(only(planProviders(topology, { VAGRANT_DEFAULT_PROVIDER: 'lxc' }, kvm).providers), ['lxc'])
-  const mixed = planProviders(topology, { LAB_VM_ROLES: 'gateway' }, noVirt)
-  for (const h of topology.hosts) t.equal(mixed.providers[h.name], h.role === 'gateway' ? 'libvirt' : 'lxc', h.name)
+  t.same(only(chooseProviders(plan.hosts, { LAB_PROVIDER: 'libvirt' }, noVirt).providers), ['libvirt'])
+  t.same(only(chooseProviders(plan.hosts, { VAGRANT_DEFAULT_PROVIDER: 'lxc' }, kvm).providers), ['lxc'])
+  const mixed = chooseProviders(plan.hosts, { LAB_VM_ROLES: 'gateway' }, noVirt)
+  for (const h of plan.hosts) t.equal(mixed.providers[h.name], h.role === 'gateway' ? 'libvirt' : 'lxc', h.name)
   t.match(mixed.reason, /LAB_VM_ROLES=gateway as libvirt VMs/)
 })
 
 t.test('a wrong request is refused with the variable and the choices named', async (t) => {
   t.throws(
-    () => planProviders(topology, { LAB_PROVIDER: 'docker' }, noVirt),
+    () => chooseProviders(plan.hosts, { LAB_PROVIDER: 'docker' }, noVirt),
     /LAB_PROVIDER=docker is not a provider this lab knows: use lxc, libvirt, virtualbox/,
   )
   t.throws(
-    () => planProviders(topology, { LAB_VM_ROLES: 'gateway,router' }, noVirt),
+    () => chooseProviders(plan.hosts, { LAB_VM_ROLES: 'gateway,router' }, noVirt),
     /LAB_VM_ROLES names router, which is not a role: use iot-client, gateway/,
   )
   t.throws(
-    () => planProviders(topology, { LAB_VM_ROLES: 'gateway', VAGRANT_DEFAULT_PROVIDER: 'lxc' }, noVirt),
+    () => chooseProviders(plan.hosts, { LAB_VM_ROLES: 'gateway', VAGRANT_DEFAULT_PROVIDER: 'lxc' }, noVirt),
     /unset VAGRANT_DEFAULT_PROVIDER/,
   )
 })
@@ -87,16 +99,16 @@ t.test('KVM only where the processor has it; /dev/kvm alone is not enough', asyn
 
 t.test("the management network: isolated, no forwarding, DHCP only for the lab's hosts", async (t) => {
   const xml = mgmtNetworkXml(
-    topology,
-    topology.hosts.map((h) => h.name),
+    plan,
+    plan.hosts.map((h) => h.name),
   )
   t.notMatch(xml, /<forward/, 'no <forward>: libvirt routes and NATs nothing out of it')
   t.match(xml, /<port isolated='yes'\/>/, 'ports isolated: it joins no two hosts')
   t.match(xml, /<ip address='172\.31\.250\.1' netmask='255\.255\.255\.0'>/)
   t.notMatch(xml, /<range/, 'no dynamic range: an unknown MAC gets no address')
-  for (const h of topology.hosts)
-    t.match(xml, `<host mac='${mgmtMac(topology, h.name)}' name='${h.name}' ip='${h.mgmt.address}'/>`)
-  const macs = topology.hosts.map((h) => mgmtMac(topology, h.name))
+  for (const h of plan.hosts)
+    t.match(xml, `<host mac='${mgmtMac(plan, h.name)}' name='${h.name}' ip='${h.mgmt.address}'/>`)
+  const macs = plan.hosts.map((h) => mgmtMac(plan, h.name))
   t.equal(new Set(macs).size, macs.length, 'one MAC per host')
   t.equal(prefixToMask(24), '255.255.255.0')
   t.equal(prefixToMask(25), '255.255.255.128')

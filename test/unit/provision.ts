@@ -2,7 +2,7 @@ import t from 'tap'
 import { provision } from '../../provision/run.js'
 import { recapText, summarize } from '../../provision/report.js'
 import { UnreachableError } from '../../provision/ssh.js'
-import { FakeHost, tinyTopology } from '../lib/fake.js'
+import { FakeHost, tinyPlan } from '../lib/fake.js'
 
 // A host that answers every command with success and plausible output.
 const answering = (name: string) =>
@@ -20,7 +20,7 @@ const answering = (name: string) =>
 t.test('a host that does not answer is named, and the others are still provisioned', async (t) => {
   const connected: string[] = []
   const recaps = await provision({
-    topology: tinyTopology(),
+    plan: tinyPlan(),
     dryRun: true,
     repoRoot: '/nonexistent',
     stateDir: '/nonexistent',
@@ -54,7 +54,7 @@ t.test('a host that does not answer is named, and the others are still provision
 
 t.test('asking for a host the topology does not have is refused', async (t) => {
   await t.rejects(
-    provision({ topology: tinyTopology(), only: ['zz'], repoRoot: '/', stateDir: '/' }),
+    provision({ plan: tinyPlan(), only: ['zz'], repoRoot: '/', stateDir: '/' }),
     /unknown host zz: the topology has web, app, sql/,
   )
 })

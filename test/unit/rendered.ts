@@ -16,15 +16,15 @@ import { prometheusConfig } from '../../provision/roles/monitor.js'
 import { nginxConf } from '../../provision/roles/proxy.js'
 import type { Context } from '../../provision/runner.js'
 import { renderFile } from '../../provision/template.js'
-import { loadTopology, type Host } from '../../provision/topology.js'
+import { loadPlan, type Host } from '../../provision/plan.js'
 import { topologyFile } from '../../provision/paths.js'
 import { FakeHost } from '../lib/fake.js'
 
-const topology = loadTopology(topologyFile)
+const plan = loadPlan(topologyFile)
 /** A host as provisioned on lxc: each NIC named after its network, userspace ESP unless asked. */
 const ctx = (h: Host, ipsecMode: 'libipsec' | 'kernel' = 'libipsec'): Context => ({
   host: new FakeHost(h.name),
-  topology,
+  plan,
   self: h,
   dryRun: true,
   stateDir: '/nonexistent',
@@ -37,7 +37,7 @@ const ctx = (h: Host, ipsecMode: 'libipsec' | 'kernel' = 'libipsec'): Context =>
     ...(h.role === 'gateway' ? { ipsecMode } : {}),
   },
 })
-const byRole = (role: Host['role']) => topology.hosts.filter((h) => h.role === role)
+const byRole = (role: Host['role']) => plan.hosts.filter((h) => h.role === role)
 const has = (cmd: string) => {
   try {
     execFileSync('sh', ['-c', `command -v ${cmd} || test -x /usr/sbin/${cmd}`], { stdio: 'ignore' })
@@ -58,7 +58,7 @@ t.teardown(() => {
 const root = process.getuid?.() === 0
 
 t.test('nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it', async (t) => {
-  const rulesets: [string, string][] = topology.hosts.map((h) => [h.name, nftablesConf(ctx(h))])
+  const rulesets: [string, string][] = plan.hosts.map((h) => [h.name, nftablesConf(ctx(h))])
   for (const gw of byRole('gateway')) rulesets.push([`${gw.name} (kernel ESP)`, nftablesConf(ctx(gw, 'kernel'))])
   for (const [name, text] of rulesets) t.matchSnapshot(text, `${name}: /etc/nftables.conf`)
   t.test(

@@ -1,36 +1,39 @@
-// What the telemetry roles derive from the topology: the client's server (the old
-// server address by default), the proxy's upstreams, the database's address, and
-// the nginx config they render (every backend, retries as many as backends).
+// What the plan resolves for the telemetry roles: the client's server (the old server
+// address by default), the proxy's upstreams, the database's address; and the nginx
+// config the proxy role renders from it (every backend, retries as many as backends).
 import { renderFile } from '../../provision/template.js'
 import t from 'tap'
 import { nginxConf } from '../../provision/roles/proxy.js'
-import { backends, dbAddress, serverUrl } from '../../provision/roles/telemetry.js'
 import type { Context } from '../../provision/runner.js'
-import { loadTopology, validateTopology } from '../../provision/topology.js'
+import { clientOf, loadPlan, planOf } from '../../provision/plan.js'
+import { planWith } from '../lib/fake.js'
 import { topologyFile } from '../../provision/paths.js'
 
-const topo = loadTopology(topologyFile)
+const topo = loadPlan(topologyFile)
 const client = topo.hosts.find((h) => h.role === 'iot-client')!
 
 t.test("the client sends to its LAN's old server address, unless telemetry.server says otherwise", async (t) => {
-  t.equal(serverUrl(topo, client), 'http://10.10.1.100:80/readings')
-  t.equal(
-    serverUrl({ ...topo, telemetry: { ...topo.telemetry, server: '10.20.0.10' } }, client),
-    'http://10.20.0.10/readings',
-  )
+  t.equal(clientOf(topo, client.name)!.url, 'http://10.10.1.100:80/readings')
+  const elsewhere = planWith((r) => (r.telemetry.server = '10.20.0.10'))
+  t.equal(clientOf(elsewhere, client.name)!.url, 'http://10.20.0.10/readings')
+  const noOldServer = planWith((r) => delete r.networks.iot.old_server)
+  t.equal(clientOf(noOldServer, client.name)!.url, 'http://10.20.0.10/readings', 'no old server: the proxy')
 })
 
 t.test('upstreams and the database address come from the topology', async (t) => {
-  t.same(backends(topo), [
-    { name: 'backend-1', address: '10.20.0.21', port: 8080 },
-    { name: 'backend-2', address: '10.20.0.22', port: 8080 },
+  t.same(topo.services.backends, [
+    { name: 'backend-1', address: '10.20.0.21', port: 8080, from: ['10.20.0.10'] },
+    { name: 'backend-2', address: '10.20.0.22', port: 8080, from: ['10.20.0.10'] },
   ])
-  t.equal(dbAddress(topo), '10.20.0.30')
+  t.equal(topo.services.db!.address, '10.20.0.30')
+  t.same(topo.services.db!.clients, ['10.20.0.21', '10.20.0.22'], 'the database admits the backends')
+  t.same(topo.services.proxy!.devicesFrom, [{ subnet: '10.10.1.0/24', ports: [80] }], 'the proxy admits the IoT LAN')
+  t.throws(() => ((topo.services.backends as unknown[]).length = 0), TypeError, 'the plan is frozen')
 })
 
 t.test('nginx: one server line per backend, retries over all of them, the retry rule explained', async (t) => {
   const proxy = topo.hosts.find((h) => h.role === 'proxy')!
-  const conf = nginxConf({ topology: topo, self: proxy } as Context)
+  const conf = nginxConf({ plan: topo, self: proxy } as Context)
   t.match(conf, /upstream ingest \{\n\s+least_conn;/)
   t.same(conf.match(/server 10\.20\.0\.\d+:8080 max_fails=1 fail_timeout=3s;/g), [
     'server 10.20.0.21:8080 max_fails=1 fail_timeout=3s;',
@@ -40,22 +43,10 @@ t.test('nginx: one server line per backend, retries over all of them, the retry 
   t.match(conf, /idempotent: a device's sequence number is stored once/)
   t.match(conf, 'proxy_next_upstream_tries 2;', 'as many tries as backends (2)')
   // Derived, not written down: with three backends, three tries (a retry may reach each).
-  const b2 = topo.hosts.find((h) => h.name === 'backend-2')!
-  const three = {
-    ...topo,
-    hosts: [
-      ...topo.hosts,
-      {
-        ...b2,
-        name: 'backend-3',
-        interfaces: b2.interfaces.map((i) => ({
-          ...i,
-          address: i.address.replace(/\.22$/, '.23').replace(/\.\d+$/, (m) => (i.network === 'mgmt' ? '.99' : m)),
-        })),
-      },
-    ],
-  }
-  const conf3 = nginxConf({ topology: three, self: proxy } as Context)
+  const three = planWith(
+    (r) => (r.hosts['backend-3'] = { role: 'backend', interfaces: { mgmt: '172.31.250.99', cloud: '10.20.0.23' } }),
+  )
+  const conf3 = nginxConf({ plan: three, self: proxy } as Context)
   t.equal(conf3.match(/server 10\.20\.0\.\d+:8080 /g)?.length, 3, 'three backends, three server lines')
   t.match(conf3, 'proxy_next_upstream_tries 3;', 'and three tries')
   t.match(conf, 'client_max_body_size 1024;')
@@ -73,11 +64,8 @@ t.test('nginx: one server line per backend, retries over all of them, the retry 
   t.match(conf, /listen 10\.20\.0\.10:8081;[\s\S]*stub_status;[\s\S]*allow 10\.20\.0\.0\/24;[\s\S]*deny all;/)
   t.match(conf, /keepalive 64;/)
   t.match(conf, /listen 10\.20\.0\.10:80;\n\s+listen 127\.0\.0\.1:80;/, "on the old server's port")
-  const other = {
-    ...topo,
-    networks: topo.networks.map((n) => (n.oldServer ? { ...n, oldServer: { ...n.oldServer, ports: [8000, 80] } } : n)),
-  }
-  const both = nginxConf({ topology: other, self: proxy } as Context)
+  const other = planWith((r) => (r.networks.iot.old_server.ports = [8000, 80]))
+  const both = nginxConf({ plan: other, self: proxy } as Context)
   t.same(
     both.match(/listen 10\.20\.0\.10:\d+;/g),
     ['listen 10.20.0.10:80;', 'listen 10.20.0.10:8000;', 'listen 10.20.0.10:8081;'],
@@ -89,7 +77,7 @@ t.test(
   'nginx: mutual TLS to the backends, verified against the services CA and its CRL; plain only when the topology says so',
   async (t) => {
     const proxy = topo.hosts.find((h) => h.role === 'proxy')!
-    const conf = nginxConf({ topology: topo, self: proxy } as Context)
+    const conf = nginxConf({ plan: topo, self: proxy } as Context)
     for (const line of [
       'proxy_ssl_certificate /etc/lab-tls/proxy.pem;',
       'proxy_ssl_certificate_key /etc/lab-tls/proxy.key;',
@@ -106,10 +94,7 @@ t.test(
       ['proxy_pass https://ingest;', 'proxy_pass https://ingest/readings;', 'proxy_pass https://ingest;'],
       'every location to the backends over TLS',
     )
-    const plain = nginxConf({
-      topology: { ...topo, telemetry: { ...topo.telemetry, cloudTls: false } },
-      self: proxy,
-    } as Context)
+    const plain = nginxConf({ plan: planWith((r) => (r.telemetry.cloud_tls = false)), self: proxy } as Context)
     t.notMatch(plain, /proxy_ssl_/, 'cloud_tls false: no TLS')
     t.same(plain.match(/proxy_pass \S+/g), [
       'proxy_pass http://ingest;',
@@ -142,7 +127,7 @@ t.test(
 )
 
 t.test('no backend is a clear error, not an empty upstream', async (t) => {
-  const noBackends = validateTopology({
+  const noBackends = planOf({
     name: 'lab',
     networks: {
       mgmt: { kind: 'management', cidr: '172.31.250.0/24', host_address: '172.31.250.1' },
@@ -151,7 +136,7 @@ t.test('no backend is a clear error, not an empty upstream', async (t) => {
     hosts: { proxy: { role: 'proxy', interfaces: { mgmt: '172.31.250.20', cloud: '10.20.0.10' } } },
   })
   t.throws(
-    () => nginxConf({ topology: noBackends, self: noBackends.hosts[0] } as Context),
+    () => nginxConf({ plan: noBackends, self: noBackends.hosts[0] } as Context),
     /no backend on a network with the proxy: add a host with role backend/,
   )
 })

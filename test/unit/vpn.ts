@@ -1,10 +1,10 @@
-// The VPN as data: tunnels derived from the topology, refused when wrong, and rendered
+// The VPN as data: tunnels derived from the plan, refused when wrong, and rendered
 // into strongSwan and nftables configuration for one site or many.
 import t from 'tap'
 import { ipsecModeFor } from '../../provision/facts.js'
 import { gateway, swanctlVars, tunnelsOf } from '../../provision/roles/gateway.js'
 import type { Context } from '../../provision/runner.js'
-import { TopologyError, validateTopology } from '../../provision/topology.js'
+import { TopologyError, planOf } from '../../provision/plan.js'
 import { renderFile } from '../../provision/template.js'
 import { FakeHost } from '../lib/fake.js'
 
@@ -37,11 +37,11 @@ function ctxFor(
   mode: 'kernel' | 'libipsec' = 'libipsec',
   stateDir = '/nonexistent',
 ): Context {
-  const topology = validateTopology(raw)
-  const self = topology.hosts.find((h) => h.name === host)!
+  const plan = planOf(raw)
+  const self = plan.hosts.find((h) => h.name === host)!
   return {
     host: new FakeHost(host),
-    topology,
+    plan,
     self,
     dryRun: true,
     stateDir,
@@ -57,7 +57,7 @@ function ctxFor(
 }
 
 t.test('every gateway but the hub is a site with its own tunnel to the hub', async (t) => {
-  const topo = validateTopology(twoSites())
+  const topo = planOf(twoSites())
   t.same(
     topo.vpn!.tunnels.map((x) => [x.name, x.siteAddress, x.hubAddress, x.siteSubnets, x.hubSubnets]),
     [
@@ -250,7 +250,7 @@ t.test('a wrong VPN section is refused with the field named', async (t) => {
     const raw: any = twoSites()
     mutate(raw)
     try {
-      validateTopology(raw)
+      planOf(raw)
       t.fail(`${what}: accepted`)
     } catch (e) {
       const problems = (e as TopologyError).problems ?? [String(e)]

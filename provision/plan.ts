@@ -1,0 +1,273 @@
+// The plan: topology.yaml validated (topology.ts), then resolved once into what every
+// consumer needs, so none derives it again: each host's address on every network and
+// the one others reach it on, the provider a bring-up makes it with, who serves what on
+// which address and who may reach it, what the monitor scrapes, where each IoT client
+// sends. The Vagrantfile (through scripts/topology.ts), the provisioner's roles and
+// templates, the lab command, the bench and the tests read it; only this module loads
+// the topology (eslint.config.mjs enforces it). The plan is frozen: nothing changes it
+// behind another reader's back. `npm run plan` prints it.
+//
+// A service is a group: an address its clients use and the members behind it. Today a
+// group has one member and its address is the member's; a pair behind a virtual address
+// (issue 19) fills the same fields.
+import { topologyFile } from './paths.js'
+import { CLIENT_CONTROL_PORT, DB, MONITOR_PORTS, PROXY_STATUS_PORT } from './ports.js'
+import { chooseProviders, type Machine, type Provider } from './providers.js'
+import {
+  loadTopology,
+  parseTopology,
+  validateTopology,
+  type Host as TopologyHost,
+  type Network,
+  type Role,
+  type Topology,
+} from './topology.js'
+
+export { TopologyError, ROLES, NETWORK_KINDS, VPN_AUTH, FORBIDDEN_RANGES } from './topology.js'
+export type { Interface, Network, NetworkKind, OldServer, Role, Route, Telemetry, Tunnel, Vpn } from './topology.js'
+export type { Provider } from './providers.js'
+
+export interface Host extends TopologyHost {
+  /** network name -> this host's address on it. */
+  addresses: Record<string, string>
+  /**
+   * Its address on its first LAN: what the monitor scrapes and the LAN services bind
+   * (the management network never carries them); absent for a host on no LAN.
+   */
+  lanAddress?: string
+  /** The provider a bring-up makes it with (the running lab's: inventory, Vagrant's state). */
+  provider: Provider
+}
+
+export interface Member {
+  host: string
+  address: string
+}
+/** A service: where its clients reach it, and the hosts that provide it. */
+export interface Group {
+  address: string
+  members: Member[]
+}
+
+export interface Backend {
+  name: string
+  /** Where the proxy reaches it; the ingest server listens there. */
+  address: string
+  port: number
+  /** The proxies' addresses facing it: the only sources its readings port admits. */
+  from: string[]
+}
+
+export interface Target {
+  job: string
+  host: string
+  role: Role
+  address: string
+  port: number
+}
+
+export interface Client {
+  host: string
+  /** Where it sends readings: telemetry.server, else its LAN's old server address, else the proxy. */
+  url: string
+  devices: string[]
+}
+
+export interface Services {
+  /**
+   * nginx: its address as the backends see it; the ports devices arrive on (their old
+   * server's, 80 when no site forwards here) and the IoT subnets admitted to them; its
+   * status page's port and the LANs it may be read from.
+   */
+  proxy?: Group & {
+    ports: number[]
+    devicesFrom: { subnet: string; ports: number[] }[]
+    statusPort: number
+    statusFrom: string[]
+  }
+  backends: Backend[]
+  /** PostgreSQL: the address the backends connect to (and it listens on); the backends' addresses. */
+  db?: Group & { port: number; name: string; user: string; clients: string[] }
+  /** Prometheus: its LAN address (what it scrapes from) and the provisioning machine's URL. */
+  monitor?: Member & { url: string }
+  scrapeTargets: Target[]
+  clients: Client[]
+  /** The one TLS name nginx checks on every backend (each backend's certificate carries it). */
+  ingestTlsName: string
+  /** The IoT clients' local control port (status, outbox), on 127.0.0.1. */
+  clientControlPort: number
+}
+
+export interface Plan extends Topology {
+  hosts: Host[]
+  /** Why these providers: what was asked, or what this machine can run. */
+  providerReason: string
+  services: Services
+}
+
+export interface PlanOptions {
+  env?: NodeJS.ProcessEnv
+  machine?: Machine
+}
+
+export function loadPlan(file = topologyFile, opts: PlanOptions = {}): Plan {
+  return resolvePlan(loadTopology(file), opts)
+}
+
+export function parsePlan(text: string, file = 'topology', opts: PlanOptions = {}): Plan {
+  return resolvePlan(parseTopology(text, file), opts)
+}
+
+/** Raw topology data (as parsed YAML), validated with every problem named, then resolved. */
+export function planOf(raw: unknown, file = 'topology', opts: PlanOptions = {}): Plan {
+  return resolvePlan(validateTopology(raw, file), opts)
+}
+
+function resolvePlan(t: Topology, opts: PlanOptions): Plan {
+  const lans = new Set(t.networks.filter((n) => n.kind === 'lan').map((n) => n.name))
+  const choice = chooseProviders(t.hosts, opts.env ?? process.env, opts.machine)
+  const hosts: Host[] = t.hosts.map((h) => {
+    const lanAddress = h.interfaces.find((i) => lans.has(i.network))?.address
+    return {
+      ...h,
+      addresses: Object.fromEntries(h.interfaces.map((i) => [i.network, i.address])),
+      ...(lanAddress ? { lanAddress } : {}),
+      provider: choice.providers[h.name],
+    }
+  })
+  const plan: Plan = { ...t, hosts, providerReason: choice.reason, services: services(t, hosts) }
+  return deepFreeze(plan)
+}
+
+/** A host's address on the first network (not management) it shares with a peer. */
+function facing(host: TopologyHost, peer: TopologyHost): string | undefined {
+  return host.interfaces.find(
+    (i) => i.network !== host.mgmt.network && peer.interfaces.some((j) => j.network === i.network),
+  )?.address
+}
+const firstLan = (h: TopologyHost) => h.interfaces.find((i) => i.network !== h.mgmt.network)?.address
+const present = <T>(x: T | undefined): x is T => x !== undefined
+
+function services(t: Topology, hosts: Host[]): Services {
+  const withRole = (role: Role) => hosts.filter((h) => h.role === role)
+  const proxies = withRole('proxy')
+  const backendHosts = withRole('backend')
+  const proxy = proxies[0]
+  const db = withRole('db')[0]
+  const monitor = withRole('monitor')[0]
+  const firstBackend = backendHosts[0]
+
+  const proxyAddress = proxy && (firstBackend ? facing(proxy, firstBackend) : firstLan(proxy))
+  const backends: Backend[] = proxy
+    ? backendHosts.flatMap((b) => {
+        const address = facing(b, proxy)
+        const from = proxies.map((p) => facing(p, b)).filter(present)
+        return address ? [{ name: b.name, address, port: t.telemetry.port, from }] : []
+      })
+    : []
+  const dbAddress = db && ((firstBackend && facing(db, firstBackend)) ?? firstLan(db))
+
+  const scrapeTargets: Target[] = []
+  if (monitor) {
+    for (const h of hosts) {
+      const address = h.lanAddress
+      if (!address) continue
+      const add = (job: string, port: number) => scrapeTargets.push({ job, host: h.name, role: h.role, address, port })
+      add('node', MONITOR_PORTS.node)
+      if (h.role === 'backend') add('ingest', MONITOR_PORTS.ingest)
+      if (h.role === 'proxy') add('nginx', MONITOR_PORTS.nginx)
+      if (h.role === 'db') add('postgres', MONITOR_PORTS.postgres)
+      if (h.role === 'iot-client') add('client', MONITOR_PORTS.client)
+      if (h.role === 'monitor') add('prometheus', MONITOR_PORTS.prometheus)
+    }
+  }
+
+  const clients = withRole('iot-client').map((c) => ({
+    host: c.name,
+    url: serverUrl(t, c, proxyAddress),
+    devices: t.telemetry.devices.filter((d) => d.host === c.name).map((d) => d.id),
+  }))
+
+  return {
+    ...(proxy && proxyAddress ? { proxy: proxyService(t, proxy, proxyAddress) } : {}),
+    backends,
+    ...(db && dbAddress
+      ? {
+          db: {
+            address: dbAddress,
+            port: DB.port,
+            name: DB.name,
+            user: DB.user,
+            members: [{ host: db.name, address: dbAddress }],
+            clients: backendHosts.map((b) => facing(b, db)).filter(present),
+          },
+        }
+      : {}),
+    ...(monitor?.lanAddress
+      ? {
+          monitor: {
+            host: monitor.name,
+            address: monitor.lanAddress,
+            url: `http://${monitor.mgmt.address}:${MONITOR_PORTS.prometheus}`,
+          },
+        }
+      : {}),
+    scrapeTargets,
+    clients,
+    ingestTlsName: `ingest.${t.name}`,
+    clientControlPort: CLIENT_CONTROL_PORT,
+  }
+}
+
+function proxyService(t: Topology, proxy: TopologyHost, address: string): NonNullable<Services['proxy']> {
+  const devicesFrom = t.networks
+    .filter((n) => n.oldServer?.host === proxy.name)
+    .map((n) => ({ subnet: n.cidr, ports: n.oldServer!.ports }))
+  const ports = [...new Set(devicesFrom.flatMap((o) => o.ports))].sort((a, b) => a - b)
+  return {
+    address,
+    members: [{ host: proxy.name, address }],
+    ports: ports.length ? ports : [80],
+    devicesFrom,
+    statusPort: PROXY_STATUS_PORT,
+    statusFrom: t.networks
+      .filter((n) => n.kind === 'lan' && proxy.interfaces.some((i) => i.network === n.name))
+      .map((n) => n.cidr),
+  }
+}
+
+function serverUrl(t: Topology, client: TopologyHost, proxyAddress: string | undefined): string {
+  if (t.telemetry.server) return `http://${t.telemetry.server}/readings`
+  const lan = t.networks.find((n) => n.oldServer && client.interfaces.some((i) => i.network === n.name))
+  if (lan) return `http://${lan.oldServer!.address}:${lan.oldServer!.ports[0]}/readings`
+  // A client with nowhere to send is refused when its role is provisioned, not here:
+  // a plan without telemetry (a VPN-only topology) is a valid plan.
+  return proxyAddress ? `http://${proxyAddress}/readings` : ''
+}
+
+function deepFreeze<T>(o: T): T {
+  if (typeof o === 'object' && o !== null && !Object.isFrozen(o)) {
+    Object.freeze(o)
+    for (const v of Object.values(o)) deepFreeze(v)
+  }
+  return o
+}
+
+// Small queries everyone needs, so no caller re-derives them.
+export const hostsWithRole = (p: Plan, role: Role) => p.hosts.filter((h) => h.role === role)
+export const hostNamed = (p: Plan, name: string) => p.hosts.find((h) => h.name === name)
+export const managementNetwork = (p: Plan): Network => p.networks.find((n) => n.kind === 'management')!
+/** The client's plan entry (url, devices); a host that is no IoT client has none. */
+export const clientOf = (p: Plan, host: string) => p.services.clients.find((c) => c.host === host)
+/** The load generator's device ids (their keys are derived like every device's). */
+export const benchDeviceIds = (p: Plan) =>
+  Array.from({ length: p.telemetry.benchDevices }, (_, i) => `bench-${String(i + 1).padStart(4, '0')}`)
+/** host -> the provider a bring-up makes it with. */
+export const plannedProviders = (p: Plan): Record<string, Provider> =>
+  Object.fromEntries(p.hosts.map((h) => [h.name, h.provider]))
+/**
+ * The same plan with TLS inside the cloud switched (npm run bench measures both ways):
+ * no other field of the plan depends on it.
+ */
+export const withCloudTls = (p: Plan, cloudTls: boolean): Plan =>
+  deepFreeze({ ...p, telemetry: { ...p.telemetry, cloudTls } })
