@@ -11,7 +11,7 @@
 // group has one member and its address is the member's; a pair behind a virtual address
 // (issue 19) fills the same fields.
 import { topologyFile } from './paths.js'
-import { CLIENT_CONTROL_PORT, DB, MONITOR_PORTS, PROXY_STATUS_PORT } from './ports.js'
+import { DB, MONITOR_PORTS, PROXY_STATUS_PORT } from './ports.js'
 import { chooseProviders, type Machine, type Provider } from './providers.js'
 import {
   loadTopology,
@@ -94,8 +94,6 @@ export interface Services {
   clients: Client[]
   /** The one TLS name nginx checks on every backend (each backend's certificate carries it). */
   ingestTlsName: string
-  /** The IoT clients' local control port (status, outbox), on 127.0.0.1. */
-  clientControlPort: number
 }
 
 export interface Plan extends Topology {
@@ -215,7 +213,6 @@ function services(t: Topology, hosts: Host[]): Services {
     scrapeTargets,
     clients,
     ingestTlsName: `ingest.${t.name}`,
-    clientControlPort: CLIENT_CONTROL_PORT,
   }
 }
 
@@ -255,7 +252,6 @@ function deepFreeze<T>(o: T): T {
 
 // Small queries everyone needs, so no caller re-derives them.
 export const hostsWithRole = (p: Plan, role: Role) => p.hosts.filter((h) => h.role === role)
-export const hostNamed = (p: Plan, name: string) => p.hosts.find((h) => h.name === name)
 export const managementNetwork = (p: Plan): Network => p.networks.find((n) => n.kind === 'management')!
 /** The client's plan entry (url, devices); a host that is no IoT client has none. */
 export const clientOf = (p: Plan, host: string) => p.services.clients.find((c) => c.host === host)

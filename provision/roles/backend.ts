@@ -13,8 +13,9 @@ import { proxyIdentities, serviceTlsSteps, tlsFiles } from './service-tls.js'
 import { json, serviceSteps } from './telemetry.js'
 
 /** This backend in the plan: where it listens (the address in the proxy's upstream list), and whom it admits. */
+const planned = (ctx: Context) => ctx.plan.services.backends.find((x) => x.name === ctx.self.name)
 const self = (ctx: Context) => {
-  const b = ctx.plan.services.backends.find((x) => x.name === ctx.self.name)
+  const b = planned(ctx)
   if (!b)
     throw new Error(
       `backend ${ctx.self.name} shares no network with a proxy host: put both on the cloud LAN in the topology`,
@@ -74,7 +75,7 @@ const ingest = serviceSteps({
 export const backend: RoleModule = {
   role: { name: 'backend', steps: ingest.steps, handlers: ingest.handlers },
   input: (ctx) => {
-    const proxies = ctx.plan.services.backends.find((b) => b.name === ctx.self.name)?.from ?? []
+    const proxies = planned(ctx)?.from ?? []
     return proxies.length
       ? [
           `ip saddr { ${proxies.join(', ')} } tcp dport ${ctx.plan.telemetry.port} accept comment "ingest: from the proxy only"`,

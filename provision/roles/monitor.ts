@@ -8,6 +8,7 @@ import { service, unitHandler } from '../modules/service.js'
 import type { Context } from '../runner.js'
 import { renderFile, templateText } from '../template.js'
 import type { RoleModule } from './types.js'
+import { managementNetwork } from '../plan.js'
 import { MONITOR_PORTS } from '../ports.js'
 import { SCRAPE_INTERVAL_S } from './monitoring.js'
 
@@ -34,7 +35,7 @@ export function prometheusConfig(ctx: Context): string {
 }
 
 /** The management network's address of the provisioning machine (lxc); on VMs, the libvirt network's. */
-const provisioner = (ctx: Context) => ctx.plan.networks.find((n) => n.kind === 'management')?.hostAddress
+const provisioner = (ctx: Context) => managementNetwork(ctx.plan).hostAddress
 
 export const monitor: RoleModule = {
   role: {
