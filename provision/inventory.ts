@@ -2,9 +2,9 @@
 // address (lxc and libvirt machines answer on the topology's management address), else
 // from `vagrant ssh-config` (VirtualBox: a forwarded port on 127.0.0.1). Machines that
 // are not created or not running are named, not guessed.
-import fs from 'node:fs'
-import path from 'node:path'
 import { $ } from 'zx'
+import { SSH_ON_MANAGEMENT } from './providers.js'
+import { vagrantMachines } from './vagrant-state.js'
 
 export interface InventoryEntry {
   name: string
@@ -62,14 +62,10 @@ export interface InventoryHost {
  */
 export function stateEntry(host: InventoryHost, cwd: string): InventoryEntry | undefined {
   if (!host.mgmt) return undefined
-  for (const provider of ['lxc', 'libvirt']) {
-    const dir = path.join(cwd, '.vagrant', 'machines', host.name, provider)
-    const key = path.join(dir, 'private_key')
-    if (fs.existsSync(path.join(dir, 'id')) && fs.existsSync(key)) {
-      return { name: host.name, hostName: host.mgmt.address, port: 22, user: 'vagrant', identityFile: key }
-    }
-  }
-  return undefined
+  const m = vagrantMachines(cwd).find(
+    (r) => r.host === host.name && SSH_ON_MANAGEMENT.includes(r.provider) && r.privateKey,
+  )
+  return m && { name: host.name, hostName: host.mgmt.address, port: 22, user: 'vagrant', identityFile: m.privateKey! }
 }
 
 /**

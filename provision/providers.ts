@@ -129,3 +129,10 @@ export function chooseProviders(
   if (vmRoles.length) reason += `; LAB_VM_ROLES=${vmRoles.join(',')} as ${vmProvider} VMs`
   return { providers, reason }
 }
+
+/**
+ * The providers whose machines answer SSH on the plan's management address (the
+ * Vagrantfile puts them there: lxc.ssh_ip_addr, libvirt's DHCP reservation); VirtualBox's
+ * are reached through a NAT port Vagrant picks, which only Vagrant can say.
+ */
+export const SSH_ON_MANAGEMENT: readonly Provider[] = ['lxc', 'libvirt']

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import type { Plan } from '../../provision/plan.js'
 import { connect, deviceOf, linkName, type Link } from './links.js'
-import { runningProviders } from './providers.js'
+import { providerOps, runningProviders } from './providers.js'
 
 export interface CaptureOptions {
   filter?: string
@@ -55,23 +55,6 @@ const summaryOf = (stderr: string) =>
     .filter((l) => /packets? captured|received by filter/.test(l))
     .join('; ')
 
-/** The host side of a container's interface: the veth whose index the container's end names. */
-async function vethOf(link: Extract<Link, { kind: 'interface' }>): Promise<string> {
-  const host = await connect(link.host)
-  try {
-    const dev = await deviceOf(host, link)
-    const r = await host.exec(`cat /sys/class/net/${dev}/iflink`, { check: false })
-    const index = Number(r.stdout.trim())
-    if (r.code !== 0 || !index) throw new Error(`${linkName(link)}: the container has no interface ${dev}`)
-    for (const name of fs.readdirSync('/sys/class/net')) {
-      if (Number(fs.readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8')) === index) return name
-    }
-    throw new Error(`${linkName(link)}: no interface with index ${index} on this machine`)
-  } finally {
-    await host.close()
-  }
-}
-
 /**
  * Run the capture; resolves when tcpdump has its count or the time is up. Lines go to
  * onLine (printed captures); -w writes the pcap. Returns tcpdump's summary.
@@ -87,7 +70,10 @@ export async function capture(
     throw new Error("lab:capture listens on the lab's interfaces: run it as root (sudo npm run lab:capture -- ...)")
   const provider = link.kind === 'interface' ? runningProviders().get(link.host.name) : undefined
   if (link.kind === 'interface' && !provider) throw new Error(`${link.host.name} is not running: npm run lab`)
-  if (link.kind === 'interface' && provider !== 'lxc') {
+  // A network: its bridge here. An interface: where its provider says (a container's
+  // veth here, a VM's device inside the guest).
+  const point = link.kind === 'interface' ? await providerOps(provider!).capturePoint(link) : undefined
+  if (link.kind === 'interface' && point?.on === 'guest') {
     // A VM: tcpdump in the guest, its output streamed back.
     const host = await connect(link.host)
     try {
@@ -133,7 +119,7 @@ export async function capture(
       await host.close()
     }
   }
-  const iface = link.kind === 'network' ? link.network.bridge : await vethOf(link)
+  const iface = point?.on === 'machine' ? point.iface : link.kind === 'network' ? link.network.bridge : ''
   return new Promise((resolve, reject) => {
     const child = spawn('timeout', [String(o.seconds), 'tcpdump', ...tcpdumpArgs(iface, o)], {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,45 +1,25 @@
 // The lab's life cycle, as `npm run lab` and the tests drive it: up (everything a
 // newcomer needs, in order, each step timed), down (leaves nothing behind), status.
 import { spawn } from 'node:child_process'
-import fs from 'node:fs'
-import path from 'node:path'
 import { vagrantInventory } from '../../provision/inventory.js'
 import { provision } from '../../provision/run.js'
 import { parseRawSas } from '../../services/lib/swanctl.js'
 import { SshHost } from '../../provision/ssh.js'
 import { recapText, summarize } from '../../provision/report.js'
 import type { Reporter } from '../../provision/runner.js'
-import { loadPlan, managementNetwork, plannedProviders, type Plan } from '../../provision/plan.js'
-import { boxName, ensureBox, installedBoxes } from './box.js'
-import {
-  domainExists,
-  ensureLibvirtDaemons,
-  ensureStoragePool,
-  labDomains,
-  libvirtAvailable,
-  removeStaleDomains,
-  labVolumes,
-  mgmtNetworkDefined,
-  mgmtNetworkName,
-  removeLabDomains,
-  removeLabVolumes,
-  removeMgmtNetwork,
-  runningLabDaemons,
-  stopLabDaemons,
-} from './libvirt.js'
-import { vmAccel } from '../../provision/providers.js'
-import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from './lxc.js'
-import { existingBridges, networksDown, networksUp } from './network.js'
+import { loadPlan, plannedProviders, type Plan } from '../../provision/plan.js'
 import { repoRoot, stateDir, topologyFile } from '../../provision/paths.js'
-import { hostsOf, providerSummary, runningProviders } from './providers.js'
 import type { Provider } from '../../provision/providers.js'
-import { ensureRequirements, LIBVIRT_REQUIREMENTS, LXC_REQUIREMENTS } from './system.js'
-import { knownMachines, machineStates } from './vagrant.js'
-import { ensureVmBox } from './vm-box.js'
+import { vagrantMachines } from '../../provision/vagrant-state.js'
+import { existingBridges, networksDown, networksUp } from './network.js'
+import type { Log, ProviderOps, Timed } from './provider-types.js'
+import { ALL_PROVIDERS, hostsOf, providerOps, providerSummary, runningProviders } from './providers.js'
+import { ensureRequirements } from './system.js'
+import { machineStates } from './vagrant.js'
 import { BRIDGE_TABLE, clearAllImpairments, impairmentTableExists, recorded } from './impair.js'
 import { watch, watchText } from './watch.js'
 
-export type Log = (m: string) => void
+export type { Log }
 
 /** Run one long step with visible start and end, and its duration. */
 export async function phase<T>(log: Log, title: string, fn: () => Promise<T>): Promise<T> {
@@ -85,86 +65,46 @@ export interface UpResult {
   changed: number
 }
 
-type Timed = <T>(key: string, title: string, fn: () => Promise<T>) => Promise<T>
-
 /**
  * What must exist before hosts of these providers can start: packages, the box,
  * libvirt's daemons and pool, the lab's networks. Idempotent; `vagrant up` runs it
  * through a trigger (the Vagrantfile), `npm run lab` before its own `vagrant up`.
+ * Each provider module says what it needs (provider-*.ts); this says in which order.
  */
 export async function prepare(providers: Provider[], log: Log = console.log, timed?: Timed): Promise<void> {
   const step: Timed = timed ?? ((_k, title, fn) => phase(log, title, fn))
   const plan = loadPlan(topologyFile)
-  const want = new Set(providers)
-  if (want.has('virtualbox')) {
-    // VirtualBox brings its own internal networks; its box is not built here, and
-    // Vagrant would try to download it: say so instead of trying.
-    const box = process.env.LAB_VM_BOX || 'debian/bookworm64'
-    if (!(await installedBoxes()).includes(box)) {
-      throw new Error(
-        `the virtualbox provider needs the box ${box}, which is not on this machine and is not built by the lab (only the lxc and libvirt boxes are): add it with \`vagrant box add ${box}\` where it can be downloaded, or set LAB_VM_BOX to a VirtualBox box you have`,
-      )
-    }
-    if (want.size === 1) return
-  }
+  const inUse = (o: ProviderOps) => providers.includes(o.name)
+  // Providers whose hosts live elsewhere (VirtualBox's own networks) need neither root nor bridges.
+  for (const o of ALL_PROVIDERS.filter((x) => inUse(x) && !x.onLabBridges))
+    await o.prepare({ plan, log, step, inUse: true })
+  const bridged = ALL_PROVIDERS.filter((o) => inUse(o) && o.onLabBridges)
+  if (bridged.length === 0) return
   if (process.getuid?.() !== 0) {
-    const named = [...want].filter((p) => p !== 'virtualbox')
+    const named = bridged.map((o) => o.name)
     throw new Error(
       `the ${named.join(' and ')} provider${named.length > 1 ? 's need' : ' needs'} root here (containers, VMs, bridges): run it again as root, e.g. \`sudo npm run lab\` or \`sudo vagrant up\``,
     )
   }
-  const vms = want.has('libvirt')
-  // One list for both kinds of host: the two share most of their packages.
-  const reqs = [...(want.has('lxc') ? LXC_REQUIREMENTS : []), ...(vms ? LIBVIRT_REQUIREMENTS : [])].filter(
-    (r, i, all) => all.findIndex((x) => x.pkg === r.pkg) === i,
-  )
+  // One list for every kind of host: they share most of their packages.
+  const reqs = bridged.flatMap((o) => o.requirements).filter((r, i, all) => all.findIndex((x) => x.pkg === r.pkg) === i)
   await step('requirements', 'Checking this machine has what the lab needs', () => ensureRequirements(log, reqs))
-  // Wherever libvirt is installed the management bridge is libvirt's network (its
-  // DHCP gives VMs their addresses), so VMs can join a lab of containers later
-  // without the bridge being remade under them.
-  const libvirtMgmt = vms || (await libvirtAvailable())
-  if (libvirtMgmt) {
-    const accel = vmAccel()
-    log(`VMs run with ${accel.accel === 'kvm' ? 'KVM' : `QEMU's emulation (TCG, ${accel.why})`}`)
-    await step('libvirt', 'Starting libvirt (daemons, storage pool)', async () => {
-      await ensureLibvirtDaemons(log)
-      await ensureStoragePool(log)
-      await removeStaleDomains(plan, new Set(knownMachines('libvirt').values()), log)
-    })
-  }
-  if (vms)
-    await step('vm_box', 'Ensuring the VM box (built once, then cached)', () =>
-      ensureVmBox(log).then((r) => {
-        if (r.built) log(`    VM box built in ${r.seconds.toFixed(0)} s`)
-      }),
-    )
-  if (want.has('lxc')) {
-    await step('box', `Ensuring the lxc box ${boxName()} (built once, then cached)`, () => ensureBox(log))
-    await step('stale', 'Removing stale lab resources', async () => {
-      await removeStaleContainers(plan, boxName(), log)
-      await removeLeftovers(plan, log)
-    })
-  }
+  const libvirtMgmt = (await Promise.all(ALL_PROVIDERS.map((o) => o.ownsManagementNetwork(inUse(o))))).some(Boolean)
+  for (const o of ALL_PROVIDERS.filter((x) => x.onLabBridges)) await o.prepare({ plan, log, step, inUse: inUse(o) })
   await step('networks', 'Creating the lab networks', () => networksUp(plan, log, { libvirtMgmt }))
 }
 
 /**
- * vagrant destroy -f (these hosts, or all). Vagrant destroys a host it records as a VM
- * through libvirtd, which must answer; and a record whose VM is already gone (removed as
- * stale by another clone, whose lab:down then stopped the daemons and the bridges) is
- * only forgotten: vagrant-libvirt would first refuse its networks, whose bridges are gone.
+ * vagrant destroy -f (these hosts, or all), after each provider has cleared what Vagrant
+ * would trip over (libvirt: its daemons must answer; a record whose VM is gone is dropped).
  */
 async function destroy(names: string[], log: Log): Promise<void> {
-  const vms = [...runningProviders()].filter(([h, p]) => p === 'libvirt' && (names.length === 0 || names.includes(h)))
-  if (vms.length && process.getuid?.() === 0) {
-    await ensureLibvirtDaemons(log)
-    for (const [h] of vms) {
-      const record = path.join(repoRoot, '.vagrant', 'machines', h, 'libvirt')
-      if (await domainExists(fs.readFileSync(path.join(record, 'id'), 'utf8').trim())) continue
-      log(`    ${h}: its VM no longer exists (removed elsewhere); Vagrant's record of it is dropped`)
-      fs.rmSync(record, { recursive: true, force: true })
-    }
-  }
+  const chosen = vagrantMachines().filter((m) => names.length === 0 || names.includes(m.host))
+  for (const o of ALL_PROVIDERS)
+    await o.beforeDestroy?.(
+      chosen.filter((m) => m.provider === o.name),
+      log,
+    )
   const recorded = runningProviders()
   const left = names.filter((h) => recorded.has(h))
   if (names.length && left.length === 0) return
@@ -191,27 +131,16 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
     await timed('vagrant_destroy', `vagrant destroy -f ${moved.join(' ')} (they change provider)`, () =>
       destroy(moved, log),
     )
-  // The management bridge becomes libvirt's network when the lab gets VMs (or libvirt
-  // is installed): containers on a plain bridge of that name are remade on the new one.
-  const mgmt = managementNetwork(plan).bridge
-  if (
-    (providers.includes('libvirt') || (await libvirtAvailable())) &&
-    fs.existsSync(`/sys/class/net/${mgmt}`) &&
-    !(await mgmtNetworkDefined(plan))
-  ) {
-    const onPlain = hostsOf(runningProviders(), 'lxc')
-    if (onPlain.length)
-      await timed(
-        'vagrant_destroy',
-        `vagrant destroy -f ${onPlain.join(' ')} (their management bridge becomes libvirt's network)`,
-        () => destroy(onPlain, log),
-      )
+  for (const o of ALL_PROVIDERS) {
+    const othersOnBridges = vagrantMachines().filter(
+      (m) => m.provider !== o.name && providerOps(m.provider).onLabBridges,
+    )
+    await o.beforeUp?.({ plan, planned, log, step: timed, destroy: (hosts) => destroy(hosts, log), othersOnBridges })
   }
   await prepare(providers, log, timed)
   // VMs first, in parallel (libvirt's way); then the containers. The trigger in the
   // Vagrantfile need not prepare again.
-  const order: Provider[] = ['libvirt', 'virtualbox', 'lxc']
-  for (const p of order.filter((x) => providers.includes(x))) {
+  for (const p of ALL_PROVIDERS.map((o) => o.name).filter((x) => providers.includes(x))) {
     const hosts = hostsOf(planned, p)
     const all = hosts.length === plan.hosts.length
     await timed('vagrant_up', `vagrant up --provider=${p}${all ? '' : ` ${hosts.join(' ')}`}`, () =>
@@ -243,14 +172,11 @@ export async function labDown(log: Log = console.log): Promise<void> {
   await phase(log, 'vagrant destroy -f', () => destroy([], log))
   if (process.getuid?.() === 0) {
     await phase(log, "Removing the lab's containers, VMs, networks and leftovers", async () => {
-      await removeStaleContainers(plan, '', log) // '' matches no box: every container left goes
-      await removeLeftovers(plan, log)
-      await removeLabDomains(plan, log)
-      await removeLabVolumes(plan, log)
-      await removeMgmtNetwork(plan, log)
+      // Every provider's, used now or not: an earlier lab may have had others.
+      for (const o of ALL_PROVIDERS) await o.cleanup(plan, log)
       await clearAllImpairments(log)
       await networksDown(plan, log)
-      await stopLabDaemons(log)
+      for (const o of ALL_PROVIDERS) await o.release?.(log)
     })
   }
   const remaining = await labRemnants(plan)
@@ -260,17 +186,10 @@ export async function labDown(log: Log = console.log): Promise<void> {
 
 /** Everything of the lab still on this machine (empty after `lab down`). */
 export async function labRemnants(t: Plan): Promise<string[]> {
-  const { cgroups, mounts } = leftovers(t)
   return [
-    ...labContainers(t).map((c) => `container ${c}`),
-    ...(await labDomains(t)).map((d) => `VM ${d}`),
-    ...(await labVolumes(t)).map((v) => `volume ${v}`),
-    ...((await mgmtNetworkDefined(t)) ? [`libvirt network ${mgmtNetworkName(t)}`] : []),
-    ...runningLabDaemons().map((d) => `daemon ${d}`),
+    ...(await Promise.all(ALL_PROVIDERS.map((o) => o.remnants(t)))).flat(),
     ...existingBridges(t).map((b) => `bridge ${b}`),
     ...((await impairmentTableExists()) ? [`nftables table bridge ${BRIDGE_TABLE} (link impairments)`] : []),
-    ...cgroups.map((c) => `cgroup ${c}`),
-    ...mounts.map((m) => `mount ${m}`),
   ]
 }
 
@@ -310,8 +229,7 @@ export async function statusText(plan: Plan): Promise<string> {
   const states = await machineStates()
   const ipsec = await ipsecStatus(plan, states)
   const providers = runningProviders()
-  const accel = vmAccel()
-  const providerCell = (p: Provider | undefined) => (p === 'libvirt' ? `libvirt (${accel.accel})` : (p ?? '-'))
+  const providerCell = (p: Provider | undefined) => (p ? providerOps(p).label() : '-')
   const rows = plan.hosts.map((h) => [
     h.name,
     h.role,

@@ -230,7 +230,7 @@ export async function libvirtAvailable(): Promise<boolean> {
   )
 }
 
-const virsh = (args: string[]) => $(q)`virsh -c qemu:///system ${args}`
+export const virsh = (args: string[]) => $(q)`virsh -c qemu:///system ${args}`
 
 /** Is libvirt running here at all? (Without it, it holds nothing of the lab.) */
 async function libvirtReachable(): Promise<boolean> {

@@ -1,9 +1,10 @@
-// Vagrant, as the lab uses it: which machines, in which state (the providers are in
-// providers.ts: planned, or read from Vagrant's state).
-import fs from 'node:fs'
-import path from 'node:path'
+// Vagrant, as the lab uses it: which machines, in which state (Vagrant's own record of
+// them: provision/vagrant-state.ts; each provider asked directly: providers.ts).
 import { $ } from 'zx'
 import { repoRoot } from '../../provision/paths.js'
+import type { Provider } from '../../provision/providers.js'
+import { vagrantHosts, vagrantMachines } from '../../provision/vagrant-state.js'
+import { providerOps } from './providers.js'
 
 /** Vagrant's word for a machine's state: running, stopped, not_created, or another it has. */
 export type MachineState = string
@@ -18,65 +19,15 @@ export async function machineStates(cwd = repoRoot): Promise<Map<string, Machine
   return (await statesFromProviders(cwd)) ?? vagrantStates(cwd)
 }
 
-type Output = { exitCode: number | null; stdout: string; stderr: string }
-
-/**
- * How each provider is asked for a machine's state, and its answer in Vagrant's
- * spelling (vagrant-lxc and vagrant-libvirt say these); undefined where the answer is
- * not understood, and Vagrant is asked instead.
- */
-const ASK: Record<
-  string,
-  { command: (id: string) => Promise<Output>; state: (r: Output) => MachineState | undefined }
-> = {
-  lxc: {
-    command: (id) => $({ quiet: true, nothrow: true })`lxc-info -s -n ${id}`,
-    state: (r) => {
-      const word = /State:\s+(\S+)/.exec(r.stdout)?.[1]
-      if (r.exitCode === 0 && word)
-        return ({ RUNNING: 'running', STOPPED: 'stopped', FROZEN: 'frozen' } as Record<string, MachineState>)[word]
-      if (r.exitCode !== 127 && /doesn't exist|does not exist/i.test(r.stderr + r.stdout)) return 'not_created'
-      return undefined
-    },
-  },
-  libvirt: {
-    command: (id) => $({ quiet: true, nothrow: true })`virsh -c qemu:///system domstate ${id}`,
-    state: (r) => {
-      if (r.exitCode === 0)
-        return (
-          {
-            running: 'running',
-            'shut off': 'shutoff',
-            paused: 'paused',
-            'in shutdown': 'shutdown',
-            crashed: 'crashed',
-            pmsuspended: 'pmsuspended',
-          } as Record<string, MachineState>
-        )[r.stdout.trim()]
-      if (/failed to get domain|Domain not found/i.test(r.stderr)) return 'not_created'
-      // libvirtd not running (lab:down stops it, a reboot too): `vagrant status` fails
-      // outright then; the machine is not running for the lab, whose bring-up starts
-      // libvirt again.
-      if (/Failed to connect socket|failed to connect to the hypervisor/i.test(r.stderr))
-        return 'unknown (libvirt is not running)'
-      return undefined
-    },
-  },
-}
-
 async function statesFromProviders(cwd: string): Promise<Map<string, MachineState> | undefined> {
-  const dir = path.join(cwd, '.vagrant', 'machines')
-  if (!fs.existsSync(dir)) return new Map()
+  const machines = vagrantMachines(cwd)
   const asked = await Promise.all(
-    fs.readdirSync(dir).map(async (host): Promise<[string, MachineState | undefined]> => {
-      const providers = fs.readdirSync(path.join(dir, host)).filter((p) => fs.existsSync(path.join(dir, host, p, 'id')))
-      if (providers.length === 0) return [host, 'not_created']
-      const ask = providers.length === 1 ? ASK[providers[0]] : undefined
-      if (!ask) return [host, undefined]
-      return [
-        host,
-        ask.state(await ask.command(fs.readFileSync(path.join(dir, host, providers[0], 'id'), 'utf8').trim())),
-      ]
+    vagrantHosts(cwd).map(async (host): Promise<[string, MachineState | undefined]> => {
+      const mine = machines.filter((m) => m.host === host)
+      if (mine.length === 0) return [host, 'not_created']
+      // Two providers' records for one host: only Vagrant can say which is live.
+      if (mine.length > 1) return [host, undefined]
+      return [host, await providerOps(mine[0].provider).state(mine[0].id)]
     }),
   )
   return asked.every(([, s]) => s !== undefined) ? new Map(asked as [string, MachineState][]) : undefined
@@ -96,16 +47,12 @@ export async function vagrantStates(cwd = repoRoot): Promise<Map<string, Machine
 }
 
 /** The machine ids this clone's Vagrant state knows for a provider, by host (lxc: the container name; libvirt: the VM's UUID). */
-export function knownMachines(provider: 'lxc' | 'libvirt', cwd = repoRoot): Map<string, string> {
-  const known = new Map<string, string>()
-  const dir = path.join(cwd, '.vagrant', 'machines')
-  if (!fs.existsSync(dir)) return known
-  for (const host of fs.readdirSync(dir)) {
-    const id = path.join(dir, host, provider, 'id')
-    if (fs.existsSync(id)) known.set(host, fs.readFileSync(id, 'utf8').trim())
-  }
-  return known
-}
+export const knownMachines = (provider: Provider, cwd = repoRoot): Map<string, string> =>
+  new Map(
+    vagrantMachines(cwd)
+      .filter((m) => m.provider === provider)
+      .map((m) => [m.host, m.id]),
+  )
 
 /** The LXC container names this clone's Vagrant state knows, by host. */
 export const knownContainers = (cwd = repoRoot) => knownMachines('lxc', cwd)
