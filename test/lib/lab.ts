@@ -26,7 +26,7 @@ import { ownerClone } from '../../scripts/lib/lxc.js'
 import { knownContainers, machineStates } from '../../scripts/lib/vagrant.js'
 import { providerSummary, runningProviders } from '../../scripts/lib/providers.js'
 import type { Provider } from '../../provision/providers.js'
-import { waitFor } from './wait.js'
+import { waitFor } from '../../provision/lib/wait.js'
 
 export { waitFor }
 

@@ -18,7 +18,7 @@ import {
   sign,
   type Reading,
 } from '../../services/lib/reading.js'
-import { waitFor } from '../lib/wait.js'
+import { waitFor } from '../../provision/lib/wait.js'
 
 /** A store whose answers a test sets: what insert says, and whether it or list fails. */
 class ScriptedStore implements Store {

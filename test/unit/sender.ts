@@ -14,7 +14,7 @@ import t, { type Test } from 'tap'
 import { DEFAULTS, Sender, jitter, nextBackoff, postBatch, type SenderOptions } from '../../services/client/sender.js'
 import type { Entry } from '../../services/client/outbox.js'
 import { BATCH_TYPE, encodeReading, parseBatchLine, verify } from '../../services/lib/reading.js'
-import { waitFor } from '../lib/wait.js'
+import { waitFor } from '../../provision/lib/wait.js'
 
 const key = Buffer.alloc(32, 5)
 const entry = (seq: number, device = 'dev-1'): Entry => ({

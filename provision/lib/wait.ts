@@ -1,5 +1,5 @@
-// The one way tests wait, in a module of its own so that unit tests use it without
-// loading the lab's (test/lib/lab.ts re-exports it for the scenarios).
+// The one way the lab waits (the scenarios, and the operator commands that wait for a
+// host): poll a probe until it answers, never a fixed sleep and hope.
 
 /**
  * Poll probe until it returns a value that is not undefined/false (then return it), or
