@@ -35,6 +35,14 @@ export interface Host extends TopologyHost {
    * (the management network never carries them); absent for a host on no LAN.
    */
   lanAddress?: string
+  /**
+   * network name -> the MAC of its interface there: fixed by the address (locally
+   * administered, 02:1a and the address's four octets), so a container started again
+   * after a hard stop keeps its MACs, as a real machine does, and its peers' ARP caches
+   * stay right (lxc; libvirt keeps a VM's MACs in its domain, and its management MAC is
+   * the DHCP reservation's, libvirt.ts).
+   */
+  macs: Record<string, string>
   /** The provider a bring-up makes it with (the running lab's: inventory, Vagrant's state). */
   provider: Provider
 }
@@ -129,6 +137,7 @@ function resolvePlan(t: Topology, opts: PlanOptions): Plan {
     return {
       ...h,
       addresses: Object.fromEntries(h.interfaces.map((i) => [i.network, i.address])),
+      macs: Object.fromEntries(h.interfaces.map((i) => [i.network, macFor(i.address)])),
       ...(lanAddress ? { lanAddress } : {}),
       provider: choice.providers[h.name],
     }
@@ -136,6 +145,10 @@ function resolvePlan(t: Topology, opts: PlanOptions): Plan {
   const plan: Plan = { ...t, hosts, providerReason: choice.reason, services: services(t, hosts) }
   return deepFreeze(plan)
 }
+
+/** The lab's MAC for an interface address (unique as the addresses are). */
+export const macFor = (address: string) =>
+  ['02', '1a', ...address.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':')
 
 /** A host's address on the first network (not management) it shares with a peer. */
 function facing(host: TopologyHost, peer: TopologyHost): string | undefined {
