@@ -14,6 +14,7 @@ import path from 'node:path'
 import { capture } from './lib/capture.js'
 import { graphSvg } from './lib/graph.js'
 import { impair } from './lib/impair.js'
+import { clearFault, faultHost, HOST_FAULTS, makeFault } from './lib/host-faults.js'
 import { boundedNumber, parseLink, UsageError } from './lib/links.js'
 import { machineStates } from './lib/vagrant.js'
 import { liveState } from './lib/watch.js'
@@ -121,6 +122,30 @@ await yargs(hideBin(process.argv))
         },
         log,
       )
+    },
+  )
+  .command(
+    'fault <host>',
+    'a whole host fails: --stop (a power cut), --freeze (it hangs), --isolate (its lab cables pulled, management kept); --clear to undo',
+    (y) =>
+      y
+        .positional('host', { type: 'string', describe: 'a host of the topology' })
+        .option('stop', { type: 'boolean', default: false, describe: 'stop it hard: no shutdown, nothing flushed' })
+        .option('freeze', { type: 'boolean', default: false, describe: 'pause every process (kernel answers pings)' })
+        .option('isolate', { type: 'boolean', default: false, describe: 'set its links to every lab network down' })
+        .option('clear', { type: 'boolean', default: false, describe: 'undo: thaw, start, links up' })
+        .example('npm run lab:fault -- gw-cloud --stop', 'the hub loses power')
+        .example('npm run lab:fault -- gw-cloud --clear', 'and starts again'),
+    async (argv) => {
+      const plan = loadPlan(topologyFile)
+      const host = faultHost(plan, argv.host)
+      const asked = [...HOST_FAULTS, 'clear' as const].filter((f) => argv[f])
+      if (asked.length !== 1)
+        throw new UsageError(
+          `give exactly one of --stop, --freeze, --isolate or --clear${asked.length ? ` (not ${asked.map((a) => `--${a}`).join(' and ')})` : ''}`,
+        )
+      if (asked[0] === 'clear') await clearFault(plan, host, log)
+      else await makeFault(plan, host, asked[0], log)
     },
   )
   .command(

@@ -18,6 +18,7 @@ import { ensureRequirements } from './system.js'
 import { machineStates } from './vagrant.js'
 import { BRIDGE_TABLE, clearAllImpairments, impairmentTableExists, recorded } from './impair.js'
 import { watch, watchText } from './watch.js'
+import { forgetFaults, recordedFaults } from './host-faults.js'
 
 export type { Log }
 
@@ -175,6 +176,7 @@ export async function labDown(log: Log = console.log): Promise<void> {
       // Every provider's, used now or not: an earlier lab may have had others.
       for (const o of ALL_PROVIDERS) await o.cleanup(plan, log)
       await clearAllImpairments(log)
+      forgetFaults()
       await networksDown(plan, log)
       for (const o of ALL_PROVIDERS) await o.release?.(log)
     })
@@ -254,5 +256,11 @@ export async function statusText(plan: Plan): Promise<string> {
   const impairments = impaired.length
     ? `\nLink impairments (npm run lab:impair -- LINK --clear): ${impaired.map((i) => `${i.link} ${i.loss}% loss${i.delayMs ? ` ${i.delayMs} ms delay` : ''}`).join(', ')}`
     : ''
-  return ['', fmt(head), ...rows.map(fmt)].join('\n') + impairments + (running ? watchText(await watch(plan)) : '')
+  const faulted = recordedFaults()
+  const faults = faulted.length
+    ? `\nHost faults (npm run lab:fault -- HOST --clear): ${faulted.map((f) => `${f.host} ${f.fault} since ${f.since}`).join(', ')}`
+    : ''
+  return (
+    ['', fmt(head), ...rows.map(fmt)].join('\n') + impairments + faults + (running ? watchText(await watch(plan)) : '')
+  )
 }
