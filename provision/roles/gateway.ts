@@ -3,11 +3,11 @@
 // strict proposals, X.509 from the lab CA with revocation enforced (or a generated
 // PSK), the data path the kernel allows, and a firewall that admits only IKE and ESP
 // from the peer on the internet side and forwards only between the sites' subnets.
-import fs from 'node:fs'
 import { converge } from '../modules/command.js'
 import { absent, ensureFileContent, file } from '../modules/file.js'
 import { commandHandler, service, unitHandler } from '../modules/service.js'
-import { certStillGood, ensureCa, ikeIdentity, issueCert, pkiPaths } from '../pki.js'
+import { ikeIdentity, issueCert } from '../pki.js'
+import { certificateSteps } from './certificate.js'
 import type { Context, Step } from '../runner.js'
 import { secret } from '../secrets.js'
 import { sh } from '../ssh.js'
@@ -69,24 +69,26 @@ export function swanctlVars(ctx: Context, withPsk = false) {
   }
 }
 
-/** The gateway's own certificate: for its own key, from the current CA, not revoked. */
-const certificateStep: Step = {
-  name: "Ensure the gateway's certificate is from the lab CA, for its own key, and not revoked",
-  notify: ['reload swanctl'],
-  async run(ctx) {
-    const p = pkiPaths(ctx.stateDir)
-    if (ctx.dryRun && !fs.existsSync(p.caCert)) return true
-    await ensureCa(ctx.stateDir, ctx.plan.name)
-    const host = ctx.self.name
-    const pub = (await ctx.host.exec(sh`pki --pub --in ${keyFile(host)} --outform pem 2>/dev/null`)).stdout
-    const current = await ctx.host.exec(sh`cat ${certFile(host)}`, { check: false })
-    if (current.code === 0 && (await certStillGood(p, current.stdout, pub, host, 'certificate'))) return false
-    if (ctx.dryRun) return true
-    const cert = await issueCert(p, ctx.plan.name, host, pub)
-    await ensureFileContent(ctx, { path: certFile(host), content: cert, mode: '0644' })
-    return true
+/** The gateway's IKE identity from the lab CA (X.509, the default), each step only where pubkey is used. */
+const identitySteps: Step[] = certificateSteps({
+  ca: 'ike',
+  caCert: `${SWANCTL}/x509ca/lab-ca.pem`,
+  crl: `${SWANCTL}/x509crl/lab.crl`,
+  key: keyFile,
+  cert: certFile,
+  owner: 'root',
+  keygen: (out) => sh`pki --gen --type ed25519 --outform pem > ${out}`,
+  publicKey: (key) => sh`pki --pub --in ${key} --outform pem 2>/dev/null`,
+  issue: (ctx, p, pub) => issueCert(p, ctx.plan.name, ctx.self.name, pub),
+  names: {
+    ca: 'Ensure the lab CA certificate is trusted',
+    crl: 'Ensure the current CRL is installed',
+    key: 'Ensure the gateway has its own private key',
+    cert: "Ensure the gateway's certificate is from the lab CA, for its own key, and not revoked",
   },
-}
+  what: 'certificate',
+  notify: ['reload swanctl'],
+}).map((step) => onlyIf(pubkey, step))
 
 const steps: Step[] = [
   converge(
@@ -108,48 +110,7 @@ const steps: Step[] = [
 
   // X.509 (the default): the CA key stays on the provisioning machine; the gateway
   // makes its own key, and only its public key travels.
-  onlyIf(
-    pubkey,
-    file(
-      'Ensure the lab CA certificate is trusted',
-      {
-        path: `${SWANCTL}/x509ca/lab-ca.pem`,
-        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.plan.name)).caCert, 'utf8'),
-      },
-      ['reload swanctl'],
-    ),
-  ),
-  onlyIf(
-    pubkey,
-    file(
-      'Ensure the current CRL is installed',
-      {
-        path: `${SWANCTL}/x509crl/lab.crl`,
-        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.plan.name)).crl, 'utf8'),
-      },
-      ['reload swanctl'],
-    ),
-  ),
-  onlyIf(
-    pubkey,
-    converge(
-      'Ensure the gateway has its own private key',
-      async (ctx) =>
-        (
-          await ctx.host.exec(sh`test -s ${keyFile(ctx.self.name)} && stat -c %a ${keyFile(ctx.self.name)}`, {
-            check: false,
-          })
-        ).stdout.trim() === '600',
-      async (ctx) => {
-        const k = keyFile(ctx.self.name)
-        await ctx.host.exec(
-          sh`test -s ${k} || (umask 077 && pki --gen --type ed25519 --outform pem > ${`${k}.new`} 2>/dev/null && mv ${`${k}.new`} ${k}); chmod 600 ${k}`,
-        )
-      },
-      ['reload swanctl'],
-    ),
-  ),
-  onlyIf(pubkey, certificateStep),
+  ...identitySteps,
 
   // PSK, where the topology asks for it: only the gateways have it, in a 0600 file.
   {

@@ -4,10 +4,9 @@
 // provisioning machine; only the public key travels. The certificate is reissued when
 // it is missing, from another CA, for another key, near its end, or its names changed;
 // a revoked one stops the provision with what to do (as for a gateway).
-import fs from 'node:fs'
-import { converge } from '../modules/command.js'
-import { directory, ensureFileContent, file } from '../modules/file.js'
-import { certStillGood, ensureCa, ikeIdentity, issueServiceCert, pkiPaths, type CertInfo } from '../pki.js'
+import { directory } from '../modules/file.js'
+import { ikeIdentity, issueServiceCert } from '../pki.js'
+import { certificateSteps } from './certificate.js'
 import type { Context, Step } from '../runner.js'
 import { sh } from '../ssh.js'
 import { hostsWithRole, type Plan } from '../plan.js'
@@ -57,74 +56,37 @@ export function subjectOf(t: Plan, host: string): string {
 /** The identities a backend admits as clients: the proxies'. */
 export const proxyIdentities = (t: Plan) => hostsWithRole(t, 'proxy').map((p) => tlsIdentity(t, p.name))
 
-const certificateStep = (notify: string[]): Step => ({
-  name: "Ensure the service certificate is from the services CA, for this host's own key, with its names, and not revoked",
-  notify,
-  async run(ctx) {
-    const p = pkiPaths(ctx.stateDir, 'services')
-    if (ctx.dryRun && !fs.existsSync(p.caCert)) return true
-    await ensureCa(ctx.stateDir, ctx.plan.name, 'services')
-    const host = ctx.self.name
-    const f = tlsFiles(host)
-    const pub = (await ctx.host.exec(sh`openssl pkey -in ${f.key} -pubout`)).stdout
-    const names = [tlsIdentity(ctx.plan, host), ...altNames(ctx.plan, host)]
-    const current = await ctx.host.exec(sh`cat ${f.cert}`, { check: false })
-    const sameNames = (info: CertInfo) =>
-      JSON.stringify([...info.altNames].sort()) === JSON.stringify([...new Set(names)].sort()) &&
-      info.subject === subjectOf(ctx.plan, host)
-    if (
-      current.code === 0 &&
-      current.stdout.includes('BEGIN CERTIFICATE') &&
-      (await certStillGood(p, current.stdout, pub, host, 'service certificate', sameNames))
-    )
-      return false
-    if (ctx.dryRun) return true
-    const cert = await issueServiceCert(p, ctx.plan.name, host, pub, subjectOf(ctx.plan, host), names.slice(1))
-    await ensureFileContent(ctx, { path: f.cert, content: cert, mode: '0644' })
-    return true
-  },
-})
-
 /**
  * The steps that give a service host its TLS identity. owner: the user the service
  * reads its key as (nginx and PostgreSQL read theirs as root and postgres). notify: the
  * handler that makes the service use new files (a reload wherever the service can).
  */
 export function serviceTlsSteps(owner: string, notify: string[]): Step[] {
-  const keyFile = (ctx: Context) => tlsFiles(ctx.self.name).key
+  const names = (ctx: Context) => [tlsIdentity(ctx.plan, ctx.self.name), ...altNames(ctx.plan, ctx.self.name)]
   return [
     directory(`Ensure ${TLS_DIR} holds the cloud services' TLS files`, { path: TLS_DIR, mode: '0755' }),
-    file(
-      'Ensure the services CA is trusted',
-      {
-        path: SERVICES_CA,
-        content: async (ctx) =>
-          fs.readFileSync((await ensureCa(ctx.stateDir, ctx.plan.name, 'services')).caCert, 'utf8'),
+    ...certificateSteps({
+      ca: 'services',
+      caCert: SERVICES_CA,
+      crl: SERVICES_CRL,
+      key: (host) => tlsFiles(host).key,
+      cert: (host) => tlsFiles(host).cert,
+      owner,
+      keygen: (out) => sh`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ${out}`,
+      publicKey: (key) => sh`openssl pkey -in ${key} -pubout`,
+      issue: (ctx, p, pub) =>
+        issueServiceCert(p, ctx.plan.name, ctx.self.name, pub, subjectOf(ctx.plan, ctx.self.name), names(ctx).slice(1)),
+      more: (ctx, info) =>
+        JSON.stringify([...info.altNames].sort()) === JSON.stringify([...new Set(names(ctx))].sort()) &&
+        info.subject === subjectOf(ctx.plan, ctx.self.name),
+      names: {
+        ca: 'Ensure the services CA is trusted',
+        crl: "Ensure the services CA's current CRL is installed",
+        key: `Ensure this host has its own TLS key (0600, ${owner})`,
+        cert: "Ensure the service certificate is from the services CA, for this host's own key, with its names, and not revoked",
       },
+      what: 'service certificate',
       notify,
-    ),
-    file(
-      "Ensure the services CA's current CRL is installed",
-      {
-        path: SERVICES_CRL,
-        content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.plan.name, 'services')).crl, 'utf8'),
-      },
-      notify,
-    ),
-    converge(
-      `Ensure this host has its own TLS key (0600, ${owner})`,
-      async (ctx) =>
-        (
-          await ctx.host.exec(sh`test -s ${keyFile(ctx)} && stat -c '%a %U' ${keyFile(ctx)}`, { check: false })
-        ).stdout.trim() === `600 ${owner}`,
-      async (ctx) => {
-        const k = keyFile(ctx)
-        await ctx.host.exec(
-          sh`test -s ${k} || (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ${`${k}.new`} 2>/dev/null && mv ${`${k}.new`} ${k}); chown ${`${owner}:${owner}`} ${k} && chmod 600 ${k}`,
-        )
-      },
-      notify,
-    ),
-    certificateStep(notify),
+    }),
   ]
 }
