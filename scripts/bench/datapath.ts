@@ -11,6 +11,7 @@ import { repoRoot, topologyFile } from '../../provision/paths.js'
 import type { BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
 import { iperf } from './tunnel.js'
+import { waitFor } from '../../provision/lib/wait.js'
 
 const run = promisify(execFile)
 
@@ -31,12 +32,12 @@ async function reprovisionGateways(lab: BenchLab, mode: 'auto' | 'libipsec'): Pr
 }
 
 async function waitInstalled(lab: BenchLab, gw: string, name: string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    const r = await lab.sh(gw, `swanctl --list-sas --ike ${name} 2>/dev/null | grep -q INSTALLED`)
-    if (r.code === 0) return
-    await new Promise((res) => setTimeout(res, 200))
-  }
-  throw new Error(`the tunnel ${name} did not come back on ${gw} within 60 s`)
+  await waitFor(
+    `the tunnel ${name} to come back on ${gw}`,
+    async () => (await lab.sh(gw, `swanctl --list-sas --ike ${name} 2>/dev/null | grep -q INSTALLED`)).code === 0,
+    60_000,
+    200,
+  )
 }
 
 export async function datapathBench(

@@ -7,6 +7,7 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { formatAddress, mask } from '../../provision/lib/ipv4.js'
 import type { Plan } from '../../provision/plan.js'
+import { waitFor } from '../../provision/lib/wait.js'
 
 const q = { quiet: true, nothrow: true }
 
@@ -47,12 +48,11 @@ export async function ensureLibvirtDaemons(log: (m: string) => void): Promise<vo
     log('Starting libvirtd (PID 1 is not systemd here)')
     await $({ quiet: true })`libvirtd -d -p ${path.join(LIBVIRT_RUN_DIR, 'libvirtd.pid')}`
   }
-  for (let i = 0; i < 100; i++) {
-    if (await libvirtdUp()) return
-    await new Promise((r) => setTimeout(r, 200))
-  }
-  throw new Error(
-    'libvirtd did not answer within 20 s after starting it: see `journalctl -u libvirtd` or run `libvirtd -v` by hand',
+  await waitFor(
+    'libvirtd to answer after starting it (see `journalctl -u libvirtd` or run `libvirtd -v` by hand)',
+    libvirtdUp,
+    20_000,
+    200,
   )
 }
 
@@ -84,7 +84,13 @@ export async function stopLabDaemons(log: (m: string) => void): Promise<void> {
     if (pid > 1 && fs.existsSync(`/proc/${pid}`) && readOr(`/proc/${pid}/comm`).trim() === d) {
       log(`Stopping ${d} (pid ${pid}, started by the lab)`)
       process.kill(pid, 'SIGTERM')
-      for (let i = 0; i < 50 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 100))
+      // Gone or not after 5 s, its PID file goes: lab:down's remnants check says if it stayed.
+      await waitFor(
+        `${d} (pid ${pid}) to exit`,
+        () => Promise.resolve(!fs.existsSync(`/proc/${pid}`)),
+        5000,
+        100,
+      ).catch(() => {})
     }
     fs.rmSync(file, { force: true })
   }

@@ -14,6 +14,7 @@ import { takeReading } from '../../services/client/device.js'
 import { Outbox, OutboxFullError, type Entry } from '../../services/client/outbox.js'
 import { Sender } from '../../services/client/sender.js'
 import { BATCH_TYPE, parseBatchLine, parseReading, verify } from '../../services/lib/reading.js'
+import { waitFor } from '../../provision/lib/wait.js'
 
 // On tmpfs where there is one: these tests are about the outbox's logic, and its fsyncs
 // on a disk made one test take 10 s (and StrykerJS runs this file for every mutant of
@@ -383,7 +384,7 @@ for (const mode of [
       },
     })
     void sender.start()
-    for (let i = 0; i < 300 && acked.length + rejected.length < 10; i++) await new Promise((r) => setTimeout(r, 20))
+    await waitFor('ten readings acknowledged or rejected', async () => acked.length + rejected.length >= 10, 6000, 20)
     sender.stop()
     t.same(
       acked.map((e) => e.seq).sort((a, b) => a - b),
