@@ -194,13 +194,35 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
   }
   const labName = typeof name === 'string' ? name : 'lab'
 
-  // Networks
+  const { networks, cidrs } = validateNetworks(raw.networks, labName, fail)
+  const byNet = new Map(networks.map((n) => [n.name, n]))
+  // Every address in use, with the field that holds it: a second use is named with the first.
+  const owners = new Map<string, string>()
+  for (const n of networks) if (n.hostAddress) owners.set(n.hostAddress, `networks.${n.name}.host_address`)
+  const hosts = validateHosts(raw.hosts, byNet, cidrs, owners, fail)
+  validateLanGateways(networks, hosts, fail)
+  const vpn = validateVpn(raw.vpn, networks, hosts, fail)
+  validateOldServers(raw.networks, networks, hosts, owners, vpn, fail)
+  const telemetry = validateTelemetry(raw.telemetry, hosts, fail)
+  if (problems.length > 0) throw new TopologyError(file, problems)
+  addRoutes(networks, hosts)
+  return { name: labName, networks, hosts, ...(vpn ? { vpn } : {}), telemetry }
+}
+
+type Fail = (field: string, msg: string) => void
+
+/** networks: each name, kind and CIDR (in range, not the uplink's, overlapping none), exactly one management. */
+function validateNetworks(
+  raw: unknown,
+  labName: string,
+  fail: Fail,
+): { networks: Network[]; cidrs: Map<string, Cidr> } {
   const networks: Network[] = []
   const cidrs = new Map<string, Cidr>()
-  if (!isObject(raw.networks) || Object.keys(raw.networks).length === 0) {
+  if (!isObject(raw) || Object.keys(raw).length === 0) {
     fail('networks', 'must be a mapping of network name to {kind, cidr}')
   } else {
-    for (const [netName, value] of Object.entries(raw.networks)) {
+    for (const [netName, value] of Object.entries(raw)) {
       const field = `networks.${netName}`
       if (!NETWORK_NAME.test(netName))
         fail(field, 'a network name is 1 to 6 lower-case letters or digits, starting with a letter (it names a bridge)')
@@ -264,16 +286,22 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
     if (managements.length !== 1)
       fail('networks', `exactly one network must have kind management; found ${managements.length}`)
   }
-  const byNet = new Map(networks.map((n) => [n.name, n]))
+  return { networks, cidrs }
+}
 
-  // Hosts
+/** hosts: each name, role, size and interfaces (an address of its network, unused, management first). */
+function validateHosts(
+  raw: unknown,
+  byNet: Map<string, Network>,
+  cidrs: Map<string, Cidr>,
+  owners: Map<string, string>,
+  fail: Fail,
+): Host[] {
   const hosts: Host[] = []
-  const owners = new Map<string, string>()
-  for (const n of networks) if (n.hostAddress) owners.set(n.hostAddress, `networks.${n.name}.host_address`)
-  if (!isObject(raw.hosts) || Object.keys(raw.hosts).length === 0) {
+  if (!isObject(raw) || Object.keys(raw).length === 0) {
     fail('hosts', 'must be a mapping of host name to {role, interfaces}')
   } else {
-    for (const [hostName, value] of Object.entries(raw.hosts)) {
+    for (const [hostName, value] of Object.entries(raw)) {
       const field = `hosts.${hostName}`
       if (!HOST_NAME.test(hostName))
         fail(field, 'a host name is lower-case letters, digits and dashes, starting with a letter')
@@ -297,60 +325,7 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
       if (!Number.isInteger(memory) || (memory as number) < 128)
         fail(`${field}.memory`, 'must be a whole number of MiB, at least 128')
       if (!Number.isInteger(cpus) || (cpus as number) < 1) fail(`${field}.cpus`, 'must be a whole number, at least 1')
-      const interfaces: Interface[] = []
-      if (!isObject(value.interfaces) || Object.keys(value.interfaces).length === 0) {
-        fail(`${field}.interfaces`, "must map network names to this host's address on each")
-      } else {
-        for (const [netName, addrText] of Object.entries(value.interfaces)) {
-          const ifField = `${field}.interfaces.${netName}`
-          const net = byNet.get(netName)
-          if (!net) {
-            fail(
-              ifField,
-              `unknown network ${JSON.stringify(netName)}: networks are ${[...byNet.keys()].join(', ') || '(none)'}`,
-            )
-            continue
-          }
-          const addr = typeof addrText === 'string' ? parseAddress(addrText) : undefined
-          if (addr === undefined) {
-            fail(ifField, `must be an IPv4 address; got ${JSON.stringify(addrText)}`)
-            continue
-          }
-          const c = cidrs.get(netName)!
-          if (!isHostAddress(c, addr)) {
-            const why = !contains(c, addr)
-              ? 'is outside'
-              : addr === c.network
-                ? 'is the network address of'
-                : 'is the broadcast address of'
-            fail(
-              ifField,
-              `${String(addrText)} ${why} network ${netName} (${net.cidr}): a host needs an address inside it, neither its first nor its last`,
-            )
-            continue
-          }
-          const owner = owners.get(addrText as string)
-          if (owner) {
-            fail(ifField, `duplicate address ${String(addrText)}: already used by ${owner}`)
-            continue
-          }
-          owners.set(addrText as string, ifField)
-          interfaces.push({
-            network: netName,
-            address: addrText as string,
-            prefix: net.prefix,
-            broadcast: net.broadcast,
-            bridge: net.bridge,
-          })
-        }
-        const mgmtNets = interfaces.filter((i) => byNet.get(i.network)?.kind === 'management')
-        if (mgmtNets.length === 0 && networks.some((n) => n.kind === 'management')) {
-          fail(
-            `${field}.interfaces`,
-            "every host needs an address on the management network, the provisioner's only way in",
-          )
-        }
-      }
+      const interfaces = validateInterfaces(field, value.interfaces, byNet, cidrs, owners, fail)
       // Management first: on lxc it becomes the container's first NIC.
       interfaces.sort(
         (a, b) =>
@@ -367,8 +342,77 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
       })
     }
   }
+  return hosts
+}
 
-  // Gateways of LANs, and the routes they imply
+/** A host's interfaces: each on a known network, at an unused host address of it; one on management. */
+function validateInterfaces(
+  field: string,
+  raw: unknown,
+  byNet: Map<string, Network>,
+  cidrs: Map<string, Cidr>,
+  owners: Map<string, string>,
+  fail: Fail,
+): Interface[] {
+  const interfaces: Interface[] = []
+  if (!isObject(raw) || Object.keys(raw).length === 0) {
+    fail(`${field}.interfaces`, "must map network names to this host's address on each")
+  } else {
+    for (const [netName, addrText] of Object.entries(raw)) {
+      const ifField = `${field}.interfaces.${netName}`
+      const net = byNet.get(netName)
+      if (!net) {
+        fail(
+          ifField,
+          `unknown network ${JSON.stringify(netName)}: networks are ${[...byNet.keys()].join(', ') || '(none)'}`,
+        )
+        continue
+      }
+      const addr = typeof addrText === 'string' ? parseAddress(addrText) : undefined
+      if (addr === undefined) {
+        fail(ifField, `must be an IPv4 address; got ${JSON.stringify(addrText)}`)
+        continue
+      }
+      const c = cidrs.get(netName)!
+      if (!isHostAddress(c, addr)) {
+        const why = !contains(c, addr)
+          ? 'is outside'
+          : addr === c.network
+            ? 'is the network address of'
+            : 'is the broadcast address of'
+        fail(
+          ifField,
+          `${String(addrText)} ${why} network ${netName} (${net.cidr}): a host needs an address inside it, neither its first nor its last`,
+        )
+        continue
+      }
+      const owner = owners.get(addrText as string)
+      if (owner) {
+        fail(ifField, `duplicate address ${String(addrText)}: already used by ${owner}`)
+        continue
+      }
+      owners.set(addrText as string, ifField)
+      interfaces.push({
+        network: netName,
+        address: addrText as string,
+        prefix: net.prefix,
+        broadcast: net.broadcast,
+        bridge: net.bridge,
+      })
+    }
+    const mgmtNets = interfaces.filter((i) => byNet.get(i.network)?.kind === 'management')
+    if (mgmtNets.length === 0 && [...byNet.values()].some((n) => n.kind === 'management')) {
+      fail(
+        `${field}.interfaces`,
+        "every host needs an address on the management network, the provisioner's only way in",
+      )
+    }
+  }
+  return interfaces
+}
+
+/** A LAN's gateway is a gateway host with an interface on that LAN. */
+function validateLanGateways(networks: Network[], hosts: Host[], fail: Fail) {
   for (const net of networks.filter((n) => n.kind === 'lan')) {
     const field = `networks.${net.name}.gateway`
     if (!net.gateway) continue
@@ -378,11 +422,11 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
     else if (!gw.interfaces.some((i) => i.network === net.name))
       fail(field, `host ${gw.name} has no interface on ${net.name}`)
   }
-  const vpn = validateVpn(raw.vpn, networks, hosts, fail)
-  validateOldServers(raw.networks, networks, hosts, owners, vpn, fail)
-  const telemetry = validateTelemetry(raw.telemetry, hosts, fail)
-  if (problems.length > 0) throw new TopologyError(file, problems)
+}
 
+/** The routes a LAN's gateway implies: every other host on that LAN reaches the other LANs through it. */
+function addRoutes(networks: Network[], hosts: Host[]) {
+  const byNet = new Map(networks.map((n) => [n.name, n]))
   const lans = networks.filter((n) => n.kind === 'lan')
   for (const host of hosts) {
     for (const iface of host.interfaces) {
@@ -396,15 +440,9 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
       }
     }
   }
-  return { name: labName, networks, hosts, ...(vpn ? { vpn } : {}), telemetry }
 }
 
-function validateVpn(
-  raw: unknown,
-  networks: Network[],
-  hosts: Host[],
-  fail: (f: string, m: string) => void,
-): Vpn | undefined {
+function validateVpn(raw: unknown, networks: Network[], hosts: Host[], fail: Fail): Vpn | undefined {
   if (raw === undefined) return undefined
   if (!isObject(raw)) {
     fail('vpn', 'must be a mapping with hub and auth')
@@ -456,7 +494,7 @@ function validateOldServers(
   hosts: Host[],
   owners: Map<string, string>,
   vpn: Vpn | undefined,
-  fail: (f: string, m: string) => void,
+  fail: Fail,
 ) {
   if (!isObject(rawNetworks)) return
   for (const net of networks) {
@@ -519,7 +557,7 @@ function validateOldServers(
   }
 }
 
-function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: string) => void): Telemetry {
+function validateTelemetry(raw: unknown, hosts: Host[], fail: Fail): Telemetry {
   const r: Raw =
     raw === undefined
       ? {}
@@ -578,7 +616,7 @@ function validateTelemetry(raw: unknown, hosts: Host[], fail: (f: string, m: str
   }
 }
 
-function unknownKeys(obj: Raw, allowed: string[], field: string, fail: (f: string, m: string) => void) {
+function unknownKeys(obj: Raw, allowed: string[], field: string, fail: Fail) {
   for (const key of Object.keys(obj)) {
     if (!allowed.includes(key)) fail(field ? `${field}.${key}` : key, `unknown field (allowed: ${allowed.join(', ')})`)
   }
