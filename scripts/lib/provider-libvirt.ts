@@ -69,6 +69,8 @@ export const libvirtProvider: ProviderOps = {
   name: 'libvirt',
   requirements: LIBVIRT_REQUIREMENTS,
   onLabBridges: true,
+  ownKernel: true,
+  nicNames: 'guest',
   ownsManagementNetwork,
   async prepare({ plan, log, step, inUse }) {
     if (await ownsManagementNetwork(inUse)) {

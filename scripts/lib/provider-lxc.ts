@@ -56,6 +56,8 @@ export const lxcProvider: ProviderOps = {
   name: 'lxc',
   requirements: LXC_REQUIREMENTS,
   onLabBridges: true,
+  ownKernel: false,
+  nicNames: 'network',
   ownsManagementNetwork: () => Promise.resolve(false),
   async prepare({ plan, log, step, inUse }) {
     if (!inUse) return

@@ -56,6 +56,10 @@ export interface ProviderOps {
   readonly requirements: Requirement[]
   /** Are its hosts made as root here, on the lab's own bridges? (VirtualBox: neither.) */
   readonly onLabBridges: boolean
+  /** Does a host run its own kernel (a VM: ESP, netem) or this machine's (a container: neither here)? */
+  readonly ownKernel: boolean
+  /** A host's lab NICs inside it: named after their networks (lxc: the Vagrantfile's keys), or the guest's own names (VMs). */
+  readonly nicNames: 'network' | 'guest'
   /** Will the management bridge be this provider's network (libvirt's DHCP for VMs)? */
   ownsManagementNetwork(inUse: boolean): Promise<boolean>
   /** Before `vagrant up`: its box, daemons, stale resources. Idempotent. */

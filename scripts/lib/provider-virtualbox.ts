@@ -28,6 +28,8 @@ export const virtualboxProvider: ProviderOps = {
   name: 'virtualbox',
   requirements: [],
   onLabBridges: false,
+  ownKernel: true,
+  nicNames: 'guest',
   ownsManagementNetwork: () => Promise.resolve(false),
   async prepare({ inUse }) {
     if (!inUse) return

@@ -5,6 +5,7 @@ import { $ } from 'zx'
 import { parseSshConfig, stateEntry } from '../../provision/inventory.js'
 import { repoRoot } from '../../provision/paths.js'
 import { machineStates, vagrantStates } from '../../scripts/lib/vagrant.js'
+import { providerOps } from '../../scripts/lib/providers.js'
 import { openLab } from '../lib/lab.js'
 
 const lab = await openLab(t)
@@ -37,7 +38,7 @@ if (lab) {
 
     t.test(`${host.name} has exactly the interfaces and addresses its topology says`, async (t) => {
       const actual = lab.facts(host.name).addresses.filter((a) => a.ifname !== 'lo')
-      if (lab.providerOf(host.name) === 'lxc') {
+      if (providerOps(lab.providerOf(host.name)!).nicNames === 'network') {
         // On lxc each NIC is named after its network: names and addresses must match exactly.
         // A LAN's gateway also answers for the LAN's old server address (a /32).
         const oldServers = lab.plan.networks

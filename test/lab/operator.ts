@@ -10,6 +10,7 @@ import path from 'node:path'
 import t from 'tap'
 import { waitForTunnel } from '../lib/ipsec.js'
 import { labCli, openLab } from '../lib/lab.js'
+import { providerOps } from '../../scripts/lib/providers.js'
 
 const lab = await openLab(t)
 if (lab) {
@@ -92,7 +93,7 @@ if (lab) {
       await refused(['impair', wan, '--delay', '50']),
       /--delay on network inet: delay needs netem \(sch_netem\), which this machine's kernel does not have; loss works/,
     )
-    if (lab.providerOf(tunnel.site) === 'lxc')
+    if (!providerOps(lab.providerOf(tunnel.site)!).ownKernel)
       t.match(
         await refused(['impair', `${tunnel.site}:${wan}`, '--delay', '50']),
         new RegExp(`delay needs netem \\(sch_netem\\), which ${tunnel.site}'s kernel does not have`),

@@ -24,7 +24,7 @@ import { labUp } from '../../scripts/lib/lab.js'
 import { repoRoot, stateDir, topologyFile } from '../../provision/paths.js'
 import { ownerClone } from '../../scripts/lib/lxc.js'
 import { knownContainers, machineStates } from '../../scripts/lib/vagrant.js'
-import { providerSummary, runningProviders } from '../../scripts/lib/providers.js'
+import { providerOps, providerSummary, runningProviders } from '../../scripts/lib/providers.js'
 import type { Provider } from '../../provision/providers.js'
 import { waitFor } from '../../provision/lib/wait.js'
 
@@ -64,7 +64,11 @@ export interface Requires {
 /** Why this lab does not meet the requirement, or undefined when it does. */
 export function unmet(lab: Pick<Lab, 'plan' | 'provider' | 'providerOf'>, r: Requires = {}): string | undefined {
   const gateways = lab.plan.hosts.filter((h) => h.role === 'gateway')
-  const kinds = new Set(gateways.map((g) => (lab.providerOf(g.name) === 'lxc' ? 'lxc' : 'vm')))
+  const ops = (name: string) => {
+    const p = lab.providerOf(name)
+    return p ? providerOps(p) : undefined
+  }
+  const kinds = new Set(gateways.map((g) => (ops(g.name)?.ownKernel ? 'vm' : 'lxc')))
   if (r.gateways && (kinds.size !== 1 || !kinds.has(r.gateways)))
     return `needs ${r.gateways === 'lxc' ? 'lxc gateways (containers: userspace ESP)' : 'VM gateways (kernel ESP, netem)'}; this lab's are ${[...kinds].join(' and ')}`
   if (r.containers && lab.provider !== 'lxc' && lab.provider !== 'mixed')
@@ -74,7 +78,7 @@ export function unmet(lab: Pick<Lab, 'plan' | 'provider' | 'providerOf'>, r: Req
     return 'telemetry.cloud_tls is false in the topology: no TLS inside the cloud'
   if (r.backends && lab.plan.hosts.filter((h) => h.role === 'backend').length < r.backends)
     return `needs at least ${r.backends} backends`
-  if (r.bridgesHere && lab.plan.hosts.some((h) => lab.providerOf(h.name) === 'virtualbox'))
+  if (r.bridgesHere && lab.plan.hosts.some((h) => ops(h.name)?.onLabBridges === false))
     return 'VirtualBox keeps its internal networks itself: no bridge here'
   return undefined
 }
