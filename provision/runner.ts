@@ -33,7 +33,8 @@ export interface Handler {
   run(ctx: Context): Promise<void>
 }
 
-export interface Role {
+/** What the runner plays on a host: a role's ordered steps and the handlers they notify (Ansible's role; the topology's Role is its name). */
+export interface Playbook {
   name: string
   steps: Step[]
   handlers?: Handler[]
@@ -63,7 +64,7 @@ export const counts = (r: HostRecap) => ({
 
 export type Reporter = (host: string, kind: 'step' | 'handler', result: Result) => void
 
-export async function runRoles(roles: Role[], ctx: Context, report: Reporter = () => {}): Promise<HostRecap> {
+export async function runRoles(roles: Playbook[], ctx: Context, report: Reporter = () => {}): Promise<HostRecap> {
   const recap: HostRecap = { host: ctx.self.name, roles: roles.map((r) => r.name), steps: [], handlers: [] }
   const handlers = new Map<string, Handler>()
   for (const role of roles) for (const h of role.handlers ?? []) handlers.set(h.name, h)

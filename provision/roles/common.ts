@@ -6,7 +6,7 @@ import { converge } from '../modules/command.js'
 import { file } from '../modules/file.js'
 import { packages } from '../modules/packages.js'
 import { commandHandler, service, unitHandler } from '../modules/service.js'
-import type { Context, Role } from '../runner.js'
+import type { Context, Playbook } from '../runner.js'
 import { sh } from '../ssh.js'
 import { renderFile } from '../template.js'
 import { roleModule } from './registry.js'
@@ -39,7 +39,7 @@ function oldServerAddresses(ctx: Context): { address: string; dev: string }[] {
 const SYSCTL_FILE = '/etc/sysctl.d/60-lab.conf'
 const NETWORK_UNIT = '/etc/systemd/system/lab-network.service'
 
-export const common: Role = {
+export const common: Playbook = {
   name: 'common',
   steps: [
     packages("Ensure the lab's Debian packages are installed", boxPackages()),

@@ -1,10 +1,10 @@
 // What a role module is: the registry (registry.ts) and every role module use this
 // type, so neither imports the other for it.
-import type { Context, Role } from '../runner.js'
+import type { Context, Playbook } from '../runner.js'
 
 /** What a role contributes besides its steps: rules and settings the base renders. */
 export interface RoleModule {
-  role: Role
+  role: Playbook
   /** nftables input rules, one statement each, added to the baseline. */
   input?(ctx: Context): string[]
   forward?(ctx: Context): string[]

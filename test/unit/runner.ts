@@ -1,5 +1,5 @@
 import t from 'tap'
-import { counts, runRoles, type Role, type Step } from '../../provision/runner.js'
+import { counts, runRoles, type Playbook, type Step } from '../../provision/runner.js'
 import { FakeHost, fakeContext } from '../lib/fake.js'
 
 /** A step whose state is a flag: changes it once, then is ok. */
@@ -19,7 +19,7 @@ t.test('changed on the first run, ok on the second; handlers run once at the end
   const a = { value: false }
   const b = { value: false }
   const ran: string[] = []
-  const role: Role = {
+  const role: Playbook = {
     name: 'r',
     steps: [flagStep('one', a, ['reload x']), flagStep('two', b, ['reload x', 'restart y'])],
     handlers: [
@@ -59,7 +59,7 @@ t.test('changed on the first run, ok on the second; handlers run once at the end
 t.test('a failed step ends the run, and handlers already notified still run', async (t) => {
   const ran: string[] = []
   const reached: string[] = []
-  const role: Role = {
+  const role: Playbook = {
     name: 'r',
     steps: [
       flagStep('writes config', { value: false }, ['reload x']),
@@ -101,7 +101,7 @@ t.test('a failed step ends the run, and handlers already notified still run', as
 })
 
 t.test('a failing handler is reported, not swallowed', async (t) => {
-  const role: Role = {
+  const role: Playbook = {
     name: 'r',
     steps: [flagStep('s', { value: false }, ['h'])],
     handlers: [
@@ -124,7 +124,7 @@ t.test('a failing handler is reported, not swallowed', async (t) => {
 t.test('dry-run: steps report what would change, change nothing, run no handler', async (t) => {
   const state = { value: false }
   let handled = false
-  const role: Role = {
+  const role: Playbook = {
     name: 'r',
     steps: [flagStep('s', state, ['h'])],
     handlers: [
@@ -149,7 +149,7 @@ t.test('dry-run: steps report what would change, change nothing, run no handler'
 
 t.test('roles run in order: the base before the role', async (t) => {
   const order: string[] = []
-  const mk = (n: string): Role => ({
+  const mk = (n: string): Playbook => ({
     name: n,
     steps: [
       {
@@ -168,7 +168,7 @@ t.test('roles run in order: the base before the role', async (t) => {
 
 t.test('a step notifying an unknown handler is a programming error, caught before anything runs', async (t) => {
   let ran = false
-  const role: Role = {
+  const role: Playbook = {
     name: 'r',
     steps: [
       {
