@@ -41,7 +41,7 @@ function conditionals(text: string, vars: Vars, name: string, item?: unknown): s
 }
 
 function substitute(text: string, vars: Vars, name: string, item?: unknown): string {
-  return text.replace(/\{\{\s*([\w.]+|\.[\w.]*)\s*\}\}/g, (_m, key: string) => {
+  return text.replace(/\{\{\s*([\w.]+)\s*\}\}/g, (_m, key: string) => {
     let value: unknown
     if (key.startsWith('.')) {
       if (item === undefined) throw new TemplateError(`${name}: {{ ${key} }} is only valid inside {{#each}}`)
