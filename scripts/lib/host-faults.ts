@@ -6,12 +6,11 @@
 // nothing here branches on a provider's name. Each fault is recorded in
 // .lab/faults.json (lab:status lists it) and undone by --clear, which reads the
 // machine's own state, so it also mends a fault whose record was lost.
-import fs from 'node:fs'
 import net from 'node:net'
-import path from 'node:path'
 import type { Host, Plan } from '../../provision/plan.js'
 import { waitFor } from '../../provision/lib/wait.js'
-import { repoRoot, stateDir } from '../../provision/paths.js'
+import { repoRoot } from '../../provision/paths.js'
+import { recordList } from './records.js'
 import { UsageError } from './links.js'
 import { machineOf } from './providers.js'
 import { vagrantStates } from './vagrant.js'
@@ -25,21 +24,9 @@ export interface FaultRecord {
   since: string
 }
 
-const STATE = () => path.join(stateDir, 'faults.json')
-
-export function recordedFaults(): FaultRecord[] {
-  try {
-    return JSON.parse(fs.readFileSync(STATE(), 'utf8')) as FaultRecord[]
-  } catch {
-    return []
-  }
-}
-
-function record(list: FaultRecord[]) {
-  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 })
-  if (list.length) fs.writeFileSync(STATE(), JSON.stringify(list, null, 2) + '\n', { mode: 0o600 })
-  else fs.rmSync(STATE(), { force: true })
-}
+const faults = recordList<FaultRecord>('faults.json')
+export const recordedFaults = () => faults.read()
+const record = (list: FaultRecord[]) => faults.write(list)
 
 /** lab:down: the machines are gone, and their faults with them. */
 export const forgetFaults = () => record([])

@@ -6,14 +6,12 @@
 // traffic included. Each impairment is recorded in .lab/impairments.json (lab:status
 // lists it) and cleared by --clear or by lab:down.
 import fs from 'node:fs'
-import path from 'node:path'
 import { $ } from 'zx'
 import { connect, deviceOf, linkName, UsageError, type Link } from './links.js'
-import { stateDir } from '../../provision/paths.js'
+import { recordList } from './records.js'
 
 export const BRIDGE_TABLE = 'iotlab_impair'
 export const HOST_TABLE = 'lab_impair'
-const STATE = () => path.join(stateDir, 'impairments.json')
 
 export interface Impairment {
   link: string
@@ -22,18 +20,9 @@ export interface Impairment {
   since: string
 }
 
-export function recorded(): Impairment[] {
-  try {
-    return JSON.parse(fs.readFileSync(STATE(), 'utf8')) as Impairment[]
-  } catch {
-    return []
-  }
-}
-function record(list: Impairment[]) {
-  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 })
-  if (list.length) fs.writeFileSync(STATE(), JSON.stringify(list, null, 2) + '\n', { mode: 0o600 })
-  else fs.rmSync(STATE(), { force: true })
-}
+const impairments = recordList<Impairment>('impairments.json')
+export const recorded = () => impairments.read()
+const record = (list: Impairment[]) => impairments.write(list)
 
 /** The nftables match for a loss of P percent (one decimal): numgen over 1000; 100 %: every packet. */
 export const lossMatch = (loss: number) => (loss >= 100 ? '' : `numgen random mod 1000 < ${Math.round(loss * 10)}`)
