@@ -17,6 +17,24 @@ import type { RoleModule } from './types.js'
 import { TEXTFILE_DIR } from './monitoring.js'
 import { bundle } from '../../services/build.js'
 
+/**
+ * How soon a silent peer is given up (charon-timers.conf): DPD after DPD_S seconds
+ * without a packet from it, then retransmissions at TIMEOUT_S x BASE^n, TRIES of them.
+ */
+export const IKE_TIMERS = { dpdS: 2, timeoutS: 1, base: 1.3, tries: 3 }
+/** Seconds from the first unanswered DPD to giving the peer up: the sum of every wait. */
+export const giveUpSeconds = (t = IKE_TIMERS) =>
+  Array.from({ length: t.tries + 1 }, (_, n) => t.timeoutS * t.base ** n).reduce((a, b) => a + b, 0)
+
+export const timersConf = () =>
+  renderFile('gateway/charon-timers.conf', {
+    timeout_s: IKE_TIMERS.timeoutS,
+    base: IKE_TIMERS.base,
+    tries: IKE_TIMERS.tries,
+    dpd_s: IKE_TIMERS.dpdS,
+    giveup_s: giveUpSeconds().toFixed(1),
+  })
+
 /** The only algorithms either side accepts (DESIGN.md, decision 5). */
 export const IKE_PROPOSALS = 'chacha20poly1305-prfsha512-curve25519'
 export const ESP_PROPOSALS = 'chacha20poly1305-curve25519'
@@ -50,6 +68,7 @@ export function swanctlVars(ctx: Context, withPsk = false) {
     pubkey: pubkey(ctx),
     cert_file: `${ctx.self.name}.pem`,
     ike_proposals: IKE_PROPOSALS,
+    dpd_delay: `${IKE_TIMERS.dpdS}s`,
     esp_proposals: ESP_PROPOSALS,
     tunnels: tunnelsOf(ctx).map((t) => ({
       name: t.name,
@@ -104,6 +123,15 @@ const steps: Step[] = [
       path: '/etc/strongswan.d/charon/kernel-libipsec.conf',
       content: (ctx) =>
         renderFile('gateway/kernel-libipsec.conf', { mode: mode(ctx), load: mode(ctx) === 'libipsec' ? 'yes' : 'no' }),
+    },
+    ['restart strongswan'],
+  ),
+
+  file(
+    'Ensure a silent peer is given up in seconds, not minutes',
+    {
+      path: '/etc/strongswan.d/lab-timers.conf',
+      content: timersConf(),
     },
     ['restart strongswan'],
   ),

@@ -11,7 +11,7 @@ import path from 'node:path'
 import t from 'tap'
 import { nftablesConf } from '../../provision/roles/common.js'
 import { pgHbaConf } from '../../provision/roles/db.js'
-import { swanctlVars } from '../../provision/roles/gateway.js'
+import { swanctlVars, timersConf } from '../../provision/roles/gateway.js'
 import { prometheusConfig } from '../../provision/roles/monitor.js'
 import { nginxConf } from '../../provision/roles/proxy.js'
 import type { Context } from '../../provision/runner.js'
@@ -87,6 +87,7 @@ t.test('swanctl.conf of each gateway', async (t) => {
       renderFile('gateway/swanctl.conf', swanctlVars(ctx(gw))),
       `${gw.name}: /etc/swanctl/conf.d/lab.conf`,
     )
+  t.matchSnapshot(timersConf(), 'every gateway: /etc/strongswan.d/lab-timers.conf')
 })
 
 t.test('pg_hba.conf of the database', async (t) => {

@@ -557,6 +557,24 @@ X11Forwarding no
 
 `
 
+exports[`test/unit/rendered.ts > TAP > swanctl.conf of each gateway > every gateway: /etc/strongswan.d/lab-timers.conf 1`] = `
+# Managed by the lab provisioner. How soon a gateway gives a silent peer up. A hub whose
+# charon crashed and restarted knows no SA any more and answers nothing the site sends
+# on the old one; with strongSwan's defaults (timeout 4 s, base 1.8, 5 tries) the site
+# retransmits its DPD for about 165 s before it initiates again, and nothing crosses
+# the tunnel meanwhile (171 s measured). These give it up after
+# 6.2 s (timeout x base^0..tries), which with DPD after 2 s of
+# silence (swanctl.conf) restores the tunnel within about 10 s. Jitter: a fleet of
+# sites that lost one hub does not retransmit in lockstep.
+charon {
+    retransmit_timeout = 1
+    retransmit_base = 1.3
+    retransmit_tries = 3
+    retransmit_jitter = 20
+}
+
+`
+
 exports[`test/unit/rendered.ts > TAP > swanctl.conf of each gateway > gw-cloud: /etc/swanctl/conf.d/lab.conf 1`] = `
 # Managed by the lab provisioner (gw-cloud, from topology.yaml): edits are overwritten.
 # Proposals are strict: exactly these and nothing else is accepted, so a peer that
@@ -567,8 +585,9 @@ connections {
     local_addrs = 198.51.100.12
     remote_addrs = 198.51.100.11
     proposals = chacha20poly1305-prfsha512-curve25519
-    # Dead peer detection, and a new IKE_SA (with new keys) every 4 hours.
-    dpd_delay = 5s
+    # Dead peer detection after this much silence (then lab-timers.conf's retransmissions),
+    # and a new IKE_SA (with new keys) every 4 hours.
+    dpd_delay = 2s
     rekey_time = 4h
     keyingtries = 0
     unique = replace
@@ -612,8 +631,9 @@ connections {
     local_addrs = 198.51.100.11
     remote_addrs = 198.51.100.12
     proposals = chacha20poly1305-prfsha512-curve25519
-    # Dead peer detection, and a new IKE_SA (with new keys) every 4 hours.
-    dpd_delay = 5s
+    # Dead peer detection after this much silence (then lab-timers.conf's retransmissions),
+    # and a new IKE_SA (with new keys) every 4 hours.
+    dpd_delay = 2s
     rekey_time = 4h
     keyingtries = 0
     unique = replace
