@@ -44,3 +44,11 @@ export function vagrantMachines(cwd = repoRoot): MachineRecord[] {
   }
   return out
 }
+
+/** The machine ids this clone's Vagrant state knows for a provider, by host (lxc: the container name; libvirt: the VM's UUID). */
+export const knownMachines = (provider: Provider, cwd = repoRoot): Map<string, string> =>
+  new Map(
+    vagrantMachines(cwd)
+      .filter((m) => m.provider === provider)
+      .map((m) => [m.host, m.id]),
+  )

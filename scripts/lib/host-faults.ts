@@ -10,6 +10,8 @@ import net from 'node:net'
 import type { Host, Plan } from '../../provision/plan.js'
 import { waitFor } from '../../provision/lib/wait.js'
 import { repoRoot } from '../../provision/paths.js'
+import type { MachineRecord } from '../../provision/vagrant-state.js'
+import type { HostFaults } from './provider-types.js'
 import { recordList } from './records.js'
 import { UsageError } from './links.js'
 import { machineOf } from './providers.js'
@@ -93,7 +95,7 @@ export function condition(state: string | undefined): Condition {
 }
 
 /** The machine's state from its provider (milliseconds), else from `vagrant status` (VirtualBox). */
-async function stateOf(host: Host, cwd: string) {
+export async function stateOf(host: Host, cwd = repoRoot) {
   const { machine, ops } = machineOf(host.name, cwd)
   const s = (await ops.state(machine.id)) ?? (await vagrantStates(cwd)).get(host.name)
   return { machine, ops, state: s, condition: condition(s) }
@@ -118,18 +120,19 @@ export async function makeFault(
     )
   // Recorded first: a fault that fails halfway is still found and cleared.
   record([...recordedFaults(), { host: host.name, fault, since: new Date().toISOString() }])
-  if (fault === 'stop') await ops.faults.stopHard(machine)
-  else if (fault === 'freeze') await ops.faults.freeze(machine)
-  else await ops.faults.isolate(machine, host, plan)
-  log(`${host.name} (${ops.label()}): ${describe(fault)}; undo with \`npm run lab:fault -- ${host.name} --clear\``)
+  await FAULTS[fault].make(ops.faults, machine, host, plan)
+  log(`${host.name} (${ops.label()}): ${FAULTS[fault].what}; undo with \`npm run lab:fault -- ${host.name} --clear\``)
 }
 
-const describe = (f: HostFault) =>
-  f === 'stop'
-    ? 'stopped hard (a power cut)'
-    : f === 'freeze'
-      ? 'frozen (every process paused)'
-      : 'cut off from its lab networks (management kept)'
+/** Each fault: the provider's operation that makes it, and what it did, as the log says it. */
+const FAULTS: Record<
+  HostFault,
+  { what: string; make: (f: HostFaults, m: MachineRecord, host: Host, plan: Plan) => Promise<void> }
+> = {
+  stop: { what: 'stopped hard (a power cut)', make: (f, m) => f.stopHard(m) },
+  freeze: { what: 'frozen (every process paused)', make: (f, m) => f.freeze(m) },
+  isolate: { what: 'cut off from its lab networks (management kept)', make: (f, m, h, p) => f.isolate(m, h, p) },
+}
 
 /**
  * Undo whatever fault the host is under, from the machine's own state: a frozen host

@@ -8,7 +8,7 @@ import path from 'node:path'
 import { $ } from 'zx'
 import type { Plan } from '../../provision/plan.js'
 import { repoRoot } from '../../provision/paths.js'
-import { vagrantMachines } from '../../provision/vagrant-state.js'
+import { knownMachines } from '../../provision/vagrant-state.js'
 
 const LXC_PATH = '/var/lib/lxc'
 const q = { quiet: true, nothrow: true }
@@ -46,11 +46,7 @@ export async function destroyContainer(name: string): Promise<void> {
 
 /** Remove every lab container this clone cannot use; return what was removed and why. */
 export async function removeStaleContainers(t: Plan, box: string, log: (m: string) => void): Promise<string[]> {
-  const byContainer = new Map(
-    vagrantMachines()
-      .filter((m) => m.provider === 'lxc')
-      .map((m) => [m.id, m.host]),
-  )
+  const byContainer = new Map([...knownMachines('lxc')].map(([host, c]) => [c, host]))
   const removed: string[] = []
   for (const c of labContainers(t)) {
     const host = byContainer.get(c)

@@ -8,7 +8,7 @@ import path from 'node:path'
 import { repoRoot } from '../../provision/paths.js'
 import type { Host, Plan } from '../../provision/plan.js'
 import { vmAccel } from '../../provision/providers.js'
-import { vagrantMachines, type MachineRecord } from '../../provision/vagrant-state.js'
+import { knownMachines, type MachineRecord } from '../../provision/vagrant-state.js'
 import {
   domainExists,
   ensureLibvirtDaemons,
@@ -79,8 +79,7 @@ export const libvirtProvider: ProviderOps = {
       await step('libvirt', 'Starting libvirt (daemons, storage pool)', async () => {
         await ensureLibvirtDaemons(log)
         await ensureStoragePool(log)
-        const known = vagrantMachines().filter((m) => m.provider === 'libvirt')
-        await removeStaleDomains(plan, new Set(known.map((m) => m.id)), log)
+        await removeStaleDomains(plan, new Set(knownMachines('libvirt').values()), log)
       })
     }
     if (inUse)

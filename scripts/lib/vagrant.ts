@@ -2,8 +2,7 @@
 // them: provision/vagrant-state.ts; each provider asked directly: providers.ts).
 import { $ } from 'zx'
 import { repoRoot } from '../../provision/paths.js'
-import type { Provider } from '../../provision/providers.js'
-import { vagrantHosts, vagrantMachines } from '../../provision/vagrant-state.js'
+import { knownMachines, vagrantHosts, vagrantMachines } from '../../provision/vagrant-state.js'
 import { providerOps } from './providers.js'
 
 /** Vagrant's word for a machine's state: running, stopped, not_created, or another it has. */
@@ -45,14 +44,6 @@ export async function vagrantStates(cwd = repoRoot): Promise<Map<string, Machine
     throw new Error(`vagrant status failed: ${r.stderr.trim() || r.stdout.trim()}`)
   return states
 }
-
-/** The machine ids this clone's Vagrant state knows for a provider, by host (lxc: the container name; libvirt: the VM's UUID). */
-export const knownMachines = (provider: Provider, cwd = repoRoot): Map<string, string> =>
-  new Map(
-    vagrantMachines(cwd)
-      .filter((m) => m.provider === provider)
-      .map((m) => [m.host, m.id]),
-  )
 
 /** The LXC container names this clone's Vagrant state knows, by host. */
 export const knownContainers = (cwd = repoRoot) => knownMachines('lxc', cwd)

@@ -8,8 +8,7 @@ import t from 'tap'
 import { vagrantInventory } from '../../provision/inventory.js'
 import { repoRoot } from '../../provision/paths.js'
 import { SshHost, type RemoteHost } from '../../provision/ssh.js'
-import { clearFault, condition, makeFault, recordedFaults, sshBanner } from '../../scripts/lib/host-faults.js'
-import { machineOf } from '../../scripts/lib/providers.js'
+import { clearFault, makeFault, recordedFaults, sshBanner, stateOf } from '../../scripts/lib/host-faults.js'
 import { statusText } from '../../scripts/lib/lab.js'
 import { labCli, openLab, waitFor } from '../lib/lab.js'
 
@@ -20,10 +19,7 @@ if (lab) {
   const peer = backends[0]
   const lan = victim.interfaces.find((i) => i.network !== victim.mgmt.network)!
   const log = (m: string) => t.comment(m)
-  const state = async () => {
-    const { machine, ops } = machineOf(victim.name)
-    return condition(await ops.state(machine.id))
-  }
+  const state = async () => (await stateOf(victim)).condition
   /** Replies to `count` pings from the peer, on the victim's LAN address. */
   const pings = async (count: number) => {
     const r = await lab.sh(peer.name, `ping -n -c ${count} -i 0.2 -W 1 ${lan.address}`)
