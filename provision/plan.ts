@@ -7,9 +7,10 @@
 // the topology (eslint.config.mjs enforces it). The plan is frozen: nothing changes it
 // behind another reader's back. `npm run plan` prints it.
 //
-// A service is a group: an address its clients use and the members behind it. Today a
-// group has one member and its address is the member's; a pair behind a virtual address
-// (issue 19) fills the same fields.
+// A service is a group: an address its clients use and the members behind it. A single
+// host is a group of one whose address is its own; a topology group (a pair behind a
+// virtual address, topology.ts) fills the same fields, and its VRRP settings are
+// resolved here too (plan.vrrp), so keepalived's role derives nothing.
 import { topologyFile } from './paths.js'
 import { DB, MONITOR_PORTS, PROXY_STATUS_PORT } from './ports.js'
 import { chooseProviders, type Machine, type Provider } from './providers.js'
@@ -17,6 +18,7 @@ import {
   loadTopology,
   parseTopology,
   validateTopology,
+  type Group as TopologyGroup,
   type Host as TopologyHost,
   type Network,
   type Role,
@@ -104,8 +106,28 @@ export interface Services {
   ingestTlsName: string
 }
 
+/** A topology group as keepalived runs it: one VRRP instance, unicast between the members. */
+export interface VrrpGroup {
+  name: string
+  role: Role
+  /** VRRP's virtual router id: the group's place in the topology, from 1. */
+  vrid: number
+  /** The virtual addresses, each on one of the members' networks. */
+  addresses: { network: string; address: string; prefix: number }[]
+  /** The network the adverts cross: the first virtual address's. */
+  network: string
+  members: {
+    host: string
+    /** From 150 down by 10, in the topology's order; no preemption, so only the first election uses it. */
+    priority: number
+    /** Its own address on the adverts' network (keepalived's unicast_src_ip, its peers' unicast_peer). */
+    address: string
+  }[]
+}
+
 export interface Plan extends Topology {
   hosts: Host[]
+  vrrp: VrrpGroup[]
   /** Why these providers: what was asked, or what this machine can run. */
   providerReason: string
   services: Services
@@ -142,8 +164,30 @@ function resolvePlan(t: Topology, opts: PlanOptions): Plan {
       provider: choice.providers[h.name],
     }
   })
-  const plan: Plan = { ...t, hosts, providerReason: choice.reason, services: services(t, hosts) }
+  const plan: Plan = {
+    ...t,
+    hosts,
+    vrrp: t.groups.map((g, i) => vrrpGroup(g, i, hosts)),
+    providerReason: choice.reason,
+    services: services(t, hosts),
+  }
   return deepFreeze(plan)
+}
+
+function vrrpGroup(g: TopologyGroup, index: number, hosts: Host[]): VrrpGroup {
+  const network = g.addresses[0].network
+  return {
+    name: g.name,
+    role: g.role,
+    vrid: index + 1,
+    addresses: g.addresses,
+    network,
+    members: g.members.map((m, i) => ({
+      host: m,
+      priority: 150 - 10 * i,
+      address: hosts.find((h) => h.name === m)!.addresses[network],
+    })),
+  }
 }
 
 /** The lab's MAC for an interface address (unique as the addresses are). */
@@ -168,7 +212,11 @@ function services(t: Topology, hosts: Host[]): Services {
   const monitor = withRole('monitor')[0]
   const firstBackend = backendHosts[0]
 
-  const proxyAddress = proxy && (firstBackend ? facing(proxy, firstBackend) : firstLan(proxy))
+  // A proxy pair answers on its virtual address, on the network its first member faces the backends on.
+  const proxyGroup = t.groups.find((g) => g.role === 'proxy')
+  const proxyOwn = proxy && (firstBackend ? facing(proxy, firstBackend) : firstLan(proxy))
+  const proxyNet = proxy?.interfaces.find((i) => i.address === proxyOwn)?.network
+  const proxyAddress = proxyGroup ? proxyGroup.addresses.find((a) => a.network === proxyNet)?.address : proxyOwn
   const backends: Backend[] = proxy
     ? backendHosts.flatMap((b) => {
         const address = facing(b, proxy)
@@ -200,7 +248,9 @@ function services(t: Topology, hosts: Host[]): Services {
   }))
 
   return {
-    ...(proxy && proxyAddress ? { proxy: proxyService(t, proxy, proxyAddress) } : {}),
+    ...(proxy && proxyAddress && proxyNet
+      ? { proxy: proxyService(t, proxies, proxyGroup?.name ?? proxy.name, proxyAddress, proxyNet) }
+      : {}),
     backends,
     ...(db && dbAddress
       ? {
@@ -229,19 +279,28 @@ function services(t: Topology, hosts: Host[]): Services {
   }
 }
 
-function proxyService(t: Topology, proxy: TopologyHost, address: string): NonNullable<Services['proxy']> {
+function proxyService(
+  t: Topology,
+  proxies: TopologyHost[],
+  name: string,
+  address: string,
+  network: string,
+): NonNullable<Services['proxy']> {
   const devicesFrom = t.networks
-    .filter((n) => n.oldServer?.host === proxy.name)
+    .filter((n) => n.oldServer?.host === name)
     .map((n) => ({ subnet: n.cidr, ports: n.oldServer!.ports }))
   const ports = [...new Set(devicesFrom.flatMap((o) => o.ports))].sort((a, b) => a - b)
   return {
     address,
-    members: [{ host: proxy.name, address }],
+    members: proxies.flatMap((p) => {
+      const own = p.interfaces.find((i) => i.network === network)
+      return own ? [{ host: p.name, address: own.address }] : []
+    }),
     ports: ports.length ? ports : [80],
     devicesFrom,
     statusPort: PROXY_STATUS_PORT,
     statusFrom: t.networks
-      .filter((n) => n.kind === 'lan' && proxy.interfaces.some((i) => i.network === n.name))
+      .filter((n) => n.kind === 'lan' && proxies[0].interfaces.some((i) => i.network === n.name))
       .map((n) => n.cidr),
   }
 }
@@ -266,6 +325,8 @@ function deepFreeze<T>(o: T): T {
 // Small queries everyone needs, so no caller re-derives them.
 export const hostsWithRole = (p: Plan, role: Role) => p.hosts.filter((h) => h.role === role)
 export const managementNetwork = (p: Plan): Network => p.networks.find((n) => n.kind === 'management')!
+/** The VRRP group a host is a member of, if any. */
+export const vrrpGroupOf = (p: Plan, host: string) => p.vrrp.find((g) => g.members.some((m) => m.host === host))
 /** The client's plan entry (url, devices); a host that is no IoT client has none. */
 export const clientOf = (p: Plan, host: string) => p.services.clients.find((c) => c.host === host)
 /** The load generator's device ids (their keys are derived like every device's). */

@@ -52,7 +52,7 @@ export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
       }
       try {
         const facts = await gatherFacts(host, self)
-        const roles = rolesFor(self.role)
+        const roles = rolesFor(self, plan)
         const recap = await runRoles(
           roles,
           { host, self, plan, facts, dryRun: !!opts.dryRun, stateDir: opts.stateDir },

@@ -42,7 +42,7 @@ export interface Network {
 export interface OldServer {
   /** The address devices have always used, on their LAN; the site gateway answers for it. */
   address: string
-  /** The host that now serves it, reached through the tunnel, and its address. */
+  /** The host or group that now serves it, reached through the tunnel, and its (virtual) address. */
   host: string
   target: string
   ports: number[]
@@ -116,10 +116,28 @@ export interface Telemetry {
   devices: { id: string; host: string }[]
 }
 
+/**
+ * Redundancy: hosts of one role that provide its service together, behind a virtual
+ * address on each of the networks listed, which keepalived (VRRP, unicast between the
+ * members) moves to the active one. A group's name stands where a host's would
+ * (networks.NAME.old_server.host), and its address is then the virtual one.
+ */
+export interface Group {
+  name: string
+  role: Role
+  /** In the topology's order: the first has the highest VRRP priority. */
+  members: string[]
+  addresses: { network: string; address: string; prefix: number }[]
+}
+
+/** The roles a group may have today (issue 19 adds the hub pair and the database cluster). */
+export const GROUP_ROLES: readonly Role[] = ['proxy']
+
 export interface Topology {
   name: string
   networks: Network[]
   hosts: Host[]
+  groups: Group[]
   vpn?: Vpn
   telemetry: Telemetry
 }
@@ -136,7 +154,8 @@ export class TopologyError extends Error {
   }
 }
 
-const TOP_KEYS = ['name', 'networks', 'hosts', 'vpn', 'telemetry']
+const TOP_KEYS = ['name', 'networks', 'hosts', 'groups', 'vpn', 'telemetry']
+const GROUP_KEYS = ['members', 'addresses']
 const TELEMETRY_KEYS = [
   'devices',
   'interval_ms',
@@ -201,12 +220,13 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
   for (const n of networks) if (n.hostAddress) owners.set(n.hostAddress, `networks.${n.name}.host_address`)
   const hosts = validateHosts(raw.hosts, byNet, cidrs, owners, fail)
   validateLanGateways(networks, hosts, fail)
+  const groups = validateGroups(raw.groups, byNet, cidrs, hosts, owners, fail)
   const vpn = validateVpn(raw.vpn, networks, hosts, fail)
-  validateOldServers(raw.networks, networks, hosts, owners, vpn, fail)
+  validateOldServers(raw.networks, networks, hosts, groups, owners, vpn, fail)
   const telemetry = validateTelemetry(raw.telemetry, hosts, fail)
   if (problems.length > 0) throw new TopologyError(file, problems)
   addRoutes(networks, hosts)
-  return { name: labName, networks, hosts, ...(vpn ? { vpn } : {}), telemetry }
+  return { name: labName, networks, hosts, groups, ...(vpn ? { vpn } : {}), telemetry }
 }
 
 type Fail = (field: string, msg: string) => void
@@ -442,6 +462,105 @@ function addRoutes(networks: Network[], hosts: Host[]) {
   }
 }
 
+/**
+ * groups: each a name no host has, two or more members of one role (a role groups can
+ * have today), each member in one group only, and a virtual address on each listed
+ * network: a host address of it, used by nothing else, on a network every member is on.
+ * Two hosts with role proxy outside a group are refused too: one address must lead to them.
+ */
+function validateGroups(
+  raw: unknown,
+  byNet: Map<string, Network>,
+  cidrs: Map<string, Cidr>,
+  hosts: Host[],
+  owners: Map<string, string>,
+  fail: Fail,
+): Group[] {
+  const groups: Group[] = []
+  const groupOf = new Map<string, string>()
+  if (raw !== undefined && !isObject(raw)) fail('groups', 'must be a mapping of group name to {members, addresses}')
+  for (const [name, value] of Object.entries(isObject(raw) ? raw : {})) {
+    const field = `groups.${name}`
+    if (!HOST_NAME.test(name))
+      fail(field, 'a group name is lower-case letters, digits and dashes, starting with a letter')
+    if (hosts.some((h) => h.name === name))
+      fail(field, `${name} is also a host's name: a group's name stands for its members, so it must be its own`)
+    if (!isObject(value)) {
+      fail(field, 'must be a mapping with members (host names) and addresses (network name to virtual address)')
+      continue
+    }
+    unknownKeys(value, GROUP_KEYS, field, fail)
+    const names = Array.isArray(value.members) ? value.members : []
+    const members = names.map((m) => hosts.find((h) => h.name === m))
+    if (names.length < 2 || new Set(names).size !== names.length) {
+      fail(`${field}.members`, `must list two or more different hosts; got ${JSON.stringify(value.members)}`)
+      continue
+    }
+    const unknown = names.filter((_, i) => !members[i])
+    if (unknown.length) {
+      fail(`${field}.members`, `unknown host ${unknown.map((u) => JSON.stringify(u)).join(', ')}`)
+      continue
+    }
+    const hostsOf = members as Host[]
+    const roles = [...new Set(hostsOf.map((h) => h.role))]
+    if (roles.length !== 1) {
+      fail(
+        `${field}.members`,
+        `members must share one role; got ${hostsOf.map((h) => `${h.name} (${h.role})`).join(', ')}`,
+      )
+      continue
+    }
+    if (!GROUP_ROLES.includes(roles[0])) {
+      fail(`${field}.members`, `role ${roles[0]} cannot be grouped yet: groups are built for ${GROUP_ROLES.join(', ')}`)
+      continue
+    }
+    for (const h of hostsOf) {
+      const other = groupOf.get(h.name)
+      if (other) fail(`${field}.members`, `${h.name} is already a member of groups.${other}`)
+      groupOf.set(h.name, name)
+    }
+    const addresses: Group['addresses'] = []
+    if (!isObject(value.addresses) || Object.keys(value.addresses).length === 0)
+      fail(`${field}.addresses`, 'must map network names to the virtual address the group answers on there')
+    for (const [netName, addrText] of Object.entries(isObject(value.addresses) ? value.addresses : {})) {
+      const aField = `${field}.addresses.${netName}`
+      const net = byNet.get(netName)
+      if (!net || net.kind === 'management') {
+        fail(aField, net ? 'the management network carries no service' : `unknown network ${JSON.stringify(netName)}`)
+        continue
+      }
+      const missing = hostsOf.filter((h) => !h.interfaces.some((i) => i.network === netName))
+      if (missing.length) {
+        fail(aField, `${missing.map((h) => h.name).join(', ')} has no interface on ${netName}: every member needs one`)
+        continue
+      }
+      const a = typeof addrText === 'string' ? parseAddress(addrText) : undefined
+      if (a === undefined || !isHostAddress(cidrs.get(netName)!, a)) {
+        fail(aField, `must be a host address of network ${netName} (${net.cidr}); got ${JSON.stringify(addrText)}`)
+        continue
+      }
+      const owner = owners.get(addrText as string)
+      if (owner) {
+        fail(aField, `duplicate address ${String(addrText)}: already used by ${owner}`)
+        continue
+      }
+      owners.set(addrText as string, aField)
+      addresses.push({ network: netName, address: addrText as string, prefix: net.prefix })
+    }
+    groups.push({ name, role: roles[0], members: names as string[], addresses })
+  }
+  for (const role of GROUP_ROLES) {
+    const loose = hosts.filter((h) => h.role === role && !groupOf.has(h.name))
+    const all = hosts.filter((h) => h.role === role)
+    if (all.length > 1 && loose.length > 0)
+      fail(
+        `hosts.${loose[0].name}`,
+        `${all.map((h) => h.name).join(', ')} all have role ${role}: list them as the members of one group (groups.NAME.members) so that one address leads to them`,
+      )
+  }
+  return groups
+}
+
 function validateVpn(raw: unknown, networks: Network[], hosts: Host[], fail: Fail): Vpn | undefined {
   if (raw === undefined) return undefined
   if (!isObject(raw)) {
@@ -492,6 +611,7 @@ function validateOldServers(
   rawNetworks: unknown,
   networks: Network[],
   hosts: Host[],
+  groups: Group[],
   owners: Map<string, string>,
   vpn: Vpn | undefined,
   fail: Fail,
@@ -529,13 +649,15 @@ function validateOldServers(
       continue
     }
     owners.set(raw.address as string, `${field}.address`)
-    const target = hosts.find((h) => h.name === raw.host)
+    // A group stands for its members: the old address leads to its virtual address.
     const hubLans = networks.filter((n) => n.kind === 'lan' && n.gateway === vpn.hub).map((n) => n.name)
-    const targetIf = target?.interfaces.find((i) => hubLans.includes(i.network))
-    if (!target || !targetIf) {
+    const target =
+      hosts.find((h) => h.name === raw.host)?.interfaces ?? groups.find((g) => g.name === raw.host)?.addresses
+    const targetIf = target?.find((i) => hubLans.includes(i.network))
+    if (!targetIf) {
       fail(
         `${field}.host`,
-        `must name a host on the hub's LAN (${hubLans.join(', ')}); got ${JSON.stringify(raw.host)}`,
+        `must name a host or group on the hub's LAN (${hubLans.join(', ')}); got ${JSON.stringify(raw.host)}`,
       )
       continue
     }
@@ -550,7 +672,7 @@ function validateOldServers(
     }
     net.oldServer = {
       address: raw.address as string,
-      host: target.name,
+      host: raw.host as string,
       target: targetIf.address,
       ports: ports as number[],
     }

@@ -12,6 +12,7 @@ import { renderFile } from '../template.js'
 import { roleModule } from './registry.js'
 import { MONITOR_PORTS } from '../ports.js'
 import { TEXTFILE_DIR, monitorInput } from './monitoring.js'
+import { vrrpInput, vrrpSysctl } from './vrrp.js'
 
 /** Kernel settings every host gets; a role adds or overrides (gateways forward). */
 export function sysctlSettings(ctx: Context): Record<string, string> {
@@ -26,6 +27,7 @@ export function sysctlSettings(ctx: Context): Record<string, string> {
     'net.ipv6.conf.all.disable_ipv6': '1',
     'net.ipv6.conf.default.disable_ipv6': '1',
     ...roleModule(ctx.self.role).sysctl?.(ctx),
+    ...vrrpSysctl(ctx),
   }
 }
 
@@ -178,7 +180,7 @@ export function nftablesConf(ctx: Context): string {
     host: ctx.self.name,
     role: ctx.self.role,
     mgmt_if: ctx.facts.mgmtInterface,
-    input_rules: [...monitorInput(ctx.plan, ctx.self), ...(mod.input?.(ctx) ?? [])],
+    input_rules: [...monitorInput(ctx.plan, ctx.self), ...(mod.input?.(ctx) ?? []), ...vrrpInput(ctx)],
     forward_rules: mod.forward?.(ctx) ?? [],
     nat_rules: mod.nat?.(ctx) ?? [],
   })

@@ -16,6 +16,13 @@ import { MAX_BODY } from './telemetry.js'
 
 /** The proxy service in the plan (it exists wherever a proxy host is on a LAN). */
 const plannedProxy = (ctx: Context) => ctx.plan.services.proxy!
+/**
+ * This proxy's own address, facing the backends: its status page and exporter listen
+ * there (the monitor scrapes each member); readings arrive on the service's address,
+ * a pair's virtual one.
+ */
+const ownAddress = (ctx: Context) => plannedProxy(ctx).members.find((m) => m.host === ctx.self.name)!.address
+const STATUS_PATH = '/nginx_status'
 
 export function nginxConf(ctx: Context): string {
   const upstreams = ctx.plan.services.backends.map(({ name, address, port }) => ({ name, address, port }))
@@ -33,6 +40,8 @@ export function nginxConf(ctx: Context): string {
     tls_name: ctx.plan.services.ingestTlsName,
     host: ctx.self.name,
     address: plannedProxy(ctx).address,
+    own_address: ownAddress(ctx),
+    status_path: STATUS_PATH,
     ports: plannedProxy(ctx).ports,
     backends: upstreams,
     tries: upstreams.length,
@@ -68,7 +77,8 @@ export const proxy: RoleModule = {
             renderFile('monitor/nginx-exporter.default', {
               host: ctx.self.name,
               status_port: plannedProxy(ctx).statusPort,
-              address: plannedProxy(ctx).address,
+              status_path: STATUS_PATH,
+              address: ownAddress(ctx),
               port: MONITOR_PORTS.nginx,
             }),
         },
@@ -81,6 +91,11 @@ export const proxy: RoleModule = {
       unitHandler('restart nginx exporter', 'restart', 'prometheus-nginx-exporter.service'),
     ],
   },
+  // In a pair: nginx answers its own status page, or this member gives the address up.
+  health: (ctx) => ({
+    service: 'nginx',
+    check: `/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:${plannedProxy(ctx).statusPort}${STATUS_PATH}`,
+  }),
   input: (ctx) => [
     ...plannedProxy(ctx).devicesFrom.map(
       (s) =>

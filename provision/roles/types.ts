@@ -11,4 +11,9 @@ export interface RoleModule {
   /** nftables statements for a prerouting nat chain (DNAT). */
   nat?(ctx: Context): string[]
   sysctl?(ctx: Context): Record<string, string>
+  /**
+   * For a member of a group (keepalived, vrrp.ts): the service whose failure gives the
+   * virtual addresses up, and the command that says it answers (exit 0).
+   */
+  health?(ctx: Context): { service: string; check: string }
 }

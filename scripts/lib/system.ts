@@ -45,6 +45,11 @@ export const TOOLS = {
     why: 'nginx -t on the rendered nginx.conf in the unit tests (the server is not started)',
     present: hasCommand('nginx'),
   },
+  keepalived: {
+    pkg: 'keepalived',
+    why: 'keepalived -t on the rendered keepalived.conf in the unit tests (with no config of its own here, it does not start)',
+    present: hasCommand('keepalived'),
+  },
   sshd: {
     pkg: 'openssh-server',
     why: 'sshd -t on the rendered sshd_config in the unit tests (the server is not started)',
@@ -102,6 +107,7 @@ export const UNIT_REQUIREMENTS: Requirement[] = [
   TOOLS.promtool,
   TOOLS.openssl,
   TOOLS.nginx,
+  TOOLS.keepalived,
   TOOLS.sshd,
   ...LXC_REQUIREMENTS.filter((r) =>
     ['vagrant', 'nftables', 'strongswan-pki', 'libstrongswan-standard-plugins'].includes(r.pkg),

@@ -26,8 +26,8 @@ t.test('links: a network or host:interface; anything else refused with the argum
   )
   t.throws(() => parseLink(topo, 'gw-x:inet'), /link "gw-x:inet": no host "gw-x" in the topology \(iot-client, gw-iot/)
   t.throws(
-    () => parseLink(topo, 'proxy:inet'),
-    /link "proxy:inet": proxy has no interface "inet"; its interfaces are mgmt, cloud/,
+    () => parseLink(topo, 'proxy-1:inet'),
+    /link "proxy-1:inet": proxy-1 has no interface "inet"; its interfaces are mgmt, cloud/,
   )
   t.throws(() => parseLink(topo, 'a:b:c'), /one colon at most/)
   t.throws(() => parseLink(topo, 'mgmt'), /the management network is how the lab is reached; it is never impaired/)
@@ -109,12 +109,12 @@ t.test('graph: every network, host, address and tunnel from the topology alone; 
     source: 'the monitor',
     hosts: new Map([
       ['backend-2', 'down'],
-      ['proxy', 'up'],
+      ['proxy-1', 'up'],
     ]),
     tunnels: new Map([['gw-iot', 'up']]),
   })
   t.match(live, /live state from the monitor/)
   t.match(live, /data-host="backend-2" data-state="down">\n<rect [^>]*fill="#ffcdd2"/)
-  t.match(live, /data-host="proxy" data-state="up">\n<rect [^>]*fill="#c8e6c9"/)
+  t.match(live, /data-host="proxy-1" data-state="up">\n<rect [^>]*fill="#c8e6c9"/)
   t.match(live, /data-tunnel="gw-iot" data-state="up">\n<path [^>]*stroke="#2e7d32"/)
 })

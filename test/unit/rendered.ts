@@ -13,7 +13,8 @@ import { nftablesConf } from '../../provision/roles/common.js'
 import { pgHbaConf } from '../../provision/roles/db.js'
 import { swanctlVars, timersConf } from '../../provision/roles/gateway.js'
 import { prometheusConfig } from '../../provision/roles/monitor.js'
-import { nginxConf } from '../../provision/roles/proxy.js'
+import { nginxConf, proxy as proxyRole } from '../../provision/roles/proxy.js'
+import { keepalivedConf } from '../../provision/roles/vrrp.js'
 import type { Context } from '../../provision/runner.js'
 import { renderFile } from '../../provision/template.js'
 import { loadPlan, type Host } from '../../provision/plan.js'
@@ -116,6 +117,45 @@ t.test('prometheus.yml of the monitor, as promtool reads it', async (t) => {
       'promtool accepts it',
     )
   }
+})
+
+t.test("keepalived.conf of each proxy pair's member, as keepalived -t reads it", async (t) => {
+  const members = plan.vrrp.flatMap((g) => g.members.map((m) => plan.hosts.find((h) => h.name === m.host)!))
+  t.ok(members.length >= 2, 'the default topology has a pair')
+  for (const h of members) {
+    const text = keepalivedConf(ctx(h), proxyRole.health!(ctx(h)))
+    t.matchSnapshot(text, `${h.name}: /etc/keepalived/keepalived.conf`)
+    if (!has('keepalived')) {
+      t.test(
+        'a check the tools here cannot run',
+        { skip: 'no keepalived: `npm test` installs it as root' },
+        async () => {},
+      )
+      continue
+    }
+    // Checked with one of this machine's NICs (read only): keepalived -t fails on an
+    // interface the machine lacks, and refuses lo.
+    const nic = Object.keys(os.networkInterfaces()).find((n) => n !== 'lo')!
+    const here = ctx(h)
+    const onNic = { ...here, facts: { ...here.facts, interfaceOf: { cloud: nic } } }
+    const f = path.join(tmp(), 'keepalived.conf')
+    fs.writeFileSync(f, keepalivedConf(onNic, proxyRole.health!(onNic)))
+    // keepalived -t exits 0 on a good file and names the line of a bad one.
+    const r = (() => {
+      try {
+        execFileSync('keepalived', ['-t', '-f', f], { stdio: 'pipe' })
+        return ''
+      } catch (e) {
+        return String((e as { stderr?: Buffer }).stderr ?? e)
+      }
+    })()
+    t.equal(r, '', `${h.name}: keepalived -t accepts it`)
+  }
+  // The check fails a bad file (so the pass above means something).
+  const bad = path.join(tmp(), 'bad.conf')
+  fs.writeFileSync(bad, 'vrrp_instance x {\n  no_such_keyword 1\n}\n')
+  if (has('keepalived'))
+    t.throws(() => execFileSync('keepalived', ['-t', '-f', bad], { stdio: 'pipe' }), 'keepalived -t refuses a bad file')
 })
 
 t.test('nginx.conf of the proxy, as nginx -t reads it', async (t) => {

@@ -22,9 +22,18 @@ t.test("the client sends to its LAN's old server address, unless telemetry.serve
 
 t.test('upstreams and the database address come from the topology', async (t) => {
   t.same(topo.services.backends, [
-    { name: 'backend-1', address: '10.20.0.21', port: 8080, from: ['10.20.0.10'] },
-    { name: 'backend-2', address: '10.20.0.22', port: 8080, from: ['10.20.0.10'] },
+    { name: 'backend-1', address: '10.20.0.21', port: 8080, from: ['10.20.0.11', '10.20.0.12'] },
+    { name: 'backend-2', address: '10.20.0.22', port: 8080, from: ['10.20.0.11', '10.20.0.12'] },
   ])
+  t.equal(topo.services.proxy!.address, '10.20.0.10', "the proxy pair's virtual address")
+  t.same(
+    topo.services.proxy!.members,
+    [
+      { host: 'proxy-1', address: '10.20.0.11' },
+      { host: 'proxy-2', address: '10.20.0.12' },
+    ],
+    'each member on its own address',
+  )
   t.equal(topo.services.db!.address, '10.20.0.30')
   t.same(topo.services.db!.clients, ['10.20.0.21', '10.20.0.22'], 'the database admits the backends')
   t.same(topo.services.proxy!.devicesFrom, [{ subnet: '10.10.1.0/24', ports: [80] }], 'the proxy admits the IoT LAN')
@@ -61,16 +70,17 @@ t.test('nginx: one server line per backend, retries over all of them, the retry 
     "the only location with the batch's limit, not reachable directly",
   )
   t.match(conf, 'add_header X-Upstream $upstream_addr always;')
-  t.match(conf, /listen 10\.20\.0\.10:8081;[\s\S]*stub_status;[\s\S]*allow 10\.20\.0\.0\/24;[\s\S]*deny all;/)
+  t.match(conf, /listen 10\.20\.0\.11:8081;[\s\S]*stub_status;[\s\S]*allow 10\.20\.0\.0\/24;[\s\S]*deny all;/)
   t.match(conf, /keepalive 64;/)
   t.match(conf, /listen 10\.20\.0\.10:80;\n\s+listen 127\.0\.0\.1:80;/, "on the old server's port")
   const other = planWith((r) => (r.networks.iot.old_server.ports = [8000, 80]))
   const both = nginxConf({ plan: other, self: proxy } as Context)
   t.same(
     both.match(/listen 10\.20\.0\.10:\d+;/g),
-    ['listen 10.20.0.10:80;', 'listen 10.20.0.10:8000;', 'listen 10.20.0.10:8081;'],
-    'on every port the sites forward',
+    ['listen 10.20.0.10:80;', 'listen 10.20.0.10:8000;'],
+    "on every port the sites forward, on the pair's virtual address",
   )
+  t.same(both.match(/listen 10\.20\.0\.1[12]:\d+;/g), ['listen 10.20.0.11:8081;'], 'its status page on its own')
 })
 
 t.test(
@@ -79,8 +89,8 @@ t.test(
     const proxy = topo.hosts.find((h) => h.role === 'proxy')!
     const conf = nginxConf({ plan: topo, self: proxy } as Context)
     for (const line of [
-      'proxy_ssl_certificate /etc/lab-tls/proxy.pem;',
-      'proxy_ssl_certificate_key /etc/lab-tls/proxy.key;',
+      `proxy_ssl_certificate /etc/lab-tls/${proxy.name}.pem;`,
+      `proxy_ssl_certificate_key /etc/lab-tls/${proxy.name}.key;`,
       'proxy_ssl_trusted_certificate /etc/lab-tls/services-ca.pem;',
       'proxy_ssl_crl /etc/lab-tls/services.crl;',
       'proxy_ssl_verify on;',

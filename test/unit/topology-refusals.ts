@@ -27,6 +27,15 @@ const base = (): any => ({
   },
 })
 
+/** The base with its proxy in a pair, `front`, which the old server address leads to. */
+function pair(r: any): { members: string[]; addresses: Record<string, string> } {
+  const front = { members: ['proxy', 'proxy-2'], addresses: { cloud: '10.20.0.100' } as Record<string, string> }
+  r.hosts['proxy-2'] = { role: 'proxy', interfaces: { mgmt: '172.31.250.21', cloud: '10.20.0.12' } }
+  r.groups = { front }
+  r.networks.iot.old_server.host = 'front'
+  return front
+}
+
 /** What the topology changed by `change` is refused with; [] when it is accepted. */
 function problems(change: (r: any) => void): string[] {
   const r = base()
@@ -217,9 +226,98 @@ const cases: [string, (r: any) => void, string[]][] = [
   [
     'bad host name',
     (r) => {
-      r.hosts['Proxy_2'] = { role: 'proxy', interfaces: { mgmt: '172.31.250.21' } }
+      r.hosts['Proxy_2'] = { role: 'backend', interfaces: { mgmt: '172.31.250.21' } }
     },
     ['hosts.Proxy_2: a host name is lower-case letters, digits and dashes, starting with a letter'],
+  ],
+  [
+    'a pair accepted: two proxies behind a virtual address the old server leads to',
+    (r) => {
+      pair(r)
+    },
+    [],
+  ],
+  [
+    'two proxies outside a group',
+    (r) => {
+      r.hosts['proxy-2'] = { role: 'proxy', interfaces: { mgmt: '172.31.250.21', cloud: '10.20.0.12' } }
+    },
+    [
+      'hosts.proxy: proxy, proxy-2 all have role proxy: list them as the members of one group (groups.NAME.members) so that one address leads to them',
+    ],
+  ],
+  [
+    'group address outside its network',
+    (r) => {
+      pair(r).addresses.cloud = '10.30.0.10'
+    },
+    [
+      'groups.front.addresses.cloud: must be a host address of network cloud (10.20.0.0/24); got "10.30.0.10"',
+      'networks.iot.old_server.host: must name a host or group on the hub\'s LAN (cloud); got "front"',
+    ],
+  ],
+  [
+    'group address shared with a host',
+    (r) => {
+      pair(r).addresses.cloud = '10.20.0.12'
+    },
+    [
+      'groups.front.addresses.cloud: duplicate address 10.20.0.12: already used by hosts.proxy-2.interfaces.cloud',
+      'networks.iot.old_server.host: must name a host or group on the hub\'s LAN (cloud); got "front"',
+    ],
+  ],
+  [
+    'group address shared with another group',
+    (r) => {
+      pair(r)
+      r.hosts['proxy-3'] = { role: 'proxy', interfaces: { mgmt: '172.31.250.22', cloud: '10.20.0.13' } }
+      r.hosts['proxy-4'] = { role: 'proxy', interfaces: { mgmt: '172.31.250.23', cloud: '10.20.0.14' } }
+      r.groups.back = { members: ['proxy-3', 'proxy-4'], addresses: { cloud: '10.20.0.100' } }
+    },
+    ['groups.back.addresses.cloud: duplicate address 10.20.0.100: already used by groups.front.addresses.cloud'],
+  ],
+  [
+    'group address on management, on an unknown network, on a network a member lacks',
+    (r) => {
+      pair(r).addresses = { mgmt: '172.31.250.99', dmz: '10.99.0.1', iot: '10.10.1.99' }
+    },
+    [
+      'groups.front.addresses.mgmt: the management network carries no service',
+      'groups.front.addresses.dmz: unknown network "dmz"',
+      'groups.front.addresses.iot: proxy, proxy-2 has no interface on iot: every member needs one',
+      'networks.iot.old_server.host: must name a host or group on the hub\'s LAN (cloud); got "front"',
+    ],
+  ],
+  [
+    'group of one, of an unknown host, of mixed roles, of a role not built for groups',
+    (r) => {
+      pair(r).members = ['proxy']
+      r.groups.bb = { members: ['proxy', 'ghost'], addresses: { cloud: '10.20.0.50' } }
+      r.groups.cc = { members: ['proxy', 'client'], addresses: { cloud: '10.20.0.51' } }
+      r.groups.dd = { members: ['gw-a', 'gw-b'], addresses: { inet: '198.51.100.50' } }
+    },
+    [
+      'groups.front.members: must list two or more different hosts; got ["proxy"]',
+      'groups.bb.members: unknown host "ghost"',
+      'groups.cc.members: members must share one role; got proxy (proxy), client (iot-client)',
+      'groups.dd.members: role gateway cannot be grouped yet: groups are built for proxy',
+      'hosts.proxy: proxy, proxy-2 all have role proxy: list them as the members of one group (groups.NAME.members) so that one address leads to them',
+      'networks.iot.old_server.host: must name a host or group on the hub\'s LAN (cloud); got "front"',
+    ],
+  ],
+  [
+    'a host in two groups; a group named like a host; groups not a mapping of mappings',
+    (r) => {
+      pair(r)
+      r.hosts['proxy-3'] = { role: 'proxy', interfaces: { mgmt: '172.31.250.22', cloud: '10.20.0.13' } }
+      r.groups.client = { members: ['proxy-2', 'proxy-3'], addresses: { cloud: '10.20.0.60' } }
+      r.groups.ee = 'proxy'
+    },
+    [
+      "groups.client: client is also a host's name: a group's name stands for its members, so it must be its own",
+      'groups.client.members: proxy-2 is already a member of groups.front',
+      'groups.ee: must be a mapping with members (host names) and addresses (network name to virtual address)',
+    ],
   ],
   [
     'host not a mapping',
@@ -271,7 +369,7 @@ const cases: [string, (r: any) => void, string[]][] = [
     },
     [
       "hosts.proxy.interfaces: must map network names to this host's address on each",
-      'networks.iot.old_server.host: must name a host on the hub\'s LAN (cloud); got "proxy"',
+      'networks.iot.old_server.host: must name a host or group on the hub\'s LAN (cloud); got "proxy"',
     ],
   ],
   [
@@ -281,7 +379,7 @@ const cases: [string, (r: any) => void, string[]][] = [
     },
     [
       "hosts.proxy.interfaces: must map network names to this host's address on each",
-      'networks.iot.old_server.host: must name a host on the hub\'s LAN (cloud); got "proxy"',
+      'networks.iot.old_server.host: must name a host or group on the hub\'s LAN (cloud); got "proxy"',
     ],
   ],
   [
@@ -298,7 +396,7 @@ const cases: [string, (r: any) => void, string[]][] = [
     },
     [
       'hosts.proxy.interfaces.cloud: must be an IPv4 address; got 10',
-      'networks.iot.old_server.host: must name a host on the hub\'s LAN (cloud); got "proxy"',
+      'networks.iot.old_server.host: must name a host or group on the hub\'s LAN (cloud); got "proxy"',
     ],
   ],
   [
@@ -506,7 +604,7 @@ const cases: [string, (r: any) => void, string[]][] = [
     (r) => {
       r.extra = 1
     },
-    ['extra: unknown field (allowed: name, networks, hosts, vpn, telemetry)'],
+    ['extra: unknown field (allowed: name, networks, hosts, groups, vpn, telemetry)'],
   ],
   [
     'name 9 chars',

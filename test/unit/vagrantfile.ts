@@ -23,7 +23,7 @@ t.test('vagrant validate accepts the Vagrantfile and the topology', { skip: why 
 
 t.test('a wrong topology stops Vagrant with the field named', { skip: why }, async (t) => {
   const raw = parse(fs.readFileSync(topologyFile, 'utf8'))
-  raw.hosts.proxy.interfaces.cloud = raw.hosts['gw-cloud'].interfaces.cloud
+  raw.hosts['proxy-1'].interfaces.cloud = raw.hosts['gw-cloud'].interfaces.cloud
   const dir = t.testdir({})
   const bad = path.join(dir, 'topology.yaml')
   fs.writeFileSync(bad, stringify(raw))
@@ -37,6 +37,6 @@ t.test('a wrong topology stops Vagrant with the field named', { skip: why }, asy
   t.ok(r, 'vagrant refused to go on')
   t.match(
     r?.stderr ?? '',
-    /hosts\.proxy\.interfaces\.cloud: duplicate address 10\.20\.0\.1: already used by hosts\.gw-cloud\.interfaces\.cloud/,
+    /hosts\.proxy-1\.interfaces\.cloud: duplicate address 10\.20\.0\.1: already used by hosts\.gw-cloud\.interfaces\.cloud/,
   )
 })

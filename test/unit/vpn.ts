@@ -236,7 +236,7 @@ t.test('a wrong VPN section is refused with the field named', async (t) => {
       (r) => {
         r.networks.iot.old_server.host = 'gw-iot2'
       },
-      /^networks\.iot\.old_server\.host: must name a host on the hub's LAN/,
+      /^networks\.iot\.old_server\.host: must name a host or group on the hub's LAN/,
     ],
     [
       'bad port',

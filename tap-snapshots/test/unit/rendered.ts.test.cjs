@@ -5,6 +5,112 @@
  * Make sure to inspect the output below.  Do not ignore changes!
  */
 'use strict'
+exports[`test/unit/rendered.ts > TAP > keepalived.conf of each proxy pair's member, as keepalived -t reads it > proxy-1: /etc/keepalived/keepalived.conf 1`] = `
+# Managed by the lab provisioner (proxy-1): edits are overwritten.
+# keepalived: this host is a member of group proxy (topology.yaml, groups). The
+# active member holds the group's virtual addresses; the others watch its adverts and
+# take them over when they stop (VRRP, RFC 5798: after 3 adverts missed plus a skew,
+# about 3.4 s at one advert a second).
+global_defs {
+  router_id proxy-1
+  # Scripts run as root, and only scripts root alone can change are run.
+  script_user root
+  enable_script_security
+  # A new master announces its addresses at once, then again after 2 s, so that
+  # neighbours whose ARP caches still name the old member learn the new one.
+  vrrp_garp_master_delay 2
+  vrrp_garp_master_repeat 3
+}
+
+# The service itself must answer, not only the host: a member whose nginx fails
+# this check 2 times in a row gives the addresses up.
+vrrp_script nginx {
+  script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:8081/nginx_status"
+  interval 1
+  timeout 1
+  fall 2
+  rise 2
+}
+
+vrrp_instance proxy {
+  # Every member starts as a backup and none preempts: the first election goes by
+  # priority, and after a failover the addresses stay where they are (a fail-back is a
+  # choice, not a second outage).
+  state BACKUP
+  nopreempt
+  interface cloud
+  virtual_router_id 1
+  priority 150
+  advert_int 1
+  # Unicast between the members: no multicast on the lab's bridges.
+  unicast_src_ip 10.20.0.11
+  unicast_peer {
+    10.20.0.12
+  }
+  virtual_ipaddress {
+    10.20.0.10/24 dev cloud
+  }
+  track_script {
+    nginx
+  }
+  notify "/usr/local/lib/lab/vrrp-notify"
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > keepalived.conf of each proxy pair's member, as keepalived -t reads it > proxy-2: /etc/keepalived/keepalived.conf 1`] = `
+# Managed by the lab provisioner (proxy-2): edits are overwritten.
+# keepalived: this host is a member of group proxy (topology.yaml, groups). The
+# active member holds the group's virtual addresses; the others watch its adverts and
+# take them over when they stop (VRRP, RFC 5798: after 3 adverts missed plus a skew,
+# about 3.5 s at one advert a second).
+global_defs {
+  router_id proxy-2
+  # Scripts run as root, and only scripts root alone can change are run.
+  script_user root
+  enable_script_security
+  # A new master announces its addresses at once, then again after 2 s, so that
+  # neighbours whose ARP caches still name the old member learn the new one.
+  vrrp_garp_master_delay 2
+  vrrp_garp_master_repeat 3
+}
+
+# The service itself must answer, not only the host: a member whose nginx fails
+# this check 2 times in a row gives the addresses up.
+vrrp_script nginx {
+  script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:8081/nginx_status"
+  interval 1
+  timeout 1
+  fall 2
+  rise 2
+}
+
+vrrp_instance proxy {
+  # Every member starts as a backup and none preempts: the first election goes by
+  # priority, and after a failover the addresses stay where they are (a fail-back is a
+  # choice, not a second outage).
+  state BACKUP
+  nopreempt
+  interface cloud
+  virtual_router_id 1
+  priority 140
+  advert_int 1
+  # Unicast between the members: no multicast on the lab's bridges.
+  unicast_src_ip 10.20.0.12
+  unicast_peer {
+    10.20.0.11
+  }
+  virtual_ipaddress {
+    10.20.0.10/24 dev cloud
+  }
+  track_script {
+    nginx
+  }
+  notify "/usr/local/lib/lab/vrrp-notify"
+}
+
+`
+
 exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > backend-1: /etc/nftables.conf 1`] = `
 #!/usr/sbin/nft -f
 # Managed by the lab provisioner (backend-1, role backend): edits are overwritten.
@@ -20,7 +126,7 @@ table inet lab {
     iifname "lo" accept
     iifname "mgmt" tcp dport 22 accept comment "SSH from the provisioning machine only"
     ip saddr 10.20.0.40 tcp dport { 9100, 9102 } accept comment "Prometheus on monitor: what it scrapes here"
-    ip saddr { 10.20.0.10 } tcp dport 8080 accept comment "ingest: from the proxy only"
+    ip saddr { 10.20.0.11, 10.20.0.12 } tcp dport 8080 accept comment "ingest: from the proxy only"
     icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
     counter comment "input dropped"
   }
@@ -51,7 +157,7 @@ table inet lab {
     iifname "lo" accept
     iifname "mgmt" tcp dport 22 accept comment "SSH from the provisioning machine only"
     ip saddr 10.20.0.40 tcp dport { 9100, 9102 } accept comment "Prometheus on monitor: what it scrapes here"
-    ip saddr { 10.20.0.10 } tcp dport 8080 accept comment "ingest: from the proxy only"
+    ip saddr { 10.20.0.11, 10.20.0.12 } tcp dport 8080 accept comment "ingest: from the proxy only"
     icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
     counter comment "input dropped"
   }
@@ -306,9 +412,9 @@ table inet lab {
 
 `
 
-exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > proxy: /etc/nftables.conf 1`] = `
+exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > proxy-1: /etc/nftables.conf 1`] = `
 #!/usr/sbin/nft -f
-# Managed by the lab provisioner (proxy, role proxy): edits are overwritten.
+# Managed by the lab provisioner (proxy-1, role proxy): edits are overwritten.
 # Replaces only the lab's own table, atomically: tables of others (strongSwan's, say)
 # are left alone. Policy: drop what the role does not admit, and count it.
 table inet lab
@@ -323,6 +429,7 @@ table inet lab {
     ip saddr 10.20.0.40 tcp dport { 9100, 9113 } accept comment "Prometheus on monitor: what it scrapes here"
     ip saddr 10.10.1.0/24 tcp dport { 80 } accept comment "IoT devices, through the tunnel"
     ip saddr 10.20.0.0/24 tcp dport 8081 accept comment "nginx status, from the cloud LAN"
+    ip saddr { 10.20.0.12 } ip protocol vrrp accept comment "VRRP adverts from group proxy"
     icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
     counter comment "input dropped"
   }
@@ -338,8 +445,41 @@ table inet lab {
 
 `
 
-exports[`test/unit/rendered.ts > TAP > nginx.conf of the proxy, as nginx -t reads it > proxy: /etc/nginx/nginx.conf 1`] = `
-# Managed by the lab provisioner (proxy): edits are overwritten.
+exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > proxy-2: /etc/nftables.conf 1`] = `
+#!/usr/sbin/nft -f
+# Managed by the lab provisioner (proxy-2, role proxy): edits are overwritten.
+# Replaces only the lab's own table, atomically: tables of others (strongSwan's, say)
+# are left alone. Policy: drop what the role does not admit, and count it.
+table inet lab
+delete table inet lab
+table inet lab {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid counter drop
+    iifname "lo" accept
+    iifname "mgmt" tcp dport 22 accept comment "SSH from the provisioning machine only"
+    ip saddr 10.20.0.40 tcp dport { 9100, 9113 } accept comment "Prometheus on monitor: what it scrapes here"
+    ip saddr 10.10.1.0/24 tcp dport { 80 } accept comment "IoT devices, through the tunnel"
+    ip saddr 10.20.0.0/24 tcp dport 8081 accept comment "nginx status, from the cloud LAN"
+    ip saddr { 10.20.0.11 } ip protocol vrrp accept comment "VRRP adverts from group proxy"
+    icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
+    counter comment "input dropped"
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    counter comment "forward dropped"
+  }
+  chain output {
+    type filter hook output priority filter; policy accept;
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > nginx.conf of the proxy, as nginx -t reads it > proxy-1: /etc/nginx/nginx.conf 1`] = `
+# Managed by the lab provisioner (proxy-1): edits are overwritten.
 # nginx in front of the ingest servers: devices reach it through the tunnel (their
 # old server address, DNATed by their site's gateway), and it balances the readings
 # over the topology's backends.
@@ -374,7 +514,9 @@ http {
   }
 
   server {
-    # The old server's ports, which the IoT sites' gateways forward here.
+    # The old server's ports, which the IoT sites' gateways forward here, on the
+    # service's address (10.20.0.10: a pair's virtual address, which this member
+    # may not hold yet; the kernel lets it bind there, net.ipv4.ip_nonlocal_bind).
     listen 10.20.0.10:80;
     listen 127.0.0.1:80;
     # A reading is a few dozen bytes: the backends refuse more than 1024, and so does
@@ -408,8 +550,8 @@ http {
     # verifies theirs: that CA only, not revoked (the CRL), the name every backend carries.
     # A backend that fails the check is an upstream error: the next one is tried. TLS
     # sessions are reused over the kept-alive connections (proxy_ssl_session_reuse).
-    proxy_ssl_certificate /etc/lab-tls/proxy.pem;
-    proxy_ssl_certificate_key /etc/lab-tls/proxy.key;
+    proxy_ssl_certificate /etc/lab-tls/proxy-1.pem;
+    proxy_ssl_certificate_key /etc/lab-tls/proxy-1.key;
     proxy_ssl_trusted_certificate /etc/lab-tls/services-ca.pem;
     proxy_ssl_crl /etc/lab-tls/services.crl;
     proxy_ssl_verify on;
@@ -459,7 +601,143 @@ http {
 
   # Counters for monitoring, from the cloud LAN only (nftables admits it there too).
   server {
-    listen 10.20.0.10:8081;
+    listen 10.20.0.11:8081;
+    listen 127.0.0.1:8081;
+    location = /nginx_status {
+      stub_status;
+      allow 10.20.0.0/24;
+      allow 127.0.0.1;
+      deny all;
+    }
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > nginx.conf of the proxy, as nginx -t reads it > proxy-2: /etc/nginx/nginx.conf 1`] = `
+# Managed by the lab provisioner (proxy-2): edits are overwritten.
+# nginx in front of the ingest servers: devices reach it through the tunnel (their
+# old server address, DNATed by their site's gateway), and it balances the readings
+# over the topology's backends.
+user www-data;
+worker_processes auto;
+pid /run/nginx.pid;
+error_log /var/log/nginx/error.log warn;
+
+events {
+  worker_connections 1024;
+}
+
+http {
+  server_tokens off;
+  default_type application/json;
+  # Which backend answered, how, and how long it took: the access log records it.
+  log_format upstream '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
+                      'device=$http_x_device_id upstream=$upstream_addr upstream_status=$upstream_status '
+                      'request_time=$request_time upstream_time=$upstream_response_time';
+  access_log /var/log/nginx/access.log upstream;
+  keepalive_timeout 65s;
+
+  upstream ingest {
+    least_conn;
+    # Passive failure detection: one failure takes a backend out for fail_timeout,
+    # then nginx tries it again.
+    server 10.20.0.21:8080 max_fails=1 fail_timeout=3s;
+    server 10.20.0.22:8080 max_fails=1 fail_timeout=3s;
+    # Connections to the backends are kept open and reused.
+    keepalive 64;
+    keepalive_timeout 60s;
+  }
+
+  server {
+    # The old server's ports, which the IoT sites' gateways forward here, on the
+    # service's address (10.20.0.10: a pair's virtual address, which this member
+    # may not hold yet; the kernel lets it bind there, net.ipv4.ip_nonlocal_bind).
+    listen 10.20.0.10:80;
+    listen 127.0.0.1:80;
+    # A reading is a few dozen bytes: the backends refuse more than 1024, and so does
+    # nginx. A batch (a backlog draining, application/x-ndjson) may hold up to
+    # 1000 readings in 524288 bytes: it goes to its own location, the
+    # only one with that limit, so a single reading keeps its own.
+    client_max_body_size 1024;
+    client_body_buffer_size 1024;
+
+    # Every answer says which backend gave it.
+    add_header X-Upstream $upstream_addr always;
+
+    # How readings (one, or a batch) are passed to the ingest servers; the locations
+    # below inherit it.
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $host;
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_connect_timeout 1s;
+    proxy_send_timeout 3s;
+    proxy_read_timeout 5s;
+    # Retrying a POST on the next backend is safe here, and only here, because ingest is
+    # idempotent: a device's sequence number is stored once, however many backends see
+    # it (a batch too: each reading in it is). Hence non_idempotent.
+    proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
+    proxy_next_upstream_tries 2;
+    proxy_next_upstream_timeout 10s;
+
+    # Zero trust inside the cloud: mutual TLS to the backends. nginx proves itself with its
+    # own certificate from the services CA (the backends admit no other client) and
+    # verifies theirs: that CA only, not revoked (the CRL), the name every backend carries.
+    # A backend that fails the check is an upstream error: the next one is tried. TLS
+    # sessions are reused over the kept-alive connections (proxy_ssl_session_reuse).
+    proxy_ssl_certificate /etc/lab-tls/proxy-2.pem;
+    proxy_ssl_certificate_key /etc/lab-tls/proxy-2.key;
+    proxy_ssl_trusted_certificate /etc/lab-tls/services-ca.pem;
+    proxy_ssl_crl /etc/lab-tls/services.crl;
+    proxy_ssl_verify on;
+    proxy_ssl_verify_depth 1;
+    proxy_ssl_name ingest.iotlab;
+    proxy_ssl_server_name on;
+    proxy_ssl_protocols TLSv1.3;
+    proxy_ssl_session_reuse on;
+
+    # Chosen here, at the server level, because nginx checks the body size against the
+    # location it finds first: a rewrite inside /readings would be too late for a batch.
+    if ($content_type ~* "^application/x-ndjson") {
+      rewrite ^/readings$ /readings-batch last;
+    }
+
+    location = /readings {
+      proxy_pass https://ingest;
+    }
+
+    location = /readings-batch {
+      internal;
+      client_max_body_size 524288;
+      client_body_buffer_size 524288;
+      proxy_pass https://ingest/readings;
+    }
+
+    location = /healthz {
+      proxy_pass https://ingest;
+      proxy_read_timeout 3s;
+    }
+
+    # Answers nginx gives itself are JSON, like the backends'.
+    error_page 413 = @too_large;
+    error_page 502 503 504 = @unavailable;
+    location @too_large {
+      return 413 '{"error":"a reading is at most 1024 bytes"}\\n';
+    }
+    location @unavailable {
+      add_header Retry-After 1 always;
+      add_header X-Upstream $upstream_addr always;
+      return 503 '{"error":"no backend could store the reading; retry later"}\\n';
+    }
+    location / {
+      return 404 '{"error":"no such resource: devices POST /readings"}\\n';
+    }
+  }
+
+  # Counters for monitoring, from the cloud LAN only (nftables admits it there too).
+  server {
+    listen 10.20.0.12:8081;
     listen 127.0.0.1:8081;
     location = /nginx_status {
       stub_status;
@@ -512,8 +790,10 @@ scrape_configs:
         labels: { host: gw-iot, role: gateway }
       - targets: ['10.20.0.1:9100']
         labels: { host: gw-cloud, role: gateway }
-      - targets: ['10.20.0.10:9100']
-        labels: { host: proxy, role: proxy }
+      - targets: ['10.20.0.11:9100']
+        labels: { host: proxy-1, role: proxy }
+      - targets: ['10.20.0.12:9100']
+        labels: { host: proxy-2, role: proxy }
       - targets: ['10.20.0.21:9100']
         labels: { host: backend-1, role: backend }
       - targets: ['10.20.0.22:9100']
@@ -528,8 +808,10 @@ scrape_configs:
         labels: { host: iot-client, role: iot-client }
   - job_name: nginx
     static_configs:
-      - targets: ['10.20.0.10:9113']
-        labels: { host: proxy, role: proxy }
+      - targets: ['10.20.0.11:9113']
+        labels: { host: proxy-1, role: proxy }
+      - targets: ['10.20.0.12:9113']
+        labels: { host: proxy-2, role: proxy }
   - job_name: ingest
     static_configs:
       - targets: ['10.20.0.21:9102']
