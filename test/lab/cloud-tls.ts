@@ -76,8 +76,10 @@ if (opened) {
     const marker = String(value)
     const r = device.reading(value)
     t.ok(r.body.includes(marker), `the reading's body holds the marker ${marker}`)
+    // The proxy serving now (a pair's active member) is the one that talks to the backends.
+    const serving = await lab.active('proxy')
     const legs = {
-      proxyToBackends: `host ${addr(proxy)} and (${ups.map((b) => `host ${b.address}`).join(' or ')})`,
+      proxyToBackends: `host ${addr(serving)} and (${ups.map((b) => `host ${b.address}`).join(' or ')})`,
       backendsToDb: `host ${dbAddr} and (${ups.map((b) => `host ${b.address}`).join(' or ')})`,
     }
     let status = 0

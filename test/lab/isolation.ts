@@ -19,11 +19,11 @@ if (lab) {
     (h) => h.name === lab.plan.networks.find((n) => n.name === client.interfaces[1].network)!.gateway,
   )!
   const cloudHosts = lab.plan.hosts.filter((h) => h.addresses.cloud && h.role !== 'gateway')
-  const [proxy] = lab.byRole('proxy')
+  const proxyAddr = lab.plan.services.proxy!.address
 
   t.test('the IoT client reaches its own LAN and its gateway (control)', async (t) => {
     t.ok(await reaches(client.name, iotGw.addresses.iot), `${client.name} pings ${iotGw.name} on the iot LAN`)
-    const route = (await lab.sh(client.name, `ip route get ${proxy.addresses.cloud}`)).stdout
+    const route = (await lab.sh(client.name, `ip route get ${proxyAddr}`)).stdout
     t.match(
       route,
       new RegExp(`via ${iotGw.addresses.iot.replace(/\./g, '\\.')} `),

@@ -16,9 +16,9 @@ const lab = await openLab(t)
 if (lab) {
   const [tunnel] = lab.plan.vpn!.tunnels
   const [client] = lab.byRole('iot-client')
-  const [proxy] = lab.byRole('proxy')
   const wan = lab.plan.networks.find((n) => n.kind === 'wan')!.name
-  const proxyAddr = proxy.lanAddress!
+  // The proxy service's address (a pair's virtual one): where devices' traffic goes.
+  const proxyAddr = lab.plan.services.proxy!.address
   const cli = (...args: string[]) => labCli('scripts/lab.ts', args)
   const refused = async (args: string[]) => {
     try {
@@ -162,7 +162,11 @@ if (lab) {
       .trim()
       .split('\n')
     t.equal(read.length, 8, `a pcap of 8 packets that tcpdump (and Wireshark) reads: ${read[0]}`)
-    t.match(await refused(['capture', 'proxy:inet']), /proxy has no interface "inet"; its interfaces are mgmt, cloud/)
+    const px = lab.byRole('proxy')[0].name
+    t.match(
+      await refused(['capture', `${px}:inet`]),
+      new RegExp(`${px} has no interface "inet"; its interfaces are mgmt, cloud`),
+    )
     t.match(
       await refused(['capture', wan, '--seconds', '9999']),
       /--seconds must be a whole number from 1 to 600; got 9999/,

@@ -26,7 +26,7 @@ const opened = await openLab(t)
 if (opened) {
   const lab = opened
   const [client] = lab.byRole('iot-client')
-  const [proxy] = lab.byRole('proxy')
+  const proxies = lab.byRole('proxy')
   const [db] = lab.byRole('db')
   const upstreams = lab.plan.services.backends
   const interval = lab.plan.telemetry.intervalMs
@@ -39,7 +39,7 @@ if (opened) {
   // Whatever a scenario did, every service is running again afterwards.
   t.afterEach(async () => {
     for (const b of upstreams) await ingest(b.name, 'start')
-    await lab.sh(proxy.name, 'systemctl start nginx.service')
+    for (const p of proxies) await lab.sh(p.name, 'systemctl start nginx.service')
     await lab.sh(db.name, 'systemctl start postgresql.service')
     for (const b of upstreams) await reconnect(b.name)
     await lab.sh(client.name, 'systemctl start lab-client.service')
@@ -54,7 +54,8 @@ if (opened) {
    * itself (upstream=-), are in the same log and are not readings.
    */
   const accessLogFrom = async () => {
-    const read = await logFrom(lab, proxy.name, { file: '/var/log/nginx/access.log' })
+    // The proxy serving now (a pair's active member) logs the devices' requests.
+    const read = await logFrom(lab, (await lab.active('proxy')).name, { file: '/var/log/nginx/access.log' })
     return async () => (await read()).split('\n').filter((l) => l.includes('"POST /readings'))
   }
   /** The backend that answered a request (the last one nginx tried) and its status. */
@@ -214,37 +215,43 @@ if (opened) {
   })
 
   /**
-   * A restart (until readings are acknowledged again), then a stop until readings wait
-   * in the outbox for it (during which `whileDown` looks), then a start (until they flow).
+   * A restart of the unit on the first host (until readings are acknowledged again), then
+   * a stop on every host given until readings wait in the outbox for it (during which
+   * `whileDown` looks), then a start (until they flow). A pair's members are all given:
+   * one stopped alone is a failover (test/lab/failover.ts), not an outage.
    */
   async function restartThenOutage(
     t: Test,
-    host: string,
+    hosts: string[],
     unit: string,
     whileDown: (pending: number) => Promise<void> = async () => {},
   ) {
+    const [first] = hosts
+    const all = hosts.join(' and ')
     const sent = (await clientStatus(lab)).sent
-    await lab.sh(host, `systemctl restart ${unit}`)
-    await flowing(`${host} restarted`, sent)
+    await lab.sh(first, `systemctl restart ${unit}`)
+    await flowing(`${first} restarted`, sent)
     const devices = Object.keys((await clientStatus(lab)).devices).length
-    await lab.sh(host, `systemctl stop ${unit}`)
+    for (const h of hosts) await lab.sh(h, `systemctl stop ${unit}`)
     const waiting = await waitStatus(
       lab,
       `readings waiting while ${unit} is stopped`,
       (s) => s.pending >= 2 * devices,
       60_000,
     )
-    t.pass(`with ${unit} stopped on ${host}, readings wait in the outbox (${waiting.pending} pending)`)
+    t.pass(`with ${unit} stopped on ${all}, readings wait in the outbox (${waiting.pending} pending)`)
     await whileDown(waiting.pending)
     const held = (await clientStatus(lab)).sent
-    await lab.sh(host, `systemctl start ${unit}`)
-    await flowing(`${host} started`, held)
+    for (const h of hosts) await lab.sh(h, `systemctl start ${unit}`)
+    await flowing(`${all} started`, held)
   }
 
   t.test('the proxy restarted', async (t) => {
     const mark = await markStream(lab)
     const done = await streaming(t, 'proxy restart')
-    await restartThenOutage(t, proxy.name, 'nginx.service')
+    const serving = await lab.active('proxy')
+    const others = proxies.filter((p) => p !== serving).map((p) => p.name)
+    await restartThenOutage(t, [serving.name, ...others], 'nginx.service')
     await done()
     await assertExactlyOnce(t, lab, 'proxy restarted, then stopped until readings waited for it', mark)
   })
@@ -252,7 +259,7 @@ if (opened) {
   t.test('the database restarted', async (t) => {
     const mark = await markStream(lab)
     const done = await streaming(t, 'database restart')
-    await restartThenOutage(t, db.name, 'postgresql.service', async () => {
+    await restartThenOutage(t, [db.name], 'postgresql.service', async () => {
       await fires(t, 'LabDatabaseDown', { host: db.name })
     })
     await done()

@@ -32,6 +32,7 @@ import {
 const lab = await openLab(t)
 if (lab) {
   const [client] = lab.byRole('iot-client')
+  // Each member of a proxy pair is configured alike; the first stands for them where any will do.
   const [proxy] = lab.byRole('proxy')
   const [db] = lab.byRole('db')
   const url = clientOf(lab.plan, client.name)!.url
@@ -92,7 +93,8 @@ if (lab) {
         `${b.name} stored ${byBackend[b.name] ?? 0} of the client's readings since the test began`,
       )
     const r = reading()
-    const access = await logFrom(lab, proxy.name, { file: '/var/log/nginx/access.log' })
+    // The proxy that serves now (a pair's active member) logs the request.
+    const access = await logFrom(lab, (await lab.active('proxy')).name, { file: '/var/log/nginx/access.log' })
     const a = await httpFrom(lab, client.name, url, { method: 'POST', headers: r.headers, body: r.body })
     t.equal(a.status, 201, 'a fresh reading is stored (201)')
     t.ok(

@@ -12,7 +12,7 @@ import {
   dbNow,
   httpFrom,
   markStream,
-  sql,
+  longestStall,
 } from '../lib/telemetry.js'
 import { providerOps } from '../../scripts/lib/providers.js'
 import { giveUpSeconds, IKE_TIMERS } from '../../provision/roles/gateway.js'
@@ -21,8 +21,8 @@ const lab = await openLab(t)
 if (lab) {
   const [tunnel] = lab.plan.vpn!.tunnels
   const [client] = lab.byRole('iot-client')
-  const [proxy] = lab.byRole('proxy')
-  const proxyAddr = proxy.addresses.cloud
+  // The proxy service's address (a pair's virtual one): where devices' traffic goes.
+  const proxyAddr = lab.plan.services.proxy!.address
   /** A bounded ping stream from the device to the proxy: count, interval; returns loss. */
   // -w: ping waits for every reply until the deadline, not only two RTTs after the last
   // packet (under QEMU's emulation a reply can come late; late is not lost). Which
@@ -126,13 +126,7 @@ if (lab) {
     const health = await httpFrom(lab, client.name, `http://${server.address}:${server.ports[0]}/healthz`)
     t.equal(health.status, 200, `the old server address ${server.address} answers from the IoT LAN again`)
     await assertExactlyOnce(t, lab, "the hub's charon crashed", mark)
-    // The longest gap in storage of this client's readings during the scenario, the
-    // first counted from the scenario's start (a stall the window opens in is a stall).
-    const devices = Object.keys(mark.devices).map((d) => `'${d}'`)
-    const [[gap]] = await sql(
-      lab,
-      `SELECT coalesce(round(extract(epoch FROM max(d))::numeric, 1), 0) FROM (SELECT received_at - coalesce(lag(received_at) OVER (ORDER BY received_at), '${since}'::timestamptz) AS d FROM readings WHERE received_at > '${since}' AND device_id IN (${devices.join(',')})) g;`,
-    )
+    const gap = await longestStall(lab, since, Object.keys(mark.devices))
     t.comment(
       `longest stall in storage: ${gap} s (DPD after ${IKE_TIMERS.dpdS} s, given up after ${giveUpSeconds().toFixed(1)} s of retransmissions${ownKernel ? '; kernel ESP, rekey forced' : ''})`,
     )

@@ -16,10 +16,11 @@ if (lab) {
   const vpn = lab.plan.vpn!
   const [tunnel] = vpn.tunnels
   const [client] = lab.byRole('iot-client')
-  const [proxy] = lab.byRole('proxy')
+  const proxies = lab.byRole('proxy')
   const iotNet = lab.plan.networks.find((n) => n.gateway === tunnel.site && n.oldServer)!
   const port = iotNet.oldServer!.ports[0]
-  const proxyAddr = proxy.addresses.cloud
+  // The proxy service's address: a pair's virtual one, which its active member holds.
+  const proxyAddr = lab.plan.services.proxy!.address
   // The simulated internet between the gateways, watched from this machine's bridge.
   const wan = lab.plan.networks.find((n) => n.kind === 'wan')!.name
   const marker = () => `MARKER-${Math.random().toString(36).slice(2)}-${Date.now()}`
@@ -30,9 +31,13 @@ if (lab) {
       client.name,
       `curl -s -o /dev/null -m 5 -X POST -H 'content-type: application/json' --data-binary '{}' 'http://${to}:${port}/readings?${secret}'`,
     )
+  /** The access log line of the request with this marker, on whichever proxy received it. */
   const received = async (secret: string) => {
-    const line = (await lab.sh(proxy.name, `grep -F -- ${secret} /var/log/nginx/access.log`)).stdout.trim()
-    return { data: line, from: line.split(' ')[0] }
+    for (const p of proxies) {
+      const line = (await lab.sh(p.name, `grep -F -- ${secret} /var/log/nginx/access.log`)).stdout.trim()
+      if (line) return { data: line, from: line.split(' ')[0], host: p.name }
+    }
+    return { data: '', from: '', host: '(none)' }
   }
 
   t.before(async () => {
@@ -187,7 +192,7 @@ if (lab) {
     const r = await send(iotNet.oldServer!.address, secret)
     t.equal(r.code, 0, `${client.name} gets an HTTP answer from ${iotNet.oldServer!.address}:${port}`)
     const got = await received(secret)
-    t.match(got.data, secret, `the request arrives at ${proxy.name}`)
+    t.match(got.data, secret, `the request arrives at ${got.host}`)
     t.equal(got.from, client.addresses.iot, 'and the proxy sees the device itself')
   })
 

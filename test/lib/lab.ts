@@ -59,6 +59,8 @@ export interface Requires {
   backends?: number
   /** The lab's networks are bridges on this machine (not VirtualBox's internal networks). */
   bridgesHere?: true
+  /** The topology has this role as a group (a pair behind a virtual address). */
+  pair?: Host['role']
 }
 
 /** Why this lab does not meet the requirement, or undefined when it does. */
@@ -78,6 +80,8 @@ export function unmet(lab: Pick<Lab, 'plan' | 'provider' | 'providerOf'>, r: Req
     return 'telemetry.cloud_tls is false in the topology: no TLS inside the cloud'
   if (r.backends && lab.plan.hosts.filter((h) => h.role === 'backend').length < r.backends)
     return `needs at least ${r.backends} backends`
+  if (r.pair && !lab.plan.vrrp.some((g) => g.role === r.pair))
+    return `the topology has no ${r.pair} pair (groups in topology.yaml; LAB_TOPOLOGY names ${process.env.LAB_TOPOLOGY ?? 'none'})`
   if (r.bridgesHere && lab.plan.hosts.some((h) => ops(h.name)?.onLabBridges === false))
     return 'VirtualBox keeps its internal networks itself: no bridge here'
   return undefined
@@ -94,6 +98,12 @@ export interface Lab {
   /** Run on a host as root; returns the result whatever the exit code. */
   sh(name: string, command: string, options?: ExecOptions): Promise<ExecResult>
   byRole(role: Host['role']): Host[]
+  /**
+   * The host serving a role's service now: the member of its group holding the virtual
+   * address (asked of each member), or the role's one host. Throws, naming them, when no
+   * member or more than one holds it.
+   */
+  active(role: Host['role']): Promise<Host>
   /**
    * A scenario that needs something of the lab: registered as t.test where the lab meets
    * it, else left out with a comment that names it and why (no skip: see the header).
@@ -173,6 +183,7 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     throw new Error(`no SSH address for ${[...inventory.missing.keys()].join(', ')} even after bring-up`)
   const hosts = new Map<string, RemoteHost>()
   const facts = new Map<string, Facts>()
+  const byName = new Map(plan.hosts.map((h) => [h.name, h]))
   await Promise.all(
     plan.hosts.map(async (h) => {
       const conn = await SshHost.connect(inventory.entries.get(h.name)!)
@@ -213,6 +224,33 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     facts: (name) => get(facts, name),
     sh: (name, command, options) => get(hosts, name).exec(command, { check: false, ...options }),
     byRole: (role) => plan.hosts.filter((h) => h.role === role),
+    active: async (role) => {
+      const group = plan.vrrp.find((g) => g.role === role)
+      const [first] = plan.hosts.filter((h) => h.role === role)
+      if (!group) return first
+      const vip = group.addresses[0].address
+      // Asked of every member at once, each given 3 s: a member stopped or frozen does not
+      // answer (its connection hangs until SSH gives up), and does not hold the address
+      // for anyone else either.
+      const silent = Symbol('silent')
+      const asked = await Promise.all(
+        group.members.map(async (m) => {
+          let timer: NodeJS.Timeout | undefined
+          const r = await Promise.race([
+            lab.sh(m.host, `ip -4 -o addr show to ${vip}/32`).catch(() => silent),
+            new Promise<typeof silent>((resolve) => (timer = setTimeout(() => resolve(silent), 3000))),
+          ])
+          clearTimeout(timer)
+          return { host: get(byName, m.host), holds: typeof r !== 'symbol' && r.stdout.trim() !== '' }
+        }),
+      )
+      const holders = asked.filter((a) => a.holds).map((a) => a.host)
+      if (holders.length !== 1)
+        throw new Error(
+          `group ${group.name}: ${holders.length ? `${holders.map((h) => h.name).join(' and ')} all hold` : 'no member that answers holds'} ${vip}`,
+        )
+      return holders[0]
+    },
     test: (t, name, requires, fn) => {
       const no = unmet(lab, requires)
       if (no) t.comment(`left out: ${name} (${no})`)

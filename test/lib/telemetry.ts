@@ -277,3 +277,17 @@ export async function assertValues(t: Test, lab: Lab, device: string, fromSeq: n
   t.equal(rows.length, toSeq - fromSeq + 1, `${device}: seq ${fromSeq} to ${toSeq} are stored`)
   t.same(wrong, [], `${device}: every stored value is the one the device measured`)
 }
+
+/**
+ * The longest gap in storage (received_at) of these devices' readings since `since` (a
+ * database timestamp, dbNow), in seconds: the first counted from `since` itself, so a
+ * stall the window opens in is a stall. What a failover scenario prints.
+ */
+export async function longestStall(lab: Lab, since: string, devices: string[]): Promise<number> {
+  const ids = devices.map((d) => `'${d.replace(/'/g, "''")}'`).join(',')
+  const [[gap]] = await sql(
+    lab,
+    `SELECT coalesce(round(extract(epoch FROM max(d))::numeric, 1), 0) FROM (SELECT received_at - coalesce(lag(received_at) OVER (ORDER BY received_at), '${since}'::timestamptz) AS d FROM readings WHERE received_at > '${since}' AND device_id IN (${ids})) g;`,
+  )
+  return Number(gap)
+}
