@@ -1,4 +1,5 @@
 // npm run bench -- [--runs N] [--duration S] [--devices N] [--concurrency N] [--bringup] [--smoke] [--out DIR]
+// npm run bench -- --ha [--rounds N] [--tier ROLE] [--fault F]: the failover matrix alone (bench/ha.ts)
 // Measures the running lab, layer by layer, side by side in one run: ingest over the
 // full path, the tunnel straight to one backend, and one backend from inside the cloud
 // LAN; the full path with 1..N backends; the tunnel against the path without it and
@@ -19,6 +20,8 @@ import { markdown, svgChart, type BenchReport, type Machine } from './bench/repo
 import { outboxBench } from './bench/outbox.js'
 import { datapathBench } from './bench/datapath.js'
 import { tunnelBench } from './bench/tunnel.js'
+import { haBench, haMarkdown } from './bench/ha.js'
+import { HOST_FAULTS, type HostFault } from './lib/host-faults.js'
 import { repoRoot, topologyFile } from '../provision/paths.js'
 import { vmAccel } from '../provision/providers.js'
 import { providerSummary, runningProviders } from './lib/providers.js'
@@ -69,12 +72,23 @@ const argv = await yargs(hideBin(process.argv))
     default: false,
     describe: 'a few seconds in all: proves the harness works (the test suite runs this)',
   })
+  .option('ha', {
+    type: 'boolean',
+    default: false,
+    describe:
+      "only the failover matrix: each fault (stop, freeze, isolate) of each pair's active and standby member under the client's stream, the longest stall per round (minutes: about 20 s a fault)",
+  })
+  .option('rounds', { type: 'number', default: 5, describe: 'with --ha: rounds of the matrix (median and worst)' })
+  .option('tier', { type: 'string', describe: 'with --ha: one pair alone, by its role (e.g. proxy)' })
+  .option('fault', { type: 'string', choices: HOST_FAULTS, describe: 'with --ha: one fault alone' })
   .option('label', { type: 'string', default: 'lab benchmark', describe: 'a name for this run in the report' })
   .option('out', { type: 'string', describe: 'folder for the report (default bench/results/<time>)' })
   .check((a) => {
     for (const k of ['runs', 'duration', 'devices', 'concurrency', 'tunnel-seconds'] as const) {
       if (!(a[k] > 0) || !Number.isFinite(a[k])) throw new Error(`--${k} must be a positive number; got ${a[k]}`)
     }
+    if (!Number.isInteger(a.rounds) || a.rounds < 1 || a.rounds > 20)
+      throw new Error(`--rounds must be a whole number from 1 to 20; got ${a.rounds}`)
     if (a.runs > 20 || a.duration > 120 || a.concurrency > 512)
       throw new Error('bounded on purpose: at most 20 runs, 120 s per run and 512 connections')
     return true
@@ -97,7 +111,42 @@ const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, '')
 const outDir = path.resolve(argv.out ?? path.join(repoRoot, 'bench', 'results', stamp))
 const log = (m: string) => console.log(m)
 
+/** --ha: the failover matrix alone, with its own report. */
+async function haOnly() {
+  const plan = loadPlan(topologyFile)
+  const groups = plan.vrrp.filter((g) => !argv.tier || g.role === argv.tier)
+  if (groups.length === 0)
+    throw new Error(
+      argv.tier
+        ? `the topology has no pair of role ${argv.tier}: its pairs are ${plan.vrrp.map((g) => `${g.name} (${g.role})`).join(', ') || 'none'}`
+        : 'the topology has no pair (groups in topology.yaml): nothing fails over',
+    )
+  const lab = await openBenchLab(plan)
+  try {
+    log(`Failover matrix: ${groups.map((g) => g.name).join(', ')}, ${argv.rounds} rounds`)
+    const faults: HostFault[] | undefined = argv.fault ? [argv.fault] : undefined
+    const ha = await haBench(lab, { rounds: argv.rounds, groups, ...(faults ? { faults } : {}) }, log)
+    const text = `# ${argv.label}
+
+Started ${new Date(Date.now() - ha.seconds * 1000).toISOString()}.
+
+${haMarkdown(ha)}`
+    fs.mkdirSync(outDir, { recursive: true })
+    fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify({ label: argv.label, ha }, null, 2) + '\n')
+    fs.writeFileSync(path.join(outDir, 'report.md'), text)
+    log(`\n${haMarkdown(ha)}`)
+    log(`Report: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json)`)
+    if (ha.readings.missing > 0) log('WARNING: some readings were not stored exactly once: see report.json')
+  } finally {
+    await lab.close()
+  }
+}
+
 try {
+  if (argv.ha) {
+    await haOnly()
+    process.exit(0)
+  }
   const started = Date.now()
   const plan = loadPlan(topologyFile)
   const lab = await openBenchLab(plan)

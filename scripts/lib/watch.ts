@@ -13,6 +13,8 @@ export interface Watch {
   tunnelBitsPerS: Record<string, { in: number; out: number }>
   alerts: { name: string; host: string; severity: string }[]
   down: string[]
+  /** Each topology group's members and the VRRP state each last reported (absent: not reporting). */
+  pairs: { group: string; members: { host: string; state?: string }[] }[]
 }
 
 export type Sample = { metric: Record<string, string>; value: [number, string] }
@@ -33,7 +35,7 @@ export async function watch(plan: Plan): Promise<Watch | string> {
   const num = (s: Sample[]) => Number(s[0]?.value[1] ?? 0)
   const byHost = (s: Sample[]) => Object.fromEntries(s.map((x) => [x.metric.host, Number(x.value[1])]))
   try {
-    const [rate, pending, oldest, share, tin, tout, alerts, down] = await Promise.all([
+    const [rate, pending, oldest, share, tin, tout, alerts, down, vrrp] = await Promise.all([
       query(url, 'sum(rate(ingest_readings_accepted_total[1m]))'),
       query(url, 'sum(lab_client_readings_pending)'),
       query(url, 'max(lab_client_oldest_pending_age_seconds)'),
@@ -42,6 +44,7 @@ export async function watch(plan: Plan): Promise<Watch | string> {
       query(url, 'sum by (host) (rate(lab_ipsec_child_bytes_out_total[1m])) * 8'),
       query(url, 'ALERTS{alertstate="firing"}'),
       query(url, 'up == 0'),
+      query(url, 'lab_vrrp_state == 1'),
     ])
     const ins = byHost(tin)
     const outs = byHost(tout)
@@ -60,6 +63,13 @@ export async function watch(plan: Plan): Promise<Watch | string> {
         .map((a) => ({ name: a.metric.alertname, host: a.metric.host ?? '', severity: a.metric.severity ?? '' }))
         .sort((a, b) => a.name.localeCompare(b.name) || a.host.localeCompare(b.host)),
       down: down.map((d) => `${d.metric.job} on ${d.metric.host}`).sort(),
+      pairs: plan.vrrp.map((g) => ({
+        group: g.name,
+        members: g.members.map((m) => ({
+          host: m.host,
+          state: vrrp.find((x) => x.metric.group === g.name && x.metric.host === m.host)?.metric.state,
+        })),
+      })),
     }
   } catch (e) {
     return `Monitor: Prometheus does not answer at ${url} (${(e as Error).message}); is the lab up and provisioned? npm run lab`
@@ -68,6 +78,14 @@ export async function watch(plan: Plan): Promise<Watch | string> {
 
 const bits = (b: number) =>
   b >= 1e6 ? `${(b / 1e6).toFixed(1)} Mbit/s` : b >= 1e3 ? `${(b / 1e3).toFixed(1)} kbit/s` : `${Math.round(b)} bit/s`
+
+/** What a member's VRRP state means to a person reading lab:status. */
+const VRRP_WORDS: Record<string, string> = {
+  master: 'active',
+  backup: 'standby',
+  fault: 'failing its health check',
+  stop: 'keepalived stopped',
+}
 
 /** The lines lab:status prints (pure: unit-tested). */
 export function watchText(w: Watch | string): string {
@@ -87,6 +105,10 @@ export function watchText(w: Watch | string): string {
         .map(([h, t]) => `${h} in ${bits(t.in)}, out ${bits(t.out)}`)
         .join('; ') || 'no traffic counted'
     }`,
+    ...w.pairs.map(
+      (p) =>
+        `  pair ${p.group.padEnd(12)} ${p.members.map((m) => `${m.host} ${VRRP_WORDS[m.state ?? ''] ?? m.state ?? 'not reporting'}`).join(', ')}`,
+    ),
     `  targets down      ${w.down.length ? w.down.join(', ') : 'none'}`,
     `  alerts firing     ${w.alerts.length ? w.alerts.map((a) => `${a.name}${a.host ? ` (${a.host})` : ''}`).join(', ') : 'none'}`,
   ].join('\n')

@@ -11,6 +11,7 @@ import t, { type Test } from 'tap'
 import { clearFault, makeFault, recordedFaults, stateOf, type HostFault } from '../../scripts/lib/host-faults.js'
 import { openLab, waitFor } from '../lib/lab.js'
 import { logFrom } from '../lib/logs.js'
+import { alertsOf, promQuery } from '../lib/monitor.js'
 import {
   acknowledgedAfter,
   assertExactlyOnce,
@@ -30,6 +31,11 @@ if (opened) {
   const members = lab.byRole('proxy').filter((h) => group.members.some((m) => m.host === h.name))
   const server = lab.plan.networks.find((n) => n.oldServer)!.oldServer!
   const log = (m: string) => t.comment(m)
+  const alert = alertsOf(lab)
+  const watched = !!lab.plan.services.monitor
+  /** Whether the monitor last scraped this member as the pair's active one. */
+  const monitorSeesActive = async (h: { name: string }) =>
+    (await promQuery(lab, `lab_vrrp_state{group="${group.name}",host="${h.name}",state="master"} == 1`)).length > 0
   /** Who holds the virtual address now, or undefined while none (or two) do. */
   const holder = () => lab.active('proxy').catch(() => undefined)
   const holds = async (h: { name: string }) => !!(await lab.sh(h.name, `ip -4 -o addr show to ${vip}/32`)).stdout.trim()
@@ -61,6 +67,15 @@ if (opened) {
     const since = await dbNow(lab)
     const { sent } = await clientStatus(lab)
     const access = await logFrom(lab, survivor.name, { file: '/var/log/nginx/access.log' })
+    // The monitor's view before: this scenario judges only the change it makes.
+    if (watched) {
+      t.notOk(await monitorSeesActive(survivor), `before: the monitor sees ${survivor.name} as the standby`)
+      t.same(
+        await promQuery(lab, `ALERTS{alertname="LabPairStandbyMissing",group="${group.name}",alertstate="firing"}`),
+        [],
+        'before: the pair has its standby (LabPairStandbyMissing is not firing)',
+      )
+    }
     t.teardown(() => clearFault(lab.plan, victim, log))
     const t0 = Date.now()
     await makeFault(lab.plan, victim, fault, log)
@@ -89,6 +104,15 @@ if (opened) {
     `the active proxy stops hard under the stream: the other serves while it is down, every reading once`,
     async (t) => {
       const { victim, survivor } = await activeFails(t, 'stop', 'stopped')
+      // The monitor sees the new active member, and a pair left without a standby while the
+      // victim is down. (LabPairFailover is promtool's to prove: its 5-minute window would
+      // still hold an earlier scenario's failover here.)
+      if (watched) {
+        await waitFor(`the monitor to see ${survivor.name} active`, () => monitorSeesActive(survivor), 60_000, 1000)
+        t.pass(`the monitor sees ${survivor.name} as the active member`)
+      }
+      await alert(t, 'LabPairStandbyMissing', { group: group.name }, 'firing')
+      t.equal((await stateOf(victim)).condition, 'stopped', `(${victim.name} still stopped)`)
       // Back: it starts as a backup and does not take the address back (nopreempt).
       await clearFault(lab.plan, victim, log)
       await waitFor(
@@ -107,6 +131,7 @@ if (opened) {
       ).catch(() => false)
       t.notOk(moved, `${victim.name} came back as the standby and stayed one for 5 s`)
       t.equal(await holder(), survivor, `${survivor.name} keeps ${vip}`)
+      await alert(t, 'LabPairStandbyMissing', { group: group.name }, 'resolved')
     },
   )
 

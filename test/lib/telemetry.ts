@@ -10,6 +10,7 @@ import { MONITOR_PORTS } from '../../provision/ports.js'
 import { tlsFiles } from '../../provision/roles/service-tls.js'
 import { stateDir } from '../../provision/paths.js'
 import { shellQuote as q } from '../../provision/ssh.js'
+import { longestStallSql } from '../../scripts/bench/ha.js'
 import { waitFor, type Lab } from './lab.js'
 
 export interface HttpAnswer {
@@ -281,13 +282,10 @@ export async function assertValues(t: Test, lab: Lab, device: string, fromSeq: n
 /**
  * The longest gap in storage (received_at) of these devices' readings since `since` (a
  * database timestamp, dbNow), in seconds: the first counted from `since` itself, so a
- * stall the window opens in is a stall. What a failover scenario prints.
+ * stall the window opens in is a stall. What a failover scenario prints (the bench's
+ * query: scripts/bench/ha.ts).
  */
 export async function longestStall(lab: Lab, since: string, devices: string[]): Promise<number> {
-  const ids = devices.map((d) => `'${d.replace(/'/g, "''")}'`).join(',')
-  const [[gap]] = await sql(
-    lab,
-    `SELECT coalesce(round(extract(epoch FROM max(d))::numeric, 1), 0) FROM (SELECT received_at - coalesce(lag(received_at) OVER (ORDER BY received_at), '${since}'::timestamptz) AS d FROM readings WHERE received_at > '${since}' AND device_id IN (${ids})) g;`,
-  )
+  const [[gap]] = await sql(lab, longestStallSql(since, devices))
   return Number(gap)
 }

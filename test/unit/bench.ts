@@ -4,6 +4,7 @@ import t from 'tap'
 import { svgChart, markdown, type BenchReport } from '../../scripts/bench/report.js'
 import { figure, show } from '../../scripts/bench/stats.js'
 import { percentile } from '../../services/lib/stats.js'
+import { haMarkdown, longestStallSql } from '../../scripts/bench/ha.js'
 
 t.test('median and spread', async (t) => {
   t.same(figure([3, 1, 2]), { median: 2, min: 1, max: 3, runs: [3, 1, 2] })
@@ -131,4 +132,35 @@ t.test('kernel ESP against userspace ESP: figures, the ratio, and what emulation
     'no section without the figures',
   )
   t.notMatch(markdown(report), /## IPsec data paths/)
+})
+
+t.test(
+  "--ha's table: a row per pair, fault and member, median / worst; what was not stored exactly once",
+  async (t) => {
+    const md = haMarkdown({
+      rounds: 5,
+      seconds: 612,
+      cells: [
+        {
+          group: 'proxy',
+          fault: 'stop',
+          member: 'active',
+          stall: figure([3.3, 3.4, 3.2, 3.6, 3.3]),
+          takeover: figure([3.1, 3.2, 3.3, 3.1, 3.2]),
+        },
+        { group: 'proxy', fault: 'stop', member: 'standby', stall: figure([0.3, 0.4, 0.3, 0.3, 0.5]) },
+      ],
+      readings: { taken: 4800, missing: 0 },
+    })
+    t.match(md, /## Failover \(npm run bench -- --ha\), 5 rounds, 612 s/)
+    t.match(md, '| proxy | stop | active | 3.3 / 3.6 | 3.2 / 3.3 |')
+    t.match(md, '| proxy | stop | standby | 0.3 / 0.5 | - |', 'no takeover when the standby fails')
+    t.match(md, 'Readings the client took during the run: 4800; not stored exactly once: 0.')
+  },
+)
+
+t.test('the stall query counts the first gap from the window start, and quotes device ids', async (t) => {
+  const q = longestStallSql('2026-12-02 18:00:00+00', ['iot-client-01', "o'brien"])
+  t.match(q, "coalesce(lag(received_at) OVER (ORDER BY received_at), '2026-12-02 18:00:00+00'::timestamptz)")
+  t.match(q, "device_id IN ('iot-client-01','o''brien')")
 })

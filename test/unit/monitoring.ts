@@ -145,12 +145,28 @@ t.test(
       tunnelBitsPerS: { 'gw-cloud': { in: 68_600, out: 20_100 }, 'gw-iot': { in: 2_500_000, out: 12 } },
       alerts: [{ name: 'LabBackendDown', host: 'backend-2', severity: 'warning' }],
       down: ['ingest on backend-2'],
+      pairs: [
+        {
+          group: 'proxy',
+          members: [
+            { host: 'proxy-1', state: 'backup' },
+            { host: 'proxy-2', state: 'master' },
+            { host: 'proxy-3', state: 'fault' },
+            { host: 'proxy-4' },
+          ],
+        },
+      ],
     })
     t.match(text, /console: http:\/\/172\.31\.250\.40:9090\/consoles\/lab\.html/)
     t.match(text, /readings stored +16\.0\/s over the last minute \(backend-1 56 %, backend-2 44 %\)/)
     t.match(text, /backlog +130 readings waiting, the oldest 71 s old/)
     t.match(text, /tunnels +gw-cloud in 68\.6 kbit\/s, out 20\.1 kbit\/s; gw-iot in 2\.5 Mbit\/s, out 12 bit\/s/)
     t.match(text, /targets down +ingest on backend-2/)
+    t.match(
+      text,
+      /pair proxy +proxy-1 standby, proxy-2 active, proxy-3 failing its health check, proxy-4 not reporting/,
+      "each pair's members with their VRRP state in words",
+    )
     t.match(text, /alerts firing +LabBackendDown \(backend-2\)/)
     t.match(
       watchText(
