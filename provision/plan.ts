@@ -114,7 +114,7 @@ export interface VrrpGroup {
   vrid: number
   /** The virtual addresses, each on one of the members' networks. */
   addresses: { network: string; address: string; prefix: number }[]
-  /** The network the adverts cross: the first virtual address's. */
+  /** The network the adverts cross: the first virtual address's on a LAN (else the first's). */
   network: string
   members: {
     host: string
@@ -167,15 +167,17 @@ function resolvePlan(t: Topology, opts: PlanOptions): Plan {
   const plan: Plan = {
     ...t,
     hosts,
-    vrrp: t.groups.map((g, i) => vrrpGroup(g, i, hosts)),
+    vrrp: t.groups.map((g, i) => vrrpGroup(g, i, hosts, t.networks)),
     providerReason: choice.reason,
     services: services(t, hosts),
   }
   return deepFreeze(plan)
 }
 
-function vrrpGroup(g: TopologyGroup, index: number, hosts: Host[]): VrrpGroup {
-  const network = g.addresses[0].network
+function vrrpGroup(g: TopologyGroup, index: number, hosts: Host[], networks: Network[]): VrrpGroup {
+  // Adverts cross a LAN: the internet side of a gateway pair admits only IKE and ESP.
+  const lan = g.addresses.find((a) => networks.find((n) => n.name === a.network)?.kind === 'lan')
+  const network = (lan ?? g.addresses[0]).network
   return {
     name: g.name,
     role: g.role,

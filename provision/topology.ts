@@ -79,7 +79,12 @@ export type VpnAuth = (typeof VPN_AUTH)[number]
 export interface Tunnel {
   name: string
   site: string
+  /** The hub's name: a gateway host, or a gateway group (its identity either way). */
   hub: string
+  /** The hosts that run the hub's side: the hub itself, or the group's members. */
+  hubMembers: string[]
+  /** The wan network the tunnel crosses (the hub's address there may be a pair's virtual one). */
+  network: string
   siteAddress: string
   hubAddress: string
   siteSubnets: string[]
@@ -130,8 +135,10 @@ export interface Group {
   addresses: { network: string; address: string; prefix: number }[]
 }
 
-/** The roles a group may have today (issue 19 adds the hub pair and the database cluster). */
-export const GROUP_ROLES: readonly Role[] = ['proxy']
+/** The roles a group may have today (issue 19 adds the database cluster). */
+export const GROUP_ROLES: readonly Role[] = ['proxy', 'gateway']
+/** Roles whose hosts all serve one address: two of them outside a group are refused (gateways are sites too). */
+const ONE_SERVICE_ROLES: readonly Role[] = ['proxy']
 
 export interface Topology {
   name: string
@@ -219,13 +226,13 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
   const owners = new Map<string, string>()
   for (const n of networks) if (n.hostAddress) owners.set(n.hostAddress, `networks.${n.name}.host_address`)
   const hosts = validateHosts(raw.hosts, byNet, cidrs, owners, fail)
-  validateLanGateways(networks, hosts, fail)
   const groups = validateGroups(raw.groups, byNet, cidrs, hosts, owners, fail)
-  const vpn = validateVpn(raw.vpn, networks, hosts, fail)
+  validateLanGateways(networks, hosts, groups, fail)
+  const vpn = validateVpn(raw.vpn, networks, hosts, groups, fail)
   validateOldServers(raw.networks, networks, hosts, groups, owners, vpn, fail)
   const telemetry = validateTelemetry(raw.telemetry, hosts, fail)
   if (problems.length > 0) throw new TopologyError(file, problems)
-  addRoutes(networks, hosts)
+  addRoutes(networks, hosts, groups)
   return { name: labName, networks, hosts, groups, ...(vpn ? { vpn } : {}), telemetry }
 }
 
@@ -431,28 +438,40 @@ function validateInterfaces(
   return interfaces
 }
 
-/** A LAN's gateway is a gateway host with an interface on that LAN. */
-function validateLanGateways(networks: Network[], hosts: Host[], fail: Fail) {
+/** A LAN's gateway is a gateway host with an interface on that LAN, or a group of them with an address there. */
+function validateLanGateways(networks: Network[], hosts: Host[], groups: Group[], fail: Fail) {
   for (const net of networks.filter((n) => n.kind === 'lan')) {
     const field = `networks.${net.name}.gateway`
     if (!net.gateway) continue
     const gw = hosts.find((h) => h.name === net.gateway)
-    if (!gw) fail(field, `unknown host ${JSON.stringify(net.gateway)}`)
+    const group = groups.find((g) => g.name === net.gateway)
+    if (group) {
+      if (group.role !== 'gateway') fail(field, `group ${group.name} has role ${group.role}, not gateway`)
+      else if (!group.addresses.some((a) => a.network === net.name))
+        fail(field, `group ${group.name} has no address on ${net.name} (groups.${group.name}.addresses.${net.name})`)
+    } else if (!gw) fail(field, `unknown host or group ${JSON.stringify(net.gateway)}`)
     else if (gw.role !== 'gateway') fail(field, `host ${gw.name} has role ${gw.role}, not gateway`)
     else if (!gw.interfaces.some((i) => i.network === net.name))
       fail(field, `host ${gw.name} has no interface on ${net.name}`)
   }
 }
 
-/** The routes a LAN's gateway implies: every other host on that LAN reaches the other LANs through it. */
-function addRoutes(networks: Network[], hosts: Host[]) {
+/**
+ * The routes a LAN's gateway implies: every other host on that LAN reaches the other LANs
+ * through it (a gateway pair: through its virtual address, wherever it is now).
+ */
+function addRoutes(networks: Network[], hosts: Host[], groups: Group[]) {
   const byNet = new Map(networks.map((n) => [n.name, n]))
   const lans = networks.filter((n) => n.kind === 'lan')
   for (const host of hosts) {
     for (const iface of host.interfaces) {
       const net = byNet.get(iface.network)!
       if (net.kind !== 'lan' || !net.gateway || net.gateway === host.name) continue
-      const via = hosts.find((h) => h.name === net.gateway)!.interfaces.find((i) => i.network === net.name)!.address
+      const group = groups.find((g) => g.name === net.gateway)
+      if (group?.members.includes(host.name)) continue
+      const via = group
+        ? group.addresses.find((a) => a.network === net.name)!.address
+        : hosts.find((h) => h.name === net.gateway)!.interfaces.find((i) => i.network === net.name)!.address
       for (const other of lans) {
         if (other.name !== net.name && !host.interfaces.some((i) => i.network === other.name)) {
           host.routes.push({ to: other.cidr, via, network: net.name })
@@ -549,7 +568,7 @@ function validateGroups(
     }
     groups.push({ name, role: roles[0], members: names as string[], addresses })
   }
-  for (const role of GROUP_ROLES) {
+  for (const role of ONE_SERVICE_ROLES) {
     const loose = hosts.filter((h) => h.role === role && !groupOf.has(h.name))
     const all = hosts.filter((h) => h.role === role)
     if (all.length > 1 && loose.length > 0)
@@ -561,7 +580,7 @@ function validateGroups(
   return groups
 }
 
-function validateVpn(raw: unknown, networks: Network[], hosts: Host[], fail: Fail): Vpn | undefined {
+function validateVpn(raw: unknown, networks: Network[], hosts: Host[], groups: Group[], fail: Fail): Vpn | undefined {
   if (raw === undefined) return undefined
   if (!isObject(raw)) {
     fail('vpn', 'must be a mapping with hub and auth')
@@ -571,22 +590,37 @@ function validateVpn(raw: unknown, networks: Network[], hosts: Host[], fail: Fai
   const auth = (raw.auth ?? 'pubkey') as VpnAuth
   if (!VPN_AUTH.includes(auth))
     fail('vpn.auth', `must be one of ${VPN_AUTH.join(', ')}; got ${JSON.stringify(raw.auth)}`)
-  const hub = hosts.find((h) => h.name === raw.hub)
+  // The hub is a gateway host, or a pair of them (a group): then its identity is the
+  // group's name and the sites reach it on the group's virtual address.
+  const group = groups.find((g) => g.name === raw.hub)
+  const hubHost = hosts.find((h) => h.name === raw.hub)
+  const hub = group
+    ? { name: group.name, role: group.role, interfaces: group.addresses, members: group.members }
+    : hubHost && { name: hubHost.name, role: hubHost.role, interfaces: hubHost.interfaces, members: [hubHost.name] }
   if (!hub) {
-    fail('vpn.hub', `must name the cloud's gateway host; got ${JSON.stringify(raw.hub)}`)
+    fail('vpn.hub', `must name the cloud's gateway host or gateway group; got ${JSON.stringify(raw.hub)}`)
     return undefined
   }
   if (hub.role !== 'gateway') {
-    fail('vpn.hub', `host ${hub.name} has role ${hub.role}, not gateway`)
+    fail('vpn.hub', `${group ? 'group' : 'host'} ${hub.name} has role ${hub.role}, not gateway`)
     return undefined
   }
+  for (const g of groups.filter((x) => x.role === 'gateway' && x !== group))
+    fail(
+      `groups.${g.name}`,
+      `only the hub can be a gateway pair today (vpn.hub: ${hub.name}); an IoT site's gateway is one host`,
+    )
   const lansOf = (gw: string) => networks.filter((n) => n.kind === 'lan' && n.gateway === gw).map((n) => n.cidr)
-  const wanOf = (h: Host) => h.interfaces.filter((i) => networks.find((n) => n.name === i.network)?.kind === 'wan')
+  const wanOf = (ifs: { network: string; address: string }[]) =>
+    ifs.filter((i) => networks.find((n) => n.name === i.network)?.kind === 'wan')
   const tunnels: Tunnel[] = []
-  for (const site of hosts.filter((h) => h.role === 'gateway' && h !== hub)) {
-    const shared = wanOf(site).find((i) => wanOf(hub).some((j) => j.network === i.network))
+  for (const site of hosts.filter((h) => h.role === 'gateway' && !hub.members.includes(h.name))) {
+    const shared = wanOf(site.interfaces).find((i) => wanOf(hub.interfaces).some((j) => j.network === i.network))
     if (!shared) {
-      fail(`hosts.${site.name}.interfaces`, `gateway ${site.name} shares no wan network with the hub ${hub.name}`)
+      fail(
+        `hosts.${site.name}.interfaces`,
+        `gateway ${site.name} shares no wan network with the hub ${hub.name}${group ? ` (groups.${hub.name}.addresses)` : ''}`,
+      )
       continue
     }
     if (lansOf(site.name).length === 0) {
@@ -597,8 +631,10 @@ function validateVpn(raw: unknown, networks: Network[], hosts: Host[], fail: Fai
       name: site.name,
       site: site.name,
       hub: hub.name,
+      hubMembers: hub.members,
+      network: shared.network,
       siteAddress: shared.address,
-      hubAddress: wanOf(hub).find((j) => j.network === shared.network)!.address,
+      hubAddress: wanOf(hub.interfaces).find((j) => j.network === shared.network)!.address,
       siteSubnets: lansOf(site.name),
       hubSubnets: lansOf(hub.name),
     })

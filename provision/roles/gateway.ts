@@ -12,9 +12,10 @@ import type { Context, Step } from '../runner.js'
 import { secret } from '../secrets.js'
 import { sh } from '../ssh.js'
 import { renderFile } from '../template.js'
-import type { Tunnel } from '../plan.js'
+import { vrrpGroupOf, type Tunnel } from '../plan.js'
 import type { RoleModule } from './types.js'
 import { TEXTFILE_DIR } from './monitoring.js'
+import { hubWatchTimes } from './vrrp.js'
 import { bundle } from '../../services/build.js'
 
 /**
@@ -40,22 +41,29 @@ export const IKE_PROPOSALS = 'chacha20poly1305-prfsha512-curve25519'
 export const ESP_PROPOSALS = 'chacha20poly1305-curve25519'
 
 const SWANCTL = '/etc/swanctl'
+const HUB_WATCH = '/usr/local/lib/lab/lab-hub-watch'
+/** The hub pair member's health for keepalived (track_file): 0 while it may hold the addresses. */
+export const HUB_HEALTH_FILE = '/run/lab-hub-health'
+const HUB_TAKEOVER = '/usr/local/lib/lab/lab-hub-takeover'
+/** charon's pid, written by strongswan-service.conf's drop-in: `ipsec statusall` and the hub watch read it. */
+const CHARON_PID = '/run/charon.pid'
 const keyFile = (host: string) => `${SWANCTL}/private/${host}.key`
 const certFile = (host: string) => `${SWANCTL}/x509/${host}.pem`
 
-/** This gateway's tunnels, seen from its own side. */
+/** This gateway's tunnels, seen from its own side (a hub pair's member runs the hub's). */
 export function tunnelsOf(ctx: Context): (Tunnel & { isHub: boolean })[] {
   return (ctx.plan.vpn?.tunnels ?? [])
-    .filter((t) => t.site === ctx.self.name || t.hub === ctx.self.name)
-    .map((t) => ({ ...t, isHub: t.hub === ctx.self.name }))
+    .filter((t) => t.site === ctx.self.name || t.hubMembers.includes(ctx.self.name))
+    .map((t) => ({ ...t, isHub: t.hubMembers.includes(ctx.self.name) }))
 }
+
+/** The name this gateway authenticates as: its own, or its hub pair's. */
+export const identityName = (ctx: Context) =>
+  ctx.plan.vpn?.tunnels.find((t) => t.hubMembers.includes(ctx.self.name))?.hub ?? ctx.self.name
 
 const pubkey = (ctx: Context) => ctx.plan.vpn?.auth !== 'psk'
 const mode = (ctx: Context) => ctx.facts.ipsecMode ?? 'libipsec'
-const wanIf = (ctx: Context, t: Tunnel & { isHub: boolean }) =>
-  ctx.facts.interfaceOf[
-    ctx.self.interfaces.find((i) => i.address === (t.isHub ? t.hubAddress : t.siteAddress))!.network
-  ]
+const wanIf = (ctx: Context, t: Tunnel) => ctx.facts.interfaceOf[t.network]
 
 /** The tunnel's PSK: 256 bits from the CSPRNG, made once, kept 0600 on this machine. */
 const psk = (ctx: Context, tunnel: string) => secret(ctx.stateDir, `psk-${tunnel}`, 32, 'base64')
@@ -98,7 +106,9 @@ const identitySteps: Step[] = certificateSteps({
   owner: 'root',
   keygen: (out) => sh`pki --gen --type ed25519 --outform pem > ${out}`,
   publicKey: (key) => sh`pki --pub --in ${key} --outform pem 2>/dev/null`,
-  issue: (ctx, p, pub) => issueCert(p, ctx.plan.name, ctx.self.name, pub),
+  issue: (ctx, p, pub) => issueCert(p, ctx.plan.name, ctx.self.name, pub, identityName(ctx)),
+  // A host that joins or leaves a hub pair changes identity: its certificate is reissued.
+  more: (ctx, info) => info.altNames.includes(ikeIdentity(ctx.plan.name, identityName(ctx))),
   names: {
     ca: 'Ensure the lab CA certificate is trusted',
     crl: 'Ensure the current CRL is installed',
@@ -167,7 +177,8 @@ const steps: Step[] = [
     'Ensure `ipsec statusall` can find charon',
     {
       path: '/etc/systemd/system/strongswan.service.d/lab.conf',
-      content: renderFile('gateway/strongswan-service.conf', {}),
+      content: (ctx) =>
+        renderFile('gateway/strongswan-service.conf', { pid: CHARON_PID, takeover: isHub(ctx) ? HUB_TAKEOVER : '' }),
     },
     ['restart strongswan'],
   ),
@@ -203,6 +214,37 @@ const steps: Step[] = [
   ),
   onlyIf(isSite, service('lab-ipsec-keeper.service', { enabled: true, active: true })),
 
+  // The hub: the takeover (charon's start runs it; in a pair, keepalived too), and in a
+  // pair the watch that keeps the member's health for keepalived.
+  onlyIf(
+    inHubPair,
+    file(
+      'Ensure the hub pair member watches its own health (charon runs, its certificate not revoked)',
+      { path: HUB_WATCH, mode: '0755', content: (ctx) => hubWatch(ctx) },
+      ['restart hub watch'],
+    ),
+  ),
+  onlyIf(
+    inHubPair,
+    file(
+      'Ensure the hub pair health watch unit',
+      {
+        path: '/etc/systemd/system/lab-hub-watch.service',
+        content: (ctx) => renderFile('gateway/lab-hub-watch.service', { ...hubVars(ctx), watch: HUB_WATCH }),
+      },
+      ['restart hub watch'],
+    ),
+  ),
+  onlyIf(inHubPair, service('lab-hub-watch.service', { enabled: true, active: true })),
+  onlyIf(
+    isHub,
+    file("Ensure the hub initiates every site's tunnel at once when it may have lost them", {
+      path: HUB_TAKEOVER,
+      mode: '0755',
+      content: (ctx) => renderFile('gateway/lab-hub-takeover', hubVars(ctx)),
+    }),
+  ),
+
   // For the monitor: the SAs and their traffic, through node exporter's textfile collector.
   file(
     "Ensure the IPsec metrics writer's code is the current bundle",
@@ -217,7 +259,12 @@ const steps: Step[] = [
     {
       path: '/etc/systemd/system/lab-ipsec-metrics.service',
       content: (ctx) =>
-        renderFile('gateway/lab-ipsec-metrics.service', { dir: TEXTFILE_DIR, host: ctx.self.name, mode: mode(ctx) }),
+        renderFile('gateway/lab-ipsec-metrics.service', {
+          dir: TEXTFILE_DIR,
+          host: ctx.self.name,
+          side: identityName(ctx),
+          mode: mode(ctx),
+        }),
     },
     ['restart ipsec metrics'],
   ),
@@ -226,6 +273,59 @@ const steps: Step[] = [
 
 function isSite(ctx: Context) {
   return tunnelsOf(ctx).some((t) => !t.isHub)
+}
+
+/** The hub, alone or as a member of its pair. */
+function isHub(ctx: Context) {
+  return tunnelsOf(ctx).some((t) => t.isHub)
+}
+
+/** A member of a hub pair (keepalived moves the hub's addresses between them, vrrp.ts). */
+function inHubPair(ctx: Context) {
+  return (ctx.plan.vpn?.tunnels ?? []).some((t) => t.hubMembers.length > 1 && t.hubMembers.includes(ctx.self.name))
+}
+
+/** The hub pair member's health watch (lab-hub-watch), as the member gets it. */
+export const hubWatch = (ctx: Context) => renderFile('gateway/lab-hub-watch', hubVars(ctx))
+
+function hubVars(ctx: Context) {
+  const watch = hubWatchTimes(ctx)
+  return {
+    host: ctx.self.name,
+    hub: identityName(ctx),
+    pubkey: pubkey(ctx),
+    cert: certFile(ctx.self.name),
+    ca: `${SWANCTL}/x509ca/lab-ca.pem`,
+    crl: `${SWANCTL}/x509crl/lab.crl`,
+    // conn=address: the takeover initiates a tunnel only where this host holds its hub address.
+    conns: tunnelsOf(ctx)
+      .filter((t) => t.isHub)
+      .map((t) => `${t.name}=${t.hubAddress}`)
+      .join(' '),
+    vip: tunnelsOf(ctx).find((t) => t.isHub)?.hubAddress ?? '',
+    takeover: HUB_TAKEOVER,
+    giveup_s: (IKE_TIMERS.dpdS + giveUpSeconds()).toFixed(1),
+    // The watch's rounds (hubWatchTimes): a gap past a few of them is a sleep (a freeze),
+    // not a busy host. Two masters then: the higher priority stays (RFC 5798 6.4.3), so it
+    // takes the sites over at once; another waits for VRRP to settle (its first advert
+    // from the higher) and takes them only if it still holds the addresses.
+    out: HUB_HEALTH_FILE,
+    verified: '/run/lab-hub-cert.verified',
+    fifo: '/run/lab-hub-watch.fifo',
+    charon_pid: CHARON_PID,
+    vici: '/run/charon.vici',
+    period_s: watch.periodS,
+    fall: watch.fall,
+    gap_s: watch.gapS,
+    settle_s: highestInPair(ctx) ? 0 : 1.5,
+  }
+}
+
+/** Whether this member has the highest VRRP priority of its pair (it wins two masters). */
+function highestInPair(ctx: Context): boolean {
+  const members = vrrpGroupOf(ctx.plan, ctx.self.name)?.members ?? []
+  const me = members.find((m) => m.host === ctx.self.name)
+  return !!me && me.priority === Math.max(...members.map((m) => m.priority))
 }
 
 /** A step that applies only when a topology-derived condition holds (ok otherwise). */
@@ -242,10 +342,14 @@ export const gateway: RoleModule = {
       commandHandler('reload swanctl', 'swanctl --load-all --clear --noprompt >/dev/null'),
       unitHandler('restart ipsec metrics', 'restart', 'lab-ipsec-metrics.service', { daemonReload: true }),
       unitHandler('restart keeper', 'restart', 'lab-ipsec-keeper.service', { daemonReload: true }),
+      unitHandler('restart hub watch', 'restart', 'lab-hub-watch.service', { daemonReload: true }),
     ],
   },
 
   sysctl: () => ({ 'net.ipv4.ip_forward': '1' }),
+
+  // In the hub pair: charon runs and this member's certificate stands, or it gives the addresses up.
+  health: () => ({ service: 'charon', file: HUB_HEALTH_FILE, takeover: HUB_TAKEOVER }),
 
   /** Internet side: IKE and ESP from the peer only; all else there is dropped and counted. */
   input(ctx) {

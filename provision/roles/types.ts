@@ -13,7 +13,15 @@ export interface RoleModule {
   sysctl?(ctx: Context): Record<string, string>
   /**
    * For a member of a group (keepalived, vrrp.ts): the service whose failure gives the
-   * virtual addresses up, and the command that says it answers (exit 0).
+   * virtual addresses up, the command that says it answers (exit 0), and what to run
+   * (in the background) when this member becomes the active one, if anything.
    */
-  health?(ctx: Context): { service: string; check: string }
+  health?(ctx: Context): Health
 }
+
+/**
+ * How keepalived learns that a member's service answers: a command it runs every
+ * interval (exit 0: it answers), or a file the role keeps itself (0: it answers), which
+ * keepalived watches and forks nothing for (the hub's, written by lab-hub-watch).
+ */
+export type Health = { service: string; takeover?: string } & ({ check: string } | { file: string })

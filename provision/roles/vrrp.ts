@@ -9,12 +9,38 @@ import { file } from '../modules/file.js'
 import { service, unitHandler } from '../modules/service.js'
 import { vrrpGroupOf } from '../plan.js'
 import type { Context, Playbook } from '../runner.js'
+import type { Health } from './types.js'
 import { renderFile } from '../template.js'
 import { TEXTFILE_DIR } from './monitoring.js'
 
 const NOTIFY = '/usr/local/lib/lab/vrrp-notify'
+/** The one reader of keepalived's notify FIFO: hands each state change to NOTIFY in turn. */
+const NOTIFY_READER = '/usr/local/lib/lab/vrrp-notify-fifo'
+/** keepalived makes the FIFO itself (a tmpfs: gone at boot, as keepalived's state is). */
+const NOTIFY_FIFO = '/run/keepalived-lab-notify.fifo'
 /** Health checks failed in a row before a member gives the addresses up (one a second). */
 const FALL = 2
+
+/**
+ * How often keepalived runs the health check, and how long one may take (seconds). Under
+ * emulation (a VM without KVM: systemd-detect-virt says qemu) a process start costs a
+ * second or more: a check of a few commands took 3 s there, always past a 1 s timeout,
+ * and no member ever held the addresses. (The hub's health is no script any more for
+ * that reason: hubWatchTimes.)
+ */
+export function checkTimes(ctx: Context): { intervalS: number; timeoutS: number } {
+  return ctx.facts.virtualization === 'qemu' ? { intervalS: 2, timeoutS: 10 } : { intervalS: 1, timeoutS: 1 }
+}
+
+/**
+ * The hub watch's rounds (lab-hub-watch): one a second; charon missing this many rounds
+ * in a row gives the addresses up; a gap this long between two rounds was a sleep. Under
+ * emulation a process start takes seconds and a round can be late by as much: charon is
+ * given longer to come back and a gap must be longer to count.
+ */
+export function hubWatchTimes(ctx: Context): { periodS: number; fall: number; gapS: number } {
+  return ctx.facts.virtualization === 'qemu' ? { periodS: 1, fall: 4, gapS: 10 } : { periodS: 1, fall: FALL, gapS: 4 }
+}
 
 /** The member's group in the plan (this role runs only on members). */
 function groupOf(ctx: Context) {
@@ -29,15 +55,18 @@ const devOf = (ctx: Context, network: string) => {
   return dev
 }
 
-export function keepalivedConf(ctx: Context, health: { service: string; check: string }): string {
+export function keepalivedConf(ctx: Context, health: Health): string {
   const g = groupOf(ctx)
   const me = g.members.find((m) => m.host === ctx.self.name)!
   return renderFile('vrrp/keepalived.conf', {
     host: ctx.self.name,
     group: g.name,
     service: health.service,
-    check: health.check,
+    check: 'check' in health ? health.check : '',
+    file: 'file' in health ? health.file : '',
     fall: FALL,
+    interval_s: checkTimes(ctx).intervalS,
+    timeout_s: checkTimes(ctx).timeoutS,
     master_down_s: (3 + (256 - me.priority) / 256).toFixed(1),
     interface: devOf(ctx, g.network),
     vrid: g.vrid,
@@ -45,20 +74,35 @@ export function keepalivedConf(ctx: Context, health: { service: string; check: s
     address: me.address,
     peers: g.members.filter((m) => m !== me).map((m) => m.address),
     addresses: g.addresses.map((a) => ({ ...a, dev: devOf(ctx, a.network) })),
-    notify: NOTIFY,
+    fifo: NOTIFY_FIFO,
+    fifo_reader: NOTIFY_READER,
   })
 }
 
+/** keepalived's notify script: the state for the monitor, and the role's takeover on becoming active. */
+export const vrrpNotify = (ctx: Context, health: Health) =>
+  renderFile('vrrp/vrrp-notify', { host: ctx.self.name, dir: TEXTFILE_DIR, takeover: health.takeover ?? '' })
+
+/** The FIFO's reader: keepalived's state changes handed to the notify script one at a time. */
+export const vrrpNotifyReader = (ctx: Context) =>
+  renderFile('vrrp/vrrp-notify-fifo', { host: ctx.self.name, notify: NOTIFY })
+
 /** keepalived's steps, with the health check of the member's role. */
-export function vrrpPlaybook(health: (ctx: Context) => { service: string; check: string }): Playbook {
+export function vrrpPlaybook(health: (ctx: Context) => Health): Playbook {
   return {
     name: 'vrrp',
     steps: [
       file('Ensure the VRRP state reaches the monitor (keepalived notify)', {
         path: NOTIFY,
         mode: '0755',
-        content: (ctx) => renderFile('vrrp/vrrp-notify', { host: ctx.self.name, dir: TEXTFILE_DIR }),
+        content: (ctx) => vrrpNotify(ctx, health(ctx)),
       }),
+      // keepalived starts the reader, and a new one on a reload (seen: keepalived 2.2.7).
+      file(
+        "Ensure keepalived's state changes are handled in order (its notify FIFO's reader)",
+        { path: NOTIFY_READER, mode: '0755', content: vrrpNotifyReader },
+        ['reload keepalived'],
+      ),
       file(
         "Ensure keepalived runs this member's VRRP instance, unicast to its peers",
         {

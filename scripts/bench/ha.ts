@@ -12,6 +12,7 @@ import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import { waitFor } from '../../provision/lib/wait.js'
 import type { Host, VrrpGroup } from '../../provision/plan.js'
 import { clearFault, HOST_FAULTS, makeFault, type HostFault } from '../lib/host-faults.js'
+import { holdersOf, holdsAddress, type Run } from '../lib/vrrp-holders.js'
 import type { BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
 
@@ -77,20 +78,10 @@ export async function haBench(
     ).trim()
   const flowingAfter = (what: string, sent: number) =>
     waitFor(`${what}: readings acknowledged again`, async () => (await control('/status')).sent > sent, 60_000, 250)
-  /** Whether the member holds the address now; a member that does not answer in 3 s does not. */
-  const holds = async (m: string, address: string) => {
-    let timer: NodeJS.Timeout | undefined
-    const r = await Promise.race([
-      lab.sh(m, `ip -4 -o addr show to ${address}/32`).then((x) => x.stdout.trim() !== ''),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 3000))),
-    ])
-    clearTimeout(timer)
-    return r
-  }
+  const run: Run = (h, c) => lab.sh(h, c)
+  const holds = (m: string, address: string) => holdsAddress(run, m, address)
   const holder = async (g: VrrpGroup): Promise<Host | undefined> => {
-    const vip = g.addresses[0].address
-    const held = await Promise.all(g.members.map(async (m) => ((await holds(m.host, vip)) ? m.host : undefined)))
-    const who = held.filter((x): x is string => !!x)
+    const who = await holdersOf(run, g)
     return who.length === 1 ? host(who[0]) : undefined
   }
   const quiet = () => {}

@@ -6,6 +6,8 @@
 // (each child SA's counters start at zero; this adds their growth), and rekeys are
 // counted as new child SAs of a connection that stayed up.
 //   node lab-ipsec-metrics.cjs --dir /var/lib/prometheus/node-exporter --host gw-iot --mode kernel
+// Every row carries the tunnel end this host serves (side): its own name, or its hub
+// pair's, so the monitor judges a pair by its active member (the standby has no SA).
 import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -14,7 +16,7 @@ import { parseRawSas, type IkeSa } from '../lib/swanctl.js'
 import { parseArgs } from '../lib/args.js'
 
 const run = promisify(execFile)
-const USAGE = '--dir DIR --host NAME --mode kernel|libipsec [--interval-ms MS]'
+const USAGE = '--dir DIR --host NAME --mode kernel|libipsec [--side NAME] [--interval-ms MS]'
 
 interface Totals {
   bytesIn: number
@@ -28,14 +30,21 @@ const lastSeen = new Map<string, { bytesIn: number; bytesOut: number; packetsIn:
 const childIds = new Map<string, Set<string>>() // child SA uniqueids seen per connection/child, for rekeys
 
 /** Pure: the metrics text for the configured connections and the SAs now up. */
-export function render(host: string, mode: string, conns: string[], sas: IkeSa[], now = Date.now()): string {
+export function render(
+  host: string,
+  mode: string,
+  conns: string[],
+  sas: IkeSa[],
+  now = Date.now(),
+  side = host,
+): string {
   const esc = (v: string) => v.replace(/["\\\n]/g, '_')
   const lines: string[] = []
   const metric = (name: string, help: string, type: string, rows: [Record<string, string>, number][]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
     for (const [labels, v] of rows)
       lines.push(
-        `${name}{${Object.entries({ host, ...labels })
+        `${name}{${Object.entries({ host, side, ...labels })
           .map(([k, x]) => `${k}="${esc(x)}"`)
           .join(',')}} ${v}`,
       )
@@ -123,7 +132,7 @@ async function once(a: Record<string, string>) {
   const connsRaw = (await run('swanctl', ['--list-conns', '--raw'])).stdout
   const conns = [...connsRaw.matchAll(/^list-conn event \{(\S+) \{/gm)].map((m) => m[1])
   const sas = parseRawSas((await run('swanctl', ['--list-sas', '--raw'])).stdout)
-  const text = render(a.host, a.mode, conns, sas)
+  const text = render(a.host, a.mode, conns, sas, Date.now(), a.side ?? a.host)
   const file = path.join(a.dir, 'lab_ipsec.prom')
   fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 })
   fs.renameSync(`${file}.tmp`, file) // node exporter never reads half a file

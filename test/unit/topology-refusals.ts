@@ -36,6 +36,22 @@ function pair(r: any): { members: string[]; addresses: Record<string, string> } 
   return front
 }
 
+/** The base with its hub as a pair, `hub` (gw-b and gw-c): the VPN and the cloud LAN name it. */
+function hubPair(r: any): { members: string[]; addresses: Record<string, string> } {
+  const hub = {
+    members: ['gw-b', 'gw-c'],
+    addresses: { cloud: '10.20.0.5', inet: '198.51.100.5' } as Record<string, string>,
+  }
+  r.hosts['gw-c'] = {
+    role: 'gateway',
+    interfaces: { mgmt: '172.31.250.13', inet: '198.51.100.13', cloud: '10.20.0.2' },
+  }
+  r.groups = { ...r.groups, hub }
+  r.vpn.hub = 'hub'
+  r.networks.cloud.gateway = 'hub'
+  return hub
+}
+
 /** What the topology changed by `change` is refused with; [] when it is accepted. */
 function problems(change: (r: any) => void): string[] {
   const r = base()
@@ -174,7 +190,7 @@ const cases: [string, (r: any) => void, string[]][] = [
       r.networks.iot.gateway = 'gw-z'
     },
     [
-      'networks.iot.gateway: unknown host "gw-z"',
+      'networks.iot.gateway: unknown host or group "gw-z"',
       'hosts.gw-a: gateway gw-a is the gateway of no lan network (set networks.NAME.gateway)',
     ],
   ],
@@ -204,9 +220,9 @@ const cases: [string, (r: any) => void, string[]][] = [
     },
     [
       'hosts: must be a mapping of host name to {role, interfaces}',
-      'networks.iot.gateway: unknown host "gw-a"',
-      'networks.cloud.gateway: unknown host "gw-b"',
-      'vpn.hub: must name the cloud\'s gateway host; got "gw-b"',
+      'networks.iot.gateway: unknown host or group "gw-a"',
+      'networks.cloud.gateway: unknown host or group "gw-b"',
+      'vpn.hub: must name the cloud\'s gateway host or gateway group; got "gw-b"',
       'networks.iot.old_server: an old server address is forwarded through the VPN: the topology needs a vpn section',
     ],
   ],
@@ -217,9 +233,9 @@ const cases: [string, (r: any) => void, string[]][] = [
     },
     [
       'hosts: must be a mapping of host name to {role, interfaces}',
-      'networks.iot.gateway: unknown host "gw-a"',
-      'networks.cloud.gateway: unknown host "gw-b"',
-      'vpn.hub: must name the cloud\'s gateway host; got "gw-b"',
+      'networks.iot.gateway: unknown host or group "gw-a"',
+      'networks.cloud.gateway: unknown host or group "gw-b"',
+      'vpn.hub: must name the cloud\'s gateway host or gateway group; got "gw-b"',
       'networks.iot.old_server: an old server address is forwarded through the VPN: the topology needs a vpn section',
     ],
   ],
@@ -294,15 +310,57 @@ const cases: [string, (r: any) => void, string[]][] = [
       pair(r).members = ['proxy']
       r.groups.bb = { members: ['proxy', 'ghost'], addresses: { cloud: '10.20.0.50' } }
       r.groups.cc = { members: ['proxy', 'client'], addresses: { cloud: '10.20.0.51' } }
-      r.groups.dd = { members: ['gw-a', 'gw-b'], addresses: { inet: '198.51.100.50' } }
+      r.groups.dd = { members: ['client', 'client-2'], addresses: { iot: '10.10.1.50' } }
+      r.hosts['client-2'] = { role: 'iot-client', interfaces: { mgmt: '172.31.250.15', iot: '10.10.1.15' } }
     },
     [
       'groups.front.members: must list two or more different hosts; got ["proxy"]',
       'groups.bb.members: unknown host "ghost"',
       'groups.cc.members: members must share one role; got proxy (proxy), client (iot-client)',
-      'groups.dd.members: role gateway cannot be grouped yet: groups are built for proxy',
+      'groups.dd.members: role iot-client cannot be grouped yet: groups are built for proxy, gateway',
       'hosts.proxy: proxy, proxy-2 all have role proxy: list them as the members of one group (groups.NAME.members) so that one address leads to them',
       'networks.iot.old_server.host: must name a host or group on the hub\'s LAN (cloud); got "front"',
+    ],
+  ],
+  ['a hub pair: accepted, the sites reach its address, the cloud routes through its address', (r) => hubPair(r), []],
+  [
+    'a hub pair without an internet address, a LAN gateway group without an address there',
+    (r) => {
+      hubPair(r).addresses = { cloud: '10.20.0.5' }
+      r.networks.iot.gateway = 'hub'
+    },
+    [
+      'networks.iot.gateway: group hub has no address on iot (groups.hub.addresses.iot)',
+      'hosts.gw-a.interfaces: gateway gw-a shares no wan network with the hub hub (groups.hub.addresses)',
+    ],
+  ],
+  [
+    'the hub named by a proxy pair',
+    (r) => {
+      pair(r)
+      r.vpn.hub = 'front'
+    },
+    [
+      'vpn.hub: group front has role proxy, not gateway',
+      'networks.iot.old_server: an old server address is forwarded through the VPN: the topology needs a vpn section',
+    ],
+  ],
+  [
+    'a pair of site gateways beside a hub pair',
+    (r) => {
+      hubPair(r)
+      r.hosts['gw-a2'] = {
+        role: 'gateway',
+        interfaces: { mgmt: '172.31.250.14', iot: '10.10.1.2', inet: '198.51.100.14' },
+      }
+      r.groups.site = { members: ['gw-a', 'gw-a2'], addresses: { iot: '10.10.1.3' } }
+      r.networks.iot.gateway = 'site'
+    },
+    [
+      "groups.site: only the hub can be a gateway pair today (vpn.hub: hub); an IoT site's gateway is one host",
+      // A site's LAN led by a pair leaves both without a LAN of their own.
+      'hosts.gw-a: gateway gw-a is the gateway of no lan network (set networks.NAME.gateway)',
+      'hosts.gw-a2: gateway gw-a2 is the gateway of no lan network (set networks.NAME.gateway)',
     ],
   ],
   [

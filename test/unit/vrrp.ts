@@ -8,12 +8,18 @@ import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { loadPlan, vrrpGroupOf, type Host } from '../../provision/plan.js'
 import { rolesFor } from '../../provision/roles/index.js'
 import { proxy } from '../../provision/roles/proxy.js'
-import { keepalivedConf, vrrpInput, vrrpSysctl } from '../../provision/roles/vrrp.js'
+import { gateway, swanctlVars } from '../../provision/roles/gateway.js'
+import { keepalivedConf, vrrpInput, vrrpNotify, vrrpSysctl } from '../../provision/roles/vrrp.js'
 import type { Context } from '../../provision/runner.js'
 
 const plan = loadPlan(topologyFile)
 const single = loadPlan(path.join(repoRoot, 'topology.single.yaml'))
 const host = (p: typeof plan, name: string) => p.hosts.find((h) => h.name === name)!
+/** The notify script a member gets (its role's takeover in it), or undefined outside a group. */
+const renderVrrpNotify = (c: Context) => {
+  const mod = rolesFor(c.self, c.plan).length === 3 ? (c.self.role === 'gateway' ? gateway : proxy) : undefined
+  return mod ? vrrpNotify(c, mod.health!(c)) : undefined
+}
 const ctx = (h: Host, p = plan) =>
   ({
     plan: p,
@@ -22,19 +28,22 @@ const ctx = (h: Host, p = plan) =>
   }) as unknown as Context
 
 t.test('the proxy pair resolves into one VRRP instance: priorities in order, unicast addresses', async (t) => {
-  t.same(plan.vrrp, [
-    {
-      name: 'proxy',
-      role: 'proxy',
-      vrid: 1,
-      addresses: [{ network: 'cloud', address: '10.20.0.10', prefix: 24 }],
-      network: 'cloud',
-      members: [
-        { host: 'proxy-1', priority: 150, address: '10.20.0.11' },
-        { host: 'proxy-2', priority: 140, address: '10.20.0.12' },
-      ],
-    },
-  ])
+  t.same(
+    plan.vrrp.filter((g) => g.role === 'proxy'),
+    [
+      {
+        name: 'proxy',
+        role: 'proxy',
+        vrid: 1,
+        addresses: [{ network: 'cloud', address: '10.20.0.10', prefix: 24 }],
+        network: 'cloud',
+        members: [
+          { host: 'proxy-1', priority: 150, address: '10.20.0.11' },
+          { host: 'proxy-2', priority: 140, address: '10.20.0.12' },
+        ],
+      },
+    ],
+  )
   t.equal(vrrpGroupOf(plan, 'proxy-2')?.name, 'proxy')
   t.equal(vrrpGroupOf(plan, 'backend-1'), undefined, 'a backend is in no group')
   const dnat = plan.networks.find((n) => n.oldServer)!.oldServer!
@@ -86,6 +95,81 @@ t.test('the single topology: one proxy on its own address, no keepalived anywher
   t.same(
     single.hosts.map((h) => h.name).filter((n) => !plan.hosts.some((h) => h.name === n)),
     ['proxy'],
-    'the same lab but for the pair',
+    'the same lab but for the pairs',
   )
+  t.same(single.vpn!.tunnels[0].hubMembers, ['gw-cloud'], 'one hub, its own identity')
+  t.same(swanctlVars(ctx(host(single, 'gw-cloud'), single)).tunnels[0].local_id, 'gw-cloud.iotlab')
+  t.equal(renderVrrpNotify(ctx(host(single, 'gw-cloud'), single)), undefined, 'no keepalived on a single hub')
 })
+
+t.test(
+  'the hub pair: both addresses in one instance, adverts on the cloud LAN, the hub identity on both',
+  async (t) => {
+    t.same(
+      plan.vrrp.find((g) => g.role === 'gateway'),
+      {
+        name: 'hub',
+        role: 'gateway',
+        vrid: 2,
+        addresses: [
+          { network: 'cloud', address: '10.20.0.1', prefix: 24 },
+          { network: 'inet', address: '198.51.100.12', prefix: 24 },
+        ],
+        network: 'cloud',
+        members: [
+          { host: 'gw-cloud', priority: 150, address: '10.20.0.2' },
+          { host: 'gw-cloud-2', priority: 140, address: '10.20.0.3' },
+        ],
+      },
+    )
+    const [tunnel] = plan.vpn!.tunnels
+    t.same([tunnel.hub, tunnel.hubMembers, tunnel.hubAddress], ['hub', ['gw-cloud', 'gw-cloud-2'], '198.51.100.12'])
+    t.same(
+      host(plan, 'backend-1').routes,
+      [{ to: '10.10.1.0/24', via: '10.20.0.1', network: 'cloud' }],
+      "the cloud reaches the sites through the hub's address, wherever it is",
+    )
+    t.same(host(plan, 'gw-cloud-2').routes, [], 'a member routes the sites itself (its SAs), never through its peer')
+    // The site: its peer is the hub's address and identity, not a member's.
+    const site = swanctlVars(ctx(host(plan, 'gw-iot'))).tunnels[0]
+    t.same([site.remote_addr, site.remote_id], ['198.51.100.12', 'hub.iotlab'])
+    for (const [name, peer] of [
+      ['gw-cloud', '10.20.0.3'],
+      ['gw-cloud-2', '10.20.0.2'],
+    ] as const) {
+      const h = host(plan, name)
+      const c = ctx(h)
+      const hub = swanctlVars(c).tunnels[0]
+      t.same([hub.local_addr, hub.local_id, hub.remote_addr], ['198.51.100.12', 'hub.iotlab', '198.51.100.11'], name)
+      const conf = keepalivedConf(c, gateway.health!(c))
+      t.match(
+        conf,
+        new RegExp(
+          `interface eth-cloud\n[\\s\\S]*unicast_src_ip ${h.addresses.cloud}\n\\s+unicast_peer \{\n\\s+${peer}\n`,
+        ),
+      )
+      t.match(
+        conf,
+        /10\.20\.0\.1\/24 dev eth-cloud\n\s+198\.51\.100\.12\/24 dev eth-inet\n/,
+        'both addresses move together',
+      )
+      t.match(
+        conf,
+        /track_file charon \{\n\s+file "\/run\/lab-hub-health"\n\s+weight 0\n/,
+        "keepalived tracks the watch's file",
+      )
+      t.notMatch(conf, /vrrp_script/, 'and runs no check script of its own')
+      t.match(renderVrrpNotify(c), /if \[ "\$state" = master \]; then\n\s+\/usr\/local\/lib\/lab\/lab-hub-takeover /)
+      t.same(
+        rolesFor(h, plan).map((r) => r.name),
+        ['common', 'gateway', 'vrrp'],
+      )
+    }
+    t.notMatch(renderVrrpNotify(ctx(host(plan, 'proxy-1'))), /takeover|master \]/, 'a proxy has nothing to take over')
+    t.same(
+      rolesFor(host(plan, 'gw-iot'), plan).map((r) => r.name),
+      ['common', 'gateway'],
+      'a site is no member',
+    )
+  },
+)

@@ -1,0 +1,77 @@
+// keepalived's state changes reach the notify script one at a time, in keepalived's
+// order: the FIFO's reader (vrrp-notify-fifo) rendered as a member gets it, its notify
+// script stood in for by one that records when each change began and ended and takes
+// long over the first. keepalived's own `notify` ran a script per change side by side,
+// so the first change, ending last, was what the monitor kept (seen: FAULT then BACKUP).
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import t from 'tap'
+import { topologyFile } from '../../provision/paths.js'
+import { loadPlan } from '../../provision/plan.js'
+import { keepalivedConf, vrrpNotifyReader } from '../../provision/roles/vrrp.js'
+import { proxy } from '../../provision/roles/proxy.js'
+import type { Context } from '../../provision/runner.js'
+import { waitFor } from '../../provision/lib/wait.js'
+
+const plan = loadPlan(topologyFile)
+const self = plan.hosts.find((h) => h.name === 'proxy-1')!
+const ctx = {
+  plan,
+  self,
+  facts: { virtualization: 'lxc', interfaceOf: Object.fromEntries(self.interfaces.map((i) => [i.network, i.network])) },
+} as unknown as Context
+
+t.test('keepalived hands its state changes to one reader through a FIFO, not a script per change', async (t) => {
+  const conf = keepalivedConf(ctx, proxy.health!(ctx))
+  t.match(conf, /^\s+vrrp_notify_fifo \/run\/keepalived-lab-notify\.fifo$/m)
+  t.match(conf, /^\s+vrrp_notify_fifo_script "\/usr\/local\/lib\/lab\/vrrp-notify-fifo"$/m)
+  t.notMatch(conf, /^\s+notify /m, 'no notify script per instance')
+  t.match(vrrpNotifyReader(ctx), /\/usr\/local\/lib\/lab\/vrrp-notify "\$type" "\$name" "\$state" "\$priority"/)
+})
+
+t.test('two changes a moment apart are handled in order, the second after the first ends', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrrpn-'))
+  const fifo = path.join(dir, 'notify.fifo')
+  const log = path.join(dir, 'log')
+  const notify = path.join(dir, 'notify')
+  // The first change takes 0.6 s, the second none: run side by side, the first ends last.
+  fs.writeFileSync(
+    notify,
+    `#!/bin/sh\necho "begin $2 $3" >> ${log}\n[ "$3" = FAULT ] && sleep 0.6\necho "end $2 $3" >> ${log}\necho "$3" > ${dir}/state\n`,
+    { mode: 0o755 },
+  )
+  const reader = path.join(dir, 'reader')
+  fs.writeFileSync(reader, vrrpNotifyReader(ctx).replaceAll('/usr/local/lib/lab/vrrp-notify', notify), { mode: 0o755 })
+  t.equal(spawnSync('mkfifo', [fifo]).status, 0)
+  const child = spawn(reader, [fifo], { stdio: 'ignore' })
+  t.teardown(() => {
+    child.kill()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+  // keepalived's writer: its lines, and a line of another kind the reader passes over.
+  fs.writeFileSync(fifo, 'INSTANCE "proxy" FAULT 110\nGROUP "g" BACKUP 0\nINSTANCE "proxy" BACKUP 110\n')
+  await waitFor(
+    'both changes handled',
+    async () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '').split('\n').length > 4,
+    5000,
+    50,
+  )
+  t.same(fs.readFileSync(log, 'utf8').trim().split('\n'), [
+    'begin proxy FAULT',
+    'end proxy FAULT',
+    'begin proxy BACKUP',
+    'end proxy BACKUP',
+  ])
+  t.equal(fs.readFileSync(path.join(dir, 'state'), 'utf8').trim(), 'BACKUP', 'the last change is the one kept')
+  // keepalived restarted: the FIFO closed, then written again: the reader reads on.
+  fs.writeFileSync(fifo, 'INSTANCE "proxy" MASTER 110\n')
+  await waitFor(
+    'the change after a reopen handled',
+    async () => fs.readFileSync(path.join(dir, 'state'), 'utf8').trim() === 'MASTER',
+    5000,
+    50,
+  )
+  t.pass('a change written after the FIFO was closed and opened again')
+})
