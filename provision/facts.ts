@@ -45,7 +45,9 @@ export async function gatherFacts(host: RemoteHost, self: Host): Promise<Facts> 
     'ip -j -4 addr show; echo; ip -j -4 route show default; echo; systemd-detect-virt || true; uname -r',
     { sudo: false },
   )
-  const [addrJson, routeJson, virt, kernel] = r.stdout.split('\n')
+  // One line each; `ip -j` ends its own with a newline, so the echoes leave blank lines
+  // between them (read as the fields once, which made every host's virtualization "[]").
+  const [addrJson, routeJson, virt, kernel] = r.stdout.split('\n').filter((l) => l.trim() !== '')
   const addresses: Address[] = (JSON.parse(addrJson) as IpAddrJson[]).flatMap((i) =>
     i.addr_info
       .filter((a) => a.family === 'inet')

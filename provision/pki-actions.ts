@@ -91,10 +91,17 @@ export async function revoke(
     })
     return entry
   }
-  const tunnels = (plan.vpn?.tunnels ?? []).filter((t) => t.site === name || t.hub === name).map((t) => t.name)
+  // The SAs the revoked certificate authenticated end now: a site's on both ends; a single
+  // hub's, every tunnel's; a hub pair's member's, only its own (the other member's SAs
+  // stand, and the revoked member's health check gives the hub's addresses to it).
+  const cutOn = (gw: string) =>
+    (plan.vpn?.tunnels ?? [])
+      .filter((t) => t.site === name || (t.hubMembers.includes(name) && (t.hubMembers.length === 1 || gw === name)))
+      .map((t) => t.name)
   await withHosts(plan, opts.repoRoot, ['gateway'], async (gw, host) => {
     await ensureFileContent({ host, dryRun: false }, { path: '/etc/swanctl/x509crl/lab.crl', content: crl })
     await host.exec('swanctl --load-creds --clear --noprompt >/dev/null')
+    const tunnels = cutOn(gw)
     for (const t of tunnels)
       await host.exec(sh`swanctl --terminate --ike ${t} --timeout 5 >/dev/null 2>&1`, { check: false })
     opts.log(`  ${gw}: CRL loaded${tunnels.length ? `, tunnel(s) ${tunnels.join(', ')} terminated` : ''}`)

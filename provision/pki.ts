@@ -189,8 +189,19 @@ export function revocations(p: Pki): Revocation[] {
 }
 
 /** Issue a certificate for a gateway's own public key, its identity in the SAN. */
-export async function issueCert(p: Pki, labName: string, host: string, publicKeyPem: string): Promise<string> {
-  const id = ikeIdentity(labName, host)
+/**
+ * An IKE certificate for a gateway's own key, kept under the host's name; its identity is
+ * the host's, or the pair's it serves in (a hub pair's members each have their own key and
+ * certificate, both naming the hub, so a site authenticates whichever answers).
+ */
+export async function issueCert(
+  p: Pki,
+  labName: string,
+  host: string,
+  publicKeyPem: string,
+  identityOf = host,
+): Promise<string> {
+  const id = ikeIdentity(labName, identityOf)
   const cert = await withTemp({ 'pub.pem': publicKeyPem }, (d) =>
     pkiTool([
       '--issue',
@@ -318,6 +329,12 @@ export async function revokeHost(p: Pki, host: string, reason = 'key-compromise'
   fs.writeFileSync(p.revokedFile, JSON.stringify([...all, entry], null, 2) + '\n')
   await ensureCrl(p)
   return entry
+}
+
+/** Whether the certificate the CA last issued to this host is on its CRL (by the CA's own records). */
+export async function hostRevoked(p: Pki, host: string): Promise<boolean> {
+  const cert = issuedCert(p, host)
+  return !!cert && isRevoked(p, (await certInfo(p, cert)).serial)
 }
 
 export function isRevoked(p: Pki, serial: string): boolean {

@@ -26,10 +26,14 @@ export interface ProvisionOptions {
 
 export async function provision(opts: ProvisionOptions): Promise<HostRecap[]> {
   const { plan } = opts
-  const unknown = (opts.only ?? []).filter((n) => !plan.hosts.some((h) => h.name === n))
+  // A group's name (the hub pair's, the proxy pair's) stands for its members.
+  const only = (opts.only ?? []).flatMap((n) => plan.vrrp.find((g) => g.name === n)?.members.map((m) => m.host) ?? [n])
+  const unknown = only.filter((n) => !plan.hosts.some((h) => h.name === n))
   if (unknown.length)
-    throw new Error(`unknown host ${unknown.join(', ')}: the topology has ${plan.hosts.map((h) => h.name).join(', ')}`)
-  const hosts = plan.hosts.filter((h) => !opts.only?.length || opts.only.includes(h.name))
+    throw new Error(
+      `unknown host ${unknown.join(', ')}: the topology has ${plan.hosts.map((h) => h.name).join(', ')}${plan.vrrp.length ? ` and the groups ${plan.vrrp.map((g) => g.name).join(', ')}` : ''}`,
+    )
+  const hosts = plan.hosts.filter((h) => !only.length || only.includes(h.name))
   const inventory = await (opts.inventory ?? ((names) => vagrantInventory(names, opts.repoRoot)))(hosts)
   const connect = opts.connect ?? ((e) => SshHost.connect(e))
 

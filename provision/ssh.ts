@@ -119,16 +119,33 @@ export class SshHost implements RemoteHost {
   private async live(): Promise<NodeSSH> {
     if (this.closed) throw new Error(`the connection to ${this.name} was closed by this program`)
     if (!this.lost && this.ssh.isConnected()) return this.ssh
+    // Commands that find it lost at once (a poll of a host that is down) share one new
+    // connection: each making its own would leave all but the last open, and the process
+    // could not exit.
+    this.reconnecting ??= this.reconnect().finally(() => (this.reconnecting = undefined))
+    return this.reconnecting
+  }
+
+  private reconnecting?: Promise<NodeSSH>
+
+  private async reconnect(): Promise<NodeSSH> {
     this.client?.destroy()
     this.ssh.dispose()
-    this.ssh = await open(
+    const ssh = await open(
       this.entry,
       this.timeoutMs,
       `the connection was lost (${this.lost ?? 'closed'}) and made again`,
     )
+    if (this.closed) {
+      // closed while it was being made: it goes too
+      ssh.connection?.destroy()
+      ssh.dispose()
+      throw new Error(`the connection to ${this.name} was closed by this program`)
+    }
+    this.ssh = ssh
     this.lost = undefined
-    this.watch(this.ssh)
-    return this.ssh
+    this.watch(ssh)
+    return ssh
   }
 
   /** Runs one command; a connection lost while it ran leaves its outcome unknown, which is said, never read as an exit code. */

@@ -41,8 +41,12 @@ export async function ensureFileContent(
   const validate = spec.validate
     ? sh` && { ${raw(spec.validate.replaceAll('{}', sh`${staged}`))} || { rm -f ${staged}; exit 3; }; }`
     : ''
+  // touch after the move: the file's time is when its new content arrived, not when it
+  // was staged. A watcher that compares times (the hub watch: pki --verify again only on
+  // a certificate or CRL newer than its last run) would otherwise miss a file staged
+  // before its run and moved in during it.
   await ctx.host.exec(
-    sh`mkdir -p "$(dirname ${p})" && umask 077 && cat > ${staged} && chown ${`${owner}:${group}`} ${staged} && chmod ${mode} ${staged}${raw(validate)} && mv -f ${staged} ${p}`,
+    sh`mkdir -p "$(dirname ${p})" && umask 077 && cat > ${staged} && chown ${`${owner}:${group}`} ${staged} && chmod ${mode} ${staged}${raw(validate)} && mv -f ${staged} ${p} && touch -c ${p}`,
     { stdin: spec.content },
   )
   return true

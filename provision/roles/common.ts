@@ -40,6 +40,33 @@ function oldServerAddresses(ctx: Context): { address: string; dev: string }[] {
 
 const SYSCTL_FILE = '/etc/sysctl.d/60-lab.conf'
 const NETWORK_UNIT = '/etc/systemd/system/lab-network.service'
+const NO_IPV6_DROPIN = '60-lab-no-ipv6.conf'
+
+/**
+ * IPv6 off on each of the host's links, and kept off: net.ipv6.conf.all reaches only the
+ * links that exist when it is set, and systemd-networkd (a VM's links, from Vagrant's
+ * 50-vagrant-*.network) turns IPv6 back on for a link it configures at boot, for its
+ * link-local address. Seen: a VM restarted hard came back with fe80:: addresses. So each
+ * link networkd manages gets a drop-in to its own .network file (no link-local, no RA),
+ * and every link's disable_ipv6 is checked, not only `all`. The drop-in acts from the
+ * next boot on (no `networkctl reload`: reconfiguring a link could drop the addresses
+ * keepalived put on it); the sysctl acts now. Containers' links are networkd's to none:
+ * there the sysctl alone.
+ */
+function ipv6Off(ctx: Context, what: 'check' | 'fix'): string {
+  const devs = [...new Set(Object.values(ctx.facts.interfaceOf))]
+  const bad = devs.find((d) => !/^[\w.@-]+$/.test(d))
+  if (bad) throw new Error(`${ctx.self.name}: interface name ${JSON.stringify(bad)} is not one this step can use`)
+  const conf = `"$f.d/${NO_IPV6_DROPIN}"`
+  return devs
+    .map((dev) => {
+      const file = `f=$(networkctl status --no-pager ${dev} 2>/dev/null | sed -n 's|^ *Network File: \\(/.*\\)$|\\1|p')`
+      return what === 'check'
+        ? `(${file}; { [ -z "$f" ] || [ -f ${conf} ]; } && [ "$(cat /proc/sys/net/ipv6/conf/${dev}/disable_ipv6)" = 1 ])`
+        : `(${file}; if [ -n "$f" ] && [ ! -f ${conf} ]; then mkdir -p "$f.d" && printf '%s\\n' '[Network]' LinkLocalAddressing=no IPv6AcceptRA=no > ${conf} || exit 1; fi; sysctl -q -w net.ipv6.conf.${dev}.disable_ipv6=1)`
+    })
+    .join(' && ')
+}
 
 export const common: Playbook = {
   name: 'common',
@@ -122,6 +149,14 @@ export const common: Playbook = {
       },
       async (ctx) => {
         await ctx.host.exec(sh`sysctl -q -p ${SYSCTL_FILE}`)
+      },
+    ),
+
+    converge(
+      "Ensure IPv6 stays off on the lab's links, across a reboot too",
+      async (ctx) => (await ctx.host.exec(ipv6Off(ctx, 'check'), { check: false })).code === 0,
+      async (ctx) => {
+        await ctx.host.exec(ipv6Off(ctx, 'fix'))
       },
     ),
 

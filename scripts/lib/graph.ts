@@ -78,16 +78,25 @@ export function graphSvg(t: Plan, live?: Live): string {
   }
   for (const tun of t.vpn?.tunnels ?? []) {
     const a = placed.find((p) => p.name === tun.site)
-    const b = placed.find((p) => p.name === tun.hub)
-    if (!a || !b) continue
+    // A hub pair: the tunnel is drawn to each member (whichever is active carries it).
+    const ends = tun.hubMembers.map((m) => placed.find((p) => p.name === m)).filter((p) => p !== undefined)
+    if (!a || ends.length === 0) continue
     const state: State = live?.tunnels.get(tun.name) ?? 'unknown'
     const color = state === 'up' ? '#2e7d32' : state === 'down' ? '#c62828' : '#777'
-    const [x1, y1, x2, y2] = [a.x + W, a.y + H / 2, b.x + W, b.y + H / 2]
-    const bend = Math.max(x1, x2) + 120
+    const [x1, y1] = [a.x + W, a.y + H / 2]
+    const paths = ends.map((b) => {
+      const [x2, y2] = [b.x + W, b.y + H / 2]
+      const bend = Math.max(x1, x2) + 120
+      return { x2, y2, bend }
+    })
+    const { y2, bend } = paths[0]
     out.push(
       `<g class="tunnel" data-tunnel="${esc(tun.name)}" data-state="${state}">`,
-      `<path d="M ${x1} ${y1} C ${bend} ${y1}, ${bend} ${y2}, ${x2} ${y2}" fill="none" stroke="${color}" stroke-width="3" stroke-dasharray="8 5"/>`,
-      `<text x="${bend + 8}" y="${(y1 + y2) / 2 + 18}" fill="${color}">IPsec ${esc(tun.name)} (IKEv2)${live ? `: ${state}` : ''}</text></g>`,
+      ...paths.map(
+        (p) =>
+          `<path d="M ${x1} ${y1} C ${p.bend} ${y1}, ${p.bend} ${p.y2}, ${p.x2} ${p.y2}" fill="none" stroke="${color}" stroke-width="3" stroke-dasharray="8 5"/>`,
+      ),
+      `<text x="${bend + 8}" y="${(y1 + y2) / 2 + 18}" fill="${color}">IPsec ${esc(tun.name)} (IKEv2${ends.length > 1 ? `, to the ${esc(tun.hub)} pair` : ''})${live ? `: ${state}` : ''}</text></g>`,
     )
   }
   out.push('</svg>')

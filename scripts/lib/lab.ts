@@ -31,6 +31,9 @@ export async function phase<T>(log: Log, title: string, fn: () => Promise<T>): P
   return r
 }
 
+/** Text without the terminal's escape codes (colours, line redraws) Vagrant writes. */
+const stripEscapes = (text: string) => text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+
 export function vagrant(args: string[], log: Log, env: Record<string, string> = {}): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('vagrant', args, {
@@ -39,25 +42,47 @@ export function vagrant(args: string[], log: Log, env: Record<string, string> = 
       env: { ...process.env, ...env },
     })
     let tail = ''
+    // Vagrant writes its error (the sentence that names the machine's state, the
+    // provider's message) to stderr: kept whole, the stdout tail only as a fallback.
+    let errors = ''
     const relay = (chunk: Buffer) => {
       tail = (tail + chunk.toString()).slice(-4000)
       // Progress meters (box upload) redraw one line thousands of times: not a log.
-      for (const line of chunk.toString().split(/[\n\r]/))
-        if (line.trim() && !/Progress: \d+%/.test(line)) log(`    | ${line.replace(/\x1b\[K/g, '')}`)
+      // Nor are the escape codes that redraw it (thousands of empty lines once stripped).
+      for (const raw of chunk.toString().split(/[\n\r]/)) {
+        const line = stripEscapes(raw)
+        if (line.trim() && !/Progress: \d+%/.test(line)) log(`    | ${line}`)
+      }
     }
     child.stdout.on('data', relay)
-    child.stderr.on('data', relay)
+    child.stderr.on('data', (chunk: Buffer) => {
+      errors = (errors + chunk.toString()).slice(-6000)
+      relay(chunk)
+    })
     child.on('error', reject)
     child.on('close', (code) =>
-      code === 0
-        ? resolve()
-        : reject(
-            new Error(
-              `vagrant ${args.join(' ')} exited with ${code}:\n${tail.trim().split('\n').slice(-8).join('\n')}`,
-            ),
-          ),
+      code === 0 ? resolve() : reject(new VagrantError(args, code, vagrantErrorText(errors, tail))),
     )
   })
+}
+
+/** A failed Vagrant command, with what Vagrant said of it. */
+export class VagrantError extends Error {
+  constructor(
+    readonly args: string[],
+    readonly code: number | null,
+    readonly said: string,
+  ) {
+    super(`vagrant ${args.join(' ')} exited with ${code}:\n${said}`)
+  }
+}
+
+/** Vagrant's own error text (stderr, up to 30 lines), else the output's last 8 lines. */
+export function vagrantErrorText(stderr: string, tail: string): string {
+  const lines = stripEscapes(stderr.trim() ? stderr : tail)
+    .trim()
+    .split('\n')
+  return (stderr.trim() ? lines.slice(0, 30) : lines.slice(-8)).join('\n')
 }
 
 export interface UpResult {
@@ -112,6 +137,25 @@ async function destroy(names: string[], log: Log): Promise<void> {
   await vagrant(['destroy', '-f', ...left], log)
 }
 
+/**
+ * `vagrant up` of one provider's hosts. Where it fails, the provider says what it knows
+ * of them; where it names the failure as its plugin's own known miss, one more `vagrant
+ * up` (Vagrant has destroyed the machine that failed; the others are left as they are),
+ * said in the log: never a silent retry, and never a second.
+ */
+async function vagrantUp(plan: Plan, p: Provider, named: string[], hosts: string[], log: Log): Promise<void> {
+  const up = () => vagrant(['up', `--provider=${p}`, ...named], log, { LAB_PREPARED: '1' })
+  try {
+    await up()
+  } catch (e) {
+    const ops = providerOps(p)
+    if (!(e instanceof VagrantError) || !ops.upFailed) throw e
+    if (!(await ops.upFailed(hosts, e.said, plan, log))) throw e
+    log(`    vagrant up failed on what ${p} calls a known miss of its own (above): once more`)
+    await up()
+  }
+}
+
 export async function labUp(log: Log = console.log, opts: { provision?: boolean } = {}): Promise<UpResult> {
   const seconds: Record<string, number> = {}
   const timed: Timed = async (key, title, fn) => {
@@ -132,12 +176,6 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
     await timed('vagrant_destroy', `vagrant destroy -f ${moved.join(' ')} (they change provider)`, () =>
       destroy(moved, log),
     )
-  for (const o of ALL_PROVIDERS) {
-    const othersOnBridges = vagrantMachines().filter(
-      (m) => m.provider !== o.name && providerOps(m.provider).onLabBridges,
-    )
-    await o.beforeUp?.({ plan, planned, log, step: timed, destroy: (hosts) => destroy(hosts, log), othersOnBridges })
-  }
   await prepare(providers, log, timed)
   // VMs first, in parallel (libvirt's way); then the containers. The trigger in the
   // Vagrantfile need not prepare again.
@@ -145,7 +183,7 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
     const hosts = hostsOf(planned, p)
     const all = hosts.length === plan.hosts.length
     await timed('vagrant_up', `vagrant up --provider=${p}${all ? '' : ` ${hosts.join(' ')}`}`, () =>
-      vagrant(['up', `--provider=${p}`, ...(all ? [] : hosts)], log, { LAB_PREPARED: '1' }),
+      vagrantUp(plan, p, all ? [] : hosts, hosts, log),
     )
   }
   let changed = 0

@@ -199,9 +199,14 @@ export async function ensureMgmtNetwork(t: Plan, vmHosts: string[], log: (m: str
     return
   }
   // libvirt makes the bridge itself and refuses one that exists: a plain bridge left
-  // by an lxc-only lab goes first (its containers are recreated with the lab).
+  // by an lxc-only lab goes first, and its ports (the running containers' management
+  // veths) join libvirt's bridge as they were, isolated: the containers keep running,
+  // with their state, instead of being remade.
+  const ports = bridgePorts(name)
   if (fs.existsSync(`/sys/class/net/${name}`)) {
-    log(`Removing the plain bridge ${name}: libvirt manages it when the lab has VMs`)
+    log(
+      `Replacing the plain bridge ${name} with libvirt's network (the lab has VMs now)${ports.length ? `; its ${ports.length} port(s) move over` : ''}`,
+    )
     await $({ quiet: true })`ip link delete ${name}`
   }
   log(
@@ -215,6 +220,17 @@ export async function ensureMgmtNetwork(t: Plan, vmHosts: string[], log: (m: str
   } finally {
     fs.rmSync(path.dirname(file), { recursive: true, force: true })
   }
+  for (const port of ports.filter((p) => fs.existsSync(`/sys/class/net/${p}`))) {
+    // As scripts/lxc-net-up.sh does when LXC attaches it: a port that reaches only the bridge.
+    await $({ quiet: true })`ip link set dev ${port} master ${name}`
+    await $({ quiet: true })`bridge link set dev ${port} isolated on`
+  }
+}
+
+/** The interfaces enslaved to a bridge (none if it does not exist). */
+export function bridgePorts(bridge: string): string[] {
+  const dir = `/sys/class/net/${bridge}/brif`
+  return fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []
 }
 
 /** Remove the management network if libvirt has it. */
@@ -251,6 +267,9 @@ export async function mgmtNetworkDefined(t: Plan): Promise<boolean> {
 export async function domainExists(uuid: string): Promise<boolean> {
   return (await virsh(['dominfo', uuid])).exitCode === 0
 }
+
+/** A host's VM as libvirt names it (the Vagrantfile's default_prefix: NAME-host). */
+export const domainOf = (t: Plan, host: string) => `${t.name}-${host}`
 
 /** The lab's VMs libvirt knows (vagrant-libvirt names them NAME-host). */
 export async function labDomains(t: Plan): Promise<string[]> {

@@ -19,17 +19,6 @@ export interface PrepareContext {
   inUse: boolean
 }
 
-export interface UpContext {
-  plan: Plan
-  /** host -> the provider the plan gives it */
-  planned: Record<string, Provider>
-  log: Log
-  step: Timed
-  destroy: (hosts: string[]) => Promise<void>
-  /** The machines of the other providers on the lab's bridges. */
-  othersOnBridges: MachineRecord[]
-}
-
 /** Where a capture on one of a host's interfaces listens. */
 export type CapturePoint = { on: 'machine'; iface: string } | { on: 'guest' }
 
@@ -64,8 +53,12 @@ export interface ProviderOps {
   ownsManagementNetwork(inUse: boolean): Promise<boolean>
   /** Before `vagrant up`: its box, daemons, stale resources. Idempotent. */
   prepare(ctx: PrepareContext): Promise<void>
-  /** After prepare, before `vagrant up`: hosts to remake because of this provider. */
-  beforeUp?(ctx: UpContext): Promise<void>
+  /**
+   * `vagrant up` of these hosts failed, saying `said`: log what the provider knows of
+   * them (the VM's state and why), and answer whether one more `vagrant up` is the
+   * remedy (a known miss of the provider plugin's own, not of the lab or the host).
+   */
+  upFailed?(hosts: string[], said: string, plan: Plan, log: Log): Promise<boolean>
   /** Before `vagrant destroy` of these machines: what Vagrant would trip over. */
   beforeDestroy?(machines: MachineRecord[], log: Log): Promise<void>
   /** A machine's state in Vagrant's spelling, asked of the provider itself (ms, not `vagrant status`'s 10 s); undefined: not understood, ask Vagrant. */

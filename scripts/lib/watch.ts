@@ -33,21 +33,23 @@ export async function watch(plan: Plan): Promise<Watch | string> {
   const url = plan.services.monitor?.url
   if (!url) return 'Monitor: the topology has no host with role monitor.'
   const num = (s: Sample[]) => Number(s[0]?.value[1] ?? 0)
-  const byHost = (s: Sample[]) => Object.fromEntries(s.map((x) => [x.metric.host, Number(x.value[1])]))
+  const by = (label: string) => (s: Sample[]) => Object.fromEntries(s.map((x) => [x.metric[label], Number(x.value[1])]))
+  const byHost = by('host')
   try {
     const [rate, pending, oldest, share, tin, tout, alerts, down, vrrp] = await Promise.all([
       query(url, 'sum(rate(ingest_readings_accepted_total[1m]))'),
       query(url, 'sum(lab_client_readings_pending)'),
       query(url, 'max(lab_client_oldest_pending_age_seconds)'),
       query(url, 'sum by (host) (rate(ingest_readings_accepted_total[1m]))'),
-      query(url, 'sum by (host) (rate(lab_ipsec_child_bytes_in_total[1m])) * 8'),
-      query(url, 'sum by (host) (rate(lab_ipsec_child_bytes_out_total[1m])) * 8'),
+      // By tunnel end (side): a hub pair's traffic is the hub's, whichever member carries it.
+      query(url, 'sum by (side) (rate(lab_ipsec_child_bytes_in_total[1m])) * 8'),
+      query(url, 'sum by (side) (rate(lab_ipsec_child_bytes_out_total[1m])) * 8'),
       query(url, 'ALERTS{alertstate="firing"}'),
       query(url, 'up == 0'),
       query(url, 'lab_vrrp_state == 1'),
     ])
-    const ins = byHost(tin)
-    const outs = byHost(tout)
+    const ins = by('side')(tin)
+    const outs = by('side')(tout)
     return {
       url,
       readingsPerS: num(rate),
@@ -125,7 +127,7 @@ export async function liveState(
     try {
       const [up, tunnels] = await Promise.all([
         query(url, 'up{job="node"}'),
-        query(url, 'min by (conn) (lab_ipsec_child_sa_up)'),
+        query(url, 'min by (conn) (max by (side, conn) (lab_ipsec_child_sa_up))'),
       ])
       const hosts = new Map(
         plan.hosts.map((h) => {

@@ -85,3 +85,27 @@ t.test('converge: fixes, then verifies its own fix', async (t) => {
   )
   await t.rejects(broken.run(fakeContext(new LocalHost())), /still not right after the fix/)
 })
+
+t.test(
+  'file: the new content dates from its arrival, not its staging: a watcher that compares times sees it',
+  async (t) => {
+    const dir = t.testdir({ 'lab.crl': 'old\n' })
+    const target = path.join(dir, 'lab.crl')
+    const stamp = path.join(dir, 'verified')
+    // A watcher's run between the staging and the move (the hub watch's pki --verify): its
+    // stamp is written while the staged copy waits for its validation.
+    const step = file('Ensure lab.crl', {
+      path: target,
+      content: 'new\n',
+      owner: me,
+      group,
+      validate: `test -s {} && sleep 0.05 && touch ${stamp} && sleep 0.05`,
+    })
+    t.equal(await step.run(fakeContext(new LocalHost())), true)
+    t.equal(fs.readFileSync(target, 'utf8'), 'new\n')
+    t.ok(
+      fs.statSync(target).mtimeMs > fs.statSync(stamp).mtimeMs,
+      'newer than a stamp taken before it arrived: the watcher looks at it again',
+    )
+  },
+)

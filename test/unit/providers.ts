@@ -154,3 +154,75 @@ t.test('preparing for containers or VMs as another user stops at once, saying wh
     )
   }
 })
+
+// Vagrant's message when its wait for SSH saw a state it did not expect, as CI printed
+// it on 3 Dec 2026 (the state's line was cut off then: the error now keeps Vagrant's
+// stderr whole).
+const badState = (state: string) =>
+  [
+    'An error occurred while executing multiple actions in parallel.',
+    "An error occurred while executing the action on the 'gw-cloud-2'",
+    'machine. Please handle this error then try again:',
+    '',
+    'The guest machine entered an invalid state while waiting for it',
+    "to boot. Valid states are 'running'. The machine is in the",
+    `'${state}' state. Please verify everything is configured`,
+    'properly and try again.',
+    '',
+    "If the provider you're using has a GUI that comes with it,",
+  ].join('\n')
+
+t.test(
+  'a VM booting whose DHCP lease vagrant-libvirt missed is brought up once more; a VM that died is not',
+  async (t) => {
+    const { leaseMissedAtBoot } = await import('../../scripts/lib/provider-libvirt.js')
+    t.ok(leaseMissedAtBoot(badState('inaccessible')), "'inaccessible': running, lease not seen")
+    t.notOk(leaseMissedAtBoot(badState('shutoff')), "'shutoff': QEMU is gone, a second try would hide it")
+    t.notOk(leaseMissedAtBoot(badState('paused')), "'paused': libvirt paused it (a full disk), not a race")
+    t.notOk(leaseMissedAtBoot('Timed out while waiting for the machine to boot.'), 'a boot timeout is not retried')
+  },
+)
+
+t.test("a failed vagrant command's error carries Vagrant's own message, not only its last lines", async (t) => {
+  const { vagrantErrorText } = await import('../../scripts/lib/lab.js')
+  const said = vagrantErrorText(badState('inaccessible'), '==> gw-iot: Waiting for SSH to become available...\n')
+  t.match(said, /The machine is in the\n'inaccessible' state/, 'the state Vagrant saw is in the error')
+  t.match(said, /on the 'gw-cloud-2'/, 'and the machine it saw it on')
+  const out = Array.from({ length: 20 }, (_, i) => `line ${i}`).join('\n')
+  t.equal(
+    vagrantErrorText('', out),
+    Array.from({ length: 8 }, (_, i) => `line ${i + 12}`).join('\n'),
+    'no stderr: the last 8 lines',
+  )
+})
+
+t.test(
+  'a pair member is given 15 s to say whether it holds the address where it is an emulated VM, 3 s elsewhere',
+  async (t) => {
+    const { answerBoundMs, holdersOf } = await import('../../scripts/lib/vrrp-holders.js')
+    const lab = new Map<string, 'lxc' | 'libvirt'>([
+      ['gw-cloud', 'libvirt'],
+      ['gw-cloud-2', 'libvirt'],
+      ['proxy-1', 'lxc'],
+      ['proxy-2', 'lxc'],
+    ])
+    t.equal(answerBoundMs(['gw-cloud', 'gw-cloud-2'], lab, 'tcg'), 15_000, 'VMs under emulation')
+    t.equal(answerBoundMs(['gw-cloud', 'gw-cloud-2'], lab, 'kvm'), 3000, 'VMs with KVM answer at once')
+    t.equal(answerBoundMs(['proxy-1', 'proxy-2'], lab, 'tcg'), 3000, 'containers')
+    t.equal(answerBoundMs(['proxy-1', 'gw-cloud'], lab, 'tcg'), 15_000, 'a pair with one emulated member')
+    // The bound holds: a member that never answers is not a holder, and is given up.
+    const group = {
+      name: 'hub',
+      members: [{ host: 'a' }, { host: 'b' }],
+      addresses: [{ address: '10.20.0.1' }],
+    } as unknown as Parameters<typeof holdersOf>[1]
+    const t0 = Date.now()
+    const held = await holdersOf(
+      (h) => (h === 'a' ? Promise.resolve({ stdout: '3: cloud inet 10.20.0.1/32' }) : new Promise(() => {})),
+      group,
+      200,
+    )
+    t.same(held, ['a'], 'the member that answered and holds it')
+    t.ok(Date.now() - t0 < 2000, 'the silent one given up after the bound')
+  },
+)

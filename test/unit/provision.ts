@@ -3,6 +3,8 @@ import { provision } from '../../provision/run.js'
 import { recapText, summarize } from '../../provision/report.js'
 import { UnreachableError } from '../../provision/ssh.js'
 import { FakeHost, tinyPlan } from '../lib/fake.js'
+import { loadPlan } from '../../provision/plan.js'
+import { topologyFile } from '../../provision/paths.js'
 
 // A host that answers every command with success and plausible output.
 const answering = (name: string) =>
@@ -56,6 +58,27 @@ t.test('asking for a host the topology does not have is refused', async (t) => {
   await t.rejects(
     provision({ plan: tinyPlan(), only: ['zz'], repoRoot: '/', stateDir: '/' }),
     /unknown host zz: the topology has web, app, sql/,
+  )
+})
+
+t.test("a group's name stands for its members (npm run provision -- hub)", async (t) => {
+  const plan = loadPlan(topologyFile)
+  const asked: string[][] = []
+  await provision({
+    plan,
+    only: ['hub', 'gw-iot'],
+    dryRun: true,
+    repoRoot: '/nonexistent',
+    stateDir: '/nonexistent',
+    inventory: async (hosts) => {
+      asked.push(hosts.map((h) => h.name))
+      return { entries: new Map(), missing: new Map(hosts.map((h) => [h.name, 'not running'])) }
+    },
+  })
+  t.same(asked, [['gw-iot', 'gw-cloud', 'gw-cloud-2']], "the hub pair's members, and the host named")
+  await t.rejects(
+    provision({ plan, only: ['hubb'], repoRoot: '/', stateDir: '/' }),
+    /unknown host hubb: the topology has .* and the groups proxy, hub/,
   )
 })
 

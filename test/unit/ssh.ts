@@ -12,12 +12,22 @@ import { SshHost, UnreachableError } from '../../provision/ssh.js'
 
 const { Server, utils } = ssh2
 
+/**
+ * A new ed25519 key in OpenSSH form that ssh2 itself parses: now and then (about one
+ * run in three here) ssh2's generator writes one its own parser calls malformed.
+ */
+function ed25519Key(): string {
+  for (;;) {
+    const key = utils.generateKeyPairSync('ed25519').private
+    if (!(utils.parseKey(key) instanceof Error)) return key
+  }
+}
+
 /** An SSH server that runs `echo` and hangs on anything else; its TCP connections are ours to cut. */
 async function sshServer(t: Test) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ssh-unit-'))
-  const key = utils.generateKeyPairSync('ed25519')
-  fs.writeFileSync(path.join(dir, 'id'), key.private, { mode: 0o600 })
-  const server = new Server({ hostKeys: [utils.generateKeyPairSync('ed25519').private] }, (client) => {
+  fs.writeFileSync(path.join(dir, 'id'), ed25519Key(), { mode: 0o600 })
+  const server = new Server({ hostKeys: [ed25519Key()] }, (client) => {
     client.on('error', () => {})
     client.on('authentication', (ctx) => (ctx.method === 'publickey' ? ctx.accept() : ctx.reject(['publickey'])))
     client.on('ready', () =>
@@ -67,6 +77,23 @@ t.test('a connection reset between commands is made again by the next command, a
   await new Promise((r) => setTimeout(r, 200))
   t.equal((await host.exec('echo two')).stdout, 'two', 'the next command runs on a new connection')
   t.equal(fake.connections(), 2, 'one new connection, made by that command')
+})
+
+t.test('commands that find the connection lost at once share one new connection: none is left open', async (t) => {
+  const fake = await sshServer(t)
+  const host = await SshHost.connect(fake.entry)
+  t.teardown(() => host.close())
+  fake.cut()
+  await new Promise((r) => setTimeout(r, 200))
+  // As a poll does while a host is down and back: every command asks before the new
+  // connection is made. Each made its own, and all but the last were never closed
+  // (a test file that could not exit: seen in failover.ts).
+  const outs = await Promise.all(['a', 'b', 'c'].map((w) => host.exec(`echo ${w}`)))
+  t.same(
+    outs.map((o) => o.stdout),
+    ['a', 'b', 'c'],
+  )
+  t.equal(fake.connections(), 2, 'one new connection for the three')
 })
 
 t.test(

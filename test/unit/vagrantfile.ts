@@ -37,6 +37,6 @@ t.test('a wrong topology stops Vagrant with the field named', { skip: why }, asy
   t.ok(r, 'vagrant refused to go on')
   t.match(
     r?.stderr ?? '',
-    /hosts\.proxy-1\.interfaces\.cloud: duplicate address 10\.20\.0\.1: already used by hosts\.gw-cloud\.interfaces\.cloud/,
+    `hosts.proxy-1.interfaces.cloud: duplicate address ${raw.hosts['gw-cloud'].interfaces.cloud}: already used by hosts.gw-cloud.interfaces.cloud`,
   )
 })
