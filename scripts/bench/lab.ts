@@ -7,6 +7,7 @@ import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import { shellQuote as q, type ExecResult } from '../../provision/ssh.js'
 import type { Plan } from '../../provision/plan.js'
 import { repoRoot } from '../../provision/paths.js'
+import { holdersOf } from '../lib/vrrp-holders.js'
 
 export const BENCH_DIR = '/run/lab-bench'
 const TAG = 'lab-bench: temporary'
@@ -25,10 +26,23 @@ export interface BenchLab {
 export async function openBenchLab(plan: Plan): Promise<BenchLab> {
   const hosts: Hosts = await connectHosts(plan.hosts, repoRoot)
   const touched = new Set<string>()
-  const sh = (host: string, cmd: string, opts: { stdin?: string } = {}) =>
+  const exec = (host: string, cmd: string, opts: { stdin?: string } = {}) =>
     hosts.get(host).exec(cmd, { check: false, ...opts })
-  const must = async (host: string, cmd: string, opts: { stdin?: string } = {}) => {
-    const r = await sh(host, cmd, opts)
+  /** A host's name, or a group's (the hub pair's, say): then its member active now. */
+  const member = async (name: string) => {
+    const group = plan.vrrp.find((g) => g.name === name)
+    if (!group) return name
+    const held = await holdersOf(exec, group)
+    if (held.length !== 1)
+      throw new Error(
+        `group ${name}: ${held.length ? `${held.join(' and ')} all hold` : 'no member holds'} ${group.addresses[0].address}; see npm run lab:status`,
+      )
+    return held[0]
+  }
+  const sh = async (host: string, cmd: string, opts: { stdin?: string } = {}) => exec(await member(host), cmd, opts)
+  const must = async (name: string, cmd: string, opts: { stdin?: string } = {}) => {
+    const host = await member(name)
+    const r = await exec(host, cmd, opts)
     if (r.code !== 0)
       throw new Error(
         `${host}: \`${cmd.slice(0, 120)}\` failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`,
@@ -36,7 +50,7 @@ export async function openBenchLab(plan: Plan): Promise<BenchLab> {
     return r.stdout
   }
   const removeRules = (host: string) =>
-    sh(
+    exec(
       host,
       `nft -a list chain inet lab input 2>/dev/null | awk '/${TAG}/ {print $NF}' | while read h; do nft delete rule inet lab input handle "$h"; done`,
     )
@@ -47,20 +61,22 @@ export async function openBenchLab(plan: Plan): Promise<BenchLab> {
     plan,
     sh,
     must,
-    async put(host, name, content) {
+    async put(where, name, content) {
+      const host = await member(where)
       touched.add(host)
       const p = `${BENCH_DIR}/${name}`
       await must(host, `mkdir -p -m 0700 ${BENCH_DIR} && umask 077 && cat > ${q(p)}`, { stdin: content })
       return p
     },
-    async allow(host, rule) {
+    async allow(name, rule) {
+      const host = await member(name)
       touched.add(host)
       await must(host, `nft insert rule inet lab input ${rule} comment ${q(`"${TAG}"`)}`)
     },
     async close() {
       for (const h of touched) {
         await removeRules(h)
-        await sh(h, `rm -rf ${BENCH_DIR}`)
+        await exec(h, `rm -rf ${BENCH_DIR}`)
       }
       for (const c of clients)
         await sh(c, `curl -s -m 5 -X POST http://127.0.0.1:${CLIENT_CONTROL_PORT}/resume >/dev/null`)

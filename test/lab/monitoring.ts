@@ -51,10 +51,26 @@ if (lab) {
 
   t.test('the gateways report their tunnels: SAs up, traffic counted, the data path', async (t) => {
     for (const gw of lab.byRole('gateway')) {
-      const up = await promQuery(lab, `lab_ipsec_child_sa_up{host="${gw.name}"}`)
+      // A hub pair's standby holds no SA by design: it reports each tunnel as down (0, not
+      // absent); the active member, and every single gateway, as up. Polled: the monitor
+      // sees a change (an earlier failover) a scrape and a metrics write later.
+      const group = lab.plan.vrrp.find((g) => g.members.some((m) => m.host === gw.name))
+      const standby = !!group && (await lab.activeMember(group.name)).name !== gw.name
+      const want = standby ? '0' : '1'
+      const up = await waitFor(
+        `the monitor to see ${gw.name}'s tunnels ${standby ? 'down (the standby)' : 'up'}`,
+        async () => {
+          const s = await promQuery(lab, `lab_ipsec_child_sa_up{host="${gw.name}"}`)
+          return s.length > 0 && s.every((x) => x.value[1] === want) && s
+        },
+        30_000,
+        1000,
+      ).catch(() => [] as Awaited<ReturnType<typeof promQuery>>)
       t.ok(
-        up.length > 0 && up.every((s) => s.value[1] === '1'),
-        `${gw.name}: every tunnel has an installed child SA (${up.map((s) => s.metric.conn).join(', ')})`,
+        up.length > 0,
+        standby
+          ? `${gw.name} (${group.name}'s standby): every tunnel configured, no SA (${up.map((s) => s.metric.conn).join(', ')})`
+          : `${gw.name}: every tunnel has an installed child SA (${up.map((s) => s.metric.conn).join(', ')})`,
       )
       const mode = await promQuery(lab, `lab_ipsec_datapath_info{host="${gw.name}"}`)
       t.same(

@@ -112,7 +112,7 @@ if (lab) {
   t.test('the CA key stays on the provisioning machine; each gateway key is its own, 0600', async (t) => {
     const caKey = fs.readFileSync(pkiPaths(stateDir).caKey, 'utf8').split('\n')[1]
     t.ok(caKey && caKey.length > 20, 'the CA key exists here (control)')
-    for (const gw of [tunnel.site, tunnel.hub]) {
+    for (const gw of [tunnel.site, ...lab.membersOf(tunnel.hub)]) {
       const found = await lab.sh(gw, `grep -rlF -- ${JSON.stringify(caKey)} /etc /root /home /var/lib /tmp 2>/dev/null`)
       t.equal(found.stdout.trim(), '', `${gw} holds no copy of the CA key`)
       t.equal(
@@ -132,7 +132,7 @@ if (lab) {
     const showsLan = (l: string) => lanAddresses.some((a) => l.includes(` ${a}`))
     const secret = marker()
     const wire = await captureWire(lab, wan, async () => {
-      const inside = await capture(lab, tunnel.hub, 'cloud', async () => {
+      const inside = await capture(lab, await lab.member(tunnel.hub), 'cloud', async () => {
         await send(proxyAddr, secret)
       })
       t.match(
@@ -151,7 +151,9 @@ if (lab) {
     // kernel-libipsec always encapsulates ESP in UDP 4500, so a tunnel with it at either
     // end is ESP in UDP; between two kernels it is ESP itself, IP protocol 50.
     const modes = await Promise.all(
-      [tunnel.site, tunnel.hub].map(async (g) => (await lab.sh(g, 'cat /etc/lab/ipsec-mode')).stdout.trim()),
+      [tunnel.site, ...lab.membersOf(tunnel.hub)].map(async (g) =>
+        (await lab.sh(g, 'cat /etc/lab/ipsec-mode')).stdout.trim(),
+      ),
     )
     const mode = modes.includes('libipsec') ? 'libipsec' : 'kernel'
     const sealed =

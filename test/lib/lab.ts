@@ -24,6 +24,7 @@ import { labUp } from '../../scripts/lib/lab.js'
 import { repoRoot, stateDir, topologyFile } from '../../provision/paths.js'
 import { ownerClone } from '../../scripts/lib/lxc.js'
 import { knownContainers, machineStates } from '../../scripts/lib/vagrant.js'
+import { holdersOf } from '../../scripts/lib/vrrp-holders.js'
 import { providerOps, providerSummary, runningProviders } from '../../scripts/lib/providers.js'
 import type { Provider } from '../../provision/providers.js'
 import { waitFor } from '../../provision/lib/wait.js'
@@ -93,10 +94,21 @@ export interface Lab {
   provider: Provider | 'mixed' | 'none'
   /** Each host's provider, from Vagrant's state. */
   providerOf(name: string): Provider | undefined
+  /** A host's SSH connection (a group's name is refused: which member is meant?). */
   host(name: string): RemoteHost
+  /** A host's facts; a group's name gives its first member's (every member has the same networks and provider). */
   facts(name: string): Facts
-  /** Run on a host as root; returns the result whatever the exit code. */
+  /**
+   * Run on a host as root; returns the result whatever the exit code. A group's name
+   * (the hub pair's, the proxy pair's) runs it on the member active now.
+   */
   sh(name: string, command: string, options?: ExecOptions): Promise<ExecResult>
+  /** The member of a group holding its virtual address now (see active). */
+  activeMember(group: string): Promise<Host>
+  /** A host's name as it is; a group's (the hub pair's): its member active now. */
+  member(name: string): Promise<string>
+  /** A host's name, or every member of a group (for what each member holds: keys, files). */
+  membersOf(name: string): string[]
   byRole(role: Host['role']): Host[]
   /**
    * The host serving a role's service now: the member of its group holding the virtual
@@ -216,40 +228,49 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     return v
   }
   const providers = runningProviders()
+  const groupNamed = (name: string) => plan.vrrp.find((g) => g.name === name)
+  const firstMember = (name: string) => groupNamed(name)?.members[0].host ?? name
+  const holder = async (group: (typeof plan.vrrp)[number]): Promise<Host> => {
+    const holders = await holdersOf((h, c) => lab.sh(h, c), group)
+    if (holders.length !== 1)
+      throw new Error(
+        `group ${group.name}: ${holders.length ? `${holders.join(' and ')} all hold` : 'no member that answers holds'} ${group.addresses[0].address}`,
+      )
+    return get(byName, holders[0])
+  }
   const lab: Lab = {
     plan,
     provider: providerSummary(plan.hosts.map((h) => providers.get(h.name)).filter((p): p is Provider => !!p)),
-    providerOf: (name) => providers.get(name),
-    host: (name) => get(hosts, name),
-    facts: (name) => get(facts, name),
-    sh: (name, command, options) => get(hosts, name).exec(command, { check: false, ...options }),
+    providerOf: (name) => providers.get(firstMember(name)),
+    host: (name) => {
+      if (groupNamed(name))
+        throw new Error(`${name} is a group: ask lab.activeMember(${JSON.stringify(name)}) for its member`)
+      return get(hosts, name)
+    },
+    facts: (name) => get(facts, firstMember(name)),
+    sh: async (name, command, options) => {
+      const group = groupNamed(name)
+      const host = group ? (await holder(group)).name : name
+      return get(hosts, host).exec(command, { check: false, ...options })
+    },
+    activeMember: async (name) => {
+      const group = groupNamed(name)
+      if (!group)
+        throw new Error(
+          `no group ${name} in the topology (groups: ${plan.vrrp.map((g) => g.name).join(', ') || 'none'})`,
+        )
+      return holder(group)
+    },
+    member: async (name) => {
+      const group = groupNamed(name)
+      return group ? (await holder(group)).name : name
+    },
+    membersOf: (name) => groupNamed(name)?.members.map((m) => m.host) ?? [name],
     byRole: (role) => plan.hosts.filter((h) => h.role === role),
     active: async (role) => {
       const group = plan.vrrp.find((g) => g.role === role)
       const [first] = plan.hosts.filter((h) => h.role === role)
-      if (!group) return first
-      const vip = group.addresses[0].address
-      // Asked of every member at once, each given 3 s: a member stopped or frozen does not
-      // answer (its connection hangs until SSH gives up), and does not hold the address
-      // for anyone else either.
-      const silent = Symbol('silent')
-      const asked = await Promise.all(
-        group.members.map(async (m) => {
-          let timer: NodeJS.Timeout | undefined
-          const r = await Promise.race([
-            lab.sh(m.host, `ip -4 -o addr show to ${vip}/32`).catch(() => silent),
-            new Promise<typeof silent>((resolve) => (timer = setTimeout(() => resolve(silent), 3000))),
-          ])
-          clearTimeout(timer)
-          return { host: get(byName, m.host), holds: typeof r !== 'symbol' && r.stdout.trim() !== '' }
-        }),
-      )
-      const holders = asked.filter((a) => a.holds).map((a) => a.host)
-      if (holders.length !== 1)
-        throw new Error(
-          `group ${group.name}: ${holders.length ? `${holders.map((h) => h.name).join(' and ')} all hold` : 'no member that answers holds'} ${vip}`,
-        )
-      return holders[0]
+      return group ? holder(group) : first
     },
     test: (t, name, requires, fn) => {
       const no = unmet(lab, requires)

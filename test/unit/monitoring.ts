@@ -28,7 +28,8 @@ t.test('every host is scraped on its LAN address, each role with its own exporte
     'node iot-client 10.10.1.10:9100',
     'client iot-client 10.10.1.10:9101',
     'node gw-iot 10.10.1.1:9100',
-    'node gw-cloud 10.20.0.1:9100',
+    'node gw-cloud 10.20.0.2:9100',
+    'node gw-cloud-2 10.20.0.3:9100',
     'node proxy-1 10.20.0.11:9100',
     'nginx proxy-1 10.20.0.11:9113',
     'node proxy-2 10.20.0.12:9100',
@@ -115,9 +116,9 @@ t.test("the gateways' IPsec metrics: SAs up, traffic kept monotonic across a rek
     `list-sa event {gw-iot {uniqueid=1 version=2 state=ESTABLISHED established=100 child-sas {gw-iot-${child} {name=gw-iot uniqueid=${child} reqid=1 state=INSTALLED mode=TUNNEL protocol=ESP bytes-in=${bytesIn} packets-in=${bytesIn / 100} bytes-out=50 packets-out=1}}}}`
   const value = (text: string, name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1])
   const a = render('gw-cloud', 'libipsec', ['gw-iot'], parseRawSas(sa(1, 1000)), 0)
-  t.match(a, /^lab_ipsec_child_sa_up\{host="gw-cloud",conn="gw-iot",child="gw-iot"\} 1$/m)
-  t.match(a, /^lab_ipsec_ike_sa_up\{host="gw-cloud",conn="gw-iot"\} 1$/m)
-  t.match(a, /^lab_ipsec_datapath_info\{host="gw-cloud",mode="libipsec"\} 1$/m)
+  t.match(a, /^lab_ipsec_child_sa_up\{host="gw-cloud",side="gw-cloud",conn="gw-iot",child="gw-iot"\} 1$/m)
+  t.match(a, /^lab_ipsec_ike_sa_up\{host="gw-cloud",side="gw-cloud",conn="gw-iot"\} 1$/m)
+  t.match(a, /^lab_ipsec_datapath_info\{host="gw-cloud",side="gw-cloud",mode="libipsec"\} 1$/m)
   t.equal(value(a, 'lab_ipsec_child_bytes_in_total'), 1000)
   const b = render('gw-cloud', 'libipsec', ['gw-iot'], parseRawSas(sa(1, 1500)), 0)
   t.equal(value(b, 'lab_ipsec_child_bytes_in_total'), 1500)
@@ -127,7 +128,7 @@ t.test("the gateways' IPsec metrics: SAs up, traffic kept monotonic across a rek
   const down = render('gw-cloud', 'libipsec', ['gw-iot'], [], 0)
   t.match(
     down,
-    /^lab_ipsec_child_sa_up\{host="gw-cloud",conn="gw-iot",child="gw-iot"\} 0$/m,
+    /^lab_ipsec_child_sa_up\{host="gw-cloud",side="gw-cloud",conn="gw-iot",child="gw-iot"\} 0$/m,
     'no SA: the connection is down, not absent',
   )
   t.equal(value(down, 'lab_ipsec_child_bytes_in_total'), 1700, 'and its counter stays')

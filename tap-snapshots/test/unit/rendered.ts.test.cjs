@@ -5,7 +5,121 @@
  * Make sure to inspect the output below.  Do not ignore changes!
  */
 'use strict'
-exports[`test/unit/rendered.ts > TAP > keepalived.conf of each proxy pair's member, as keepalived -t reads it > proxy-1: /etc/keepalived/keepalived.conf 1`] = `
+exports[`test/unit/rendered.ts > TAP > keepalived.conf of each pair's member (hub and proxy), as keepalived -t reads it > gw-cloud-2: /etc/keepalived/keepalived.conf 1`] = `
+# Managed by the lab provisioner (gw-cloud-2): edits are overwritten.
+# keepalived: this host is a member of group hub (topology.yaml, groups). The
+# active member holds the group's virtual addresses; the others watch its adverts and
+# take them over when they stop (VRRP, RFC 5798: after 3 adverts missed plus a skew,
+# about 3.5 s at one advert a second).
+global_defs {
+  router_id gw-cloud-2
+  # Scripts run as root, and only scripts root alone can change are run.
+  script_user root
+  enable_script_security
+  # A new master announces its addresses at once, then again after 2 s, so that
+  # neighbours whose ARP caches still name the old member learn the new one.
+  vrrp_garp_master_delay 2
+  vrrp_garp_master_repeat 3
+  # State changes are handled one after the other, in order: keepalived writes each to
+  # this FIFO and one reader it starts hands them to the notify script in turn.
+  vrrp_notify_fifo /run/keepalived-lab-notify.fifo
+  vrrp_notify_fifo_script "/usr/local/lib/lab/vrrp-notify-fifo"
+}
+
+# The service itself must answer, not only the host: the member's own watch writes 0
+# to this file while charon answers, and anything else gives the addresses up
+# (weight 0). keepalived reads it when it changes and runs nothing for it.
+track_file charon {
+  file "/run/lab-hub-health"
+  weight 0
+  # Absent (the watch not started yet): not healthy.
+  init_file 1
+}
+
+vrrp_instance hub {
+  # Every member starts as a backup and none preempts: the first election goes by
+  # priority, and after a failover the addresses stay where they are (a fail-back is a
+  # choice, not a second outage).
+  state BACKUP
+  nopreempt
+  interface cloud
+  virtual_router_id 2
+  priority 140
+  advert_int 1
+  # Unicast between the members: no multicast on the lab's bridges.
+  unicast_src_ip 10.20.0.3
+  unicast_peer {
+    10.20.0.2
+  }
+  virtual_ipaddress {
+    10.20.0.1/24 dev cloud
+    198.51.100.12/24 dev inet
+  }
+  track_file {
+    charon
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > keepalived.conf of each pair's member (hub and proxy), as keepalived -t reads it > gw-cloud: /etc/keepalived/keepalived.conf 1`] = `
+# Managed by the lab provisioner (gw-cloud): edits are overwritten.
+# keepalived: this host is a member of group hub (topology.yaml, groups). The
+# active member holds the group's virtual addresses; the others watch its adverts and
+# take them over when they stop (VRRP, RFC 5798: after 3 adverts missed plus a skew,
+# about 3.4 s at one advert a second).
+global_defs {
+  router_id gw-cloud
+  # Scripts run as root, and only scripts root alone can change are run.
+  script_user root
+  enable_script_security
+  # A new master announces its addresses at once, then again after 2 s, so that
+  # neighbours whose ARP caches still name the old member learn the new one.
+  vrrp_garp_master_delay 2
+  vrrp_garp_master_repeat 3
+  # State changes are handled one after the other, in order: keepalived writes each to
+  # this FIFO and one reader it starts hands them to the notify script in turn.
+  vrrp_notify_fifo /run/keepalived-lab-notify.fifo
+  vrrp_notify_fifo_script "/usr/local/lib/lab/vrrp-notify-fifo"
+}
+
+# The service itself must answer, not only the host: the member's own watch writes 0
+# to this file while charon answers, and anything else gives the addresses up
+# (weight 0). keepalived reads it when it changes and runs nothing for it.
+track_file charon {
+  file "/run/lab-hub-health"
+  weight 0
+  # Absent (the watch not started yet): not healthy.
+  init_file 1
+}
+
+vrrp_instance hub {
+  # Every member starts as a backup and none preempts: the first election goes by
+  # priority, and after a failover the addresses stay where they are (a fail-back is a
+  # choice, not a second outage).
+  state BACKUP
+  nopreempt
+  interface cloud
+  virtual_router_id 2
+  priority 150
+  advert_int 1
+  # Unicast between the members: no multicast on the lab's bridges.
+  unicast_src_ip 10.20.0.2
+  unicast_peer {
+    10.20.0.3
+  }
+  virtual_ipaddress {
+    10.20.0.1/24 dev cloud
+    198.51.100.12/24 dev inet
+  }
+  track_file {
+    charon
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > keepalived.conf of each pair's member (hub and proxy), as keepalived -t reads it > proxy-1: /etc/keepalived/keepalived.conf 1`] = `
 # Managed by the lab provisioner (proxy-1): edits are overwritten.
 # keepalived: this host is a member of group proxy (topology.yaml, groups). The
 # active member holds the group's virtual addresses; the others watch its adverts and
@@ -20,6 +134,10 @@ global_defs {
   # neighbours whose ARP caches still name the old member learn the new one.
   vrrp_garp_master_delay 2
   vrrp_garp_master_repeat 3
+  # State changes are handled one after the other, in order: keepalived writes each to
+  # this FIFO and one reader it starts hands them to the notify script in turn.
+  vrrp_notify_fifo /run/keepalived-lab-notify.fifo
+  vrrp_notify_fifo_script "/usr/local/lib/lab/vrrp-notify-fifo"
 }
 
 # The service itself must answer, not only the host: a member whose nginx fails
@@ -53,12 +171,11 @@ vrrp_instance proxy {
   track_script {
     nginx
   }
-  notify "/usr/local/lib/lab/vrrp-notify"
 }
 
 `
 
-exports[`test/unit/rendered.ts > TAP > keepalived.conf of each proxy pair's member, as keepalived -t reads it > proxy-2: /etc/keepalived/keepalived.conf 1`] = `
+exports[`test/unit/rendered.ts > TAP > keepalived.conf of each pair's member (hub and proxy), as keepalived -t reads it > proxy-2: /etc/keepalived/keepalived.conf 1`] = `
 # Managed by the lab provisioner (proxy-2): edits are overwritten.
 # keepalived: this host is a member of group proxy (topology.yaml, groups). The
 # active member holds the group's virtual addresses; the others watch its adverts and
@@ -73,6 +190,10 @@ global_defs {
   # neighbours whose ARP caches still name the old member learn the new one.
   vrrp_garp_master_delay 2
   vrrp_garp_master_repeat 3
+  # State changes are handled one after the other, in order: keepalived writes each to
+  # this FIFO and one reader it starts hands them to the notify script in turn.
+  vrrp_notify_fifo /run/keepalived-lab-notify.fifo
+  vrrp_notify_fifo_script "/usr/local/lib/lab/vrrp-notify-fifo"
 }
 
 # The service itself must answer, not only the host: a member whose nginx fails
@@ -106,7 +227,6 @@ vrrp_instance proxy {
   track_script {
     nginx
   }
-  notify "/usr/local/lib/lab/vrrp-notify"
 }
 
 `
@@ -222,6 +342,7 @@ table inet lab {
     iifname "inet" ip saddr { 198.51.100.11 } udp dport { 500, 4500 } accept comment "IKE, and ESP in UDP"
     iifname "inet" ip saddr { 198.51.100.11 } meta l4proto esp accept comment "ESP"
     iifname "inet" counter drop comment "internet side: nothing else"
+    ip saddr { 10.20.0.3 } ip protocol vrrp accept comment "VRRP adverts from group hub"
     icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
     counter comment "input dropped"
   }
@@ -230,6 +351,78 @@ table inet lab {
     ct state established,related accept
     meta secpath exists ip saddr { 10.10.1.0/24 } ip daddr { 10.20.0.0/24 } accept comment "gw-iot: decrypted from the tunnel"
     rt ipsec exists ip saddr { 10.20.0.0/24 } ip daddr { 10.10.1.0/24 } accept comment "gw-iot: into the tunnel"
+    counter comment "forward dropped"
+  }
+  chain output {
+    type filter hook output priority filter; policy accept;
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > gw-cloud-2 (kernel ESP): /etc/nftables.conf 1`] = `
+#!/usr/sbin/nft -f
+# Managed by the lab provisioner (gw-cloud-2, role gateway): edits are overwritten.
+# Replaces only the lab's own table, atomically: tables of others (strongSwan's, say)
+# are left alone. Policy: drop what the role does not admit, and count it.
+table inet lab
+delete table inet lab
+table inet lab {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid counter drop
+    iifname "lo" accept
+    iifname "mgmt" tcp dport 22 accept comment "SSH from the provisioning machine only"
+    ip saddr 10.20.0.40 tcp dport { 9100 } accept comment "Prometheus on monitor: what it scrapes here"
+    iifname "inet" ip saddr { 198.51.100.11 } udp dport { 500, 4500 } accept comment "IKE, and ESP in UDP"
+    iifname "inet" ip saddr { 198.51.100.11 } meta l4proto esp accept comment "ESP"
+    iifname "inet" counter drop comment "internet side: nothing else"
+    ip saddr { 10.20.0.2 } ip protocol vrrp accept comment "VRRP adverts from group hub"
+    icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
+    counter comment "input dropped"
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    meta secpath exists ip saddr { 10.10.1.0/24 } ip daddr { 10.20.0.0/24 } accept comment "gw-iot: decrypted from the tunnel"
+    rt ipsec exists ip saddr { 10.20.0.0/24 } ip daddr { 10.10.1.0/24 } accept comment "gw-iot: into the tunnel"
+    counter comment "forward dropped"
+  }
+  chain output {
+    type filter hook output priority filter; policy accept;
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > gw-cloud-2: /etc/nftables.conf 1`] = `
+#!/usr/sbin/nft -f
+# Managed by the lab provisioner (gw-cloud-2, role gateway): edits are overwritten.
+# Replaces only the lab's own table, atomically: tables of others (strongSwan's, say)
+# are left alone. Policy: drop what the role does not admit, and count it.
+table inet lab
+delete table inet lab
+table inet lab {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid counter drop
+    iifname "lo" accept
+    iifname "mgmt" tcp dport 22 accept comment "SSH from the provisioning machine only"
+    ip saddr 10.20.0.40 tcp dport { 9100 } accept comment "Prometheus on monitor: what it scrapes here"
+    iifname "inet" ip saddr { 198.51.100.11 } udp dport { 500, 4500 } accept comment "IKE, and ESP in UDP"
+    iifname "inet" ip saddr { 198.51.100.11 } meta l4proto esp accept comment "ESP"
+    iifname "inet" counter drop comment "internet side: nothing else"
+    ip saddr { 10.20.0.2 } ip protocol vrrp accept comment "VRRP adverts from group hub"
+    icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
+    counter comment "input dropped"
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    iifname "ipsec0" ip saddr { 10.10.1.0/24 } ip daddr { 10.20.0.0/24 } accept comment "gw-iot: from the tunnel"
+    oifname "ipsec0" ip saddr { 10.20.0.0/24 } ip daddr { 10.10.1.0/24 } accept comment "gw-iot: into the tunnel"
     counter comment "forward dropped"
   }
   chain output {
@@ -257,6 +450,7 @@ table inet lab {
     iifname "inet" ip saddr { 198.51.100.11 } udp dport { 500, 4500 } accept comment "IKE, and ESP in UDP"
     iifname "inet" ip saddr { 198.51.100.11 } meta l4proto esp accept comment "ESP"
     iifname "inet" counter drop comment "internet side: nothing else"
+    ip saddr { 10.20.0.3 } ip protocol vrrp accept comment "VRRP adverts from group hub"
     icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
     counter comment "input dropped"
   }
@@ -788,8 +982,10 @@ scrape_configs:
         labels: { host: iot-client, role: iot-client }
       - targets: ['10.10.1.1:9100']
         labels: { host: gw-iot, role: gateway }
-      - targets: ['10.20.0.1:9100']
+      - targets: ['10.20.0.2:9100']
         labels: { host: gw-cloud, role: gateway }
+      - targets: ['10.20.0.3:9100']
+        labels: { host: gw-cloud-2, role: gateway }
       - targets: ['10.20.0.11:9100']
         labels: { host: proxy-1, role: proxy }
       - targets: ['10.20.0.12:9100']
@@ -857,6 +1053,52 @@ charon {
 
 `
 
+exports[`test/unit/rendered.ts > TAP > swanctl.conf of each gateway > gw-cloud-2: /etc/swanctl/conf.d/lab.conf 1`] = `
+# Managed by the lab provisioner (gw-cloud-2, from topology.yaml): edits are overwritten.
+# Proposals are strict: exactly these and nothing else is accepted, so a peer that
+# offers anything weaker gets NO_PROPOSAL_CHOSEN (DESIGN.md, decision 5).
+connections {
+  gw-iot {
+    version = 2
+    local_addrs = 198.51.100.12
+    remote_addrs = 198.51.100.11
+    proposals = chacha20poly1305-prfsha512-curve25519
+    # Dead peer detection after this much silence (then lab-timers.conf's retransmissions),
+    # and a new IKE_SA (with new keys) every 4 hours.
+    dpd_delay = 2s
+    rekey_time = 4h
+    keyingtries = 0
+    unique = replace
+    mobike = no
+    local {
+      auth = pubkey
+      id = hub.iotlab
+      certs = gw-cloud-2.pem
+    }
+    remote {
+      auth = pubkey
+      id = gw-iot.iotlab
+      # Only the lab CA, and a certificate on its CRL is refused.
+      cacerts = lab-ca.pem
+      revocation = strict
+    }
+    children {
+      gw-iot {
+        local_ts = 10.20.0.0/24
+        remote_ts = 10.10.1.0/24
+        # PFS: every rekey of the child SA runs a fresh curve25519 exchange.
+        esp_proposals = chacha20poly1305-curve25519
+        rekey_time = 1h
+        dpd_action = clear
+        start_action = none
+        close_action = none
+      }
+    }
+  }
+}
+
+`
+
 exports[`test/unit/rendered.ts > TAP > swanctl.conf of each gateway > gw-cloud: /etc/swanctl/conf.d/lab.conf 1`] = `
 # Managed by the lab provisioner (gw-cloud, from topology.yaml): edits are overwritten.
 # Proposals are strict: exactly these and nothing else is accepted, so a peer that
@@ -876,7 +1118,7 @@ connections {
     mobike = no
     local {
       auth = pubkey
-      id = gw-cloud.iotlab
+      id = hub.iotlab
       certs = gw-cloud.pem
     }
     remote {
@@ -927,7 +1169,7 @@ connections {
     }
     remote {
       auth = pubkey
-      id = gw-cloud.iotlab
+      id = hub.iotlab
       # Only the lab CA, and a certificate on its CRL is refused.
       cacerts = lab-ca.pem
       revocation = strict
