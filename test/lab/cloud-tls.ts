@@ -288,7 +288,10 @@ if (opened) {
       })
       // The check at the end covers every reading the client ever took (seq 1 to last):
       // before, during and after.
-      const nginxLog = await since(proxy.name, { file: '/var/log/nginx/error.log' })
+      // The member serving now (a pair's active one, whichever the lab's history left
+      // holding the address) is the one whose nginx talks to the backends and logs it.
+      const serving = await lab.active('proxy')
+      const nginxLog = await since(serving.name, { file: '/var/log/nginx/error.log' })
       const pg = await since(db.name, { file: await pgLog() })
       const mark = await markStream(lab)
       const before = await clientStatus(lab)
@@ -354,7 +357,7 @@ if (opened) {
       t.match(re.stdout, new RegExp(`Issued ${b1.name} a new certificate`), `npm run pki -- reissue ${b1.name}`)
       t.notOk(isRevoked(p, (await certInfo(p, issuedCert(p, b1.name)!)).serial), 'the new certificate is not revoked')
       // From a cursor taken after the reissue: lines written before it are not its work.
-      const access = await since(proxy.name, { file: '/var/log/nginx/access.log' })
+      const access = await since(serving.name, { file: '/var/log/nginx/access.log' })
       const back = await logged(
         access,
         new RegExp(

@@ -268,6 +268,21 @@ if (opened) {
         // (RFC 5798 6.4.3), so the address may move back once. One member holds it after.
         const settled = await waitFor(`one member to hold ${vips[0]} after the thaw`, () => holder(group), 30_000, 200)
         t.pass(`after the thaw ${settled.name} holds ${vips[0]}`)
+        // Each member reports the state it is in, and the monitor sees the holder as the
+        // active one: keepalived's MASTER_RX_LOWER_PRI, sent to the master that hears the
+        // other's advert, once left the holder reporting no state at all (LabPairNoActive).
+        const other = members.find((m) => m.name !== settled.name)!
+        const reported = async () =>
+          `${settled.name} ${await vrrpState(settled)}, ${other.name} ${await vrrpState(other)}`
+        const agreed = `${settled.name} master, ${other.name} backup`
+        await waitFor(`the members to report ${agreed}`, async () => (await reported()) === agreed, 30_000, 500).catch(
+          () => undefined,
+        )
+        t.equal(await reported(), agreed, 'after the thaw each member reports its state')
+        if (watched) {
+          await waitFor(`the monitor to see ${settled.name} active`, () => monitorSeesActive(settled), 60_000, 1000)
+          t.pass(`the monitor sees ${settled.name} as the active member`)
+        }
         // Its clock kept this machine's time, as a host that only hung would have: a clock
         // left behind by the pause makes every CRL issued since "not yet valid" to it.
         const before = Date.now() / 1000

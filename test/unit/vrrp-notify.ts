@@ -10,7 +10,8 @@ import path from 'node:path'
 import t from 'tap'
 import { topologyFile } from '../../provision/paths.js'
 import { loadPlan } from '../../provision/plan.js'
-import { keepalivedConf, vrrpNotifyReader } from '../../provision/roles/vrrp.js'
+import { keepalivedConf, vrrpNotify, vrrpNotifyReader } from '../../provision/roles/vrrp.js'
+import { TEXTFILE_DIR } from '../../provision/roles/monitoring.js'
 import { proxy } from '../../provision/roles/proxy.js'
 import type { Context } from '../../provision/runner.js'
 import { waitFor } from '../../provision/lib/wait.js'
@@ -74,4 +75,36 @@ t.test('two changes a moment apart are handled in order, the second after the fi
     50,
   )
   t.pass('a change written after the FIFO was closed and opened again')
+})
+
+t.test('an event that is no state (MASTER_RX_LOWER_PRI) leaves the state the monitor reads as it was', async (t) => {
+  // keepalived sends it to a master that hears a lower priority's advert: on the lab, a
+  // thawed proxy-1 that took its address back. Written as a state, the file held no 1
+  // and the monitor saw the pair with no active member (LabPairNoActive firing).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrrps-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const script = path.join(dir, 'vrrp-notify')
+  fs.writeFileSync(script, vrrpNotify(ctx, proxy.health!(ctx)).replaceAll(TEXTFILE_DIR, dir), { mode: 0o755 })
+  const prom = path.join(dir, 'vrrp-proxy.prom')
+  const states = () =>
+    Object.fromEntries(
+      [...fs.readFileSync(prom, 'utf8').matchAll(/^lab_vrrp_state\{group="proxy",state="(\w+)"\} (\d)$/gm)].map((m) => [
+        m[1],
+        Number(m[2]),
+      ]),
+    )
+  const notify = (state: string) => spawnSync(script, ['INSTANCE', 'proxy', state, '150'], { encoding: 'utf8' })
+  t.equal(notify('MASTER').status, 0)
+  t.same(states(), { master: 1, backup: 0, fault: 0, stop: 0 }, 'MASTER: the file says master')
+  const r = notify('MASTER_RX_LOWER_PRI')
+  t.equal(r.status, 0, `it ends well (${r.stderr.trim()})`)
+  t.same(states(), { master: 1, backup: 0, fault: 0, stop: 0 }, 'after MASTER_RX_LOWER_PRI: still master')
+  t.equal(fs.statSync(prom).mode & 0o777, 0o644, 'node exporter can read it')
+  t.equal(notify('BACKUP').status, 0)
+  t.same(states(), { master: 0, backup: 1, fault: 0, stop: 0 }, 'a real change after it is written')
+  t.same(
+    fs.readdirSync(dir).filter((f) => f !== 'vrrp-notify' && f !== 'vrrp-proxy.prom'),
+    [],
+    'no temporary file left behind',
+  )
 })
