@@ -154,6 +154,16 @@ export function planOf(raw: unknown, file = 'topology', opts: PlanOptions = {}):
 function resolvePlan(t: Topology, opts: PlanOptions): Plan {
   const lans = new Set(t.networks.filter((n) => n.kind === 'lan').map((n) => n.name))
   const choice = chooseProviders(t.hosts, opts.env ?? process.env, opts.machine)
+  const fractions = t.hosts.filter((h) => choice.providers[h.name] !== 'lxc' && !Number.isInteger(h.cpus))
+  if (fractions.length)
+    throw new Error(
+      fractions
+        .map(
+          (h) =>
+            `${h.name}: cpus ${h.cpus} is a fraction of a CPU, which a VM (${choice.providers[h.name]}) cannot have: give it a whole number, or keep ${h.name} a container (${choice.reason})`,
+        )
+        .join('\n'),
+    )
   const hosts: Host[] = t.hosts.map((h) => {
     const lanAddress = h.interfaces.find((i) => lans.has(i.network))?.address
     return {

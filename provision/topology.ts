@@ -68,8 +68,16 @@ export interface Host {
   interfaces: Interface[]
   mgmt: Interface
   routes: Route[]
+  /** A VM's size: MiB of memory (512 unless the topology sets it). */
   memory: number
+  /** A VM's CPUs (1 unless set); a container's share of this machine's cores, in hundredths. */
   cpus: number
+  /**
+   * What the topology sets of memory and cpus, and so a container's cgroup limits: a
+   * container has none unless it is given them (it shares this machine's cores and
+   * memory), where a VM always has a size.
+   */
+  limits: { memory?: number; cpus?: number }
 }
 
 export const VPN_AUTH = ['pubkey', 'psk'] as const
@@ -177,6 +185,11 @@ const VPN_KEYS = ['hub', 'auth']
 const OLD_SERVER_KEYS = ['address', 'host', 'ports']
 const NETWORK_KEYS = ['kind', 'cidr', 'host_address', 'gateway', 'old_server']
 const HOST_KEYS = ['role', 'interfaces', 'memory', 'cpus']
+
+/** A positive number of CPUs in hundredths at most (1, 2, 0.5, 0.25; not 0.125). */
+function isHundredths(x: unknown): x is number {
+  return typeof x === 'number' && Number.isFinite(x) && x >= 0.01 && Math.abs(x * 100 - Math.round(x * 100)) < 1e-9
+}
 const NAME = /^[a-z][a-z0-9]{1,7}$/
 const NETWORK_NAME = /^[a-z][a-z0-9]{0,5}$/
 const HOST_NAME = /^[a-z][a-z0-9-]{0,30}[a-z0-9]$/
@@ -351,7 +364,10 @@ function validateHosts(
       const cpus = value.cpus ?? 1
       if (!Number.isInteger(memory) || (memory as number) < 128)
         fail(`${field}.memory`, 'must be a whole number of MiB, at least 128')
-      if (!Number.isInteger(cpus) || (cpus as number) < 1) fail(`${field}.cpus`, 'must be a whole number, at least 1')
+      // A fraction caps a container's CPU time (a tenth of a core: 0.1); a VM takes
+      // whole CPUs, which the plan checks once it knows the host's provider.
+      if (!isHundredths(cpus))
+        fail(`${field}.cpus`, 'must be a number of CPUs above 0, in hundredths at most (0.1 is a tenth of a core)')
       const interfaces = validateInterfaces(field, value.interfaces, byNet, cidrs, owners, fail)
       // Management first: on lxc it becomes the container's first NIC.
       interfaces.sort(
@@ -366,6 +382,11 @@ function validateHosts(
         routes: [],
         memory: memory as number,
         cpus: cpus as number,
+        limits: {
+          // Unset, or null (YAML's empty value): no limit.
+          ...(value.memory != null ? { memory: memory as number } : {}),
+          ...(value.cpus != null ? { cpus: cpus as number } : {}),
+        },
       })
     }
   }

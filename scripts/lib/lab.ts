@@ -182,9 +182,14 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
   for (const p of ALL_PROVIDERS.map((o) => o.name).filter((x) => providers.includes(x))) {
     const hosts = hostsOf(planned, p)
     const all = hosts.length === plan.hosts.length
-    await timed('vagrant_up', `vagrant up --provider=${p}${all ? '' : ` ${hosts.join(' ')}`}`, () =>
-      vagrantUp(plan, p, all ? [] : hosts, hosts, log),
-    )
+    await timed('vagrant_up', `vagrant up --provider=${p}${all ? '' : ` ${hosts.join(' ')}`}`, async () => {
+      await vagrantUp(plan, p, all ? [] : hosts, hosts, log)
+      await providerOps(p).afterUp?.(
+        plan.hosts.filter((h) => hosts.includes(h.name)),
+        plan,
+        log,
+      )
+    })
   }
   let changed = 0
   if (opts.provision !== false) {

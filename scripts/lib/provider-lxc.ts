@@ -7,6 +7,7 @@ import { $ } from 'zx'
 import { boxName, ensureBox } from './box.js'
 import { connect, deviceOf, linkName, type Link } from './links.js'
 import { labContainers, leftovers, removeLeftovers, removeStaleContainers } from './lxc.js'
+import { applyLimits } from './lxc-limits.js'
 import type { Host, Plan } from '../../provision/plan.js'
 import type { MachineRecord } from '../../provision/vagrant-state.js'
 import type { ProviderOps } from './provider-types.js'
@@ -66,6 +67,15 @@ export const lxcProvider: ProviderOps = {
       await removeStaleContainers(plan, boxName(), log)
       await removeLeftovers(plan, log)
     })
+  },
+  async afterUp(hosts, plan, log) {
+    // A running container keeps the limits it started with; the topology's may have
+    // changed since (vagrant up leaves a running container alone).
+    for (const h of hosts) {
+      const changed = await applyLimits(`${plan.name}-${h.name}`, h.limits)
+      if (changed.length)
+        log(`    ${h.name}: the topology's limits (${JSON.stringify(h.limits)}) set in ${changed.join(' and ')}`)
+    }
   },
   async state(id) {
     const r = await $(q)`lxc-info -s -n ${id}`

@@ -7,6 +7,7 @@ import { repoRoot } from '../../provision/paths.js'
 import { vrrpGroupOf } from '../../provision/plan.js'
 import { machineStates, vagrantStates } from '../../scripts/lib/vagrant.js'
 import { providerOps } from '../../scripts/lib/providers.js'
+import { containerLimits } from '../../scripts/lib/lxc-limits.js'
 import { openLab } from '../lib/lab.js'
 
 const lab = await openLab(t)
@@ -21,6 +22,27 @@ if (lab) {
     const asked = parseSshConfig((await $({ cwd: repoRoot, quiet: true })`vagrant ssh-config`).stdout)
     for (const host of lab.plan.hosts)
       t.same(stateEntry(host, repoRoot), asked.get(host.name), `${host.name}: ${asked.get(host.name)?.hostName}`)
+  })
+
+  t.test('each host has the CPUs and memory its topology gives it', async (t) => {
+    for (const host of lab.plan.hosts) {
+      if (lab.providerOf(host.name) === 'lxc') {
+        // A container: cgroup limits where the topology sets memory or cpus, none where
+        // it does not (it shares this machine's), read from its cgroup on this machine.
+        const limits = await containerLimits(`${lab.plan.name}-${host.name}`)
+        t.same(limits, host.limits, `${host.name} (container): ${JSON.stringify(limits)}`)
+      } else {
+        // A VM: its CPUs and its memory, as its kernel counts them (less what it keeps).
+        const r = await lab.sh(host.name, "nproc; awk '/^MemTotal/ { print $2 }' /proc/meminfo")
+        const [cpus, kib] = r.stdout.trim().split('\n').map(Number)
+        t.equal(cpus, host.cpus, `${host.name} (VM): ${cpus} CPUs`)
+        const mib = kib / 1024
+        t.ok(
+          mib > host.memory * 0.75 && mib <= host.memory,
+          `${host.name} (VM): ${mib.toFixed(0)} MiB of its ${host.memory} MiB for the kernel`,
+        )
+      }
+    }
   })
 
   for (const host of lab.plan.hosts) {

@@ -411,14 +411,21 @@ const cases: [string, (r: any) => void, string[]][] = [
     (r) => {
       r.hosts.proxy.cpus = 0
     },
-    ['hosts.proxy.cpus: must be a whole number, at least 1'],
+    ['hosts.proxy.cpus: must be a number of CPUs above 0, in hundredths at most (0.1 is a tenth of a core)'],
   ],
   [
-    'cpus not integer',
+    'cpus a string',
     (r) => {
       r.hosts.proxy.cpus = '2'
     },
-    ['hosts.proxy.cpus: must be a whole number, at least 1'],
+    ['hosts.proxy.cpus: must be a number of CPUs above 0, in hundredths at most (0.1 is a tenth of a core)'],
+  ],
+  [
+    'cpus a tenth of a core (a container capped)',
+    (r) => {
+      r.hosts.proxy.cpus = 0.1
+    },
+    [],
   ],
   [
     'no interfaces',
