@@ -8,7 +8,7 @@ import { summarize as recapOf } from '../../provision/report.js'
 import { MONITOR_PORTS } from '../../provision/ports.js'
 import { isServiceRole, tlsFiles } from '../../provision/roles/service-tls.js'
 import { provision } from '../../provision/run.js'
-import { benchDeviceIds, clientOf, hostsWithRole, withCloudTls } from '../../provision/plan.js'
+import { benchDeviceIds, clientOf, hostsWithRole, vrrpGroupOf, withCloudTls } from '../../provision/plan.js'
 import { repoRoot, stateDir } from '../../provision/paths.js'
 import { cpuSample, cpuUse } from './cpu.js'
 import { BENCH_DIR, type BenchLab } from './lab.js'
@@ -30,6 +30,8 @@ export interface RunCheck {
   extra: number
   unacked: number
   duplicates_answered: number
+  /** The stored readings by the backend that stored them. */
+  by_backend: Record<string, number>
 }
 
 export interface Scenario {
@@ -70,12 +72,20 @@ export function prepare(lab: BenchLab, host: string, devices: number): Promise<P
   return p
 }
 
-async function storedSince(lab: BenchLab, base: number): Promise<number> {
+/** The run's readings in the database, by the backend that stored each. */
+async function storedSince(lab: BenchLab, base: number): Promise<Record<string, number>> {
   const [db] = hostsWithRole(lab.plan, 'db')
   const out = await lab.must(db.name, 'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry', {
-    stdin: `SELECT count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000};`,
+    stdin: `SELECT backend, count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000} GROUP BY backend ORDER BY backend;`,
   })
-  return Number(out.trim())
+  return Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('|'))
+      .map(([b, n]) => [b, Number(n)]),
+  )
 }
 
 type ScenarioSpec = Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_ms' | 'lost'>
@@ -95,10 +105,12 @@ async function runOnce(
     `node ${prepared.code} --url ${s.url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base} --batch ${o.batch ?? 1}${s.tls ? ` ${s.tls}` : ''}`,
   )
   const r = JSON.parse(out) as LoadResult
-  const stored = await storedSince(lab, base)
+  const byBackend = await storedSince(lab, base)
+  const stored = Object.values(byBackend).reduce((a, b) => a + b, 0)
   const check: RunCheck = {
     acked: r.acked,
     stored,
+    by_backend: byBackend,
     lost: Math.max(0, r.acked - stored),
     extra: Math.max(0, stored - r.acked - r.unacked),
     unacked: r.unacked,
@@ -294,9 +306,14 @@ export async function cloudTlsAB(
   }
 }
 
-/** nginx with only the first k backends in use (the others marked down), for the scaling curve. */
+/**
+ * nginx with only the first k backends in use (the others marked down), for the scaling
+ * curve: on the proxy that serves (a pair's active member, asked through its group's
+ * name: the other's nginx carries nothing), checked after by where the readings went.
+ */
 export async function withBackends<T>(lab: BenchLab, k: number, fn: () => Promise<T>): Promise<T> {
-  const [proxy] = hostsWithRole(lab.plan, 'proxy')
+  const [first] = hostsWithRole(lab.plan, 'proxy')
+  const proxy = { name: vrrpGroupOf(lab.plan, first.name)?.name ?? first.name }
   const all = lab.plan.services.backends
   if (k >= all.length) return fn()
   // The provisioned file is kept byte for byte on the host (SSH output is trimmed).
@@ -413,22 +430,31 @@ export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string
 
   const scaling: Scenario[] = []
   for (let k = 1; k < ups.length; k++) {
-    scaling.push(
-      await withBackends(lab, k, () =>
-        runScenario(
-          lab,
-          {
-            id: `full-${k}`,
-            title: `full path with ${k} backend${k > 1 ? 's' : ''}`,
-            from: client.name,
-            url,
-            backends: k,
-          },
-          o,
-          log,
-        ),
+    const point = await withBackends(lab, k, () =>
+      runScenario(
+        lab,
+        {
+          id: `full-${k}`,
+          title: `full path with ${k} backend${k > 1 ? 's' : ''}`,
+          from: client.name,
+          url,
+          backends: k,
+        },
+        o,
+        log,
       ),
     )
+    // A point whose readings reached a backend marked down measured all of them (seen:
+    // the first proxy's nginx changed while the pair's other member served).
+    const used = ups.slice(0, k).map((b) => b.name)
+    const strays = [...new Set(point.runs.flatMap((r) => Object.keys(r.check.by_backend)))].filter(
+      (b) => !used.includes(b),
+    )
+    if (strays.length)
+      throw new Error(
+        `full-${k}: readings were stored by ${strays.join(', ')}, which nginx was told to leave out: the curve would not show ${k} backend(s); see npm run lab:status for the serving proxy`,
+      )
+    scaling.push(point)
   }
   scaling.push({ ...scenarios[0], id: `full-${ups.length}` })
   const tuning = await batchingAB(lab, [lanDirect, scenarios[0]], o, log)

@@ -57,6 +57,16 @@ if (lab) {
       'the full path with 1 to all backends',
     )
     t.ok(r.ingest.scaling.every((s) => s.readings_per_s.median > 0))
+    // Each point used its backends alone: on a pair, the serving proxy's nginx was the
+    // one told to leave the others out (the first member's was, whoever served).
+    const names = lab.byRole('backend').map((b) => b.name)
+    for (const s of r.ingest.scaling) {
+      const used = [...new Set(s.runs.flatMap((x) => Object.keys(x.check.by_backend)))].sort()
+      t.ok(
+        used.length > 0 && used.every((b) => names.slice(0, s.backends).includes(b)),
+        `${s.id}: stored by ${used.join(', ')} (of the first ${s.backends})`,
+      )
+    }
     const tuning = r.ingest.tuning!
     t.same(
       tuning.scenarios.map((x) => x.id),
