@@ -126,7 +126,8 @@ export async function applyLimits(
   if (now.cpus === limits.cpus && now.memory === limits.memory) return changed
   for (const [key, value] of keys) {
     const cg = key.replace(/^cgroup2?\./, '')
-    const r = await $({ quiet: true, nothrow: true, timeout: '15s' })`lxc-cgroup -n ${name} ${cg} ${value}`
+    // "--": a value of -1 (no limit) is no option.
+    const r = await $({ quiet: true, nothrow: true, timeout: '15s' })`lxc-cgroup -n ${name} -- ${cg} ${value}`
     if (r.exitCode !== 0)
       throw new Error(`lxc-cgroup -n ${name} ${cg} ${value}: ${r.stderr.trim() || `exit ${r.exitCode}`}`)
   }

@@ -73,8 +73,8 @@ export const lxcProvider: ProviderOps = {
     // changed since (vagrant up leaves a running container alone).
     for (const h of hosts) {
       const changed = await applyLimits(`${plan.name}-${h.name}`, h.limits)
-      if (changed.length)
-        log(`    ${h.name}: the topology's limits (${JSON.stringify(h.limits)}) set in ${changed.join(' and ')}`)
+      const limits = Object.keys(h.limits).length ? JSON.stringify(h.limits) : 'none'
+      if (changed.length) log(`    ${h.name}: the topology's limits (${limits}) set in ${changed.join(' and ')}`)
     }
   },
   async state(id) {
