@@ -185,7 +185,7 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
     await timed('vagrant_up', `vagrant up --provider=${p}${all ? '' : ` ${hosts.join(' ')}`}`, async () => {
       await vagrantUp(plan, p, all ? [] : hosts, hosts, log)
       await providerOps(p).afterUp?.(
-        plan.hosts.filter((h) => hosts.includes(h.name)),
+        vagrantMachines().filter((m) => m.provider === p && hosts.includes(m.host)),
         plan,
         log,
       )

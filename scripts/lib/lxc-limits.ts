@@ -63,13 +63,19 @@ export function parseLimits(
   return out
 }
 
+/** One of a running container's cgroup files (the key without "cgroup."), read, or written with a value. */
+async function lxcCgroup(name: string, file: string, value?: string): Promise<string> {
+  // "--": a value of -1 (no limit) is no option.
+  const args = value === undefined ? [file] : [file, value]
+  const r = await $({ quiet: true, nothrow: true, timeout: '15s' })`lxc-cgroup -n ${name} -- ${args}`
+  if (r.exitCode !== 0)
+    throw new Error(`lxc-cgroup -n ${name} ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.exitCode}`}`)
+  return r.stdout.trim()
+}
+
 /** A running container's limits, read from its cgroup on this machine (lxc-cgroup). */
 export async function containerLimits(name: string, version = cgroupVersion()): Promise<Host['limits']> {
-  const read = async (key: string) => {
-    const r = await $({ quiet: true, nothrow: true, timeout: '15s' })`lxc-cgroup -n ${name} ${key}`
-    if (r.exitCode !== 0) throw new Error(`lxc-cgroup -n ${name} ${key}: ${r.stderr.trim() || `exit ${r.exitCode}`}`)
-    return r.stdout.trim()
-  }
+  const read = (file: string) => lxcCgroup(name, file)
   return version === 'v2'
     ? parseLimits(version, { cpuMax: await read('cpu.max'), memory: await read('memory.max') })
     : parseLimits(version, {
@@ -124,13 +130,8 @@ export async function applyLimits(
   }
   const now = await containerLimits(name, version)
   if (now.cpus === limits.cpus && now.memory === limits.memory) return changed
-  for (const [key, value] of keys) {
-    const cg = key.replace(/^cgroup2?\./, '')
-    // "--": a value of -1 (no limit) is no option.
-    const r = await $({ quiet: true, nothrow: true, timeout: '15s' })`lxc-cgroup -n ${name} -- ${cg} ${value}`
-    if (r.exitCode !== 0)
-      throw new Error(`lxc-cgroup -n ${name} ${cg} ${value}: ${r.stderr.trim() || `exit ${r.exitCode}`}`)
-  }
-  changed.push(`its cgroup (${keys.map(([k, v]) => `${k.replace(/^cgroup2?\./, '')}=${v}`).join(', ')})`)
+  const files = keys.map(([k, v]) => [k.replace(/^cgroup2?\./, ''), v] as const)
+  for (const [file, value] of files) await lxcCgroup(name, file, value)
+  changed.push(`its cgroup (${files.map(([f, v]) => `${f}=${v}`).join(', ')})`)
   return changed
 }

@@ -68,11 +68,12 @@ export const lxcProvider: ProviderOps = {
       await removeLeftovers(plan, log)
     })
   },
-  async afterUp(hosts, plan, log) {
+  async afterUp(machines, plan, log) {
     // A running container keeps the limits it started with; the topology's may have
     // changed since (vagrant up leaves a running container alone).
-    for (const h of hosts) {
-      const changed = await applyLimits(`${plan.name}-${h.name}`, h.limits)
+    for (const m of machines) {
+      const h = plan.hosts.find((x) => x.name === m.host)!
+      const changed = await applyLimits(m.id, h.limits)
       const limits = Object.keys(h.limits).length ? JSON.stringify(h.limits) : 'none'
       if (changed.length) log(`    ${h.name}: the topology's limits (${limits}) set in ${changed.join(' and ')}`)
     }

@@ -60,10 +60,10 @@ export interface ProviderOps {
    */
   upFailed?(hosts: string[], said: string, plan: Plan, log: Log): Promise<boolean>
   /**
-   * After `vagrant up` of these hosts: what a running host must be given that `up` gives
-   * only when it starts one (lxc: the topology's cgroup limits), said where it changed.
+   * After `vagrant up` of these machines: what a running host must be given that `up`
+   * gives only when it starts one (lxc: the topology's cgroup limits), said where it changed.
    */
-  afterUp?(hosts: Host[], plan: Plan, log: Log): Promise<void>
+  afterUp?(machines: MachineRecord[], plan: Plan, log: Log): Promise<void>
   /** Before `vagrant destroy` of these machines: what Vagrant would trip over. */
   beforeDestroy?(machines: MachineRecord[], log: Log): Promise<void>
   /** A machine's state in Vagrant's spelling, asked of the provider itself (ms, not `vagrant status`'s 10 s); undefined: not understood, ask Vagrant. */

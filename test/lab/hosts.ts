@@ -6,7 +6,7 @@ import { parseSshConfig, stateEntry } from '../../provision/inventory.js'
 import { repoRoot } from '../../provision/paths.js'
 import { vrrpGroupOf } from '../../provision/plan.js'
 import { machineStates, vagrantStates } from '../../scripts/lib/vagrant.js'
-import { providerOps } from '../../scripts/lib/providers.js'
+import { machineOf, providerOps } from '../../scripts/lib/providers.js'
 import { containerLimits } from '../../scripts/lib/lxc-limits.js'
 import { openLab } from '../lib/lab.js'
 
@@ -29,7 +29,7 @@ if (lab) {
       if (lab.providerOf(host.name) === 'lxc') {
         // A container: cgroup limits where the topology sets memory or cpus, none where
         // it does not (it shares this machine's), read from its cgroup on this machine.
-        const limits = await containerLimits(`${lab.plan.name}-${host.name}`)
+        const limits = await containerLimits(machineOf(host.name).machine.id)
         t.same(limits, host.limits, `${host.name} (container): ${JSON.stringify(limits)}`)
       } else {
         // A VM: its CPUs and its memory, as its kernel counts them (less what it keeps).
