@@ -54,7 +54,7 @@ done
 # Role services stay off until a role enables them: the box is neutral.
 for unit in nginx.service postgresql.service strongswan.service strongswan-starter.service iperf3.service \
     prometheus.service prometheus-node-exporter.service prometheus-nginx-exporter.service \
-    prometheus-postgres-exporter.service; do
+    prometheus-postgres-exporter.service etcd.service patroni.service; do
   systemctl --root="$root" disable "$unit" 2>/dev/null || true
 done
 

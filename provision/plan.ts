@@ -12,7 +12,7 @@
 // virtual address, topology.ts) fills the same fields, and its VRRP settings are
 // resolved here too (plan.vrrp), so keepalived's role derives nothing.
 import { topologyFile } from './paths.js'
-import { DB, MONITOR_PORTS, PROXY_STATUS_PORT } from './ports.js'
+import { DB, DB_CLUSTER, MONITOR_PORTS, PROXY_STATUS_PORT } from './ports.js'
 import { chooseProviders, type Machine, type Provider } from './providers.js'
 import {
   loadTopology,
@@ -96,14 +96,27 @@ export interface Services {
     statusFrom: string[]
   }
   backends: Backend[]
-  /** PostgreSQL: the address the backends connect to (and it listens on); the backends' addresses. */
-  db?: Group & { port: number; name: string; user: string; clients: string[] }
+  /**
+   * PostgreSQL: the address the backends connect to (and it listens on); the backends'
+   * addresses. With a db group (three members), the cluster: Patroni runs PostgreSQL on
+   * every member and elects the primary through etcd (one member each), and the address
+   * is the group's virtual one, held by the member that leads.
+   */
+  db?: Group & { port: number; name: string; user: string; clients: string[]; cluster?: DbCluster }
   /** Prometheus: its LAN address (what it scrapes from) and the provisioning machine's URL. */
   monitor?: Member & { url: string }
   scrapeTargets: Target[]
   clients: Client[]
   /** The one TLS name nginx checks on every backend (each backend's certificate carries it). */
   ingestTlsName: string
+}
+
+/** The database cluster: Patroni's scope (its key prefix in etcd) and the ports between the members. */
+export interface DbCluster {
+  scope: string
+  patroniPort: number
+  etcdClientPort: number
+  etcdPeerPort: number
 }
 
 /** A topology group as keepalived runs it: one VRRP instance, unicast between the members. */
@@ -236,7 +249,12 @@ function services(t: Topology, hosts: Host[]): Services {
         return address ? [{ name: b.name, address, port: t.telemetry.port, from }] : []
       })
     : []
-  const dbAddress = db && ((firstBackend && facing(db, firstBackend)) ?? firstLan(db))
+  // A database cluster answers on its group's virtual address, on the network its first
+  // member faces the backends on; each member serves on its own address there too.
+  const dbGroup = t.groups.find((g) => g.role === 'db')
+  const dbOwn = db && ((firstBackend && facing(db, firstBackend)) ?? firstLan(db))
+  const dbNet = db?.interfaces.find((i) => i.address === dbOwn)?.network
+  const dbAddress = dbGroup ? dbGroup.addresses.find((a) => a.network === dbNet)?.address : dbOwn
 
   const scrapeTargets: Target[] = []
   if (monitor) {
@@ -248,6 +266,7 @@ function services(t: Topology, hosts: Host[]): Services {
       if (h.role === 'backend') add('ingest', MONITOR_PORTS.ingest)
       if (h.role === 'proxy') add('nginx', MONITOR_PORTS.nginx)
       if (h.role === 'db') add('postgres', MONITOR_PORTS.postgres)
+      if (h.role === 'db' && t.groups.some((g) => g.role === 'db')) add('patroni', DB_CLUSTER.patroni)
       if (h.role === 'iot-client') add('client', MONITOR_PORTS.client)
       if (h.role === 'monitor') add('prometheus', MONITOR_PORTS.prometheus)
     }
@@ -271,8 +290,21 @@ function services(t: Topology, hosts: Host[]): Services {
             port: DB.port,
             name: DB.name,
             user: DB.user,
-            members: [{ host: db.name, address: dbAddress }],
+            members: withRole('db').flatMap((h) => {
+              const own = h.interfaces.find((i) => i.network === dbNet)
+              return own ? [{ host: h.name, address: own.address }] : []
+            }),
             clients: backendHosts.map((b) => facing(b, db)).filter(present),
+            ...(dbGroup
+              ? {
+                  cluster: {
+                    scope: `${t.name}-db`,
+                    patroniPort: DB_CLUSTER.patroni,
+                    etcdClientPort: DB_CLUSTER.etcdClient,
+                    etcdPeerPort: DB_CLUSTER.etcdPeer,
+                  },
+                }
+              : {}),
           },
         }
       : {}),

@@ -37,3 +37,8 @@ export function deviceKeys(stateDir: string, ids: string[]): Record<string, stri
 }
 
 export const dbPassword = (stateDir: string) => secret(stateDir, 'db-ingest-password')
+// The database cluster's own: PostgreSQL's superuser (Patroni's, pg_rewind's), the
+// members' replication login, and the password Patroni's REST API asks before a change.
+export const dbSuperuserPassword = (stateDir: string) => secret(stateDir, 'db-superuser-password')
+export const dbReplicationPassword = (stateDir: string) => secret(stateDir, 'db-replication-password')
+export const patroniRestPassword = (stateDir: string) => secret(stateDir, 'patroni-rest-password')

@@ -143,10 +143,16 @@ export interface Group {
   addresses: { network: string; address: string; prefix: number }[]
 }
 
-/** The roles a group may have today (issue 19 adds the database cluster). */
-export const GROUP_ROLES: readonly Role[] = ['proxy', 'gateway']
+/** The roles a group may have: the proxy pair, the hub pair, the database cluster. */
+export const GROUP_ROLES: readonly Role[] = ['proxy', 'gateway', 'db']
 /** Roles whose hosts all serve one address: two of them outside a group are refused (gateways are sites too). */
-const ONE_SERVICE_ROLES: readonly Role[] = ['proxy']
+const ONE_SERVICE_ROLES: readonly Role[] = ['proxy', 'db']
+/**
+ * The members a group of a role must have. A database cluster is three: etcd needs a
+ * majority to keep a leader, and with strict synchronous replication two hosts would
+ * stop taking writes when the standby is lost.
+ */
+const GROUP_SIZES: Partial<Record<Role, number>> = { db: 3 }
 
 export interface Topology {
   name: string
@@ -551,7 +557,15 @@ function validateGroups(
       continue
     }
     if (!GROUP_ROLES.includes(roles[0])) {
-      fail(`${field}.members`, `role ${roles[0]} cannot be grouped yet: groups are built for ${GROUP_ROLES.join(', ')}`)
+      fail(`${field}.members`, `role ${roles[0]} cannot be grouped: groups are built for ${GROUP_ROLES.join(', ')}`)
+      continue
+    }
+    const size = GROUP_SIZES[roles[0]]
+    if (size !== undefined && names.length !== size) {
+      fail(
+        `${field}.members`,
+        `a group of role ${roles[0]} has ${size} members (a majority must survive the loss of one); got ${names.length}`,
+      )
       continue
     }
     for (const h of hostsOf) {

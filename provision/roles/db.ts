@@ -5,26 +5,56 @@
 // server's SCRAM verifier, so a second provision neither changes nor reveals it.
 import { createHash, createHmac, pbkdf2Sync } from 'node:crypto'
 import { converge } from '../modules/command.js'
+import { onlyIf } from '../modules/only-if.js'
+import { waitFor } from '../lib/wait.js'
 import { file } from '../modules/file.js'
-import { service, unitHandler } from '../modules/service.js'
-import { dbPassword } from '../secrets.js'
-import type { Context } from '../runner.js'
+import { commandHandler, service, unitHandler } from '../modules/service.js'
+import { dbPassword, dbReplicationPassword, dbSuperuserPassword, patroniRestPassword } from '../secrets.js'
+import type { Context, Step } from '../runner.js'
 import { renderFile, templateText } from '../template.js'
 import type { RoleModule } from './types.js'
 import { DB, MONITOR_PORTS } from '../ports.js'
 import { serviceTlsSteps, tlsFiles } from './service-tls.js'
 import { pkiPaths, revocations } from '../pki.js'
 
-/** The cluster's config folder, e.g. /etc/postgresql/15/main (Debian's layout). */
-async function clusterDir(ctx: Context): Promise<string> {
-  const r = await ctx.host.exec('ls -d /etc/postgresql/*/main | sort -V | tail -1', { check: false })
-  const dir = r.stdout.trim()
-  if (!dir)
+/** The newest PostgreSQL installed, e.g. 15 (Debian's layout: /usr/lib/postgresql/15). */
+async function pgVersion(ctx: Context): Promise<string> {
+  const r = await ctx.host.exec('ls /usr/lib/postgresql | sort -V | tail -1', { check: false })
+  const v = r.stdout.trim()
+  if (!v)
     throw new Error(
-      `${ctx.self.name} has no PostgreSQL cluster under /etc/postgresql: is the postgresql package installed?`,
+      `${ctx.self.name} has no PostgreSQL under /usr/lib/postgresql: is the postgresql package installed?`,
     )
-  return dir
+  return v
 }
+
+/** The single host's cluster config folder, e.g. /etc/postgresql/15/main (Debian's own cluster). */
+async function clusterDir(ctx: Context): Promise<string> {
+  return `/etc/postgresql/${await pgVersion(ctx)}/main`
+}
+
+/** Is this host a member of a database cluster (Patroni), rather than the one database host? */
+export const inCluster = (ctx: Context) => !!ctx.plan.services.db?.cluster
+const single = (ctx: Context) => !inCluster(ctx)
+const cluster = (ctx: Context) => {
+  const c = ctx.plan.services.db?.cluster
+  if (!c) throw new Error(`${ctx.self.name}: the plan has no database cluster`)
+  return c
+}
+
+/**
+ * Where a database host keeps what the tests and a person read, single or cluster
+ * alike: the data folder (postmaster.pid), the server's log, its pid file; and
+ * pg_hba.conf (the single host's in Debian's cluster folder, a member's where Patroni
+ * is told to read it).
+ */
+export const dbPaths = (version: string, clustered: boolean) => ({
+  data: `/var/lib/postgresql/${version}/main`,
+  log: `/var/log/postgresql/postgresql-${version}-main.log`,
+  pid: `/var/run/postgresql/${version}-main.pid`,
+  hba: clustered ? '/etc/lab-db/pg_hba.conf' : `/etc/postgresql/${version}/main/pg_hba.conf`,
+})
+const pathsOf = async (ctx: Context) => dbPaths(await pgVersion(ctx), inCluster(ctx))
 
 /** The database service in the plan: the backends' addresses, and this member's own. */
 const backendAddresses = (ctx: Context) => ctx.plan.services.db?.clients ?? []
@@ -33,6 +63,8 @@ const listenAddress = (ctx: Context) => {
   if (!me) throw new Error(`${ctx.self.name} has role db but no LAN address to serve the backends on`)
   return me.address
 }
+const otherMembers = (ctx: Context) =>
+  inCluster(ctx) ? (ctx.plan.services.db?.members ?? []).filter((m) => m.host !== ctx.self.name) : []
 
 /** Does this password match a SCRAM-SHA-256 verifier (RFC 5802, PostgreSQL's format)? */
 export function scramMatches(verifier: string, password: string): boolean {
@@ -57,14 +89,188 @@ const revokedSessions = (serials: string[]) =>
   `SELECT pid FROM pg_stat_ssl WHERE client_serial IN (${serials.map(decimalSerial).join(', ')})`
 
 /**
+ * The server re-reads its files (a new CRL, certificate or pg_hba.conf), whichever way
+ * it is run; a server that is not running reads them when it starts.
+ */
+const reloadConf = `if pg_isready -q; then ${psql('postgres', 'SELECT pg_reload_conf()')}; fi`
+
+/**
  * The shell command that makes a revocation bite: the CRL reloaded first, then the
  * sessions opened with a revoked certificate ended (the backend reconnects, and is
- * refused). The provision's step and `npm run pki -- revoke` both run it.
+ * refused). The provision's step and `npm run pki -- revoke` both run it, on a single
+ * database host or on every member of a cluster (pg_reload_conf: Debian's unit and
+ * Patroni run the server alike here).
  */
 export const endRevokedSessions = (serials: string[]) =>
-  `systemctl reload postgresql.service && sleep 1 && ${psql('postgres', `SELECT pg_terminate_backend(pid) FROM (${revokedSessions(serials)}) s`)} >/dev/null && sleep 0.5`
+  `${reloadConf} >/dev/null && sleep 1 && ${psql('postgres', `SELECT pg_terminate_backend(pid) FROM (${revokedSessions(serials)}) s`)} >/dev/null && sleep 0.5`
 
 const revokedSerials = (ctx: Context) => revocations(pkiPaths(ctx.stateDir, 'services')).map((r) => r.serial)
+
+/** Patroni's own view of this member (GET /patroni on its REST API), or undefined while it does not answer. */
+async function patroniState(ctx: Context): Promise<{ role?: string; state?: string } | undefined> {
+  const url = `http://${listenAddress(ctx)}:${cluster(ctx).patroniPort}/patroni`
+  const r = await ctx.host.exec(`curl -fsS --max-time 2 ${url}`, { check: false })
+  if (r.code !== 0) return undefined
+  try {
+    return JSON.parse(r.stdout) as { role?: string; state?: string }
+  } catch {
+    return undefined
+  }
+}
+const isLeader = async (ctx: Context) => {
+  if (single(ctx)) return true
+  const s = await patroniState(ctx)
+  return s?.role === 'master' || s?.role === 'primary'
+}
+
+/**
+ * What must hold for PostgreSQL's own objects (the schema, the roles): the primary
+ * makes them; a replica cannot write, and gets them by streaming, so on a replica this
+ * waits until they have arrived (the leader's run makes them) and reports ok.
+ */
+function onPrimary(
+  name: string,
+  check: (ctx: Context) => Promise<boolean>,
+  fix: (ctx: Context) => Promise<void>,
+): Step {
+  const step = converge(name, check, fix)
+  return {
+    name,
+    async run(ctx) {
+      if (await isLeader(ctx)) return step.run(ctx)
+      if (ctx.dryRun) return false
+      await waitFor(`${name} (made on the primary, streamed to ${ctx.self.name})`, () => check(ctx), 180_000, 1000)
+      return false
+    },
+  }
+}
+
+/** The cluster's timings (seconds), patroni.yml explains them. */
+export const PATRONI_TIMES = { ttl: 20, loopWait: 5, retryTimeout: 7 }
+
+export function patroniYml(ctx: Context, version: string): string {
+  const c = cluster(ctx)
+  const f = tlsFiles(ctx.self.name)
+  const p = dbPaths(version, true)
+  return renderFile('db/patroni.yml', {
+    host: ctx.self.name,
+    scope: c.scope,
+    address: listenAddress(ctx),
+    service_address: ctx.plan.services.db!.address,
+    port: DB.port,
+    patroni_port: c.patroniPort,
+    etcd_port: c.etcdClientPort,
+    members: ctx.plan.services.db!.members,
+    ttl: PATRONI_TIMES.ttl,
+    loop_wait: PATRONI_TIMES.loopWait,
+    retry_timeout: PATRONI_TIMES.retryTimeout,
+    data_dir: p.data,
+    bin_dir: `/usr/lib/postgresql/${version}/bin`,
+    hba_file: p.hba,
+    pid_file: p.pid,
+    log_file: p.log.split('/').pop()!,
+    rest_password: patroniRestPassword(ctx.stateDir),
+    superuser_password: dbSuperuserPassword(ctx.stateDir),
+    replication_password: dbReplicationPassword(ctx.stateDir),
+    ...Object.fromEntries(Object.entries(f).map(([k, v]) => [`tls_${k}`, v])),
+  })
+}
+
+export function etcdDefaults(ctx: Context): string {
+  const c = cluster(ctx)
+  const members = ctx.plan.services.db!.members
+  return renderFile('db/etcd.default', {
+    host: ctx.self.name,
+    scope: c.scope,
+    address: listenAddress(ctx),
+    client_port: c.etcdClientPort,
+    peer_port: c.etcdPeerPort,
+    initial_cluster: members.map((m) => `${m.host}=http://${m.address}:${c.etcdPeerPort}`).join(','),
+  })
+}
+
+/** The steps that run PostgreSQL: Debian's own cluster on a single host. */
+const singleSteps: Step[] = (
+  [
+    {
+      name: 'Ensure PostgreSQL listens on the cloud LAN only, with TLS',
+      notify: ['restart postgresql'],
+      run: async (ctx) =>
+        file('', {
+          path: `${await clusterDir(ctx)}/conf.d/lab.conf`,
+          content: renderFile('db/postgresql.conf', {
+            host: ctx.self.name,
+            address: listenAddress(ctx),
+            port: DB.port,
+            ...Object.fromEntries(Object.entries(tlsFiles(ctx.self.name)).map(([k, v]) => [`tls_${k}`, v])),
+          }),
+        }).run(ctx),
+    },
+    service('postgresql.service', { enabled: true, active: true }),
+    // postgresql.service is an umbrella that stays active when its cluster failed to
+    // start (a bad config an earlier run left): the cluster itself must be online.
+    converge(
+      'Ensure the PostgreSQL cluster is online',
+      async (ctx) =>
+        (await ctx.host.exec('pg_lsclusters -h', { check: false })).stdout.trim().split(/\s+/)[3] === 'online',
+      async (ctx) => {
+        await ctx.host.exec('systemctl restart postgresql.service && sleep 1')
+      },
+    ),
+  ] satisfies Step[]
+).map((step) => onlyIf(single, step))
+
+/**
+ * The steps that make this host a cluster member: Debian's own cluster gone (Patroni
+ * makes its own: initdb on the first leader, a base backup from it on the others),
+ * etcd, then Patroni, then the member running as the leader or a streaming replica.
+ */
+const clusterSteps: Step[] = (
+  [
+    converge(
+      "Ensure Debian's own PostgreSQL cluster is gone (Patroni runs this member's)",
+      async (ctx) => (await ctx.host.exec(`test -e ${await clusterDir(ctx)}`, { check: false })).code !== 0,
+      async (ctx) => {
+        await ctx.host.exec(`pg_dropcluster --stop ${await pgVersion(ctx)} main`)
+      },
+    ),
+    service('postgresql.service', { enabled: false, active: false }),
+    file(
+      "Ensure this member's etcd settings (the database cluster's three members)",
+      { path: '/etc/default/etcd', content: etcdDefaults },
+      ['restart etcd'],
+    ),
+    // The three members start theirs in the same run: etcd reports ready once a majority is up.
+    service('etcd.service', { enabled: true, active: true }),
+    file(
+      "Ensure Patroni's settings for this member (0600: the cluster's passwords)",
+      {
+        path: '/etc/patroni/config.yml',
+        mode: '0600',
+        owner: 'postgres',
+        content: async (ctx) => patroniYml(ctx, await pgVersion(ctx)),
+        // YAML that parses. (patroni --validate-config cannot check a live member: it
+        // calls the REST API's port, which the running Patroni holds, "in use".)
+        validate: `python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' {}`,
+      },
+      ['reload patroni'],
+    ),
+    service('patroni.service', { enabled: true, active: true }),
+    {
+      name: 'Ensure this member runs in the cluster (the leader, or a replica streaming from it)',
+      async run(ctx) {
+        if (ctx.dryRun) return false
+        await waitFor(
+          `Patroni on ${ctx.self.name} to report PostgreSQL running (a first base backup takes a while)`,
+          async () => (await patroniState(ctx))?.state === 'running',
+          240_000,
+          1000,
+        )
+        return false
+      },
+    },
+  ] satisfies Step[]
+).map((step) => onlyIf(inCluster, step))
 
 export const db: RoleModule = {
   role: {
@@ -73,41 +279,18 @@ export const db: RoleModule = {
       // Before the config that names these files.
       ...serviceTlsSteps('postgres', ['reload postgresql']),
       {
-        name: 'Ensure PostgreSQL listens on the cloud LAN only, with TLS',
-        notify: ['restart postgresql'],
-        run: async (ctx) =>
-          file('', {
-            path: `${await clusterDir(ctx)}/conf.d/lab.conf`,
-            content: renderFile('db/postgresql.conf', {
-              host: ctx.self.name,
-              address: listenAddress(ctx),
-              port: DB.port,
-              ...Object.fromEntries(Object.entries(tlsFiles(ctx.self.name)).map(([k, v]) => [`tls_${k}`, v])),
-            }),
-          }).run(ctx),
-      },
-      {
-        name: 'Ensure pg_hba.conf admits the backends alone, over TLS with their certificates and the password',
+        name: 'Ensure pg_hba.conf admits the backends alone (and the other members), over TLS with their certificates and the password',
         notify: ['reload postgresql'],
         run: async (ctx) =>
           file('', {
-            path: `${await clusterDir(ctx)}/pg_hba.conf`,
+            path: (await pathsOf(ctx)).hba,
             mode: '0640',
             owner: 'postgres',
             content: pgHbaConf(ctx),
           }).run(ctx),
       },
-      service('postgresql.service', { enabled: true, active: true }),
-      // postgresql.service is an umbrella that stays active when its cluster failed to
-      // start (a bad config an earlier run left): the cluster itself must be online.
-      converge(
-        'Ensure the PostgreSQL cluster is online',
-        async (ctx) =>
-          (await ctx.host.exec('pg_lsclusters -h', { check: false })).stdout.trim().split(/\s+/)[3] === 'online',
-        async (ctx) => {
-          await ctx.host.exec('systemctl restart postgresql.service && sleep 1')
-        },
-      ),
+      ...singleSteps,
+      ...clusterSteps,
       // A CRL stops new logins; a session that began before it would go on. The CRL is
       // loaded first (a reload), then those sessions end: the backend reconnects, and
       // is refused if its certificate is the revoked one.
@@ -122,7 +305,7 @@ export const db: RoleModule = {
           await ctx.host.exec(endRevokedSessions(revokedSerials(ctx)))
         },
       ),
-      converge(
+      onPrimary(
         'Ensure the readings table, and the ingest role with its generated password',
         async (ctx) => {
           const pw = await ctx.host.exec(
@@ -145,7 +328,7 @@ export const db: RoleModule = {
       ),
       // The exporter logs in as the role prometheus over the local socket (peer: the
       // exporter runs as the system user prometheus): statistics only, no password.
-      converge(
+      onPrimary(
         'Ensure the monitoring role prometheus (pg_monitor, no password)',
         async (ctx) =>
           (
@@ -182,20 +365,37 @@ export const db: RoleModule = {
       service('prometheus-postgres-exporter.service', { enabled: true, active: true }),
     ],
     handlers: [
-      unitHandler('reload postgresql', 'reload', 'postgresql.service'),
+      commandHandler('reload postgresql', reloadConf),
       unitHandler('restart postgresql', 'restart', 'postgresql.service'),
+      unitHandler('restart etcd', 'restart', 'etcd.service'),
+      // Patroni re-reads its settings on SIGHUP and reloads PostgreSQL's with them.
+      unitHandler('reload patroni', 'reload', 'patroni.service'),
       unitHandler('restart postgres exporter', 'restart', 'prometheus-postgres-exporter.service'),
     ],
   },
+  // A member's service answers when Patroni says it leads: keepalived moves the
+  // backends' address to the primary alone (replicas are in FAULT, by design).
+  health: (ctx) => ({
+    service: 'patroni',
+    check: `/usr/bin/curl -fsS -o /dev/null --max-time 1 http://${listenAddress(ctx)}:${cluster(ctx).patroniPort}/primary`,
+  }),
   input: (ctx) => {
     const b = backendAddresses(ctx)
-    return b.length
-      ? [`ip saddr { ${b.join(', ')} } tcp dport ${DB.port} accept comment "PostgreSQL: from the backends only"`]
-      : []
+    const others = otherMembers(ctx).map((m) => m.address)
+    return [
+      ...(b.length
+        ? [`ip saddr { ${b.join(', ')} } tcp dport ${DB.port} accept comment "PostgreSQL: from the backends only"`]
+        : []),
+      ...(others.length
+        ? [
+            `ip saddr { ${others.join(', ')} } tcp dport { ${DB.port}, ${cluster(ctx).patroniPort}, ${cluster(ctx).etcdClientPort}, ${cluster(ctx).etcdPeerPort} } accept comment "the database cluster's members: replication, Patroni, etcd"`,
+          ]
+        : []),
+    ]
   },
 }
 
-/** pg_hba.conf: the backends alone, over TLS with their certificates and the password (golden file in test/unit/rendered.ts). */
+/** pg_hba.conf: the backends alone (and a cluster's other members), over TLS with their certificates and the password (golden file in test/unit/rendered.ts). */
 export function pgHbaConf(ctx: Context): string {
   return renderFile('db/pg_hba.conf', {
     host: ctx.self.name,
@@ -203,5 +403,6 @@ export function pgHbaConf(ctx: Context): string {
     user: DB.user,
     tls: ctx.plan.telemetry.cloudTls,
     backends: backendAddresses(ctx),
+    members: otherMembers(ctx).map((m) => m.address),
   })
 }

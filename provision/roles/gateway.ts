@@ -6,6 +6,7 @@
 import { converge } from '../modules/command.js'
 import { absent, ensureFileContent, file } from '../modules/file.js'
 import { commandHandler, service, unitHandler } from '../modules/service.js'
+import { onlyIf } from '../modules/only-if.js'
 import { ikeIdentity, issueCert } from '../pki.js'
 import { certificateSteps } from './certificate.js'
 import type { Context, Step } from '../runner.js'
@@ -326,11 +327,6 @@ function highestInPair(ctx: Context): boolean {
   const members = vrrpGroupOf(ctx.plan, ctx.self.name)?.members ?? []
   const me = members.find((m) => m.host === ctx.self.name)
   return !!me && me.priority === Math.max(...members.map((m) => m.priority))
-}
-
-/** A step that applies only when a topology-derived condition holds (ok otherwise). */
-function onlyIf(cond: (ctx: Context) => boolean, step: Step): Step {
-  return { ...step, run: async (ctx) => (cond(ctx) ? step.run(ctx) : false) }
 }
 
 export const gateway: RoleModule = {

@@ -9,7 +9,7 @@ import { ikeIdentity, issueServiceCert } from '../pki.js'
 import { certificateSteps } from './certificate.js'
 import type { Context, Step } from '../runner.js'
 import { sh } from '../ssh.js'
-import { hostsWithRole, type Plan } from '../plan.js'
+import { hostsWithRole, vrrpGroupOf, type Plan } from '../plan.js'
 import { DB } from '../ports.js'
 
 export const TLS_DIR = '/etc/lab-tls'
@@ -34,7 +34,13 @@ export const isServiceRole = (role: string) => (TLS_ROLES as readonly string[]).
 /** The names and addresses in a host's certificate besides its identity. */
 export function altNames(t: Plan, host: string): string[] {
   const self = t.hosts.find((h) => h.name === host)!
-  const lanAddresses = self.interfaces.filter((i) => i.network !== self.mgmt.network).map((i) => i.address)
+  // A member of a group serves on the group's virtual address too (the database
+  // cluster's primary: the backends verify the name they connect to).
+  const virtual = (vrrpGroupOf(t, host)?.addresses ?? []).map((a) => a.address)
+  const lanAddresses = [
+    ...self.interfaces.filter((i) => i.network !== self.mgmt.network).map((i) => i.address),
+    ...virtual,
+  ]
   // nginx verifies a single proxy_ssl_name for the whole upstream group: each
   // backend's certificate carries it besides its own.
   if (self.role === 'backend') return [t.services.ingestTlsName, ...lanAddresses]

@@ -27,14 +27,14 @@ t.test('limits are what the topology sets, and nothing where it sets nothing', a
   const host = (n: string) => plan.hosts.find((h) => h.name === n)!
   t.same(host('backend-1').limits, { cpus: 0.1, memory: 256 })
   t.same(host('backend-2').limits, { cpus: 2 }, 'cpus alone')
-  t.same(host('database').limits, {}, 'none given: no limit')
+  t.same(host('database-1').limits, {}, 'none given: no limit')
   t.same(
-    planWith((r) => (r.hosts.database.cpus = null)).hosts.find((h) => h.name === 'database')!.limits,
+    planWith((r) => (r.hosts['database-1'].cpus = null)).hosts.find((h) => h.name === 'database-1')!.limits,
     {},
     "null (YAML's empty value) is none",
   )
-  t.equal(host('database').cpus, 1, "a VM's size still has its defaults (1 CPU)")
-  t.equal(host('database').memory, 512, '(512 MiB)')
+  t.equal(host('database-1').cpus, 1, "a VM's size still has its defaults (1 CPU)")
+  t.equal(host('database-1').memory, 512, '(512 MiB)')
 })
 
 t.test('cpus in hundredths of a core, above 0', async (t) => {

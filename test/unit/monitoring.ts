@@ -38,8 +38,15 @@ t.test('every host is scraped on its LAN address, each role with its own exporte
     'ingest backend-1 10.20.0.21:9102',
     'node backend-2 10.20.0.22:9100',
     'ingest backend-2 10.20.0.22:9102',
-    'node database 10.20.0.30:9100',
-    'postgres database 10.20.0.30:9187',
+    'node database-1 10.20.0.31:9100',
+    'postgres database-1 10.20.0.31:9187',
+    'patroni database-1 10.20.0.31:8008',
+    'node database-2 10.20.0.32:9100',
+    'postgres database-2 10.20.0.32:9187',
+    'patroni database-2 10.20.0.32:8008',
+    'node database-3 10.20.0.33:9100',
+    'postgres database-3 10.20.0.33:9187',
+    'patroni database-3 10.20.0.33:8008',
     'node monitor 10.20.0.40:9100',
     'prometheus monitor 10.20.0.40:9090',
   ])
@@ -57,8 +64,8 @@ t.test('each host admits the monitor on exactly the ports it scrapes there', asy
   t.same(monitorInput(topo, host('backend-1')), [
     'ip saddr 10.20.0.40 tcp dport { 9100, 9102 } accept comment "Prometheus on monitor: what it scrapes here"',
   ])
-  t.same(monitorInput(topo, host('database')), [
-    'ip saddr 10.20.0.40 tcp dport { 9100, 9187 } accept comment "Prometheus on monitor: what it scrapes here"',
+  t.same(monitorInput(topo, host('database-1')), [
+    'ip saddr 10.20.0.40 tcp dport { 9100, 9187, 8008 } accept comment "Prometheus on monitor: what it scrapes here"',
   ])
   t.same(monitorInput(topo, host('monitor')), [], 'the monitor scrapes itself locally')
 })
@@ -74,7 +81,7 @@ t.test('the scrape configuration: a job per exporter, each target labelled with 
   t.same(y.rule_files, ['/etc/prometheus/lab-alerts.yml'])
   t.same(
     y.scrape_configs.map((j) => j.job_name),
-    ['node', 'client', 'nginx', 'ingest', 'postgres', 'prometheus'],
+    ['node', 'client', 'nginx', 'ingest', 'postgres', 'patroni', 'prometheus'],
   )
   const ingest = y.scrape_configs.find((j) => j.job_name === 'ingest')!
   t.same(ingest.static_configs, [

@@ -117,7 +117,13 @@ t.test(
 t.test(
   'PostgreSQL: hostssl with the client certificate and the password for each backend, no plain line',
   async (t) => {
-    const vars = { host: 'database', database: 'telemetry', user: 'ingest', backends: ['10.20.0.21', '10.20.0.22'] }
+    const vars = {
+      host: 'database',
+      database: 'telemetry',
+      user: 'ingest',
+      backends: ['10.20.0.21', '10.20.0.22'],
+      members: [],
+    }
     const hba = renderFile('db/pg_hba.conf', { ...vars, tls: true })
     t.same(
       hba.match(/^host\S*\s+telemetry.*$/gm)!.map((l) => l.replace(/\s+/g, ' ')),

@@ -317,9 +317,30 @@ const cases: [string, (r: any) => void, string[]][] = [
       'groups.front.members: must list two or more different hosts; got ["proxy"]',
       'groups.bb.members: unknown host "ghost"',
       'groups.cc.members: members must share one role; got proxy (proxy), client (iot-client)',
-      'groups.dd.members: role iot-client cannot be grouped yet: groups are built for proxy, gateway',
+      'groups.dd.members: role iot-client cannot be grouped: groups are built for proxy, gateway, db',
       'hosts.proxy: proxy, proxy-2 all have role proxy: list them as the members of one group (groups.NAME.members) so that one address leads to them',
       'networks.iot.old_server.host: must name a host or group on the hub\'s LAN (cloud); got "front"',
+    ],
+  ],
+  [
+    'a database cluster of three: accepted',
+    (r) => {
+      for (const i of [1, 2, 3])
+        r.hosts[`db-${i}`] = { role: 'db', interfaces: { mgmt: `172.31.250.3${i}`, cloud: `10.20.0.3${i}` } }
+      r.groups = { store: { members: ['db-1', 'db-2', 'db-3'], addresses: { cloud: '10.20.0.30' } } }
+    },
+    [],
+  ],
+  [
+    'a database cluster of two, two database hosts outside a group',
+    (r) => {
+      for (const i of [1, 2, 3])
+        r.hosts[`db-${i}`] = { role: 'db', interfaces: { mgmt: `172.31.250.3${i}`, cloud: `10.20.0.3${i}` } }
+      r.groups = { store: { members: ['db-1', 'db-2'], addresses: { cloud: '10.20.0.30' } } }
+    },
+    [
+      'groups.store.members: a group of role db has 3 members (a majority must survive the loss of one); got 2',
+      'hosts.db-1: db-1, db-2, db-3 all have role db: list them as the members of one group (groups.NAME.members) so that one address leads to them',
     ],
   ],
   ['a hub pair: accepted, the sites reach its address, the cloud routes through its address', (r) => hubPair(r), []],

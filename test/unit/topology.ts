@@ -321,7 +321,7 @@ t.test('a host name made only of hex digits is refused: Vagrant would take it fo
     )
   }
   const raw: any = base()
-  raw.hosts.database = { role: 'db', interfaces: { mgmt: '172.31.250.30', cloud: '10.20.0.30' } }
-  raw.hosts['db-1'] = { role: 'db', interfaces: { mgmt: '172.31.250.31', cloud: '10.20.0.31' } }
+  raw.hosts.database = { role: 'backend', interfaces: { mgmt: '172.31.250.35', cloud: '10.20.0.35' } }
+  raw.hosts['db-1'] = { role: 'backend', interfaces: { mgmt: '172.31.250.36', cloud: '10.20.0.36' } }
   t.ok(validateTopology(raw), '"database" and "db-1" are fine')
 })

@@ -94,8 +94,14 @@ t.test('the single topology: one proxy on its own address, no keepalived anywher
   t.same(vrrpSysctl(ctx(host(single, 'proxy'), single)), {})
   t.same(
     single.hosts.map((h) => h.name).filter((n) => !plan.hosts.some((h) => h.name === n)),
-    ['proxy'],
-    'the same lab but for the pairs',
+    ['proxy', 'database'],
+    'the same lab but for the pairs and the database cluster',
+  )
+  t.equal(single.services.db!.address, '10.20.0.30', 'one database host, on its own address')
+  t.equal(single.services.db!.cluster, undefined, 'no Patroni, no etcd')
+  t.same(
+    rolesFor(host(single, 'database'), single).map((r) => r.name),
+    ['common', 'db'],
   )
   t.same(single.vpn!.tunnels[0].hubMembers, ['gw-cloud'], 'one hub, its own identity')
   t.same(swanctlVars(ctx(host(single, 'gw-cloud'), single)).tunnels[0].local_id, 'gw-cloud.iotlab')

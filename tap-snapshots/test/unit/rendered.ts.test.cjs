@@ -5,6 +5,177 @@
  * Make sure to inspect the output below.  Do not ignore changes!
  */
 'use strict'
+exports[`test/unit/rendered.ts > TAP > keepalived.conf of each pair's member (hub and proxy), as keepalived -t reads it > database-1: /etc/keepalived/keepalived.conf 1`] = `
+# Managed by the lab provisioner (database-1): edits are overwritten.
+# keepalived: this host is a member of group database (topology.yaml, groups). The
+# active member holds the group's virtual addresses; the others watch its adverts and
+# take them over when they stop (VRRP, RFC 5798: after 3 adverts missed plus a skew,
+# about 3.4 s at one advert a second).
+global_defs {
+  router_id database-1
+  # Scripts run as root, and only scripts root alone can change are run.
+  script_user root
+  enable_script_security
+  # A new master announces its addresses at once, then again after 2 s, so that
+  # neighbours whose ARP caches still name the old member learn the new one.
+  vrrp_garp_master_delay 2
+  vrrp_garp_master_repeat 3
+  # State changes are handled one after the other, in order: keepalived writes each to
+  # this FIFO and one reader it starts hands them to the notify script in turn.
+  vrrp_notify_fifo /run/keepalived-lab-notify.fifo
+  vrrp_notify_fifo_script "/usr/local/lib/lab/vrrp-notify-fifo"
+}
+
+# The service itself must answer, not only the host: a member whose patroni fails
+# this check 2 times in a row gives the addresses up.
+vrrp_script patroni {
+  script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://10.20.0.31:8008/primary"
+  interval 1
+  timeout 1
+  fall 2
+  rise 2
+}
+
+vrrp_instance database {
+  # Every member starts as a backup and none preempts: the first election goes by
+  # priority, and after a failover the addresses stay where they are (a fail-back is a
+  # choice, not a second outage).
+  state BACKUP
+  nopreempt
+  interface cloud
+  virtual_router_id 3
+  priority 150
+  advert_int 1
+  # Unicast between the members: no multicast on the lab's bridges.
+  unicast_src_ip 10.20.0.31
+  unicast_peer {
+    10.20.0.32
+    10.20.0.33
+  }
+  virtual_ipaddress {
+    10.20.0.30/24 dev cloud
+  }
+  track_script {
+    patroni
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > keepalived.conf of each pair's member (hub and proxy), as keepalived -t reads it > database-2: /etc/keepalived/keepalived.conf 1`] = `
+# Managed by the lab provisioner (database-2): edits are overwritten.
+# keepalived: this host is a member of group database (topology.yaml, groups). The
+# active member holds the group's virtual addresses; the others watch its adverts and
+# take them over when they stop (VRRP, RFC 5798: after 3 adverts missed plus a skew,
+# about 3.5 s at one advert a second).
+global_defs {
+  router_id database-2
+  # Scripts run as root, and only scripts root alone can change are run.
+  script_user root
+  enable_script_security
+  # A new master announces its addresses at once, then again after 2 s, so that
+  # neighbours whose ARP caches still name the old member learn the new one.
+  vrrp_garp_master_delay 2
+  vrrp_garp_master_repeat 3
+  # State changes are handled one after the other, in order: keepalived writes each to
+  # this FIFO and one reader it starts hands them to the notify script in turn.
+  vrrp_notify_fifo /run/keepalived-lab-notify.fifo
+  vrrp_notify_fifo_script "/usr/local/lib/lab/vrrp-notify-fifo"
+}
+
+# The service itself must answer, not only the host: a member whose patroni fails
+# this check 2 times in a row gives the addresses up.
+vrrp_script patroni {
+  script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://10.20.0.32:8008/primary"
+  interval 1
+  timeout 1
+  fall 2
+  rise 2
+}
+
+vrrp_instance database {
+  # Every member starts as a backup and none preempts: the first election goes by
+  # priority, and after a failover the addresses stay where they are (a fail-back is a
+  # choice, not a second outage).
+  state BACKUP
+  nopreempt
+  interface cloud
+  virtual_router_id 3
+  priority 140
+  advert_int 1
+  # Unicast between the members: no multicast on the lab's bridges.
+  unicast_src_ip 10.20.0.32
+  unicast_peer {
+    10.20.0.31
+    10.20.0.33
+  }
+  virtual_ipaddress {
+    10.20.0.30/24 dev cloud
+  }
+  track_script {
+    patroni
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > keepalived.conf of each pair's member (hub and proxy), as keepalived -t reads it > database-3: /etc/keepalived/keepalived.conf 1`] = `
+# Managed by the lab provisioner (database-3): edits are overwritten.
+# keepalived: this host is a member of group database (topology.yaml, groups). The
+# active member holds the group's virtual addresses; the others watch its adverts and
+# take them over when they stop (VRRP, RFC 5798: after 3 adverts missed plus a skew,
+# about 3.5 s at one advert a second).
+global_defs {
+  router_id database-3
+  # Scripts run as root, and only scripts root alone can change are run.
+  script_user root
+  enable_script_security
+  # A new master announces its addresses at once, then again after 2 s, so that
+  # neighbours whose ARP caches still name the old member learn the new one.
+  vrrp_garp_master_delay 2
+  vrrp_garp_master_repeat 3
+  # State changes are handled one after the other, in order: keepalived writes each to
+  # this FIFO and one reader it starts hands them to the notify script in turn.
+  vrrp_notify_fifo /run/keepalived-lab-notify.fifo
+  vrrp_notify_fifo_script "/usr/local/lib/lab/vrrp-notify-fifo"
+}
+
+# The service itself must answer, not only the host: a member whose patroni fails
+# this check 2 times in a row gives the addresses up.
+vrrp_script patroni {
+  script "/usr/bin/curl -fsS -o /dev/null --max-time 1 http://10.20.0.33:8008/primary"
+  interval 1
+  timeout 1
+  fall 2
+  rise 2
+}
+
+vrrp_instance database {
+  # Every member starts as a backup and none preempts: the first election goes by
+  # priority, and after a failover the addresses stay where they are (a fail-back is a
+  # choice, not a second outage).
+  state BACKUP
+  nopreempt
+  interface cloud
+  virtual_router_id 3
+  priority 130
+  advert_int 1
+  # Unicast between the members: no multicast on the lab's bridges.
+  unicast_src_ip 10.20.0.33
+  unicast_peer {
+    10.20.0.31
+    10.20.0.32
+  }
+  virtual_ipaddress {
+    10.20.0.30/24 dev cloud
+  }
+  track_script {
+    patroni
+  }
+}
+
+`
+
 exports[`test/unit/rendered.ts > TAP > keepalived.conf of each pair's member (hub and proxy), as keepalived -t reads it > gw-cloud-2: /etc/keepalived/keepalived.conf 1`] = `
 # Managed by the lab provisioner (gw-cloud-2): edits are overwritten.
 # keepalived: this host is a member of group hub (topology.yaml, groups). The
@@ -293,9 +464,9 @@ table inet lab {
 
 `
 
-exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > database: /etc/nftables.conf 1`] = `
+exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > database-1: /etc/nftables.conf 1`] = `
 #!/usr/sbin/nft -f
-# Managed by the lab provisioner (database, role db): edits are overwritten.
+# Managed by the lab provisioner (database-1, role db): edits are overwritten.
 # Replaces only the lab's own table, atomically: tables of others (strongSwan's, say)
 # are left alone. Policy: drop what the role does not admit, and count it.
 table inet lab
@@ -307,8 +478,76 @@ table inet lab {
     ct state invalid counter drop
     iifname "lo" accept
     iifname "mgmt" tcp dport 22 accept comment "SSH from the provisioning machine only"
-    ip saddr 10.20.0.40 tcp dport { 9100, 9187 } accept comment "Prometheus on monitor: what it scrapes here"
+    ip saddr 10.20.0.40 tcp dport { 9100, 9187, 8008 } accept comment "Prometheus on monitor: what it scrapes here"
     ip saddr { 10.20.0.21, 10.20.0.22 } tcp dport 5432 accept comment "PostgreSQL: from the backends only"
+    ip saddr { 10.20.0.32, 10.20.0.33 } tcp dport { 5432, 8008, 2379, 2380 } accept comment "the database cluster's members: replication, Patroni, etcd"
+    ip saddr { 10.20.0.32, 10.20.0.33 } ip protocol vrrp accept comment "VRRP adverts from group database"
+    icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
+    counter comment "input dropped"
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    counter comment "forward dropped"
+  }
+  chain output {
+    type filter hook output priority filter; policy accept;
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > database-2: /etc/nftables.conf 1`] = `
+#!/usr/sbin/nft -f
+# Managed by the lab provisioner (database-2, role db): edits are overwritten.
+# Replaces only the lab's own table, atomically: tables of others (strongSwan's, say)
+# are left alone. Policy: drop what the role does not admit, and count it.
+table inet lab
+delete table inet lab
+table inet lab {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid counter drop
+    iifname "lo" accept
+    iifname "mgmt" tcp dport 22 accept comment "SSH from the provisioning machine only"
+    ip saddr 10.20.0.40 tcp dport { 9100, 9187, 8008 } accept comment "Prometheus on monitor: what it scrapes here"
+    ip saddr { 10.20.0.21, 10.20.0.22 } tcp dport 5432 accept comment "PostgreSQL: from the backends only"
+    ip saddr { 10.20.0.31, 10.20.0.33 } tcp dport { 5432, 8008, 2379, 2380 } accept comment "the database cluster's members: replication, Patroni, etcd"
+    ip saddr { 10.20.0.31, 10.20.0.33 } ip protocol vrrp accept comment "VRRP adverts from group database"
+    icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
+    counter comment "input dropped"
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    counter comment "forward dropped"
+  }
+  chain output {
+    type filter hook output priority filter; policy accept;
+  }
+}
+
+`
+
+exports[`test/unit/rendered.ts > TAP > nftables.conf of every host (and of a gateway with kernel ESP), as nft reads it > database-3: /etc/nftables.conf 1`] = `
+#!/usr/sbin/nft -f
+# Managed by the lab provisioner (database-3, role db): edits are overwritten.
+# Replaces only the lab's own table, atomically: tables of others (strongSwan's, say)
+# are left alone. Policy: drop what the role does not admit, and count it.
+table inet lab
+delete table inet lab
+table inet lab {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid counter drop
+    iifname "lo" accept
+    iifname "mgmt" tcp dport 22 accept comment "SSH from the provisioning machine only"
+    ip saddr 10.20.0.40 tcp dport { 9100, 9187, 8008 } accept comment "Prometheus on monitor: what it scrapes here"
+    ip saddr { 10.20.0.21, 10.20.0.22 } tcp dport 5432 accept comment "PostgreSQL: from the backends only"
+    ip saddr { 10.20.0.31, 10.20.0.32 } tcp dport { 5432, 8008, 2379, 2380 } accept comment "the database cluster's members: replication, Patroni, etcd"
+    ip saddr { 10.20.0.31, 10.20.0.32 } ip protocol vrrp accept comment "VRRP adverts from group database"
     icmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept
     counter comment "input dropped"
   }
@@ -944,8 +1183,8 @@ http {
 
 `
 
-exports[`test/unit/rendered.ts > TAP > pg_hba.conf of the database > database: pg_hba.conf 1`] = `
-# Managed by the lab provisioner (database): edits are overwritten.
+exports[`test/unit/rendered.ts > TAP > pg_hba.conf of the database > database-1: pg_hba.conf 1`] = `
+# Managed by the lab provisioner (database-1): edits are overwritten.
 # TYPE  DATABASE   USER      ADDRESS          METHOD
 local   all        postgres                   peer
 # The monitor's exporter, on this host, as the system user prometheus (statistics only).
@@ -957,6 +1196,59 @@ host    telemetry  ingest    127.0.0.1/32     scram-sha-256
 # and the password too.
 hostssl telemetry  ingest    10.20.0.21/32   scram-sha-256 clientcert=verify-full
 hostssl telemetry  ingest    10.20.0.22/32   scram-sha-256 clientcert=verify-full
+# The cluster's other members, and nobody else: streaming replication and pg_rewind
+# (as postgres), over TLS with their certificate from the services CA (not revoked)
+# and the password.
+hostssl replication  replicator  10.20.0.32/32   scram-sha-256 clientcert=verify-ca
+hostssl all        postgres  10.20.0.32/32   scram-sha-256 clientcert=verify-ca
+hostssl replication  replicator  10.20.0.33/32   scram-sha-256 clientcert=verify-ca
+hostssl all        postgres  10.20.0.33/32   scram-sha-256 clientcert=verify-ca
+
+`
+
+exports[`test/unit/rendered.ts > TAP > pg_hba.conf of the database > database-2: pg_hba.conf 1`] = `
+# Managed by the lab provisioner (database-2): edits are overwritten.
+# TYPE  DATABASE   USER      ADDRESS          METHOD
+local   all        postgres                   peer
+# The monitor's exporter, on this host, as the system user prometheus (statistics only).
+local   postgres   prometheus                 peer
+# The provisioner checks the ingest role's login locally.
+host    telemetry  ingest    127.0.0.1/32     scram-sha-256
+# The backends, and nobody else: over TLS only (a plain connection matches no line), with
+# a certificate from the services CA, not revoked, whose CN is the user (verify-full),
+# and the password too.
+hostssl telemetry  ingest    10.20.0.21/32   scram-sha-256 clientcert=verify-full
+hostssl telemetry  ingest    10.20.0.22/32   scram-sha-256 clientcert=verify-full
+# The cluster's other members, and nobody else: streaming replication and pg_rewind
+# (as postgres), over TLS with their certificate from the services CA (not revoked)
+# and the password.
+hostssl replication  replicator  10.20.0.31/32   scram-sha-256 clientcert=verify-ca
+hostssl all        postgres  10.20.0.31/32   scram-sha-256 clientcert=verify-ca
+hostssl replication  replicator  10.20.0.33/32   scram-sha-256 clientcert=verify-ca
+hostssl all        postgres  10.20.0.33/32   scram-sha-256 clientcert=verify-ca
+
+`
+
+exports[`test/unit/rendered.ts > TAP > pg_hba.conf of the database > database-3: pg_hba.conf 1`] = `
+# Managed by the lab provisioner (database-3): edits are overwritten.
+# TYPE  DATABASE   USER      ADDRESS          METHOD
+local   all        postgres                   peer
+# The monitor's exporter, on this host, as the system user prometheus (statistics only).
+local   postgres   prometheus                 peer
+# The provisioner checks the ingest role's login locally.
+host    telemetry  ingest    127.0.0.1/32     scram-sha-256
+# The backends, and nobody else: over TLS only (a plain connection matches no line), with
+# a certificate from the services CA, not revoked, whose CN is the user (verify-full),
+# and the password too.
+hostssl telemetry  ingest    10.20.0.21/32   scram-sha-256 clientcert=verify-full
+hostssl telemetry  ingest    10.20.0.22/32   scram-sha-256 clientcert=verify-full
+# The cluster's other members, and nobody else: streaming replication and pg_rewind
+# (as postgres), over TLS with their certificate from the services CA (not revoked)
+# and the password.
+hostssl replication  replicator  10.20.0.31/32   scram-sha-256 clientcert=verify-ca
+hostssl all        postgres  10.20.0.31/32   scram-sha-256 clientcert=verify-ca
+hostssl replication  replicator  10.20.0.32/32   scram-sha-256 clientcert=verify-ca
+hostssl all        postgres  10.20.0.32/32   scram-sha-256 clientcert=verify-ca
 
 `
 
@@ -994,8 +1286,12 @@ scrape_configs:
         labels: { host: backend-1, role: backend }
       - targets: ['10.20.0.22:9100']
         labels: { host: backend-2, role: backend }
-      - targets: ['10.20.0.30:9100']
-        labels: { host: database, role: db }
+      - targets: ['10.20.0.31:9100']
+        labels: { host: database-1, role: db }
+      - targets: ['10.20.0.32:9100']
+        labels: { host: database-2, role: db }
+      - targets: ['10.20.0.33:9100']
+        labels: { host: database-3, role: db }
       - targets: ['10.20.0.40:9100']
         labels: { host: monitor, role: monitor }
   - job_name: client
@@ -1016,8 +1312,20 @@ scrape_configs:
         labels: { host: backend-2, role: backend }
   - job_name: postgres
     static_configs:
-      - targets: ['10.20.0.30:9187']
-        labels: { host: database, role: db }
+      - targets: ['10.20.0.31:9187']
+        labels: { host: database-1, role: db }
+      - targets: ['10.20.0.32:9187']
+        labels: { host: database-2, role: db }
+      - targets: ['10.20.0.33:9187']
+        labels: { host: database-3, role: db }
+  - job_name: patroni
+    static_configs:
+      - targets: ['10.20.0.31:8008']
+        labels: { host: database-1, role: db }
+      - targets: ['10.20.0.32:8008']
+        labels: { host: database-2, role: db }
+      - targets: ['10.20.0.33:8008']
+        labels: { host: database-3, role: db }
   - job_name: prometheus
     static_configs:
       - targets: ['127.0.0.1:9090']

@@ -1,0 +1,126 @@
+// The database cluster as the plan and the db role make it: three members, each with
+// Patroni (strict synchronous replication to one standby, timings that replace a lost
+// primary within the 30 s goal), an etcd member of the three, pg_hba.conf admitting the
+// other members for replication over TLS, the firewall open between the members alone,
+// keepalived moving the backends' address to the primary (Patroni's /primary), and the
+// members' certificates naming that address (the backends verify-full against it).
+import path from 'node:path'
+import t from 'tap'
+import { parse } from 'yaml'
+import { repoRoot, topologyFile } from '../../provision/paths.js'
+import { loadPlan, type Host } from '../../provision/plan.js'
+import { db, etcdDefaults, patroniYml, pgHbaConf, PATRONI_TIMES } from '../../provision/roles/db.js'
+import { altNames } from '../../provision/roles/service-tls.js'
+import { rolesFor } from '../../provision/roles/index.js'
+import type { Context } from '../../provision/runner.js'
+import fs from 'node:fs'
+import os from 'node:os'
+
+const plan = loadPlan(topologyFile)
+const single = loadPlan(path.join(repoRoot, 'topology.single.yaml'))
+const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-db-cluster-'))
+t.teardown(() => fs.rmSync(stateDir, { recursive: true, force: true }))
+const host = (p: typeof plan, name: string) => p.hosts.find((h) => h.name === name)!
+const ctx = (h: Host, p = plan) => ({ plan: p, self: h, stateDir }) as unknown as Context
+
+t.test('the plan: the backends reach the cluster on its virtual address, each member on its own', async (t) => {
+  const s = plan.services.db!
+  t.equal(s.address, '10.20.0.30')
+  t.same(
+    s.members.map((m) => `${m.host} ${m.address}`),
+    ['database-1 10.20.0.31', 'database-2 10.20.0.32', 'database-3 10.20.0.33'],
+  )
+  t.same(s.cluster, { scope: 'iotlab-db', patroniPort: 8008, etcdClientPort: 2379, etcdPeerPort: 2380 })
+  t.same(
+    rolesFor(host(plan, 'database-1'), plan).map((r) => r.name),
+    ['common', 'db', 'vrrp'],
+    'keepalived after the database role',
+  )
+})
+
+t.test(
+  "Patroni's settings: strict synchronous replication, timings inside the goal, TLS between members",
+  async (t) => {
+    const y = parse(patroniYml(ctx(host(plan, 'database-2')), '15'))
+    t.equal(y.name, 'database-2')
+    t.equal(y.scope, 'iotlab-db')
+    t.same(y.etcd3.hosts, ['10.20.0.31:2379', '10.20.0.32:2379', '10.20.0.33:2379'], 'all three etcd members')
+    const dcs = y.bootstrap.dcs
+    t.equal(dcs.synchronous_mode, true)
+    t.equal(dcs.synchronous_mode_strict, true, 'no standby: writes wait, never acknowledged alone')
+    t.equal(dcs.synchronous_node_count, 1)
+    t.ok(dcs.loop_wait + 2 * dcs.retry_timeout <= dcs.ttl, "Patroni's rule: loop_wait + 2 retry_timeout <= ttl")
+    t.ok(dcs.ttl + dcs.loop_wait <= 30, 'a lost primary replaced within 30 s (ttl + loop_wait)')
+    t.same(
+      [dcs.ttl, dcs.loop_wait, dcs.retry_timeout],
+      [PATRONI_TIMES.ttl, PATRONI_TIMES.loopWait, PATRONI_TIMES.retryTimeout],
+    )
+    t.equal(y.postgresql.listen, '127.0.0.1,10.20.0.32,10.20.0.30:5432', 'its own address and the virtual one')
+    t.equal(y.postgresql.connect_address, '10.20.0.32:5432')
+    t.equal(y.restapi.listen, '10.20.0.32:8008')
+    t.ok(y.restapi.authentication.password.length >= 32, 'changes through the REST API need the generated password')
+    for (const who of ['replication', 'rewind']) {
+      t.match(
+        y.postgresql.authentication[who],
+        { sslmode: 'verify-ca', sslcert: '/etc/lab-tls/database-2.pem', sslcrl: '/etc/lab-tls/services.crl' },
+        `${who}: TLS with the member's certificate, under the CRL`,
+      )
+    }
+    t.equal(y.postgresql.parameters.hba_file, '/etc/lab-db/pg_hba.conf', "pg_hba.conf is the provisioner's")
+    t.equal(y.postgresql.parameters.ssl_min_protocol_version, 'TLSv1.3')
+    t.equal(y.watchdog.mode, 'off')
+  },
+)
+
+t.test('etcd: one member on each database host, peers on the cloud LAN', async (t) => {
+  const e = etcdDefaults(ctx(host(plan, 'database-3')))
+  t.match(
+    e,
+    'ETCD_INITIAL_CLUSTER="database-1=http://10.20.0.31:2380,database-2=http://10.20.0.32:2380,database-3=http://10.20.0.33:2380"',
+  )
+  t.match(e, 'ETCD_LISTEN_CLIENT_URLS="http://10.20.0.33:2379,http://127.0.0.1:2379"')
+  t.match(e, 'ETCD_ENABLE_V2="false"', "Patroni's etcd3: the v3 API alone")
+})
+
+t.test('pg_hba.conf: the backends, and the other members for replication and pg_rewind over TLS', async (t) => {
+  const lines = (c: Context) =>
+    pgHbaConf(c)
+      .split('\n')
+      .filter((l) => /^hostssl/.test(l))
+      .map((l) => l.replace(/\s+/g, ' '))
+  t.same(lines(ctx(host(plan, 'database-1'))), [
+    'hostssl telemetry ingest 10.20.0.21/32 scram-sha-256 clientcert=verify-full',
+    'hostssl telemetry ingest 10.20.0.22/32 scram-sha-256 clientcert=verify-full',
+    'hostssl replication replicator 10.20.0.32/32 scram-sha-256 clientcert=verify-ca',
+    'hostssl all postgres 10.20.0.32/32 scram-sha-256 clientcert=verify-ca',
+    'hostssl replication replicator 10.20.0.33/32 scram-sha-256 clientcert=verify-ca',
+    'hostssl all postgres 10.20.0.33/32 scram-sha-256 clientcert=verify-ca',
+  ])
+  t.same(
+    lines(ctx(host(single, 'database'), single)),
+    [
+      'hostssl telemetry ingest 10.20.0.21/32 scram-sha-256 clientcert=verify-full',
+      'hostssl telemetry ingest 10.20.0.22/32 scram-sha-256 clientcert=verify-full',
+    ],
+    'a single database host admits no replication',
+  )
+})
+
+t.test('the firewall opens the cluster ports to the other members alone', async (t) => {
+  t.same(db.input!(ctx(host(plan, 'database-1'))), [
+    'ip saddr { 10.20.0.21, 10.20.0.22 } tcp dport 5432 accept comment "PostgreSQL: from the backends only"',
+    `ip saddr { 10.20.0.32, 10.20.0.33 } tcp dport { 5432, 8008, 2379, 2380 } accept comment "the database cluster's members: replication, Patroni, etcd"`,
+  ])
+  t.same(db.input!(ctx(host(single, 'database'), single)), [
+    'ip saddr { 10.20.0.21, 10.20.0.22 } tcp dport 5432 accept comment "PostgreSQL: from the backends only"',
+  ])
+})
+
+t.test("keepalived follows Patroni's leader; the certificates name the virtual address", async (t) => {
+  t.same(db.health!(ctx(host(plan, 'database-2'))), {
+    service: 'patroni',
+    check: '/usr/bin/curl -fsS -o /dev/null --max-time 1 http://10.20.0.32:8008/primary',
+  })
+  t.same(altNames(plan, 'database-2'), ['10.20.0.32', '10.20.0.30'])
+  t.same(altNames(single, 'database'), ['10.20.0.30'], 'a single host: its own address, which is the service')
+})
