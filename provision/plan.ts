@@ -369,6 +369,13 @@ function deepFreeze<T>(o: T): T {
 // Small queries everyone needs, so no caller re-derives them.
 export const hostsWithRole = (p: Plan, role: Role) => p.hosts.filter((h) => h.role === role)
 export const managementNetwork = (p: Plan): Network => p.networks.find((n) => n.kind === 'management')!
+/**
+ * The name that stands for a role's service where any command must reach the member
+ * serving now: its group's (the lab's and the bench's sh resolve it to the member
+ * holding the address: the database cluster's primary, say), else its one host's.
+ */
+export const serviceName = (p: Plan, role: Role): string | undefined =>
+  p.vrrp.find((g) => g.role === role)?.name ?? hostsWithRole(p, role)[0]?.name
 /** The VRRP group a host is a member of, if any. */
 export const vrrpGroupOf = (p: Plan, host: string) => p.vrrp.find((g) => g.members.some((m) => m.host === host))
 /** The client's plan entry (url, devices); a host that is no IoT client has none. */

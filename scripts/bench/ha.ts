@@ -10,7 +10,7 @@
 // says how many were not. A benchmark: it fails only when it cannot measure.
 import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import { waitFor } from '../../provision/lib/wait.js'
-import type { Host, VrrpGroup } from '../../provision/plan.js'
+import { serviceName, type Host, type VrrpGroup } from '../../provision/plan.js'
 import { clearFault, HOST_FAULTS, makeFault, type HostFault } from '../lib/host-faults.js'
 import { holdersOf, holdsAddress, type Run } from '../lib/vrrp-holders.js'
 import type { BenchLab } from './lab.js'
@@ -60,7 +60,8 @@ export async function haBench(
   const started = Date.now()
   const plan = lab.plan
   const [client] = plan.hosts.filter((h) => h.role === 'iot-client')
-  const [db] = plan.hosts.filter((h) => h.role === 'db')
+  // The primary, whichever member it is when asked (a database fault moves it).
+  const db = serviceName(plan, 'db')
   if (!client || !db)
     throw new Error(
       "--ha measures the IoT client's stream into the database: the topology has no iot-client or db host",
@@ -72,7 +73,7 @@ export async function haBench(
     ) as Status
   const sql = async (query: string) =>
     (
-      await lab.must(db.name, 'runuser -u postgres -- psql -X -At -F "|" -v ON_ERROR_STOP=1 -d telemetry', {
+      await lab.must(db, 'runuser -u postgres -- psql -X -At -F "|" -v ON_ERROR_STOP=1 -d telemetry', {
         stdin: query,
       })
     ).trim()

@@ -14,8 +14,15 @@ export interface Watch {
   alerts: { name: string; host: string; severity: string }[]
   down: string[]
   /** Each topology group's members and the VRRP state each last reported (absent: not reporting). */
-  pairs: { group: string; members: { host: string; state?: string }[] }[]
+  pairs: { group: string; role?: string; members: { host: string; state?: string }[] }[]
+  /**
+   * A database cluster's members as Patroni last reported them (absent: not reporting),
+   * with how far each replica replays behind the primary (bytes).
+   */
+  dbCluster?: { group: string; members: { host: string; role?: DbRole; lagBytes?: number }[] }
 }
+
+export type DbRole = 'primary' | 'sync standby' | 'replica' | 'stopped'
 
 export type Sample = { metric: Record<string, string>; value: [number, string] }
 
@@ -36,7 +43,7 @@ export async function watch(plan: Plan): Promise<Watch | string> {
   const by = (label: string) => (s: Sample[]) => Object.fromEntries(s.map((x) => [x.metric[label], Number(x.value[1])]))
   const byHost = by('host')
   try {
-    const [rate, pending, oldest, share, tin, tout, alerts, down, vrrp] = await Promise.all([
+    const [rate, pending, oldest, share, tin, tout, alerts, down, vrrp, patroni] = await Promise.all([
       query(url, 'sum(rate(ingest_readings_accepted_total[1m]))'),
       query(url, 'sum(lab_client_readings_pending)'),
       query(url, 'max(lab_client_oldest_pending_age_seconds)'),
@@ -47,6 +54,10 @@ export async function watch(plan: Plan): Promise<Watch | string> {
       query(url, 'ALERTS{alertstate="firing"}'),
       query(url, 'up == 0'),
       query(url, 'lab_vrrp_state == 1'),
+      query(
+        url,
+        '{__name__=~"patroni_(primary|sync_standby|replica|postgres_running|xlog_location|xlog_replayed_location)"}',
+      ),
     ])
     const ins = by('side')(tin)
     const outs = by('side')(tout)
@@ -65,8 +76,10 @@ export async function watch(plan: Plan): Promise<Watch | string> {
         .map((a) => ({ name: a.metric.alertname, host: a.metric.host ?? '', severity: a.metric.severity ?? '' }))
         .sort((a, b) => a.name.localeCompare(b.name) || a.host.localeCompare(b.host)),
       down: down.map((d) => `${d.metric.job} on ${d.metric.host}`).sort(),
+      ...dbClusterOf(plan, patroni),
       pairs: plan.vrrp.map((g) => ({
         group: g.name,
+        role: g.role,
         members: g.members.map((m) => ({
           host: m.host,
           state: vrrp.find((x) => x.metric.group === g.name && x.metric.host === m.host)?.metric.state,
@@ -78,6 +91,45 @@ export async function watch(plan: Plan): Promise<Watch | string> {
   }
 }
 
+/** The database cluster's members from Patroni's metrics (none when the plan has no cluster). */
+function dbClusterOf(plan: Plan, patroni: Sample[]): Pick<Watch, 'dbCluster'> {
+  const group = plan.vrrp.find((g) => g.role === 'db')
+  if (!group || !plan.services.db?.cluster) return {}
+  const v = (host: string, name: string) => {
+    const x = patroni.find((p) => p.metric.host === host && p.metric.__name__ === `patroni_${name}`)
+    return x ? Number(x.value[1]) : undefined
+  }
+  const primary = group.members.find((m) => v(m.host, 'primary') === 1)
+  const head = primary ? v(primary.host, 'xlog_location') : undefined
+  return {
+    dbCluster: {
+      group: group.name,
+      members: group.members.map(({ host }) => {
+        if (v(host, 'postgres_running') === undefined) return { host }
+        const role: DbRole =
+          v(host, 'postgres_running') !== 1
+            ? 'stopped'
+            : v(host, 'primary') === 1
+              ? 'primary'
+              : v(host, 'sync_standby') === 1
+                ? 'sync standby'
+                : 'replica'
+        const replayed = v(host, 'xlog_replayed_location')
+        return role === 'sync standby' || role === 'replica'
+          ? {
+              host,
+              role,
+              ...(head !== undefined && replayed !== undefined ? { lagBytes: Math.max(0, head - replayed) } : {}),
+            }
+          : { host, role }
+      }),
+    },
+  }
+}
+
+const bytes = (b: number) =>
+  b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${b} B`
+
 const bits = (b: number) =>
   b >= 1e6 ? `${(b / 1e6).toFixed(1)} Mbit/s` : b >= 1e3 ? `${(b / 1e3).toFixed(1)} kbit/s` : `${Math.round(b)} bit/s`
 
@@ -88,6 +140,9 @@ const VRRP_WORDS: Record<string, string> = {
   fault: 'failing its health check',
   stop: 'keepalived stopped',
 }
+
+/** A database cluster's keepalived follows Patroni's primary: its replicas fail the check by design. */
+const DB_VRRP_WORDS: Record<string, string> = { ...VRRP_WORDS, master: 'holds the address', fault: 'not the primary' }
 
 /** The lines lab:status prints (pure: unit-tested). */
 export function watchText(w: Watch | string): string {
@@ -107,9 +162,19 @@ export function watchText(w: Watch | string): string {
         .map(([h, t]) => `${h} in ${bits(t.in)}, out ${bits(t.out)}`)
         .join('; ') || 'no traffic counted'
     }`,
+    ...(w.dbCluster
+      ? [
+          `  cluster ${w.dbCluster.group.padEnd(9)} ${w.dbCluster.members
+            .map(
+              (m) =>
+                `${m.host} ${m.role ?? 'not reporting'}${m.lagBytes !== undefined ? ` (${bytes(m.lagBytes)} behind)` : ''}`,
+            )
+            .join(', ')}`,
+        ]
+      : []),
     ...w.pairs.map(
       (p) =>
-        `  pair ${p.group.padEnd(12)} ${p.members.map((m) => `${m.host} ${VRRP_WORDS[m.state ?? ''] ?? m.state ?? 'not reporting'}`).join(', ')}`,
+        `  pair ${p.group.padEnd(12)} ${p.members.map((m) => `${m.host} ${(p.role === 'db' ? DB_VRRP_WORDS : VRRP_WORDS)[m.state ?? ''] ?? m.state ?? 'not reporting'}`).join(', ')}`,
     ),
     `  targets down      ${w.down.length ? w.down.join(', ') : 'none'}`,
     `  alerts firing     ${w.alerts.length ? w.alerts.map((a) => `${a.name}${a.host ? ` (${a.host})` : ''}`).join(', ') : 'none'}`,

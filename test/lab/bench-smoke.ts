@@ -9,7 +9,7 @@ import t from 'tap'
 import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import type { BenchReport } from '../../scripts/bench/report.js'
 import { labCli, openLab } from '../lib/lab.js'
-import { clientStatus } from '../lib/telemetry.js'
+import { clientStatus, dbFiles } from '../lib/telemetry.js'
 
 const lab = await openLab(t)
 if (lab) {
@@ -18,8 +18,12 @@ if (lab) {
   t.test('npm run bench -- --smoke writes a complete report and leaves the lab as it was', async (t) => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'))
     const nginxBefore = (await lab.sh(proxy.name, 'sha256sum /etc/nginx/nginx.conf')).stdout
-    const [db] = lab.byRole('db')
-    const hba = () => lab.sh(db.name, 'sha256sum /etc/postgresql/*/main/pg_hba.conf').then((x) => x.stdout)
+    const hba = async () => {
+      const sums = []
+      for (const db of lab.byRole('db'))
+        sums.push((await lab.sh(db.name, `sha256sum ${(await dbFiles(lab, db.name)).hba}`)).stdout)
+      return sums.join('')
+    }
     const hbaBefore = await hba()
     const ingestBefore = await Promise.all(
       lab

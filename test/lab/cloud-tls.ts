@@ -19,6 +19,7 @@ import { logFrom, logged } from '../lib/logs.js'
 import {
   acknowledgedAfter,
   assertExactlyOnce,
+  dbFiles,
   backendMetrics,
   clientStatus,
   fromProxy,
@@ -35,7 +36,9 @@ if (opened) {
   const lab: Lab = opened
   const [client] = lab.byRole('iot-client')
   const [proxy] = lab.byRole('proxy')
-  const [db] = lab.byRole('db')
+  // The database's primary (a cluster's member holding its address); the backends
+  // connect to the service's address, the virtual one in a cluster.
+  const db = await lab.active('db')
   const ups = lab.plan.services.backends
   const [b1] = ups
   const cloud = lab.plan.networks.find(
@@ -46,12 +49,11 @@ if (opened) {
   )!.name
   const addr = (h: { interfaces: { network: string; address: string }[] }) =>
     h.interfaces.find((i) => i.network === cloud)!.address
-  const dbAddr = addr(db)
+  const dbAddr = lab.plan.services.db!.address
 
   /** A host's journal (a unit) or a log file, from this moment on: what a refusal wrote. */
   const since = (host: string, what: { unit: string } | { file: string }) => logFrom(lab, host, what)
-  const pgLog = async () =>
-    `/var/log/postgresql/${(await lab.sh(db.name, 'ls /var/log/postgresql | grep -E "^postgresql-[0-9]+-main.log$" | sort -V | tail -1')).stdout.trim()}`
+  const pgLog = async () => (await dbFiles(lab, db.name)).log
 
   /** A certificate from a CA that is not the lab's, for the identity given, made on a host in a temporary folder. */
   async function rogueCert(host: string, cn: string, san: string): Promise<{ dir: string; cert: string; key: string }> {
@@ -386,7 +388,7 @@ if (opened) {
       const mark = await markStream(lab)
       const mainPid = async (host: string, unit: string) =>
         (await lab.sh(host, `systemctl show -P MainPID ${unit}`)).stdout.trim()
-      const pg = async () => (await lab.sh(db.name, 'head -1 /var/run/postgresql/*-main.pid')).stdout.trim()
+      const pg = async () => (await lab.sh(db.name, `head -1 ${(await dbFiles(lab, db.name)).pid}`)).stdout.trim()
       for (const [host, pid] of [
         [proxy.name, () => mainPid(proxy.name, 'nginx.service')],
         [db.name, pg],

@@ -34,7 +34,8 @@ if (lab) {
   const [client] = lab.byRole('iot-client')
   // Each member of a proxy pair is configured alike; the first stands for them where any will do.
   const [proxy] = lab.byRole('proxy')
-  const [db] = lab.byRole('db')
+  // The database's primary: a cluster's member holding the service's address.
+  const db = await lab.active('db')
   const url = clientOf(lab.plan, client.name)!.url
   const upstreams = lab.plan.services.backends
   const device = testDevice(lab, 1)
@@ -309,7 +310,8 @@ if (lab) {
   t.test('each service is reachable only by the hosts that need it', async (t) => {
     const open = async (from: string, address: string, port: number) =>
       (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
-    const dbAddr = db.addresses.cloud
+    // The backends' address for the database: the virtual one of a cluster, else its own.
+    const dbAddr = lab.plan.services.db!.address
     const gwCloud = lab.plan.vpn!.hub
     for (const b of upstreams) {
       t.ok(await open(proxy.name, b.address, b.port), `control: the proxy reaches ${b.name}:${b.port}`)
@@ -335,9 +337,25 @@ if (lab) {
       .split('\n')
     t.same(
       listening,
-      [`${dbAddr}:${DB.port}`, `127.0.0.1:${DB.port}`].sort(),
-      'PostgreSQL listens on the cloud LAN and locally, nowhere else',
+      [...new Set([db.addresses.cloud, dbAddr, '127.0.0.1'])].map((a) => `${a}:${DB.port}`).sort(),
+      "PostgreSQL listens on the cloud LAN (its own address and the service's) and locally, nowhere else",
     )
+    const cluster = lab.plan.services.db!.cluster
+    if (cluster) {
+      const [other] = lab.byRole('db').filter((h) => h !== db)
+      for (const port of [DB.port, cluster.patroniPort, cluster.etcdClientPort, cluster.etcdPeerPort])
+        t.ok(
+          await open(other.name, db.addresses.cloud, port),
+          `control: ${other.name}, a member, reaches ${db.name}:${port}`,
+        )
+      for (const port of [cluster.patroniPort, cluster.etcdClientPort, cluster.etcdPeerPort]) {
+        t.notOk(
+          await open(upstreams[0].name, db.addresses.cloud, port),
+          `${upstreams[0].name} cannot reach ${db.name}:${port}: only the members`,
+        )
+        t.notOk(await open(proxy.name, db.addresses.cloud, port), `nor can the proxy`)
+      }
+    }
     const ctl = (
       await lab.sh(client.name, `ss -Hltn 'sport = :${CLIENT_CONTROL_PORT}' | awk '{print $4}'`)
     ).stdout.trim()

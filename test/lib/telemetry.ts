@@ -8,6 +8,7 @@ import { deviceKeys } from '../../provision/secrets.js'
 import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import { MONITOR_PORTS } from '../../provision/ports.js'
 import { tlsFiles } from '../../provision/roles/service-tls.js'
+import { dbPaths } from '../../provision/roles/db.js'
 import { stateDir } from '../../provision/paths.js'
 import { shellQuote as q } from '../../provision/ssh.js'
 import { longestStallSql } from '../../scripts/bench/ha.js'
@@ -112,8 +113,15 @@ export function testDevice(lab: Lab, index = 1) {
   }
 }
 
+/** Where a database host keeps its pg_hba.conf, log and pid file (single host or cluster member alike). */
+export async function dbFiles(lab: Lab, host: string): Promise<ReturnType<typeof dbPaths>> {
+  const version = (await lab.sh(host, 'ls /usr/lib/postgresql | sort -V | tail -1')).stdout.trim()
+  return dbPaths(version, !!lab.plan.services.db?.cluster)
+}
+
+/** A query on the database's primary (a cluster's member holding its address: a replica may lag). */
 export async function sql(lab: Lab, query: string): Promise<string[][]> {
-  const [db] = lab.byRole('db')
+  const db = await lab.active('db')
   const r = await lab.sh(db.name, `runuser -u postgres -- psql -X -At -F '|' -v ON_ERROR_STOP=1 -d telemetry`, {
     stdin: query,
   })

@@ -91,6 +91,7 @@ t.test('pg_hba.conf: the backends, and the other members for replication and pg_
   t.same(lines(ctx(host(plan, 'database-1'))), [
     'hostssl telemetry ingest 10.20.0.21/32 scram-sha-256 clientcert=verify-full',
     'hostssl telemetry ingest 10.20.0.22/32 scram-sha-256 clientcert=verify-full',
+    'hostssl replication replicator 127.0.0.1/32 scram-sha-256 clientcert=verify-ca',
     'hostssl replication replicator 10.20.0.32/32 scram-sha-256 clientcert=verify-ca',
     'hostssl all postgres 10.20.0.32/32 scram-sha-256 clientcert=verify-ca',
     'hostssl replication replicator 10.20.0.33/32 scram-sha-256 clientcert=verify-ca',

@@ -164,6 +164,15 @@ t.test(
           ],
         },
       ],
+      dbCluster: {
+        group: 'database',
+        members: [
+          { host: 'database-1', role: 'sync standby', lagBytes: 0 },
+          { host: 'database-2', role: 'primary' },
+          { host: 'database-3', role: 'replica', lagBytes: 3 << 20 },
+          { host: 'database-4' },
+        ],
+      },
     })
     t.match(text, /console: http:\/\/172\.31\.250\.40:9090\/consoles\/lab\.html/)
     t.match(text, /readings stored +16\.0\/s over the last minute \(backend-1 56 %, backend-2 44 %\)/)
@@ -174,6 +183,11 @@ t.test(
       text,
       /pair proxy +proxy-1 standby, proxy-2 active, proxy-3 failing its health check, proxy-4 not reporting/,
       "each pair's members with their VRRP state in words",
+    )
+    t.match(
+      text,
+      /cluster database +database-1 sync standby \(0 B behind\), database-2 primary, database-3 replica \(3\.0 MiB behind\), database-4 not reporting/,
+      "the database cluster's members as Patroni reports them",
     )
     t.match(text, /alerts firing +LabBackendDown \(backend-2\)/)
     t.match(
