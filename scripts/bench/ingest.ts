@@ -8,7 +8,14 @@ import { summarize as recapOf } from '../../provision/report.js'
 import { MONITOR_PORTS } from '../../provision/ports.js'
 import { isServiceRole, tlsFiles } from '../../provision/roles/service-tls.js'
 import { provision } from '../../provision/run.js'
-import { benchDeviceIds, clientOf, hostsWithRole, serviceName, vrrpGroupOf, withCloudTls } from '../../provision/plan.js'
+import {
+  benchDeviceIds,
+  clientOf,
+  hostsWithRole,
+  serviceName,
+  vrrpGroupOf,
+  withCloudTls,
+} from '../../provision/plan.js'
 import { repoRoot, stateDir } from '../../provision/paths.js'
 import { cpuSample, cpuUse } from './cpu.js'
 import { BENCH_DIR, type BenchLab } from './lab.js'
@@ -74,9 +81,13 @@ export function prepare(lab: BenchLab, host: string, devices: number): Promise<P
 
 /** The run's readings in the database, by the backend that stored each. */
 async function storedSince(lab: BenchLab, base: number): Promise<Record<string, number>> {
-  const out = await lab.must(serviceName(lab.plan, 'db')!, 'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry', {
-    stdin: `SELECT backend, count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000} GROUP BY backend ORDER BY backend;`,
-  })
+  const out = await lab.must(
+    serviceName(lab.plan, 'db')!,
+    'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry',
+    {
+      stdin: `SELECT backend, count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000} GROUP BY backend ORDER BY backend;`,
+    },
+  )
   return Object.fromEntries(
     out
       .trim()
