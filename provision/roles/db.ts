@@ -146,7 +146,19 @@ function onPrimary(
 }
 
 /** The cluster's timings (seconds), patroni.yml explains them. */
-export const PATRONI_TIMES = { ttl: 20, loopWait: 5, retryTimeout: 7 }
+export const PATRONI_TIMES = { ttl: 12, loopWait: 2, retryTimeout: 5 }
+
+/** What the running cluster must hold in etcd (bootstrap.dcs makes it so at its start). */
+export const dcsSettings = () => ({
+  ttl: PATRONI_TIMES.ttl,
+  loop_wait: PATRONI_TIMES.loopWait,
+  retry_timeout: PATRONI_TIMES.retryTimeout,
+  synchronous_mode: true,
+  synchronous_mode_strict: true,
+  synchronous_node_count: 1,
+})
+
+const restUrl = (ctx: Context) => `http://${listenAddress(ctx)}:${cluster(ctx).patroniPort}`
 
 export function patroniYml(ctx: Context, version: string): string {
   const c = cluster(ctx)
@@ -269,6 +281,27 @@ const clusterSteps: Step[] = (
         return false
       },
     },
+    // bootstrap.dcs in patroni.yml applies when the cluster is made; a running cluster's
+    // settings live in etcd and change through the REST API (PATCH /config).
+    converge(
+      "Ensure the cluster's replication mode and timings (Patroni's settings in etcd)",
+      async (ctx) => {
+        const r = await ctx.host.exec(`curl -fsS --max-time 5 ${restUrl(ctx)}/config`, { check: false })
+        if (r.code !== 0) return false
+        const have = JSON.parse(r.stdout) as Record<string, unknown>
+        return Object.entries(dcsSettings()).every(([k, v]) => have[k] === v)
+      },
+      async (ctx) => {
+        // The password and the body through curl's config on stdin, not its command line.
+        const config = [
+          `user = "patroni:${patroniRestPassword(ctx.stateDir)}"`,
+          `data = "${JSON.stringify(dcsSettings()).replace(/"/g, '\\"')}"`,
+          'header = "Content-Type: application/json"',
+          'request = "PATCH"',
+        ].join('\n')
+        await ctx.host.exec(`curl -fsS --max-time 10 -K - ${restUrl(ctx)}/config >/dev/null`, { stdin: config })
+      },
+    ),
   ] satisfies Step[]
 ).map((step) => onlyIf(inCluster, step))
 

@@ -35,12 +35,31 @@ const DIGESTS = `SELECT device_id, seq, digest FROM readings
 /** Errors about the data itself (SQLSTATE classes 22 and 23): the reading, not the database, is wrong. */
 const isDataError = (e: unknown) => /^2[23]/.test(String((e as { code?: string }).code ?? ''))
 
+/**
+ * Errors that say the connection, not the query, is wrong: the server gone (reset,
+ * timeout, terminated), shutting down or starting (57P0x), a connection exception
+ * (class 08), or a read-only server (25006: a demoted primary). After a database
+ * failover every idle connection of the pool is one of these: each would cost a query
+ * its timeout or its failure.
+ */
+export function isConnectionError(e: unknown): boolean {
+  const code = String((e as { code?: string }).code ?? '')
+  if (/^(08|57P0)/.test(code) || code === '25006') return true
+  if (/^[0-9A-Z]{5}$/.test(code)) return false
+  return /ECONNRESET|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|EPIPE|Connection terminated|Query read timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+    `${code} ${(e as Error).message ?? ''}`,
+  )
+}
+
 /** What the store needs of a pg.Pool (a fake one serves the unit tests). */
 export type Queryable = Pick<pg.Pool, 'query' | 'end'>
 
 export class PgStore implements Store {
   private pool: Queryable
   private settings = ''
+  /** What the pool was made from (none for a pool given whole): a renewal makes the same again. */
+  private made?: ReturnType<typeof PgStore.load>
+  private renewedAt = 0
   readonly batcher: Batcher<Row, InsertResult>
 
   constructor(
@@ -63,7 +82,9 @@ export class PgStore implements Store {
     return { db, files, stamp: JSON.stringify({ ...db, tls: files }) }
   }
 
-  private makePool({ db, files, stamp }: ReturnType<typeof PgStore.load>): pg.Pool {
+  private makePool(load: ReturnType<typeof PgStore.load>): pg.Pool {
+    const { db, files, stamp } = load
+    this.made = load
     this.settings = stamp
     const { tls: _paths, ...conn } = db
     // rejectUnauthorized and the default identity check (the address connected to, in
@@ -99,6 +120,21 @@ export class PgStore implements Store {
     return true
   }
 
+  /**
+   * A connection error: every connection of the pool may be as dead (the primary moved
+   * to another member, behind the same address). A new pool for the next queries, at
+   * most once a second however many queries fail together; the old one ends once its
+   * connections are back.
+   */
+  private renewAfter(e: unknown): void {
+    if (!this.made || !isConnectionError(e) || Date.now() - this.renewedAt < 1000) return
+    this.renewedAt = Date.now()
+    this.log(`database connection failed (${(e as Error).message}): new connections for the next queries`)
+    const old = this.pool
+    this.pool = this.makePool(this.made)
+    old.end().catch(() => undefined)
+  }
+
   insert(r: Reading, digest: string, backend: string): Promise<InsertResult> {
     return this.batcher.submit({ r, digest, backend })
   }
@@ -128,6 +164,7 @@ export class PgStore implements Store {
         this.log(`the database refused ${rows[0].r.device} seq ${rows[0].r.seq}: ${(e as Error).message}`)
         return ['invalid']
       }
+      this.renewAfter(e)
       throw e
     }
     const fresh = new Set(inserted.map((x) => `${x.device_id}/${x.seq}`))
@@ -168,8 +205,17 @@ export class PgStore implements Store {
     }))
   }
 
+  /** The database answers; a dead connection the pool still held is no answer: once more on new ones. */
   async healthy(): Promise<boolean> {
-    await this.pool.query('SELECT 1 FROM readings LIMIT 0')
+    const ask = () => this.pool.query('SELECT 1 FROM readings LIMIT 0')
+    try {
+      await ask()
+    } catch (e) {
+      const before = this.pool
+      this.renewAfter(e)
+      if (this.pool === before) throw e
+      await ask()
+    }
     return true
   }
 

@@ -27,7 +27,10 @@ if (opened) {
   const lab = opened
   const [client] = lab.byRole('iot-client')
   const proxies = lab.byRole('proxy')
-  const [db] = lab.byRole('db')
+  // PostgreSQL's unit: Debian's on a single host; Patroni, which runs it, on a cluster's members.
+  const dbHosts = lab.byRole('db')
+  const dbCluster = lab.plan.services.db?.cluster
+  const dbUnit = dbCluster ? 'patroni.service' : 'postgresql.service'
   const upstreams = lab.plan.services.backends
   const interval = lab.plan.telemetry.intervalMs
   const ingest = (host: string, action: string) => lab.sh(host, `systemctl ${action} lab-ingest.service`)
@@ -40,7 +43,7 @@ if (opened) {
   t.afterEach(async () => {
     for (const b of upstreams) await ingest(b.name, 'start')
     for (const p of proxies) await lab.sh(p.name, 'systemctl start nginx.service')
-    await lab.sh(db.name, 'systemctl start postgresql.service')
+    for (const h of dbHosts) await lab.sh(h.name, `systemctl start ${dbUnit}`)
     for (const b of upstreams) await reconnect(b.name)
     await lab.sh(client.name, 'systemctl start lab-client.service')
     for (const gw of lab.byRole('gateway')) await lab.sh(gw.name, 'systemctl start strongswan.service')
@@ -158,7 +161,8 @@ if (opened) {
     async (t) => {
       const [cut, ...others] = upstreams
       const mark = await markStream(lab)
-      const dbAddr = db.lanAddress!
+      // The address the backends connect to: the cluster's virtual one, else the host's own.
+      const dbAddr = lab.plan.services.db!.address
       t.teardown(() => reconnect(cut.name))
       const done = await streaming(t, 'database cut off from a backend')
       const before = await clientStatus(lab)
@@ -256,11 +260,16 @@ if (opened) {
     await assertExactlyOnce(t, lab, 'proxy restarted, then stopped until readings waited for it', mark)
   })
 
+  // A cluster's primary restarted is a switchover to its synchronous standby; then the
+  // whole cluster stopped is an outage, and it elects a primary again when started.
   t.test('the database restarted', async (t) => {
     const mark = await markStream(lab)
     const done = await streaming(t, 'database restart')
-    await restartThenOutage(t, [db.name], 'postgresql.service', async () => {
+    const db = await lab.active('db')
+    const others = dbHosts.filter((h) => h !== db).map((h) => h.name)
+    await restartThenOutage(t, [db.name, ...others], dbUnit, async () => {
       await fires(t, 'LabDatabaseDown', { host: db.name })
+      if (dbCluster) await fires(t, 'LabDbNoPrimary', { scope: dbCluster.scope })
     })
     await done()
     await assertExactlyOnce(
@@ -270,6 +279,7 @@ if (opened) {
       mark,
     )
     await resolves(t, 'LabDatabaseDown', { host: db.name })
+    if (dbCluster) await resolves(t, 'LabDbNoPrimary', { scope: dbCluster.scope })
   })
 
   t.test('each gateway restarted: the tunnel comes back, and nothing is lost', async (t) => {

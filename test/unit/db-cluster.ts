@@ -9,7 +9,7 @@ import t from 'tap'
 import { parse } from 'yaml'
 import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { loadPlan, type Host } from '../../provision/plan.js'
-import { db, etcdDefaults, patroniYml, pgHbaConf, PATRONI_TIMES } from '../../provision/roles/db.js'
+import { db, dcsSettings, etcdDefaults, patroniYml, pgHbaConf, PATRONI_TIMES } from '../../provision/roles/db.js'
 import { altNames } from '../../provision/roles/service-tls.js'
 import { rolesFor } from '../../provision/roles/index.js'
 import type { Context } from '../../provision/runner.js'
@@ -44,7 +44,8 @@ t.test(
     const y = parse(patroniYml(ctx(host(plan, 'database-2')), '15'))
     t.equal(y.name, 'database-2')
     t.equal(y.scope, 'iotlab-db')
-    t.same(y.etcd3.hosts, ['10.20.0.31:2379', '10.20.0.32:2379', '10.20.0.33:2379'], 'all three etcd members')
+    t.same(y.etcd.hosts, ['10.20.0.31:2379', '10.20.0.32:2379', '10.20.0.33:2379'], 'all three etcd members')
+  t.equal(y.etcd3, undefined, "not v3: Patroni 3.0.2's v3 leader renewal overwrites another member's key")
     const dcs = y.bootstrap.dcs
     t.equal(dcs.synchronous_mode, true)
     t.equal(dcs.synchronous_mode_strict, true, 'no standby: writes wait, never acknowledged alone')
@@ -55,6 +56,7 @@ t.test(
       [dcs.ttl, dcs.loop_wait, dcs.retry_timeout],
       [PATRONI_TIMES.ttl, PATRONI_TIMES.loopWait, PATRONI_TIMES.retryTimeout],
     )
+    t.match(dcs, dcsSettings(), 'what the provisioner keeps in etcd is what a new cluster starts with')
     t.equal(y.postgresql.listen, '127.0.0.1,10.20.0.32,10.20.0.30:5432', 'its own address and the virtual one')
     t.equal(y.postgresql.connect_address, '10.20.0.32:5432')
     t.equal(y.restapi.listen, '10.20.0.32:8008')
@@ -79,7 +81,8 @@ t.test('etcd: one member on each database host, peers on the cloud LAN', async (
     'ETCD_INITIAL_CLUSTER="database-1=http://10.20.0.31:2380,database-2=http://10.20.0.32:2380,database-3=http://10.20.0.33:2380"',
   )
   t.match(e, 'ETCD_LISTEN_CLIENT_URLS="http://10.20.0.33:2379,http://127.0.0.1:2379"')
-  t.match(e, 'ETCD_ENABLE_V2="false"', "Patroni's etcd3: the v3 API alone")
+  t.match(e, 'ETCD_ENABLE_V2="true"', "Patroni's etcd: speaks the v2 API")
+  t.match(e, 'ETCD_PRE_VOTE="true"', 'a member back from isolation does not force an election')
 })
 
 t.test('pg_hba.conf: the backends, and the other members for replication and pg_rewind over TLS', async (t) => {

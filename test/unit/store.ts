@@ -5,7 +5,7 @@
 // database refuses for its data fails alone, and a lost connection fails the batch.
 import t from 'tap'
 import { digestOf } from '../../services/ingest/server.js'
-import { PgStore, type Queryable } from '../../services/ingest/store.js'
+import { PgStore, isConnectionError, type Queryable } from '../../services/ingest/store.js'
 import type { Reading } from '../../services/lib/reading.js'
 
 class FakePool {
@@ -108,3 +108,50 @@ t.test('a lost connection fails the batch (503 to the callers, who retry)', asyn
   pool.down = false
   t.equal(await insert(store, reading(1)), 'stored', 'and the next one goes through')
 })
+
+t.test('which errors say the connection is wrong, and which the query', async (t) => {
+  const err = (message: string, code?: string) => Object.assign(new Error(message), code ? { code } : {})
+  for (const e of [
+    err('terminating connection due to administrator command', '57P01'),
+    err('the database system is starting up', '57P03'),
+    err('connection failure', '08006'),
+    err('cannot execute INSERT in a read-only transaction', '25006'),
+    err('read ECONNRESET', 'ECONNRESET'),
+    err('connect ECONNREFUSED 10.20.0.30:5432', 'ECONNREFUSED'),
+    err('Query read timeout'),
+    err('Connection terminated unexpectedly'),
+    err('timeout exceeded when trying to connect'),
+  ])
+    t.ok(isConnectionError(e), `connection: ${e.message}`)
+  for (const e of [
+    err('date/time field value out of range', '22008'),
+    err('duplicate key value violates unique constraint', '23505'),
+    err('canceling statement due to statement timeout', '57014'),
+    err('relation "readings" does not exist', '42P01'),
+  ])
+    t.notOk(isConnectionError(e), `the query: ${e.message}`)
+})
+
+t.test(
+  'a connection error renews the pool (once a second at most); the health check asks once more on new connections',
+  async (t) => {
+    // A real pg.Pool toward a port nothing listens on: every connection is refused.
+    const logs: string[] = []
+    const store = new PgStore({ host: '127.0.0.1', port: 1, database: 'x', user: 'x', password: 'x' }, (l) =>
+      logs.push(l),
+    )
+    t.teardown(() => store.close().catch(() => undefined))
+    await t.rejects(store.healthy(), /ECONNREFUSED/, 'still refused on new connections: unhealthy')
+    t.equal(logs.filter((l) => /new connections for the next queries/.test(l)).length, 1, 'one renewal')
+    await t.rejects(insert(store, reading(1)), /ECONNREFUSED/)
+    t.equal(
+      logs.filter((l) => /new connections/.test(l)).length,
+      1,
+      'a failure within the second renews nothing more (many queries fail together)',
+    )
+    const pool = new FakePool()
+    const given = new PgStore(pool as unknown as Queryable, (l) => logs.push(l))
+    pool.down = true
+    await t.rejects(given.healthy(), /administrator command/, 'a pool given whole cannot be renewed: the error stands')
+  },
+)

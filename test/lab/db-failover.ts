@@ -1,0 +1,276 @@
+// No single point of failure in the database, proven under the stream: the primary of
+// the cluster (Patroni on three members, strict synchronous replication to one standby)
+// is lost as a host is lost (stopped hard by its provider; cut off from its LANs, its
+// management link kept), through the operator's own command (npm run lab:fault). While
+// it is still down, another member leads (a new timeline), holds the backends' address,
+// and readings are stored again, every one exactly once; the devices' old server address
+// answers as before. Each scenario prints the longest stall in storage (issue 19's goal
+// for the database: at most 30 s).
+//
+// The isolation is a split brain in the making: an old primary cut off from etcd must
+// acknowledge nothing alone. Checked before any rewind, while it is still cut off: it
+// demoted itself and gave the address up, and its WAL after the fork position (the new
+// timeline's history file) holds no commit of a reading the cluster lacks: nothing it
+// could have acknowledged was lost. Back, each victim rejoins as a replica (rewound).
+// What a scenario faulted is put back in teardown, even when a check fails.
+import t, { type Test } from 'tap'
+import { clearFault, makeFault, recordedFaults, stateOf, type HostFault } from '../../scripts/lib/host-faults.js'
+import { holdsAddress } from '../../scripts/lib/vrrp-holders.js'
+import { openLab, waitFor } from '../lib/lab.js'
+import type { Host } from '../../provision/plan.js'
+import { dcsSettings } from '../../provision/roles/db.js'
+import { alertsOf } from '../lib/monitor.js'
+import {
+  acknowledgedAfter,
+  assertExactlyOnce,
+  clientStatus,
+  dbFiles,
+  dbNow,
+  httpFrom,
+  longestStall,
+  markStream,
+  sql,
+} from '../lib/telemetry.js'
+
+const GOAL_S = 30
+
+const opened = await openLab(t, { requires: { pair: 'db' } })
+if (opened) {
+  const lab = opened
+  const group = lab.plan.vrrp.find((g) => g.role === 'db')!
+  const cluster = lab.plan.services.db!.cluster!
+  const dcs = dcsSettings()
+  const vip = group.addresses[0].address
+  const members = group.members.map((m) => lab.plan.hosts.find((h) => h.name === m.host)!)
+  const [client] = lab.byRole('iot-client')
+  const server = lab.plan.networks.find((n) => n.oldServer)?.oldServer
+  const log = (m: string) => t.comment(m)
+  const alert = alertsOf(lab)
+  const holds = (h: Host) => holdsAddress((n, c) => lab.sh(n, c), h.name, vip)
+  /** Patroni's view of a member, asked on the member itself (its management link). */
+  const patroni = async (h: Host) => {
+    const r = await lab.sh(h.name, `curl -fsS --max-time 2 http://${h.addresses.cloud}:${cluster.patroniPort}/patroni`)
+    try {
+      return JSON.parse(r.stdout) as { role?: string; state?: string; timeline?: number }
+    } catch {
+      return {}
+    }
+  }
+  const leads = async (h: Host) => ['master', 'primary'].includes((await patroni(h)).role ?? '')
+  const psqlOn = async (h: Host, query: string) =>
+    (await lab.sh(h.name, `runuser -u postgres -- psql -X -At -F '|' -d telemetry`, { stdin: query })).stdout.trim()
+
+  t.before(async () => {
+    // A fault left by a run that died (or by a user) is this file's to mend, not to judge.
+    for (const f of recordedFaults()) {
+      const h = lab.plan.hosts.find((m) => m.name === f.host)
+      if (h) await clearFault(lab.plan, h, log)
+    }
+    // Every member runs (a victim of an earlier run may still be rewinding) and one leads.
+    for (const m of members)
+      await waitFor(
+        `${m.name} to run in the cluster`,
+        async () => (await patroni(m)).state === 'running',
+        180_000,
+        1000,
+      )
+    await waitFor(`one member to hold ${vip}`, () => lab.activeMember(group.name).catch(() => undefined), 60_000)
+  })
+
+  /**
+   * The split-brain check, on the old primary while it is still cut off (before any
+   * rewind): the fork position from the new timeline's history file, the old primary's
+   * WAL after it on its old timeline, and the readings of any commit there.
+   */
+  async function forkCheck(t: Test, victim: Host, survivor: Host) {
+    const data = (await dbFiles(lab, survivor.name)).data
+    const tl = Number(await psqlOn(survivor, 'SELECT timeline_id FROM pg_control_checkpoint();'))
+    const history = (
+      await lab.sh(survivor.name, `cat ${data}/pg_wal/${tl.toString(16).toUpperCase().padStart(8, '0')}.history`)
+    ).stdout
+    const [oldTl, fork] = history
+      .split('\n')
+      .filter((l) => /^\d/.test(l))
+      .at(-1)!
+      .split(/\s+/)
+    t.ok(fork && /^[0-9A-F]+\/[0-9A-F]+$/.test(fork), `the new timeline ${tl} forked from ${oldTl} at ${fork}`)
+    const v = await dbFiles(lab, victim.name)
+    const version = /postgresql\/(\d+)\//.exec(v.data)![1]
+    const dump = (
+      await lab.sh(
+        victim.name,
+        `runuser -u postgres -- /usr/lib/postgresql/${version}/bin/pg_waldump -p ${v.data}/pg_wal -t ${oldTl} -s ${fork} 2>&1`,
+      )
+    ).stdout
+    // It ends where the WAL ends (an invalid or missing record after the last one); a
+    // segment or timeline it could not read would make the check vacuous.
+    t.notMatch(
+      dump,
+      /could not (open|read|locate) (file|WAL)|no such file|invalid timeline/i,
+      `pg_waldump read ${victim.name}'s WAL on timeline ${oldTl} from the fork on`,
+    )
+    const records = dump.split('\n').filter((l) => l.startsWith('rmgr:'))
+    const commits = records.filter((l) => /desc: COMMIT/.test(l)).map((l) => /tx:\s+(\d+)/.exec(l)![1])
+    const last = /lsn: ([0-9A-F]+\/[0-9A-F]+)/.exec(records.at(-1) ?? '')?.[1] ?? fork
+    t.comment(
+      `old primary ${victim.name}: its WAL on timeline ${oldTl} ends at ${last}, ${records.length} records after the fork at ${fork} (${[...new Set(records.map((l) => /desc: (\w+)/.exec(l)?.[1]))].join(', ') || 'none'}), ${commits.length} commits`,
+    )
+    if (!commits.length) return []
+    // A commit the standby never received was never acknowledged (strict synchronous
+    // replication): the client sent its readings again, and the cluster has them.
+    const rows = await psqlOn(
+      victim,
+      `SELECT device_id || '/' || seq FROM readings WHERE xmin::text IN (${commits.map((x) => `'${x}'`).join(', ')});`,
+    )
+    return rows.split('\n').filter(Boolean)
+  }
+
+  const scenario = (fault: HostFault, title: string): void => {
+    void t.test(title, async (t) => {
+      await acknowledgedAfter(lab, 'before the fault', (await clientStatus(lab)).sent, 60_000)
+      const victim = await lab.activeMember(group.name)
+      t.ok(await leads(victim), `${victim.name}, holding ${vip}, is Patroni's primary`)
+      const others = members.filter((m) => m !== victim)
+      const before = (await patroni(victim)).timeline ?? 0
+      const mark = await markStream(lab)
+      const since = await dbNow(lab)
+      const { sent } = await clientStatus(lab)
+      t.teardown(() => clearFault(lab.plan, victim, log))
+      const t0 = Date.now()
+      await makeFault(lab.plan, victim, fault, log)
+      // A write on the cut-off primary while it still leads: strict synchronous
+      // replication must never acknowledge it (its commit waits for a standby it cannot
+      // reach, until the demotion ends the session). Its commit is the one the fork check
+      // below must find after the fork: the check is shown to see what it looks for.
+      const probe = { device: 'split-brain-probe', seq: Date.now() }
+      const probed =
+        fault === 'isolate'
+          ? lab.sh(
+              victim.name,
+              `timeout 60 runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry -c "INSERT INTO readings (device_id, seq, time, value, digest, backend) VALUES ('${probe.device}', ${probe.seq}, now(), 0, 'probe', '${victim.name}')"`,
+            )
+          : undefined
+
+      // 60 s: a generous bound meaning "it never took over"; the stall is measured.
+      const survivor = await waitFor(
+        `another member to hold ${vip}`,
+        async () => {
+          for (const o of others) if (await holds(o)) return o
+          return undefined
+        },
+        60_000,
+        200,
+      )
+      t.pass(`${survivor.name} holds ${vip} ${((Date.now() - t0) / 1000).toFixed(1)} s after ${victim.name}'s ${fault}`)
+      t.ok(await leads(survivor), `${survivor.name} is Patroni's new primary`)
+      const now = (await patroni(survivor)).timeline ?? 0
+      t.ok(now > before, `on a new timeline (${before} → ${now})`)
+      await acknowledgedAfter(lab, `with ${victim.name} ${fault === 'stop' ? 'stopped' : 'cut off'}`, sent + 10, 60_000)
+      const still =
+        fault === 'stop'
+          ? (await stateOf(victim)).condition === 'stopped'
+          : recordedFaults().some((f) => f.host === victim.name && f.fault === 'isolate')
+      t.ok(
+        still,
+        `readings are acknowledged again while ${victim.name} is still ${fault === 'stop' ? 'stopped' : 'cut off'}`,
+      )
+      // Strict synchronous replication goes on: the third member is the new standby.
+      const [third] = others.filter((o) => o !== survivor)
+      const syncOf = () =>
+        psqlOn(survivor, "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync';")
+      await waitFor(
+        `${third.name} to stream synchronously from ${survivor.name}`,
+        async () => (await syncOf()) === third.name,
+        60_000,
+        500,
+      )
+      t.pass(`${third.name} is the synchronous standby of ${survivor.name}`)
+
+      let diverged: string[] = []
+      if (fault === 'isolate') {
+        // Cut off from etcd, the old primary demotes itself (after retry_timeout) and
+        // gives the address up: it can acknowledge nothing alone.
+        await waitFor(`${victim.name} to demote itself`, async () => !(await leads(victim)), 60_000, 500)
+        t.pass(`${victim.name}, cut off from etcd, is no longer a primary`)
+        await waitFor(`${victim.name} to give ${vip} up`, async () => !(await holds(victim)), 30_000, 500)
+        t.pass(`${victim.name} gave ${vip} up`)
+        const p = await probed!
+        t.not(
+          p.code,
+          0,
+          `a write on the cut-off primary was never acknowledged (${(p.stderr.trim().split('\n').at(-1) ?? '').slice(0, 120)})`,
+        )
+        diverged = await forkCheck(t, victim, survivor)
+        t.ok(
+          diverged.includes(`${probe.device}/${probe.seq}`),
+          "the fork check finds the probe's commit in the old primary's WAL after the fork",
+        )
+      }
+      if (server) {
+        const health = await httpFrom(lab, client.name, `http://${server.address}:${server.ports[0]}/healthz`)
+        t.equal(health.status, 200, `the old server address ${server.address} answers from the IoT LAN`)
+      }
+      await alert(t, 'LabDbStandbyMissing', { scope: cluster.scope }, 'firing')
+      const gap = await longestStall(lab, since, Object.keys(mark.devices))
+      await assertExactlyOnce(t, lab, `${victim.name} ${fault}`, mark)
+      if (fault === 'isolate') {
+        const missing = []
+        const [[probeStored]] = await sql(
+          lab,
+          `SELECT count(*) FROM readings WHERE device_id = '${probe.device}' AND seq = ${probe.seq};`,
+        )
+        t.equal(probeStored, '0', 'the cluster does not have the probe: what the old primary wrote alone is gone')
+        for (const r of diverged.filter((x) => x !== `${probe.device}/${probe.seq}`)) {
+          const [device, seq] = r.split('/')
+          const [[n]] = await sql(lab, `SELECT count(*) FROM readings WHERE device_id = '${device}' AND seq = ${seq};`)
+          if (n !== '1') missing.push(r)
+        }
+        t.same(
+          missing,
+          [],
+          `every other reading the old primary committed after the fork (${diverged.length - 1}) is stored by the cluster: it acknowledged nothing the cluster lost`,
+        )
+      }
+      t.comment(
+        `longest stall in storage: ${gap} s (${victim.name} ${fault}; goal for the database: at most ${GOAL_S} s)`,
+      )
+
+      // Back: it rejoins as a replica of the new primary (rewound), and stays one: a
+      // former primary must not take the leader key back (Patroni 3.0.2's etcd v3 path
+      // did, seconds after it rejoined: why the lab uses etcd's v2 API). Watched for two
+      // of the key's lifetimes, then every reading of the scenario is checked again.
+      const back = await markStream(lab)
+      await clearFault(lab.plan, victim, log)
+      await waitFor(
+        `${victim.name} to rejoin as a replica`,
+        async () => {
+          const p = await patroni(victim)
+          return p.role === 'replica' && p.state === 'running'
+        },
+        180_000,
+        1000,
+      )
+      t.pass(`${victim.name} rejoined as a replica`)
+      const watchS = 2 * dcs.ttl
+      const took = await waitFor(
+        `${victim.name} to lead again or ${survivor.name} to stop leading (neither may)`,
+        async () => (await leads(victim)) || !(await leads(survivor)) || (await holds(victim)),
+        watchS * 1000,
+        1000,
+      ).catch(() => false)
+      t.notOk(took, `for ${watchS} s after, ${survivor.name} leads and ${victim.name} stays a replica`)
+      t.equal(await lab.activeMember(group.name), survivor, `${survivor.name} keeps ${vip}`)
+      await assertExactlyOnce(t, lab, `${victim.name} back after its ${fault}`, back)
+      await alert(t, 'LabDbStandbyMissing', { scope: cluster.scope }, 'resolved')
+    })
+  }
+
+  scenario(
+    'stop',
+    'the database primary stops hard under the stream: another member leads while it is down, every reading once',
+  )
+  scenario(
+    'isolate',
+    'the database primary is cut off under the stream: it demotes itself, another leads, nothing it acknowledged is lost',
+  )
+}
