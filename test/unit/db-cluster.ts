@@ -45,7 +45,7 @@ t.test(
     t.equal(y.name, 'database-2')
     t.equal(y.scope, 'iotlab-db')
     t.same(y.etcd.hosts, ['10.20.0.31:2379', '10.20.0.32:2379', '10.20.0.33:2379'], 'all three etcd members')
-  t.equal(y.etcd3, undefined, "not v3: Patroni 3.0.2's v3 leader renewal overwrites another member's key")
+    t.equal(y.etcd3, undefined, "not v3: Patroni 3.0.2's v3 leader renewal overwrites another member's key")
     const dcs = y.bootstrap.dcs
     t.equal(dcs.synchronous_mode, true)
     t.equal(dcs.synchronous_mode_strict, true, 'no standby: writes wait, never acknowledged alone')
