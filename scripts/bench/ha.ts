@@ -98,17 +98,22 @@ export async function haBench(
             await flowingAfter('before the fault', (await control('/status')).sent)
             const active = await waitFor(`one member of ${g.name} to hold its address`, () => holder(g), 60_000, 500)
             const victim = member === 'active' ? active : host(g.members.find((m) => m.host !== active.name)!.host)
-            const other = g.members.map((m) => host(m.host)).find((h) => h !== victim)!
             const since = await sql('SELECT now();')
             const { sent } = await control('/status')
             const t0 = Date.now()
             await makeFault(plan, victim, fault, quiet)
             let takeover: number | undefined
+            let other: Host | undefined
             try {
               if (member === 'active') {
-                await waitFor(
-                  `${other.name} to hold ${g.name}'s address`,
-                  () => holds(other.name, g.addresses[0].address),
+                // Any other member: the database cluster's new primary is Patroni's choice.
+                other = await waitFor(
+                  `another member of ${g.name} to hold its address`,
+                  async () => {
+                    for (const m of g.members.filter((x) => x.host !== victim.name))
+                      if (await holds(m.host, g.addresses[0].address)) return host(m.host)
+                    return undefined
+                  },
                   60_000,
                   200,
                 )
@@ -138,7 +143,7 @@ export async function haBench(
             if (takeover !== undefined) c.takeovers.push(takeover)
             cells.set(key, c)
             log(
-              `  round ${round}: ${g.name} ${member} (${victim.name}) ${fault}: stall ${stall.toFixed(1)} s${takeover !== undefined ? `, ${other.name} held the address after ${takeover.toFixed(1)} s` : ''}`,
+              `  round ${round}: ${g.name} ${member} (${victim.name}) ${fault}: stall ${stall.toFixed(1)} s${takeover !== undefined && other ? `, ${other.name} held the address after ${takeover.toFixed(1)} s` : ''}`,
             )
           }
         }
