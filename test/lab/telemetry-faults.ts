@@ -269,7 +269,7 @@ if (opened) {
     const others = dbHosts.filter((h) => h !== db).map((h) => h.name)
     await restartThenOutage(t, [db.name, ...others], dbUnit, async () => {
       await fires(t, 'LabDatabaseDown', { host: db.name })
-      if (dbCluster) await fires(t, 'LabDbNoPrimary', { scope: dbCluster.scope })
+      if (dbCluster) await fires(t, 'LabDbNoPrimary', { job: 'patroni' })
     })
     await done()
     await assertExactlyOnce(
@@ -279,7 +279,7 @@ if (opened) {
       mark,
     )
     await resolves(t, 'LabDatabaseDown', { host: db.name })
-    if (dbCluster) await resolves(t, 'LabDbNoPrimary', { scope: dbCluster.scope })
+    if (dbCluster) await resolves(t, 'LabDbNoPrimary', { job: 'patroni' })
   })
 
   t.test('each gateway restarted: the tunnel comes back, and nothing is lost', async (t) => {

@@ -1199,6 +1199,9 @@ hostssl telemetry  ingest    10.20.0.22/32   scram-sha-256 clientcert=verify-ful
 # The cluster's other members, and nobody else: streaming replication and pg_rewind
 # (as postgres), over TLS with their certificate from the services CA (not revoked)
 # and the password.
+# Patroni on a replica asks its own server for the timeline over a replication login
+# on loopback (without it, its /metrics says "None" and Prometheus refuses the scrape).
+hostssl replication  replicator  127.0.0.1/32  scram-sha-256 clientcert=verify-ca
 hostssl replication  replicator  10.20.0.32/32   scram-sha-256 clientcert=verify-ca
 hostssl all        postgres  10.20.0.32/32   scram-sha-256 clientcert=verify-ca
 hostssl replication  replicator  10.20.0.33/32   scram-sha-256 clientcert=verify-ca
@@ -1222,6 +1225,9 @@ hostssl telemetry  ingest    10.20.0.22/32   scram-sha-256 clientcert=verify-ful
 # The cluster's other members, and nobody else: streaming replication and pg_rewind
 # (as postgres), over TLS with their certificate from the services CA (not revoked)
 # and the password.
+# Patroni on a replica asks its own server for the timeline over a replication login
+# on loopback (without it, its /metrics says "None" and Prometheus refuses the scrape).
+hostssl replication  replicator  127.0.0.1/32  scram-sha-256 clientcert=verify-ca
 hostssl replication  replicator  10.20.0.31/32   scram-sha-256 clientcert=verify-ca
 hostssl all        postgres  10.20.0.31/32   scram-sha-256 clientcert=verify-ca
 hostssl replication  replicator  10.20.0.33/32   scram-sha-256 clientcert=verify-ca
@@ -1245,6 +1251,9 @@ hostssl telemetry  ingest    10.20.0.22/32   scram-sha-256 clientcert=verify-ful
 # The cluster's other members, and nobody else: streaming replication and pg_rewind
 # (as postgres), over TLS with their certificate from the services CA (not revoked)
 # and the password.
+# Patroni on a replica asks its own server for the timeline over a replication login
+# on loopback (without it, its /metrics says "None" and Prometheus refuses the scrape).
+hostssl replication  replicator  127.0.0.1/32  scram-sha-256 clientcert=verify-ca
 hostssl replication  replicator  10.20.0.31/32   scram-sha-256 clientcert=verify-ca
 hostssl all        postgres  10.20.0.31/32   scram-sha-256 clientcert=verify-ca
 hostssl replication  replicator  10.20.0.32/32   scram-sha-256 clientcert=verify-ca
