@@ -63,6 +63,8 @@ const listenAddress = (ctx: Context) => {
   if (!me) throw new Error(`${ctx.self.name} has role db but no LAN address to serve the backends on`)
   return me.address
 }
+/** The host's TLS files as template values (tls_cert, tls_key, tls_ca, tls_crl). */
+const tlsVars = (host: string) => Object.fromEntries(Object.entries(tlsFiles(host)).map(([k, v]) => [`tls_${k}`, v]))
 const otherMembers = (ctx: Context) =>
   inCluster(ctx) ? (ctx.plan.services.db?.members ?? []).filter((m) => m.host !== ctx.self.name) : []
 
@@ -106,10 +108,12 @@ export const endRevokedSessions = (serials: string[]) =>
 
 const revokedSerials = (ctx: Context) => revocations(pkiPaths(ctx.stateDir, 'services')).map((r) => r.serial)
 
+/** This member's Patroni REST API. */
+const restUrl = (ctx: Context) => `http://${listenAddress(ctx)}:${cluster(ctx).patroniPort}`
+
 /** Patroni's own view of this member (GET /patroni on its REST API), or undefined while it does not answer. */
 async function patroniState(ctx: Context): Promise<{ role?: string; state?: string } | undefined> {
-  const url = `http://${listenAddress(ctx)}:${cluster(ctx).patroniPort}/patroni`
-  const r = await ctx.host.exec(`curl -fsS --max-time 2 ${url}`, { check: false })
+  const r = await ctx.host.exec(`curl -fsS --max-time 2 ${restUrl(ctx)}/patroni`, { check: false })
   if (r.code !== 0) return undefined
   try {
     return JSON.parse(r.stdout) as { role?: string; state?: string }
@@ -158,11 +162,9 @@ export const dcsSettings = () => ({
   synchronous_node_count: 1,
 })
 
-const restUrl = (ctx: Context) => `http://${listenAddress(ctx)}:${cluster(ctx).patroniPort}`
-
 export function patroniYml(ctx: Context, version: string): string {
   const c = cluster(ctx)
-  const f = tlsFiles(ctx.self.name)
+  const dcs = dcsSettings()
   const p = dbPaths(version, true)
   return renderFile('db/patroni.yml', {
     host: ctx.self.name,
@@ -173,9 +175,9 @@ export function patroniYml(ctx: Context, version: string): string {
     patroni_port: c.patroniPort,
     etcd_port: c.etcdClientPort,
     members: ctx.plan.services.db!.members,
-    ttl: PATRONI_TIMES.ttl,
-    loop_wait: PATRONI_TIMES.loopWait,
-    retry_timeout: PATRONI_TIMES.retryTimeout,
+    ttl: dcs.ttl,
+    loop_wait: dcs.loop_wait,
+    retry_timeout: dcs.retry_timeout,
     data_dir: p.data,
     bin_dir: `/usr/lib/postgresql/${version}/bin`,
     hba_file: p.hba,
@@ -184,7 +186,7 @@ export function patroniYml(ctx: Context, version: string): string {
     rest_password: patroniRestPassword(ctx.stateDir),
     superuser_password: dbSuperuserPassword(ctx.stateDir),
     replication_password: dbReplicationPassword(ctx.stateDir),
-    ...Object.fromEntries(Object.entries(f).map(([k, v]) => [`tls_${k}`, v])),
+    ...tlsVars(ctx.self.name),
   })
 }
 
@@ -214,7 +216,7 @@ const singleSteps: Step[] = (
             host: ctx.self.name,
             address: listenAddress(ctx),
             port: DB.port,
-            ...Object.fromEntries(Object.entries(tlsFiles(ctx.self.name)).map(([k, v]) => [`tls_${k}`, v])),
+            ...tlsVars(ctx.self.name),
           }),
         }).run(ctx),
     },
@@ -410,7 +412,7 @@ export const db: RoleModule = {
   // backends' address to the primary alone (replicas are in FAULT, by design).
   health: (ctx) => ({
     service: 'patroni',
-    check: `/usr/bin/curl -fsS -o /dev/null --max-time 1 http://${listenAddress(ctx)}:${cluster(ctx).patroniPort}/primary`,
+    check: `/usr/bin/curl -fsS -o /dev/null --max-time 1 ${restUrl(ctx)}/primary`,
   }),
   input: (ctx) => {
     const b = backendAddresses(ctx)
