@@ -77,15 +77,19 @@ export class PgStore implements Store {
   }
 
   /** What a pool is made from: the settings and the TLS files' contents, read once; stamp tells a reload whether anything changed. */
-  private static load(db: DbConfig) {
+  protected static load(db: DbConfig) {
     const files = db.tls && readTlsFiles(db.tls)
     return { db, files, stamp: JSON.stringify({ ...db, tls: files }) }
   }
 
-  private makePool(load: ReturnType<typeof PgStore.load>): pg.Pool {
-    const { db, files, stamp } = load
+  private makePool(load: ReturnType<typeof PgStore.load>): Queryable {
     this.made = load
-    this.settings = stamp
+    this.settings = load.stamp
+    return this.newPool(load)
+  }
+
+  /** A pg.Pool from the settings (the unit tests give fakes that fail as a lost primary does). */
+  protected newPool({ db, files }: ReturnType<typeof PgStore.load>): Queryable {
     const { tls: _paths, ...conn } = db
     // rejectUnauthorized and the default identity check (the address connected to, in
     // the server certificate's subjectAltName): libpq's sslmode=verify-full.
@@ -207,14 +211,16 @@ export class PgStore implements Store {
 
   /** The database answers; a dead connection the pool still held is no answer: once more on new ones. */
   async healthy(): Promise<boolean> {
-    const ask = () => this.pool.query('SELECT 1 FROM readings LIMIT 0')
+    const ask = (pool: Queryable) => pool.query('SELECT 1 FROM readings LIMIT 0')
+    // The pool asked is kept: a failed insert may have renewed it meanwhile (the renewal
+    // is then rate-limited here), and the new one deserves the second question.
+    const asked = this.pool
     try {
-      await ask()
+      await ask(asked)
     } catch (e) {
-      const before = this.pool
       this.renewAfter(e)
-      if (this.pool === before) throw e
-      await ask()
+      if (this.pool === asked) throw e
+      await ask(this.pool)
     }
     return true
   }

@@ -155,3 +155,43 @@ t.test(
     await t.rejects(given.healthy(), /administrator command/, 'a pool given whole cannot be renewed: the error stands')
   },
 )
+
+t.test(
+  'the health check asks the pool an insert renewed while its own question waited on a dead connection',
+  async (t) => {
+    // After a failover: the health check's query waits on a connection to the lost
+    // primary; an insert fails meanwhile and renews the pool; the health check's query
+    // then fails too, within the second (no second renewal). The new pool answers.
+    const reset = () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })
+    let release = (): void => undefined
+    const waiting = new Promise<void>((r) => (release = r))
+    const lost = {
+      query: async (q: string | { name: string }) => {
+        if (typeof q === 'string') await waiting // the health check's question hangs, then fails
+        throw reset()
+      },
+      end: async () => undefined,
+    }
+    const asked: string[] = []
+    const fresh = {
+      query: async (q: string) => (asked.push(q), { rows: [] }),
+      end: async () => undefined,
+    }
+    const pools: Queryable[] = [lost as unknown as Queryable, fresh as unknown as Queryable]
+    class Store extends PgStore {
+      protected override newPool(): Queryable {
+        return pools.shift()!
+      }
+    }
+    const logs: string[] = []
+    const store = new Store({ host: '10.20.0.30', port: 5432, database: 'x', user: 'x', password: 'x' }, (l) =>
+      logs.push(l),
+    )
+    const health = store.healthy()
+    await t.rejects(insert(store, reading(1)), /ECONNRESET/, 'the insert on the lost primary fails')
+    release()
+    t.equal(await health, true, 'healthy: the renewed pool answered the second question')
+    t.equal(logs.filter((l) => /new connections/.test(l)).length, 1, 'one renewal, the insert’s')
+    t.same(asked, ['SELECT 1 FROM readings LIMIT 0'], 'asked on the pool the insert made')
+  },
+)
