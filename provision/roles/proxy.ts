@@ -23,6 +23,15 @@ const plannedProxy = (ctx: Context) => ctx.plan.services.proxy!
  */
 const ownAddress = (ctx: Context) => plannedProxy(ctx).members.find((m) => m.host === ctx.self.name)!.address
 const STATUS_PATH = '/nginx_status'
+/**
+ * nginx's passive health check: one failed try (an error, a timeout, a 502/503/504)
+ * takes a backend out for this long. While the database is away every backend fails,
+ * so for up to this long after it is back nginx answers 503 itself ("no live
+ * upstreams"); devices retry (Retry-After: 1).
+ */
+export const UPSTREAM_FAIL_TIMEOUT_S = 3
+/** How long nginx waits for a backend's /healthz (which asks the database). */
+export const HEALTH_READ_TIMEOUT_S = 3
 
 export function nginxConf(ctx: Context): string {
   const upstreams = ctx.plan.services.backends.map(({ name, address, port }) => ({ name, address, port }))
@@ -45,6 +54,8 @@ export function nginxConf(ctx: Context): string {
     ports: plannedProxy(ctx).ports,
     backends: upstreams,
     tries: upstreams.length,
+    fail_timeout: `${UPSTREAM_FAIL_TIMEOUT_S}s`,
+    health_read_timeout: `${HEALTH_READ_TIMEOUT_S}s`,
     max_body: MAX_BODY,
     max_batch: `${MAX_BATCH_BYTES}`,
     batch_readings: MAX_BATCH_READINGS,

@@ -26,7 +26,7 @@ import {
   clientStatus,
   dbFiles,
   dbNow,
-  httpFrom,
+  assertOldServerAnswers,
   longestStall,
   markStream,
   sql,
@@ -42,7 +42,6 @@ if (opened) {
   const dcs = dcsSettings()
   const vip = group.addresses[0].address
   const members = group.members.map((m) => lab.plan.hosts.find((h) => h.name === m.host)!)
-  const [client] = lab.byRole('iot-client')
   const server = lab.plan.networks.find((n) => n.oldServer)?.oldServer
   const log = (m: string) => t.comment(m)
   const alert = alertsOf(lab)
@@ -206,10 +205,7 @@ if (opened) {
           "the fork check finds the probe's commit in the old primary's WAL after the fork",
         )
       }
-      if (server) {
-        const health = await httpFrom(lab, client.name, `http://${server.address}:${server.ports[0]}/healthz`)
-        t.equal(health.status, 200, `the old server address ${server.address} answers from the IoT LAN`)
-      }
+      if (server) await assertOldServerAnswers(t, lab, '')
       await alert(t, 'LabDbStandbyMissing', { scope: cluster.scope }, 'firing')
       const gap = await longestStall(lab, since, Object.keys(mark.devices))
       await assertExactlyOnce(t, lab, `${victim.name} ${fault}`, mark)

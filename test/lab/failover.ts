@@ -22,7 +22,7 @@ import {
   assertExactlyOnce,
   clientStatus,
   dbNow,
-  httpFrom,
+  assertOldServerAnswers,
   longestStall,
   markStream,
 } from '../lib/telemetry.js'
@@ -30,7 +30,6 @@ import {
 const opened = await openLab(t)
 if (opened) {
   const lab = opened
-  const [client] = lab.byRole('iot-client')
   const server = lab.plan.networks.find((n) => n.oldServer)?.oldServer
   const log = (m: string) => t.comment(m)
   const alert = alertsOf(lab)
@@ -163,10 +162,7 @@ if (opened) {
         `readings are acknowledged again while ${victim.name} is still ${downState}`,
       )
       await goals[role].carried(t, survivor)
-      if (server) {
-        const health = await httpFrom(lab, client.name, `http://${server.address}:${server.ports[0]}/healthz`)
-        t.equal(health.status, 200, `the old server address ${server.address} answers from the IoT LAN`)
-      }
+      if (server) await assertOldServerAnswers(t, lab, '')
       const gap = await longestStall(lab, since, Object.keys(mark.devices))
       await assertExactlyOnce(t, lab, `${victim.name} ${fault}`, mark)
       t.comment(

@@ -8,6 +8,7 @@ import { deviceKeys } from '../../provision/secrets.js'
 import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import { MONITOR_PORTS } from '../../provision/ports.js'
 import { tlsFiles } from '../../provision/roles/service-tls.js'
+import { HEALTH_READ_TIMEOUT_S, UPSTREAM_FAIL_TIMEOUT_S } from '../../provision/roles/proxy.js'
 import { dbPaths } from '../../provision/roles/db.js'
 import { stateDir } from '../../provision/paths.js'
 import { shellQuote as q } from '../../provision/ssh.js'
@@ -57,6 +58,39 @@ export async function httpFrom(
  * A TLS request to a backend's readings port, verified as nginx does (the services CA,
  * the name every backend carries), with this client certificate or none.
  */
+/**
+ * The devices' old server address answers GET /healthz with 200 from the client's host
+ * (through its gateway, the tunnel, the proxy, a backend and the database). Right after
+ * a fault that failed every backend, nginx may still have them all out (its passive
+ * check, fail_timeout) and answer 503 itself ("no live upstreams"): what a device then
+ * gets is a 503 with Retry-After, and 200 on a retry. So it asks once a second, for at
+ * most fail_timeout and one health check's timeout past the first question; what
+ * answered before the 200 is printed, and a failure says who answered what.
+ */
+export async function assertOldServerAnswers(t: Test, lab: Lab, what: string): Promise<void> {
+  const server = lab.plan.networks.find((n) => n.oldServer)!.oldServer!
+  const [client] = lab.byRole('iot-client')
+  const url = `http://${server.address}:${server.ports[0]}/healthz`
+  const boundMs = (UPSTREAM_FAIL_TIMEOUT_S + HEALTH_READ_TIMEOUT_S + 2) * 1000
+  const t0 = Date.now()
+  const before: string[] = []
+  let health = await httpFrom(lab, client.name, url)
+  while (health.status !== 200 && Date.now() - t0 < boundMs) {
+    before.push(`${health.status} from ${health.headers['x-upstream'] ?? 'nobody'}`)
+    await new Promise((r) => setTimeout(r, 1000))
+    health = await httpFrom(lab, client.name, url)
+  }
+  if (before.length)
+    t.comment(
+      `before the 200, ${before.length} answers in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${before.join('; ')}`,
+    )
+  t.equal(health.status, 200, `the old server address ${server.address} answers from the IoT LAN${what}`, {
+    upstream: health.headers['x-upstream'],
+    body: health.body.trim().slice(0, 300),
+    tried: before,
+  })
+}
+
 export function toBackendTls(
   lab: Lab,
   from: string,
