@@ -273,7 +273,7 @@ if (lab) {
     t.equal(direct.status, 404, 'the batch location cannot be asked for by name')
   })
 
-  t.test('health, metrics and the read endpoint on each backend', async (t) => {
+  lab.test(t, 'health, metrics and the read endpoint on each backend', { sameOnVms: true }, async (t) => {
     for (const b of upstreams) {
       const h = await fromProxy(lab, b, '/healthz')
       t.match(h, { status: 200, json: { status: 'ok', backend: b.name } }, `${b.name}: healthy, as the proxy sees it`)
@@ -311,7 +311,7 @@ if (lab) {
     t.match(status.body, /Active connections: \d+/, "nginx's stub_status, from the cloud LAN")
   })
 
-  t.test('each service is reachable only by the hosts that need it', async (t) => {
+  lab.test(t, 'each service is reachable only by the hosts that need it', { sameOnVms: true }, async (t) => {
     const open = async (from: string, address: string, port: number) =>
       (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
     // The backends' address for the database: the virtual one of a cluster, else its own.
@@ -366,58 +366,67 @@ if (lab) {
     t.equal(ctl, `127.0.0.1:${CLIENT_CONTROL_PORT}`, 'and only locally')
   })
 
-  t.test('secrets are generated, 0600, out of git; services run hardened as their own users', async (t) => {
-    for (const f of ['device-master-key', 'db-ingest-password']) {
-      t.equal(fs.statSync(path.join(stateDir, 'secrets', f)).mode & 0o777, 0o600, `.lab/secrets/${f} is 0600`)
-    }
-    t.equal(execFileSync('git', ['ls-files', '.lab'], { cwd: repoRoot }).toString(), '', 'nothing under .lab is in git')
-    const password = fs.readFileSync(path.join(stateDir, 'secrets', 'db-ingest-password'), 'utf8').trim()
-    t.ok(password.length >= 40, 'the database password has 256 bits')
-    const checks: [string, string, string[]][] = [
-      ...upstreams.map((b) => [b.name, 'ingest', ['config.json', 'devices.json']] as [string, string, string[]]),
-      [client.name, 'client', ['config.json', 'devices.json']],
-    ]
-    for (const [host, svc, files] of checks) {
-      for (const f of files)
-        t.equal(
-          (await lab.sh(host, `stat -c '%a %U' /etc/lab-${svc}/${f}`)).stdout.trim(),
-          `600 lab-${svc}`,
-          `${host}: /etc/lab-${svc}/${f} is 0600 lab-${svc}`,
-        )
-      const show = (
-        await lab.sh(
-          host,
-          `systemctl show lab-${svc}.service -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p Restart -p ActiveState`,
-        )
-      ).stdout
-      t.match(show, /User=lab-/)
-      for (const want of [
-        'NoNewPrivileges=yes',
-        'ProtectSystem=strict',
-        'PrivateTmp=yes',
-        'Restart=always',
-        'ActiveState=active',
-      ])
-        t.match(show, want, `${host}: lab-${svc} ${want}`)
+  lab.test(
+    t,
+    'secrets are generated, 0600, out of git; services run hardened as their own users',
+    { sameOnVms: true },
+    async (t) => {
+      for (const f of ['device-master-key', 'db-ingest-password']) {
+        t.equal(fs.statSync(path.join(stateDir, 'secrets', f)).mode & 0o777, 0o600, `.lab/secrets/${f} is 0600`)
+      }
       t.equal(
-        (await lab.sh(host, `ps -o user= -C node | sort -u`)).stdout.trim(),
-        `lab-${svc}`,
-        `${host}: node runs as lab-${svc}, not root`,
+        execFileSync('git', ['ls-files', '.lab'], { cwd: repoRoot }).toString(),
+        '',
+        'nothing under .lab is in git',
       )
-      t.notMatch(
-        (await lab.sh(host, `journalctl -u lab-${svc}.service --no-pager -q`)).stdout,
-        password,
-        `${host}: the journal never shows the database password`,
+      const password = fs.readFileSync(path.join(stateDir, 'secrets', 'db-ingest-password'), 'utf8').trim()
+      t.ok(password.length >= 40, 'the database password has 256 bits')
+      const checks: [string, string, string[]][] = [
+        ...upstreams.map((b) => [b.name, 'ingest', ['config.json', 'devices.json']] as [string, string, string[]]),
+        [client.name, 'client', ['config.json', 'devices.json']],
+      ]
+      for (const [host, svc, files] of checks) {
+        for (const f of files)
+          t.equal(
+            (await lab.sh(host, `stat -c '%a %U' /etc/lab-${svc}/${f}`)).stdout.trim(),
+            `600 lab-${svc}`,
+            `${host}: /etc/lab-${svc}/${f} is 0600 lab-${svc}`,
+          )
+        const show = (
+          await lab.sh(
+            host,
+            `systemctl show lab-${svc}.service -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p Restart -p ActiveState`,
+          )
+        ).stdout
+        t.match(show, /User=lab-/)
+        for (const want of [
+          'NoNewPrivileges=yes',
+          'ProtectSystem=strict',
+          'PrivateTmp=yes',
+          'Restart=always',
+          'ActiveState=active',
+        ])
+          t.match(show, want, `${host}: lab-${svc} ${want}`)
+        t.equal(
+          (await lab.sh(host, `ps -o user= -C node | sort -u`)).stdout.trim(),
+          `lab-${svc}`,
+          `${host}: node runs as lab-${svc}, not root`,
+        )
+        t.notMatch(
+          (await lab.sh(host, `journalctl -u lab-${svc}.service --no-pager -q`)).stdout,
+          password,
+          `${host}: the journal never shows the database password`,
+        )
+      }
+      t.equal(
+        (await lab.sh(client.name, `grep -rlF -- ${password} /etc /var/lib 2>/dev/null`)).stdout.trim(),
+        '',
+        'the IoT client holds no copy of the database password',
       )
-    }
-    t.equal(
-      (await lab.sh(client.name, `grep -rlF -- ${password} /etc /var/lib 2>/dev/null`)).stdout.trim(),
-      '',
-      'the IoT client holds no copy of the database password',
-    )
-  })
+    },
+  )
 
-  t.test('the client reports its progress and pauses on request', async (t) => {
+  lab.test(t, 'the client reports its progress and pauses on request', { sameOnVms: true }, async (t) => {
     const paused = await clientStatus(lab, undefined, 'POST', '/pause')
     t.teardown(() => clientStatus(lab, undefined, 'POST', '/resume'))
     t.equal(paused.paused, true)

@@ -62,6 +62,13 @@ export interface Requires {
   bridgesHere?: true
   /** The topology has this role as a group (a pair behind a virtual address). */
   pair?: Host['role']
+  /**
+   * The scenario proves nothing about the gateways' data path (kernel or userspace ESP):
+   * with VM gateways (npm run test:vm, after npm test ran it on containers) it would
+   * repeat the container run at emulated speed, so it is left out there unless
+   * LAB_VM_REPEATS=1.
+   */
+  sameOnVms?: true
 }
 
 /** Why this lab does not meet the requirement, or undefined when it does. */
@@ -83,6 +90,8 @@ export function unmet(lab: Pick<Lab, 'plan' | 'provider' | 'providerOf'>, r: Req
     return `needs at least ${r.backends} backends`
   if (r.pair && !lab.plan.vrrp.some((g) => g.role === r.pair))
     return `the topology has no ${r.pair} pair (groups in topology.yaml; LAB_TOPOLOGY names ${process.env.LAB_TOPOLOGY ?? 'none'})`
+  if (r.sameOnVms && kinds.has('vm') && process.env.LAB_VM_REPEATS !== '1')
+    return 'does not depend on the gateways: npm test runs it with lxc gateways; LAB_VM_REPEATS=1 repeats it on VMs'
   if (r.bridgesHere && lab.plan.hosts.some((h) => ops(h.name)?.onLabBridges === false))
     return 'VirtualBox keeps its internal networks itself: no bridge here'
   return undefined
