@@ -126,13 +126,25 @@ export async function haBench(
             } finally {
               await clearFault(plan, victim, quiet)
             }
-            // Back in its pair: its keepalived runs and one member holds the address.
+            // Back in its pair: its keepalived runs and one member holds the address. A
+            // database member also runs in the cluster again (Patroni's /health: PostgreSQL
+            // running, rewound or cloned): the next fault must not find it half back (a
+            // power cut in its rewind is another experiment, db-failover.ts's).
+            const cluster = g.role === 'db' ? plan.services.db?.cluster : undefined
+            const own = plan.services.db?.members.find((m) => m.host === victim.name)?.address
             await waitFor(
-              `${victim.name} back in ${g.name}`,
+              `${victim.name} back in ${g.name}${cluster ? ' and running in the cluster' : ''}`,
               async () =>
                 (await lab.sh(victim.name, 'systemctl is-active keepalived.service')).stdout.trim() === 'active' &&
-                !!(await holder(g)),
-              90_000,
+                !!(await holder(g)) &&
+                (!cluster ||
+                  (
+                    await lab.sh(
+                      victim.name,
+                      `curl -fsS -o /dev/null --max-time 2 http://${own}:${cluster.patroniPort}/health`,
+                    )
+                  ).code === 0),
+              cluster ? 180_000 : 90_000,
               500,
             )
             await flowingAfter(`${victim.name} back`, (await control('/status')).sent)

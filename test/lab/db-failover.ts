@@ -20,6 +20,7 @@ import { openLab, waitFor } from '../lib/lab.js'
 import type { Host } from '../../provision/plan.js'
 import { dcsSettings } from '../../provision/roles/db.js'
 import { alertsOf } from '../lib/monitor.js'
+import { logFrom } from '../lib/logs.js'
 import {
   acknowledgedAfter,
   assertExactlyOnce,
@@ -124,11 +125,20 @@ if (opened) {
     return rows.split('\n').filter(Boolean)
   }
 
-  const scenario = (fault: HostFault, title: string): void => {
+  /**
+   * cutRewind: while the old primary is still cut off, its data directory is left as a
+   * power cut in the middle of pg_rewind leaves it (its WAL and timeline history files
+   * emptied: what the failover bench's standby stop did to database-1 on 6 Dec 2026),
+   * with Patroni stopped until its links are back. No rewind can work from there: it
+   * must be cloned again from the leader. Otherwise it must come back by pg_rewind, not
+   * by a clone (which would hide a broken rewind).
+   */
+  const scenario = (fault: HostFault, title: string, opts: { cutRewind?: boolean } = {}): void => {
     void t.test(title, async (t) => {
       await acknowledgedAfter(lab, 'before the fault', (await clientStatus(lab)).sent, 60_000)
       const victim = await lab.activeMember(group.name)
       t.ok(await leads(victim), `${victim.name}, holding ${vip}, is Patroni's primary`)
+      const patroniLog = await logFrom(lab, victim.name, { unit: 'patroni' })
       const others = members.filter((m) => m !== victim)
       const before = (await patroni(victim)).timeline ?? 0
       const mark = await markStream(lab)
@@ -204,6 +214,19 @@ if (opened) {
           diverged.includes(`${probe.device}/${probe.seq}`),
           "the fork check finds the probe's commit in the old primary's WAL after the fork",
         )
+        if (opts.cutRewind) {
+          const { data } = await dbFiles(lab, victim.name)
+          t.teardown(() => lab.sh(victim.name, 'systemctl start patroni'))
+          const cut = await lab.sh(
+            victim.name,
+            `systemctl stop patroni && find ${data}/pg_wal -maxdepth 1 -type f -exec truncate -s 0 {} + && find ${data}/pg_wal -maxdepth 1 -type f -size +0 | wc -l`,
+          )
+          t.equal(
+            cut.stdout.trim(),
+            '0',
+            `${victim.name}'s WAL and history files emptied, as a rewind cut short leaves them`,
+          )
+        }
       }
       if (server) await assertOldServerAnswers(t, lab, '')
       await alert(t, 'LabDbStandbyMissing', { scope: cluster.scope }, 'firing')
@@ -237,16 +260,36 @@ if (opened) {
       // of the key's lifetimes, then every reading of the scenario is checked again.
       const back = await markStream(lab)
       await clearFault(lab.plan, victim, log)
+      if (opts.cutRewind) await lab.sh(victim.name, 'systemctl start patroni')
+      // Rejoined: a replica on the leader's timeline, streaming from it. Patroni says
+      // "replica, running" earlier, while PostgreSQL still runs on the old timeline
+      // before its rewind.
       await waitFor(
-        `${victim.name} to rejoin as a replica`,
+        `${victim.name} to rejoin as a replica streaming from ${survivor.name}`,
         async () => {
           const p = await patroni(victim)
-          return p.role === 'replica' && p.state === 'running'
+          if (p.role !== 'replica' || p.state !== 'running' || p.timeline !== (await patroni(survivor)).timeline)
+            return false
+          const streaming = await psqlOn(
+            survivor,
+            `SELECT count(*) FROM pg_stat_replication WHERE application_name = '${victim.name}' AND state = 'streaming';`,
+          )
+          return streaming === '1'
         },
         180_000,
         1000,
       )
-      t.pass(`${victim.name} rejoined as a replica`)
+      t.pass(`${victim.name} rejoined as a replica streaming from ${survivor.name}, on its timeline`)
+      const how = await patroniLog()
+      if (opts.cutRewind) {
+        t.match(how, /pg_rewind exit code=[1-9]/, 'its rewind failed (no common ancestor left)')
+        t.match(how, /remove_data_directory_on_rewind_failure is set\. removing/, 'its data directory was removed')
+        t.match(how, /replica has been created using basebackup/, `and cloned again from ${survivor.name}`)
+      } else if (fault === 'isolate') {
+        // It wrote past the fork (the probe): only a rewind (or a clone) brings it back.
+        t.match(how, /pg_rewind exit code=0/, 'it was rewound by pg_rewind')
+        t.notMatch(how, /removing|created using basebackup/, 'not cloned again')
+      }
       const watchS = 2 * dcs.ttl
       const took = await waitFor(
         `${victim.name} to lead again or ${survivor.name} to stop leading (neither may)`,
@@ -268,5 +311,10 @@ if (opened) {
   scenario(
     'isolate',
     'the database primary is cut off under the stream: it demotes itself, another leads, nothing it acknowledged is lost',
+  )
+  scenario(
+    'isolate',
+    'the cut-off primary comes back from a rewind cut short: cloned again from the leader, nothing acknowledged lost',
+    { cutRewind: true },
   )
 }

@@ -68,6 +68,13 @@ t.test(
         `${who}: TLS with the member's certificate, under the CRL`,
       )
     }
+    t.equal(y.bootstrap.dcs.postgresql.use_pg_rewind, true, 'a former primary is rewound')
+    t.equal(
+      y.postgresql.remove_data_directory_on_rewind_failure,
+      true,
+      'and cloned again where its rewind fails (one cut short leaves it unable to rewind ever after)',
+    )
+    t.equal(y.postgresql.remove_data_directory_on_diverged_timelines, true)
     t.equal(y.postgresql.parameters.hba_file, '/etc/lab-db/pg_hba.conf', "pg_hba.conf is the provisioner's")
     t.equal(y.postgresql.parameters.ssl_min_protocol_version, 'TLSv1.3')
     t.equal(y.watchdog.mode, 'off')
