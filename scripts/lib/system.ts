@@ -29,6 +29,11 @@ export const TOOLS = {
     why: "lab:capture and the tests' captures on the lab's bridges and veths",
     present: hasCommand('tcpdump'),
   },
+  ping: {
+    pkg: 'iputils-ping',
+    why: 'the stretched-bridge test pings between network namespaces on this machine',
+    present: hasCommand('ping'),
+  },
   chromium: {
     pkg: 'chromium',
     why: 'the console page seen as a person sees it (headless, in the monitoring test)',
@@ -114,7 +119,7 @@ export const UNIT_REQUIREMENTS: Requirement[] = [
   ),
 ]
 /** `npm test` and `npm run test:vm`: the unit tests' tools and the scenarios' own (the lab's packages come with `npm run lab`). */
-export const TEST_REQUIREMENTS: Requirement[] = [...UNIT_REQUIREMENTS, TOOLS.tcpdump, TOOLS.chromium]
+export const TEST_REQUIREMENTS: Requirement[] = [...UNIT_REQUIREMENTS, TOOLS.tcpdump, TOOLS.ping, TOOLS.chromium]
 
 export async function missingRequirements(reqs = LXC_REQUIREMENTS): Promise<Requirement[]> {
   const missing: Requirement[] = []
