@@ -15,6 +15,7 @@ import { hideBin } from 'yargs/helpers'
 import { hostsWithRole, loadPlan } from '../provision/plan.js'
 import { bringUpBench, reprovisionBench } from './bench/bringup.js'
 import { ingestBench } from './bench/ingest.js'
+import { syncReplicationAB } from './bench/sync-replication.js'
 import { openBenchLab, type BenchLab } from './bench/lab.js'
 import { markdown, svgChart, type BenchReport, type Machine } from './bench/report.js'
 import { outboxBench } from './bench/outbox.js'
@@ -163,7 +164,11 @@ try {
     log(
       `Machine: ${m.cores} cores, ${m.memory_gib.toFixed(1)} GiB, kernel ${m.kernel}, ${m.provider}, IPsec ${m.ipsec_mode}`,
     )
-    const ingest = await ingestBench(lab, load, log)
+    const measured = await ingestBench(lab, load, log)
+    // With a database cluster: what its strict synchronous replication costs on the full path.
+    const ingest = plan.services.db?.cluster
+      ? { ...measured, syncRepl: await syncReplicationAB(lab, measured.scenarios[0], load, log) }
+      : measured
     const tunnel = await tunnelBench(lab, o.runs, o.tunnelSeconds, log)
     const datapath = argv.smoke ? undefined : await datapathBench(lab, o.runs, o.tunnelSeconds, vmAccel().accel, log)
     const outbox = await outboxBench(lab, o.runs, argv.smoke ? 0.3 : 1, log)
@@ -190,6 +195,7 @@ try {
     ...(report.ingest.tuning?.scenarios.flatMap((x) => [x.off, x.on]) ?? []),
     ...(report.ingest.upload?.scenarios.flatMap((x) => [x.off, x.on]) ?? []),
     ...(report.ingest.cloudTls?.scenarios.flatMap((x) => [x.off, x.on]) ?? []),
+    ...(report.ingest.syncRepl?.scenarios.flatMap((x) => [x.off, x.on]) ?? []),
   ]
   const full: BenchReport = {
     ...report,

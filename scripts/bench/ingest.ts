@@ -56,7 +56,7 @@ export interface Scenario {
   lost: number
 }
 
-type Prepared = { code: string; keys: string }
+export type Prepared = { code: string; keys: string }
 const preparedOn = new WeakMap<BenchLab, Map<string, Promise<Prepared>>>()
 
 /** Put the load generator and the bench devices' keys on a host (for this run only), once per host. */
@@ -98,10 +98,10 @@ async function storedSince(lab: BenchLab, base: number): Promise<Record<string, 
   )
 }
 
-type ScenarioSpec = Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_ms' | 'lost'>
+export type ScenarioSpec = Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_ms' | 'lost'>
 
 /** One run of the load generator, and the stored readings counted against the acknowledged. */
-async function runOnce(
+export async function runOnce(
   lab: BenchLab,
   s: ScenarioSpec,
   o: LoadOptions,

@@ -37,6 +37,8 @@ export interface BenchReport {
     tuning?: Tuning
     upload?: Tuning
     cloudTls?: Tuning
+    /** With a database cluster: asynchronous against strict synchronous replication. */
+    syncRepl?: Tuning
   }
   tunnel?: TunnelFigures
   /** Kernel ESP against kernel-libipsec on the same gateways (VMs only). */
@@ -163,6 +165,12 @@ export function markdown(r: BenchReport): string {
       r.ingest.cloudTls,
       'TLS inside the cloud, side by side in this run',
       'what zero trust inside the cloud costs on the full path',
+    )
+  if (r.ingest.syncRepl)
+    sideBySide(
+      r.ingest.syncRepl,
+      "The database's replication, side by side in this run",
+      'what never losing an acknowledged reading to a failover costs on the full path',
     )
   if (r.ingest.cpu.length) {
     lines.push(

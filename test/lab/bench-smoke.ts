@@ -9,7 +9,7 @@ import t from 'tap'
 import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import type { BenchReport } from '../../scripts/bench/report.js'
 import { labCli, openLab } from '../lib/lab.js'
-import { clientStatus, dbFiles } from '../lib/telemetry.js'
+import { clientStatus, dbFiles, sql } from '../lib/telemetry.js'
 
 const lab = await openLab(t)
 if (lab) {
@@ -110,6 +110,15 @@ if (lab) {
       fs.readFileSync(path.join(out, 'report.md'), 'utf8'),
       /### TLS inside the cloud, side by side in this run: TLS inside the cloud/,
     )
+    if (lab.plan.services.db?.cluster) {
+      const sync = r.ingest.syncRepl!.scenarios[0]
+      t.ok(
+        sync.off.readings_per_s.median > 0 && sync.on.readings_per_s.median > 0 && sync.off.lost + sync.on.lost === 0,
+        `the database's replication asynchronous and synchronous, both measured, none lost (${sync.off.readings_per_s.median} and ${sync.on.readings_per_s.median} readings/s)`,
+      )
+      const [row] = await sql(lab, 'SHOW synchronous_standby_names;')
+      t.not(row?.[0] ?? '', '', 'and put back: the primary waits for a synchronous standby again')
+    }
     t.equal(r.zero_loss, true, 'no reading lost or duplicated')
     t.ok(
       r.ingest.cpu.some((c) => /charon/.test(c.process)),

@@ -164,3 +164,12 @@ t.test('the stall query counts the first gap from the window start, and quotes d
   t.match(q, "coalesce(lag(received_at) OVER (ORDER BY received_at), '2026-12-02 18:00:00+00'::timestamptz)")
   t.match(q, "device_id IN ('iot-client-01','o''brien')")
 })
+
+t.test(
+  "the database's replication modes the bench alternates: asynchronous, and the provisioned strict one",
+  async (t) => {
+    const { replicationSettings } = await import('../../scripts/bench/sync-replication.js')
+    t.same(replicationSettings('off'), { synchronous_mode: false, synchronous_mode_strict: false })
+    t.same(replicationSettings('on'), { synchronous_mode: true, synchronous_mode_strict: true }, 'as provisioned')
+  },
+)

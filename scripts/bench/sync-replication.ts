@@ -1,0 +1,103 @@
+// What never losing an acknowledged reading costs: the database cluster's strict
+// synchronous replication (a commit returns once a standby has it on disk) against
+// asynchronous replication (a commit returns once the primary has it), on the full
+// path, runs alternating. Patroni's settings live in etcd and change through its REST
+// API (PATCH /config, behind the generated password), for all members at once; the
+// provisioned settings (dcsSettings) are put back whatever happens.
+import { patroniRestPassword } from '../../provision/secrets.js'
+import { stateDir } from '../../provision/paths.js'
+import { serviceName } from '../../provision/plan.js'
+import { dcsSettings } from '../../provision/roles/db.js'
+import { waitFor } from '../../provision/lib/wait.js'
+import {
+  prepare,
+  runOnce,
+  summarize,
+  type LoadOptions,
+  type Scenario,
+  type ScenarioSpec,
+  type Tuning,
+} from './ingest.js'
+import type { BenchLab } from './lab.js'
+
+type Mode = 'off' | 'on'
+
+/** Patroni's replication settings for each mode: off is asynchronous (no standby waited for). */
+export function replicationSettings(mode: Mode): Record<string, unknown> {
+  const provisioned = dcsSettings()
+  return mode === 'on'
+    ? {
+        synchronous_mode: provisioned.synchronous_mode,
+        synchronous_mode_strict: provisioned.synchronous_mode_strict,
+      }
+    : { synchronous_mode: false, synchronous_mode_strict: false }
+}
+
+async function setReplication(lab: BenchLab, mode: Mode | 'provisioned') {
+  const cluster = lab.plan.services.db!
+  const [member] = cluster.members
+  const body = mode === 'provisioned' ? dcsSettings() : replicationSettings(mode)
+  // The password and the body through curl's config on stdin, not its command line.
+  const config = [
+    `user = "patroni:${patroniRestPassword(stateDir)}"`,
+    `data = "${JSON.stringify(body).replace(/"/g, '\\"')}"`,
+    'header = "Content-Type: application/json"',
+    'request = "PATCH"',
+  ].join('\n')
+  await lab.must(
+    member.host,
+    `curl -fsS --max-time 10 -K - http://${member.address}:${cluster.cluster!.patroniPort}/config >/dev/null`,
+    { stdin: config },
+  )
+  // Applied when the primary names a synchronous standby, or names none.
+  const sync = mode !== 'off'
+  const primary = serviceName(lab.plan, 'db')!
+  await waitFor(
+    `the primary to ${sync ? 'wait for a synchronous standby' : 'wait for no standby'}`,
+    async () => {
+      const names = (
+        await lab.must(primary, `runuser -u postgres -- psql -X -At -c 'SHOW synchronous_standby_names'`)
+      ).trim()
+      return sync ? names !== '' : names === ''
+    },
+    30_000,
+    250,
+  )
+}
+
+export async function syncReplicationAB(
+  lab: BenchLab,
+  spec: ScenarioSpec,
+  o: LoadOptions,
+  log: (m: string) => void,
+): Promise<Tuning> {
+  const runs = { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }
+  log(
+    `The database's replication, side by side: asynchronous and strict synchronous (as provisioned), ${o.runs} alternating runs each`,
+  )
+  const prepared = await prepare(lab, spec.from, o.devices)
+  try {
+    for (let i = 0; i < o.runs; i++)
+      for (const mode of ['off', 'on'] as const) {
+        await setReplication(lab, mode)
+        runs[mode].push(
+          await runOnce(
+            lab,
+            spec,
+            o,
+            prepared,
+            log,
+            `${mode === 'on' ? 'synchronous' : 'asynchronous'}, run ${i + 1}/${o.runs}`,
+          ),
+        )
+      }
+  } finally {
+    await setReplication(lab, 'provisioned')
+  }
+  return {
+    name: "the database cluster's synchronous replication",
+    off: 'asynchronous: a commit returns once the primary has it (a failover may lose what a standby did not receive)',
+    on: 'strict synchronous to one standby: a commit returns once a standby has it on disk (as provisioned)',
+    scenarios: [{ id: spec.id, title: spec.title, off: summarize(spec, runs.off), on: summarize(spec, runs.on) }],
+  }
+}
