@@ -9,7 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { waitForTunnel } from '../lib/ipsec.js'
-import { labCli, openLab } from '../lib/lab.js'
+import { labCli, openLab, waitFor } from '../lib/lab.js'
 import { providerOps } from '../../scripts/lib/providers.js'
 
 const lab = await openLab(t)
@@ -84,8 +84,28 @@ if (lab) {
     await cli('impair', `${tunnel.site}:${wan}`, '--loss', '100')
     t.equal((await pings(10)).received, 0, 'nothing crosses')
     await cli('impair', `${tunnel.site}:${wan}`, '--clear')
+    const t0 = Date.now()
     await waitForTunnel(lab, tunnel, 60_000)
-    t.ok((await pings(10)).received >= 9, 'and all is back after --clear')
+    // The tunnel listed as up is not yet traffic through it: on emulated VM gateways the
+    // first ten pings after --clear got fewer than nine answers (CI, 6 Dec 2026; the
+    // cause not pinned down: a DPD round or the kernel's SA state catching up). Asked
+    // every round until nine of ten come back, within the tunnel's own recovery bound
+    // (60 s: DPD and a new IKE SA, as vpn-recovery.ts measures); the rounds are printed.
+    const rounds: number[] = []
+    const back = await waitFor(
+      'nine of ten pings through the tunnel',
+      async () => {
+        const r = await pings(10)
+        rounds.push(r.received)
+        return r.received >= 9
+      },
+      60_000,
+      500,
+    ).catch(() => false)
+    t.ok(
+      back,
+      `and all is back after --clear (${((Date.now() - t0) / 1000).toFixed(1)} s; answers per round of ten: ${rounds.join(', ')})`,
+    )
   })
 
   lab.test(t, 'lab:impair refuses what it cannot do, and wrong arguments, with a sentence', sameOnVms, async (t) => {
