@@ -48,6 +48,29 @@ function unit(copy: string, files: string[]) {
 const killedBy = (p: string) =>
   /^Killed by: (.+)$/m.exec(fs.readFileSync(path.join(dir, p), 'utf8'))?.[1].split(/\s+/) ?? ['test/unit']
 
+// Every patch still applies to the code as it is: one that no longer does (its code
+// changed around it) is named with what to do, before anything runs.
+const stale = patches.filter((p) => {
+  try {
+    execFileSync('git', ['apply', '--check', path.join(dir, p)], { cwd: repoRoot, stdio: 'pipe' })
+    return false
+  } catch (e) {
+    console.error(
+      `STALE     ${p}: ${String((e as { stderr?: Buffer }).stderr ?? e)
+        .trim()
+        .split('\n')
+        .join('; ')}`,
+    )
+    return true
+  }
+})
+if (stale.length) {
+  console.error(
+    `${stale.length} mutant patch(es) no longer apply: make the same change by hand on the current code, then write it back with its two header lines (git diff > the patch)`,
+  )
+  process.exit(1)
+}
+
 // The control: the same tests pass on the unmutated copy, else a "kill" proves nothing.
 const files = [...new Set(patches.flatMap(killedBy))]
 const control = scratch()
