@@ -108,6 +108,17 @@ export const endRevokedSessions = (serials: string[]) =>
 
 const revokedSerials = (ctx: Context) => revocations(pkiPaths(ctx.stateDir, 'services')).map((r) => r.serial)
 
+/**
+ * curl's config for a PATCH of Patroni's settings (its REST API, behind the generated
+ * password), read from stdin: neither the password nor the body is on a command line.
+ */
+export const patroniPatch = (stateDir: string, body: Record<string, unknown>) =>
+  [
+    `user = "patroni:${patroniRestPassword(stateDir)}"`,
+    `data = "${JSON.stringify(body).replace(/"/g, '\\"')}"`,
+    'header = "Content-Type: application/json"',
+    'request = "PATCH"',
+  ].join('\n')
 /** This member's Patroni REST API. */
 const restUrl = (ctx: Context) => `http://${listenAddress(ctx)}:${cluster(ctx).patroniPort}`
 
@@ -294,14 +305,9 @@ const clusterSteps: Step[] = (
         return Object.entries(dcsSettings()).every(([k, v]) => have[k] === v)
       },
       async (ctx) => {
-        // The password and the body through curl's config on stdin, not its command line.
-        const config = [
-          `user = "patroni:${patroniRestPassword(ctx.stateDir)}"`,
-          `data = "${JSON.stringify(dcsSettings()).replace(/"/g, '\\"')}"`,
-          'header = "Content-Type: application/json"',
-          'request = "PATCH"',
-        ].join('\n')
-        await ctx.host.exec(`curl -fsS --max-time 10 -K - ${restUrl(ctx)}/config >/dev/null`, { stdin: config })
+        await ctx.host.exec(`curl -fsS --max-time 10 -K - ${restUrl(ctx)}/config >/dev/null`, {
+          stdin: patroniPatch(ctx.stateDir, dcsSettings()),
+        })
       },
     ),
   ] satisfies Step[]

@@ -4,10 +4,9 @@
 // path, runs alternating. Patroni's settings live in etcd and change through its REST
 // API (PATCH /config, behind the generated password), for all members at once; the
 // provisioned settings (dcsSettings) are put back whatever happens.
-import { patroniRestPassword } from '../../provision/secrets.js'
 import { stateDir } from '../../provision/paths.js'
 import { serviceName } from '../../provision/plan.js'
-import { dcsSettings } from '../../provision/roles/db.js'
+import { dcsSettings, patroniPatch } from '../../provision/roles/db.js'
 import { waitFor } from '../../provision/lib/wait.js'
 import {
   prepare,
@@ -37,17 +36,10 @@ async function setReplication(lab: BenchLab, mode: Mode | 'provisioned') {
   const cluster = lab.plan.services.db!
   const [member] = cluster.members
   const body = mode === 'provisioned' ? dcsSettings() : replicationSettings(mode)
-  // The password and the body through curl's config on stdin, not its command line.
-  const config = [
-    `user = "patroni:${patroniRestPassword(stateDir)}"`,
-    `data = "${JSON.stringify(body).replace(/"/g, '\\"')}"`,
-    'header = "Content-Type: application/json"',
-    'request = "PATCH"',
-  ].join('\n')
   await lab.must(
     member.host,
     `curl -fsS --max-time 10 -K - http://${member.address}:${cluster.cluster!.patroniPort}/config >/dev/null`,
-    { stdin: config },
+    { stdin: patroniPatch(stateDir, body) },
   )
   // Applied when the primary names a synchronous standby, or names none.
   const sync = mode !== 'off'

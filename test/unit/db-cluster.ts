@@ -9,7 +9,15 @@ import t from 'tap'
 import { parse } from 'yaml'
 import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { loadPlan, type Host } from '../../provision/plan.js'
-import { db, dcsSettings, etcdDefaults, patroniYml, pgHbaConf, PATRONI_TIMES } from '../../provision/roles/db.js'
+import {
+  db,
+  dcsSettings,
+  etcdDefaults,
+  patroniPatch,
+  patroniYml,
+  pgHbaConf,
+  PATRONI_TIMES,
+} from '../../provision/roles/db.js'
 import { altNames } from '../../provision/roles/service-tls.js'
 import { rolesFor } from '../../provision/roles/index.js'
 import type { Context } from '../../provision/runner.js'
@@ -135,3 +143,15 @@ t.test("keepalived follows Patroni's leader; the certificates name the virtual a
   t.same(altNames(plan, 'database-2'), ['10.20.0.32', '10.20.0.30'])
   t.same(altNames(single, 'database'), ['10.20.0.30'], 'a single host: its own address, which is the service')
 })
+
+t.test(
+  "a change of Patroni's settings: curl's config, the body quoted, the password from the lab's secrets",
+  async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'patch-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const config = patroniPatch(dir, { synchronous_mode: false })
+    t.match(config, /^user = "patroni:[^"\s]{32,}"$/m, 'the generated password')
+    t.match(config, /^data = "\{\\"synchronous_mode\\":false\}"$/m, "the body, its quotes escaped for curl's config")
+    t.match(config, /^request = "PATCH"$/m)
+  },
+)
