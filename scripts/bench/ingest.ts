@@ -56,7 +56,7 @@ export interface Scenario {
   lost: number
 }
 
-export type Prepared = { code: string; keys: string }
+type Prepared = { code: string; keys: string }
 const preparedOn = new WeakMap<BenchLab, Map<string, Promise<Prepared>>>()
 
 /** Put the load generator and the bench devices' keys on a host (for this run only), once per host. */
@@ -101,7 +101,7 @@ async function storedSince(lab: BenchLab, base: number): Promise<Record<string, 
 export type ScenarioSpec = Omit<Scenario, 'runs' | 'readings_per_s' | 'p50_ms' | 'p99_ms' | 'lost'>
 
 /** One run of the load generator, and the stored readings counted against the acknowledged. */
-export async function runOnce(
+async function runOnce(
   lab: BenchLab,
   s: ScenarioSpec,
   o: LoadOptions,
@@ -290,30 +290,56 @@ export async function cloudTlsAB(
   o: LoadOptions,
   log: (m: string) => void,
 ): Promise<Tuning> {
-  const runs = { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }
   log(
     `TLS inside the cloud, side by side: plain and mutual TLS (nginx to the backends, the backends to PostgreSQL), ${o.runs} alternating runs each`,
   )
-  const prepared = await prepare(lab, spec.from, o.devices)
   let now = lab.plan.telemetry.cloudTls
-  try {
-    for (let i = 0; i < o.runs; i++) {
-      for (const mode of ['off', 'on'] as const) {
-        now = mode === 'on'
-        await setCloudTls(lab, now)
-        runs[mode].push(await runOnce(lab, spec, o, prepared, log, `cloud TLS ${mode}, run ${i + 1}/${o.runs}`))
-      }
-    }
-  } finally {
+  const scenario = await alternating(lab, spec, o, log, {
+    set: async (mode) => {
+      now = mode === 'on'
+      await setCloudTls(lab, now)
+    },
     // Back to what the topology says, whatever happened.
-    if (now !== lab.plan.telemetry.cloudTls) await setCloudTls(lab, lab.plan.telemetry.cloudTls)
-  }
+    restore: async () => {
+      if (now !== lab.plan.telemetry.cloudTls) await setCloudTls(lab, lab.plan.telemetry.cloudTls)
+    },
+    tag: (mode) => `cloud TLS ${mode}`,
+  })
   return {
     name: 'TLS inside the cloud',
     off: 'plain HTTP to the backends, plain PostgreSQL protocol (telemetry.cloud_tls: false)',
     on: 'mutual TLS 1.3 (ECDSA P-256): nginx to the backends with session reuse over kept-alive connections, the backends to PostgreSQL',
-    scenarios: [{ id: spec.id, title: spec.title, off: summarize(spec, runs.off), on: summarize(spec, runs.on) }],
+    scenarios: [scenario],
   }
+}
+
+/**
+ * One scenario with a setting off and on, runs alternating (off, on, off, on...) so that
+ * the machine's noise hits both; `restore` puts the lab back whatever happened.
+ */
+export async function alternating(
+  lab: BenchLab,
+  spec: ScenarioSpec,
+  o: LoadOptions,
+  log: (m: string) => void,
+  how: {
+    set: (mode: 'off' | 'on') => Promise<void>
+    restore: () => Promise<void>
+    tag: (mode: 'off' | 'on') => string
+  },
+): Promise<Tuning['scenarios'][number]> {
+  const runs = { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }
+  const prepared = await prepare(lab, spec.from, o.devices)
+  try {
+    for (let i = 0; i < o.runs; i++)
+      for (const mode of ['off', 'on'] as const) {
+        await how.set(mode)
+        runs[mode].push(await runOnce(lab, spec, o, prepared, log, `${how.tag(mode)}, run ${i + 1}/${o.runs}`))
+      }
+  } finally {
+    await how.restore()
+  }
+  return { id: spec.id, title: spec.title, off: summarize(spec, runs.off), on: summarize(spec, runs.on) }
 }
 
 /**

@@ -8,15 +8,7 @@ import { stateDir } from '../../provision/paths.js'
 import { serviceName } from '../../provision/plan.js'
 import { dcsSettings, patroniPatch } from '../../provision/roles/db.js'
 import { waitFor } from '../../provision/lib/wait.js'
-import {
-  prepare,
-  runOnce,
-  summarize,
-  type LoadOptions,
-  type Scenario,
-  type ScenarioSpec,
-  type Tuning,
-} from './ingest.js'
+import { alternating, type LoadOptions, type ScenarioSpec, type Tuning } from './ingest.js'
 import type { BenchLab } from './lab.js'
 
 type Mode = 'off' | 'on'
@@ -63,33 +55,18 @@ export async function syncReplicationAB(
   o: LoadOptions,
   log: (m: string) => void,
 ): Promise<Tuning> {
-  const runs = { off: [] as Scenario['runs'], on: [] as Scenario['runs'] }
   log(
     `The database's replication, side by side: asynchronous and strict synchronous (as provisioned), ${o.runs} alternating runs each`,
   )
-  const prepared = await prepare(lab, spec.from, o.devices)
-  try {
-    for (let i = 0; i < o.runs; i++)
-      for (const mode of ['off', 'on'] as const) {
-        await setReplication(lab, mode)
-        runs[mode].push(
-          await runOnce(
-            lab,
-            spec,
-            o,
-            prepared,
-            log,
-            `${mode === 'on' ? 'synchronous' : 'asynchronous'}, run ${i + 1}/${o.runs}`,
-          ),
-        )
-      }
-  } finally {
-    await setReplication(lab, 'provisioned')
-  }
+  const scenario = await alternating(lab, spec, o, log, {
+    set: (mode) => setReplication(lab, mode),
+    restore: () => setReplication(lab, 'provisioned'),
+    tag: (mode) => (mode === 'on' ? 'synchronous' : 'asynchronous'),
+  })
   return {
     name: "the database cluster's synchronous replication",
     off: 'asynchronous: a commit returns once the primary has it (a failover may lose what a standby did not receive)',
     on: 'strict synchronous to one standby: a commit returns once a standby has it on disk (as provisioned)',
-    scenarios: [{ id: spec.id, title: spec.title, off: summarize(spec, runs.off), on: summarize(spec, runs.on) }],
+    scenarios: [scenario],
   }
 }
