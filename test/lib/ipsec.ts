@@ -49,6 +49,46 @@ export async function waitForTunnel(lab: Lab, tunnel: TunnelEnds, timeoutMs = 30
 }
 
 /**
+ * Poll until the tunnel is settled: each end holds one IKE SA of it, ESTABLISHED, with
+ * one child SA, INSTALLED, and they are the same pair. What an earlier scenario leaves
+ * (a replaced IKE SA not yet deleted, a child SA being rekeyed or deleted) is gone, so
+ * a scenario that judges every packet judges only what it does itself. Returns what was
+ * there when the wait began, when it was not settled yet (for the log).
+ */
+export async function waitForSettledTunnel(
+  lab: Lab,
+  tunnel: TunnelEnds,
+  timeoutMs = 60000,
+): Promise<string | undefined> {
+  const describe = (gw: string, sas: IkeSa[]) =>
+    `${gw}: ${sas.map((s) => `${s.state} [${s.children.map((c) => c.state).join(', ') || 'no child'}]`).join(', ') || 'none'}`
+  const settled = (sas: IkeSa[]) =>
+    sas.length === 1 &&
+    sas[0].state === 'ESTABLISHED' &&
+    sas[0].children.length === 1 &&
+    sas[0].children[0].state === 'INSTALLED'
+  let first: string | undefined
+  let last = ''
+  try {
+    await waitFor(
+      `tunnel ${tunnel.name} settled: one IKE SA with one installed child SA on each end, the same pair`,
+      async () => {
+        const [a, b] = await bothEnds(lab, tunnel)
+        const ok = settled(a) && settled(b) && samePair(a, b)
+        last = `${describe(tunnel.site, a)}; ${describe(tunnel.hub, b)}`
+        if (!ok) first ??= last
+        return ok
+      },
+      timeoutMs,
+      200,
+    )
+  } catch (e) {
+    throw new Error(`${(e as Error).message}: ${last}`)
+  }
+  return first
+}
+
+/**
  * Poll until neither end holds an ESTABLISHED IKE SA of the tunnel. Half-open ones may
  * come and go: a site whose connection starts by itself (start_action = start,
  * keyingtries = 0) keeps trying, and under emulation an attempt is always under way.
