@@ -6,16 +6,21 @@
 // until acknowledged (never dropped), so the stored count can be checked against
 // the acknowledged one. With --batch N, each request carries N readings of several
 // devices (application/x-ndjson, as a client drains its backlog), each line answered
-// on its own; latency is then per request. Prints one JSON object with the figures.
+// on its own; latency is then per request. With --rate R the load is an open loop
+// instead (open-loop.ts): R readings per second offered on a clock, each request sent
+// once at its time whatever the server's pace, --concurrency bounding what is in flight
+// (an arrival beyond is shed), latency from each arrival's scheduled time; a reading
+// not acknowledged is counted, not sent again. Prints one JSON object with the figures.
 //
 //   node lab-loadgen.cjs --url URL --keys FILE --devices N --concurrency C
-//        --duration SECONDS [--warmup SECONDS] [--seq-base B] [--batch N]
+//        --duration SECONDS [--warmup SECONDS] [--seq-base B] [--batch N] [--rate R]
 import fs from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
 import { parseArgs } from '../lib/args.js'
 import { encodeReading } from '../lib/reading.js'
 import { percentile } from '../lib/stats.js'
+import { openLoop } from './open-loop.js'
 import { PERMANENT, post, postBatch } from './sender.js'
 
 export interface LoadResult {
@@ -38,12 +43,23 @@ export interface LoadResult {
   upstreams: Record<string, number>
   /** CPU the load generator itself used (user + system), seconds. */
   cpu_s: number
+  /** closed: a fixed number of connections, each sending when answered; open: --rate. */
+  mode: 'closed' | 'open'
+  /** Open loop: the readings per second offered, and what became of them in the measured time. */
+  open?: {
+    offered_per_s: number
+    offered: number
+    shed: number
+    failed: number
+    peak_in_flight: number
+    max_lag_ms: number
+  }
 }
 
 async function main() {
   const a = parseArgs(
     process.argv.slice(2),
-    '--url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B] [--batch N] [--ca F --cert F --key F (https)]',
+    '--url URL --keys FILE --devices N --concurrency C --duration S [--warmup S] [--seq-base B] [--batch N] [--rate R] [--ca F --cert F --key F (https)]',
   )
   const keysAll = JSON.parse(fs.readFileSync(a.keys, 'utf8')) as Record<string, string>
   const n = Number(a.devices ?? 100)
@@ -57,6 +73,9 @@ async function main() {
   const batch = Number(a.batch ?? 1)
   if (!Number.isInteger(batch) || batch < 1 || batch > 1000)
     throw new Error(`--batch must be a whole number from 1 to 1000, got ${a.batch}`)
+  const rate = a.rate === undefined ? undefined : Number(a.rate)
+  if (rate !== undefined && !(rate > 0 && rate <= 1_000_000))
+    throw new Error(`--rate must be readings per second, from more than 0 to 1000000; got ${a.rate}`)
   const url = new URL(a.url)
   // An https URL: a backend's readings port, as the proxy reaches it (its certificate).
   const agent =
@@ -92,6 +111,7 @@ async function main() {
     latency_ms: { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 },
     upstreams: {},
     cpu_s: 0,
+    mode: rate === undefined ? 'closed' : 'open',
   }
   const latencies: number[] = []
   let measured = 0
@@ -200,7 +220,74 @@ async function main() {
   async function worker() {
     while (Date.now() < stopAt) await (batch > 1 ? batched() : single())
   }
-  await Promise.all(Array.from({ length: concurrency }, worker))
+
+  /**
+   * Open loop: one request per arrival (a reading, or a batch), sent once. Accepted:
+   * the readings acknowledged within the measured time, whenever offered (the server's
+   * pace). Of the arrivals scheduled in that time: the latency of each acknowledged one
+   * from its scheduled time, and how many failed or were shed.
+   */
+  async function openLoad(perSecond: number) {
+    const arrivals = perSecond / batch
+    const firstMeasured = Math.ceil((warmup / 1000) * arrivals)
+    let failed = 0
+    let shed = 0
+    const sched = await openLoop({
+      rate: arrivals,
+      durationMs: warmup + duration,
+      maxInFlight: concurrency,
+      onShed: (index) => {
+        if (index >= firstMeasured) shed += batch
+      },
+      fire: async (at, index) => {
+        const inWindow = index >= firstMeasured
+        const lines = Array.from({ length: batch }, reading)
+        let ok = 0
+        let stored = 0
+        try {
+          if (batch === 1) {
+            const ans = await post(url, agent, lines[0], keys.get(lines[0].device)!, 5000)
+            if (ans.upstream) r.upstreams[ans.upstream] = (r.upstreams[ans.upstream] ?? 0) + 1
+            if (ans.status === 200 || ans.status === 201) ok = 1
+            else error(`HTTP ${ans.status}`)
+            if (ans.status === 201) stored = 1
+          } else {
+            const { answer, results } = await postBatch(url, agent, lines, (d) => keys.get(d)!, 10_000)
+            if (answer.upstream) r.upstreams[answer.upstream] = (r.upstreams[answer.upstream] ?? 0) + batch
+            if (!results) error(`HTTP ${answer.status}`)
+            for (const x of results ?? []) if (x.code !== 200 && x.code !== 201) error(`HTTP ${x.code} in a batch`)
+            ok = results?.filter((x) => x.code === 200 || x.code === 201).length ?? 0
+            stored = results?.filter((x) => x.code === 201).length ?? 0
+          }
+        } catch (err) {
+          error((err as Error).message)
+        }
+        r.acked += ok
+        r.stored_new += stored
+        r.duplicates += ok - stored
+        r.unacked += batch - ok
+        const done = performance.now()
+        // The schedule's start, from this arrival's place in it: the measured time's clock.
+        const since = done - (at - (index / arrivals) * 1000)
+        if (since >= warmup && since < warmup + duration) measured += ok
+        if (!inWindow) return
+        if (ok) latencies.push(done - at)
+        failed += batch - ok
+      },
+    })
+    const inWindow = sched.scheduled - firstMeasured
+    r.open = {
+      offered_per_s: perSecond,
+      offered: inWindow * batch,
+      shed,
+      failed,
+      peak_in_flight: sched.peakInFlight,
+      max_lag_ms: Math.round(sched.maxLagMs * 10) / 10,
+    }
+  }
+
+  if (rate === undefined) await Promise.all(Array.from({ length: concurrency }, worker))
+  else await openLoad(rate)
   agent.destroy()
   latencies.sort((x, y) => x - y)
   const round = (x: number) => Math.round(x * 100) / 100
