@@ -1,5 +1,6 @@
 // npm run bench -- [--runs N] [--duration S] [--devices N] [--concurrency N] [--bringup] [--smoke] [--out DIR]
 // npm run bench -- --ha [--rounds N] [--tier ROLE] [--fault F]: the failover matrix alone (bench/ha.ts)
+// npm run bench -- --devices-curve [--max-rate R]: the open-loop devices curve alone (bench/devices.ts)
 // Measures the running lab, layer by layer, side by side in one run: ingest over the
 // full path, the tunnel straight to one backend, and one backend from inside the cloud
 // LAN; the full path with 1..N backends; the tunnel against the path without it and
@@ -17,11 +18,13 @@ import { bringUpBench, reprovisionBench } from './bench/bringup.js'
 import { ingestBench } from './bench/ingest.js'
 import { syncReplicationAB } from './bench/sync-replication.js'
 import { openBenchLab, type BenchLab } from './bench/lab.js'
-import { markdown, svgChart, type BenchReport, type Machine } from './bench/report.js'
+import { devicesMarkdown, markdown, svgChart, type BenchReport, type Machine } from './bench/report.js'
 import { outboxBench } from './bench/outbox.js'
 import { datapathBench } from './bench/datapath.js'
 import { tunnelBench } from './bench/tunnel.js'
 import { haBench, haMarkdown } from './bench/ha.js'
+import { devicesBench, devicesCurve, type DevicesOptions } from './bench/devices.js'
+import { curveSvg } from './bench/curve.js'
 import { HOST_FAULTS, type HostFault } from './lib/host-faults.js'
 import { repoRoot, topologyFile } from '../provision/paths.js'
 import { vmAccel } from '../provision/providers.js'
@@ -82,6 +85,17 @@ const argv = await yargs(hideBin(process.argv))
   .option('rounds', { type: 'number', default: 5, describe: 'with --ha: rounds of the matrix (median and worst)' })
   .option('tier', { type: 'string', describe: 'with --ha: one pair alone, by its role (e.g. proxy)' })
   .option('fault', { type: 'string', choices: HOST_FAULTS, describe: 'with --ha: one fault alone' })
+  .option('devices-curve', {
+    type: 'boolean',
+    default: false,
+    describe:
+      'only the devices curve: an open-loop load on the full path, the offered rate doubled until the lab no longer keeps up, one reading per request and batches (minutes)',
+  })
+  .option('max-rate', {
+    type: 'number',
+    default: 51200,
+    describe: 'the devices curve: no point beyond this many offered readings per second',
+  })
   .option('label', { type: 'string', default: 'lab benchmark', describe: 'a name for this run in the report' })
   .option('out', { type: 'string', describe: 'folder for the report (default bench/results/<time>)' })
   .check((a) => {
@@ -90,6 +104,8 @@ const argv = await yargs(hideBin(process.argv))
     }
     if (!Number.isInteger(a.rounds) || a.rounds < 1 || a.rounds > 20)
       throw new Error(`--rounds must be a whole number from 1 to 20; got ${a.rounds}`)
+    if (!(a['max-rate'] >= 100 && a['max-rate'] <= 200_000))
+      throw new Error(`--max-rate must be from 100 to 200000 readings per second; got ${a['max-rate']}`)
     if (a.runs > 20 || a.duration > 120 || a.concurrency > 512)
       throw new Error('bounded on purpose: at most 20 runs, 120 s per run and 512 connections')
     return true
@@ -108,6 +124,21 @@ const o = argv.smoke
       concurrency: argv.concurrency,
       tunnelSeconds: argv['tunnel-seconds'],
     }
+// The devices curve: 100 readings/s (25 devices) doubling; two points past the knee.
+const devicesOptions = (batch: number): DevicesOptions =>
+  argv.smoke
+    ? { startRate: 40, maxRate: 80, pastKnee: 1, duration: 1, warmup: 0.5, inFlight: 64, batch, devices: o.devices }
+    : {
+        startRate: 100,
+        maxRate: argv['max-rate'],
+        pastKnee: 2,
+        duration: o.duration,
+        warmup: o.warmup,
+        inFlight: 512,
+        batch,
+        devices: o.devices,
+      }
+const batchOf = (plan: { telemetry: { batch: number } }) => (plan.telemetry.batch > 1 ? plan.telemetry.batch : 100)
 const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, '')
 const outDir = path.resolve(argv.out ?? path.join(repoRoot, 'bench', 'results', stamp))
 const log = (m: string) => console.log(m)
@@ -143,9 +174,31 @@ ${haMarkdown(ha)}`
   }
 }
 
+/** --devices-curve: the open-loop devices curve alone, with its own report and SVG. */
+async function devicesOnly() {
+  const plan = loadPlan(topologyFile)
+  const lab = await openBenchLab(plan)
+  try {
+    const devices = await devicesBench(lab, devicesOptions(batchOf(plan)), log)
+    const text = `# ${argv.label}\n\n${devicesMarkdown(devices)}`
+    fs.mkdirSync(outDir, { recursive: true })
+    fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify({ label: argv.label, devices }, null, 2) + '\n')
+    fs.writeFileSync(path.join(outDir, 'devices.svg'), curveSvg(devicesCurve(devices)))
+    fs.writeFileSync(path.join(outDir, 'report.md'), text)
+    log(`\n${devicesMarkdown(devices)}`)
+    log(`Report: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json, devices.svg)`)
+  } finally {
+    await lab.close()
+  }
+}
+
 try {
   if (argv.ha) {
     await haOnly()
+    process.exit(0)
+  }
+  if (argv['devices-curve']) {
+    await devicesOnly()
     process.exit(0)
   }
   const started = Date.now()
@@ -169,6 +222,7 @@ try {
     const ingest = plan.services.db?.cluster
       ? { ...measured, syncRepl: await syncReplicationAB(lab, measured.scenarios[0], load, log) }
       : measured
+    const devices = await devicesBench(lab, devicesOptions(batchOf(plan)), log)
     const tunnel = await tunnelBench(lab, o.runs, o.tunnelSeconds, log)
     const datapath = argv.smoke ? undefined : await datapathBench(lab, o.runs, o.tunnelSeconds, vmAccel().accel, log)
     const outbox = await outboxBench(lab, o.runs, argv.smoke ? 0.3 : 1, log)
@@ -178,6 +232,7 @@ try {
       machine: m,
       load,
       ingest,
+      devices,
       tunnel,
       datapath,
       outbox,
@@ -201,14 +256,17 @@ try {
     ...report,
     bringup,
     seconds: (Date.now() - started) / 1000,
-    zero_loss: all.every((s) => s.lost === 0 && s.runs.every((r) => r.check.extra === 0)),
+    zero_loss:
+      all.every((s) => s.lost === 0 && s.runs.every((r) => r.check.extra === 0)) &&
+      (report.devices?.modes.every((m) => m.points.every((p) => p.lost + p.extra === 0)) ?? true),
   }
   fs.mkdirSync(outDir, { recursive: true })
   fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify(full, null, 2) + '\n')
   fs.writeFileSync(path.join(outDir, 'chart.svg'), svgChart(full))
+  if (full.devices) fs.writeFileSync(path.join(outDir, 'devices.svg'), curveSvg(devicesCurve(full.devices)))
   fs.writeFileSync(path.join(outDir, 'report.md'), markdown(full))
   log(
-    `\nReport: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json, chart.svg), ${full.seconds.toFixed(0)} s in all`,
+    `\nReport: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json, chart.svg, devices.svg), ${full.seconds.toFixed(0)} s in all`,
   )
   if (!full.zero_loss) log('WARNING: some readings were lost or duplicated: see report.json')
 } catch (e) {

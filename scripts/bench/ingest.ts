@@ -80,7 +80,7 @@ export function prepare(lab: BenchLab, host: string, devices: number): Promise<P
 }
 
 /** The run's readings in the database, by the backend that stored each. */
-async function storedSince(lab: BenchLab, base: number): Promise<Record<string, number>> {
+export async function storedSince(lab: BenchLab, base: number): Promise<Record<string, number>> {
   const out = await lab.must(
     serviceName(lab.plan, 'db')!,
     'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry',

@@ -9,6 +9,7 @@ import type { OutboxFigures } from './outbox.js'
 import { show, type Figure } from './stats.js'
 import type { DatapathFigures } from './datapath.js'
 import type { TunnelFigures } from './tunnel.js'
+import type { DevicesReport } from './devices.js'
 
 export interface Machine {
   cores: number
@@ -40,6 +41,8 @@ export interface BenchReport {
     /** With a database cluster: asynchronous against strict synchronous replication. */
     syncRepl?: Tuning
   }
+  /** The open-loop devices curve (issue 20). */
+  devices?: DevicesReport
   tunnel?: TunnelFigures
   /** Kernel ESP against kernel-libipsec on the same gateways (VMs only). */
   datapath?: DatapathFigures
@@ -184,6 +187,7 @@ export function markdown(r: BenchReport): string {
       '',
     )
   }
+  if (r.devices) lines.push(devicesMarkdown(r.devices))
   if (r.tunnel) {
     const tu = r.tunnel
     lines.push(
@@ -252,5 +256,39 @@ export function markdown(r: BenchReport): string {
       : '| cold `npm run lab` | not measured in this run (`npm run bench -- --bringup`) |',
     '',
   )
+  return lines.join('\n')
+}
+
+/** The devices curve: each point, each knee and what was busiest past it, the chart. */
+export function devicesMarkdown(d: DevicesReport): string {
+  const lines = [
+    '## Devices: an open-loop load on the full path',
+    '',
+    "Readings offered on a clock (the load generator does not wait for the lab), from the IoT client through the tunnel and nginx to the backends and PostgreSQL; the offered rate doubles until the lab no longer keeps up. Accepted: readings acknowledged in the measured time; latency from each reading's scheduled time. A device sending every 250 ms offers 4 readings/s. Busiest: cores used by each tier's hosts over the run (the load generator is the iot-client).",
+    '',
+    '![accepted against offered](devices.svg)',
+    '',
+    '| mode | offered/s | devices | accepted/s | p50 ms | p99 ms | shed | failed | busiest (cores) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...d.modes.flatMap((m) =>
+      m.points.map(
+        (p) =>
+          `| ${m.name} | ${p.offered_per_s} | ${p.devices} | ${p.accepted_per_s} | ${p.p50_ms} | ${p.p99_ms} | ${p.shed} | ${p.failed} | ${p.tiers
+            .slice(0, 3)
+            .map((x) => `${x.tier} ${x.cores}`)
+            .join(', ')} |`,
+      ),
+    ),
+    '',
+  ]
+  for (const m of d.modes) {
+    const s = m.saturation
+    lines.push(
+      `- ${m.name}: ${m.knee ? `knee at ${m.knee.offered_per_s} readings/s offered (${m.knee.devices} devices), p99 ${m.knee.p99_ms} ms` : 'no knee: even the first point was not kept up with'}${s ? `; at ${s.at}/s the busiest tier is ${s.tier} (${s.tier_cores} cores), ${s.all_cores} of the machine's ${s.machine_cores} cores in use` : '; the lab kept up at every point measured (raise --max-rate)'}.`,
+    )
+  }
+  if (d.knee_ratio !== undefined)
+    lines.push(`- Batches' knee over one reading per request's: ${d.knee_ratio} times (the goal: at least 10).`)
+  lines.push('')
   return lines.join('\n')
 }

@@ -97,6 +97,22 @@ if (lab) {
       'the batch runs sent batches, every reading acknowledged is stored',
     )
     t.match(fs.readFileSync(path.join(out, 'report.md'), 'utf8'), /### Upload, side by side in this run: batch upload/)
+    // The devices curve's smoke: two offered rates per mode, an open loop.
+    t.same(
+      r.devices?.modes.map((m) => [m.batch > 1, m.points.map((p) => p.offered_per_s)]),
+      [
+        [false, [40, 80]],
+        [true, [40, 80]],
+      ],
+      'the devices curve: one reading per request and batches, each at 40 and 80 readings/s offered',
+    )
+    t.ok(
+      r.devices!.modes.every((m) =>
+        m.points.every((p) => p.accepted_per_s > 0 && p.lost + p.extra === 0 && p.tiers.length > 0),
+      ),
+      `each point accepted readings, stored each acknowledged one once, and says which tier was busiest (${r.devices!.modes.map((m) => m.points.map((p) => `${p.accepted_per_s}/s`).join(', ')).join('; ')})`,
+    )
+    t.ok(fs.existsSync(path.join(out, 'devices.svg')), 'and drew the curve')
     const cloudTls = r.ingest.cloudTls!.scenarios[0]
     t.equal(cloudTls.id, 'full', 'TLS inside the cloud off and on, on the full path')
     t.ok(

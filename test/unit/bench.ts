@@ -1,10 +1,12 @@
 // The benchmark's arithmetic and its report, without a lab: medians and spreads,
 // percentiles, the ratios the report states, and a chart that draws every figure.
 import t from 'tap'
-import { svgChart, markdown, type BenchReport } from '../../scripts/bench/report.js'
+import { devicesMarkdown, svgChart, markdown, type BenchReport } from '../../scripts/bench/report.js'
 import { figure, show } from '../../scripts/bench/stats.js'
 import { percentile } from '../../services/lib/stats.js'
 import { haMarkdown, longestStallSql } from '../../scripts/bench/ha.js'
+import { devicesCurve, kneeOf, tierCpu } from '../../scripts/bench/devices.js'
+import { curveSvg } from '../../scripts/bench/curve.js'
 
 t.test('median and spread', async (t) => {
   t.same(figure([3, 1, 2]), { median: 2, min: 1, max: 3, runs: [3, 1, 2] })
@@ -173,3 +175,92 @@ t.test(
     t.same(replicationSettings('on'), { synchronous_mode: true, synchronous_mode_strict: true }, 'as provisioned')
   },
 )
+
+t.test('the devices curve: CPU per tier, the knee, what was busiest past it, the report', async (t) => {
+  const roles: Record<string, string> = {
+    'iot-client': 'iot-client',
+    'proxy-1': 'proxy',
+    'backend-1': 'backend',
+    'backend-2': 'backend',
+  }
+  const before = new Map([
+    ['backend-1 node', 10],
+    ['backend-2 node', 20],
+    ['proxy-1 nginx', 5],
+  ])
+  const after = new Map([
+    ['backend-1 node', 14],
+    ['backend-2 node', 23],
+    ['proxy-1 nginx', 6],
+    ['stray-host charon', 2],
+  ])
+  t.same(
+    tierCpu((h) => roles[h], before, after, 10),
+    [
+      { tier: 'backend', cores: 0.7 },
+      { tier: 'stray-host', cores: 0.2 },
+      { tier: 'proxy', cores: 0.1 },
+    ],
+    "a tier's cores: its hosts' CPU seconds over the wall seconds; a host of no known role stands for itself",
+  )
+  const point = (offered: number, accepted: number, busiest: string, cores: number) => ({
+    offered_per_s: offered,
+    devices: offered / 4,
+    accepted_per_s: accepted,
+    p50_ms: 20,
+    p99_ms: 80,
+    shed: 0,
+    failed: 0,
+    lost: 0,
+    extra: 0,
+    tiers: [
+      { tier: busiest, cores },
+      { tier: 'proxy', cores: 0.2 },
+    ],
+  })
+  const one = {
+    name: 'one reading per request',
+    batch: 1,
+    points: [point(100, 100, 'backend', 0.2), point(200, 197, 'backend', 0.4), point(400, 250, 'backend', 1.3)],
+  }
+  const k = kneeOf(one, 2)
+  t.equal(k.knee?.offered_per_s, 200, 'the knee: the last point accepted within 5 % of the offer')
+  t.same(
+    k.saturation,
+    { at: 400, tier: 'backend', tier_cores: 1.3, all_cores: 1.5, machine_cores: 2 },
+    'past it, the busiest tier and the cores in use',
+  )
+  t.same(
+    kneeOf({ points: [point(100, 100, 'backend', 0.2)] }, 2).saturation,
+    undefined,
+    'kept up everywhere: no saturation named',
+  )
+  t.equal(
+    kneeOf({ points: [point(100, 50, 'backend', 0.2)] }, 2).knee,
+    undefined,
+    'not even the first point kept up: no knee',
+  )
+
+  const many = {
+    name: 'batches of 100',
+    batch: 100,
+    points: [point(100, 100, 'proxy', 0.1), point(3200, 3150, 'backend', 1.0)],
+  }
+  const report = {
+    modes: [
+      { ...one, ...k },
+      { ...many, ...kneeOf(many, 2) },
+    ],
+    knee_ratio: 16,
+  }
+  const md = devicesMarkdown(report)
+  t.match(md, /\| one reading per request \| 400 \| 100 \| 250 \|/, 'a row per point')
+  t.match(
+    md,
+    /knee at 200 readings\/s offered \(50 devices\).*busiest tier is backend \(1\.3 cores\), 1\.5 of the machine's 2 cores/,
+  )
+  t.match(md, /batches of 100: knee at 3200 .*kept up at every point measured/)
+  t.match(md, /16 times \(the goal: at least 10\)/)
+  const svg = curveSvg(devicesCurve(report))
+  t.match(svg, /knee 200\/s \(backend 1\.3 cores\)/, 'the chart marks each knee with what saturates')
+})
