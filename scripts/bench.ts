@@ -1,6 +1,7 @@
 // npm run bench -- [--runs N] [--duration S] [--devices N] [--concurrency N] [--bringup] [--smoke] [--out DIR]
 // npm run bench -- --ha [--rounds N] [--tier ROLE] [--fault F]: the failover matrix alone (bench/ha.ts)
 // npm run bench -- --devices-curve [--max-rate R]: the open-loop devices curve alone (bench/devices.ts)
+// npm run bench -- --backends-curve [--backends N] [--cap C]: capped backends added as data, 1..N (bench/backends.ts)
 // Measures the running lab, layer by layer, side by side in one run: ingest over the
 // full path, the tunnel straight to one backend, and one backend from inside the cloud
 // LAN; the full path with 1..N backends; the tunnel against the path without it and
@@ -18,13 +19,21 @@ import { bringUpBench, reprovisionBench } from './bench/bringup.js'
 import { ingestBench } from './bench/ingest.js'
 import { syncReplicationAB } from './bench/sync-replication.js'
 import { openBenchLab, type BenchLab } from './bench/lab.js'
-import { devicesMarkdown, markdown, svgChart, type BenchReport, type Machine } from './bench/report.js'
+import {
+  backendsMarkdown,
+  devicesMarkdown,
+  markdown,
+  svgChart,
+  type BenchReport,
+  type Machine,
+} from './bench/report.js'
 import { outboxBench } from './bench/outbox.js'
 import { datapathBench } from './bench/datapath.js'
 import { tunnelBench } from './bench/tunnel.js'
 import { haBench, haMarkdown } from './bench/ha.js'
 import { devicesBench, devicesCurve, type DevicesOptions } from './bench/devices.js'
 import { curveSvg } from './bench/curve.js'
+import { backendsBench, backendsCurve } from './bench/backends.js'
 import { HOST_FAULTS, type HostFault } from './lib/host-faults.js'
 import { repoRoot, topologyFile } from '../provision/paths.js'
 import { vmAccel } from '../provision/providers.js'
@@ -96,6 +105,14 @@ const argv = await yargs(hideBin(process.argv))
     default: 51200,
     describe: 'the devices curve: no point beyond this many offered readings per second',
   })
+  .option('backends-curve', {
+    type: 'boolean',
+    default: false,
+    describe:
+      'only the backends curve: every backend capped (--cap), more added as data up to --backends, the full path with 1 to all (minutes: containers made and provisioned, then removed)',
+  })
+  .option('backends', { type: 'number', default: 4, describe: 'the backends curve: up to this many backends' })
+  .option('cap', { type: 'number', default: 0.1, describe: "the backends curve: each backend's share of a core" })
   .option('label', { type: 'string', default: 'lab benchmark', describe: 'a name for this run in the report' })
   .option('out', { type: 'string', describe: 'folder for the report (default bench/results/<time>)' })
   .check((a) => {
@@ -104,6 +121,10 @@ const argv = await yargs(hideBin(process.argv))
     }
     if (!Number.isInteger(a.rounds) || a.rounds < 1 || a.rounds > 20)
       throw new Error(`--rounds must be a whole number from 1 to 20; got ${a.rounds}`)
+    if (!Number.isInteger(a.backends) || a.backends < 2 || a.backends > 8)
+      throw new Error(`--backends must be a whole number from 2 to 8; got ${a.backends}`)
+    if (!(a.cap >= 0.01 && a.cap <= 4) || Math.round(a.cap * 100) !== a.cap * 100)
+      throw new Error(`--cap must be a share of a core from 0.01 to 4, in hundredths; got ${a.cap}`)
     if (!(a['max-rate'] >= 100 && a['max-rate'] <= 200_000))
       throw new Error(`--max-rate must be from 100 to 200000 readings per second; got ${a['max-rate']}`)
     if (a.runs > 20 || a.duration > 120 || a.concurrency > 512)
@@ -192,7 +213,28 @@ async function devicesOnly() {
   }
 }
 
+/** --backends-curve: capped backends added as data, the full path with 1 to all, its own report. */
+async function backendsOnly() {
+  const plan = loadPlan(topologyFile)
+  const load = { ...o, batch: batchOf(plan) }
+  const backends = await backendsBench(plan, { total: argv.backends, cpus: argv.cap, load }, log)
+  const text = `# ${argv.label}\n\n${backendsMarkdown(backends)}`
+  fs.mkdirSync(outDir, { recursive: true })
+  fs.writeFileSync(
+    path.join(outDir, 'report.json'),
+    JSON.stringify({ label: argv.label, load, backends }, null, 2) + '\n',
+  )
+  fs.writeFileSync(path.join(outDir, 'backends.svg'), curveSvg(backendsCurve(backends)))
+  fs.writeFileSync(path.join(outDir, 'report.md'), text)
+  log(`\n${backendsMarkdown(backends)}`)
+  log(`Report: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json, backends.svg)`)
+}
+
 try {
+  if (argv['backends-curve']) {
+    await backendsOnly()
+    process.exit(0)
+  }
   if (argv.ha) {
     await haOnly()
     process.exit(0)

@@ -10,6 +10,7 @@ import { show, type Figure } from './stats.js'
 import type { DatapathFigures } from './datapath.js'
 import type { TunnelFigures } from './tunnel.js'
 import type { DevicesReport } from './devices.js'
+import type { BackendsReport } from './backends.js'
 
 export interface Machine {
   cores: number
@@ -289,6 +290,42 @@ export function devicesMarkdown(d: DevicesReport): string {
   }
   if (d.knee_ratio !== undefined)
     lines.push(`- Batches' knee over one reading per request's: ${d.knee_ratio} times (the goal: at least 10).`)
+  lines.push('')
+  return lines.join('\n')
+}
+
+/** The backends curve: readings per second by number of capped backends, the fit, the efficiency. */
+export function backendsMarkdown(b: BackendsReport): string {
+  const lines = [
+    `## Backends capped at ${b.cpus_each} of a core each`,
+    '',
+    `Every backend capped through its cgroup (the topology's \`cpus\`), the ones beyond the topology's added as data for the run; the full path with 1 to ${b.points.length} of them in nginx, batches of ${b.batch} readings per request. Busiest: cores used by each tier's hosts over the runs (the load generator is the iot-client).`,
+    '',
+    '![readings per second by backends](backends.svg)',
+    '',
+    '| backends | readings/s | p50 ms | p99 ms | lost | busiest (cores) |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...b.points.map(
+      (p) =>
+        `| ${p.backends} | ${p.readings_per_s} | ${p.p50_ms} | ${p.p99_ms} | ${p.lost} | ${p.tiers
+          .slice(0, 3)
+          .map((x) => `${x.tier} ${x.cores}`)
+          .join(', ')} |`,
+    ),
+    '',
+  ]
+  if (b.fit)
+    lines.push(
+      `- Fitted line: ${b.fit.slope.toFixed(0)} readings/s per backend added (r² ${b.fit.r2.toFixed(2)}, ${b.fit.n} points).`,
+    )
+  if (b.efficiency !== undefined)
+    lines.push(
+      `- Scaling efficiency: ${b.points.length} backends carry ${(b.efficiency * b.points.length).toFixed(2)} times one (${(b.efficiency * 100).toFixed(0)} %; the goal: 80 %).`,
+    )
+  if (b.busiest)
+    lines.push(
+      `- With all ${b.points.length}: the busiest tier is ${b.busiest.tier} (${b.busiest.cores} cores); the backends used ${(b.busiest.backends_of_cap * 100).toFixed(0)} % of their caps.`,
+    )
   lines.push('')
   return lines.join('\n')
 }

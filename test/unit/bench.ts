@@ -1,7 +1,14 @@
 // The benchmark's arithmetic and its report, without a lab: medians and spreads,
 // percentiles, the ratios the report states, and a chart that draws every figure.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import t from 'tap'
-import { devicesMarkdown, svgChart, markdown, type BenchReport } from '../../scripts/bench/report.js'
+import { parse, stringify } from 'yaml'
+import { loadPlan } from '../../provision/plan.js'
+import { topologyFile } from '../../provision/paths.js'
+import { efficiencyOf, moreBackends } from '../../scripts/bench/backends.js'
+import { backendsMarkdown, devicesMarkdown, svgChart, markdown, type BenchReport } from '../../scripts/bench/report.js'
 import { figure, show } from '../../scripts/bench/stats.js'
 import { percentile } from '../../services/lib/stats.js'
 import { haMarkdown, longestStallSql } from '../../scripts/bench/ha.js'
@@ -263,4 +270,90 @@ t.test('the devices curve: CPU per tier, the knee, what was busiest past it, the
   t.match(md, /16 times \(the goal: at least 10\)/)
   const svg = curveSvg(devicesCurve(report))
   t.match(svg, /knee 200\/s \(backend 1\.3 cores\)/, 'the chart marks each knee with what saturates')
+})
+
+t.test('backends added as data: named and addressed after the last, every one capped', async (t) => {
+  const plan = loadPlan(topologyFile)
+  const raw = parse(fs.readFileSync(topologyFile, 'utf8')) as Parameters<typeof moreBackends>[0]
+  const had = plan.hosts.filter((h) => h.role === 'backend')
+  const { raw: bigger, added } = moreBackends(raw, plan, had.length + 2, 0.1)
+  t.same(
+    added,
+    [3, 4].map((i) => had[0].name.replace(/\d+$/, String(i))),
+    'the next names',
+  )
+  t.notOk(raw.hosts[added[0]], 'the topology read is not changed')
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'more-backends-')), 'topology.yaml')
+  t.teardown(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }))
+  fs.writeFileSync(file, stringify(bigger))
+  const p = loadPlan(file)
+  t.same(
+    p.hosts.filter((h) => h.role === 'backend').map((h) => [h.name, h.limits.cpus]),
+    [...had.map((h) => h.name), ...added].map((n) => [n, 0.1]),
+    'a valid topology: every backend capped at a tenth of a core',
+  )
+  t.equal(p.services.backends.length, had.length + 2, 'and nginx would balance over all of them')
+  // Taken addresses are skipped: the one after the last backend's, given to another host.
+  const last = raw.hosts[had.at(-1)!.name].interfaces
+  const [net, addr] = Object.entries(last)[0]
+  const nextAddr = addr.replace(/\d+$/, (d) => String(Number(d) + 1))
+  const squat = {
+    ...raw,
+    hosts: {
+      [had[0].name.replace(/\d+$/, '0')]: {
+        role: 'backend',
+        interfaces: Object.fromEntries(
+          Object.entries(last).map(([n, a]) => [
+            n,
+            n === net ? nextAddr : a.replace(/\d+$/, (d) => String(Number(d) + 50)),
+          ]),
+        ),
+      },
+      ...raw.hosts,
+    },
+  }
+  const squatPlanFile = path.join(path.dirname(file), 'squat.yaml')
+  fs.writeFileSync(squatPlanFile, stringify(squat))
+  const after = moreBackends(squat, loadPlan(squatPlanFile), loadPlan(squatPlanFile).services.backends.length + 1, 0.1)
+  t.not(after.raw.hosts[after.added[0]].interfaces[net], nextAddr, `${nextAddr} is taken: the next free one instead`)
+  t.throws(() => moreBackends(raw, plan, 1, 0.1), /already has 2/)
+})
+
+t.test('scaling efficiency: n backends over n times one', async (t) => {
+  t.equal(
+    efficiencyOf([
+      { backends: 1, readings_per_s: 100 },
+      { backends: 2, readings_per_s: 190 },
+      { backends: 4, readings_per_s: 340 },
+    ]),
+    0.85,
+  )
+  t.equal(efficiencyOf([{ backends: 1, readings_per_s: 100 }]), undefined, 'one point: nothing to say')
+  t.equal(
+    efficiencyOf([
+      { backends: 2, readings_per_s: 100 },
+      { backends: 3, readings_per_s: 150 },
+    ]),
+    undefined,
+    'no single backend measured',
+  )
+  const md = backendsMarkdown({
+    cpus_each: 0.1,
+    batch: 100,
+    points: [1, 2, 3, 4].map((k) => ({
+      backends: k,
+      readings_per_s: 100 * k,
+      p50_ms: 10,
+      p99_ms: 30,
+      lost: 0,
+      tiers: [{ tier: 'backend', cores: 0.1 * k }],
+    })),
+    fit: { slope: 100, intercept: 0, r2: 1, n: 4 },
+    efficiency: 1,
+    busiest: { tier: 'backend', cores: 0.4, backends_of_cap: 1 },
+  })
+  t.match(md, /\| 4 \| 400 \| 10 \| 30 \| 0 \| backend 0\.4 \|/)
+  t.match(md, /100 readings\/s per backend added/)
+  t.match(md, /4 backends carry 4\.00 times one \(100 %; the goal: 80 %\)/)
+  t.match(md, /the backends used 100 % of their caps/)
 })
