@@ -145,10 +145,21 @@ const o = argv.smoke
       concurrency: argv.concurrency,
       tunnelSeconds: argv['tunnel-seconds'],
     }
-// The devices curve: 100 readings/s (25 devices) doubling; two points past the knee.
+// The devices curve: 100 readings/s (25 devices) doubling; two points past the knee;
+// the smoke: two points a mode, batches of 10 (batches of 100 at 40/s would send none).
 const devicesOptions = (batch: number): DevicesOptions =>
   argv.smoke
-    ? { startRate: 40, maxRate: 80, pastKnee: 1, duration: 1, warmup: 0.5, inFlight: 64, batch, devices: o.devices }
+    ? {
+        startRate: 40,
+        maxRate: 80,
+        pastKnee: 1,
+        duration: 1,
+        warmup: 0.5,
+        inFlight: 64,
+        batch: 10,
+        devices: o.devices,
+        minRequests: 0,
+      }
     : {
         startRate: 100,
         maxRate: argv['max-rate'],
@@ -158,6 +169,7 @@ const devicesOptions = (batch: number): DevicesOptions =>
         inFlight: 512,
         batch,
         devices: o.devices,
+        minRequests: 50,
       }
 const batchOf = (plan: { telemetry: { batch: number } }) => (plan.telemetry.batch > 1 ? plan.telemetry.batch : 100)
 const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, '')

@@ -32,6 +32,12 @@ export interface DevicesOptions {
   batch: number
   /** Device identities the load generator signs as. */
   devices: number
+  /**
+   * A point needs this many requests in the measured time: accepted readings are
+   * counted by when each request is answered, so a few large batches would make a
+   * coarse figure (a batch more or less is a step of 1/n). Lower rates are skipped.
+   */
+  minRequests: number
 }
 
 export interface TierCpu {
@@ -127,6 +133,7 @@ export async function devicesBench(lab: BenchLab, o: DevicesOptions, log: (m: st
     const points: DevicePoint[] = []
     let past = 0
     for (let rate = o.startRate; rate <= o.maxRate && past < o.pastKnee; rate *= 2) {
+      if ((rate * o.duration) / batch < o.minRequests) continue
       const base = Date.now() * 1000
       const before = await cpuSample(lab)
       const t0 = Date.now()
