@@ -90,6 +90,11 @@ export interface Curve {
   marks?: { at: Point; label: string }[]
   /** A dotted reference line y = x (accepted against offered). */
   identity?: boolean
+  /**
+   * Both axes logarithmic (base 2), for a load doubled at each point: the points equally
+   * spaced, y = x a diagonal, and a plateau flat however far the offer goes.
+   */
+  log?: boolean
 }
 
 const COLORS = ['#2b6cb0', '#dd6b20', '#38a169', '#805ad5']
@@ -108,33 +113,60 @@ export function curveSvg(c: Curve, w = 560, h = 340): string {
   if (!all.length) throw new Error(`${c.title}: no measured point to draw`)
   const [left, right, top, bottom] = [64, 16, 34, 48]
   const [pw, ph] = [w - left - right, h - top - bottom]
-  const xMax = niceMax(Math.max(...all.map((p) => p.x)))
-  const yMax = niceMax(Math.max(...all.map((p) => p.y), ...(c.identity ? all.map((p) => p.x) : [])))
-  const X = (x: number) => +(left + (x / xMax) * pw).toFixed(1)
-  const Y = (y: number) => +(top + ph - (Math.max(0, Math.min(y, yMax)) / yMax) * ph).toFixed(1)
+  const ys = [...all.map((p) => p.y), ...(c.identity ? all.map((p) => p.x) : [])]
+  // Linear: 0 to a round maximum. Log: the powers of two around the points.
+  const pow2 = (v: number, round: (x: number) => number) => 2 ** round(Math.log2(v))
+  const positive = (vs: number[]) => vs.filter((v) => v > 0)
+  const [xMin, xMax] = c.log
+    ? [
+        pow2(Math.min(...positive(all.map((p) => p.x)), Infinity), Math.floor),
+        pow2(Math.max(...all.map((p) => p.x)), Math.ceil),
+      ]
+    : [0, niceMax(Math.max(...all.map((p) => p.x)))]
+  const [yMin, yMax] = c.log
+    ? [pow2(Math.min(...positive(ys), Infinity), Math.floor), pow2(Math.max(...ys), Math.ceil)]
+    : [0, niceMax(Math.max(...ys))]
+  if (c.log && !(xMin > 0 && yMin > 0 && Number.isFinite(xMin) && Number.isFinite(yMin)))
+    throw new Error(`${c.title}: logarithmic axes need values above 0`)
+  const scale = (v: number, lo: number, hi: number) =>
+    c.log
+      ? hi === lo
+        ? 0.5
+        : (Math.log2(Math.max(lo, Math.min(v, hi))) - Math.log2(lo)) / (Math.log2(hi) - Math.log2(lo))
+      : (Math.max(0, Math.min(v, hi)) - lo) / (hi - lo)
+  const X = (x: number) => +(left + scale(x, xMin, xMax) * pw).toFixed(1)
+  const Y = (y: number) => +(top + ph - scale(y, yMin, yMax) * ph).toFixed(1)
+  // Gridlines: quarters (linear), or powers of two, at most 8 a side (log).
+  const ticks = (lo: number, hi: number) => {
+    if (!c.log) return [0, 1, 2, 3, 4].map((i) => lo + ((hi - lo) * i) / 4)
+    const n = Math.round(Math.log2(hi / lo))
+    const step = Math.max(1, Math.ceil(n / 8))
+    return Array.from({ length: Math.floor(n / step) + 1 }, (_, i) => lo * 2 ** (i * step))
+  }
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">`,
     `<title>${esc(c.title)}</title>`,
     `<text x="${w / 2}" y="18" text-anchor="middle" font-weight="bold">${esc(c.title)}</text>`,
   ]
-  for (let i = 0; i <= 4; i++) {
-    const [vx, vy] = [(xMax * i) / 4, (yMax * i) / 4]
+  for (const vy of ticks(yMin, yMax))
     out.push(
       `<line x1="${left}" x2="${left + pw}" y1="${Y(vy)}" y2="${Y(vy)}" stroke="#e2e8f0"/>`,
       `<text x="${left - 6}" y="${Y(vy) + 4}" text-anchor="end" font-size="11">${num(vy)}</text>`,
-      `<text x="${X(vx)}" y="${top + ph + 16}" text-anchor="middle" font-size="11">${num(vx)}</text>`,
     )
-  }
+  for (const vx of ticks(xMin, xMax))
+    out.push(`<text x="${X(vx)}" y="${top + ph + 16}" text-anchor="middle" font-size="11">${num(vx)}</text>`)
   out.push(
-    `<line x1="${left}" x2="${left + pw}" y1="${Y(0)}" y2="${Y(0)}" stroke="#4a5568"/>`,
-    `<line x1="${left}" x2="${left}" y1="${top}" y2="${Y(0)}" stroke="#4a5568"/>`,
+    `<line x1="${left}" x2="${left + pw}" y1="${Y(yMin)}" y2="${Y(yMin)}" stroke="#4a5568"/>`,
+    `<line x1="${left}" x2="${left}" y1="${top}" y2="${Y(yMin)}" stroke="#4a5568"/>`,
     `<text x="${left + pw / 2}" y="${h - 8}" text-anchor="middle">${esc(c.x)}</text>`,
     `<text transform="translate(14 ${top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(c.y)}</text>`,
   )
-  if (c.identity)
+  if (c.identity) {
+    const [a, b] = [Math.max(xMin, yMin), Math.min(xMax, yMax)]
     out.push(
-      `<line class="identity" x1="${X(0)}" y1="${Y(0)}" x2="${X(Math.min(xMax, yMax))}" y2="${Y(Math.min(xMax, yMax))}" stroke="#a0aec0" stroke-dasharray="2 3"/>`,
+      `<line class="identity" x1="${X(a)}" y1="${Y(a)}" x2="${X(b)}" y2="${Y(b)}" stroke="#a0aec0" stroke-dasharray="2 3"/>`,
     )
+  }
   c.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length]
     const ps = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)).sort((a, b) => a.x - b.x)
@@ -149,8 +181,10 @@ export function curveSvg(c: Curve, w = 560, h = 340): string {
     if (c.fit && ps.length >= 2 && ps[0].x !== ps.at(-1)!.x) {
       const f = fitLine(ps)
       const [a, b] = [ps[0].x, ps.at(-1)!.x]
+      // A straight line is a curve on log axes: drawn through 32 points.
+      const along = c.log ? Array.from({ length: 33 }, (_, i) => a * (b / a) ** (i / 32)) : [a, b]
       out.push(
-        `<line class="fit" x1="${X(a)}" y1="${Y(f.slope * a + f.intercept)}" x2="${X(b)}" y2="${Y(f.slope * b + f.intercept)}" stroke="${color}" stroke-dasharray="6 4"><title>${esc(`${s.name}: y = ${num(f.slope)} x + ${num(f.intercept)} (r² ${f.r2.toFixed(3)})`)}</title></line>`,
+        `<polyline class="fit" fill="none" points="${along.map((x) => `${X(x)},${Y(f.slope * x + f.intercept)}`).join(' ')}" stroke="${color}" stroke-dasharray="6 4"><title>${esc(`${s.name}: y = ${num(f.slope)} x + ${num(f.intercept)} (r² ${f.r2.toFixed(3)})`)}</title></polyline>`,
       )
     }
     out.push(
@@ -159,7 +193,7 @@ export function curveSvg(c: Curve, w = 560, h = 340): string {
   })
   for (const m of c.marks ?? [])
     out.push(
-      `<g class="knee"><line x1="${X(m.at.x)}" x2="${X(m.at.x)}" y1="${top}" y2="${Y(0)}" stroke="#c53030" stroke-dasharray="3 3"/>`,
+      `<g class="knee"><line x1="${X(m.at.x)}" x2="${X(m.at.x)}" y1="${top}" y2="${Y(yMin)}" stroke="#c53030" stroke-dasharray="3 3"/>`,
       `<circle cx="${X(m.at.x)}" cy="${Y(m.at.y)}" r="6" fill="none" stroke="#c53030" stroke-width="2"/>`,
       `<text x="${X(m.at.x) + 6}" y="${Math.max(top + 12, Y(m.at.y) - 10)}" fill="#c53030">${esc(m.label)}</text></g>`,
     )

@@ -188,6 +188,7 @@ export function devicesCurve(d: DevicesReport): Curve {
     x: 'offered readings/s',
     y: 'accepted readings/s',
     identity: true,
+    log: true,
     series: d.modes.map((m) => ({
       name: m.name,
       points: m.points.map((p) => ({ x: p.offered_per_s, y: p.accepted_per_s })),

@@ -65,7 +65,7 @@ t.test('the SVG: every point, the fitted line, the knee and its reason; escaped 
   })
   t.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/)
   t.equal((svg.match(/<circle cx=/g) ?? []).length, 5, 'four measured points and the knee')
-  t.match(svg, /<line class="fit"[^>]*><title>charon RSS: y = 0\.05 x \+ 20 \(r² 1\.000\)<\/title>/)
+  t.match(svg, /<polyline class="fit"[^>]*><title>charon RSS: y = 0\.05 x \+ 20 \(r² 1\.000\)<\/title>/)
   t.match(svg, /<g class="knee">[\s\S]*knee: charon at 100 % of a core/)
   t.match(svg, /Hub memory per site &lt;lxc&gt;/)
   t.notMatch(svg, /<lxc>/, 'no raw markup from a title')
@@ -82,6 +82,31 @@ t.test('the SVG: every point, the fitted line, the knee and its reason; escaped 
     identity: true,
   })
   t.match(identity, /class="identity"/, 'accepted against offered: the y = x line')
+
+  // Log axes for a doubled load: the points equally spaced, a plateau flat.
+  const doubled = curveSvg({
+    title: 'open loop',
+    x: 'offered/s',
+    y: 'accepted/s',
+    log: true,
+    identity: true,
+    series: [{ name: 'one per request', points: pts([100, 200, 400, 800, 1600], (x) => Math.min(x, 500)) }],
+  })
+  const cx = [...doubled.matchAll(/<circle cx="([\d.]+)" cy="([\d.]+)"/g)].map((m) => [Number(m[1]), Number(m[2])])
+  const steps = cx.slice(1).map((c, i) => c[0] - cx[i][0])
+  t.ok(
+    steps.every((d) => Math.abs(d - steps[0]) < 0.2),
+    `doubling x: equal steps on the log axis (${steps.map((d) => d.toFixed(1)).join(', ')})`,
+  )
+  t.equal(cx[3][1], cx[4][1], 'the plateau (500 at 800 and at 1600) is level')
+  t.ok(
+    cx[0][1] - cx[1][1] > 0 && Math.abs(cx[0][1] - cx[1][1] - (cx[1][1] - cx[2][1])) < 0.2,
+    'y doubling: equal steps up',
+  )
+  t.throws(
+    () => curveSvg({ title: 'zero', x: 'x', y: 'y', log: true, series: [{ name: 'a', points: [{ x: 0, y: 0 }] }] }),
+    /zero: logarithmic axes need values above 0/,
+  )
 })
 
 t.test('the table: a row per x, a column per series, the fit under it', async (t) => {
