@@ -72,7 +72,11 @@ t.test('the schedule does not slow down with the server, and the wait counts in 
       latencies.push(performance.now() - at)
     },
   })
-  t.equal(r.sent, 100, 'all 100 arrivals of 0.5 s at 200 a second were sent: a closed loop of one would send about 25')
+  t.equal(r.sent, 100, 'all 100 arrivals of 0.5 s at 200 a second were sent')
+  t.ok(
+    r.maxLagMs < 250,
+    `each when it was due, not when the one before was answered: ${r.maxLagMs.toFixed(0)} ms late at worst (a closed loop would be 1.5 s late by the end)`,
+  )
   latencies.sort((a, b) => a - b)
   t.ok(
     latencies.at(-1)! >= 1000,
