@@ -134,7 +134,7 @@ t.test('loadgen --rate: accepted against offered, below and above what the serve
     `above it, accepted at the server's pace (100/s), not the offered one: ${above.readings_per_s}/s of 400/s`,
   )
   t.ok(
-    above.latency_ms.p99 > 5 * below.latency_ms.p99,
-    `and the queue shows in the latency: p99 ${above.latency_ms.p99} ms against ${below.latency_ms.p99} ms`,
+    above.latency_ms.p99 >= 300,
+    `and the wait in the queue counts in the latency: p99 ${above.latency_ms.p99} ms above (50 in flight, 10 ms each), ${below.latency_ms.p99} ms below`,
   )
 })
