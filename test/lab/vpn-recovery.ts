@@ -144,11 +144,14 @@ if (lab) {
     const unsettled = await waitForSettledTunnel(lab, tunnel)
     if (unsettled) t.comment(`waited for the tunnel to settle; it was: ${unsettled}`)
     const before = (await listSas(lab, tunnel.site, tunnel.name))[0].children[0].fields
-    // The kernel's XFRM drop counters, to say where a lost packet went (VM gateways).
+    // The kernel's XFRM drop counters, to say where a lost packet went (VM gateways): on
+    // the site and on every hub (both members of a pair: a reply routed to the one
+    // without the SA would be dropped there).
+    const hubs = lab.plan.vrrp.find((g) => g.name === tunnel.hub)?.members.map((m) => m.host) ?? [tunnel.hub]
     const xfrmDrops = async () =>
       Object.fromEntries(
         await Promise.all(
-          [tunnel.site, tunnel.hub].map(
+          [tunnel.site, ...hubs].map(
             async (gw) =>
               [
                 gw,
