@@ -195,7 +195,10 @@ export function curveSvg(c: Curve, w = 560, h = 340): string {
     out.push(
       `<g class="knee"><line x1="${X(m.at.x)}" x2="${X(m.at.x)}" y1="${top}" y2="${Y(yMin)}" stroke="#c53030" stroke-dasharray="3 3"/>`,
       `<circle cx="${X(m.at.x)}" cy="${Y(m.at.y)}" r="6" fill="none" stroke="#c53030" stroke-width="2"/>`,
-      `<text x="${X(m.at.x) + 6}" y="${Math.max(top + 12, Y(m.at.y) - 10)}" fill="#c53030">${esc(m.label)}</text></g>`,
+      // On the side of the mark with more room: a knee near the right edge is labelled to its left.
+      X(m.at.x) > w / 2 + left / 2
+        ? `<text x="${X(m.at.x) - 6}" y="${Math.max(top + 12, Y(m.at.y) - 10)}" text-anchor="end" fill="#c53030">${esc(m.label)}</text></g>`
+        : `<text x="${X(m.at.x) + 6}" y="${Math.max(top + 12, Y(m.at.y) - 10)}" fill="#c53030">${esc(m.label)}</text></g>`,
     )
   out.push('</svg>')
   return out.join('\n')
