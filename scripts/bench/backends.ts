@@ -16,6 +16,7 @@ import { clientOf, hostsWithRole, loadPlan, type Plan } from '../../provision/pl
 import { formatAddress, isHostAddress, parseAddress, parseCidr } from '../../provision/lib/ipv4.js'
 import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { applyLimits, containerLimits } from '../lib/lxc-limits.js'
+import { machineOf } from '../lib/providers.js'
 import { cpuSample } from './cpu.js'
 import { fitLine, type Curve, type LineFit } from './curve.js'
 import { tierCpu, type TierCpu } from './devices.js'
@@ -136,15 +137,17 @@ export async function backendsBench(
     if (!summary || summary.failed + summary.unreachable)
       throw new Error(`provisioning ${what} failed: run \`npm run provision\` to see why`)
   }
+  // Each backend's container (its LXC name is Vagrant's machine id) and its limits now.
+  const id = new Map(existing.map((b) => [b.name, machineOf(b.name).machine.id]))
   const before = new Map<string, Awaited<ReturnType<typeof containerLimits>>>()
-  for (const b of existing) before.set(b.name, await containerLimits(b.name))
+  for (const b of existing) before.set(b.name, await containerLimits(id.get(b.name)!))
   log(
     `Backends: ${o.total} backends capped at ${o.cpus} of a core each (${added.join(', ')} added as data), the full path with 1 to ${o.total}, batches of ${o.load.batch ?? 1}`,
   )
   const points: BackendsPoint[] = []
   try {
     await run('vagrant', ['up', '--provider=lxc', ...added], { cwd: repoRoot, env, maxBuffer: 64 << 20 })
-    for (const b of existing) await applyLimits(b.name, { ...before.get(b.name), cpus: o.cpus })
+    for (const b of existing) await applyLimits(id.get(b.name)!, { ...before.get(b.name), cpus: o.cpus })
     await provisionWith(env, `the lab with ${o.total} backends`)
     const lab = await openBenchLab(bigger)
     try {
@@ -189,7 +192,7 @@ export async function backendsBench(
       log(`  vagrant destroy ${added.join(' ')}: ${e.message}`),
     )
     for (const b of existing)
-      await applyLimits(b.name, before.get(b.name)!).catch((e: Error) => log(`  ${b.name}: ${e.message}`))
+      await applyLimits(id.get(b.name)!, before.get(b.name)!).catch((e: Error) => log(`  ${b.name}: ${e.message}`))
     fs.rmSync(path.dirname(file), { recursive: true, force: true })
   }
   const most = points[points.length - 1]
