@@ -224,11 +224,18 @@ export async function backendsBench(
 
 /** Readings per second against backends, with the fitted line. */
 export function backendsCurve(b: BackendsReport): Curve {
+  const one = b.points.find((p) => p.backends === 1)?.readings_per_s
   return {
     title: `Backends capped at ${b.cpus_each} of a core each: readings per second on the full path`,
     x: 'backends',
     y: 'readings/s',
     fit: true,
-    series: [{ name: `batches of ${b.batch}`, points: b.points.map((p) => ({ x: p.backends, y: p.readings_per_s })) }],
+    series: [
+      { name: `batches of ${b.batch}`, points: b.points.map((p) => ({ x: p.backends, y: p.readings_per_s })) },
+      // The reference: each backend adding what the first carries.
+      ...(one
+        ? [{ name: 'n times one backend', points: b.points.map((p) => ({ x: p.backends, y: p.backends * one })) }]
+        : []),
+    ],
   }
 }

@@ -153,7 +153,9 @@ export function curveSvg(c: Curve, w = 560, h = 340): string {
       `<line x1="${left}" x2="${left + pw}" y1="${Y(vy)}" y2="${Y(vy)}" stroke="#e2e8f0"/>`,
       `<text x="${left - 6}" y="${Y(vy) + 4}" text-anchor="end" font-size="11">${num(vy)}</text>`,
     )
-  for (const vx of ticks(xMin, xMax))
+  // A count on x (backends, sites) gets whole-number ticks.
+  const whole = !c.log && all.every((p) => Number.isInteger(p.x)) && xMax <= 12
+  for (const vx of whole ? Array.from({ length: xMax + 1 }, (_, i) => i) : ticks(xMin, xMax))
     out.push(`<text x="${X(vx)}" y="${top + ph + 16}" text-anchor="middle" font-size="11">${num(vx)}</text>`)
   out.push(
     `<line x1="${left}" x2="${left + pw}" y1="${Y(yMin)}" y2="${Y(yMin)}" stroke="#4a5568"/>`,
