@@ -177,6 +177,21 @@ const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, '')
 const outDir = path.resolve(argv.out ?? path.join(repoRoot, 'bench', 'results', stamp))
 const log = (m: string) => console.log(m)
 
+/**
+ * A part run alone (--ha, --devices-curve, --backends-curve): report.json, report.md (its
+ * Markdown under the run's label), any other files, all under --out; the Markdown printed.
+ */
+function writePart(json: object, md: string, files: Record<string, string> = {}) {
+  fs.mkdirSync(outDir, { recursive: true })
+  fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify(json, null, 2) + '\n')
+  fs.writeFileSync(path.join(outDir, 'report.md'), `# ${argv.label}\n\n${md}`)
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(outDir, name), text)
+  log(`\n${md}`)
+  log(
+    `Report: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and ${['report.json', ...Object.keys(files)].join(', ')})`,
+  )
+}
+
 /** --ha: the failover matrix alone, with its own report. */
 async function haOnly() {
   const plan = loadPlan(topologyFile)
@@ -192,16 +207,10 @@ async function haOnly() {
     log(`Failover matrix: ${groups.map((g) => g.name).join(', ')}, ${argv.rounds} rounds`)
     const faults: HostFault[] | undefined = argv.fault ? [argv.fault] : undefined
     const ha = await haBench(lab, { rounds: argv.rounds, groups, ...(faults ? { faults } : {}) }, log)
-    const text = `# ${argv.label}
-
-Started ${new Date(Date.now() - ha.seconds * 1000).toISOString()}.
-
-${haMarkdown(ha)}`
-    fs.mkdirSync(outDir, { recursive: true })
-    fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify({ label: argv.label, ha }, null, 2) + '\n')
-    fs.writeFileSync(path.join(outDir, 'report.md'), text)
-    log(`\n${haMarkdown(ha)}`)
-    log(`Report: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json)`)
+    writePart(
+      { label: argv.label, ha },
+      `Started ${new Date(Date.now() - ha.seconds * 1000).toISOString()}.\n\n${haMarkdown(ha)}`,
+    )
     if (ha.readings.missing > 0) log('WARNING: some readings were not stored exactly once: see report.json')
   } finally {
     await lab.close()
@@ -214,13 +223,9 @@ async function devicesOnly() {
   const lab = await openBenchLab(plan)
   try {
     const devices = await devicesBench(lab, devicesOptions(batchOf(plan)), log)
-    const text = `# ${argv.label}\n\n${devicesMarkdown(devices)}`
-    fs.mkdirSync(outDir, { recursive: true })
-    fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify({ label: argv.label, devices }, null, 2) + '\n')
-    fs.writeFileSync(path.join(outDir, 'devices.svg'), curveSvg(devicesCurve(devices)))
-    fs.writeFileSync(path.join(outDir, 'report.md'), text)
-    log(`\n${devicesMarkdown(devices)}`)
-    log(`Report: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json, devices.svg)`)
+    writePart({ label: argv.label, devices }, devicesMarkdown(devices), {
+      'devices.svg': curveSvg(devicesCurve(devices)),
+    })
   } finally {
     await lab.close()
   }
@@ -231,16 +236,9 @@ async function backendsOnly() {
   const plan = loadPlan(topologyFile)
   const load = { ...o, batch: batchOf(plan) }
   const backends = await backendsBench(plan, { total: argv.backends, cpus: argv.cap, load }, log)
-  const text = `# ${argv.label}\n\n${backendsMarkdown(backends)}`
-  fs.mkdirSync(outDir, { recursive: true })
-  fs.writeFileSync(
-    path.join(outDir, 'report.json'),
-    JSON.stringify({ label: argv.label, load, backends }, null, 2) + '\n',
-  )
-  fs.writeFileSync(path.join(outDir, 'backends.svg'), curveSvg(backendsCurve(backends)))
-  fs.writeFileSync(path.join(outDir, 'report.md'), text)
-  log(`\n${backendsMarkdown(backends)}`)
-  log(`Report: ${path.relative(process.cwd(), path.join(outDir, 'report.md'))} (and report.json, backends.svg)`)
+  writePart({ label: argv.label, load, backends }, backendsMarkdown(backends), {
+    'backends.svg': curveSvg(backendsCurve(backends)),
+  })
 }
 
 try {

@@ -17,10 +17,9 @@ import { formatAddress, isHostAddress, parseAddress, parseCidr } from '../../pro
 import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { applyLimits, containerLimits } from '../lib/lxc-limits.js'
 import { machineOf } from '../lib/providers.js'
-import { cpuSample } from './cpu.js'
+import { tiersDuring, type TierCpu } from './cpu.js'
 import { fitLine, type Curve, type LineFit } from './curve.js'
-import { tierCpu, type TierCpu } from './devices.js'
-import { prepare, runScenario, withBackends, type LoadOptions } from './ingest.js'
+import { runScenario, settleLoad, withBackends, type LoadOptions } from './ingest.js'
 import { openBenchLab } from './lab.js'
 
 const run = promisify(execFile)
@@ -155,30 +154,28 @@ export async function backendsBench(
       const url = clientOf(bigger, client.name)!.url
       // Just provisioned, the lab is still settling (new containers, reloaded nginx, fresh
       // pools): some load first, not measured (a first run came out at a quarter of the next).
-      const settle = await prepare(lab, client.name, o.load.devices)
-      await lab.must(
-        client.name,
-        `node ${settle.code} --url ${url} --keys ${settle.keys} --devices ${o.load.devices} --concurrency ${o.load.concurrency} --duration ${Math.max(4, o.load.duration)} --warmup 0 --batch ${o.load.batch ?? 1}`,
-      )
+      await settleLoad(lab, client.name, url, o.load, 4)
       for (let k = 1; k <= o.total; k++) {
-        const cpu0 = await cpuSample(lab)
-        const t0 = Date.now()
-        const s = await withBackends(lab, k, () =>
-          runScenario(
-            lab,
-            {
-              id: `capped-${k}`,
-              title: `full path, ${k} capped backend${k > 1 ? 's' : ''}`,
-              from: client.name,
-              url,
-              backends: k,
-            },
-            o.load,
-            log,
-          ),
+        const { result: s, tiers } = await tiersDuring(
+          lab,
+          client.name,
+          () =>
+            withBackends(lab, k, () =>
+              runScenario(
+                lab,
+                {
+                  id: `capped-${k}`,
+                  title: `full path, ${k} capped backend${k > 1 ? 's' : ''}`,
+                  from: client.name,
+                  url,
+                  backends: k,
+                },
+                o.load,
+                log,
+              ),
+            ),
+          (x) => x.runs.reduce((n, r) => n + r.cpu_s, 0),
         )
-        const roles = new Map<string, string>(bigger.hosts.map((h) => [h.name, h.role]))
-        const tiers = tierCpu((h) => roles.get(h), cpu0, await cpuSample(lab), (Date.now() - t0) / 1000)
         points.push({
           backends: k,
           readings_per_s: s.readings_per_s.median,
@@ -203,13 +200,14 @@ export async function backendsBench(
     fs.rmSync(path.dirname(file), { recursive: true, force: true })
   }
   const most = points[points.length - 1]
+  const efficiency = efficiencyOf(points)
   const backendCores = most?.tiers.find((x) => x.tier === 'backend')?.cores ?? 0
   return {
     cpus_each: o.cpus,
     batch: o.load.batch ?? 1,
     points,
     ...(points.length >= 2 ? { fit: fitLine(points.map((p) => ({ x: p.backends, y: p.readings_per_s }))) } : {}),
-    ...(efficiencyOf(points) !== undefined ? { efficiency: efficiencyOf(points) } : {}),
+    ...(efficiency !== undefined ? { efficiency } : {}),
     ...(most?.tiers[0]
       ? {
           busiest: {

@@ -48,3 +48,53 @@ export function cpuUse(before: CpuSample, after: CpuSample, readings: number, to
     .sort((a, b) => b.cpu_s - a.cpu_s)
     .slice(0, top)
 }
+
+export interface TierCpu {
+  tier: string
+  /** Cores the tier's hosts used over the run, on average. */
+  cores: number
+}
+
+/** CPU per tier between two samples: a host's role is its tier; cores = CPU seconds / wall seconds. */
+export function tierCpu(
+  roleOf: (host: string) => string | undefined,
+  before: CpuSample,
+  after: CpuSample,
+  wallS: number,
+): TierCpu[] {
+  const by = new Map<string, number>()
+  for (const [key, t] of after) {
+    const host = key.split(' ')[0]
+    const tier = roleOf(host) ?? host
+    by.set(tier, (by.get(tier) ?? 0) + Math.max(0, t - (before.get(key) ?? 0)))
+  }
+  return [...by]
+    .map(([tier, s]) => ({ tier, cores: Math.round((s / wallS) * 100) / 100 }))
+    .filter((x) => x.cores > 0)
+    .sort((a, b) => b.cores - a.cores)
+}
+
+/**
+ * Runs a load and says what each tier's hosts used meanwhile, busiest first. The load
+ * generator has exited by the second sample (its CPU is gone from /proc): what it
+ * reports of its own (`generatorCpuS`) is added to its host's tier.
+ */
+export async function tiersDuring<T>(
+  lab: BenchLab,
+  generator: string,
+  load: () => Promise<T>,
+  generatorCpuS: (result: T) => number,
+): Promise<{ result: T; tiers: TierCpu[] }> {
+  const roles = new Map<string, string>(lab.plan.hosts.map((h) => [h.name, h.role]))
+  const before = await cpuSample(lab)
+  const t0 = Date.now()
+  const result = await load()
+  const wall = (Date.now() - t0) / 1000
+  const tiers = tierCpu((h) => roles.get(h), before, await cpuSample(lab), wall)
+  const tier = roles.get(generator) ?? generator
+  const own = tiers.find((x) => x.tier === tier)
+  const extra = generatorCpuS(result) / wall
+  if (own) own.cores = Math.round((own.cores + extra) * 100) / 100
+  else if (extra > 0) tiers.push({ tier, cores: Math.round(extra * 100) / 100 })
+  return { result, tiers: tiers.sort((a, b) => b.cores - a.cores) }
+}

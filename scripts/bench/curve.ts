@@ -193,15 +193,15 @@ export function curveSvg(c: Curve, w = 560, h = 340): string {
       `<text x="${left + 8}" y="${top + 14 + 16 * i}" fill="${color}">${esc(s.name)}${c.fit && ps.length >= 2 && ps[0].x !== ps.at(-1)!.x ? esc(`: slope ${num(fitLine(ps).slope)}`) : ''}</text>`,
     )
   })
-  for (const m of c.marks ?? [])
+  for (const m of c.marks ?? []) {
+    // On the side of the mark with more room: a knee near the right edge is labelled to its left.
+    const leftOf = X(m.at.x) > w / 2 + left / 2
     out.push(
       `<g class="knee"><line x1="${X(m.at.x)}" x2="${X(m.at.x)}" y1="${top}" y2="${Y(yMin)}" stroke="#c53030" stroke-dasharray="3 3"/>`,
       `<circle cx="${X(m.at.x)}" cy="${Y(m.at.y)}" r="6" fill="none" stroke="#c53030" stroke-width="2"/>`,
-      // On the side of the mark with more room: a knee near the right edge is labelled to its left.
-      X(m.at.x) > w / 2 + left / 2
-        ? `<text x="${X(m.at.x) - 6}" y="${Math.max(top + 12, Y(m.at.y) - 10)}" text-anchor="end" fill="#c53030">${esc(m.label)}</text></g>`
-        : `<text x="${X(m.at.x) + 6}" y="${Math.max(top + 12, Y(m.at.y) - 10)}" fill="#c53030">${esc(m.label)}</text></g>`,
+      `<text x="${X(m.at.x) + (leftOf ? -6 : 6)}" y="${Math.max(top + 12, Y(m.at.y) - 10)}"${leftOf ? ' text-anchor="end"' : ''} fill="#c53030">${esc(m.label)}</text></g>`,
     )
+  }
   out.push('</svg>')
   return out.join('\n')
 }

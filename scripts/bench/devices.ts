@@ -9,7 +9,7 @@
 import os from 'node:os'
 import { clientOf, hostsWithRole } from '../../provision/plan.js'
 import type { LoadResult } from '../../services/client/loadgen.js'
-import { cpuSample, type CpuSample } from './cpu.js'
+import { tiersDuring, type TierCpu } from './cpu.js'
 import { saturationKnee, type Curve } from './curve.js'
 import { prepare, storedSince } from './ingest.js'
 import type { BenchLab } from './lab.js'
@@ -38,12 +38,6 @@ export interface DevicesOptions {
    * coarse figure (a batch more or less is a step of 1/n). Lower rates are skipped.
    */
   minRequests: number
-}
-
-export interface TierCpu {
-  tier: string
-  /** Cores the tier's hosts used over the run, on average. */
-  cores: number
 }
 
 export interface DevicePoint {
@@ -76,25 +70,6 @@ export interface DevicesReport {
   knee_ratio?: number
 }
 
-/** CPU per tier between two samples: a host's role is its tier; cores = CPU seconds / wall seconds. */
-export function tierCpu(
-  roleOf: (host: string) => string | undefined,
-  before: CpuSample,
-  after: CpuSample,
-  wallS: number,
-): TierCpu[] {
-  const by = new Map<string, number>()
-  for (const [key, t] of after) {
-    const host = key.split(' ')[0]
-    const tier = roleOf(host) ?? host
-    by.set(tier, (by.get(tier) ?? 0) + Math.max(0, t - (before.get(key) ?? 0)))
-  }
-  return [...by]
-    .map(([tier, s]) => ({ tier, cores: Math.round((s / wallS) * 100) / 100 }))
-    .filter((x) => x.cores > 0)
-    .sort((a, b) => b.cores - a.cores)
-}
-
 /** Where a mode's curve bends, and what was busiest just past it. */
 export function kneeOf(m: Pick<DevicesMode, 'points'>, machineCores: number): Pick<DevicesMode, 'knee' | 'saturation'> {
   const knee = saturationKnee(m.points.map((p) => ({ x: p.offered_per_s, y: p.accepted_per_s })))
@@ -122,7 +97,6 @@ export async function devicesBench(lab: BenchLab, o: DevicesOptions, log: (m: st
   const [client] = hostsWithRole(t, 'iot-client')
   const url = clientOf(t, client.name)!.url
   const prepared = await prepare(lab, client.name, o.devices)
-  const roles = new Map<string, string>(t.hosts.map((h) => [h.name, h.role]))
   const machineCores = os.cpus().length
   log(
     `Devices: an open-loop load from ${client.name} on the full path, from ${o.startRate} readings/s doubling up to ${o.maxRate}, ${o.duration} s (+${o.warmup} s warm-up) a point, at most ${o.inFlight} requests in flight`,
@@ -135,20 +109,19 @@ export async function devicesBench(lab: BenchLab, o: DevicesOptions, log: (m: st
     for (let rate = o.startRate; rate <= o.maxRate && past < o.pastKnee; rate *= 2) {
       if ((rate * o.duration) / batch < o.minRequests) continue
       const base = Date.now() * 1000
-      const before = await cpuSample(lab)
-      const t0 = Date.now()
-      const out = await lab.must(
+      const { result: r, tiers } = await tiersDuring(
+        lab,
         client.name,
-        `node ${prepared.code} --url ${url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.inFlight} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base} --batch ${batch} --rate ${rate}`,
+        async () =>
+          JSON.parse(
+            await lab.must(
+              client.name,
+              `node ${prepared.code} --url ${url} --keys ${prepared.keys} --devices ${o.devices} --concurrency ${o.inFlight} --duration ${o.duration} --warmup ${o.warmup} --seq-base ${base} --batch ${batch} --rate ${rate}`,
+            ),
+          ) as LoadResult,
+        (x) => x.cpu_s,
       )
-      const wall = (Date.now() - t0) / 1000
-      const r = JSON.parse(out) as LoadResult
       const stored = Object.values(await storedSince(lab, base)).reduce((a, b) => a + b, 0)
-      const tiers = tierCpu((h) => roles.get(h), before, await cpuSample(lab), wall)
-      // The load generator has exited: its CPU is gone from /proc, and it reports its own.
-      const gen = tiers.find((x) => x.tier === 'iot-client')
-      if (gen) gen.cores = Math.round((gen.cores + r.cpu_s / wall) * 100) / 100
-      tiers.sort((a, b) => b.cores - a.cores)
       const p: DevicePoint = {
         offered_per_s: rate,
         devices: Math.round(rate * DEVICE_INTERVAL_S),

@@ -79,6 +79,15 @@ export function prepare(lab: BenchLab, host: string, devices: number): Promise<P
   return p
 }
 
+/** Load from a host, not measured, for at least `minSeconds`: what a lab just changed needs before a first measured run. */
+export async function settleLoad(lab: BenchLab, host: string, url: string, o: LoadOptions, minSeconds: number) {
+  const p = await prepare(lab, host, o.devices)
+  await lab.must(
+    host,
+    `node ${p.code} --url ${url} --keys ${p.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${Math.max(minSeconds, o.duration)} --warmup 0 --batch ${o.batch ?? 1}`,
+  )
+}
+
 /** The run's readings in the database, by the backend that stored each. */
 export async function storedSince(lab: BenchLab, base: number): Promise<Record<string, number>> {
   const out = await lab.must(
@@ -388,11 +397,7 @@ export async function ingestBench(lab: BenchLab, o: LoadOptions, log: (m: string
   )
   // A lab just brought up is still settling (first-boot units, caches, connection
   // pools): some load first, not measured, so that the first scenario is not penalised.
-  const settle = await prepare(lab, client.name, o.devices)
-  await lab.must(
-    client.name,
-    `node ${settle.code} --url ${url} --keys ${settle.keys} --devices ${o.devices} --concurrency ${o.concurrency} --duration ${Math.max(2, o.duration)} --warmup 0`,
-  )
+  await settleLoad(lab, client.name, url, o, 2)
   const before = await cpuSample(lab)
   const full = await runScenario(
     lab,

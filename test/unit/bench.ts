@@ -12,7 +12,8 @@ import { backendsMarkdown, devicesMarkdown, svgChart, markdown, type BenchReport
 import { figure, show } from '../../scripts/bench/stats.js'
 import { percentile } from '../../services/lib/stats.js'
 import { haMarkdown, longestStallSql } from '../../scripts/bench/ha.js'
-import { devicesCurve, kneeOf, tierCpu } from '../../scripts/bench/devices.js'
+import { devicesCurve, kneeOf } from '../../scripts/bench/devices.js'
+import { tierCpu } from '../../scripts/bench/cpu.js'
 import { curveSvg } from '../../scripts/bench/curve.js'
 
 t.test('median and spread', async (t) => {
