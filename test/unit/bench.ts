@@ -13,7 +13,7 @@ import { figure, show } from '../../scripts/bench/stats.js'
 import { percentile } from '../../services/lib/stats.js'
 import { haMarkdown, longestStallSql } from '../../scripts/bench/ha.js'
 import { devicesCurve, kneeOf } from '../../scripts/bench/devices.js'
-import { tierCpu } from '../../scripts/bench/cpu.js'
+import { tierCpu, tiersDuring } from '../../scripts/bench/cpu.js'
 import { curveSvg } from '../../scripts/bench/curve.js'
 
 t.test('median and spread', async (t) => {
@@ -357,4 +357,42 @@ t.test('scaling efficiency: n backends over n times one', async (t) => {
   t.match(md, /100 readings\/s per backend added/)
   t.match(md, /4 backends carry 4\.00 times one \(100 %; the goal: 80 %\)/)
   t.match(md, /the backends used 100 % of their caps/)
+})
+
+t.test("cores per tier during a load, with the load generator's own CPU added to its host's tier", async (t) => {
+  // /proc/<pid>/stat as cpuSample reads it: utime and stime (ticks of 1/100 s) are fields 14 and 15.
+  const stat = (comm: string, ticks: number) => `1 (${comm}) S ${Array(10).fill(0).join(' ')} ${ticks} 0`
+  let calls = 0
+  const lab = {
+    plan: {
+      hosts: [
+        { name: 'iot-client', role: 'iot-client' },
+        { name: 'backend-1', role: 'backend' },
+      ],
+    },
+    // Before: nothing used; after: backend-1's node 100 ticks (1 s), iot-client's shell 10 ticks.
+    sh: async (host: string) => {
+      calls++
+      const after = calls > 2
+      return {
+        code: 0,
+        stderr: '',
+        stdout: host === 'backend-1' ? stat('node', after ? 100 : 0) : stat('bash', after ? 10 : 0),
+      }
+    },
+  } as unknown as Parameters<typeof tiersDuring>[0]
+  const { result, tiers } = await tiersDuring(
+    lab,
+    'iot-client',
+    async () => {
+      await new Promise((r) => setTimeout(r, 1000))
+      return { cpu_s: 1 }
+    },
+    (x) => x.cpu_s,
+  )
+  t.same(result, { cpu_s: 1 })
+  t.equal(tiers[0].tier, 'iot-client', 'the generator reported 1 s of its own: its tier is the busiest')
+  t.ok(tiers[0].cores > 1 && tiers[0].cores < 1.2, `about 1.1 cores (0.1 seen in /proc, 1 reported): ${tiers[0].cores}`)
+  t.equal(tiers[1].tier, 'backend')
+  t.ok(tiers[1].cores > 0.85 && tiers[1].cores <= 1, `backend about 1 core: ${tiers[1].cores}`)
 })
