@@ -39,6 +39,8 @@ function oldServerAddresses(ctx: Context): { address: string; dev: string }[] {
 }
 
 const SYSCTL_FILE = '/etc/sysctl.d/60-lab.conf'
+/** The routing protocol number the lab's own routes carry (lab-network.service), so stale ones can be found. */
+const LAB_ROUTE_PROTO = 91
 const NETWORK_UNIT = '/etc/systemd/system/lab-network.service'
 const NO_IPV6_DROPIN = '60-lab-no-ipv6.conf'
 
@@ -177,7 +179,11 @@ export const common: Playbook = {
       {
         path: NETWORK_UNIT,
         content: (ctx) =>
-          renderFile('common/lab-network.service', { routes: ctx.self.routes, addresses: oldServerAddresses(ctx) }),
+          renderFile('common/lab-network.service', {
+            routes: ctx.self.routes,
+            addresses: oldServerAddresses(ctx),
+            proto: LAB_ROUTE_PROTO,
+          }),
       },
       ['restart lab-network'],
     ),

@@ -90,10 +90,16 @@ t.test('the network unit is valid with and without routes', async (t) => {
   const some = renderFile('common/lab-network.service', {
     routes: [{ to: '10.20.0.0/24', via: '10.10.1.1' }],
     addresses: [{ address: '10.10.1.100', dev: 'iot' }],
+    proto: 91,
   })
-  t.match(some, /^ExecStart=\/usr\/sbin\/ip route replace 10\.20\.0\.0\/24 via 10\.10\.1\.1$/m)
+  t.match(some, /^ExecStart=\/usr\/sbin\/ip route replace 10\.20\.0\.0\/24 via 10\.10\.1\.1 proto 91$/m)
   t.match(some, /^ExecStart=\/usr\/sbin\/ip addr replace 10\.10\.1\.100\/32 dev iot$/m, 'and the old server address')
-  const none = renderFile('common/lab-network.service', { routes: [], addresses: [] })
+  t.match(
+    some,
+    /^ExecStartPre=-\/usr\/sbin\/ip route flush proto 91$/m,
+    'the routes it added before are flushed first: one the topology no longer has goes',
+  )
+  const none = renderFile('common/lab-network.service', { routes: [], addresses: [], proto: 91 })
   t.match(none, /^ExecStart=\/bin\/true$/m, 'a host with no routes still has an ExecStart')
 })
 
