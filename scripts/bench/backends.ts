@@ -6,25 +6,17 @@
 // topology, `vagrant up` of the new containers, a provision), as a user would; the
 // same full-path load then runs with 1, 2, ... of them in nginx, and the lab is put back
 // (provisioned with its own topology, the added containers destroyed, the caps lifted).
-import { execFile } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
-import { promisify } from 'node:util'
-import { parse, stringify } from 'yaml'
-import { clientOf, hostsWithRole, loadPlan, type Plan } from '../../provision/plan.js'
-import { formatAddress, isHostAddress, parseAddress, parseCidr } from '../../provision/lib/ipv4.js'
-import { repoRoot, topologyFile } from '../../provision/paths.js'
+import { parse } from 'yaml'
+import { clientOf, hostsWithRole, type Plan } from '../../provision/plan.js'
+import { parseAddress } from '../../provision/lib/ipv4.js'
+import { topologyFile } from '../../provision/paths.js'
 import { applyLimits, containerLimits } from '../lib/lxc-limits.js'
 import { machineOf } from '../lib/providers.js'
 import { tiersDuring, type TierCpu } from './cpu.js'
 import { fitLine, type Curve, type LineFit } from './curve.js'
 import { runScenario, settleLoad, withBackends, type LoadOptions } from './ingest.js'
-import { openBenchLab } from './lab.js'
-
-const run = promisify(execFile)
-
-type RawTopology = { hosts: Record<string, { role: string; interfaces: Record<string, string>; cpus?: number }> }
+import { freeAddress, usedAddresses, withTopologyCopy, type RawTopology } from './topology-copy.js'
 
 /**
  * The topology with `total` backends, each capped at `cpus`: the added ones named and
@@ -44,7 +36,7 @@ export function moreBackends(
   const out = structuredClone(raw)
   for (const b of backends) out.hosts[b.name] = { ...out.hosts[b.name], cpus }
   const last = backends[backends.length - 1]
-  const used = new Set(JSON.stringify(plan).match(/\b\d{1,3}(\.\d{1,3}){3}\b/g) ?? [])
+  const used = usedAddresses(plan)
   const next = new Map(Object.entries(out.hosts[last.name].interfaces).map(([net, a]) => [net, parseAddress(a)!]))
   const added: string[] = []
   const highest = Math.max(0, ...backends.map((b) => Number(/(\d+)$/.exec(b.name)?.[1] ?? 0)))
@@ -53,16 +45,8 @@ export function moreBackends(
     if (out.hosts[name]) continue
     const interfaces: Record<string, string> = {}
     for (const [net, from] of next) {
-      const cidr = parseCidr(plan.networks.find((n) => n.name === net)!.cidr)!
-      let a = from + 1
-      while (used.has(formatAddress(a)) && isHostAddress(cidr, a)) a++
-      if (!isHostAddress(cidr, a))
-        throw new Error(
-          `network ${net} (${plan.networks.find((n) => n.name === net)!.cidr}) has no free address for ${name}`,
-        )
-      used.add(formatAddress(a))
-      next.set(net, a)
-      interfaces[net] = formatAddress(a)
+      interfaces[net] = freeAddress(plan, net, used, from)
+      next.set(net, parseAddress(interfaces[net])!)
     }
     out.hosts[name] = { role: 'backend', interfaces, cpus }
     added.push(name)
@@ -117,25 +101,6 @@ export async function backendsBench(
     o.total,
     o.cpus,
   )
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-backends-')), 'topology.yaml')
-  fs.writeFileSync(file, stringify(raw))
-  const bigger = loadPlan(file)
-  const env = { ...process.env, LAB_TOPOLOGY: file }
-  const tsx = path.join(repoRoot, 'node_modules', '.bin', 'tsx')
-  const provisionWith = async (e: NodeJS.ProcessEnv, what: string) => {
-    const p = await run(tsx, ['provision/cli.ts', '--json'], { cwd: repoRoot, env: e, maxBuffer: 64 << 20 }).catch(
-      (err: { stdout?: string; message: string }) => ({ stdout: err.stdout ?? '', failed: err.message }),
-    )
-    const summary = (() => {
-      try {
-        return (JSON.parse(p.stdout) as { summary: { failed: number; unreachable: number } }).summary
-      } catch {
-        return undefined
-      }
-    })()
-    if (!summary || summary.failed + summary.unreachable)
-      throw new Error(`provisioning ${what} failed: run \`npm run provision\` to see why`)
-  }
   // Each backend's container (its LXC name is Vagrant's machine id) and its limits now.
   const id = new Map(existing.map((b) => [b.name, machineOf(b.name).machine.id]))
   const before = new Map<string, Awaited<ReturnType<typeof containerLimits>>>()
@@ -144,12 +109,11 @@ export async function backendsBench(
     `Backends: ${o.total} backends capped at ${o.cpus} of a core each (${added.join(', ')} added as data), the full path with 1 to ${o.total}, batches of ${o.load.batch ?? 1}`,
   )
   const points: BackendsPoint[] = []
-  try {
-    await run('vagrant', ['up', '--provider=lxc', ...added], { cwd: repoRoot, env, maxBuffer: 64 << 20 })
-    for (const b of existing) await applyLimits(id.get(b.name)!, { ...before.get(b.name), cpus: o.cpus })
-    await provisionWith(env, `the lab with ${o.total} backends`)
-    const lab = await openBenchLab(bigger)
-    try {
+  await withTopologyCopy(
+    raw,
+    added,
+    `${o.total} backends`,
+    async (bigger, lab) => {
       const [client] = hostsWithRole(bigger, 'iot-client')
       const url = clientOf(bigger, client.name)!.url
       // Just provisioned, the lab is still settling (new containers, reloaded nginx, fresh
@@ -185,20 +149,19 @@ export async function backendsBench(
           tiers: tiers.slice(0, 5),
         })
       }
-    } finally {
-      await lab.close()
-    }
-  } finally {
-    // Put back: nginx and the rest provisioned for the topology's own backends first (so
-    // nothing is sent to a backend about to go), then the added ones destroyed, the caps lifted.
-    await provisionWith(process.env, 'the lab with its own topology').catch((e: Error) => log(`  ${e.message}`))
-    await run('vagrant', ['destroy', '-f', ...added], { cwd: repoRoot, env }).catch((e: Error) =>
-      log(`  vagrant destroy ${added.join(' ')}: ${e.message}`),
-    )
-    for (const b of existing)
-      await applyLimits(id.get(b.name)!, before.get(b.name)!).catch((e: Error) => log(`  ${b.name}: ${e.message}`))
-    fs.rmSync(path.dirname(file), { recursive: true, force: true })
-  }
+    },
+    log,
+    {
+      before: async () => {
+        for (const b of existing) await applyLimits(id.get(b.name)!, { ...before.get(b.name), cpus: o.cpus })
+      },
+      // The caps lifted once the added backends are gone.
+      after: async () => {
+        for (const b of existing)
+          await applyLimits(id.get(b.name)!, before.get(b.name)!).catch((e: Error) => log(`  ${b.name}: ${e.message}`))
+      },
+    },
+  )
   const most = points[points.length - 1]
   const efficiency = efficiencyOf(points)
   const backendCores = most?.tiers.find((x) => x.tier === 'backend')?.cores ?? 0
