@@ -25,8 +25,19 @@ import {
   type Topology,
 } from './topology.js'
 
-export { TopologyError, ROLES, NETWORK_KINDS, VPN_AUTH, FORBIDDEN_RANGES } from './topology.js'
-export type { Interface, Network, NetworkKind, OldServer, Role, Route, Telemetry, Tunnel, Vpn } from './topology.js'
+export { TopologyError, ROLES, NETWORK_KINDS, VPN_AUTH, FORBIDDEN_RANGES, farmCapacity } from './topology.js'
+export type {
+  Interface,
+  Network,
+  NetworkKind,
+  OldServer,
+  Role,
+  Route,
+  SiteFarm,
+  Telemetry,
+  Tunnel,
+  Vpn,
+} from './topology.js'
 export type { Provider } from './providers.js'
 
 export interface Host extends TopologyHost {

@@ -16,7 +16,7 @@ import {
 } from './lib/ipv4.js'
 import { MAX_BATCH_READINGS } from '../services/lib/reading.js'
 
-export const ROLES = ['iot-client', 'gateway', 'proxy', 'backend', 'db', 'monitor'] as const
+export const ROLES = ['iot-client', 'gateway', 'proxy', 'backend', 'db', 'monitor', 'site-farm'] as const
 export type Role = (typeof ROLES)[number]
 export const NETWORK_KINDS = ['management', 'lan', 'wan'] as const
 export type NetworkKind = (typeof NETWORK_KINDS)[number]
@@ -105,6 +105,26 @@ export interface Vpn {
   tunnels: Tunnel[]
 }
 
+/**
+ * Many IoT sites on one host, for measuring what the hub costs per site (npm run bench
+ * -- --sites-curve adds one to a copy of the topology): each site has its own outer
+ * address in `wan` (routed to the farm host), its own identity from the lab CA and its
+ * own LAN, a /24 of `lans` (traffic selectors only: no such LAN exists). The hub serves
+ * them all with one connection (any identity the lab CA certified), so nothing on the
+ * hub is configured per site.
+ */
+export interface SiteFarm {
+  host: string
+  /** The wan network the farm shares with the hub, the farm host's and the hub's address on it. */
+  network: string
+  address: string
+  hubAddress: string
+  /** The hosts that serve the farm's sites: the hub, or its pair's members. */
+  hubMembers: string[]
+  wan: string
+  lans: string
+}
+
 /** The telemetry services: how many devices each IoT client simulates, and how often. */
 export interface Telemetry {
   devicesPerClient: number
@@ -160,6 +180,7 @@ export interface Topology {
   hosts: Host[]
   groups: Group[]
   vpn?: Vpn
+  siteFarm?: SiteFarm
   telemetry: Telemetry
 }
 
@@ -175,7 +196,8 @@ export class TopologyError extends Error {
   }
 }
 
-const TOP_KEYS = ['name', 'networks', 'hosts', 'groups', 'vpn', 'telemetry']
+const TOP_KEYS = ['name', 'networks', 'hosts', 'groups', 'vpn', 'site_farm', 'telemetry']
+const SITE_FARM_KEYS = ['host', 'wan', 'lans']
 const GROUP_KEYS = ['members', 'addresses']
 const TELEMETRY_KEYS = [
   'devices',
@@ -249,10 +271,19 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
   validateLanGateways(networks, hosts, groups, fail)
   const vpn = validateVpn(raw.vpn, networks, hosts, groups, fail)
   validateOldServers(raw.networks, networks, hosts, groups, owners, vpn, fail)
+  const siteFarm = validateSiteFarm(raw.site_farm, networks, cidrs, hosts, vpn, fail)
   const telemetry = validateTelemetry(raw.telemetry, hosts, fail)
   if (problems.length > 0) throw new TopologyError(file, problems)
-  addRoutes(networks, hosts, groups)
-  return { name: labName, networks, hosts, groups, ...(vpn ? { vpn } : {}), telemetry }
+  addRoutes(networks, hosts, groups, siteFarm)
+  return {
+    name: labName,
+    networks,
+    hosts,
+    groups,
+    ...(vpn ? { vpn } : {}),
+    ...(siteFarm ? { siteFarm } : {}),
+    telemetry,
+  }
 }
 
 type Fail = (field: string, msg: string) => void
@@ -487,7 +518,7 @@ function validateLanGateways(networks: Network[], hosts: Host[], groups: Group[]
  * The routes a LAN's gateway implies: every other host on that LAN reaches the other LANs
  * through it (a gateway pair: through its virtual address, wherever it is now).
  */
-function addRoutes(networks: Network[], hosts: Host[], groups: Group[]) {
+function addRoutes(networks: Network[], hosts: Host[], groups: Group[], farm?: SiteFarm) {
   const byNet = new Map(networks.map((n) => [n.name, n]))
   const lans = networks.filter((n) => n.kind === 'lan')
   for (const host of hosts) {
@@ -506,6 +537,92 @@ function addRoutes(networks: Network[], hosts: Host[], groups: Group[]) {
       }
     }
   }
+  // The hub's members reach the farm's sites through the farm host.
+  for (const h of hosts.filter((x) => farm?.hubMembers.includes(x.name)))
+    h.routes.push({ to: farm!.wan, via: farm!.address, network: farm!.network })
+}
+
+/**
+ * site_farm: a host of role site-farm on a wan network the hub is on, and two ranges of
+ * its own (outer addresses, LANs) that overlap no network, each other or the uplink.
+ */
+function validateSiteFarm(
+  raw: unknown,
+  networks: Network[],
+  cidrs: Map<string, Cidr>,
+  hosts: Host[],
+  vpn: Vpn | undefined,
+  fail: Fail,
+): SiteFarm | undefined {
+  const farmHosts = hosts.filter((h) => h.role === 'site-farm')
+  if (raw === undefined) {
+    for (const h of farmHosts)
+      fail(`hosts.${h.name}.role`, 'a site-farm host needs the site_farm block (host, wan, lans)')
+    return undefined
+  }
+  if (!isObject(raw)) {
+    fail('site_farm', 'must be a mapping with host, wan and lans')
+    return undefined
+  }
+  unknownKeys(raw, SITE_FARM_KEYS, 'site_farm', fail)
+  const host = hosts.find((h) => h.name === raw.host)
+  if (!host || host.role !== 'site-farm') {
+    fail('site_farm.host', `must name a host of role site-farm; got ${JSON.stringify(raw.host)}`)
+    return undefined
+  }
+  for (const h of farmHosts.filter((x) => x !== host))
+    fail(`hosts.${h.name}.role`, `one site farm per lab: site_farm.host is ${host.name}`)
+  if (!vpn) {
+    fail('site_farm', 'a site farm needs the vpn block: its sites connect to the hub')
+    return undefined
+  }
+  if (vpn.auth !== 'pubkey')
+    fail('site_farm', "a farm's sites authenticate with certificates from the lab CA: set vpn.auth to pubkey")
+  const wanIf = host.interfaces.find((i) => networks.find((n) => n.name === i.network)?.kind === 'wan')
+  const tunnel = wanIf && vpn.tunnels.find((t) => t.network === wanIf.network)
+  if (!wanIf || !tunnel) {
+    fail(`hosts.${host.name}.interfaces`, `the site farm needs an address on the wan network the hub's sites use`)
+    return undefined
+  }
+  const ranges: Record<string, Cidr | undefined> = {}
+  for (const key of ['wan', 'lans'] as const) {
+    const text = raw[key]
+    const c = typeof text === 'string' ? parseCidr(text) : undefined
+    if (!c) {
+      fail(`site_farm.${key}`, `must be an IPv4 network such as 198.18.0.0/15; got ${JSON.stringify(raw[key])}`)
+      continue
+    }
+    if (c.prefix > 22) fail(`site_farm.${key}`, `${c.text} is too small for a farm: use /22 or larger`)
+    for (const forbidden of FORBIDDEN_RANGES)
+      if (overlaps(c, parseCidr(forbidden)!))
+        fail(
+          `site_farm.${key}`,
+          `${c.text} overlaps ${forbidden}, the build machine's own uplink: choose another range`,
+        )
+    for (const [other, otherCidr] of cidrs)
+      if (overlaps(c, otherCidr))
+        fail(`site_farm.${key}`, `${c.text} overlaps networks.${other}.cidr (${otherCidr.text})`)
+    ranges[key] = c
+  }
+  if (ranges.wan && ranges.lans && overlaps(ranges.wan, ranges.lans))
+    fail('site_farm.lans', `${ranges.lans.text} overlaps site_farm.wan (${ranges.wan.text})`)
+  if (!ranges.wan || !ranges.lans) return undefined
+  return {
+    host: host.name,
+    network: wanIf.network,
+    address: wanIf.address,
+    hubAddress: tunnel.hubAddress,
+    hubMembers: tunnel.hubMembers,
+    wan: ranges.wan.text,
+    lans: ranges.lans.text,
+  }
+}
+
+/** The most sites a farm's ranges hold: one outer address and one /24 LAN each. */
+export const farmCapacity = (f: SiteFarm) => {
+  const wan = parseCidr(f.wan)!
+  const lans = parseCidr(f.lans)!
+  return Math.min(2 ** (32 - wan.prefix) - 2, 2 ** (24 - lans.prefix))
 }
 
 /**

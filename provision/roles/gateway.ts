@@ -174,6 +174,30 @@ const steps: Step[] = [
     },
     ['reload swanctl'],
   ),
+  {
+    name: "Ensure the hub serves the topology's site farm with one connection, and only where there is one",
+    notify: ['reload swanctl'],
+    async run(ctx) {
+      const f = `${SWANCTL}/conf.d/lab-farm.conf`
+      const farm = farmOf(ctx)
+      if (!farm) return absent('', f).run(ctx)
+      const v = swanctlVars(ctx)
+      const hub = tunnelsOf(ctx).find((t) => t.isHub)!
+      return ensureFileContent(ctx, {
+        path: f,
+        content: renderFile('gateway/swanctl-farm.conf', {
+          ...v,
+          farm_host: farm.host,
+          hub_address: farm.hubAddress,
+          wan: farm.wan,
+          lans: farm.lans,
+          local_id: ikeIdentity(ctx.plan.name, identityName(ctx)),
+          id: farmIdentity(ctx.plan.name, '*'),
+          local_ts: hub.hubSubnets.join(','),
+        }),
+      })
+    },
+  },
   file(
     'Ensure `ipsec statusall` can find charon',
     {
@@ -272,6 +296,13 @@ const steps: Step[] = [
   service('lab-ipsec-metrics.service', { enabled: true, active: true }),
 ]
 
+/** The topology's site farm, where this gateway serves it (a hub member; pubkey only). */
+const farmOf = (ctx: Context) =>
+  pubkey(ctx) && ctx.plan.siteFarm?.hubMembers.includes(ctx.self.name) ? ctx.plan.siteFarm : undefined
+
+/** A farm site's IKE identity (the hub accepts the whole domain: `*`). */
+export const farmIdentity = (labName: string, site: string) => `${site}.farm.${labName}`
+
 function isSite(ctx: Context) {
   return tunnelsOf(ctx).some((t) => !t.isHub)
 }
@@ -354,6 +385,11 @@ export const gateway: RoleModule = {
     for (const t of tunnelsOf(ctx)) {
       const dev = wanIf(ctx, t)
       byIf.set(dev, [...(byIf.get(dev) ?? []), t.isHub ? t.siteAddress : t.hubAddress])
+    }
+    const farm = farmOf(ctx)
+    if (farm) {
+      const dev = ctx.facts.interfaceOf[farm.network]
+      byIf.set(dev, [...(byIf.get(dev) ?? []), farm.wan])
     }
     for (const [dev, peers] of byIf) {
       const set = `{ ${peers.join(', ')} }`

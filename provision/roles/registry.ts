@@ -8,6 +8,7 @@ import { gateway } from './gateway.js'
 import { iotClient } from './iot-client.js'
 import { monitor } from './monitor.js'
 import { proxy } from './proxy.js'
+import { siteFarm } from './site-farm.js'
 import type { RoleModule } from './types.js'
 
 const modules: Record<RoleName, RoleModule> = {
@@ -17,6 +18,7 @@ const modules: Record<RoleName, RoleModule> = {
   backend,
   db,
   monitor,
+  'site-farm': siteFarm,
 }
 
 export function roleModule(name: RoleName): RoleModule {

@@ -690,7 +690,7 @@ const cases: [string, (r: any) => void, string[]][] = [
     (r) => {
       r.extra = 1
     },
-    ['extra: unknown field (allowed: name, networks, hosts, groups, vpn, telemetry)'],
+    ['extra: unknown field (allowed: name, networks, hosts, groups, vpn, site_farm, telemetry)'],
   ],
   [
     'name 9 chars',

@@ -1,0 +1,70 @@
+// Role site-farm: one host whose charon carries many IoT sites, each with its own outer
+// address, identity and LAN, against the real hub (the sites curve, npm run bench --
+// --sites-curve, which adds this host to a copy of the topology). The role prepares a
+// charon like a site gateway's (the data path the kernel allows, the same IKE timers,
+// the lab CA trusted); the sites themselves, as many as a point of the curve asks, are
+// written by the bench (scripts/bench/sites.ts), since their number is the measurement's.
+import fs from 'node:fs'
+import { file } from '../modules/file.js'
+import { service, unitHandler, commandHandler } from '../modules/service.js'
+import { ensureCa } from '../pki.js'
+import type { Context, Step } from '../runner.js'
+import { renderFile } from '../template.js'
+import { timersConf } from './gateway.js'
+import type { RoleModule } from './types.js'
+
+const SWANCTL = '/etc/swanctl'
+const mode = (ctx: Context) => ctx.facts.ipsecMode ?? 'libipsec'
+const farm = (ctx: Context) => ctx.plan.siteFarm!
+
+const steps: Step[] = [
+  file(
+    'Ensure kernel-libipsec is loaded only where the kernel has no ESP',
+    {
+      path: '/etc/strongswan.d/charon/kernel-libipsec.conf',
+      content: (ctx) =>
+        renderFile('gateway/kernel-libipsec.conf', { mode: mode(ctx), load: mode(ctx) === 'libipsec' ? 'yes' : 'no' }),
+    },
+    ['restart strongswan'],
+  ),
+  file(
+    "Ensure the farm's sites give a silent hub up as the lab's sites do",
+    { path: '/etc/strongswan.d/lab-timers.conf', content: timersConf() },
+    ['restart strongswan'],
+  ),
+  file('Ensure swanctl loads only the plugins it needs (no warnings)', {
+    path: '/etc/strongswan.d/lab-clients.conf',
+    content: renderFile('gateway/swanctl-plugins.conf', {}),
+  }),
+  file(
+    'Ensure the lab CA certificate is trusted',
+    {
+      path: `${SWANCTL}/x509ca/lab-ca.pem`,
+      content: async (ctx) => fs.readFileSync((await ensureCa(ctx.stateDir, ctx.plan.name, 'ike')).caCert, 'utf8'),
+    },
+    ['reload swanctl'],
+  ),
+  service('strongswan.service', { enabled: true, active: true }),
+]
+
+export const siteFarm: RoleModule = {
+  role: {
+    name: 'site-farm',
+    steps,
+    handlers: [
+      unitHandler('restart strongswan', 'restart', 'strongswan.service', { daemonReload: true }),
+      commandHandler('reload swanctl', 'swanctl --load-all --noprompt >/dev/null'),
+    ],
+  },
+
+  /** Internet side: IKE and ESP from the hub only. */
+  input(ctx) {
+    const f = farm(ctx)
+    const dev = ctx.facts.interfaceOf[f.network]
+    return [
+      `iifname "${dev}" ip saddr ${f.hubAddress} udp dport { 500, 4500 } accept comment "IKE, and ESP in UDP, from the hub"`,
+      `iifname "${dev}" ip saddr ${f.hubAddress} meta l4proto esp accept comment "ESP from the hub"`,
+      `iifname "${dev}" counter drop comment "internet side: nothing else"`,
+    ]
+  },
+}
