@@ -2,6 +2,7 @@
 // npm run bench -- --ha [--rounds N] [--tier ROLE] [--fault F]: the failover matrix alone (bench/ha.ts)
 // npm run bench -- --devices-curve [--max-rate R]: the open-loop devices curve alone (bench/devices.ts)
 // npm run bench -- --backends-curve [--backends N] [--cap C]: capped backends added as data, 1..N (bench/backends.ts)
+// npm run bench -- --sites-curve [--sites 1,10,...]: a site farm added as data, the hub against N sites (bench/sites.ts)
 // Measures the running lab, layer by layer, side by side in one run: ingest over the
 // full path, the tunnel straight to one backend, and one backend from inside the cloud
 // LAN; the full path with 1..N backends; the tunnel against the path without it and
@@ -21,6 +22,7 @@ import { syncReplicationAB } from './bench/sync-replication.js'
 import { openBenchLab, type BenchLab } from './bench/lab.js'
 import {
   backendsMarkdown,
+  sitesMarkdown,
   devicesMarkdown,
   markdown,
   svgChart,
@@ -34,6 +36,7 @@ import { haBench, haMarkdown } from './bench/ha.js'
 import { devicesBench, devicesCurve, type DevicesOptions } from './bench/devices.js'
 import { curveSvg } from './bench/curve.js'
 import { backendsBench, backendsCurve } from './bench/backends.js'
+import { SITES_CHARTS, sitesBench, sitesCurves } from './bench/sites.js'
 import { HOST_FAULTS, type HostFault } from './lib/host-faults.js'
 import { repoRoot, topologyFile } from '../provision/paths.js'
 import { vmAccel } from '../provision/providers.js'
@@ -113,6 +116,17 @@ const argv = await yargs(hideBin(process.argv))
   })
   .option('backends', { type: 'number', default: 4, describe: 'the backends curve: up to this many backends' })
   .option('cap', { type: 'number', default: 0.1, describe: "the backends curve: each backend's share of a core" })
+  .option('sites-curve', {
+    type: 'boolean',
+    default: false,
+    describe:
+      "only the sites curve: a site farm added as data (one container, each site its own address, certificate and LAN), the hub's bring-up, memory, idle CPU, restarts and CPU per reading against --sites (tens of minutes at 1000)",
+  })
+  .option('sites', {
+    type: 'string',
+    default: '1,10,50,100,250,500,1000',
+    describe: 'the sites curve: the numbers of sites, comma-separated, growing',
+  })
   .option('label', { type: 'string', default: 'lab benchmark', describe: 'a name for this run in the report' })
   .option('out', { type: 'string', describe: 'folder for the report (default bench/results/<time>)' })
   .check((a) => {
@@ -127,6 +141,9 @@ const argv = await yargs(hideBin(process.argv))
       throw new Error(`--cap must be a share of a core from 0.01 to 4, in hundredths; got ${a.cap}`)
     if (!(a['max-rate'] >= 100 && a['max-rate'] <= 200_000))
       throw new Error(`--max-rate must be from 100 to 200000 readings per second; got ${a['max-rate']}`)
+    const sites = String(a.sites).split(',').map(Number)
+    if (!sites.every((n, i) => Number.isInteger(n) && n >= 1 && n <= 2000 && (i === 0 || n > sites[i - 1])))
+      throw new Error(`--sites must be growing whole numbers from 1 to 2000, comma-separated; got ${a.sites}`)
     if (a.runs > 20 || a.duration > 120 || a.concurrency > 512)
       throw new Error('bounded on purpose: at most 20 runs, 120 s per run and 512 connections')
     return true
@@ -241,7 +258,29 @@ async function backendsOnly() {
   })
 }
 
+/** --sites-curve: a site farm added as data, the hub against N sites, its own report and SVGs. */
+async function sitesOnly() {
+  const plan = loadPlan(topologyFile)
+  const load = { ...o, runs: 1, batch: batchOf(plan) }
+  const sites = await sitesBench(
+    plan,
+    {
+      sites: argv.sites.split(',').map(Number),
+      idleS: argv.smoke ? 3 : 15,
+      load,
+      boundS: argv.smoke ? 60 : 300,
+    },
+    log,
+  )
+  const svgs = Object.fromEntries(sitesCurves(sites).map((c, i) => [SITES_CHARTS[i].file, curveSvg(c)]))
+  writePart({ label: argv.label, load, sites }, sitesMarkdown(sites), svgs)
+}
+
 try {
+  if (argv['sites-curve']) {
+    await sitesOnly()
+    process.exit(0)
+  }
   if (argv['backends-curve']) {
     await backendsOnly()
     process.exit(0)

@@ -11,6 +11,8 @@ import type { DatapathFigures } from './datapath.js'
 import type { TunnelFigures } from './tunnel.js'
 import type { DevicesReport } from './devices.js'
 import type { BackendsReport } from './backends.js'
+import type { LineFit } from './curve.js'
+import { SITES_CHARTS, type SitesReport } from './sites.js'
 
 export interface Machine {
   cores: number
@@ -326,6 +328,47 @@ export function backendsMarkdown(b: BackendsReport): string {
     lines.push(
       `- With all ${b.points.length}: the busiest tier is ${b.busiest.tier} (${b.busiest.cores} cores); the backends used ${(b.busiest.backends_of_cap * 100).toFixed(0)} % of their caps.`,
     )
+  lines.push('')
+  return lines.join('\n')
+}
+
+export function sitesMarkdown(r: SitesReport): string {
+  const fmt = (x: number | null | undefined, d = 1) => (x == null || !Number.isFinite(x) ? '-' : x.toFixed(d))
+  const ceiling = r.crypto.setups_per_core
+  const lines = [
+    '## Sites against the hub',
+    '',
+    `A site farm (one container, each site with its own outer address, certificate from the lab CA and LAN) against the real hub, which serves all of them with one connection; the same proposals and timers as the lab's own site (DPD after ${r.dpd_s} s of silence). Memory and CPU are the active hub's charon (userspace ESP here: kernel-libipsec). Bring-up: from the farm's sites loaded (each initiating at once; the farm's charon already running with their credentials) to every IKE SA established on the hub. Restarts: every site back on the hub after its charon was restarted (graceful) or killed (crashed; systemd starts it again).`,
+    '',
+    `The hub's crypto, measured in this run (\`openssl speed\`): X25519 ${r.crypto.x25519}/s, Ed25519 sign ${r.crypto.ed25519_sign}/s and verify ${r.crypto.ed25519_verify}/s: at most **${ceiling} IKE setups/s per core** (two X25519, one signature, two verifications each); the goal is 10 % of it, ${Math.round(ceiling / 10)}/s.`,
+    '',
+    ...SITES_CHARTS.map((c) => `![${c.alt}](${c.file})`),
+    '',
+    '| sites | up | bring-up s | setups/s | charon MiB | idle cores | ms/1000 readings (first, last) | back after restart s | after crash s |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...r.points.map(
+      (p) =>
+        `| ${p.sites} | ${p.established} | ${fmt(p.bringup_s)} | ${p.setups_per_s ?? '-'} | ${fmt(p.hub_rss_mib)} | ${fmt(p.idle_cores, 3)} | ${p.ms_per_1000_readings ? `${fmt(p.ms_per_1000_readings.first, 0)}, ${fmt(p.ms_per_1000_readings.last, 0)}` : '-'} | ${fmt(p.restart_s.graceful)} | ${fmt(p.restart_s.crashed)} |`,
+    ),
+    '',
+  ]
+  const f = r.fits
+  const slope = (name: string, fit: LineFit | undefined, unit: string, scale = 1, d = 2) =>
+    fit &&
+    lines.push(
+      `- ${name}: ${(fit.slope * scale).toFixed(d)} ${unit} per site (r² ${fit.r2.toFixed(2)}, ${fit.n} points).`,
+    )
+  slope("The hub's memory", f.hub_rss_mib, 'KiB', 1024, 1)
+  slope('Idle CPU (DPD)', f.idle_cores, 'millicores', 1000, 3)
+  slope('Bring-up', f.bringup_s, 'ms', 1000, 1)
+  slope('Back after a crash', f.restart_crashed_s, 'ms', 1000, 1)
+  slope("The lab's site, CPU per 1000 readings (its tunnel first)", f.ms_per_1000_first, 'ms', 1, 3)
+  const best = Math.max(0, ...r.points.map((p) => p.setups_per_s ?? 0))
+  if (best)
+    lines.push(
+      `- Fastest bring-up: ${best} setups/s, ${((best / ceiling) * 100).toFixed(0)} % of one core's crypto ceiling.`,
+    )
+  if (r.stopped) lines.push(`- Stopped growing: ${r.stopped}.`)
   lines.push('')
   return lines.join('\n')
 }

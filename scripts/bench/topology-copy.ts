@@ -40,10 +40,13 @@ export function freeAddress(plan: Plan, network: string, used: Set<string>, from
   return formatAddress(a)
 }
 
-/** Provision the lab with the topology in `env` (LAB_TOPOLOGY), as a subprocess; throws if any host failed. */
-export async function provisionWith(env: NodeJS.ProcessEnv, what: string) {
+/**
+ * Provision the lab with the topology in `env` (LAB_TOPOLOGY), or only the hosts named,
+ * as a subprocess; throws if any host failed.
+ */
+export async function provisionWith(env: NodeJS.ProcessEnv, what: string, only: string[] = []) {
   const tsx = path.join(repoRoot, 'node_modules', '.bin', 'tsx')
-  const p = await run(tsx, ['provision/cli.ts', '--json'], { cwd: repoRoot, env, maxBuffer: 64 << 20 }).catch(
+  const p = await run(tsx, ['provision/cli.ts', '--json', ...only], { cwd: repoRoot, env, maxBuffer: 64 << 20 }).catch(
     (err: { stdout?: string; message: string }) => ({ stdout: err.stdout ?? '', failed: err.message }),
   )
   const summary = (() => {
@@ -60,7 +63,9 @@ export async function provisionWith(env: NodeJS.ProcessEnv, what: string) {
 /**
  * Run `measure` on the lab grown to `raw` (a copy of the topology with `added` hosts),
  * and put the lab back whatever happens. `before` runs once the added hosts are up and
- * before the provision (a cgroup cap, say); `after` once the lab is back.
+ * before the provision (a cgroup cap, say); `after` once the lab is back. `touches`:
+ * the lab's own hosts whose configuration the added ones change, when it is known to be
+ * only those (the rest are not provisioned, either way); all of them by default.
  */
 export async function withTopologyCopy<T>(
   raw: RawTopology,
@@ -68,8 +73,9 @@ export async function withTopologyCopy<T>(
   what: string,
   measure: (plan: Plan, lab: BenchLab) => Promise<T>,
   log: (m: string) => void,
-  hooks: { before?: () => Promise<void>; after?: () => Promise<void> } = {},
+  hooks: { before?: () => Promise<void>; after?: () => Promise<void>; touches?: string[] } = {},
 ): Promise<T> {
+  const touches = hooks.touches ?? []
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-topology-')), 'topology.yaml')
   fs.writeFileSync(file, stringify(raw))
   const bigger = loadPlan(file)
@@ -77,7 +83,7 @@ export async function withTopologyCopy<T>(
   try {
     await run('vagrant', ['up', '--provider=lxc', ...added], { cwd: repoRoot, env, maxBuffer: 64 << 20 })
     await hooks.before?.()
-    await provisionWith(env, `the lab with ${what}`)
+    await provisionWith(env, `the lab with ${what}`, touches.length ? [...added, ...touches] : [])
     const lab = await openBenchLab(bigger)
     try {
       return await measure(bigger, lab)
@@ -85,7 +91,9 @@ export async function withTopologyCopy<T>(
       await lab.close()
     }
   } finally {
-    await provisionWith(process.env, 'the lab with its own topology').catch((e: Error) => log(`  ${e.message}`))
+    await provisionWith(process.env, 'the lab with its own topology', touches).catch((e: Error) =>
+      log(`  ${e.message}`),
+    )
     await run('vagrant', ['destroy', '-f', ...added], { cwd: repoRoot, env }).catch((e: Error) =>
       log(`  vagrant destroy ${added.join(' ')}: ${e.message}`),
     )

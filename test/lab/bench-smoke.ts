@@ -8,6 +8,8 @@ import path from 'node:path'
 import t from 'tap'
 import { CLIENT_CONTROL_PORT } from '../../provision/ports.js'
 import type { BenchReport } from '../../scripts/bench/report.js'
+import type { SitesReport } from '../../scripts/bench/sites.js'
+import { runningProviders } from '../../scripts/lib/providers.js'
 import { labCli, openLab } from '../lib/lab.js'
 import { clientStatus, dbFiles, sql } from '../lib/telemetry.js'
 
@@ -208,4 +210,64 @@ if (lab) {
       `${client.name}'s client streams again (control port ${CLIENT_CONTROL_PORT})`,
     )
   })
+
+  // The sites curve's smoke: a farm of three sites added as data against the real hub,
+  // each with its own identity; then the lab put back (the farm gone, the hub as before).
+  t.test(
+    'npm run bench -- --sites-curve --smoke brings a site farm up against the hub and takes it away',
+    async (t) => {
+      const out = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-sites-'))
+      const hubs = lab.plan.vpn!.tunnels[0].hubMembers
+      const hubState = async () =>
+        Promise.all(
+          hubs.map(
+            async (h) =>
+              (
+                await lab.sh(
+                  h,
+                  'ls /etc/swanctl/conf.d; ip route show proto 91; nft list chain inet lab input | grep -c saddr',
+                )
+              ).stdout,
+          ),
+        )
+      const before = await hubState()
+      const run = await labCli('scripts/bench.ts', ['--sites-curve', '--smoke', '--sites', '1,3', '--out', out])
+      t.match(run.stdout, /Report: .*report\.md/)
+      const r = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as { sites: SitesReport }
+      t.same(
+        r.sites.points.map((p) => [p.sites, p.established, p.child_sas]),
+        [
+          [0, 0, 0],
+          [1, 1, 1],
+          [3, 3, 3],
+        ],
+        "every site of each point up on the hub, with its child SA (its own /24 narrowed from the farm's range)",
+      )
+      t.ok(
+        r.sites.points.every(
+          (p) => p.bringup_s !== null && p.restart_s.graceful !== null && p.restart_s.crashed !== null,
+        ),
+        `every point came up, and back after the hub's restart and crash (${r.sites.points.map((p) => `${p.sites}: ${p.bringup_s} s, ${p.restart_s.graceful} s, ${p.restart_s.crashed} s`).join('; ')})`,
+      )
+      t.ok(
+        r.sites.points.every((p) => p.hub_rss_mib > 0 && p.ms_per_1000_readings && p.ms_per_1000_readings.first > 0),
+        "the hub's memory and its CPU per 1000 readings of the lab's own site measured at each point",
+      )
+      t.ok(
+        r.sites.crypto.setups_per_core > 0,
+        `the hub's crypto ceiling measured (${r.sites.crypto.setups_per_core} setups/s per core)`,
+      )
+      t.match(fs.readFileSync(path.join(out, 'report.md'), 'utf8'), /## Sites against the hub[\s\S]*\| 3 \| 3 \|/)
+      t.ok(fs.existsSync(path.join(out, 'sites-memory.svg')), 'and drew the curves')
+      // Put back: no farm host left, the hub's connection, route and firewall as before.
+      t.notOk(runningProviders().has('site-farm'), "no site-farm machine left in Vagrant's state")
+      t.same(await hubState(), before, "the hub's connections, lab routes and firewall openings are as they were")
+      for (const tunnel of lab.plan.vpn!.tunnels)
+        t.match(
+          (await lab.sh('hub', `swanctl --list-sas --ike ${tunnel.name}`)).stdout,
+          /ESTABLISHED/,
+          `${tunnel.site}'s own tunnel is up on the hub`,
+        )
+    },
+  )
 }

@@ -1,0 +1,135 @@
+// The site farm of the sites curve (issue 20): added as data to a copy of the topology,
+// validated like every other field, and the hub's side derived from it (one connection,
+// a route, the firewall's opening); each site's own address, identity and LAN.
+import fs from 'node:fs'
+import t from 'tap'
+import { parse } from 'yaml'
+import { loadPlan, planOf, TopologyError } from '../../provision/plan.js'
+import { topologyFile } from '../../provision/paths.js'
+import { FARM_HOST, farmConf, farmSite, parseOpensslSpeed, withSiteFarm } from '../../scripts/bench/sites.js'
+import type { RawTopology } from '../../scripts/bench/topology-copy.js'
+
+const plan = loadPlan(topologyFile)
+const raw = () => parse(fs.readFileSync(topologyFile, 'utf8')) as RawTopology
+const grown = () => withSiteFarm(raw(), plan).raw
+
+t.test(
+  'the farm is added as a host on the hub network, at addresses nothing uses, and the hub routes its range to it',
+  async (t) => {
+    const p = planOf(grown())
+    const farm = p.siteFarm!
+    t.equal(farm.host, FARM_HOST)
+    t.equal(farm.network, 'inet')
+    t.equal(farm.hubAddress, '198.51.100.12', "the sites reach the hub on the pair's address")
+    t.same(farm.hubMembers, ['gw-cloud', 'gw-cloud-2'])
+    const host = p.hosts.find((h) => h.name === FARM_HOST)!
+    t.equal(host.role, 'site-farm')
+    const used = plan.hosts.flatMap((h) => h.interfaces.map((i) => i.address))
+    for (const i of host.interfaces) t.notOk(used.includes(i.address), `${i.address} is free`)
+    for (const m of farm.hubMembers)
+      t.same(
+        p.hosts.find((h) => h.name === m)!.routes.filter((r) => r.to === farm.wan),
+        [{ to: '198.18.0.0/15', via: farm.address, network: 'inet' }],
+        `${m} routes the farm's addresses through it`,
+      )
+    t.same(
+      p.hosts.find((h) => h.name === 'gw-iot')!.routes.filter((r) => r.to === farm.wan),
+      [],
+      'the lab site does not',
+    )
+    t.throws(() => withSiteFarm(grown(), p), /already has a host named site-farm/)
+  },
+)
+
+t.test('a wrong site farm is refused with the field named', async (t) => {
+  const refused = (what: string, mutate: (r: any) => void, expected: RegExp) => {
+    const r: any = grown()
+    mutate(r)
+    try {
+      planOf(r, 'farm.yaml')
+      t.fail(`${what}: accepted`)
+    } catch (e) {
+      t.type(e, TopologyError)
+      const problems = (e as TopologyError).problems
+      t.ok(
+        problems.some((p) => expected.test(p)),
+        `${what}: ${problems.join(' | ')}`,
+      )
+    }
+  }
+  refused(
+    'outer range on the cloud LAN',
+    (r) => (r.site_farm.wan = '10.20.0.0/22'),
+    /^site_farm\.wan: 10\.20\.0\.0\/22 overlaps networks\.cloud/,
+  )
+  refused(
+    'the uplink',
+    (r) => (r.site_farm.lans = '192.0.0.0/16'),
+    /^site_farm\.lans: .*the build machine's own uplink/,
+  )
+  refused(
+    'LANs inside the outer range',
+    (r) => (r.site_farm.lans = '198.18.0.0/16'),
+    /^site_farm\.lans: .*overlaps site_farm\.wan/,
+  )
+  refused('a range too small', (r) => (r.site_farm.wan = '198.18.0.0/24'), /^site_farm\.wan: .*too small/)
+  refused('not a range', (r) => (r.site_farm.wan = 'many'), /^site_farm\.wan: must be an IPv4 network/)
+  refused(
+    'its host not a farm',
+    (r) => (r.site_farm.host = 'gw-iot'),
+    /^site_farm\.host: must name a host of role site-farm/,
+  )
+  refused(
+    'a farm host without the block',
+    (r) => delete r.site_farm,
+    /^hosts\.site-farm\.role: a site-farm host needs the site_farm block/,
+  )
+  refused('an unknown field', (r) => (r.site_farm.sites = 10), /^site_farm\.sites: unknown field/)
+  refused(
+    'not on the hub network',
+    (r) => {
+      delete r.hosts[FARM_HOST].interfaces.inet
+      r.hosts[FARM_HOST].interfaces.cloud = '10.20.0.250'
+    },
+    /^hosts\.site-farm\.interfaces: the site farm needs an address on the wan network/,
+  )
+  refused('PSK', (r) => (r.vpn.auth = 'psk'), /^site_farm: a farm's sites authenticate with certificates/)
+})
+
+t.test("each site its own address, identity and /24, and a connection like the lab site's", async (t) => {
+  const p = planOf(grown())
+  const s1 = farmSite(p.siteFarm!, p.name, 1)
+  const s300 = farmSite(p.siteFarm!, p.name, 300)
+  t.same(s1, {
+    index: 1,
+    name: 's0001',
+    id: 's0001.farm.iotlab',
+    address: '198.18.0.1',
+    lan: '10.128.1.0/24',
+    lanAddress: '10.128.1.1',
+  })
+  t.same([s300.address, s300.lan], ['198.18.1.44', '10.129.44.0/24'], 'past 255: the next octet')
+  t.throws(() => farmSite(p.siteFarm!, p.name, 0), /sites 1 to/)
+  t.throws(() => farmSite(p.siteFarm!, p.name, 40000), /sites 1 to 32768/)
+  const conf = farmConf([s1, s300], p.siteFarm!, 'hub.iotlab', ['10.20.0.0/24'])
+  t.equal((conf.match(/^ {2}s\d{4} \{/gm) ?? []).length, 2, 'one connection per site')
+  t.match(conf, /local_addrs = 198\.18\.1\.44\n\s+remote_addrs = 198\.51\.100\.12/)
+  t.match(conf, /id = s0300\.farm\.iotlab\n\s+certs = s0300\.pem/)
+  t.match(conf, /local_ts = 10\.129\.44\.0\/24\n\s+remote_ts = 10\.20\.0\.0\/24/)
+  t.match(conf, /proposals = chacha20poly1305-prfsha512-curve25519/)
+  t.match(conf, /start_action = start/)
+})
+
+t.test("openssl speed's figures, and the IKE setups they would allow per core", async (t) => {
+  const out = `
+                              op      op/s
+ 253 bits ecdh (X25519)   0.0000s  36900.0
+                              sign    verify    sign/s verify/s
+ 253 bits EdDSA (Ed25519)   0.0000s   0.0001s  32100.0  12000.0
+`
+  const s = parseOpensslSpeed(out)
+  t.same([s.x25519, s.ed25519_sign, s.ed25519_verify], [36900, 32100, 12000])
+  // 2/36900 + 1/32100 + 2/12000 s per setup
+  t.equal(s.setups_per_core, 3968)
+  t.throws(() => parseOpensslSpeed('Doing 253 bits sign Ed25519 ops'), /printed no X25519 or Ed25519 figures/)
+})
