@@ -14,6 +14,7 @@ import { timersConf } from './gateway.js'
 import type { RoleModule } from './types.js'
 
 const SWANCTL = '/etc/swanctl'
+const KEEPER = '/usr/local/sbin/lab-farm-keeper'
 const mode = (ctx: Context) => ctx.facts.ipsecMode ?? 'libipsec'
 const farm = (ctx: Context) => ctx.plan.siteFarm!
 
@@ -45,6 +46,20 @@ const steps: Step[] = [
     ['reload swanctl'],
   ),
   service('strongswan.service', { enabled: true, active: true }),
+  file(
+    "Ensure the farm's keeper is installed (one for all its sites)",
+    { path: KEEPER, mode: '0755', content: renderFile('site-farm/lab-farm-keeper', { period_s: 2, parallel: 50 }) },
+    ['restart farm keeper'],
+  ),
+  file(
+    "Ensure the farm's keeper unit",
+    {
+      path: '/etc/systemd/system/lab-farm-keeper.service',
+      content: renderFile('site-farm/lab-farm-keeper.service', { keeper: KEEPER }),
+    },
+    ['restart farm keeper'],
+  ),
+  service('lab-farm-keeper.service', { enabled: true, active: true }),
 ]
 
 export const siteFarm: RoleModule = {
@@ -54,6 +69,7 @@ export const siteFarm: RoleModule = {
     handlers: [
       unitHandler('restart strongswan', 'restart', 'strongswan.service', { daemonReload: true }),
       commandHandler('reload swanctl', 'swanctl --load-all --noprompt >/dev/null'),
+      unitHandler('restart farm keeper', 'restart', 'lab-farm-keeper.service', { daemonReload: true }),
     ],
   },
 

@@ -1,12 +1,24 @@
 // The site farm of the sites curve (issue 20): added as data to a copy of the topology,
 // validated like every other field, and the hub's side derived from it (one connection,
 // a route, the firewall's opening); each site's own address, identity and LAN.
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import t from 'tap'
 import { parse } from 'yaml'
 import { loadPlan, planOf, TopologyError } from '../../provision/plan.js'
 import { topologyFile } from '../../provision/paths.js'
-import { FARM_HOST, farmConf, farmSite, parseOpensslSpeed, withSiteFarm } from '../../scripts/bench/sites.js'
+import { renderFile } from '../../provision/template.js'
+import {
+  FARM_HOST,
+  farmConf,
+  farmSite,
+  parseOpensslSpeed,
+  sitesFits,
+  withSiteFarm,
+  type SitesPoint,
+} from '../../scripts/bench/sites.js'
 import type { RawTopology } from '../../scripts/bench/topology-copy.js'
 
 const plan = loadPlan(topologyFile)
@@ -132,4 +144,59 @@ t.test("openssl speed's figures, and the IKE setups they would allow per core", 
   // 2/36900 + 1/32100 + 2/12000 s per setup
   t.equal(s.setups_per_core, 3968)
   t.throws(() => parseOpensslSpeed('Doing 253 bits sign Ed25519 ops'), /printed no X25519 or Ed25519 figures/)
+})
+
+t.test(
+  "the farm's keeper initiates exactly the sites whose child SA is neither installed nor being set up",
+  async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'farm-keeper-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const log = path.join(dir, 'initiated')
+    // A stand-in swanctl: four sites configured; s0001 installed, s0002 connecting, s0003
+    // with an IKE SA but no child SA (the NO_PROPOSAL_CHOSEN case leaves none at all: s0004).
+    fs.writeFileSync(
+      path.join(dir, 'swanctl'),
+      `#!/bin/sh
+case "$1" in
+  --list-conns) for s in s0001 s0002 s0003 s0004; do echo "$s: IKEv2, no reauthentication, rekeying every 14400s"; echo "  local:  198.18.0.1"; done ;;
+  --list-sas) cat <<'X'
+s0001: #1, ESTABLISHED, IKEv2, 1_i* 2_r
+  local  's0001.farm.iotlab' @ 198.18.0.1[4500]
+  s0001: #1, reqid 1, INSTALLED, TUNNEL-in-UDP, ESP:CHACHA20_POLY1305
+s0002: #2, CONNECTING, IKEv2, 3_i* 0_r
+s0003: #3, ESTABLISHED, IKEv2, 4_i* 5_r
+X
+  ;;
+  --initiate) echo "$3" >> ${log} ;;
+esac
+`,
+      { mode: 0o755 },
+    )
+    // One round, then its sleep ends the keeper.
+    fs.writeFileSync(path.join(dir, 'sleep'), '#!/bin/sh\nkill -TERM $PPID\n', { mode: 0o755 })
+    const keeper = path.join(dir, 'keeper')
+    fs.writeFileSync(keeper, renderFile('site-farm/lab-farm-keeper', { period_s: 2, parallel: 2 }), { mode: 0o755 })
+    spawnSync('sh', [keeper], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, timeout: 10_000 })
+    t.same(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).sort(), ['s0003', 's0004'])
+  },
+)
+
+t.test('the lines are fitted over the points with sites: the hub without any is a reference row', async (t) => {
+  const point = (sites: number, rss: number): SitesPoint => ({
+    sites,
+    bringup_s: sites ? sites / 100 : 0,
+    established: sites,
+    child_sas: sites,
+    setups_per_s: null,
+    hub_rss_mib: rss,
+    idle_cores: sites / 1000,
+    ms_per_1000_readings: { first: 10 + sites / 10, last: 10 },
+    restart_s: { graceful: 1, crashed: sites ? 8 : null },
+  })
+  // A charon that served 500 sites before the run keeps its heap: 26 MiB with none.
+  const fits = sitesFits([point(0, 26), point(10, 12.5), point(100, 15.5), point(1000, 45.5)])
+  t.equal(Math.round(fits.hub_rss_mib!.slope * 1024), 34, '1/30 MiB (34 KiB) per site, the reference row left out')
+  t.equal(fits.hub_rss_mib!.n, 3)
+  t.equal(Math.round(fits.ms_per_1000_first!.slope * 100) / 100, 0.1)
+  t.equal(fits.restart_crashed_s!.slope, 0, 'flat where it is flat')
 })
