@@ -33,6 +33,14 @@ const steps: Step[] = [
     { path: '/etc/strongswan.d/lab-timers.conf', content: timersConf() },
     ['restart strongswan'],
   ),
+  file(
+    "Ensure the farm's charon has threads for its many sites",
+    {
+      path: '/etc/strongswan.d/lab-farm.conf',
+      content: (ctx) => renderFile('site-farm/charon-threads.conf', { host: ctx.self.name, threads: 64 }),
+    },
+    ['restart strongswan'],
+  ),
   file('Ensure swanctl loads only the plugins it needs (no warnings)', {
     path: '/etc/strongswan.d/lab-clients.conf',
     content: renderFile('gateway/swanctl-plugins.conf', {}),
@@ -48,7 +56,11 @@ const steps: Step[] = [
   service('strongswan.service', { enabled: true, active: true }),
   file(
     "Ensure the farm's keeper is installed (one for all its sites)",
-    { path: KEEPER, mode: '0755', content: renderFile('site-farm/lab-farm-keeper', { period_s: 2, parallel: 50 }) },
+    {
+      path: KEEPER,
+      mode: '0755',
+      content: renderFile('site-farm/lab-farm-keeper', { period_s: 2, parallel: 16, timeout_s: 2 }),
+    },
     ['restart farm keeper'],
   ),
   file(

@@ -175,7 +175,7 @@ esac
     // One round, then its sleep ends the keeper.
     fs.writeFileSync(path.join(dir, 'sleep'), '#!/bin/sh\nkill -TERM $PPID\n', { mode: 0o755 })
     const keeper = path.join(dir, 'keeper')
-    fs.writeFileSync(keeper, renderFile('site-farm/lab-farm-keeper', { period_s: 2, parallel: 2 }), { mode: 0o755 })
+    fs.writeFileSync(keeper, renderFile('site-farm/lab-farm-keeper', { period_s: 2, parallel: 2, timeout_s: 2 }), { mode: 0o755 })
     spawnSync('sh', [keeper], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, timeout: 10_000 })
     t.same(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).sort(), ['s0003', 's0004'])
   },
