@@ -120,14 +120,11 @@ const identitySteps: Step[] = certificateSteps({
   notify: ['reload swanctl'],
 }).map((step) => onlyIf(pubkey, step))
 
-const steps: Step[] = [
-  converge(
-    'Ensure this gateway records its IPsec data path',
-    async (ctx) => (await ctx.host.exec('cat /etc/lab/ipsec-mode', { check: false })).stdout.trim() === mode(ctx),
-    async (ctx) => {
-      await ctx.host.exec(sh`mkdir -p /etc/lab && echo ${mode(ctx)} > /etc/lab/ipsec-mode`)
-    },
-  ),
+/**
+ * The IPsec data path the kernel allows (userspace ESP where it has none) and how soon
+ * a silent peer is given up: every charon of the lab's, a gateway's and a site farm's.
+ */
+export const charonSteps: Step[] = [
   file(
     'Ensure kernel-libipsec is loaded only where the kernel has no ESP',
     {
@@ -146,6 +143,17 @@ const steps: Step[] = [
     },
     ['restart strongswan'],
   ),
+]
+
+const steps: Step[] = [
+  converge(
+    'Ensure this gateway records its IPsec data path',
+    async (ctx) => (await ctx.host.exec('cat /etc/lab/ipsec-mode', { check: false })).stdout.trim() === mode(ctx),
+    async (ctx) => {
+      await ctx.host.exec(sh`mkdir -p /etc/lab && echo ${mode(ctx)} > /etc/lab/ipsec-mode`)
+    },
+  ),
+  ...charonSteps,
 
   // X.509 (the default): the CA key stays on the provisioning machine; the gateway
   // makes its own key, and only its public key travels.

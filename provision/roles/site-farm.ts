@@ -10,29 +10,15 @@ import { service, unitHandler, commandHandler } from '../modules/service.js'
 import { ensureCa } from '../pki.js'
 import type { Context, Step } from '../runner.js'
 import { renderFile } from '../template.js'
-import { timersConf } from './gateway.js'
+import { charonSteps } from './gateway.js'
 import type { RoleModule } from './types.js'
 
 const SWANCTL = '/etc/swanctl'
 const KEEPER = '/usr/local/sbin/lab-farm-keeper'
-const mode = (ctx: Context) => ctx.facts.ipsecMode ?? 'libipsec'
 const farm = (ctx: Context) => ctx.plan.siteFarm!
 
 const steps: Step[] = [
-  file(
-    'Ensure kernel-libipsec is loaded only where the kernel has no ESP',
-    {
-      path: '/etc/strongswan.d/charon/kernel-libipsec.conf',
-      content: (ctx) =>
-        renderFile('gateway/kernel-libipsec.conf', { mode: mode(ctx), load: mode(ctx) === 'libipsec' ? 'yes' : 'no' }),
-    },
-    ['restart strongswan'],
-  ),
-  file(
-    "Ensure the farm's sites give a silent hub up as the lab's sites do",
-    { path: '/etc/strongswan.d/lab-timers.conf', content: timersConf() },
-    ['restart strongswan'],
-  ),
+  ...charonSteps,
   file(
     "Ensure the farm's charon has threads for its many sites",
     {

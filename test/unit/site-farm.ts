@@ -175,7 +175,9 @@ esac
     // One round, then its sleep ends the keeper.
     fs.writeFileSync(path.join(dir, 'sleep'), '#!/bin/sh\nkill -TERM $PPID\n', { mode: 0o755 })
     const keeper = path.join(dir, 'keeper')
-    fs.writeFileSync(keeper, renderFile('site-farm/lab-farm-keeper', { period_s: 2, parallel: 2, timeout_s: 2 }), { mode: 0o755 })
+    fs.writeFileSync(keeper, renderFile('site-farm/lab-farm-keeper', { period_s: 2, parallel: 2, timeout_s: 2 }), {
+      mode: 0o755,
+    })
     spawnSync('sh', [keeper], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, timeout: 10_000 })
     t.same(fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).sort(), ['s0003', 's0004'])
   },
@@ -199,4 +201,16 @@ t.test('the lines are fitted over the points with sites: the hub without any is 
   t.equal(fits.hub_rss_mib!.n, 3)
   t.equal(Math.round(fits.ms_per_1000_first!.slope * 100) / 100, 0.1)
   t.equal(fits.restart_crashed_s!.slope, 0, 'flat where it is flat')
+})
+
+t.test('the single topology takes a farm too: its one hub serves it', async (t) => {
+  const file = path.join(path.dirname(topologyFile), 'topology.single.yaml')
+  const single = loadPlan(file)
+  const p = planOf(withSiteFarm(parse(fs.readFileSync(file, 'utf8')) as RawTopology, single).raw)
+  t.same(p.siteFarm!.hubMembers, [single.vpn!.tunnels[0].hub])
+  t.equal(p.siteFarm!.hubAddress, single.vpn!.tunnels[0].hubAddress)
+  t.same(
+    p.hosts.find((h) => h.name === single.vpn!.tunnels[0].hub)!.routes.filter((r) => r.to === '198.18.0.0/15').length,
+    1,
+  )
 })
