@@ -225,7 +225,7 @@ if (lab) {
               (
                 await lab.sh(
                   h,
-                  'ls /etc/swanctl/conf.d; ip route show proto 91; nft list chain inet lab input | grep -c saddr',
+                  'ls /etc/swanctl/conf.d; ip route show; nft list chain inet lab input | grep -c saddr',
                 )
               ).stdout,
           ),
