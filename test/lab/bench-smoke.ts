@@ -222,12 +222,8 @@ if (lab) {
         Promise.all(
           hubs.map(
             async (h) =>
-              (
-                await lab.sh(
-                  h,
-                  'ls /etc/swanctl/conf.d; ip route show; nft list chain inet lab input | grep -c saddr',
-                )
-              ).stdout,
+              (await lab.sh(h, 'ls /etc/swanctl/conf.d; ip route show; nft list chain inet lab input | grep -c saddr'))
+                .stdout,
           ),
         )
       const before = await hubState()
