@@ -344,11 +344,11 @@ export function sitesMarkdown(r: SitesReport): string {
     '',
     ...SITES_CHARTS.map((c) => `![${c.alt}](${c.file})`),
     '',
-    '| sites | up | bring-up s | setups/s | charon MiB | idle cores | ms/1000 readings (first, last) | back after restart s | after crash s |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| sites | up | bring-up s | setups/s | cores over it (hub, farm) | charon MiB | idle cores | ms/1000 readings (first, last) | back after restart s | after crash s |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...r.points.map(
       (p) =>
-        `| ${p.sites} | ${p.established} | ${fmt(p.bringup_s)} | ${p.setups_per_s ?? '-'} | ${fmt(p.hub_rss_mib)} | ${fmt(p.idle_cores, 3)} | ${p.ms_per_1000_readings ? `${fmt(p.ms_per_1000_readings.first, 0)}, ${fmt(p.ms_per_1000_readings.last, 0)}` : '-'} | ${fmt(p.restart_s.graceful)} | ${fmt(p.restart_s.crashed)} |`,
+        `| ${p.sites} | ${p.established} | ${fmt(p.bringup_s)} | ${p.setups_per_s ?? '-'} | ${p.bringup_cores ? `${p.bringup_cores.hub}, ${p.bringup_cores.farm}` : '-'} | ${fmt(p.hub_rss_mib)} | ${fmt(p.idle_cores, 3)} | ${p.ms_per_1000_readings ? `${fmt(p.ms_per_1000_readings.first, 0)}, ${fmt(p.ms_per_1000_readings.last, 0)}` : '-'} | ${fmt(p.restart_s.graceful)} | ${fmt(p.restart_s.crashed)} |`,
     ),
     '',
   ]

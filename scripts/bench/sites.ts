@@ -153,6 +153,8 @@ export interface SitesPoint {
   /** The farm's child SAs installed on the hub (one per site when all is well). */
   child_sas: number
   setups_per_s: number | null
+  /** The hub's and the farm's charon over the bring-up, cores: which side did the work. */
+  bringup_cores: { hub: number; farm: number }
   /** charon's resident memory on the active hub, MiB, with every site up. */
   hub_rss_mib: number
   /** charon's CPU on the active hub with every site idle (DPD alone), cores. */
@@ -182,6 +184,14 @@ async function hubCharon(lab: BenchLab): Promise<{ rss_mib: number; cpu_s: numbe
   const [u, s] = out.trim().split('\n').pop()!.split(' ').map(Number)
   if (!rss || !Number.isFinite(u + s)) throw new Error(`cannot read charon's memory and CPU on the hub: ${out}`)
   return { rss_mib: Number(rss[1]) / 1024, cpu_s: (u + s) / 100 }
+}
+
+/** The farm's charon's CPU seconds so far. */
+async function farmCharonCpu(lab: BenchLab, host: string): Promise<number> {
+  const out = await lab.must(host, 'cut -d" " -f14,15 /proc/$(systemctl show -p MainPID --value strongswan)/stat')
+  const [u, s] = out.trim().split(' ').map(Number)
+  if (!Number.isFinite(u + s)) throw new Error(`cannot read the farm's charon CPU: ${out}`)
+  return (u + s) / 100
 }
 
 /** IKE SAs established on the active hub (half-open ones not counted), from charon's own counters. */
@@ -329,12 +339,20 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
         await lab.must(host, 'cat > /etc/swanctl/conf.d/farm.conf', {
           stdin: farmConf(sites.slice(0, n), farm, hubId, tunnel.hubSubnets),
         })
+        // Which side does the work of the bring-up: each charon's CPU over it.
+        const cpuBefore = await Promise.all([hubCharon(lab), farmCharonCpu(lab, host)])
         const t0 = Date.now()
         if (n > 0) await lab.must(host, 'swanctl --load-conns >/dev/null')
         const bringup = n > 0 ? await secondsUntil(lab, n, tunnels, o.boundS * 1000, t0) : 0
+        const cpuAfter = await Promise.all([hubCharon(lab), farmCharonCpu(lab, host)])
+        const over = (Date.now() - t0) / 1000
+        const bringupCores = {
+          hub: Math.round(((cpuAfter[0].cpu_s - cpuBefore[0].cpu_s) / over) * 100) / 100,
+          farm: Math.round(((cpuAfter[1] - cpuBefore[1]) / over) * 100) / 100,
+        }
         const up = await farmSasOnHub(lab)
         log(
-          `  ${n} sites: ${bringup === null ? `${up.ike} of ${n} up after ${o.boundS} s` : `up in ${bringup.toFixed(1)} s`} (${up.child} child SAs)`,
+          `  ${n} sites: ${bringup === null ? `${up.ike} of ${n} up after ${o.boundS} s` : `up in ${bringup.toFixed(1)} s`} (${up.child} child SAs; cores over it: hub ${bringupCores.hub}, farm ${bringupCores.farm})`,
         )
         // Idle: DPD alone (the lab's client is paused by the bench).
         const a = await hubCharon(lab)
@@ -365,6 +383,7 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
           established: up.ike,
           child_sas: up.child,
           setups_per_s: bringup ? Math.round(n / bringup) : null,
+          bringup_cores: bringupCores,
           hub_rss_mib: Math.round(b.rss_mib * 10) / 10,
           idle_cores: Math.round(idle * 1000) / 1000,
           ms_per_1000_readings: Number.isFinite(first + last) ? { first, last } : null,

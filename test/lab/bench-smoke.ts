@@ -246,8 +246,15 @@ if (lab) {
         `every point came up, and back after the hub's restart and crash (${r.sites.points.map((p) => `${p.sites}: ${p.bringup_s} s, ${p.restart_s.graceful} s, ${p.restart_s.crashed} s`).join('; ')})`,
       )
       t.ok(
-        r.sites.points.every((p) => p.hub_rss_mib > 0 && p.ms_per_1000_readings && p.ms_per_1000_readings.first > 0),
-        "the hub's memory and its CPU per 1000 readings of the lab's own site measured at each point",
+        r.sites.points.every(
+          (p) =>
+            p.hub_rss_mib > 0 &&
+            p.ms_per_1000_readings &&
+            p.ms_per_1000_readings.first > 0 &&
+            p.bringup_cores.hub >= 0 &&
+            p.bringup_cores.farm >= 0,
+        ),
+        "the hub's memory, its CPU per 1000 readings of the lab's own site and both charons' CPU over the bring-up measured at each point",
       )
       t.ok(
         r.sites.crypto.setups_per_core > 0,

@@ -190,6 +190,7 @@ t.test('the lines are fitted over the points with sites: the hub without any is 
     established: sites,
     child_sas: sites,
     setups_per_s: null,
+    bringup_cores: { hub: 0, farm: 0 },
     hub_rss_mib: rss,
     idle_cores: sites / 1000,
     ms_per_1000_readings: { first: 10 + sites / 10, last: 10 },
