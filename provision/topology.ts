@@ -288,6 +288,15 @@ export function validateTopology(raw: unknown, file = 'topology'): Topology {
 
 type Fail = (field: string, msg: string) => void
 
+/** A range of the lab's may overlap neither the build machine's uplink nor a network already read. */
+function failClashes(field: string, c: Cidr, cidrs: Map<string, Cidr>, fail: Fail) {
+  for (const forbidden of FORBIDDEN_RANGES)
+    if (overlaps(c, parseCidr(forbidden)!))
+      fail(field, `${c.text} overlaps ${forbidden}, the build machine's own uplink: choose another range`)
+  for (const [other, otherCidr] of cidrs)
+    if (overlaps(c, otherCidr)) fail(field, `${c.text} overlaps networks.${other}.cidr (${otherCidr.text})`)
+}
+
 /** networks: each name, kind and CIDR (in range, not the uplink's, overlapping none), exactly one management. */
 function validateNetworks(
   raw: unknown,
@@ -321,17 +330,7 @@ function validateNetworks(
       }
       if (cidr.prefix < 8 || cidr.prefix > 29)
         fail(`${field}.cidr`, `prefix /${cidr.prefix} is out of range: use /8 to /29`)
-      for (const forbidden of FORBIDDEN_RANGES) {
-        if (overlaps(cidr, parseCidr(forbidden)!))
-          fail(
-            `${field}.cidr`,
-            `${cidr.text} overlaps ${forbidden}, the build machine's own uplink: choose another range`,
-          )
-      }
-      for (const [other, otherCidr] of cidrs) {
-        if (overlaps(cidr, otherCidr))
-          fail(`${field}.cidr`, `${cidr.text} overlaps networks.${other}.cidr (${otherCidr.text})`)
-      }
+      failClashes(`${field}.cidr`, cidr, cidrs, fail)
       cidrs.set(netName, cidr)
       const net: Network = {
         name: netName,
@@ -593,15 +592,7 @@ function validateSiteFarm(
       continue
     }
     if (c.prefix > 22) fail(`site_farm.${key}`, `${c.text} is too small for a farm: use /22 or larger`)
-    for (const forbidden of FORBIDDEN_RANGES)
-      if (overlaps(c, parseCidr(forbidden)!))
-        fail(
-          `site_farm.${key}`,
-          `${c.text} overlaps ${forbidden}, the build machine's own uplink: choose another range`,
-        )
-    for (const [other, otherCidr] of cidrs)
-      if (overlaps(c, otherCidr))
-        fail(`site_farm.${key}`, `${c.text} overlaps networks.${other}.cidr (${otherCidr.text})`)
+    failClashes(`site_farm.${key}`, c, cidrs, fail)
     ranges[key] = c
   }
   if (ranges.wan && ranges.lans && overlaps(ranges.wan, ranges.lans))
