@@ -311,6 +311,16 @@ const farmOf = (ctx: Context) =>
 /** A farm site's IKE identity (the hub accepts the whole domain: `*`). */
 export const farmIdentity = (labName: string, site: string) => `${site}.farm.${labName}`
 
+/** An internet side that admits IKE and ESP from these peers (addresses or ranges) and drops the rest, counted. */
+export function ikeOnlyFrom(dev: string, peers: string[]): string[] {
+  const set = `{ ${peers.join(', ')} }`
+  return [
+    `iifname "${dev}" ip saddr ${set} udp dport { 500, 4500 } accept comment "IKE, and ESP in UDP"`,
+    `iifname "${dev}" ip saddr ${set} meta l4proto esp accept comment "ESP"`,
+    `iifname "${dev}" counter drop comment "internet side: nothing else"`,
+  ]
+}
+
 function isSite(ctx: Context) {
   return tunnelsOf(ctx).some((t) => !t.isHub)
 }
@@ -399,12 +409,7 @@ export const gateway: RoleModule = {
       const dev = ctx.facts.interfaceOf[farm.network]
       byIf.set(dev, [...(byIf.get(dev) ?? []), farm.wan])
     }
-    for (const [dev, peers] of byIf) {
-      const set = `{ ${peers.join(', ')} }`
-      rules.push(`iifname "${dev}" ip saddr ${set} udp dport { 500, 4500 } accept comment "IKE, and ESP in UDP"`)
-      rules.push(`iifname "${dev}" ip saddr ${set} meta l4proto esp accept comment "ESP"`)
-      rules.push(`iifname "${dev}" counter drop comment "internet side: nothing else"`)
-    }
+    for (const [dev, peers] of byIf) rules.push(...ikeOnlyFrom(dev, peers))
     return rules
   },
 

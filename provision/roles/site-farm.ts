@@ -10,7 +10,7 @@ import { service, unitHandler, commandHandler } from '../modules/service.js'
 import { ensureCa } from '../pki.js'
 import type { Context, Step } from '../runner.js'
 import { renderFile } from '../template.js'
-import { charonSteps } from './gateway.js'
+import { charonSteps, ikeOnlyFrom } from './gateway.js'
 import type { RoleModule } from './types.js'
 
 const SWANCTL = '/etc/swanctl'
@@ -74,11 +74,6 @@ export const siteFarm: RoleModule = {
   /** Internet side: IKE and ESP from the hub only. */
   input(ctx) {
     const f = farm(ctx)
-    const dev = ctx.facts.interfaceOf[f.network]
-    return [
-      `iifname "${dev}" ip saddr ${f.hubAddress} udp dport { 500, 4500 } accept comment "IKE, and ESP in UDP, from the hub"`,
-      `iifname "${dev}" ip saddr ${f.hubAddress} meta l4proto esp accept comment "ESP from the hub"`,
-      `iifname "${dev}" counter drop comment "internet side: nothing else"`,
-    ]
+    return ikeOnlyFrom(ctx.facts.interfaceOf[f.network], [f.hubAddress])
   },
 }
