@@ -5,6 +5,14 @@ import type { BenchLab } from './lab.js'
 
 export type CpuSample = Map<string, number>
 
+/** A process's name and CPU seconds so far (utime + stime, clock ticks of 1/100 s) from its /proc/PID/stat line. */
+export function procCpu(statLine: string): { name: string; cpu_s: number } | undefined {
+  const m = /^\d+ \((.*)\) (.*)$/.exec(statLine.trim())
+  if (!m) return undefined
+  const f = m[2].split(' ')
+  return { name: m[1], cpu_s: (Number(f[11]) + Number(f[12])) / 100 }
+}
+
 export async function cpuSample(lab: BenchLab): Promise<CpuSample> {
   const out = new Map<string, number>()
   await Promise.all(
@@ -12,11 +20,10 @@ export async function cpuSample(lab: BenchLab): Promise<CpuSample> {
       // utime + stime of every process, in clock ticks (1/100 s): finer than ps.
       const r = await lab.sh(h.name, 'cat /proc/[0-9]*/stat 2>/dev/null')
       for (const line of r.stdout.trim().split('\n')) {
-        const m = /^\d+ \((.*)\) (.*)$/.exec(line)
-        if (!m) continue
-        const f = m[2].split(' ')
-        const key = `${h.name} ${m[1]}`
-        out.set(key, (out.get(key) ?? 0) + (Number(f[11]) + Number(f[12])) / 100)
+        const p = procCpu(line)
+        if (!p) continue
+        const key = `${h.name} ${p.name}`
+        out.set(key, (out.get(key) ?? 0) + p.cpu_s)
       }
     }),
   )

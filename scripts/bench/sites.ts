@@ -17,6 +17,7 @@ import { waitFor } from '../../provision/lib/wait.js'
 import { farmCredentials, ikeIdentity, pkiPaths } from '../../provision/pki.js'
 import { stateDir, topologyFile } from '../../provision/paths.js'
 import { ESP_PROPOSALS, IKE_PROPOSALS, IKE_TIMERS, farmIdentity } from '../../provision/roles/gateway.js'
+import { procCpu } from './cpu.js'
 import { fitLine, type Curve, type LineFit } from './curve.js'
 import { runScenario, type LoadOptions } from './ingest.js'
 import type { BenchLab } from './lab.js'
@@ -176,22 +177,19 @@ export interface SitesReport {
 
 /** The active hub's charon: its pid, resident memory (MiB) and CPU seconds so far. */
 async function hubCharon(lab: BenchLab): Promise<{ rss_mib: number; cpu_s: number }> {
-  const out = await lab.must(
-    'hub',
-    'p=$(cat /run/charon.pid) && grep VmRSS /proc/$p/status && cut -d" " -f14,15 /proc/$p/stat',
-  )
+  const out = await lab.must('hub', 'p=$(cat /run/charon.pid) && grep VmRSS /proc/$p/status && cat /proc/$p/stat')
   const rss = /VmRSS:\s+(\d+)/.exec(out)
-  const [u, s] = out.trim().split('\n').pop()!.split(' ').map(Number)
-  if (!rss || !Number.isFinite(u + s)) throw new Error(`cannot read charon's memory and CPU on the hub: ${out}`)
-  return { rss_mib: Number(rss[1]) / 1024, cpu_s: (u + s) / 100 }
+  const cpu = procCpu(out.trim().split('\n').pop()!)
+  if (!rss || !cpu) throw new Error(`cannot read charon's memory and CPU on the hub: ${out}`)
+  return { rss_mib: Number(rss[1]) / 1024, cpu_s: cpu.cpu_s }
 }
 
 /** The farm's charon's CPU seconds so far. */
 async function farmCharonCpu(lab: BenchLab, host: string): Promise<number> {
-  const out = await lab.must(host, 'cut -d" " -f14,15 /proc/$(systemctl show -p MainPID --value strongswan)/stat')
-  const [u, s] = out.trim().split(' ').map(Number)
-  if (!Number.isFinite(u + s)) throw new Error(`cannot read the farm's charon CPU: ${out}`)
-  return (u + s) / 100
+  const out = await lab.must(host, 'cat /proc/$(systemctl show -p MainPID --value strongswan)/stat')
+  const cpu = procCpu(out)
+  if (!cpu) throw new Error(`cannot read the farm's charon CPU: ${out}`)
+  return cpu.cpu_s
 }
 
 /** IKE SAs established on the active hub (half-open ones not counted), from charon's own counters. */
@@ -201,13 +199,15 @@ async function hubIkeSas(lab: BenchLab): Promise<number> {
   return m ? Number(m[1]) - Number(m[2]) : -1
 }
 
-/** The farm's IKE SAs and installed child SAs on the active hub, counted from its listing. */
+/** The farm's IKE SAs established and child SAs installed in a listing of the hub's (swanctl --list-sas). */
+const farmCounts = (listing: string) => ({
+  ike: (listing.match(/^farm: #\d+, ESTABLISHED/gm) ?? []).length,
+  child: (listing.match(/^\s+farm: #\d+, reqid \d+, INSTALLED/gm) ?? []).length,
+})
+
+/** The farm's IKE SAs and installed child SAs on the active hub. */
 async function farmSasOnHub(lab: BenchLab): Promise<{ ike: number; child: number }> {
-  const out = (await lab.sh('hub', 'swanctl --list-sas --ike farm 2>/dev/null')).stdout
-  return {
-    ike: (out.match(/^farm: #\d+, ESTABLISHED/gm) ?? []).length,
-    child: (out.match(/^\s+farm: #\d+, reqid \d+, INSTALLED/gm) ?? []).length,
-  }
+  return farmCounts((await lab.sh('hub', 'swanctl --list-sas --ike farm 2>/dev/null')).stdout)
 }
 
 /**
@@ -218,10 +218,7 @@ async function farmSasOnHub(lab: BenchLab): Promise<{ ike: number; child: number
 async function hubHas(lab: BenchLab, sites: number, tunnels: string[]): Promise<boolean> {
   if ((await hubIkeSas(lab)) < sites + tunnels.length) return false
   const out = (await lab.sh('hub', 'swanctl --list-sas 2>/dev/null')).stdout
-  return (
-    (out.match(/^farm: #\d+, ESTABLISHED/gm) ?? []).length >= sites &&
-    tunnels.every((t) => new RegExp(`^${t}: #\\d+, ESTABLISHED`, 'm').test(out))
-  )
+  return farmCounts(out).ike >= sites && tunnels.every((t) => new RegExp(`^${t}: #\\d+, ESTABLISHED`, 'm').test(out))
 }
 
 /** Seconds from t0 until the hub has them all (hubHas, polled), or null past the bound. */

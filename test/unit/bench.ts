@@ -13,7 +13,7 @@ import { figure, show } from '../../scripts/bench/stats.js'
 import { percentile } from '../../services/lib/stats.js'
 import { haMarkdown, longestStallSql } from '../../scripts/bench/ha.js'
 import { devicesCurve, kneeOf } from '../../scripts/bench/devices.js'
-import { tierCpu, tiersDuring } from '../../scripts/bench/cpu.js'
+import { procCpu, tierCpu, tiersDuring } from '../../scripts/bench/cpu.js'
 import { curveSvg } from '../../scripts/bench/curve.js'
 
 t.test('median and spread', async (t) => {
@@ -395,4 +395,12 @@ t.test("cores per tier during a load, with the load generator's own CPU added to
   t.ok(tiers[0].cores > 1 && tiers[0].cores < 1.2, `about 1.1 cores (0.1 seen in /proc, 1 reported): ${tiers[0].cores}`)
   t.equal(tiers[1].tier, 'backend')
   t.ok(tiers[1].cores > 0.85 && tiers[1].cores <= 1, `backend about 1 core: ${tiers[1].cores}`)
+})
+
+t.test("a process's CPU from its /proc stat line, whatever its name holds", async (t) => {
+  // pid (comm) state ppid ... utime (14th field) stime (15th): 250 + 30 ticks.
+  const rest = 'S 1 10 10 0 -1 4194560 500 0 0 0 250 30 0 0 20 0 16 0 100 0 0'
+  t.same(procCpu(`812 (charon-systemd) ${rest}`), { name: 'charon-systemd', cpu_s: 2.8 })
+  t.same(procCpu(`9 (a (b) c) ${rest}\n`), { name: 'a (b) c', cpu_s: 2.8 }, 'spaces and parentheses in the name')
+  t.equal(procCpu('not a stat line'), undefined)
 })
