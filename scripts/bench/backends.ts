@@ -45,7 +45,7 @@ export function moreBackends(
     if (out.hosts[name]) continue
     const interfaces: Record<string, string> = {}
     for (const [net, from] of next) {
-      interfaces[net] = freeAddress(plan, net, used, from)
+      interfaces[net] = freeAddress(plan, net, name, used, from)
       next.set(net, parseAddress(interfaces[net])!)
     }
     out.hosts[name] = { role: 'backend', interfaces, cpus }

@@ -41,8 +41,8 @@ export function withSiteFarm(raw: RawTopology, plan: Plan): { raw: RawTopology; 
   out.hosts[FARM_HOST] = {
     role: 'site-farm',
     interfaces: {
-      [mgmt.name]: freeAddress(plan, mgmt.name, used),
-      [hub.network]: freeAddress(plan, hub.network, used),
+      [mgmt.name]: freeAddress(plan, mgmt.name, FARM_HOST, used),
+      [hub.network]: freeAddress(plan, hub.network, FARM_HOST, used),
     },
   }
   out.site_farm = { host: FARM_HOST, ...FARM_RANGES }

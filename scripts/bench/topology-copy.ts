@@ -26,16 +26,17 @@ export const usedAddresses = (plan: Plan) => new Set(JSON.stringify(plan).match(
 
 /**
  * The next host address of a network after `from` (or its highest, going down, when
- * `from` is undefined) that `used` does not hold; it is added to `used`.
+ * `from` is undefined) that `used` does not hold, for the host named `host`; it is
+ * added to `used`.
  */
-export function freeAddress(plan: Plan, network: string, used: Set<string>, from?: number): string {
+export function freeAddress(plan: Plan, network: string, host: string, used: Set<string>, from?: number): string {
   const net = plan.networks.find((n) => n.name === network)
   if (!net) throw new Error(`the topology has no network ${network}`)
   const cidr = parseCidr(net.cidr)!
   const step = from === undefined ? -1 : 1
   let a = from === undefined ? parseAddress(net.broadcast)! - 1 : from + 1
   while (used.has(formatAddress(a)) && isHostAddress(cidr, a)) a += step
-  if (!isHostAddress(cidr, a)) throw new Error(`network ${network} (${net.cidr}) has no free address left`)
+  if (!isHostAddress(cidr, a)) throw new Error(`network ${network} (${net.cidr}) has no free address for ${host}`)
   used.add(formatAddress(a))
   return formatAddress(a)
 }

@@ -318,6 +318,8 @@ t.test('backends added as data: named and addressed after the last, every one ca
   const after = moreBackends(squat, loadPlan(squatPlanFile), loadPlan(squatPlanFile).services.backends.length + 1, 0.1)
   t.not(after.raw.hosts[after.added[0]].interfaces[net], nextAddr, `${nextAddr} is taken: the next free one instead`)
   t.throws(() => moreBackends(raw, plan, 1, 0.1), /already has 2/)
+  // More backends than the management network has addresses: refused, naming the first that has none.
+  t.throws(() => moreBackends(raw, plan, 300, 0.1), /network \w+ \([\d./]+\) has no free address for backend-\d+/)
 })
 
 t.test('scaling efficiency: n backends over n times one', async (t) => {
