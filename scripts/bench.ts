@@ -1,5 +1,7 @@
 // npm run bench -- [--runs N] [--duration S] [--devices N] [--concurrency N] [--bringup] [--smoke] [--out DIR]
-// npm run bench -- --ha [--rounds N] [--tier ROLE] [--fault F]: the failover matrix alone (bench/ha.ts)
+// npm run bench -- --ha [--rounds N] [--tier ROLE] [--fault F]: the failover matrix (bench/ha.ts), then
+//   (without --tier or --fault) what redundancy costs against the single topology (bench/redundancy-cost.ts)
+// npm run bench -- --redundancy-cost [--single FILE]: that cost alone
 // npm run bench -- --devices-curve [--max-rate R]: the open-loop devices curve alone (bench/devices.ts)
 // npm run bench -- --backends-curve [--backends N] [--cap C]: capped backends added as data, 1..N (bench/backends.ts)
 // npm run bench -- --sites-curve [--sites 1,10,...]: a site farm added as data, the hub against N sites (bench/sites.ts)
@@ -33,6 +35,7 @@ import { outboxBench } from './bench/outbox.js'
 import { datapathBench } from './bench/datapath.js'
 import { tunnelBench } from './bench/tunnel.js'
 import { haBench, haMarkdown } from './bench/ha.js'
+import { clusterLeader, redundancyCost, redundancyMarkdown, SINGLE_TOPOLOGY } from './bench/redundancy-cost.js'
 import { devicesBench, devicesCurve, type DevicesOptions } from './bench/devices.js'
 import { curveSvg } from './bench/curve.js'
 import { backendsBench, backendsCurve } from './bench/backends.js'
@@ -92,7 +95,18 @@ const argv = await yargs(hideBin(process.argv))
     type: 'boolean',
     default: false,
     describe:
-      "only the failover matrix: each fault (stop, freeze, isolate) of each pair's active and standby member under the client's stream, the longest stall per round (minutes: about 20 s a fault)",
+      "only the failover matrix: each fault (stop, freeze, isolate) of each pair's active and standby member under the client's stream, the longest stall per round (minutes: about 20 s a fault); then, unless --tier or --fault narrows it, what redundancy costs (--redundancy-cost)",
+  })
+  .option('redundancy-cost', {
+    type: 'boolean',
+    default: false,
+    describe:
+      'only what redundancy costs: the full path and the lab at rest on the running (redundant) lab, on the single topology made in place (--single), and on the redundant again (about 15 minutes: hosts set aside, made and provisioned, then put back)',
+  })
+  .option('single', {
+    type: 'string',
+    default: SINGLE_TOPOLOGY,
+    describe: 'with --redundancy-cost or --ha: the single topology to compare with',
   })
   .option('rounds', { type: 'number', default: 5, describe: 'with --ha: rounds of the matrix (median and worst)' })
   .option('tier', { type: 'string', describe: 'with --ha: one pair alone, by its role (e.g. proxy)' })
@@ -220,18 +234,39 @@ async function haOnly() {
         : 'the topology has no pair (groups in topology.yaml): nothing fails over',
     )
   const lab = await openBenchLab(plan)
+  let ha: Awaited<ReturnType<typeof haBench>>
   try {
     log(`Failover matrix: ${groups.map((g) => g.name).join(', ')}, ${argv.rounds} rounds`)
     const faults: HostFault[] | undefined = argv.fault ? [argv.fault] : undefined
-    const ha = await haBench(lab, { rounds: argv.rounds, groups, ...(faults ? { faults } : {}) }, log)
-    writePart(
-      { label: argv.label, ha },
-      `Started ${new Date(Date.now() - ha.seconds * 1000).toISOString()}.\n\n${haMarkdown(ha)}`,
-    )
-    if (ha.readings.missing > 0) log('WARNING: some readings were not stored exactly once: see report.json')
+    ha = await haBench(lab, { rounds: argv.rounds, groups, ...(faults ? { faults } : {}) }, log)
   } finally {
     await lab.close()
   }
+  // The whole matrix asked: what the redundancy it proves costs, too.
+  const cost =
+    argv.tier || argv.fault ? undefined : await redundancyCost(plan, topologyFile, argv.single, costLoad(plan), log)
+  writePart(
+    { label: argv.label, ha, ...(cost ? { redundancy_cost: cost } : {}) },
+    `Started ${new Date(Date.now() - ha.seconds * 1000).toISOString()}.\n\n${haMarkdown(ha)}${cost ? `\n${redundancyMarkdown(cost)}` : ''}`,
+  )
+  if (ha.readings.missing > 0) log('WARNING: some readings were not stored exactly once: see report.json')
+}
+
+/** The load of the cost of redundancy: the ingest's, with the lab's own batch. */
+const costLoad = (plan: ReturnType<typeof loadPlan>) => ({
+  runs: o.runs,
+  duration: o.duration,
+  warmup: o.warmup,
+  devices: o.devices,
+  concurrency: o.concurrency,
+  batch: batchOf(plan),
+})
+
+/** --redundancy-cost: the redundant lab against the single topology, its own report. */
+async function redundancyOnly() {
+  const plan = loadPlan(topologyFile)
+  const cost = await redundancyCost(plan, topologyFile, argv.single, costLoad(plan), log)
+  writePart({ label: argv.label, redundancy_cost: cost }, redundancyMarkdown(cost))
 }
 
 /** --devices-curve: the open-loop devices curve alone, with its own report and SVG. */
@@ -285,6 +320,10 @@ try {
     await backendsOnly()
     process.exit(0)
   }
+  if (argv['redundancy-cost']) {
+    await redundancyOnly()
+    process.exit(0)
+  }
   if (argv.ha) {
     await haOnly()
     process.exit(0)
@@ -309,6 +348,8 @@ try {
     log(
       `Machine: ${m.cores} cores, ${m.memory_gib.toFixed(1)} GiB, kernel ${m.kernel}, ${m.provider}, IPsec ${m.ipsec_mode}`,
     )
+    // A database cluster must not fail over under the run's load (two busy cores): said by its leader and timeline before and after.
+    const leaderBefore = plan.services.db?.cluster ? await clusterLeader(lab) : undefined
     const measured = await ingestBench(lab, load, log)
     // With a database cluster: what its strict synchronous replication costs on the full path.
     const ingest = plan.services.db?.cluster
@@ -318,6 +359,7 @@ try {
     const tunnel = await tunnelBench(lab, o.runs, o.tunnelSeconds, log)
     const datapath = argv.smoke ? undefined : await datapathBench(lab, o.runs, o.tunnelSeconds, vmAccel().accel, log)
     const outbox = await outboxBench(lab, o.runs, argv.smoke ? 0.3 : 1, log)
+    const cluster = leaderBefore ? { before: leaderBefore, after: await clusterLeader(lab) } : undefined
     report = {
       label: argv.label,
       started: new Date(started).toISOString(),
@@ -328,6 +370,7 @@ try {
       tunnel,
       datapath,
       outbox,
+      ...(cluster ? { cluster } : {}),
     }
   } finally {
     await lab.close()

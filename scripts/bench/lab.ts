@@ -23,7 +23,11 @@ export interface BenchLab {
   close(): Promise<void>
 }
 
-export async function openBenchLab(plan: Plan): Promise<BenchLab> {
+/**
+ * `resumeClient: false`: the client stays paused after close (a measurement that is
+ * about to change the lab under it resumes it itself, once the lab is whole again).
+ */
+export async function openBenchLab(plan: Plan, o: { resumeClient?: boolean } = {}): Promise<BenchLab> {
   const hosts: Hosts = await connectHosts(plan.hosts, repoRoot)
   const touched = new Set<string>()
   const exec = (host: string, cmd: string, opts: { stdin?: string } = {}) =>
@@ -78,8 +82,9 @@ export async function openBenchLab(plan: Plan): Promise<BenchLab> {
         await removeRules(h)
         await exec(h, `rm -rf ${BENCH_DIR}`)
       }
-      for (const c of clients)
-        await sh(c, `curl -s -m 5 -X POST http://127.0.0.1:${CLIENT_CONTROL_PORT}/resume >/dev/null`)
+      if (o.resumeClient !== false)
+        for (const c of clients)
+          await sh(c, `curl -s -m 5 -X POST http://127.0.0.1:${CLIENT_CONTROL_PORT}/resume >/dev/null`)
       await hosts.close()
     },
   }

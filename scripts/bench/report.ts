@@ -50,6 +50,8 @@ export interface BenchReport {
   /** Kernel ESP against kernel-libipsec on the same gateways (VMs only). */
   datapath?: DatapathFigures
   outbox?: OutboxFigures[]
+  /** The database cluster's leader and timeline before and after the measurements (a failover under load would change them). */
+  cluster?: { before: string; after: string }
   bringup: BringUp
   /** Every run stored exactly what was acknowledged, and nothing went unacknowledged. */
   zero_loss: boolean
@@ -110,6 +112,12 @@ export function markdown(r: BenchReport): string {
     '',
     `On the hosts: Node.js ${m.node_on_hosts}, nginx ${m.nginx}, PostgreSQL ${m.postgresql}, strongSwan ${m.strongswan}. All hosts share the machine's cores: the load generator, both gateways, nginx, the backends and PostgreSQL compete for them.`,
     '',
+    ...(r.cluster
+      ? [
+          `The database cluster: ${r.cluster.before} before the measurements, ${r.cluster.after} after${r.cluster.before === r.cluster.after ? ': no failover under their load' : ': **it failed over under their load**'}.`,
+          '',
+        ]
+      : []),
     '## Ingest',
     '',
     `Signed readings from ${r.load.devices} simulated devices over ${r.load.concurrency} keep-alive connections (each sends its next reading when the last is answered), ${r.load.duration} s per run after ${r.load.warmup} s of warm-up. After each run the readings stored are counted against those acknowledged.`,

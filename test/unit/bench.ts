@@ -108,6 +108,13 @@ t.test('the report states the figures and the ratios', async (t) => {
   t.match(md, '| lan-direct | readings/s | 2000 (1900 to 2100) | 5000 (4900 to 5100) | +150 % |')
   t.match(md, '| lan-direct | p50 ms | 5.0 (4.8 to 5.3) | 2.0 (2.0 to 2.0) | -60 % |')
   t.match(markdown({ ...report, zero_loss: false }), 'SOME (see the JSON)')
+  t.notMatch(md, /database cluster/, 'without a cluster: no line about one')
+  const steady = { before: 'database-3 on timeline 2', after: 'database-3 on timeline 2' }
+  t.match(markdown({ ...report, cluster: steady }), /timeline 2 after: no failover under their load\./)
+  t.match(
+    markdown({ ...report, cluster: { ...steady, after: 'database-1 on timeline 3' } }),
+    /\*\*it failed over under their load\*\*/,
+  )
 })
 
 t.test('the chart draws a bar per figure, with whiskers where runs differ', async (t) => {
