@@ -171,7 +171,31 @@ export const dcsSettings = () => ({
   synchronous_mode: true,
   synchronous_mode_strict: true,
   synchronous_node_count: 1,
+  // WAL every member keeps for a former primary's rewind (patroni.yml says why). Patroni
+  // takes this one from etcd alone: a member's own file cannot set it.
+  postgresql: { parameters: { wal_keep_size: '1GB' } },
 })
+
+/** Does `have` hold every value of `want`, objects compared key by key (PATCH /config merges them so)? */
+function holds(have: unknown, want: unknown): boolean {
+  if (want && typeof want === 'object')
+    return Object.entries(want).every(([k, v]) =>
+      holds(have && typeof have === 'object' ? (have as Record<string, unknown>)[k] : undefined, v),
+    )
+  return have === want
+}
+
+/**
+ * The body of PATCH /config that makes the cluster's settings in etcd the provisioned
+ * ones, or undefined when they are. A cluster left in maintenance mode (`pause`: Patroni
+ * fails nothing over; a benchmark pauses it while it sets the cluster aside) is resumed
+ * too: the topology asks for a cluster that fails over.
+ */
+export function dcsPatch(have: Record<string, unknown>): Record<string, unknown> | undefined {
+  const want = dcsSettings()
+  const drifted = !holds(have, want) || have.pause === true
+  return drifted ? { ...want, pause: null } : undefined
+}
 
 export function patroniYml(ctx: Context, version: string): string {
   const c = cluster(ctx)
@@ -297,16 +321,16 @@ const clusterSteps: Step[] = (
     // bootstrap.dcs in patroni.yml applies when the cluster is made; a running cluster's
     // settings live in etcd and change through the REST API (PATCH /config).
     converge(
-      "Ensure the cluster's replication mode and timings (Patroni's settings in etcd)",
+      "Ensure the cluster's replication mode and timings, failing over (Patroni's settings in etcd, not paused)",
       async (ctx) => {
         const r = await ctx.host.exec(`curl -fsS --max-time 5 ${restUrl(ctx)}/config`, { check: false })
         if (r.code !== 0) return false
-        const have = JSON.parse(r.stdout) as Record<string, unknown>
-        return Object.entries(dcsSettings()).every(([k, v]) => have[k] === v)
+        return !dcsPatch(JSON.parse(r.stdout) as Record<string, unknown>)
       },
       async (ctx) => {
+        const r = await ctx.host.exec(`curl -fsS --max-time 5 ${restUrl(ctx)}/config`)
         await ctx.host.exec(`curl -fsS --max-time 10 -K - ${restUrl(ctx)}/config >/dev/null`, {
-          stdin: patroniPatch(ctx.stateDir, dcsSettings()),
+          stdin: patroniPatch(ctx.stateDir, dcsPatch(JSON.parse(r.stdout) as Record<string, unknown>) ?? dcsSettings()),
         })
       },
     ),

@@ -144,7 +144,10 @@ export async function haBench(
                       `curl -fsS -o /dev/null --max-time 2 http://${own}:${cluster.patroniPort}/health`,
                     )
                   ).code === 0),
-              cluster ? 180_000 : 90_000,
+              // A member cloned again from the leader (its rewind not possible) copies the
+              // whole database first: minutes on a lab with a history (2.4 million
+              // readings: over 3 minutes here, 6 Dec 2026).
+              cluster ? 900_000 : 90_000,
               500,
             )
             await flowingAfter(`${victim.name} back`, (await control('/status')).sent)

@@ -363,7 +363,11 @@ export async function redundancyCost(
           leaders.after = await clusterLeader(lab)
           log(`  the database cluster: ${leaders.before} before, ${leaders.after} after`)
         })
-        .catch((e: Error) => log(`  Patroni's maintenance mode: ${e.message}`))
+        .catch((e: Error) =>
+          log(
+            `  the database cluster may still be paused (Patroni fails nothing over while it is): ${e.message}; \`npm run provision\` resumes it`,
+          ),
+        )
         .finally(() => lab.close())
     }
     await provisionWith(labEnv, 'the lab with its own topology')

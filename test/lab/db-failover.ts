@@ -126,6 +126,38 @@ if (opened) {
   }
 
   /**
+   * As a busy cluster has it: while the old primary is down, the new leader writes
+   * `mb` MB of WAL (logical messages: no table, nothing to clean up), the standby has
+   * it, and a CHECKPOINT removes what the leader need not keep. The old primary comes
+   * back by a rewind whose replay starts at its own last checkpoint, before the
+   * failover: the leader must still have the WAL from there (wal_keep_size). With 256 MB
+   * kept, such a member waited forever for a segment already removed (the failover
+   * bench, 6 Dec 2026).
+   */
+  const writeWhileDown = async (t: Test, leader: Host, mb: number) => {
+    const start = await psqlOn(leader, 'SELECT pg_current_wal_lsn();')
+    await psqlOn(
+      leader,
+      `SELECT count(pg_logical_emit_message(false, 'lab-test', repeat('x', 1048576))) FROM generate_series(1, ${mb});`,
+    )
+    const end = await psqlOn(leader, 'SELECT pg_current_wal_lsn();')
+    await waitFor(
+      `the standby to replay ${leader.name}'s WAL up to ${end}`,
+      async () =>
+        (await psqlOn(leader, `SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= '${end}';`)) === '1',
+      120_000,
+      500,
+    )
+    await psqlOn(leader, 'CHECKPOINT;')
+    const written = Number(await psqlOn(leader, `SELECT pg_wal_lsn_diff('${end}', '${start}');`))
+    // More than the 256 MB that used to be kept: else the scenario would not show the fix.
+    t.ok(
+      written > 256 * 2 ** 20,
+      `${leader.name} wrote ${(written / 2 ** 20).toFixed(0)} MB of WAL while the old primary was down, checkpointed`,
+    )
+  }
+
+  /**
    * cutRewind: while the old primary is still cut off, its data directory is left as a
    * power cut in the middle of pg_rewind leaves it (its WAL and timeline history files
    * emptied: what the failover bench's standby stop did to database-1 on 6 Dec 2026),
@@ -133,7 +165,11 @@ if (opened) {
    * must be cloned again from the leader. Otherwise it must come back by pg_rewind, not
    * by a clone (which would hide a broken rewind).
    */
-  const scenario = (fault: HostFault, title: string, opts: { cutRewind?: boolean } = {}): void => {
+  const scenario = (
+    fault: HostFault,
+    title: string,
+    opts: { cutRewind?: boolean; writtenWhileDownMb?: number } = {},
+  ): void => {
     void t.test(title, async (t) => {
       await acknowledgedAfter(lab, 'before the fault', (await clientStatus(lab)).sent, 60_000)
       const victim = await lab.activeMember(group.name)
@@ -258,6 +294,7 @@ if (opened) {
       // former primary must not take the leader key back (Patroni 3.0.2's etcd v3 path
       // did, seconds after it rejoined: why the lab uses etcd's v2 API). Watched for two
       // of the key's lifetimes, then every reading of the scenario is checked again.
+      if (opts.writtenWhileDownMb) await writeWhileDown(t, survivor, opts.writtenWhileDownMb)
       const back = await markStream(lab)
       await clearFault(lab.plan, victim, log)
       if (opts.cutRewind) await lab.sh(victim.name, 'systemctl start patroni')
@@ -306,7 +343,8 @@ if (opened) {
 
   scenario(
     'stop',
-    'the database primary stops hard under the stream: another member leads while it is down, every reading once',
+    'the database primary stops hard under the stream: another member leads while it is down and writes 300 MB, every reading once; back, it follows',
+    { writtenWhileDownMb: 300 },
   )
   scenario(
     'isolate',

@@ -11,6 +11,7 @@ import { repoRoot, topologyFile } from '../../provision/paths.js'
 import { loadPlan, type Host } from '../../provision/plan.js'
 import {
   db,
+  dcsPatch,
   dcsSettings,
   etcdDefaults,
   patroniPatch,
@@ -66,6 +67,14 @@ t.test(
     )
     t.match(dcs, dcsSettings(), 'what the provisioner keeps in etcd is what a new cluster starts with')
     t.equal(y.postgresql.listen, '127.0.0.1,10.20.0.32,10.20.0.30:5432', 'its own address and the virtual one')
+    const mb = (size: string) => Number(/^(\d+)(MB|GB)$/.exec(size)![1]) * (size.endsWith('GB') ? 1024 : 1)
+    const local = y.postgresql.parameters as Record<string, string>
+    const keep = dcsSettings().postgresql.parameters.wal_keep_size
+    t.ok(
+      mb(keep) - mb(local.max_wal_size) >= 512,
+      "a former primary's rewind replays from its last checkpoint (at most max_wal_size back): the new leader keeps that and 512 MB more",
+    )
+    t.equal(local.wal_keep_size, undefined, 'not in the member’s own file: Patroni would ignore it there')
     t.equal(y.postgresql.connect_address, '10.20.0.32:5432')
     t.equal(y.restapi.listen, '10.20.0.32:8008')
     t.ok(y.restapi.authentication.password.length >= 32, 'changes through the REST API need the generated password')
@@ -153,5 +162,37 @@ t.test(
     t.match(config, /^user = "patroni:[^"\s]{32,}"$/m, 'the generated password')
     t.match(config, /^data = "\{\\"synchronous_mode\\":false\}"$/m, "the body, its quotes escaped for curl's config")
     t.match(config, /^request = "PATCH"$/m)
+  },
+)
+
+t.test(
+  "the cluster's settings in etcd: drift and a paused cluster are patched back, the provisioned ones left alone",
+  async (t) => {
+    t.equal(dcsPatch(dcsSettings()), undefined, 'as provisioned: nothing to send')
+    t.equal(dcsPatch({ ...dcsSettings(), pause: false }), undefined, 'resumed by patronictl (pause false): nothing')
+    t.same(
+      dcsPatch({ ...dcsSettings(), pause: true }),
+      { ...dcsSettings(), pause: null },
+      'paused: resumed (the key removed)',
+    )
+    t.same(dcsPatch({ ...dcsSettings(), ttl: 30 }), { ...dcsSettings(), pause: null }, 'another ttl: set back')
+    t.same(dcsPatch({}), { ...dcsSettings(), pause: null }, 'nothing set: everything sent')
+    const bootstrapped = {
+      ...dcsSettings(),
+      postgresql: { use_pg_rewind: true, parameters: { wal_level: 'replica', wal_keep_size: '256MB' } },
+    }
+    t.same(
+      dcsPatch(bootstrapped),
+      { ...dcsSettings(), pause: null },
+      'a nested value drifted (a cluster made before): patched',
+    )
+    t.equal(
+      dcsPatch({
+        ...bootstrapped,
+        postgresql: { ...bootstrapped.postgresql, parameters: { wal_level: 'replica', wal_keep_size: '1GB' } },
+      }),
+      undefined,
+      'what else etcd holds beside the provisioned values is left alone',
+    )
   },
 )
