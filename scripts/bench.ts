@@ -225,6 +225,7 @@ function writePart(json: object, md: string, files: Record<string, string> = {})
 
 /** --ha: the failover matrix alone, with its own report. */
 async function haOnly() {
+  const started = new Date().toISOString()
   const plan = loadPlan(topologyFile)
   const groups = plan.vrrp.filter((g) => !argv.tier || g.role === argv.tier)
   if (groups.length === 0)
@@ -247,7 +248,7 @@ async function haOnly() {
     argv.tier || argv.fault ? undefined : await redundancyCost(plan, topologyFile, argv.single, costLoad(plan), log)
   writePart(
     { label: argv.label, ha, ...(cost ? { redundancy_cost: cost } : {}) },
-    `Started ${new Date(Date.now() - ha.seconds * 1000).toISOString()}.\n\n${haMarkdown(ha)}${cost ? `\n${redundancyMarkdown(cost)}` : ''}`,
+    `Started ${started}.\n\n${haMarkdown(ha)}${cost ? `\n${redundancyMarkdown(cost)}` : ''}`,
   )
   if (ha.readings.missing > 0) log('WARNING: some readings were not stored exactly once: see report.json')
 }
