@@ -136,6 +136,10 @@ if (lab) {
       )
       const [row] = await sql(lab, 'SHOW synchronous_standby_names;')
       t.not(row?.[0] ?? '', '', 'and put back: the primary waits for a synchronous standby again')
+      // The cluster's leader and timeline, read before and after the measurements: a
+      // failover under the bench's load (two busy cores) would change them.
+      t.match(r.cluster?.before, /^database-\d on timeline \d+$/, `the cluster's leader before: ${r.cluster?.before}`)
+      t.equal(r.cluster?.after, r.cluster?.before, 'the same after: no failover under the load')
     }
     t.equal(r.zero_loss, true, 'no reading lost or duplicated')
     t.ok(
