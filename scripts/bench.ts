@@ -253,15 +253,8 @@ async function haOnly() {
   if (ha.readings.missing > 0) log('WARNING: some readings were not stored exactly once: see report.json')
 }
 
-/** The load of the cost of redundancy: the ingest's, with the lab's own batch. */
-const costLoad = (plan: ReturnType<typeof loadPlan>) => ({
-  runs: o.runs,
-  duration: o.duration,
-  warmup: o.warmup,
-  devices: o.devices,
-  concurrency: o.concurrency,
-  batch: batchOf(plan),
-})
+/** The load of the cost of redundancy: the ingest's, with the lab's own batch (as the backends curve's). */
+const costLoad = (plan: ReturnType<typeof loadPlan>) => ({ ...o, batch: batchOf(plan) })
 
 /** --redundancy-cost: the redundant lab against the single topology, its own report. */
 async function redundancyOnly() {

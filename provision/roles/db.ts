@@ -192,10 +192,12 @@ function holds(have: unknown, want: unknown): boolean {
  * too: the topology asks for a cluster that fails over.
  */
 export function dcsPatch(have: Record<string, unknown>): Record<string, unknown> | undefined {
-  const want = dcsSettings()
-  const drifted = !holds(have, want) || have.pause === true
-  return drifted ? { ...want, pause: null } : undefined
+  const drifted = !holds(have, dcsSettings()) || have.pause === true
+  return drifted ? dcsBody() : undefined
 }
+
+/** What the provisioner sends when the settings drifted: its own, and out of maintenance mode. */
+const dcsBody = () => ({ ...dcsSettings(), pause: null })
 
 export function patroniYml(ctx: Context, version: string): string {
   const c = cluster(ctx)
@@ -328,9 +330,8 @@ const clusterSteps: Step[] = (
         return !dcsPatch(JSON.parse(r.stdout) as Record<string, unknown>)
       },
       async (ctx) => {
-        const r = await ctx.host.exec(`curl -fsS --max-time 5 ${restUrl(ctx)}/config`)
         await ctx.host.exec(`curl -fsS --max-time 10 -K - ${restUrl(ctx)}/config >/dev/null`, {
-          stdin: patroniPatch(ctx.stateDir, dcsPatch(JSON.parse(r.stdout) as Record<string, unknown>) ?? dcsSettings()),
+          stdin: patroniPatch(ctx.stateDir, dcsBody()),
         })
       },
     ),

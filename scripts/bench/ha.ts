@@ -14,6 +14,7 @@ import { serviceName, type Host, type VrrpGroup } from '../../provision/plan.js'
 import { clearFault, HOST_FAULTS, makeFault, type HostFault } from '../lib/host-faults.js'
 import { holdersOf, holdsAddress, type Run } from '../lib/vrrp-holders.js'
 import type { BenchLab } from './lab.js'
+import { telemetrySql } from './ingest.js'
 import { figure, type Figure } from './stats.js'
 
 /** How long a fault is held at least: a standby's fault has no stall to wait for. */
@@ -71,12 +72,7 @@ export async function haBench(
     JSON.parse(
       await lab.must(client.name, `curl -s -f -m 5 -X ${method} http://127.0.0.1:${CLIENT_CONTROL_PORT}${path}`),
     ) as Status
-  const sql = async (query: string) =>
-    (
-      await lab.must(db, 'runuser -u postgres -- psql -X -At -F "|" -v ON_ERROR_STOP=1 -d telemetry', {
-        stdin: query,
-      })
-    ).trim()
+  const sql = async (query: string) => (await telemetrySql(lab, query)).trim()
   const flowingAfter = (what: string, sent: number) =>
     waitFor(`${what}: readings acknowledged again`, async () => (await control('/status')).sent > sent, 60_000, 250)
   const run: Run = (h, c) => lab.sh(h, c)

@@ -88,14 +88,17 @@ export async function settleLoad(lab: BenchLab, host: string, url: string, o: Lo
   )
 }
 
+/** SQL on the telemetry database that serves (a cluster's primary), as postgres; its rows as psql prints them unaligned ('|' between fields). */
+export const telemetrySql = (lab: BenchLab, sql: string) =>
+  lab.must(serviceName(lab.plan, 'db')!, 'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry', {
+    stdin: sql,
+  })
+
 /** The run's readings in the database, by the backend that stored each. */
 export async function storedSince(lab: BenchLab, base: number): Promise<Record<string, number>> {
-  const out = await lab.must(
-    serviceName(lab.plan, 'db')!,
-    'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry',
-    {
-      stdin: `SELECT backend, count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000} GROUP BY backend ORDER BY backend;`,
-    },
+  const out = await telemetrySql(
+    lab,
+    `SELECT backend, count(*) FROM readings WHERE device_id LIKE 'bench-%' AND seq > ${base} AND seq <= ${base + 10_000_000} GROUP BY backend ORDER BY backend;`,
   )
   return Object.fromEntries(
     out

@@ -18,14 +18,14 @@ import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { parse, stringify } from 'yaml'
-import { clientOf, hostsWithRole, loadPlan, serviceName, type Host, type Plan } from '../../provision/plan.js'
+import { clientOf, hostsWithRole, loadPlan, type Host, type Plan } from '../../provision/plan.js'
 import { repoRoot, stateDir } from '../../provision/paths.js'
 import { waitFor } from '../../provision/lib/wait.js'
 import { patroniPatch } from '../../provision/roles/db.js'
 import { clearFault, makeFault } from '../lib/host-faults.js'
 import { machineOf } from '../lib/providers.js'
 import { cpuSample, tierCpu, tiersDuring, type TierCpu } from './cpu.js'
-import { runScenario, settleLoad, type LoadOptions, type Scenario } from './ingest.js'
+import { runScenario, settleLoad, telemetrySql, type LoadOptions, type Scenario } from './ingest.js'
 import { openBenchLab, type BenchLab } from './lab.js'
 import { figure, type Figure } from './stats.js'
 import { freeAddress, provisionWith, usedAddresses, type RawTopology } from './topology-copy.js'
@@ -189,13 +189,14 @@ async function measureSide(lab: BenchLab, topology: string, o: LoadOptions, log:
       async (h) => Number((await lab.sh(h.name, "ps -eo rss= | awk '{s+=$1} END {print s+0}'")).stdout.trim()) || 0,
     ),
   )
+  const memory_mib = Math.round(kib.reduce((a, b) => a + b, 0) / 1024)
   const rest = {
     tiers,
     cores: Math.round(tiers.reduce((s, x) => s + x.cores, 0) * 100) / 100,
     seconds: Math.round(wall),
   }
   log(
-    `  ${topology} at rest: ${rest.cores.toFixed(2)} cores (${tiers.map((x) => `${x.tier} ${x.cores.toFixed(2)}`).join(', ')}), ${Math.round(kib.reduce((a, b) => a + b, 0) / 1024)} MiB resident`,
+    `  ${topology} at rest: ${rest.cores.toFixed(2)} cores (${tiers.map((x) => `${x.tier} ${x.cores.toFixed(2)}`).join(', ')}), ${memory_mib} MiB resident`,
   )
   return {
     topology,
@@ -204,17 +205,12 @@ async function measureSide(lab: BenchLab, topology: string, o: LoadOptions, log:
     full,
     load,
     rest,
-    memory_mib: Math.round(kib.reduce((a, b) => a + b, 0) / 1024),
+    memory_mib,
   }
 }
 
-const psql = (lab: BenchLab, sql: string) =>
-  lab.must(serviceName(lab.plan, 'db')!, 'runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d telemetry', {
-    stdin: sql,
-  })
-
 /** Rows in the readings table, on the database that serves (a cluster's primary). */
-const readingsRows = async (lab: BenchLab) => Number((await psql(lab, 'SELECT count(*) FROM readings;')).trim())
+const readingsRows = async (lab: BenchLab) => Number((await telemetrySql(lab, 'SELECT count(*) FROM readings;')).trim())
 
 /**
  * Give the single lab's new database as many readings as the cluster holds: inserting
@@ -226,7 +222,7 @@ async function fillTo(lab: BenchLab, rows: number, devices: number, log: (m: str
   const missing = rows - (await readingsRows(lab))
   if (missing <= 0) return
   const t0 = Date.now()
-  await psql(
+  await telemetrySql(
     lab,
     `INSERT INTO readings (device_id, seq, time, value, digest, backend) SELECT 'filler-' || (g % ${devices}), g, now(), 0, md5(g::text), 'filler' FROM generate_series(1, ${missing}) g; VACUUM (ANALYZE) readings;`,
   )
@@ -294,13 +290,10 @@ export async function redundancyCost(
   log: (m: string) => void,
 ): Promise<RedundancyCost> {
   const started = Date.now()
-  const raw = parse(fs.readFileSync(labTopology, 'utf8')) as RawTopology
-  const shift = topologyShift(raw, parse(fs.readFileSync(singleTopology, 'utf8')) as RawTopology)
-  const { raw: singleRaw, moved } = clearOfSetAside(
-    plan,
-    parse(fs.readFileSync(singleTopology, 'utf8')) as RawTopology,
-    shift,
-  )
+  const read = (f: string) => parse(fs.readFileSync(f, 'utf8')) as RawTopology
+  const asGiven = read(singleTopology)
+  const shift = topologyShift(read(labTopology), asGiven)
+  const { raw: singleRaw, moved } = clearOfSetAside(plan, asGiven, shift)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-single-'))
   const file = path.join(dir, 'topology.yaml')
   fs.writeFileSync(file, stringify(singleRaw))
@@ -326,17 +319,21 @@ export async function redundancyCost(
     }
   }
   await measureOn(plan, 'redundant', false)
-  // What the cluster holds as it is set aside (the client is paused: nothing more comes).
-  const counting = await openBenchLab(plan, { resumeClient: false })
-  const held = await readingsRows(counting).finally(() => counting.close())
   const cluster = (plan.services.db?.members ?? []).map((m) => m.host).filter((h) => shift.setAside.includes(h))
   const leaders = { before: '', after: '' }
+  let held = 0
   let singleSide: Side
   try {
-    if (cluster.length) {
-      const lab = await openBenchLab(plan, { resumeClient: false })
-      leaders.before = await clusterLeader(lab)
-      await patroniPause(lab, true, cluster).finally(() => lab.close())
+    const lab = await openBenchLab(plan, { resumeClient: false })
+    try {
+      // What the cluster holds as it is set aside (the client is paused: nothing more comes).
+      held = await readingsRows(lab)
+      if (cluster.length) {
+        leaders.before = await clusterLeader(lab)
+        await patroniPause(lab, true, cluster)
+      }
+    } finally {
+      await lab.close()
     }
     for (const name of shift.setAside) {
       await makeFault(plan, host(name), 'isolate', log)

@@ -290,11 +290,11 @@ if (opened) {
         `longest stall in storage: ${gap} s (${victim.name} ${fault}; goal for the database: at most ${GOAL_S} s)`,
       )
 
+      if (opts.writtenWhileDownMb) await writeWhileDown(t, survivor, opts.writtenWhileDownMb)
       // Back: it rejoins as a replica of the new primary (rewound), and stays one: a
       // former primary must not take the leader key back (Patroni 3.0.2's etcd v3 path
       // did, seconds after it rejoined: why the lab uses etcd's v2 API). Watched for two
       // of the key's lifetimes, then every reading of the scenario is checked again.
-      if (opts.writtenWhileDownMb) await writeWhileDown(t, survivor, opts.writtenWhileDownMb)
       const back = await markStream(lab)
       await clearFault(lab.plan, victim, log)
       if (opts.cutRewind) await lab.sh(victim.name, 'systemctl start patroni')
