@@ -346,7 +346,11 @@ export function sitesMarkdown(r: SitesReport): string {
   const lines = [
     '## Sites against the hub',
     '',
-    `A site farm (one container, each site with its own outer address, certificate from the lab CA and LAN) against the real hub, which serves all of them with one connection; the same proposals and timers as the lab's own site (DPD after ${r.dpd_s} s of silence). Memory and CPU are the active hub's charon (userspace ESP here: kernel-libipsec). Bring-up: from the farm's sites loaded (each initiating at once; the farm's charon already running with their credentials) to every IKE SA established on the hub. Restarts: every site back on the hub after its charon was restarted (graceful) or killed (crashed; systemd starts it again).`,
+    `A site farm (one container, each site with its own outer address, certificate from the lab CA and LAN) against the real hub, which serves all of them with one connection; the same proposals and timers as the lab's own site (DPD after ${r.dpd_s} s of silence). ${
+      r.esp === 'kernel'
+        ? "The hub's ESP is its own kernel's (VM gateways): memory, idle CPU and the bring-up's are the active hub's charon; the CPU per 1000 readings is the hub's whole VM (the kernel does the ESP, charon would show none), from its /proc/stat."
+        : "Memory and CPU are the active hub's charon (userspace ESP here: kernel-libipsec), which does the ESP too."
+    } Bring-up: from the farm's sites loaded (each initiating at once; the farm's charon already running with their credentials) to every IKE SA established on the hub. Restarts: every site back on the hub after its charon was restarted (graceful) or killed (crashed; systemd starts it again).`,
     '',
     `The hub's crypto, measured in this run (\`openssl speed\`): X25519 ${r.crypto.x25519}/s, Ed25519 sign ${r.crypto.ed25519_sign}/s and verify ${r.crypto.ed25519_verify}/s: at most **${ceiling} IKE setups/s per core** (two X25519, one signature, two verifications each); the goal is 10 % of it, ${Math.round(ceiling / 10)}/s.`,
     '',

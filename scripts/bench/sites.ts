@@ -17,6 +17,7 @@ import { waitFor } from '../../provision/lib/wait.js'
 import { farmCredentials, ikeIdentity, pkiPaths } from '../../provision/pki.js'
 import { stateDir, topologyFile } from '../../provision/paths.js'
 import { ESP_PROPOSALS, IKE_PROPOSALS, IKE_TIMERS, farmIdentity } from '../../provision/roles/gateway.js'
+import { providerOps } from '../lib/providers.js'
 import { procCpu } from './cpu.js'
 import { fitLine, type Curve, type LineFit } from './curve.js'
 import { runScenario, type LoadOptions } from './ingest.js'
@@ -160,13 +161,19 @@ export interface SitesPoint {
   hub_rss_mib: number
   /** charon's CPU on the active hub with every site idle (DPD alone), cores. */
   idle_cores: number
-  /** charon's CPU on the active hub per 1000 readings of the lab's own site: its tunnel set up before the farm's, and after. */
+  /**
+   * The hub's CPU per 1000 readings of the lab's own site, its tunnel set up before the
+   * farm's, and after: charon's with userspace ESP (it does the ESP), the whole VM's with
+   * kernel ESP (the kernel does it; charon would show nothing).
+   */
   ms_per_1000_readings: { first: number; last: number } | null
   /** Every site back on the hub after its charon restarts; null: not within the bound. */
   restart_s: { graceful: number | null; crashed: number | null }
 }
 
 export interface SitesReport {
+  /** Who does the hub's ESP: charon (kernel-libipsec, containers) or the hub's own kernel (VMs). */
+  esp: 'userspace' | 'kernel'
   crypto: CryptoSpeed
   dpd_s: number
   points: SitesPoint[]
@@ -182,6 +189,20 @@ async function hubCharon(lab: BenchLab): Promise<{ rss_mib: number; cpu_s: numbe
   const cpu = procCpu(out.trim().split('\n').pop()!)
   if (!rss || !cpu) throw new Error(`cannot read charon's memory and CPU on the hub: ${out}`)
   return { rss_mib: Number(rss[1]) / 1024, cpu_s: cpu.cpu_s }
+}
+
+/**
+ * The active hub's whole CPU seconds so far (busy: user, nice, system, irq, softirq), from
+ * its own /proc/stat: a VM's, with its own kernel. (A container's /proc/stat is this
+ * machine's: not asked there.)
+ */
+async function hubHostCpu(lab: BenchLab): Promise<number> {
+  const out = await lab.must('hub', 'getconf CLK_TCK; head -1 /proc/stat')
+  const [hz, cpu] = out.trim().split('\n')
+  const f = cpu.trim().split(/\s+/).slice(1).map(Number)
+  if (!(Number(hz) > 0) || f.length < 7 || f.some((x) => !Number.isFinite(x)))
+    throw new Error(`cannot read the hub's CPU from /proc/stat: ${out}`)
+  return (f[0] + f[1] + f[2] + f[5] + f[6]) / Number(hz)
 }
 
 /** The farm's charon's CPU seconds so far. */
@@ -237,12 +258,17 @@ async function secondsUntil(
   }
 }
 
-/** Sum of charon CPU on the active hub while `fn` runs, and its result. */
-async function hubCpuDuring<T>(lab: BenchLab, fn: () => Promise<T>): Promise<{ cpu_s: number; result: T }> {
-  const a = await hubCharon(lab)
+/** The hub's CPU while `fn` runs (charon's, or the whole VM's with kernel ESP), and its result. */
+async function hubCpuDuring<T>(
+  lab: BenchLab,
+  esp: SitesReport['esp'],
+  fn: () => Promise<T>,
+): Promise<{ cpu_s: number; result: T }> {
+  const read = async () => (esp === 'kernel' ? hubHostCpu(lab) : (await hubCharon(lab)).cpu_s)
+  const a = await read()
   const result = await fn()
-  const b = await hubCharon(lab)
-  return { cpu_s: b.cpu_s - a.cpu_s, result }
+  const b = await read()
+  return { cpu_s: b - a, result }
 }
 
 export interface SitesOptions {
@@ -261,6 +287,7 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
   const max = Math.max(...o.sites)
   const points: SitesPoint[] = []
   let crypto: CryptoSpeed | undefined
+  let esp: SitesReport['esp'] = 'userspace'
   let stopped: string | undefined
   log(`Sites: a site farm (${host}) with ${o.sites.join(', ')} sites against the hub, added as data`)
   await withTopologyCopy(
@@ -272,6 +299,11 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
       if (max > farmCapacity(farm)) throw new Error(`${max} sites: the farm's ranges hold ${farmCapacity(farm)}`)
       const sites = Array.from({ length: max }, (_, i) => farmSite(farm, bigger.name, i + 1))
       const tunnel = bigger.vpn!.tunnels[0]
+      const hubHost = bigger.hosts.find((h) => h.name === tunnel.hubMembers[0])!
+      esp = providerOps(hubHost.provider).ownKernel ? 'kernel' : 'userspace'
+      log(
+        `  the hub's ESP: ${esp === 'kernel' ? `its own kernel's (${hubHost.provider})` : "charon's (kernel-libipsec)"}`,
+      )
       crypto = parseOpensslSpeed(await lab.must('hub', 'openssl speed -seconds 2 ecdhx25519 ed25519 2>/dev/null'))
       log(
         `  the hub's crypto: X25519 ${crypto.x25519}/s, Ed25519 sign ${crypto.ed25519_sign}/s verify ${crypto.ed25519_verify}/s: at most ${crypto.setups_per_core} IKE setups/s per core`,
@@ -302,7 +334,7 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
 
       /** CPU per 1000 readings of the lab's own site, through the hub's charon. */
       const perReadings = async (label: string) => {
-        const { cpu_s, result } = await hubCpuDuring(lab, () =>
+        const { cpu_s, result } = await hubCpuDuring(lab, esp, () =>
           runScenario(
             lab,
             {
@@ -405,6 +437,7 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
     { touches: plan.vpn.tunnels[0].hubMembers },
   )
   return {
+    esp,
     crypto: crypto!,
     dpd_s: IKE_TIMERS.dpdS,
     points,
@@ -473,7 +506,10 @@ export function sitesCurves(r: SitesReport): Curve[] {
       ],
     },
     {
-      title: "The hub's charon per 1000 readings of the lab's own site (ms of CPU)",
+      title:
+        r.esp === 'kernel'
+          ? "The hub (its whole VM: the kernel does the ESP) per 1000 readings of the lab's own site (ms of CPU)"
+          : "The hub's charon per 1000 readings of the lab's own site (ms of CPU)",
       x: 'sites',
       y: 'ms',
       fit: true,

@@ -15,11 +15,13 @@ import {
   farmConf,
   farmSite,
   parseOpensslSpeed,
+  sitesCurves,
   sitesFits,
   withSiteFarm,
   type SitesPoint,
 } from '../../scripts/bench/sites.js'
 import type { RawTopology } from '../../scripts/bench/topology-copy.js'
+import { sitesMarkdown } from '../../scripts/bench/report.js'
 
 const plan = loadPlan(topologyFile)
 const raw = () => parse(fs.readFileSync(topologyFile, 'utf8')) as RawTopology
@@ -203,6 +205,36 @@ t.test('the lines are fitted over the points with sites: the hub without any is 
   t.equal(Math.round(fits.ms_per_1000_first!.slope * 100) / 100, 0.1)
   t.equal(fits.restart_crashed_s!.slope, 0, 'flat where it is flat')
 })
+
+t.test(
+  "the report says whose CPU the readings cost: charon's with userspace ESP, the whole VM's with kernel ESP",
+  async (t) => {
+    const point: SitesPoint = {
+      sites: 10,
+      bringup_s: 1,
+      established: 10,
+      child_sas: 10,
+      setups_per_s: 10,
+      bringup_cores: { hub: 0.1, farm: 0.1 },
+      hub_rss_mib: 20,
+      idle_cores: 0.001,
+      ms_per_1000_readings: { first: 50, last: 60 },
+      restart_s: { graceful: 2, crashed: 3 },
+    }
+    const crypto = parseOpensslSpeed(
+      'op      op/s\n 253 bits ecdh (X25519)   0.0000s  36900.0\nsign verify sign/s verify/s\n 253 bits EdDSA (Ed25519)   0.0000s   0.0001s  32100.0  11800.0\n',
+    )
+    const report = (esp: 'kernel' | 'userspace') => ({ esp, crypto, dpd_s: 5, points: [point], fits: {} })
+    t.match(sitesMarkdown(report('kernel')), /the CPU per 1000 readings is the hub's whole VM/)
+    t.notMatch(sitesMarkdown(report('kernel')), /which does the ESP too/)
+    t.match(
+      sitesMarkdown(report('userspace')),
+      /charon \(userspace ESP here: kernel-libipsec\), which does the ESP too/,
+    )
+    t.match(sitesCurves(report('kernel'))[3].title, /its whole VM/)
+    t.match(sitesCurves(report('userspace'))[3].title, /^The hub's charon per 1000 readings/)
+  },
+)
 
 t.test('the single topology takes a farm too: its one hub serves it', async (t) => {
   const file = path.join(path.dirname(topologyFile), 'topology.single.yaml')
