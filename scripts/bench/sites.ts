@@ -159,8 +159,8 @@ export interface SitesPoint {
   bringup_cores: { hub: number; farm: number }
   /** charon's resident memory on the active hub, MiB, with every site up. */
   hub_rss_mib: number
-  /** charon's CPU on the active hub with every site idle (DPD alone), cores. */
-  idle_cores: number
+  /** charon's CPU on the active hub with every site idle (DPD alone), cores; null: not all came up (not idle). */
+  idle_cores: number | null
   /**
    * The hub's CPU per 1000 readings of the lab's own site, its tunnel set up before the
    * farm's, and after: charon's with userspace ESP (it does the ESP), the whole VM's with
@@ -383,6 +383,26 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
         log(
           `  ${n} sites: ${bringup === null ? `${up.ike} of ${n} up after ${o.boundS} s` : `up in ${bringup.toFixed(1)} s`} (${up.child} child SAs; cores over it: hub ${bringupCores.hub}, farm ${bringupCores.farm})`,
         )
+        if (bringup === null) {
+          // Not all came up: the rest are still trying, so nothing after is what it
+          // measures (idle, the lab site's readings among N sites, N back after a
+          // restart), and the lab's own site may not get through either. What was
+          // measured is kept, and the curve stops here with the reason.
+          points.push({
+            sites: n,
+            bringup_s: null,
+            established: up.ike,
+            child_sas: up.child,
+            setups_per_s: null,
+            bringup_cores: bringupCores,
+            hub_rss_mib: Math.round((await hubCharon(lab)).rss_mib * 10) / 10,
+            idle_cores: null,
+            ms_per_1000_readings: null,
+            restart_s: { graceful: null, crashed: null },
+          })
+          stopped = `${n} sites: ${up.ike} came up within ${o.boundS} s`
+          break
+        }
         // Idle: DPD alone (the lab's client is paused by the bench).
         const a = await hubCharon(lab)
         await new Promise((r) => setTimeout(r, o.idleS * 1000))
@@ -425,10 +445,6 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
         log(
           `    hub charon ${point.hub_rss_mib} MiB, idle ${point.idle_cores} cores; per 1000 readings ${first} ms (first), ${last} ms (last); back after a restart ${point.restart_s.graceful ?? '-'} s, a crash ${point.restart_s.crashed ?? '-'} s`,
         )
-        if (bringup === null) {
-          stopped = `${n} sites: ${up.ike} came up within ${o.boundS} s`
-          break
-        }
       }
       await farmDown()
     },
