@@ -466,8 +466,9 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
 export function sitesFits(points: SitesPoint[]): SitesReport['fits'] {
   const line = (key: keyof SitesReport['fits'], y: (p: SitesPoint) => number | null | undefined) => {
     // Over the points with sites: the hub without any is the table's reference row (a
-    // charon that served more sites before keeps its heap until it restarts).
-    const ps = points.filter((p) => p.sites > 0).map((p) => ({ x: p.sites, y: y(p) ?? NaN }))
+    // charon that served more sites before keeps its heap until it restarts). And only
+    // where every site came up: where the curve stopped, the sites were not there to cost.
+    const ps = points.filter((p) => p.sites > 0 && p.bringup_s !== null).map((p) => ({ x: p.sites, y: y(p) ?? NaN }))
     try {
       return { [key]: fitLine(ps) }
     } catch {

@@ -204,6 +204,11 @@ t.test('the lines are fitted over the points with sites: the hub without any is 
   t.equal(fits.hub_rss_mib!.n, 3)
   t.equal(Math.round(fits.ms_per_1000_first!.slope * 100) / 100, 0.1)
   t.equal(fits.restart_crashed_s!.slope, 0, 'flat where it is flat')
+  // Where the curve stopped (not all came up), the hub's memory is not the sites'.
+  const stopped = { ...point(2000, 20), bringup_s: null, established: 0 }
+  const withStop = sitesFits([point(0, 26), point(10, 12.5), point(100, 15.5), point(1000, 45.5), stopped])
+  t.equal(withStop.hub_rss_mib!.n, 3, 'the point where the curve stopped is left out of the fits')
+  t.equal(Math.round(withStop.hub_rss_mib!.slope * 1024), 34)
 })
 
 t.test(
