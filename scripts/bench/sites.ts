@@ -380,6 +380,13 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
           farm: Math.round(((cpuAfter[1] - cpuBefore[1]) / over) * 100) / 100,
         }
         const up = await farmSasOnHub(lab)
+        /** What every point has: the sites, and how the bring-up went. */
+        const measured = {
+          sites: n,
+          established: up.ike,
+          child_sas: up.child,
+          bringup_cores: bringupCores,
+        }
         log(
           `  ${n} sites: ${bringup === null ? `${up.ike} of ${n} up after ${o.boundS} s` : `up in ${bringup.toFixed(1)} s`} (${up.child} child SAs; cores over it: hub ${bringupCores.hub}, farm ${bringupCores.farm})`,
         )
@@ -389,13 +396,10 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
           // restart), and the lab's own site may not get through either. What was
           // measured is kept, and the curve stops here with the reason.
           points.push({
-            sites: n,
+            ...measured,
             bringup_s: null,
-            established: up.ike,
-            child_sas: up.child,
             setups_per_s: null,
-            bringup_cores: bringupCores,
-            hub_rss_mib: Math.round((await hubCharon(lab)).rss_mib * 10) / 10,
+            hub_rss_mib: Math.round(cpuAfter[0].rss_mib * 10) / 10,
             idle_cores: null,
             ms_per_1000_readings: null,
             restart_s: { graceful: null, crashed: null },
@@ -427,12 +431,9 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
         const graceful = await restart('systemctl restart strongswan')
         const crashed = await restart('kill -KILL $(cat /run/charon.pid)')
         const point: SitesPoint = {
-          sites: n,
-          bringup_s: bringup === null ? null : Math.round(bringup * 10) / 10,
-          established: up.ike,
-          child_sas: up.child,
+          ...measured,
+          bringup_s: Math.round(bringup * 10) / 10,
           setups_per_s: bringup ? Math.round(n / bringup) : null,
-          bringup_cores: bringupCores,
           hub_rss_mib: Math.round(b.rss_mib * 10) / 10,
           idle_cores: Math.round(idle * 1000) / 1000,
           ms_per_1000_readings: Number.isFinite(first + last) ? { first, last } : null,

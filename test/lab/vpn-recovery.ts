@@ -176,14 +176,17 @@ if (lab) {
     // the site and on every hub (both members of a pair: a reply routed to the one
     // without the SA would be dropped there).
     const hubs = lab.plan.vrrp.find((g) => g.name === tunnel.hub)?.members.map((m) => m.host) ?? [tunnel.hub]
-    const xfrmDrops = async () =>
+    const dropCounters = async () =>
       Object.fromEntries(
         await Promise.all(
           [tunnel.site, ...hubs].map(async (gw) => {
             const out = (
-              await lab.sh(gw, 'cat /proc/net/xfrm_stat 2>/dev/null; echo; cat /proc/net/stat/nf_conntrack 2>/dev/null')
+              await lab.sh(
+                gw,
+                'cat /proc/net/xfrm_stat 2>/dev/null; echo ==conntrack==; cat /proc/net/stat/nf_conntrack 2>/dev/null',
+              )
             ).stdout
-            const [xfrm, ct = ''] = out.split('\n\n')
+            const [xfrm, ct = ''] = out.split('==conntrack==\n')
             const counts: Record<string, number> = Object.fromEntries(
               xfrm
                 .split('\n')
@@ -199,7 +202,7 @@ if (lab) {
           }),
         ),
       )
-    const dropsBefore = await xfrmDrops()
+    const dropsBefore = await dropCounters()
     const since = Math.floor(Date.now() / 1000) - 1
     // Warmed here, so that the rekeys below are asked 1.5 and 3 s into the stream itself.
     const id = await warmFlow()
@@ -220,7 +223,7 @@ if (lab) {
     t.equal(r2.code, 0, 'then the hub rekeyed')
     t.equal(sent, 300)
     t.ok(transmitted >= 300, `ping sent every one (${transmitted} in all: past 300 while replies were late)`)
-    const dropsAfter = await xfrmDrops()
+    const dropsAfter = await dropCounters()
     const grew = Object.entries(dropsAfter).flatMap(([gw, c]) =>
       Object.entries(c)
         .filter(([k, v]) => v > (dropsBefore[gw]?.[k] ?? 0))
