@@ -16,6 +16,7 @@ import { HUB_HEALTH_FILE, hubWatch } from '../../provision/roles/gateway.js'
 import { hubWatchTimes } from '../../provision/roles/vrrp.js'
 import type { Context } from '../../provision/runner.js'
 import { waitFor } from '../../provision/lib/wait.js'
+import { endGroupAndRemove } from '../lib/group.js'
 
 const plan = loadPlan(topologyFile)
 const member = plan.hosts.find((h) => h.name === 'gw-cloud')!
@@ -60,10 +61,7 @@ function labMember(t: Test, period: string) {
   write('watch', script)
   const out = path.join(dir, 'run', path.basename(HUB_HEALTH_FILE))
   let watch: ChildProcess | undefined
-  t.teardown(() => {
-    watch?.kill('SIGKILL')
-    fs.rmSync(dir, { recursive: true, force: true })
-  })
+  t.teardown(() => endGroupAndRemove(watch, dir))
   return {
     dir,
     script,
@@ -74,6 +72,7 @@ function labMember(t: Test, period: string) {
       (watch = spawn('bash', [path.join(dir, 'watch')], {
         env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
         stdio: 'ignore',
+        detached: true,
       })),
   }
 }

@@ -15,6 +15,7 @@ import { TEXTFILE_DIR } from '../../provision/roles/monitoring.js'
 import { proxy } from '../../provision/roles/proxy.js'
 import type { Context } from '../../provision/runner.js'
 import { waitFor } from '../../provision/lib/wait.js'
+import { endGroupAndRemove } from '../lib/group.js'
 
 const plan = loadPlan(topologyFile)
 const self = plan.hosts.find((h) => h.name === 'proxy-1')!
@@ -46,11 +47,9 @@ t.test('two changes a moment apart are handled in order, the second after the fi
   const reader = path.join(dir, 'reader')
   fs.writeFileSync(reader, vrrpNotifyReader(ctx).replaceAll('/usr/local/lib/lab/vrrp-notify', notify), { mode: 0o755 })
   t.equal(spawnSync('mkfifo', [fifo]).status, 0)
-  const child = spawn(reader, [fifo], { stdio: 'ignore' })
-  t.teardown(() => {
-    child.kill()
-    fs.rmSync(dir, { recursive: true, force: true })
-  })
+  // Its own process group: a notify it started dies with it, not while dir is removed.
+  const child = spawn(reader, [fifo], { stdio: 'ignore', detached: true })
+  t.teardown(() => endGroupAndRemove(child, dir))
   // keepalived's writer: its lines, and a line of another kind the reader passes over.
   fs.writeFileSync(fifo, 'INSTANCE "proxy" FAULT 110\nGROUP "g" BACKUP 0\nINSTANCE "proxy" BACKUP 110\n')
   await waitFor(
