@@ -219,9 +219,14 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
 
   // Running but not (completely) provisioned, e.g. a bare `vagrant up` or a run that
   // stopped halfway: provision first.
-  const bare = []
-  for (const [name, conn] of hosts)
-    if ((await conn.exec(`test -f ${PROVISIONED}`, { check: false })).code !== 0) bare.push(name)
+  // Asked of every host at once: one after the other cost seconds per file on emulated VMs.
+  const bare = (
+    await Promise.all(
+      [...hosts].map(async ([name, conn]) =>
+        (await conn.exec(`test -f ${PROVISIONED}`, { check: false })).code !== 0 ? name : undefined,
+      ),
+    )
+  ).filter((n): n is string => n !== undefined)
   if (bare.length) {
     t.comment(`provisioning ${bare.join(', ')} (running but not provisioned)`)
     extendTimeout(t, BRING_UP_MS) // provisioning VMs under emulation takes minutes too
