@@ -39,7 +39,7 @@ import { clusterLeader, redundancyCost, redundancyMarkdown, SINGLE_TOPOLOGY } fr
 import { devicesBench, devicesCurve, type DevicesOptions } from './bench/devices.js'
 import { curveSvg } from './bench/curve.js'
 import { backendsBench, backendsCurve } from './bench/backends.js'
-import { SITES_CHARTS, sitesBench, sitesCurves } from './bench/sites.js'
+import { sitesBench, sitesChartsDrawn } from './bench/sites.js'
 import { HOST_FAULTS, type HostFault } from './lib/host-faults.js'
 import { repoRoot, topologyFile } from '../provision/paths.js'
 import { vmAccel } from '../provision/providers.js'
@@ -301,7 +301,7 @@ async function sitesOnly() {
     },
     log,
   )
-  const svgs = Object.fromEntries(sitesCurves(sites).map((c, i) => [SITES_CHARTS[i].file, curveSvg(c)]))
+  const svgs = Object.fromEntries(sitesChartsDrawn(sites).map((c) => [c.file, curveSvg(c.curve)]))
   writePart({ label: argv.label, load, sites }, sitesMarkdown(sites), svgs)
 }
 

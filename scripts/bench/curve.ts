@@ -107,9 +107,15 @@ function niceMax(v: number) {
   return [1, 2, 2.5, 5, 10].map((m) => m * p).find((x) => x >= v)!
 }
 
+const measured = (c: Curve) =>
+  c.series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y))
+
+/** Whether the curve has a measured point to draw (a curve that stopped at its first point may have none). */
+export const drawable = (c: Curve) => measured(c).length > 0
+
 /** The curve as a standalone SVG document (width w, height h). */
 export function curveSvg(c: Curve, w = 560, h = 340): string {
-  const all = c.series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y))
+  const all = measured(c)
   if (!all.length) throw new Error(`${c.title}: no measured point to draw`)
   const [left, right, top, bottom] = [64, 16, 34, 48]
   const [pw, ph] = [w - left - right, h - top - bottom]

@@ -12,7 +12,7 @@ import type { TunnelFigures } from './tunnel.js'
 import type { DevicesReport } from './devices.js'
 import type { BackendsReport } from './backends.js'
 import type { LineFit } from './curve.js'
-import { SITES_CHARTS, type SitesReport } from './sites.js'
+import { SITES_CHARTS, sitesChartsDrawn, type SitesReport } from './sites.js'
 
 export interface Machine {
   cores: number
@@ -354,7 +354,11 @@ export function sitesMarkdown(r: SitesReport): string {
     '',
     `The hub's crypto, measured in this run (\`openssl speed\`): X25519 ${r.crypto.x25519}/s, Ed25519 sign ${r.crypto.ed25519_sign}/s and verify ${r.crypto.ed25519_verify}/s: at most **${ceiling} IKE setups/s per core** (two X25519, one signature, two verifications each); the goal is 10 % of it, ${Math.round(ceiling / 10)}/s.`,
     '',
-    ...SITES_CHARTS.map((c) => `![${c.alt}](${c.file})`),
+    ...SITES_CHARTS.map((c) =>
+      sitesChartsDrawn(r).some((d) => d.file === c.file)
+        ? `![${c.alt}](${c.file})`
+        : `(${c.alt}: not drawn, no point measured with sites up)`,
+    ),
     '',
     '| sites | up | bring-up s | setups/s | cores over it (hub, farm) | charon MiB | idle cores | ms/1000 readings (first, last) | back after restart s | after crash s |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',

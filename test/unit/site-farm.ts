@@ -15,6 +15,7 @@ import {
   farmConf,
   farmSite,
   parseOpensslSpeed,
+  sitesChartsDrawn,
   sitesCurves,
   sitesFits,
   withSiteFarm,
@@ -22,6 +23,7 @@ import {
 } from '../../scripts/bench/sites.js'
 import type { RawTopology } from '../../scripts/bench/topology-copy.js'
 import { sitesMarkdown } from '../../scripts/bench/report.js'
+import { curveSvg } from '../../scripts/bench/curve.js'
 
 const plan = loadPlan(topologyFile)
 const raw = () => parse(fs.readFileSync(topologyFile, 'utf8')) as RawTopology
@@ -251,4 +253,48 @@ t.test('the single topology takes a farm too: its one hub serves it', async (t) 
     p.hosts.find((h) => h.name === single.vpn!.tunnels[0].hub)!.routes.filter((r) => r.to === '198.18.0.0/15').length,
     1,
   )
+})
+
+t.test('a curve that stopped at its first point with sites is reported, the charts it has drawn', async (t) => {
+  // Seen on VM hubs (7 Dec 2026): 50 sites, 11 up after the bound. The "every site up"
+  // chart had nothing to draw (the 0-site point is not on it), and the bench threw
+  // "no measured point to draw" instead of writing its report.
+  const zero: SitesPoint = {
+    sites: 0,
+    bringup_s: 0,
+    established: 0,
+    child_sas: 0,
+    setups_per_s: null,
+    bringup_cores: { hub: 0.01, farm: 0 },
+    hub_rss_mib: 10.1,
+    idle_cores: 0.016,
+    ms_per_1000_readings: { first: 196, last: 291 },
+    restart_s: { graceful: 21.1, crashed: 21.7 },
+  }
+  const stopped: SitesPoint = {
+    ...zero,
+    sites: 50,
+    bringup_s: null,
+    established: 11,
+    child_sas: 11,
+    bringup_cores: { hub: 0.17, farm: 0.03 },
+    hub_rss_mib: 13.2,
+    idle_cores: null,
+    ms_per_1000_readings: null,
+    restart_s: { graceful: null, crashed: null },
+  }
+  const crypto = parseOpensslSpeed(
+    'op      op/s\n 253 bits ecdh (X25519)   0.0000s  2331.6\nsign verify sign/s verify/s\n 253 bits EdDSA (Ed25519)   0.0000s   0.0001s  2646.2  794.7\n',
+  )
+  const report = { esp: 'kernel' as const, crypto, dpd_s: 5, points: [zero, stopped], fits: {} }
+  const drawn = sitesChartsDrawn(report)
+  t.same(
+    drawn.map((c) => c.file),
+    ['sites-memory.svg', 'sites-idle.svg', 'sites-readings.svg'],
+  )
+  for (const c of drawn) t.match(curveSvg(c.curve), /^<svg/, `${c.file} is drawn`)
+  const md = sitesMarkdown(report)
+  t.match(md, /every site up: bring-up and restarts: not drawn, no point measured with sites up/)
+  t.notMatch(md, /\]\(sites-up\.svg\)/, 'and no link to a chart that was not written')
+  t.match(md, /\| 50 \| 11 \| - \|/, 'the stopped point in the table: 11 up, no bring-up time')
 })
