@@ -11,10 +11,12 @@ export async function waitFor<T>(
   probe: () => Promise<T | undefined | false>,
   deadlineMs: number,
   everyMs = 250,
+  opts: WaitOptions = {},
 ): Promise<T> {
   const end = Date.now() + deadlineMs
   let last: unknown
   for (;;) {
+    const started = Date.now()
     try {
       const v = await probe()
       if (v !== undefined && v !== false) return v
@@ -26,6 +28,23 @@ export async function waitFor<T>(
       throw new Error(
         `timed out after ${(deadlineMs / 1000).toFixed(0)} s waiting for ${what}${last instanceof Error ? ` (last error: ${last.message})` : ''}`,
       )
-    await new Promise((r) => setTimeout(r, everyMs))
+    await new Promise((r) => setTimeout(r, pauseAfter(Date.now() - started, everyMs, opts.probeShare)))
   }
+}
+
+export interface WaitOptions {
+  /**
+   * At most this share of the time spent probing (0 to 1): after a probe that took d ms
+   * the wait is d x (1/share - 1) when that is longer than everyMs. A probe that costs
+   * the host it watches what it takes (an SSH session, sudo and swanctl on an emulated
+   * VM: about half a second of its one vCPU) must not starve what it is waiting for.
+   */
+  probeShare?: number
+}
+
+/** The pause before the next probe: everyMs, or longer so that probing takes at most `share` of the time. */
+export function pauseAfter(probeMs: number, everyMs: number, share?: number): number {
+  if (share === undefined) return everyMs
+  if (!(share > 0 && share <= 1)) throw new Error(`probeShare must be above 0 and at most 1, not ${share}`)
+  return Math.max(everyMs, probeMs * (1 / share - 1))
 }
