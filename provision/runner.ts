@@ -18,12 +18,6 @@ export interface Context {
   dryRun: boolean
   /** Secrets and generated material kept on the provisioning machine (.lab/). */
   stateDir: string
-  /**
-   * Said by a step that started a unit which was not running (set by the runner): a
-   * restart or reload handler of that unit notified before the start has nothing left
-   * to do, since the start read what those steps wrote.
-   */
-  unitStarted?: (unit: string) => void
 }
 
 export interface Step {
@@ -37,12 +31,7 @@ export interface Step {
 export interface Handler {
   name: string
   run(ctx: Context): Promise<void>
-  /** The systemd unit this handler restarts or reloads, if that is all it does. */
-  unit?: string
 }
-
-/** A unit's full name: systemd's own default suffix where none is given (`ssh` is ssh.service). */
-export const unitName = (unit: string) => (/\.[a-z]+$/.test(unit) ? unit : `${unit}.service`)
 
 /** What the runner plays on a host: a role's ordered steps and the handlers they notify (Ansible's role; the topology's Role is its name). */
 export interface Playbook {
@@ -87,23 +76,15 @@ export async function runRoles(roles: Playbook[], ctx: Context, report: Reporter
     }
   }
 
-  // When each handler was last notified, and when each unit was last started from
-  // stopped, counted in steps: a handler whose unit started after its last notification
-  // is not run (under emulation a restart costs tens of seconds; a new unit's first
-  // provision was started by its step and then restarted by its handler).
-  const notified = new Map<string, number>()
-  const started = new Map<string, number>()
-  let index = 0
-  const stepCtx: Context = { ...ctx, unitStarted: (unit) => started.set(unitName(unit), index) }
+  const notified = new Set<string>()
   outer: for (const role of roles) {
     for (const step of role.steps) {
-      index++
       const t0 = Date.now()
       let result: Result
       try {
-        const changed = await step.run(stepCtx)
+        const changed = await step.run(ctx)
         result = { name: step.name, status: changed ? 'changed' : 'ok', ms: Date.now() - t0 }
-        if (changed) for (const n of step.notify ?? []) notified.set(n, index)
+        if (changed) for (const n of step.notify ?? []) notified.add(n)
       } catch (e) {
         result = { name: step.name, status: 'failed', error: (e as Error).message, ms: Date.now() - t0 }
       }
@@ -115,9 +96,7 @@ export async function runRoles(roles: Playbook[], ctx: Context, report: Reporter
 
   // Handlers run in the order they were declared, once each, failed step or not.
   for (const [name, handler] of handlers) {
-    const at = notified.get(name)
-    if (at === undefined) continue
-    if (handler.unit !== undefined && (started.get(unitName(handler.unit)) ?? 0) > at) continue
+    if (!notified.has(name)) continue
     const t0 = Date.now()
     let result: Result
     if (ctx.dryRun) {

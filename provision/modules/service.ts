@@ -24,9 +24,7 @@ export function service(unit: string, want: { enabled: boolean; active: boolean 
         commands.push(sh`systemctl ${want.enabled ? 'enable' : 'disable'} --no-reload ${unit}`)
       if (isActive !== want.active) commands.push(sh`systemctl ${want.active ? 'start' : 'stop'} ${unit}`)
       if (commands.length === 0) return false
-      if (ctx.dryRun) return true
-      await ctx.host.exec(commands.join(' && '))
-      if (want.active && !isActive) ctx.unitStarted?.(unit)
+      if (!ctx.dryRun) await ctx.host.exec(commands.join(' && '))
       return true
     },
   }
@@ -35,8 +33,7 @@ export function service(unit: string, want: { enabled: boolean; active: boolean 
 /**
  * A handler that restarts or reloads a unit: `check` first (a configuration test, so
  * that a bad file never reaches a running daemon), `daemonReload` when the step that
- * notified it changed a unit file. Not run when a step started the unit from stopped
- * after the last step that notified it (runner.ts).
+ * notified it changed a unit file.
  */
 export function unitHandler(
   name: string,
@@ -47,7 +44,7 @@ export function unitHandler(
   const command = [o.check, o.daemonReload ? 'systemctl daemon-reload' : undefined, sh`systemctl ${action} ${unit}`]
     .filter(Boolean)
     .join(' && ')
-  return { ...commandHandler(name, command), unit }
+  return commandHandler(name, command)
 }
 
 /** A handler that runs one command (a reload that is not systemd's: nft -f, swanctl --load-all). */

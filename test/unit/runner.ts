@@ -1,6 +1,5 @@
 import t from 'tap'
 import { counts, runRoles, type Playbook, type Step } from '../../provision/runner.js'
-import { service, unitHandler } from '../../provision/modules/service.js'
 import { FakeHost, fakeContext } from '../lib/fake.js'
 
 /** A step whose state is a flag: changes it once, then is ok. */
@@ -231,69 +230,3 @@ t.test(
     t.equal(sh`test -e ${''}`, `test -e ''`, 'an empty value is still a word')
   },
 )
-
-t.test('a unit started from stopped after the steps that notified its handler is not restarted again', async (t) => {
-  // A host whose units are as `state` says: `systemctl start` makes one active.
-  const unitHost = (state: Record<string, 'active' | 'inactive'>) =>
-    new FakeHost('fake', (cmd) => {
-      const start = /^systemctl enable --no-reload (\S+) && systemctl start (\S+)$|^systemctl start (\S+)$/.exec(cmd)
-      if (start) state[start[2] ?? start[3]] = 'active'
-      const probe = /^systemctl is-enabled (\S+);/.exec(cmd)
-      if (probe) return { code: 0, stdout: `enabled\n${state[probe[1]] ?? 'inactive'}\nno\n`, stderr: '' }
-      return { code: 0, stdout: '', stderr: '' }
-    })
-  const playbook = (configAfterStart = false): Playbook => {
-    const config = flagStep('its config', { value: false }, ['restart u', 'reload ssh'])
-    const steps = [
-      config,
-      service('u.service', { enabled: true, active: true }),
-      service('ssh.service', { enabled: true, active: true }),
-    ]
-    return {
-      name: 'r',
-      steps: configAfterStart ? [...steps.slice(1), config] : steps,
-      handlers: [
-        unitHandler('restart u', 'restart', 'u.service'),
-        unitHandler('reload ssh', 'reload', 'ssh', { check: 'sshd -t' }),
-      ],
-    }
-  }
-  const ran = (h: FakeHost) => h.commands.filter((c) => /restart|reload /.test(c))
-
-  // The first provision of a new unit: its files written, then the unit started by its step.
-  let host = unitHost({})
-  let recap = await runRoles([playbook()], fakeContext(host))
-  t.same(ran(host), [], 'started with the new config: neither restarted nor reloaded (ssh names ssh.service)')
-  t.same(recap.handlers, [], 'and no handler in the recap')
-
-  // Already running: the change must reach it.
-  host = unitHost({ 'u.service': 'active', 'ssh.service': 'active' })
-  recap = await runRoles([playbook()], fakeContext(host))
-  t.same(
-    ran(host),
-    ['systemctl restart u.service', 'sshd -t && systemctl reload ssh'],
-    'running units are restarted and reloaded',
-  )
-  t.same(
-    recap.handlers.map((h) => h.name),
-    ['restart u', 'reload ssh'],
-  )
-
-  // Started first, changed after: the start read the old config.
-  host = unitHost({})
-  await runRoles([playbook(true)], fakeContext(host))
-  t.same(
-    ran(host),
-    ['systemctl restart u.service', 'sshd -t && systemctl reload ssh'],
-    'a change after the start still restarts',
-  )
-
-  // Dry-run: nothing starts, so the handlers are what would run.
-  host = unitHost({})
-  recap = await runRoles([playbook()], fakeContext(host, true))
-  t.same(
-    recap.handlers.map((h) => h.name),
-    ['restart u', 'reload ssh'],
-    'dry-run reports the handlers that would run',
-  )
-})
