@@ -343,6 +343,7 @@ export function backendsMarkdown(b: BackendsReport): string {
 export function sitesMarkdown(r: SitesReport): string {
   const fmt = (x: number | null | undefined, d = 1) => (x == null || !Number.isFinite(x) ? '-' : x.toFixed(d))
   const ceiling = r.crypto.setups_per_core
+  const drawn = new Set(sitesChartsDrawn(r).map((c) => c.file))
   const lines = [
     '## Sites against the hub',
     '',
@@ -355,9 +356,7 @@ export function sitesMarkdown(r: SitesReport): string {
     `The hub's crypto, measured in this run (\`openssl speed\`): X25519 ${r.crypto.x25519}/s, Ed25519 sign ${r.crypto.ed25519_sign}/s and verify ${r.crypto.ed25519_verify}/s: at most **${ceiling} IKE setups/s per core** (two X25519, one signature, two verifications each); the goal is 10 % of it, ${Math.round(ceiling / 10)}/s.`,
     '',
     ...SITES_CHARTS.map((c) =>
-      sitesChartsDrawn(r).some((d) => d.file === c.file)
-        ? `![${c.alt}](${c.file})`
-        : `(${c.alt}: not drawn, no point measured with sites up)`,
+      drawn.has(c.file) ? `![${c.alt}](${c.file})` : `(${c.alt}: not drawn, no point measured with sites up)`,
     ),
     '',
     '| sites | up | bring-up s | setups/s | cores over it (hub, farm) | charon MiB | idle cores | ms/1000 readings (first, last) | back after restart s | after crash s |',

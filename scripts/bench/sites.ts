@@ -256,8 +256,8 @@ async function secondsUntil(
   try {
     // Each probe is an SSH session, sudo and swanctl on the hub: on an emulated VM hub
     // about half a second of its one vCPU. Every 250 ms, the probes took the hub from
-    // charon (seen: the VM at load 4, charon at 0.17 of a core, 7313 IKE datagrams
-    // dropped on a full UDP receive buffer, 11 of 50 sites up after 300 s), so they take
+    // charon (seen: the VM at load 4, charon at 0.17 of a core, 4542 IKE datagrams in
+    // three minutes dropped on a full UDP receive buffer, 11 of 50 sites up after 300 s), so they take
     // at most a tenth of the time, which costs a container hub nothing (its probe: tens of ms).
     await waitFor(`${sites} farm sites on the hub`, () => hubHas(lab, sites, tunnels), boundMs, 250, {
       probeShare: PROBE_SHARE,
