@@ -1,8 +1,10 @@
 // How the provisioner and the tests talk to a host: one small interface, so the step
 // runner can be tested against a fake host and the real one is node-ssh underneath.
 import { NodeSSH } from 'node-ssh'
+import type { ClientChannel } from 'ssh2'
 import fs from 'node:fs'
 import type { InventoryEntry } from './inventory.js'
+import { KeptShell, ShellGoneError } from './kept-shell.js'
 
 export interface ExecResult {
   code: number
@@ -81,12 +83,24 @@ export function sudoWrap(command: string): string {
   return `sudo -n -- sh -c ${shellQuote(command)}`
 }
 
+/** Root shells kept per connection: as many commands at once as a host gets from one program, in practice. */
+const MAX_SHELLS = 4
+
 export class SshHost implements RemoteHost {
   /** Why the connection went away under us (an unanswered keepalive, a reset), if it did. */
   private lost?: string
   private closed = false
   /** ssh2's client, held here: node-ssh forgets it on 'end', before its socket is gone. */
   private client?: NodeSSH['connection']
+  /**
+   * Root shells kept open on this connection (provision/kept-shell.ts: a command then
+   * costs one `sh -c`, not an SSH session and a sudo). As many as commands ran at once,
+   * up to MAX_SHELLS; beyond that a command gets its own session, as before.
+   */
+  private shells: KeptShell[] = []
+  private claimed = new Set<KeptShell>()
+  /** Why no root shell can be kept here (sudo refused it), once that is known: every command then gets its own session. */
+  private noShell?: string
 
   private constructor(
     readonly name: string,
@@ -144,8 +158,70 @@ export class SshHost implements RemoteHost {
     }
     this.ssh = ssh
     this.lost = undefined
+    this.shells = [] // they went with the old connection
+    this.claimed.clear()
     this.watch(ssh)
     return ssh
+  }
+
+  /** An idle root shell on the live connection: a kept one, a new one, or none (all busy, or refused). */
+  private async idleShell(ssh: NodeSSH): Promise<KeptShell | undefined> {
+    this.shells = this.shells.filter((s) => s.alive)
+    // Claimed at once: the command runs a turn later, and another must not take it meanwhile.
+    const idle = this.shells.find((s) => !s.busy && !this.claimed.has(s))
+    if (idle) this.claimed.add(idle)
+    if (idle || this.noShell || this.shells.length >= MAX_SHELLS) return idle
+    const channel = await new Promise<ClientChannel | undefined>((resolve) => {
+      // A channel refused (the server's MaxSessions reached) leaves the command to its own session.
+      const client = ssh.connection
+      if (!client) return resolve(undefined)
+      client.exec('sudo -n -- sh', (err, ch) => resolve(err ? undefined : ch))
+    })
+    if (!channel) return undefined
+    const shell = new KeptShell({
+      write: (text) => channel.write(text),
+      onStdout: (f) => channel.on('data', f),
+      onStderr: (f) => channel.stderr.on('data', f),
+      onClose: (f) => channel.on('close', f),
+      end: () => channel.end(),
+    })
+    this.shells.push(shell)
+    this.claimed.add(shell)
+    // Its first command says it started: sudo may refuse (a password asked, a user not in
+    // sudoers), and then every command goes its own way, where sudo says why.
+    try {
+      await shell.run('true')
+    } catch (e) {
+      // Refused, on a connection still up; a connection lost meanwhile is the next command's to find.
+      await new Promise((r) => setImmediate(r))
+      if (!this.lost && ssh.isConnected()) this.noShell = (e as Error).message
+      this.shells = this.shells.filter((s) => s !== shell)
+      this.claimed.delete(shell)
+      return undefined
+    }
+    return shell
+  }
+
+  /** Runs one command as root in a kept shell; undefined if none could be had. */
+  private async inShell(command: string, stdin: string | undefined): Promise<ExecResult | undefined> {
+    const ssh = await this.live()
+    const shell = await this.idleShell(ssh)
+    if (!shell) return undefined
+    try {
+      return await shell.run(command, stdin)
+    } catch (e) {
+      if (!(e instanceof ShellGoneError)) throw e
+      // The connection's own end may be told just after its channels' (ssh2 closes those first).
+      await new Promise((r) => setImmediate(r))
+      if (this.lost || !ssh.isConnected())
+        throw new UnreachableError(
+          this.name,
+          `the SSH connection was lost while \`${command}\` ran (${this.lost ?? 'closed'}); whether it finished is unknown`,
+        )
+      throw new UnreachableError(this.name, `${e.message} while \`${command}\` ran; whether it finished is unknown`)
+    } finally {
+      this.claimed.delete(shell)
+    }
   }
 
   /** Runs one command; a connection lost while it ran leaves its outcome unknown, which is said, never read as an exit code. */
@@ -161,11 +237,17 @@ export class SshHost implements RemoteHost {
   }
 
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    const line = options.sudo === false ? command : sudoWrap(command)
-    const r = await this.run(line, { stdin: options.stdin }, command)
-    const result = { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr }
+    const kept = options.sudo === false ? undefined : await this.inShell(command, options.stdin)
+    const result = kept ?? (await this.oneSession(command, options))
     if (result.code !== 0 && options.check !== false) throw new CommandError(this.name, command, result)
     return result
+  }
+
+  /** A command in its own SSH session (and its own sudo, unless sudo is false). */
+  private async oneSession(command: string, options: ExecOptions): Promise<ExecResult> {
+    const line = options.sudo === false ? command : sudoWrap(command)
+    const r = await this.run(line, { stdin: options.stdin }, command)
+    return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr }
   }
 
   /** A command whose output is streamed as it comes (bytes, as sent: a pcap stays whole). */

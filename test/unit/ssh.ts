@@ -2,6 +2,7 @@
 // under a long test does. Seen in CI: a gateway VM under emulation left three keepalives
 // unanswered, node-ssh had no error listener any more, and the error ended the whole
 // test process ("Keepalive timeout", exit 1, every later case of the file missing).
+import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -23,8 +24,13 @@ function ed25519Key(): string {
   }
 }
 
-/** An SSH server that runs `echo` and hangs on anything else; its TCP connections are ours to cut. */
-async function sshServer(t: Test) {
+/**
+ * An SSH server that runs `echo` and hangs on anything else; its TCP connections are
+ * ours to cut. A kept root shell (`sudo -n -- sh`) is a real sh here, without sudo
+ * (refused instead, as a sudo that asks for a password, with refuseShell).
+ */
+async function sshServer(t: Test, opts: { refuseShell?: boolean } = {}) {
+  const shells: ChildProcess[] = []
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ssh-unit-'))
   fs.writeFileSync(path.join(dir, 'id'), ed25519Key(), { mode: 0o600 })
   const server = new Server({ hostKeys: [ed25519Key()] }, (client) => {
@@ -34,6 +40,25 @@ async function sshServer(t: Test) {
       client.on('session', (accept) =>
         accept().on('exec', (accept, _reject, info) => {
           const channel = accept()
+          if (info.command === 'sudo -n -- sh') {
+            shellAsked++
+            if (opts.refuseShell) {
+              channel.stderr.write('sudo: a password is required\n')
+              channel.exit(1)
+              return channel.end()
+            }
+            const sh = spawn('sh', [], { stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+            shells.push(sh)
+            channel.pipe(sh.stdin)
+            sh.stdout.pipe(channel)
+            sh.stderr.pipe(channel.stderr)
+            sh.on('close', (code) => {
+              channel.exit(code ?? 1)
+              channel.end()
+            })
+            return
+          }
+          sessions++
           const echo = /^sudo -n -- sh -c '?echo (\w+)'?$/.exec(info.command)
           if (!echo) return // hangs: the command is still running when the test cuts the line
           channel.write(`${echo[1]}\n`)
@@ -45,6 +70,8 @@ async function sshServer(t: Test) {
   })
   const sockets: net.Socket[] = []
   let connections = 0
+  let sessions = 0
+  let shellAsked = 0
   const front = net.createServer((socket) => {
     connections++
     sockets.push(socket)
@@ -54,6 +81,12 @@ async function sshServer(t: Test) {
   const port = (front.address() as net.AddressInfo).port
   t.teardown(() => {
     for (const s of sockets) s.destroy()
+    for (const sh of shells)
+      try {
+        process.kill(-sh.pid!, 'SIGKILL') // its sleep too
+      } catch {
+        // gone already
+      }
     front.close()
     fs.rmSync(dir, { recursive: true, force: true })
   })
@@ -64,6 +97,9 @@ async function sshServer(t: Test) {
       for (const s of sockets.splice(0)) s.resetAndDestroy()
     },
     connections: () => connections,
+    /** Commands run in their own session (not in a kept shell). */
+    sessions: () => sessions,
+    shellAsked: () => shellAsked,
   }
 }
 
@@ -119,3 +155,35 @@ t.test('a host closed by this program is not reconnected behind its back', async
   await t.rejects(host.exec('echo late'), /closed by this program/)
   t.equal(fake.connections(), 1)
 })
+
+t.test('commands run in a kept root shell: one sudo for many commands, one shell per command at once', async (t) => {
+  const fake = await sshServer(t)
+  const host = await SshHost.connect(fake.entry)
+  t.teardown(() => host.close())
+  for (const w of ['a', 'b', 'c']) t.equal((await host.exec(`echo ${w}`)).stdout, w)
+  t.equal((await host.exec('printf "%s" "$(cat)"', { stdin: 'given\ninput' })).stdout, 'given\ninput')
+  t.equal(fake.shellAsked(), 1, 'one shell for commands one after another')
+  t.equal(fake.sessions(), 0, 'no command had its own session')
+  const outs = await Promise.all(['x', 'y', 'z'].map((w) => host.exec(`sleep 0.2; echo ${w}`)))
+  t.same(
+    outs.map((o) => o.stdout),
+    ['x', 'y', 'z'],
+  )
+  t.equal(fake.shellAsked(), 3, 'three at once: two more shells, kept for later')
+  const r = await host.exec('echo oops >&2; exit 4', { check: false })
+  t.same(r, { code: 4, stdout: '', stderr: 'oops' }, 'a failure as a result, as before')
+  await t.rejects(host.exec('exit 5'), /`exit 5` exited with 5/, 'or as an error')
+})
+
+t.test(
+  'a sudo that refuses the kept shell: every command gets its own session, and the shell is not asked again',
+  async (t) => {
+    const fake = await sshServer(t, { refuseShell: true })
+    const host = await SshHost.connect(fake.entry)
+    t.teardown(() => host.close())
+    t.equal((await host.exec('echo one')).stdout, 'one')
+    t.equal((await host.exec('echo two')).stdout, 'two')
+    t.equal(fake.shellAsked(), 1)
+    t.equal(fake.sessions(), 2)
+  },
+)
