@@ -16,7 +16,13 @@
 // starts with a newline so output without a trailing newline is read whole. The exit
 // status comes after the marker on standard output.
 import { randomBytes } from 'node:crypto'
-import type { ExecResult } from './ssh.js'
+
+/** A command's outcome (ssh.ts's ExecResult has the same shape; ssh.ts imports this file, not the other way). */
+export interface ShellResult {
+  code: number
+  stdout: string
+  stderr: string
+}
 
 /** What the kept shell needs of a channel: the shell's input, its two outputs, its end. */
 export interface ShellPipes {
@@ -38,7 +44,7 @@ interface Pending {
   stderr: Buffer[]
   code?: number
   stderrDone: boolean
-  resolve: (r: ExecResult) => void
+  resolve: (r: ShellResult) => void
   reject: (e: Error) => void
 }
 
@@ -78,7 +84,7 @@ export class KeptShell {
     return !this.gone
   }
 
-  run(command: string, stdin?: string): Promise<ExecResult> {
+  run(command: string, stdin?: string): Promise<ShellResult> {
     if (this.gone) return Promise.reject(new ShellGoneError(this.completed, 'the kept shell is gone'))
     if (this.pending) return Promise.reject(new Error('the kept shell runs one command at a time'))
     const mark = `${this.prefix}.${++this.seq}`
