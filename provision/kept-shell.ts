@@ -58,12 +58,54 @@ export class ShellGoneError extends Error {
   }
 }
 
+/**
+ * One output stream's bytes as they came. A marker is looked for only where it could
+ * newly be (the new bytes and a marker's length before them), and the bytes are joined
+ * once, when a command's output is taken: a large output costs its length, not its
+ * square (joining and searching all of it again at each read did).
+ */
+class Received {
+  private chunks: Buffer[] = []
+  length = 0
+
+  push(chunk: Buffer) {
+    this.chunks.push(chunk)
+    this.length += chunk.length
+  }
+
+  /** The offset of needle at or after from, or -1. */
+  find(needle: string, from: number): number {
+    const start = Math.max(0, from)
+    // The chunks that hold [start, length), walked from the end (the new bytes are there).
+    let i = this.chunks.length
+    let at = this.length
+    while (i > 0 && at > start) at -= this.chunks[--i].length
+    const region = Buffer.concat(this.chunks.slice(i)).subarray(start - at)
+    const found = region.indexOf(needle)
+    return found < 0 ? -1 : start + found
+  }
+
+  /** The first n bytes, taken out; what follows them stays. */
+  take(n: number): Buffer {
+    const all = Buffer.concat(this.chunks)
+    this.chunks = all.length > n ? [all.subarray(n)] : []
+    this.length = all.length - n
+    return all.subarray(0, n)
+  }
+
+  toString(): string {
+    return Buffer.concat(this.chunks).toString()
+  }
+}
+
 export class KeptShell {
   private readonly prefix = `LAB-KEPT-${randomBytes(8).toString('hex')}`
   private seq = 0
   private pending?: Pending
-  private out = Buffer.alloc(0)
-  private err = Buffer.alloc(0)
+  private out = new Received()
+  private err = new Received()
+  /** How far each stream was searched for the pending command's marker. */
+  private searched = { out: 0, err: 0 }
   private gone = false
   /** Commands that finished in this shell: a shell that never finished one may never have started (sudo refused). */
   completed = 0
@@ -110,30 +152,33 @@ export class KeptShell {
       if (stream === 'err') this.stray = (this.stray + chunk.toString()).slice(-2000)
       return
     }
-    if (stream === 'out') this.out = Buffer.concat([this.out, chunk])
-    else this.err = Buffer.concat([this.err, chunk])
+    ;(stream === 'out' ? this.out : this.err).push(chunk)
     this.settle(p)
   }
 
   /** Takes each stream's output up to its marker, once the marker has come. */
   private settle(p: Pending) {
     if (p.code === undefined) {
-      const at = this.out.indexOf(`\n${p.mark} `)
-      if (at >= 0) {
-        const eol = this.out.indexOf('\n', at + p.mark.length + 2)
-        if (eol >= 0) {
-          p.stdout.push(this.out.subarray(0, at))
-          p.code = Number(this.out.subarray(at + p.mark.length + 2, eol).toString())
-          this.out = this.out.subarray(eol + 1)
-        }
+      const needle = `\n${p.mark} `
+      const at = this.out.find(needle, this.searched.out - needle.length)
+      const eol = at < 0 ? -1 : this.out.find('\n', at + needle.length)
+      if (at < 0) this.searched.out = this.out.length
+      else if (eol >= 0) {
+        p.stdout.push(this.out.take(at))
+        const status = this.out.take(eol + 1 - at).toString()
+        p.code = Number(status.slice(needle.length).trim())
+        this.searched.out = 0
       }
     }
     if (!p.stderrDone) {
-      const at = this.err.indexOf(`\n${p.mark}\n`)
-      if (at >= 0) {
-        p.stderr.push(this.err.subarray(0, at))
+      const needle = `\n${p.mark}\n`
+      const at = this.err.find(needle, this.searched.err - needle.length)
+      if (at < 0) this.searched.err = this.err.length
+      else {
+        p.stderr.push(this.err.take(at))
+        this.err.take(needle.length)
         p.stderrDone = true
-        this.err = this.err.subarray(at + p.mark.length + 2)
+        this.searched.err = 0
       }
     }
     if (p.code !== undefined && p.stderrDone) {
