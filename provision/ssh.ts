@@ -99,8 +99,8 @@ export class SshHost implements RemoteHost {
    */
   private shells: KeptShell[] = []
   private claimed = new Set<KeptShell>()
-  /** Why no root shell can be kept here (sudo refused it), once that is known: every command then gets its own session. */
-  private noShell?: string
+  /** Why no root shell can be kept here (sudo refused it, LAB_KEPT_SHELL=0), once known: every command then gets its own session. */
+  private noShell = process.env.LAB_KEPT_SHELL === '0' ? 'LAB_KEPT_SHELL=0' : undefined
 
   private constructor(
     readonly name: string,

@@ -187,3 +187,15 @@ t.test(
     t.equal(fake.sessions(), 2)
   },
 )
+
+t.test('LAB_KEPT_SHELL=0: every command in its own session, as before the kept shell', async (t) => {
+  const fake = await sshServer(t)
+  const saved = process.env.LAB_KEPT_SHELL
+  process.env.LAB_KEPT_SHELL = '0'
+  t.teardown(() => (saved === undefined ? delete process.env.LAB_KEPT_SHELL : (process.env.LAB_KEPT_SHELL = saved)))
+  const host = await SshHost.connect(fake.entry)
+  t.teardown(() => host.close())
+  t.equal((await host.exec('echo one')).stdout, 'one')
+  t.equal(fake.shellAsked(), 0, 'no shell asked for')
+  t.equal(fake.sessions(), 1)
+})
