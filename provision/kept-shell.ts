@@ -16,6 +16,7 @@
 // starts with a newline so output without a trailing newline is read whole. The exit
 // status comes after the marker on standard output.
 import { randomBytes } from 'node:crypto'
+import { shellQuote } from './shell-quote.js'
 
 /** A command's outcome (ssh.ts's ExecResult has the same shape; ssh.ts imports this file, not the other way). */
 export interface ShellResult {
@@ -24,35 +25,27 @@ export interface ShellResult {
   stderr: string
 }
 
-/** What the kept shell needs of a channel: the shell's input, its two outputs, its end. */
+/** What the kept shell needs of a channel: the shell's input, its two outputs, its end (it ends with its connection). */
 export interface ShellPipes {
   write(text: string): void
   onStdout(f: (chunk: Buffer) => void): void
   onStderr(f: (chunk: Buffer) => void): void
   /** Called once when the shell is gone (it exited, the channel closed). */
   onClose(f: () => void): void
-  /** Ends the shell (its input closed). */
-  end(): void
 }
-
-/** Quote one word for a POSIX shell (always single quotes: the marker must never be read as shell). */
-const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 
 interface Pending {
   mark: string
-  stdout: Buffer[]
-  stderr: Buffer[]
+  /** Each stream's output and the status, once their markers have come. */
+  stdout?: Buffer
+  stderr?: Buffer
   code?: number
-  stderrDone: boolean
   resolve: (r: ShellResult) => void
   reject: (e: Error) => void
 }
 
 export class ShellGoneError extends Error {
-  constructor(
-    readonly ranBefore: number,
-    message: string,
-  ) {
+  constructor(message: string) {
     super(message)
     this.name = 'ShellGoneError'
   }
@@ -67,10 +60,19 @@ export class ShellGoneError extends Error {
 class Received {
   private chunks: Buffer[] = []
   length = 0
+  /** How far the bytes were searched for a marker that was not there yet. */
+  private searched = 0
 
   push(chunk: Buffer) {
     this.chunks.push(chunk)
     this.length += chunk.length
+  }
+
+  /** The offset of a marker, looked for in what came since the last look (and a marker's length before it), or -1. */
+  findMarker(marker: string): number {
+    const at = this.find(marker, this.searched - marker.length)
+    if (at < 0) this.searched = this.length
+    return at
   }
 
   /** The offset of needle at or after from, or -1. */
@@ -90,6 +92,7 @@ class Received {
     const all = Buffer.concat(this.chunks)
     this.chunks = all.length > n ? [all.subarray(n)] : []
     this.length = all.length - n
+    this.searched = 0
     return all.subarray(0, n)
   }
 
@@ -104,10 +107,8 @@ export class KeptShell {
   private pending?: Pending
   private out = new Received()
   private err = new Received()
-  /** How far each stream was searched for the pending command's marker. */
-  private searched = { out: 0, err: 0 }
   private gone = false
-  /** Commands that finished in this shell: a shell that never finished one may never have started (sudo refused). */
+  /** Commands that finished in this shell. */
   completed = 0
   /** What the shell wrote on its standard error outside any command (sudo's refusal, say). */
   private stray = ''
@@ -127,23 +128,21 @@ export class KeptShell {
   }
 
   run(command: string, stdin?: string): Promise<ShellResult> {
-    if (this.gone) return Promise.reject(new ShellGoneError(this.completed, 'the kept shell is gone'))
+    if (this.gone) return Promise.reject(new ShellGoneError('the kept shell is gone'))
     if (this.pending) return Promise.reject(new Error('the kept shell runs one command at a time'))
     const mark = `${this.prefix}.${++this.seq}`
     // The input, if any, goes in as base64 (any bytes, one word) on the same line as the
     // command: a here-document would have to follow a command that may span lines.
     const script =
       stdin === undefined
-        ? `sh -c ${quote(command)} </dev/null\n`
-        : `printf %s ${quote(Buffer.from(stdin).toString('base64'))} | base64 -d | sh -c ${quote(command)}\n`
+        ? `sh -c ${shellQuote(command)} </dev/null\n`
+        : `printf %s ${shellQuote(Buffer.from(stdin).toString('base64'))} | base64 -d | sh -c ${shellQuote(command)}\n`
     return new Promise((resolve, reject) => {
-      this.pending = { mark, stdout: [], stderr: [], stderrDone: false, resolve, reject }
-      this.pipes.write(`${script}printf '\\n%s %d\\n' ${quote(mark)} "$?"; printf '\\n%s\\n' ${quote(mark)} >&2\n`)
+      this.pending = { mark, resolve, reject }
+      this.pipes.write(
+        `${script}printf '\\n%s %d\\n' ${shellQuote(mark)} "$?"; printf '\\n%s\\n' ${shellQuote(mark)} >&2\n`,
+      )
     })
-  }
-
-  end(): void {
-    this.pipes.end()
   }
 
   private read(stream: 'out' | 'err', chunk: Buffer) {
@@ -159,36 +158,37 @@ export class KeptShell {
   /** Takes each stream's output up to its marker, once the marker has come. */
   private settle(p: Pending) {
     if (p.code === undefined) {
-      const needle = `\n${p.mark} `
-      const at = this.out.find(needle, this.searched.out - needle.length)
-      const eol = at < 0 ? -1 : this.out.find('\n', at + needle.length)
-      if (at < 0) this.searched.out = this.out.length
-      else if (eol >= 0) {
-        p.stdout.push(this.out.take(at))
-        const status = this.out.take(eol + 1 - at).toString()
-        p.code = Number(status.slice(needle.length).trim())
-        this.searched.out = 0
+      const marker = `\n${p.mark} `
+      const at = this.out.findMarker(marker)
+      // The status follows the marker, up to its newline (which may come in a later read).
+      const eol = at < 0 ? -1 : this.out.find('\n', at + marker.length)
+      if (eol >= 0) {
+        p.stdout = this.out.take(at)
+        p.code = Number(
+          this.out
+            .take(eol + 1 - at)
+            .toString()
+            .slice(marker.length)
+            .trim(),
+        )
       }
     }
-    if (!p.stderrDone) {
-      const needle = `\n${p.mark}\n`
-      const at = this.err.find(needle, this.searched.err - needle.length)
-      if (at < 0) this.searched.err = this.err.length
-      else {
-        p.stderr.push(this.err.take(at))
-        this.err.take(needle.length)
-        p.stderrDone = true
-        this.searched.err = 0
+    if (p.stderr === undefined) {
+      const marker = `\n${p.mark}\n`
+      const at = this.err.findMarker(marker)
+      if (at >= 0) {
+        p.stderr = this.err.take(at)
+        this.err.take(marker.length)
       }
     }
-    if (p.code !== undefined && p.stderrDone) {
+    if (p.stdout && p.code !== undefined && p.stderr) {
       this.pending = undefined
       this.completed++
       // Trimmed, as node-ssh's execCommand gives them (what every caller was written against).
       p.resolve({
         code: p.code,
-        stdout: Buffer.concat(p.stdout).toString().trim(),
-        stderr: Buffer.concat(p.stderr).toString().trim(),
+        stdout: p.stdout.toString().trim(),
+        stderr: p.stderr.toString().trim(),
       })
     }
   }
@@ -200,12 +200,7 @@ export class KeptShell {
     this.pending = undefined
     if (p) {
       const said = (this.stray || this.err.toString()).trim()
-      p.reject(
-        new ShellGoneError(
-          this.completed,
-          `the kept shell ended${said ? ` (${said.split('\n').slice(-3).join('; ')})` : ''}`,
-        ),
-      )
+      p.reject(new ShellGoneError(`the kept shell ended${said ? ` (${said.split('\n').slice(-3).join('; ')})` : ''}`))
     }
   }
 }

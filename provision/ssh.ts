@@ -5,6 +5,7 @@ import type { ClientChannel } from 'ssh2'
 import fs from 'node:fs'
 import type { InventoryEntry } from './inventory.js'
 import { KeptShell, ShellGoneError } from './kept-shell.js'
+import { shellQuote } from './shell-quote.js'
 
 export interface ExecResult {
   code: number
@@ -51,10 +52,7 @@ export class UnreachableError extends Error {
   }
 }
 
-/** Quote one word for a POSIX shell. */
-export function shellQuote(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
-}
+export { shellQuote }
 
 /** A fragment that is shell already (a redirection, a command built by sh), passed through by sh. */
 export class Shell {
@@ -183,7 +181,6 @@ export class SshHost implements RemoteHost {
       onStdout: (f) => channel.on('data', f),
       onStderr: (f) => channel.stderr.on('data', f),
       onClose: (f) => channel.on('close', f),
-      end: () => channel.end(),
     })
     this.shells.push(shell)
     this.claimed.add(shell)
@@ -193,13 +190,18 @@ export class SshHost implements RemoteHost {
       await shell.run('true')
     } catch (e) {
       // Refused, on a connection still up; a connection lost meanwhile is the next command's to find.
-      await new Promise((r) => setImmediate(r))
-      if (!this.lost && ssh.isConnected()) this.noShell = (e as Error).message
+      if (!(await this.gone(ssh))) this.noShell = (e as Error).message
       this.shells = this.shells.filter((s) => s !== shell)
       this.claimed.delete(shell)
       return undefined
     }
     return shell
+  }
+
+  /** Whether this connection is lost, asked after a channel of it closed: ssh2 tells the channels first, the connection just after. */
+  private async gone(ssh: NodeSSH): Promise<boolean> {
+    await new Promise((r) => setImmediate(r))
+    return !!this.lost || !ssh.isConnected()
   }
 
   /** Runs one command as root in a kept shell; undefined if none could be had. */
@@ -211,9 +213,7 @@ export class SshHost implements RemoteHost {
       return await shell.run(command, stdin)
     } catch (e) {
       if (!(e instanceof ShellGoneError)) throw e
-      // The connection's own end may be told just after its channels' (ssh2 closes those first).
-      await new Promise((r) => setImmediate(r))
-      if (this.lost || !ssh.isConnected())
+      if (await this.gone(ssh))
         throw new UnreachableError(
           this.name,
           `the SSH connection was lost while \`${command}\` ran (${this.lost ?? 'closed'}); whether it finished is unknown`,

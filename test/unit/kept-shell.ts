@@ -12,7 +12,6 @@ function localShell(t: Test) {
     onStdout: (f) => child.stdout.on('data', f),
     onStderr: (f) => child.stderr.on('data', f),
     onClose: (f) => child.on('close', f),
-    end: () => child.stdin.end(),
   })
   t.teardown(() => {
     try {
