@@ -39,6 +39,20 @@ export function summarize(recaps: HostRecap[]): Summary {
   )
 }
 
+/**
+ * What went wrong, a line per failed step or handler and per unreachable host, with its
+ * error: what a caller that cannot show the whole run (a test, CI's log) must still say.
+ */
+export function failures(recaps: HostRecap[]): string[] {
+  return recaps.flatMap((r) =>
+    r.unreachable
+      ? [`${r.host}: unreachable: ${r.unreachable}`]
+      : [...r.steps, ...r.handlers.map((h) => ({ ...h, name: `handler ${h.name}` }))]
+          .filter((x) => x.status === 'failed')
+          .map((x) => `${r.host}: ${x.name}: ${x.error ?? 'failed'}`),
+  )
+}
+
 export function recapText(recaps: HostRecap[], dryRun: boolean): string {
   const lines = [
     '',

@@ -311,12 +311,25 @@ const clusterSteps: Step[] = (
       name: 'Ensure this member runs in the cluster (the leader, or a replica streaming from it)',
       async run(ctx) {
         if (ctx.dryRun) return false
-        await waitFor(
-          `Patroni on ${ctx.self.name} to report PostgreSQL running (a first base backup takes a while)`,
-          async () => (await patroniState(ctx))?.state === 'running',
-          240_000,
-          1000,
-        )
+        try {
+          await waitFor(
+            `Patroni on ${ctx.self.name} to report PostgreSQL running (a first base backup takes a while)`,
+            async () => {
+              const s = await patroniState(ctx)
+              if (s?.state === 'running') return true
+              // Thrown, so that a timeout says what Patroni said last.
+              throw new Error(
+                s ? `Patroni says state ${s.state}, role ${s.role}` : "Patroni's REST API does not answer",
+              )
+            },
+            240_000,
+            1000,
+          )
+        } catch (e) {
+          // Why it is not running is in Patroni's log (a failed start, a rewind, a base backup): its last lines go with the error.
+          const log = await ctx.host.exec('journalctl -u patroni -n 12 --no-pager -o cat', { check: false })
+          throw new Error(`${(e as Error).message}; Patroni's last lines:\n${log.stdout}`)
+        }
         return false
       },
     },

@@ -17,7 +17,7 @@ import type { Test } from 'tap'
 import { gatherFacts, type Facts } from '../../provision/facts.js'
 import { vagrantInventory } from '../../provision/inventory.js'
 import { PROVISIONED, provision } from '../../provision/run.js'
-import { summarize } from '../../provision/report.js'
+import { failures, summarize } from '../../provision/report.js'
 import { SshHost, type ExecOptions, type ExecResult, type RemoteHost } from '../../provision/ssh.js'
 import { loadPlan, type Host, type Plan } from '../../provision/plan.js'
 import { labUp } from '../../scripts/lib/lab.js'
@@ -230,9 +230,11 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
   if (bare.length) {
     t.comment(`provisioning ${bare.join(', ')} (running but not provisioned)`)
     extendTimeout(t, BRING_UP_MS) // provisioning VMs under emulation takes minutes too
-    const s = summarize(await provision({ plan, repoRoot, stateDir, only: bare }))
+    const recaps = await provision({ plan, repoRoot, stateDir, only: bare })
+    const s = summarize(recaps)
+    // Why, in the test's own output: in CI nobody can run the provision again to see it.
     if (s.failed + s.unreachable)
-      throw new Error(`provisioning ${bare.join(', ')} failed: run \`npm run provision\` to see why`)
+      throw new Error(`provisioning ${bare.join(', ')} failed:\n  ${failures(recaps).join('\n  ')}`)
     extendTimeout(t, fileTimeoutMs())
   }
 

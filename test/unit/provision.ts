@@ -1,6 +1,6 @@
 import t from 'tap'
 import { provision } from '../../provision/run.js'
-import { recapText, summarize } from '../../provision/report.js'
+import { failures, recapText, summarize } from '../../provision/report.js'
 import { UnreachableError } from '../../provision/ssh.js'
 import { FakeHost, tinyPlan } from '../lib/fake.js'
 import { loadPlan } from '../../provision/plan.js'
@@ -104,3 +104,33 @@ t.test('the recap names the slowest steps and handlers, over every host', async 
     'a fast run says nothing of it',
   )
 })
+
+t.test(
+  'what failed is said, a line each, with its error: a caller that shows no recap (a test, CI) still says why',
+  async (t) => {
+    const recaps = [
+      {
+        host: 'db',
+        roles: ['common', 'db'],
+        steps: [
+          { name: 'ok step', status: 'ok' as const, ms: 1 },
+          {
+            name: 'Ensure this member runs',
+            status: 'failed' as const,
+            error: 'timed out (Patroni says stopped)',
+            ms: 9,
+          },
+        ],
+        handlers: [{ name: 'reload patroni', status: 'failed' as const, error: 'exit 1', ms: 2 }],
+      },
+      { host: 'gw', roles: [], steps: [], handlers: [], unreachable: 'host gw does not answer' },
+      { host: 'web', roles: [], steps: [{ name: 'fine', status: 'changed' as const, ms: 1 }], handlers: [] },
+    ]
+    t.same(failures(recaps), [
+      'db: Ensure this member runs: timed out (Patroni says stopped)',
+      'db: handler reload patroni: exit 1',
+      'gw: unreachable: host gw does not answer',
+    ])
+    t.same(failures([recaps[2]]), [], 'nothing failed, nothing said')
+  },
+)
