@@ -39,6 +39,9 @@ export function summarize(recaps: HostRecap[]): Summary {
   )
 }
 
+/** A host's steps and handlers in one list, each handler named as such. */
+const results = (r: HostRecap) => [...r.steps, ...r.handlers.map((h) => ({ ...h, name: `handler: ${h.name}` }))]
+
 /**
  * What went wrong, a line per failed step or handler and per unreachable host, with its
  * error: what a caller that cannot show the whole run (a test, CI's log) must still say.
@@ -47,7 +50,7 @@ export function failures(recaps: HostRecap[]): string[] {
   return recaps.flatMap((r) =>
     r.unreachable
       ? [`${r.host}: unreachable: ${r.unreachable}`]
-      : [...r.steps, ...r.handlers.map((h) => ({ ...h, name: `handler ${h.name}` }))]
+      : results(r)
           .filter((x) => x.status === 'failed')
           .map((x) => `${r.host}: ${x.name}: ${x.error ?? 'failed'}`),
   )
@@ -97,7 +100,7 @@ export function recapText(recaps: HostRecap[], dryRun: boolean): string {
 export function slowest(recaps: HostRecap[], n = 5, atLeastMs = 5000): { host: string; name: string; ms: number }[] {
   return recaps
     .flatMap((r) =>
-      [...r.steps, ...r.handlers.map((h) => ({ ...h, name: `handler: ${h.name}` }))].map((x) => ({
+      results(r).map((x) => ({
         host: r.host,
         name: x.name,
         ms: x.ms,

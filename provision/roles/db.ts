@@ -90,11 +90,14 @@ export const decimalSerial = (hex: string) => BigInt(`0x${hex.replace(/:/g, '')}
 const revokedSessions = (serials: string[]) =>
   `SELECT pid FROM pg_stat_ssl WHERE client_serial IN (${serials.map(decimalSerial).join(', ')})`
 
+/** A command for the running server only: one that is not running has no sessions, and reads its files when it starts. */
+const ifRunning = (command: string) => `if pg_isready -q; then ${command}; fi`
+
 /**
  * The server re-reads its files (a new CRL, certificate or pg_hba.conf), whichever way
  * it is run; a server that is not running reads them when it starts.
  */
-const reloadConf = `if pg_isready -q; then ${psql('postgres', 'SELECT pg_reload_conf()')}; fi`
+const reloadConf = ifRunning(psql('postgres', 'SELECT pg_reload_conf()'))
 
 /**
  * The shell command that makes a revocation bite: the CRL reloaded first, then the
@@ -378,13 +381,8 @@ export const db: RoleModule = {
         async (ctx) => {
           const serials = revokedSerials(ctx)
           if (!serials.length) return true
-          // A server that is not running has no sessions (it reads the CRL when it
-          // starts): a dry run on a member whose PostgreSQL is down says so, not "failed".
-          return (
-            (
-              await ctx.host.exec(`if pg_isready -q; then ${psql('postgres', revokedSessions(serials))}; fi`)
-            ).stdout.trim() === ''
-          )
+          // Asked of a running server only: a dry run on a member whose PostgreSQL is down says converged, not "failed".
+          return (await ctx.host.exec(ifRunning(psql('postgres', revokedSessions(serials))))).stdout.trim() === ''
         },
         async (ctx) => {
           await ctx.host.exec(endRevokedSessions(revokedSerials(ctx)))

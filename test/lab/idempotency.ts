@@ -17,13 +17,16 @@ async function provisionCli(...args: string[]): Promise<string> {
   }
 }
 
+/** What `provision --json` prints. */
+type Run = { summary: { changed: number }; hosts: HostRecap[] }
+
 /**
  * A run's recap as JSON. A run where a step failed exits 2 and its recap is read all
  * the same: the test then names what failed and why (the whole JSON in an exception
  * said neither where CI's log cut it).
  */
-async function json(t: Test, ...args: string[]): Promise<{ summary: { changed: number }; hosts: HostRecap[] }> {
-  const run = JSON.parse(await provisionCli('--json', ...args)) as { summary: { changed: number }; hosts: HostRecap[] }
+async function json(t: Test, ...args: string[]): Promise<Run> {
+  const run = JSON.parse(await provisionCli('--json', ...args)) as Run
   const failed = failures(run.hosts)
   t.same(failed, [], `provision ${args.join(' ')}: nothing failed${failed.length ? `:\n${failed.join('\n')}` : ''}`)
   return run

@@ -128,7 +128,7 @@ t.test(
     ]
     t.same(failures(recaps), [
       'db: Ensure this member runs: timed out (Patroni says stopped)',
-      'db: handler reload patroni: exit 1',
+      'db: handler: reload patroni: exit 1',
       'gw: unreachable: host gw does not answer',
     ])
     t.same(failures([recaps[2]]), [], 'nothing failed, nothing said')
