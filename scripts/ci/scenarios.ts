@@ -1,8 +1,9 @@
 // CI's check of what ran: for each run (npm test, npm run test:vm), the lab scenarios
 // in its TAP log against the committed list (test/expected/RUN.txt). A scenario
 // missing (left out for a provider or topology reason, or a file that never ran) or
-// one not on the list fails; so does any skip under LAB_REQUIRED. Prints every skip
-// with its reason, what was left out by selection, and the count of lab assertions.
+// one not on the list fails; so does any skip under LAB_REQUIRED. Prints each failed
+// test case with its failed assertions, every skip with its reason, what was left out
+// by selection, and the count of lab assertions.
 //   tsx scripts/ci/scenarios.ts npm-test=LOG [test-vm=LOG]      check
 //   tsx scripts/ci/scenarios.ts --write npm-test=LOG ...        rewrite the lists from logs
 import fs from 'node:fs'
@@ -30,6 +31,12 @@ for (const arg of args.filter((a) => a !== '--write')) {
     ...tap.fileSkips.map((s) => `${s.file} (whole file): ${s.reason}`),
     ...tap.scenarios.filter((s) => s.skip).map((s) => `${s.file}: ${s.name}: ${s.skip}`),
   ]
+  // What failed, with its assertions: CI's log keeps only its tail, which this is.
+  for (const s of tap.scenarios.filter((s) => !s.ok)) {
+    console.log(`  FAILED: ${s.file}: ${s.name}`)
+    for (const f of s.failures ?? []) console.log(`    - ${f}`)
+  }
+  for (const f of tap.fileFailures) console.log(`  FAILED: ${f}`)
   for (const s of skips) console.log(`  skip: ${s}`)
   for (const l of tap.leftOut) console.log(`  left out by selection: ${l}`)
   if (skips.length && process.env.LAB_REQUIRED) {

@@ -1,6 +1,7 @@
 // CI's reading of a TAP log: which lab scenarios ran, which skipped and why, what was
 // left out by selection, how many assertions; and the comparison with the committed
-// list, which fails on a scenario missing or one not on the list.
+// list, which fails on a scenario missing or one not on the list; what failed, with
+// its assertions, for the tail of CI's log.
 import t from 'tap'
 import { compareScenarios, parseTap } from '../../scripts/lib/tap-scenarios.js'
 
@@ -37,11 +38,12 @@ t.test('scenarios, skips with their reasons, what was left out, assertions per f
   const run = parseTap(log)
   t.same(run.scenarios, [
     { file: 'test/lab/vpn.ts', name: 'the SA uses the pinned algorithms', ok: true },
-    { file: 'test/lab/vpn.ts', name: 'a refusal', ok: false },
+    { file: 'test/lab/vpn.ts', name: 'a refusal', ok: false, failures: ['refused'] },
     { file: 'test/lab/vpn.ts', name: 'the console page', ok: true, skip: 'no /usr/bin/chromium' },
     { file: 'test/unit/template.ts', name: 'values', ok: true },
   ])
   t.same(run.fileSkips, [{ file: 'test/lab/cloud-tls.ts', reason: 'telemetry.cloud_tls is false' }])
+  t.same(run.fileFailures, [], 'vpn.ts failed through a scenario, not outside one')
   t.same(run.leftOut, [
     "test/lab/vpn.ts: netem on VM gateways (needs VM gateways (kernel ESP, netem); this lab's are lxc)",
   ])
@@ -79,5 +81,115 @@ t.test(
       { missing: [], unexpected: [] },
       'control: the list of what ran matches',
     )
+  },
+)
+
+// tap 21's own output (--reporter=tap) for a failed comparison, a failure in a nested
+// subtest, a scenario that threw, and a file that died outside any scenario.
+const failing = `TAP version 14
+1..2
+# Subtest: test/lab/db.ts
+    # Subtest: scenario one
+        ok 1 - fine
+        not ok 2 - one is two
+          ---
+          compare: ===
+          at:
+            fileName: test/lab/db.ts
+            lineNumber: 4
+            columnNumber: 5
+          diff: |
+            --- expected
+            +++ actual
+            @@ -1,1 +1,1 @@
+            -2
+            +1
+          ...
+        
+        # Subtest: nested
+            not ok 1 - has x
+              ---
+              at:
+                fileName: test/lab/db.ts
+                lineNumber: 5
+              ...
+            
+            1..1
+        not ok 3 - nested # time=7.438ms
+          ---
+          at:
+            fileName: test/lab/db.ts
+            lineNumber: 5
+          ...
+        
+        1..3
+    not ok 1 - scenario one # time=25.226ms
+      ---
+      at:
+        fileName: test/lab/db.ts
+        lineNumber: 2
+      ...
+    
+    # Subtest: scenario two throws
+        not ok 1 - Patroni on database-1 never reported running: state starting
+          ---
+          stack: |
+            Test.<anonymous> (test/lab/db.ts:8:9)
+          at:
+            fileName: test/lab/db.ts
+            lineNumber: 8
+          tapCaught: returnedPromiseRejection
+          ...
+        
+        1..1
+    not ok 2 - scenario two throws # time=4.248ms
+    # Subtest: scenario three
+        ok 1 - fine
+        1..1
+    ok 3 - scenario three # time=1ms
+    1..3
+not ok 1 - test/lab/db.ts # time=39.012ms
+  ---
+  exitCode: 1
+  signal: null
+  ...
+# Subtest: test/lab/vpn.ts
+    # Subtest: fine
+        ok 1 - fine
+        1..1
+    ok 1 - fine # time=1ms
+not ok 2 - test/lab/vpn.ts # time=900000ms
+  ---
+  exitCode: null
+  signal: SIGTERM
+  ...
+`
+
+t.test(
+  'what failed: each failed assertion with its place and diff, and a file that died outside its scenarios',
+  async (t) => {
+    const run = parseTap(failing)
+    t.same(
+      run.scenarios.filter((s) => !s.ok),
+      [
+        {
+          file: 'test/lab/db.ts',
+          name: 'scenario one',
+          ok: false,
+          failures: ['one is two (test/lab/db.ts:4): (-wanted +found) -2 | +1', 'has x (test/lab/db.ts:5)'],
+        },
+        {
+          file: 'test/lab/db.ts',
+          name: 'scenario two throws',
+          ok: false,
+          failures: ['Patroni on database-1 never reported running: state starting (test/lab/db.ts:8)'],
+        },
+      ],
+      "the nested subtest's own line is not a second failure; the passing scenario has none",
+    )
+    t.same(run.fileFailures, [
+      'test/lab/vpn.ts: failed outside its scenarios (exit code null, signal SIGTERM); its own output is above, under "# Subtest: test/lab/vpn.ts"',
+    ])
+    t.equal(run.assertions['test/lab/db.ts'], 6, 'every assertion line is still counted')
   },
 )
