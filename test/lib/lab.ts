@@ -17,7 +17,7 @@ import type { Test } from 'tap'
 import { gatherFacts, type Facts } from '../../provision/facts.js'
 import { vagrantInventory } from '../../provision/inventory.js'
 import { PROVISIONED, provision } from '../../provision/run.js'
-import { failures, summarize } from '../../provision/report.js'
+import { failures } from '../../provision/report.js'
 import { SshHost, type ExecOptions, type ExecResult, type RemoteHost } from '../../provision/ssh.js'
 import { loadPlan, type Host, type Plan } from '../../provision/plan.js'
 import { labUp } from '../../scripts/lib/lab.js'
@@ -28,6 +28,7 @@ import { holdersOf } from '../../scripts/lib/vrrp-holders.js'
 import { providerOps, providerSummary, runningProviders } from '../../scripts/lib/providers.js'
 import type { Provider } from '../../provision/providers.js'
 import { waitFor } from '../../provision/lib/wait.js'
+import { givenUp, recordFailures, recordedFailures, testRunId } from './provision-failures.js'
 
 export { waitFor }
 
@@ -228,13 +229,24 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
     )
   ).filter((n): n is string => n !== undefined)
   if (bare.length) {
+    // A host whose provisioning already failed twice in this test run is not tried a
+    // third time: each try can wait minutes (test/lib/provision-failures.ts says why).
+    const record = path.join(stateDir, 'test-provision-failures.json')
+    const run = testRunId()
+    const gaveUp = givenUp(recordedFailures(record, run), bare)
+    if (gaveUp) throw new Error(gaveUp)
     t.comment(`provisioning ${bare.join(', ')} (running but not provisioned)`)
     extendTimeout(t, BRING_UP_MS) // provisioning VMs under emulation takes minutes too
     const recaps = await provision({ plan, repoRoot, stateDir, only: bare })
-    const s = summarize(recaps)
+    const failed = recaps
+      .map((r) => ({ host: r.host, why: failures([r]) }))
+      .filter((f) => f.why.length)
+      .map((f) => ({ ...f, file: path.relative(repoRoot, process.argv[1] ?? ''), at: new Date().toISOString() }))
     // Why, in the test's own output: in CI nobody can run the provision again to see it.
-    if (s.failed + s.unreachable)
-      throw new Error(`provisioning ${bare.join(', ')} failed:\n  ${failures(recaps).join('\n  ')}`)
+    if (failed.length) {
+      recordFailures(record, run, failed)
+      throw new Error(`provisioning ${bare.join(', ')} failed:\n  ${failed.flatMap((f) => f.why).join('\n  ')}`)
+    }
     extendTimeout(t, fileTimeoutMs())
   }
 
