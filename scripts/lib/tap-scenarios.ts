@@ -59,6 +59,9 @@ export function parseTap(text: string): TapRun {
   // The failed assertions seen since the last scenario line; the one being read (its
   // YAML block follows it, indented two more than its own line).
   let failures: string[] = []
+  // The message of an error the file's process died of, when it printed one.
+  let thrown: string[] = []
+  let thrownOpen = false
   let open: { name: string; indent: number; yaml: string[]; inYaml: boolean } | undefined
   const close = () => {
     if (open) failures.push(describeFailure(open.name, open.yaml))
@@ -85,6 +88,22 @@ export function parseTap(text: string): TapRun {
       failures = []
       continue
     }
+    // An error that ended the file's process, as Node prints it on the file's stderr
+    // (in the log when CI runs with 2>&1): its message lines, without the stack. Its
+    // stderr may come before the file's "# Subtest:" line (tap prints that with the
+    // file's buffered output): kept for the next file that fails outside its scenarios.
+    if (/^([A-Z]\w*)?(Error|Exception)\b[^:]*: /.test(line)) {
+      thrown = [line]
+      thrownOpen = true
+      continue
+    }
+    if (thrownOpen && /^\s+at /.test(line)) thrownOpen = false
+    if (thrownOpen && thrown.length < 12 && line.trim() && /^\s/.test(line)) {
+      if (!/^ {4}(# |(not )?ok |1\.\.)/.test(line)) {
+        thrown.push(line.trim())
+        continue
+      }
+    }
     const fileEnd = /^(not )?ok \d+ - (\S+\.ts)(?: # SKIP ?(.*))?/.exec(line)
     if (fileEnd) {
       if (line.includes('# SKIP')) run.fileSkips.push({ file: fileEnd[2], reason: fileEnd[3] || '(no reason given)' })
@@ -94,10 +113,17 @@ export function parseTap(text: string): TapRun {
         const info = (end < 0 ? yaml : yaml.slice(0, end)).map((l) => l.trim())
         const get = (k: string) => info.find((l) => l.startsWith(`${k}: `))?.slice(k.length + 2)
         run.fileFailures.push(
-          `${fileEnd[2]}: failed outside its scenarios (exit code ${get('exitCode') ?? '?'}, signal ${get('signal') ?? '?'}); its own output is above, under "# Subtest: ${fileEnd[2]}"`,
+          clip(
+            `${fileEnd[2]}: failed outside its scenarios (exit code ${get('exitCode') ?? '?'}, signal ${get('signal') ?? '?'})${
+              thrown.length ? `: ${thrown.join(' | ')}` : `; its own output is above, under "# Subtest: ${fileEnd[2]}"`
+            }`,
+            1600,
+          ),
         )
       }
       file = ''
+      thrown = []
+      thrownOpen = false
       continue
     }
     if (!file) continue

@@ -87,7 +87,7 @@ t.test(
 // tap 21's own output (--reporter=tap) for a failed comparison, a failure in a nested
 // subtest, a scenario that threw, and a file that died outside any scenario.
 const failing = `TAP version 14
-1..2
+1..3
 # Subtest: test/lab/db.ts
     # Subtest: scenario one
         ok 1 - fine
@@ -153,12 +153,32 @@ not ok 1 - test/lab/db.ts # time=39.012ms
   exitCode: 1
   signal: null
   ...
+/work/main/test/lib/lab.ts:237
+    if (gaveUp) throw new Error(gaveUp)
+                      ^
+
+
+Error: database-1 failed 2 times in this test run, not tried again:
+  in test/lab/idempotency.ts at 2026-12-07T13:23:29.331Z:
+    database-1: Ensure this member runs: Patroni says state starting
+    at openLab (/work/main/test/lib/lab.ts:237:13)
+    at async <anonymous> (/work/main/test/lab/hosts.ts:13:13)
+
+Node.js v20.20.2
+# Subtest: test/lab/hosts.ts
+    # timeout=3600000
+    1..0 # no tests found
+not ok 2 - test/lab/hosts.ts # time=5951.074ms
+  ---
+  exitCode: 1
+  signal: null
+  ...
 # Subtest: test/lab/vpn.ts
     # Subtest: fine
         ok 1 - fine
         1..1
     ok 1 - fine # time=1ms
-not ok 2 - test/lab/vpn.ts # time=900000ms
+not ok 3 - test/lab/vpn.ts # time=900000ms
   ---
   exitCode: null
   signal: SIGTERM
@@ -187,9 +207,14 @@ t.test(
       ],
       "the nested subtest's own line is not a second failure; the passing scenario has none",
     )
-    t.same(run.fileFailures, [
-      'test/lab/vpn.ts: failed outside its scenarios (exit code null, signal SIGTERM); its own output is above, under "# Subtest: test/lab/vpn.ts"',
-    ])
+    t.same(
+      run.fileFailures,
+      [
+        'test/lab/hosts.ts: failed outside its scenarios (exit code 1, signal null): Error: database-1 failed 2 times in this test run, not tried again: | in test/lab/idempotency.ts at 2026-12-07T13:23:29.331Z: | database-1: Ensure this member runs: Patroni says state starting',
+        'test/lab/vpn.ts: failed outside its scenarios (exit code null, signal SIGTERM); its own output is above, under "# Subtest: test/lab/vpn.ts"',
+      ],
+      "the error the process died of, printed before the file's own lines, without its stack; none for a file killed",
+    )
     t.equal(run.assertions['test/lab/db.ts'], 6, 'every assertion line is still counted')
   },
 )
