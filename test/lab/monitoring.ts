@@ -11,6 +11,7 @@ import { waitForTunnel } from '../lib/ipsec.js'
 import { labCli, openLab, waitFor } from '../lib/lab.js'
 import { repoRoot } from '../../provision/paths.js'
 import { promQuery } from '../lib/monitor.js'
+import { assertReach, can, cannot } from '../lib/probe.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const lab = await openLab(t, { requires: { monitor: true } })
@@ -40,13 +41,19 @@ if (lab) {
   t.test('each host admits the monitor, and only the monitor, on what it scrapes', async (t) => {
     const monitor = lab.byRole('monitor')[0]
     const [proxy] = lab.byRole('proxy')
-    const open = async (from: string, address: string, port: number) =>
-      (await lab.sh(from, `nc -z -w 1 ${address} ${port}`)).code === 0
-    for (const x of targets.filter((x) => x.host !== monitor.name && x.host !== proxy.name)) {
-      t.ok(await open(monitor.name, x.address, x.port), `the monitor reaches ${x.job} on ${x.host}`)
-      if (x.job !== 'ingest')
-        t.notOk(await open(proxy.name, x.address, x.port), `the proxy does not (${x.host}:${x.port})`)
-    }
+    await assertReach(
+      t,
+      (h, c) => lab.sh(h, c),
+      targets
+        .filter((x) => x.host !== monitor.name && x.host !== proxy.name)
+        .flatMap((x) => [
+          can(monitor.name, x.address, x.port, `the monitor reaches ${x.job} on ${x.host}`),
+          ...(x.job !== 'ingest'
+            ? [cannot(proxy.name, x.address, x.port, `the proxy does not (${x.host}:${x.port})`)]
+            : []),
+        ]),
+      1,
+    )
   })
 
   t.test('the gateways report their tunnels: SAs up, traffic counted, the data path', async (t) => {

@@ -14,6 +14,7 @@ import { repoRoot, stateDir } from '../../provision/paths.js'
 import { MAX_BODY_BYTES, batchLine, sign } from '../../services/lib/reading.js'
 import { sleep } from '../lib/ipsec.js'
 import { openLab, waitFor } from '../lib/lab.js'
+import { assertReach, can, cannot, type Expectation } from '../lib/probe.js'
 import { logFrom } from '../lib/logs.js'
 import {
   assertExactlyOnce,
@@ -312,30 +313,45 @@ if (lab) {
   })
 
   lab.test(t, 'each service is reachable only by the hosts that need it', { sameOnVms: true }, async (t) => {
-    const open = async (from: string, address: string, port: number) =>
-      (await lab.sh(from, `nc -z -w 2 ${address} ${port}`)).code === 0
     // The backends' address for the database: the virtual one of a cluster, else its own.
     const dbAddr = lab.plan.services.db!.address
     const gwCloud = lab.plan.vpn!.hub
-    for (const b of upstreams) {
-      t.ok(await open(proxy.name, b.address, b.port), `control: the proxy reaches ${b.name}:${b.port}`)
-      t.notOk(
-        await open(client.name, b.address, b.port),
-        `the IoT client cannot reach ${b.name} directly (another site's subnet)`,
-      )
-      t.notOk(
-        await open(gwCloud, b.address, b.port),
+    const probes: Expectation[] = upstreams.flatMap((b) => [
+      can(proxy.name, b.address, b.port, `control: the proxy reaches ${b.name}:${b.port}`),
+      cannot(client.name, b.address, b.port, `the IoT client cannot reach ${b.name} directly (another site's subnet)`),
+      cannot(
+        gwCloud,
+        b.address,
+        b.port,
         `${gwCloud}, on the cloud LAN, cannot reach ${b.name} either: only the proxy can`,
-      )
-      t.ok(await open(b.name, dbAddr, DB.port), `control: ${b.name} reaches the database`)
-    }
-    t.notOk(await open(client.name, dbAddr, DB.port), 'the IoT client cannot reach the database')
-    t.notOk(await open(proxy.name, dbAddr, DB.port), 'nor can the proxy: only the backends')
-    t.notOk(
-      await open(client.name, proxy.addresses.cloud, PROXY_STATUS_PORT),
-      "nginx's status page is closed to the IoT LAN",
+      ),
+      can(b.name, dbAddr, DB.port, `control: ${b.name} reaches the database`),
+    ])
+    probes.push(
+      cannot(client.name, dbAddr, DB.port, 'the IoT client cannot reach the database'),
+      cannot(proxy.name, dbAddr, DB.port, 'nor can the proxy: only the backends'),
+      cannot(client.name, proxy.addresses.cloud, PROXY_STATUS_PORT, "nginx's status page is closed to the IoT LAN"),
+      cannot(gwCloud, proxy.addresses.cloud, 22, 'SSH to the proxy only from the management network'),
     )
-    t.notOk(await open(gwCloud, proxy.addresses.cloud, 22), 'SSH to the proxy only from the management network')
+    const cluster = lab.plan.services.db!.cluster
+    if (cluster) {
+      const [other] = lab.byRole('db').filter((h) => h !== db)
+      for (const port of [DB.port, cluster.patroniPort, cluster.etcdClientPort, cluster.etcdPeerPort])
+        probes.push(
+          can(other.name, db.addresses.cloud, port, `control: ${other.name}, a member, reaches ${db.name}:${port}`),
+        )
+      for (const port of [cluster.patroniPort, cluster.etcdClientPort, cluster.etcdPeerPort])
+        probes.push(
+          cannot(
+            upstreams[0].name,
+            db.addresses.cloud,
+            port,
+            `${upstreams[0].name} cannot reach ${db.name}:${port}: only the members`,
+          ),
+          cannot(proxy.name, db.addresses.cloud, port, 'nor can the proxy'),
+        )
+    }
+    await assertReach(t, (h, c) => lab.sh(h, c), probes)
     const listening = (await lab.sh(db.name, `ss -Hltn 'sport = :${DB.port}' | awk '{print $4}' | sort`)).stdout
       .trim()
       .split('\n')
@@ -344,22 +360,6 @@ if (lab) {
       [...new Set([db.addresses.cloud, dbAddr, '127.0.0.1'])].map((a) => `${a}:${DB.port}`).sort(),
       "PostgreSQL listens on the cloud LAN (its own address and the service's) and locally, nowhere else",
     )
-    const cluster = lab.plan.services.db!.cluster
-    if (cluster) {
-      const [other] = lab.byRole('db').filter((h) => h !== db)
-      for (const port of [DB.port, cluster.patroniPort, cluster.etcdClientPort, cluster.etcdPeerPort])
-        t.ok(
-          await open(other.name, db.addresses.cloud, port),
-          `control: ${other.name}, a member, reaches ${db.name}:${port}`,
-        )
-      for (const port of [cluster.patroniPort, cluster.etcdClientPort, cluster.etcdPeerPort]) {
-        t.notOk(
-          await open(upstreams[0].name, db.addresses.cloud, port),
-          `${upstreams[0].name} cannot reach ${db.name}:${port}: only the members`,
-        )
-        t.notOk(await open(proxy.name, db.addresses.cloud, port), `nor can the proxy`)
-      }
-    }
     const ctl = (
       await lab.sh(client.name, `ss -Hltn 'sport = :${CLIENT_CONTROL_PORT}' | awk '{print $4}'`)
     ).stdout.trim()
