@@ -198,7 +198,7 @@ t.test(
       [
         unitHandler('restart strongswan', 'restart', 'strongswan.service', { daemonReload: true }),
         'restart strongswan',
-        'systemctl daemon-reload && systemctl restart strongswan.service',
+        `case "$(systemctl show -p NeedDaemonReload -p LoadState --value strongswan.service)" in *yes*|*not-found*) systemctl daemon-reload ;; esac && systemctl restart strongswan.service`,
       ],
       [unitHandler('restart it', 'restart', 'a unit; rm -rf /'), 'restart it', "systemctl restart 'a unit; rm -rf /'"],
       [commandHandler('reload nftables', 'nft -f /etc/nftables.conf'), 'reload nftables', 'nft -f /etc/nftables.conf'],
@@ -210,6 +210,21 @@ t.test(
     }
   },
 )
+
+t.test("a handler's daemon-reload runs only when systemd has not read the unit's files as they are", async (t) => {
+  const { daemonReloadIfStale } = await import('../../provision/modules/service.js')
+  const { execFileSync } = await import('node:child_process')
+  // systemctl stood in for by a shell function: `show` prints the unit's state as
+  // systemd would (one value a line), anything else is recorded.
+  const run = (state: string) =>
+    execFileSync('bash', [
+      '-c',
+      `systemctl() { if [ "$1" = show ]; then printf '%s\\n' ${state}; else echo "systemctl $*"; fi; }\n${daemonReloadIfStale('lab-hub-watch.service')}`,
+    ]).toString()
+  t.equal(run('loaded no'), '', 'read as they are: no reload')
+  t.equal(run('loaded yes'), 'systemctl daemon-reload\n', 'a file changed since: reload')
+  t.equal(run('not-found no'), 'systemctl daemon-reload\n', 'a unit systemd has never read: reload')
+})
 
 t.test(
   'sh: each value one shell word, quoted where it must be; lists a word each; raw fragments as they are',
