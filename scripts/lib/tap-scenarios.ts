@@ -30,7 +30,7 @@ function describeFailure(name: string, yaml: string[]): string {
   const lines = yaml.map((l) => l.slice(strip))
   const field = (key: string) => lines.find((l) => l.startsWith(`${key}: `))?.slice(key.length + 2)
   const block = (key: string) => {
-    const at = lines.findIndex((l) => l === `${key}: |` || l.startsWith(`${key}: |`) || l === `${key}: >`)
+    const at = lines.findIndex((l) => l.startsWith(`${key}: |`) || l === `${key}: >`)
     if (at < 0) return []
     const out: string[] = []
     for (const l of lines.slice(at + 1)) {
@@ -97,12 +97,12 @@ export function parseTap(text: string): TapRun {
       thrownOpen = true
       continue
     }
-    if (thrownOpen && /^\s+at /.test(line)) thrownOpen = false
+    // The message ends at its stack, or at any line of TAP (never taken for a message).
+    if (thrownOpen && (/^\s+at /.test(line) || /^\s*((not )?ok \d|# |1\.\.\d|---$|\.\.\.$)/.test(line)))
+      thrownOpen = false
     if (thrownOpen && thrown.length < 12 && line.trim() && /^\s/.test(line)) {
-      if (!/^ {4}(# |(not )?ok |1\.\.)/.test(line)) {
-        thrown.push(line.trim())
-        continue
-      }
+      thrown.push(line.trim())
+      continue
     }
     const fileEnd = /^(not )?ok \d+ - (\S+\.ts)(?: # SKIP ?(.*))?/.exec(line)
     if (fileEnd) {

@@ -218,3 +218,21 @@ t.test(
     t.equal(run.assertions['test/lab/db.ts'], 6, 'every assertion line is still counted')
   },
 )
+
+t.test('an error printed without a stack takes no line of TAP for its message', async (t) => {
+  const run = parseTap(`TAP version 14
+1..1
+# Subtest: test/lab/vpn.ts
+Error: a warning some tool printed, with no stack
+    # Subtest: fine
+        ok 1 - one
+        ok 2 - two
+        1..2
+    ok 1 - fine # time=1ms
+    1..1
+ok 1 - test/lab/vpn.ts # time=3ms
+`)
+  t.same(run.scenarios, [{ file: 'test/lab/vpn.ts', name: 'fine', ok: true }])
+  t.equal(run.assertions['test/lab/vpn.ts'], 2, 'both assertions counted')
+  t.same(run.fileFailures, [])
+})
