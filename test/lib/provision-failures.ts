@@ -6,6 +6,7 @@
 // have been a passing fault that a fresh run mends); after its second failure in the
 // run, later files fail at once, naming both failures and their errors.
 import fs from 'node:fs'
+import path from 'node:path'
 
 export interface FailedProvision {
   host: string
@@ -51,6 +52,7 @@ export function recordedFailures(file: string, run: string): FailedProvision[] {
 
 export function recordFailures(file: string, run: string, failed: FailedProvision[]) {
   const all = [...recordedFailures(file, run), ...failed]
+  fs.mkdirSync(path.dirname(file), { recursive: true })
   fs.writeFileSync(file, JSON.stringify({ run, failed: all } satisfies Recorded, null, 2) + '\n')
 }
 

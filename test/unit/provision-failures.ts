@@ -43,6 +43,13 @@ t.test("another run's record counts for nothing, and is replaced", async (t) => 
     ['c.ts'],
     "the earlier run's failures are gone",
   )
+  const fresh = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'lab-')), 'not-made-yet', 'failures.json')
+  recordFailures(fresh, 'run-3', [failure('backend-1', 'd.ts')])
+  t.equal(
+    recordedFailures(fresh, 'run-3').length,
+    1,
+    'recorded where no folder was yet (a clone whose .lab is not made)',
+  )
   fs.writeFileSync(file, '{ not json')
   t.same(recordedFailures(file, 'run-2'), [], 'a damaged record is no record')
 })
