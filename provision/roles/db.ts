@@ -16,6 +16,8 @@ import type { RoleModule } from './types.js'
 import { DB, MONITOR_PORTS } from '../ports.js'
 import { serviceTlsSteps, tlsFiles } from './service-tls.js'
 import { pkiPaths, revocations } from '../pki.js'
+import { type PatroniState, startMarkersSince, stuckOnForkedTimeline } from './db-stuck-standby.js'
+import { shellQuote } from '../shell-quote.js'
 
 /** The newest PostgreSQL installed, e.g. 15 (Debian's layout: /usr/lib/postgresql/15). */
 async function pgVersion(ctx: Context): Promise<string> {
@@ -126,15 +128,32 @@ export const patroniPatch = (stateDir: string, body: Record<string, unknown>) =>
 const restUrl = (ctx: Context) => `http://${listenAddress(ctx)}:${cluster(ctx).patroniPort}`
 
 /** Patroni's own view of this member (GET /patroni on its REST API), or undefined while it does not answer. */
-async function patroniState(ctx: Context): Promise<{ role?: string; state?: string } | undefined> {
+async function patroniState(ctx: Context): Promise<PatroniState | undefined> {
   const r = await ctx.host.exec(`curl -fsS --max-time 2 ${restUrl(ctx)}/patroni`, { check: false })
   if (r.code !== 0) return undefined
   try {
-    return JSON.parse(r.stdout) as { role?: string; state?: string }
+    return JSON.parse(r.stdout) as PatroniState
   } catch {
     return undefined
   }
 }
+/**
+ * Restarts Patroni when this member is a standby stuck as Patroni 3.0.2 leaves it
+ * (PostgreSQL refusing the leader's timeline forked before its recovery point), saying
+ * so in the host's journal with PostgreSQL's own line. True when it restarted.
+ */
+async function restartIfStuck(ctx: Context, s: PatroniState | undefined): Promise<boolean> {
+  if (s?.role !== 'replica' || s.state !== 'starting') return false
+  const { log } = await pathsOf(ctx)
+  const markers = await ctx.host.exec(startMarkersSince(log), { check: false })
+  const why = stuckOnForkedTimeline(s, markers.stdout)
+  if (!why) return false
+  await ctx.host.exec(
+    `logger -t lab-provision ${shellQuote(`restarting Patroni: a standby it would leave starting forever (Patroni 3.0.2, patroni#3650): ${why}`)} && systemctl restart patroni.service`,
+  )
+  return true
+}
+
 const isLeader = async (ctx: Context) => {
   if (single(ctx)) return true
   const s = await patroniState(ctx)
@@ -314,12 +333,16 @@ const clusterSteps: Step[] = (
       name: 'Ensure this member runs in the cluster (the leader, or a replica streaming from it)',
       async run(ctx) {
         if (ctx.dryRun) return false
+        // A standby Patroni 3.0.2 would leave starting forever gets Patroni restarted,
+        // once (db-stuck-standby.ts says why): then this step changed something.
+        let restarted = false
         try {
           await waitFor(
             `Patroni on ${ctx.self.name} to report PostgreSQL running (a first base backup takes a while)`,
             async () => {
               const s = await patroniState(ctx)
               if (s?.state === 'running') return true
+              if (!restarted) restarted = await restartIfStuck(ctx, s)
               // Thrown, so that a timeout says what Patroni said last.
               throw new Error(
                 s ? `Patroni says state ${s.state}, role ${s.role}` : "Patroni's REST API does not answer",
@@ -333,7 +356,7 @@ const clusterSteps: Step[] = (
           const log = await ctx.host.exec('journalctl -u patroni -n 12 --no-pager -o cat', { check: false })
           throw new Error(`${(e as Error).message}; Patroni's last lines:\n${log.stdout}`)
         }
-        return false
+        return restarted
       },
     },
     // bootstrap.dcs in patroni.yml applies when the cluster is made; a running cluster's
