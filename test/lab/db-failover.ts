@@ -16,11 +16,12 @@
 import t, { type Test } from 'tap'
 import { clearFault, makeFault, recordedFaults, stateOf, type HostFault } from '../../scripts/lib/host-faults.js'
 import { holdsAddress } from '../../scripts/lib/vrrp-holders.js'
-import { openLab, waitFor } from '../lib/lab.js'
+import { labCli, openLab, waitFor } from '../lib/lab.js'
 import type { Host } from '../../provision/plan.js'
 import { dcsSettings } from '../../provision/roles/db.js'
+import { startMarkersSince, stuckOnForkedTimeline } from '../../provision/roles/db-stuck-standby.js'
 import { alertsOf } from '../lib/monitor.js'
-import { logFrom } from '../lib/logs.js'
+import { logFrom, logged } from '../lib/logs.js'
 import {
   acknowledgedAfter,
   assertExactlyOnce,
@@ -34,6 +35,8 @@ import {
 } from '../lib/telemetry.js'
 
 const GOAL_S = 30
+/** The test's own nftables table on a member (taken away in teardown too). */
+const BLOCK_TABLE = 'lab_test_unanswered'
 
 const opened = await openLab(t, { requires: { pair: 'db' } })
 if (opened) {
@@ -158,11 +161,68 @@ if (opened) {
   }
 
   /**
+   * Patroni started on the victim while the leader's PostgreSQL does not answer it yet,
+   * as in CI of 7 Dec 2026 ("No route to host" in the first second after its links came
+   * back): Patroni 3.0.2 cannot ask whether to rewind, starts PostgreSQL as a standby that
+   * can never become consistent, and never asks again (db-stuck-standby.ts). Here the
+   * leader is made not to answer (a rejecting rule of the test's own on the victim, taken
+   * away once Patroni has started PostgreSQL), so that state is made every time, and
+   * `npm run provision` of the victim must get it out: it restarts Patroni, which then
+   * rewinds or clones it.
+   */
+  const startUnanswered = async (t: Test, victim: Host, survivor: Host) => {
+    const block = `inet ${BLOCK_TABLE}`
+    const others = members.filter((m) => m !== victim).map((m) => m.addresses.cloud)
+    const patroniLog = await logFrom(lab, victim.name, { unit: 'patroni' })
+    t.teardown(() => lab.sh(victim.name, `nft delete table ${block} 2>/dev/null; systemctl start patroni`))
+    await lab.sh(
+      victim.name,
+      `nft -f - <<'EOF'
+table ${block} {
+  chain out {
+    type filter hook output priority 0;
+    ip daddr { ${others.join(', ')} } tcp dport ${lab.plan.services.db!.port} reject with icmp type host-unreachable
+  }
+}
+EOF`,
+    )
+    await lab.sh(victim.name, 'systemctl start patroni')
+    const started = await logged(patroniLog, /starting as a secondary/, 60_000)
+    await lab.sh(victim.name, `nft delete table ${block}`)
+    t.match(
+      await patroniLog(),
+      /Exception when working with leader[\s\S]*starting as a secondary/,
+      `Patroni could not ask ${survivor.name} whether to rewind, and started ${victim.name} as a standby all the same (${started.trim()})`,
+    )
+    const { log: pgLog } = await dbFiles(lab, victim.name)
+    const stuck = await waitFor(
+      `${victim.name} to refuse ${survivor.name}'s timeline, never consistent`,
+      async () =>
+        stuckOnForkedTimeline(await patroni(victim), (await lab.sh(victim.name, startMarkersSince(pgLog))).stdout),
+      60_000,
+      1000,
+    ).catch(() => undefined)
+    t.ok(stuck, `${victim.name} is stuck as Patroni 3.0.2 leaves it: ${stuck ?? 'not seen'}`)
+    const run = await labCli('provision/cli.ts', [victim.name])
+    t.match(
+      run.stdout,
+      new RegExp(`${victim.name}\\s+changed\\s+Ensure this member runs in the cluster`),
+      'npm run provision restarted Patroni on it (its step says changed)',
+    )
+    t.match(
+      (await lab.sh(victim.name, 'journalctl -t lab-provision -n 5 --no-pager -o cat')).stdout,
+      /restarting Patroni: a standby it would leave starting forever/,
+      "and said why in the member's journal",
+    )
+  }
+
+  /**
    * cutRewind: while the old primary is still cut off, its data directory is left as a
    * power cut in the middle of pg_rewind leaves it (its WAL and timeline history files
    * emptied: what the failover bench's standby stop did to database-1 on 6 Dec 2026),
-   * with Patroni stopped until its links are back. No rewind can work from there: it
-   * must be cloned again from the leader. Otherwise it must come back by pg_rewind, not
+   * with Patroni stopped until its links are back, and started while the leader does not
+   * answer it yet (startUnanswered: `npm run provision` gets it going). No rewind can work
+   * from there: it must be cloned again from the leader. Otherwise it must come back by pg_rewind, not
    * by a clone (which would hide a broken rewind).
    */
   const scenario = (
@@ -297,7 +357,7 @@ if (opened) {
       // of the key's lifetimes, then every reading of the scenario is checked again.
       const back = await markStream(lab)
       await clearFault(lab.plan, victim, log)
-      if (opts.cutRewind) await lab.sh(victim.name, 'systemctl start patroni')
+      if (opts.cutRewind) await startUnanswered(t, victim, survivor)
       // Rejoined: a replica on the leader's timeline, streaming from it. Patroni says
       // "replica, running" earlier, while PostgreSQL still runs on the old timeline
       // before its rewind.
