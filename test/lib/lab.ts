@@ -167,7 +167,18 @@ function cannotRun(t: Test, why: string): undefined {
   return undefined
 }
 
-export async function openLab(t: Test, opts: { requires?: Requires } = {}): Promise<Lab | undefined> {
+export async function openLab(
+  t: Test,
+  opts: {
+    requires?: Requires
+    /**
+     * false: hosts that run but are not provisioned are left so (the teardown's test needs
+     * the lab there, not working: a host whose provisioning fails must not keep lab:down
+     * from being tested, and the lab from going).
+     */
+    provision?: boolean
+  } = {},
+): Promise<Lab | undefined> {
   const why =
     unavailable() ??
     (process.getuid?.() !== 0 ? 'the lab needs root here (containers, VMs, bridges): run `sudo npm test`' : undefined)
@@ -228,7 +239,7 @@ export async function openLab(t: Test, opts: { requires?: Requires } = {}): Prom
       ),
     )
   ).filter((n): n is string => n !== undefined)
-  if (bare.length) {
+  if (bare.length && opts.provision !== false) {
     // A host whose provisioning already failed twice in this test run is not tried a
     // third time: each try can wait minutes (test/lib/provision-failures.ts says why).
     const record = path.join(stateDir, 'test-provision-failures.json')

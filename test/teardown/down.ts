@@ -12,7 +12,7 @@ import { openLab } from '../lib/lab.js'
 
 const why = !process.env.LAB_TEST_DOWN && 'this destroys the lab: run it with `npm run test:teardown`'
 t.test('npm run lab:down leaves nothing behind', { skip: why }, async (t) => {
-  const lab = await openLab(t)
+  const lab = await openLab(t, { provision: false })
   if (!lab) return
   const plan = loadPlan(topologyFile)
   t.not((await labRemnants(plan)).length, 0, 'the lab is there before (control)')
