@@ -1,9 +1,9 @@
 // The step runner: a host's roles are ordered lists of idempotent steps. Each step
 // compares before it writes and reports ok (nothing to do) or changed; a step that
 // throws is failed and ends the host's run. Handlers (reload, restart) that changed
-// steps notified run once each, at the end, even when a later step failed, so a
-// changed config is never left unapplied. In dry-run no step writes and no handler
-// runs: changed means "would change".
+// steps notified run once each at the end of the role (before the next role's steps),
+// even when a later step failed, so a changed config is never left unapplied. In
+// dry-run no step writes and no handler runs: changed means "would change".
 import type { RemoteHost } from './ssh.js'
 import type { Host, Plan } from './plan.js'
 import type { Facts } from './facts.js'
@@ -77,7 +77,39 @@ export async function runRoles(roles: Playbook[], ctx: Context, report: Reporter
   }
 
   const notified = new Set<string>()
-  outer: for (const role of roles) {
+  /**
+   * Runs the handlers notified so far, in the order they were declared, once each, and
+   * forgets them. Called at the end of every role: a later role builds on the config an
+   * earlier one applied (keepalived, last, checks a service that must already run with
+   * its own; run at the very end, a restart of it took the member out of a pair that
+   * had just elected it, a failover on every first provision).
+   */
+  const flush = async (): Promise<boolean> => {
+    let ok = true
+    for (const [name, handler] of handlers) {
+      if (!notified.has(name)) continue
+      notified.delete(name)
+      const t0 = Date.now()
+      let result: Result
+      if (ctx.dryRun) {
+        result = { name, status: 'changed', ms: 0 }
+      } else {
+        try {
+          await handler.run(ctx)
+          result = { name, status: 'changed', ms: Date.now() - t0 }
+        } catch (e) {
+          result = { name, status: 'failed', error: (e as Error).message, ms: Date.now() - t0 }
+          ok = false
+        }
+      }
+      recap.handlers.push(result)
+      report(ctx.self.name, 'handler', result)
+    }
+    return ok
+  }
+
+  for (const role of roles) {
+    let failed = false
     for (const step of role.steps) {
       const t0 = Date.now()
       let result: Result
@@ -90,27 +122,14 @@ export async function runRoles(roles: Playbook[], ctx: Context, report: Reporter
       }
       recap.steps.push(result)
       report(ctx.self.name, 'step', result)
-      if (result.status === 'failed') break outer
-    }
-  }
-
-  // Handlers run in the order they were declared, once each, failed step or not.
-  for (const [name, handler] of handlers) {
-    if (!notified.has(name)) continue
-    const t0 = Date.now()
-    let result: Result
-    if (ctx.dryRun) {
-      result = { name, status: 'changed', ms: 0 }
-    } else {
-      try {
-        await handler.run(ctx)
-        result = { name, status: 'changed', ms: Date.now() - t0 }
-      } catch (e) {
-        result = { name, status: 'failed', error: (e as Error).message, ms: Date.now() - t0 }
+      if (result.status === 'failed') {
+        failed = true
+        break
       }
     }
-    recap.handlers.push(result)
-    report(ctx.self.name, 'handler', result)
+    // The role's changed config is applied even when one of its steps failed; a failed
+    // step or handler ends the host's run there (the next role would build on it).
+    if (!(await flush()) || failed) break
   }
   return recap
 }

@@ -100,6 +100,78 @@ t.test('a failed step ends the run, and handlers already notified still run', as
   t.equal(counts(recap).failed, 1)
 })
 
+t.test("a role's handlers run at its end, before the next role's steps", async (t) => {
+  // The order a pair member needs: its service restarted with its new config before
+  // keepalived (the last role) starts checking it.
+  const order: string[] = []
+  const step = (name: string, notify?: string[]): Step => ({
+    name,
+    notify,
+    run: async () => {
+      order.push(name)
+      return true
+    },
+  })
+  const handler = (name: string) => ({
+    name,
+    run: async () => {
+      order.push(name)
+    },
+  })
+  const service: Playbook = {
+    name: 'service',
+    steps: [step('writes config', ['restart service']), step('writes more', ['restart service'])],
+    handlers: [handler('restart service')],
+  }
+  const vrrp: Playbook = {
+    name: 'vrrp',
+    steps: [step('starts keepalived', ['reload keepalived'])],
+    handlers: [handler('reload keepalived')],
+  }
+  const recap = await runRoles([service, vrrp], fakeContext(new FakeHost()))
+  t.same(order, ['writes config', 'writes more', 'restart service', 'starts keepalived', 'reload keepalived'])
+  t.same(
+    recap.handlers.map((h) => h.name),
+    ['restart service', 'reload keepalived'],
+    'each once',
+  )
+})
+
+t.test("a failed handler ends the host's run: the next role would build on what it did not apply", async (t) => {
+  const reached: string[] = []
+  const first: Playbook = {
+    name: 'service',
+    steps: [flagStep('writes config', { value: false }, ['restart service'])],
+    handlers: [
+      {
+        name: 'restart service',
+        run: async () => {
+          throw new Error('unit failed to start')
+        },
+      },
+    ],
+  }
+  const next: Playbook = {
+    name: 'vrrp',
+    steps: [
+      {
+        name: 'starts keepalived',
+        run: async () => {
+          reached.push('starts keepalived')
+          return true
+        },
+      },
+    ],
+  }
+  const recap = await runRoles([first, next], fakeContext(new FakeHost()))
+  t.same(reached, [], 'the next role did not run')
+  t.same(
+    recap.handlers.map((h) => [h.name, h.status, h.error]),
+    [['restart service', 'failed', 'unit failed to start']],
+  )
+  t.equal(counts(recap).failed, 1)
+})
+
 t.test('a failing handler is reported, not swallowed', async (t) => {
   const role: Playbook = {
     name: 'r',
