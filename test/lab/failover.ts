@@ -72,6 +72,41 @@ if (opened) {
     }
     for (const group of lab.plan.vrrp)
       await waitFor(`one member of ${group.name} to hold ${group.addresses[0].address}`, () => holder(group), 60_000)
+    // And every pair whole, as its members report it and the monitor sees it: a lab just
+    // provisioned, or a member an earlier run faulted and this hook mended, may still be
+    // coming back as the standby (CI, 7 Dec 2026: a VM hub just provisioned was still in
+    // FAULT, and the first scenario's "before" found LabPairStandbyMissing firing). The
+    // scenarios judge the change they make, from a pair with its standby. (A database
+    // group's replicas are in FAULT by design.)
+    for (const group of lab.plan.vrrp.filter((g) => g.role !== 'db')) {
+      const states = () =>
+        Promise.all(
+          group.members.map(async (m) => {
+            const prom = await lab
+              .sh(m.host, `cat /var/lib/prometheus/node-exporter/vrrp-${group.name}.prom`)
+              .catch(() => ({ stdout: '' }))
+            return `${m.host} ${/state="(\w+)"\} 1/.exec(prom.stdout)?.[1] ?? 'not reporting'}`
+          }),
+        )
+      await waitFor(
+        `one member of ${group.name} to report master and the others backup`,
+        async () => {
+          const now = await states()
+          return now.filter((s) => s.endsWith(' master')).length === 1 && now.every((s) => / (master|backup)$/.test(s))
+        },
+        120_000,
+        1000,
+      ).catch(async (e: Error) => {
+        throw new Error(`${e.message}; they report: ${(await states()).join(', ')}`)
+      })
+    }
+    if (watched)
+      await waitFor(
+        'the monitor to see every pair with its standby (LabPairStandbyMissing neither pending nor firing)',
+        async () => (await promQuery(lab, 'ALERTS{alertname="LabPairStandbyMissing"}')).length === 0,
+        60_000,
+        1000,
+      )
   })
 
   /** Who holds the group's virtual address now, or undefined while none (or two) do. */
@@ -187,6 +222,7 @@ if (opened) {
         await alert(t, 'LabPairStandbyMissing', { group: group.name }, 'firing')
         t.equal((await stateOf(victim)).condition, 'stopped', `(${victim.name} still stopped)`)
         // Back: it starts as a backup and does not take the address back (nopreempt).
+        const restarted = Date.now()
         await clearFault(lab.plan, victim, log)
         await waitFor(
           `${victim.name}'s keepalived to report BACKUP`,
@@ -196,6 +232,21 @@ if (opened) {
         await staysStandby(t, victim)
         t.equal(await holder(group), survivor, `${survivor.name} keeps ${vips[0]}`)
         await alert(t, 'LabPairStandbyMissing', { group: group.name }, 'resolved')
+        // Nor did it say it was active: the state from before its stop is not reported
+        // after the boot (it was, on a VM hub: the pair had two active members to the
+        // monitor until keepalived's first change, and LabPairSplit fired).
+        if (watched) {
+          const window = Math.ceil((Date.now() - restarted) / 1000)
+          const seen = await promQuery(
+            lab,
+            `max_over_time(lab_vrrp_state{group="${group.name}",host="${victim.name}",state="master"}[${window}s:1s])`,
+          )
+          t.same(
+            seen.map((s) => s.value[1]),
+            ['0'],
+            `since its restart the monitor never saw ${victim.name} as active (the last ${window} s, every second)`,
+          )
+        }
       },
     )
 
