@@ -79,6 +79,13 @@ export function keepalivedConf(ctx: Context, health: Health): string {
   })
 }
 
+/** The member's VRRP state for node exporter's textfile collector (written by the notify script). */
+const stateFile = (ctx: Context) => `${TEXTFILE_DIR}/vrrp-${groupOf(ctx).name}.prom`
+
+/** systemd-tmpfiles' rule that removes the member's VRRP state at boot (it is that boot's alone). */
+export const vrrpTmpfiles = (ctx: Context) =>
+  renderFile('vrrp/tmpfiles.conf', { host: ctx.self.name, file: stateFile(ctx) })
+
 /** keepalived's notify script: the state for the monitor, and the role's takeover on becoming active. */
 export const vrrpNotify = (ctx: Context, health: Health) =>
   renderFile('vrrp/vrrp-notify', { host: ctx.self.name, dir: TEXTFILE_DIR, takeover: health.takeover ?? '' })
@@ -92,6 +99,10 @@ export function vrrpPlaybook(health: (ctx: Context) => Health): Playbook {
   return {
     name: 'vrrp',
     steps: [
+      file("Ensure the VRRP state the monitor reads is this boot's (removed at boot)", {
+        path: '/etc/tmpfiles.d/lab-vrrp.conf',
+        content: vrrpTmpfiles,
+      }),
       file('Ensure the VRRP state reaches the monitor (keepalived notify)', {
         path: NOTIFY,
         mode: '0755',

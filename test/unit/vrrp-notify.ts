@@ -10,7 +10,7 @@ import path from 'node:path'
 import t from 'tap'
 import { topologyFile } from '../../provision/paths.js'
 import { loadPlan } from '../../provision/plan.js'
-import { keepalivedConf, vrrpNotify, vrrpNotifyReader } from '../../provision/roles/vrrp.js'
+import { keepalivedConf, vrrpNotify, vrrpNotifyReader, vrrpTmpfiles } from '../../provision/roles/vrrp.js'
 import { TEXTFILE_DIR } from '../../provision/roles/monitoring.js'
 import { proxy } from '../../provision/roles/proxy.js'
 import type { Context } from '../../provision/runner.js'
@@ -106,4 +106,27 @@ t.test('an event that is no state (MASTER_RX_LOWER_PRI) leaves the state the mon
     [],
     'no temporary file left behind',
   )
+})
+
+t.test("at boot the state keepalived's notify wrote is removed, and nothing else the monitor reads", async (t) => {
+  // A member stopped hard while active came back saying master until keepalived's first
+  // change, while the other member held the address (LabPairSplit, a VM hub, 7 Dec 2026).
+  // systemd-tmpfiles as the boot runs it (systemd-tmpfiles-setup: --boot --remove),
+  // under a root of its own.
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vrrpb-'))
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }))
+  const dir = path.join(root, TEXTFILE_DIR)
+  fs.mkdirSync(dir, { recursive: true })
+  const script = path.join(root, 'vrrp-notify')
+  fs.writeFileSync(script, vrrpNotify(ctx, proxy.health!(ctx)).replaceAll(TEXTFILE_DIR, dir), { mode: 0o755 })
+  t.equal(spawnSync(script, ['INSTANCE', 'proxy', 'MASTER', '150']).status, 0)
+  const other = path.join(dir, 'ipsec.prom')
+  fs.writeFileSync(other, 'lab_other 1\n')
+  const conf = path.join(root, 'lab-vrrp.conf')
+  fs.writeFileSync(conf, vrrpTmpfiles(ctx))
+  t.ok(fs.existsSync(path.join(dir, 'vrrp-proxy.prom')), 'before the boot: the state the notify wrote')
+  const r = spawnSync('systemd-tmpfiles', ['--boot', '--remove', `--root=${root}`, conf], { encoding: 'utf8' })
+  t.equal(r.status, 0, `systemd-tmpfiles takes the rule (${r.stderr.trim()})`)
+  t.notOk(fs.existsSync(path.join(dir, 'vrrp-proxy.prom')), 'after it: gone, so the member reports no state')
+  t.ok(fs.existsSync(other), "another collector's file is left alone")
 })
