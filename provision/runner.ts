@@ -22,8 +22,13 @@ export interface Context {
 
 export interface Step {
   name: string
-  /** Returns true when it changed something (or, in dry-run, would have). */
-  run(ctx: Context): Promise<boolean>
+  /**
+   * Returns true when it changed something (or, in dry-run, would have). A step that
+   * started a unit returns the handlers that start made moot instead (changed as well):
+   * the unit read the config they would apply, and a reload right after its start
+   * raced what it was doing (keepalived lost its first state change).
+   */
+  run(ctx: Context): Promise<boolean | { moots: string[] }>
   /** Handlers to run at the end of the role when this step changed something. */
   notify?: string[]
 }
@@ -114,9 +119,10 @@ export async function runRoles(roles: Playbook[], ctx: Context, report: Reporter
       const t0 = Date.now()
       let result: Result
       try {
-        const changed = await step.run(ctx)
-        result = { name: step.name, status: changed ? 'changed' : 'ok', ms: Date.now() - t0 }
-        if (changed) for (const n of step.notify ?? []) notified.add(n)
+        const out = await step.run(ctx)
+        result = { name: step.name, status: out !== false ? 'changed' : 'ok', ms: Date.now() - t0 }
+        if (out !== false) for (const n of step.notify ?? []) notified.add(n)
+        if (typeof out === 'object') for (const n of out.moots) notified.delete(n)
       } catch (e) {
         result = { name: step.name, status: 'failed', error: (e as Error).message, ms: Date.now() - t0 }
       }

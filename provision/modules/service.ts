@@ -2,7 +2,11 @@
 import { sh } from '../ssh.js'
 import type { Handler, Step } from '../runner.js'
 
-export function service(unit: string, want: { enabled: boolean; active: boolean }): Step {
+/**
+ * Ensure a unit is enabled (or not) and running (or not). `startMoots`: the handlers a
+ * start makes moot (a reload of the config the unit has just read at its start).
+ */
+export function service(unit: string, want: { enabled: boolean; active: boolean; startMoots?: string[] }): Step {
   const verb = want.active ? 'running' : 'stopped'
   return {
     name: `Ensure ${unit} is ${want.enabled ? 'enabled' : 'disabled'} and ${verb}`,
@@ -22,10 +26,11 @@ export function service(unit: string, want: { enabled: boolean; active: boolean 
       // unit enabled. A unit file new to systemd gets its reload above.
       if (isEnabled !== want.enabled)
         commands.push(sh`systemctl ${want.enabled ? 'enable' : 'disable'} --no-reload ${unit}`)
+      const starts = want.active && !isActive
       if (isActive !== want.active) commands.push(sh`systemctl ${want.active ? 'start' : 'stop'} ${unit}`)
       if (commands.length === 0) return false
       if (!ctx.dryRun) await ctx.host.exec(commands.join(' && '))
-      return true
+      return starts && want.startMoots ? { moots: want.startMoots } : true
     },
   }
 }

@@ -124,7 +124,11 @@ export function vrrpPlaybook(health: (ctx: Context) => Health): Playbook {
         },
         ['reload keepalived'],
       ),
-      service('keepalived.service', { enabled: true, active: true }),
+      // Started here, it reads the files above: the reload they notified is moot, and one
+      // a moment after the start lost keepalived's first state change (BACKUP, written to
+      // the FIFO before an emulated VM's reader had opened it; the monitor saw the member
+      // "not reporting" after a first provision, 7 Dec 2026).
+      service('keepalived.service', { enabled: true, active: true, startMoots: ['reload keepalived'] }),
     ],
     // A reload keeps the instance's state: the active member stays active.
     handlers: [unitHandler('reload keepalived', 'reload', 'keepalived.service')],

@@ -172,6 +172,46 @@ t.test("a failed handler ends the host's run: the next role would build on what 
   t.equal(counts(recap).failed, 1)
 })
 
+t.test('a unit the role started has read its config: the reload notified before the start is moot', async (t) => {
+  // keepalived started by the role, then reloaded a moment later: the reload raced its
+  // first state change on an emulated VM, and the monitor never heard it (7 Dec 2026).
+  const { service } = await import('../../provision/modules/service.js')
+  const ran: string[] = []
+  const role = (): Playbook => ({
+    name: 'vrrp',
+    steps: [
+      flagStep('writes keepalived.conf', { value: false }, ['reload keepalived']),
+      service('keepalived.service', { enabled: true, active: true, startMoots: ['reload keepalived'] }),
+    ],
+    handlers: [
+      {
+        name: 'reload keepalived',
+        run: async () => {
+          ran.push('reload keepalived')
+        },
+      },
+    ],
+  })
+  // systemctl is-enabled, is-active, show NeedDaemonReload: as the fake host answers.
+  const host = (active: string) =>
+    new FakeHost('m', (cmd) => ({
+      code: 0,
+      stdout: cmd.startsWith('systemctl is-enabled') ? `enabled\n${active}\nno\n` : '',
+      stderr: '',
+    }))
+  const started = host('inactive')
+  const first = await runRoles([role()], fakeContext(started))
+  t.ok(started.commands.includes('systemctl start keepalived.service'), 'the step started it')
+  t.same(ran, [], 'and the reload was not run')
+  t.same(
+    first.steps.map((s) => s.status),
+    ['changed', 'changed'],
+  )
+  const running = host('active')
+  await runRoles([role()], fakeContext(running))
+  t.same(ran, ['reload keepalived'], 'a unit already running gets its reload')
+})
+
 t.test('a failing handler is reported, not swallowed', async (t) => {
   const role: Playbook = {
     name: 'r',
