@@ -79,12 +79,12 @@ export function keepalivedConf(ctx: Context, health: Health): string {
   })
 }
 
-/** The member's VRRP state for node exporter's textfile collector (written by the notify script). */
-const stateFile = (ctx: Context) => `${TEXTFILE_DIR}/vrrp-${groupOf(ctx).name}.prom`
+/** A group member's VRRP state for node exporter's textfile collector (written by the notify script). */
+export const vrrpStateFile = (group: string) => `${TEXTFILE_DIR}/vrrp-${group}.prom`
 
 /** systemd-tmpfiles' rule that removes the member's VRRP state at boot (it is that boot's alone). */
 export const vrrpTmpfiles = (ctx: Context) =>
-  renderFile('vrrp/tmpfiles.conf', { host: ctx.self.name, file: stateFile(ctx) })
+  renderFile('vrrp/tmpfiles.conf', { host: ctx.self.name, file: vrrpStateFile(groupOf(ctx).name) })
 
 /** keepalived's notify script: the state for the monitor, and the role's takeover on becoming active. */
 export const vrrpNotify = (ctx: Context, health: Health) =>

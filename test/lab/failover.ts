@@ -9,6 +9,7 @@
 // is active afterwards is VRRP's choice, not this file's (no preemption: a fail-back is
 // a choice), so every scenario starts from whichever member serves.
 import { holdsAddress } from '../../scripts/lib/vrrp-holders.js'
+import { vrrpStateFile } from '../../provision/roles/vrrp.js'
 import t, { type Test } from 'tap'
 import { clearFault, makeFault, recordedFaults, stateOf, type HostFault } from '../../scripts/lib/host-faults.js'
 import { labCli, openLab, waitFor } from '../lib/lab.js'
@@ -61,6 +62,10 @@ if (opened) {
       },
     },
   }
+  /** A pair member's VRRP state as its keepalived last reported it (what the monitor scrapes). */
+  const vrrpStateOf = async (group: string, host: string) =>
+    /state="(\w+)"\} 1/.exec((await lab.sh(host, `cat ${vrrpStateFile(group)}`)).stdout)?.[1]
+
   /** The proxy's access log from the scenario's start on (its own reading, not the lab's history). */
   const survivorAccess = new Map<string, () => Promise<string>>()
 
@@ -81,12 +86,10 @@ if (opened) {
     for (const group of lab.plan.vrrp.filter((g) => g.role !== 'db')) {
       const states = () =>
         Promise.all(
-          group.members.map(async (m) => {
-            const prom = await lab
-              .sh(m.host, `cat /var/lib/prometheus/node-exporter/vrrp-${group.name}.prom`)
-              .catch(() => ({ stdout: '' }))
-            return `${m.host} ${/state="(\w+)"\} 1/.exec(prom.stdout)?.[1] ?? 'not reporting'}`
-          }),
+          group.members.map(
+            async (m) =>
+              `${m.host} ${(await vrrpStateOf(group.name, m.host).catch(() => undefined)) ?? 'not reporting'}`,
+          ),
         )
       await waitFor(
         `one member of ${group.name} to report master and the others backup`,
@@ -133,11 +136,7 @@ if (opened) {
     /** Whether the monitor last scraped this member as the pair's active one. */
     const monitorSeesActive = async (h: Host) =>
       (await promQuery(lab, `lab_vrrp_state{group="${group.name}",host="${h.name}",state="master"} == 1`)).length > 0
-    /** The member's VRRP state as its keepalived last reported it (what the monitor scrapes). */
-    const vrrpState = async (h: Host) =>
-      /state="(\w+)"\} 1/.exec(
-        (await lab.sh(h.name, `cat /var/lib/prometheus/node-exporter/vrrp-${group.name}.prom`)).stdout,
-      )?.[1]
+    const vrrpState = (h: Host) => vrrpStateOf(group.name, h.name)
 
     /**
      * A member back as the standby stays one. One that preempted would take the address
