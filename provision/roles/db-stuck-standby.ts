@@ -35,6 +35,10 @@ export const FORKED_PAST_RECOVERY_POINT =
 export const START_MARKERS =
   'starting PostgreSQL|consistent recovery state reached|database system is ready to accept|forked off current database system timeline'
 
+/** Whether Patroni says a replica still starting: the only state a stuck member is in (and worth reading its log for). */
+export const startingReplica = (patroni: PatroniState | undefined) =>
+  patroni?.role === 'replica' && patroni.state === 'starting'
+
 /**
  * Why this member is stuck as Patroni 3.0.2 leaves it, or undefined: Patroni says a
  * replica still starting, and since PostgreSQL's last start (the log's lines matching
@@ -44,7 +48,7 @@ export const START_MARKERS =
  * is history: neither is this.
  */
 export function stuckOnForkedTimeline(patroni: PatroniState | undefined, markers: string): string | undefined {
-  if (patroni?.role !== 'replica' || patroni.state !== 'starting') return undefined
+  if (!startingReplica(patroni)) return undefined
   const lines = markers.split('\n').map((l) => l.trim())
   const start = lines.map((l) => /starting PostgreSQL/.test(l)).lastIndexOf(true)
   const sinceStart = lines.slice(start + 1)

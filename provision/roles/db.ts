@@ -16,7 +16,7 @@ import type { RoleModule } from './types.js'
 import { DB, MONITOR_PORTS } from '../ports.js'
 import { serviceTlsSteps, tlsFiles } from './service-tls.js'
 import { pkiPaths, revocations } from '../pki.js'
-import { type PatroniState, startMarkersSince, stuckOnForkedTimeline } from './db-stuck-standby.js'
+import { type PatroniState, startingReplica, startMarkersSince, stuckOnForkedTimeline } from './db-stuck-standby.js'
 import { shellQuote } from '../shell-quote.js'
 
 /** The newest PostgreSQL installed, e.g. 15 (Debian's layout: /usr/lib/postgresql/15). */
@@ -143,7 +143,8 @@ async function patroniState(ctx: Context): Promise<PatroniState | undefined> {
  * so in the host's journal with PostgreSQL's own line. True when it restarted.
  */
 async function restartIfStuck(ctx: Context, s: PatroniState | undefined): Promise<boolean> {
-  if (s?.role !== 'replica' || s.state !== 'starting') return false
+  // Its log is read only in the state a stuck member is in (this runs every poll).
+  if (!startingReplica(s)) return false
   const { log } = await pathsOf(ctx)
   const markers = await ctx.host.exec(startMarkersSince(log), { check: false })
   const why = stuckOnForkedTimeline(s, markers.stdout)
