@@ -43,7 +43,17 @@ function scratch(): string {
 function unit(copy: string, files: string[]) {
   let out = ''
   let status: number | null = 0
-  for (const file of files) {
+  // A folder (a patch that names none: the unit suite) stands for its test files.
+  const each = files.flatMap((f) =>
+    fs.statSync(path.join(copy, f)).isDirectory()
+      ? fs
+          .readdirSync(path.join(copy, f))
+          .filter((n) => n.endsWith('.ts'))
+          .sort()
+          .map((n) => path.join(f, n))
+      : [f],
+  )
+  for (const file of each) {
     const r = spawnSync(path.join(copy, 'node_modules', '.bin', 'tsx'), [file], {
       cwd: copy,
       encoding: 'utf8',
