@@ -13,21 +13,27 @@ export async function waitFor<T>(
   everyMs = 250,
   opts: WaitOptions = {},
 ): Promise<T> {
-  const end = Date.now() + deadlineMs
+  const begun = Date.now()
+  const end = begun + deadlineMs
   let last: unknown
   for (;;) {
     const started = Date.now()
     try {
       const v = await probe()
-      if (v !== undefined && v !== false) return v
+      if (v !== undefined && v !== false) {
+        trace(what, begun)
+        return v
+      }
       last = v
     } catch (e) {
       last = e
     }
-    if (Date.now() >= end)
+    if (Date.now() >= end) {
+      trace(`${what} (timed out)`, begun)
       throw new Error(
         `timed out after ${(deadlineMs / 1000).toFixed(0)} s waiting for ${what}${last instanceof Error ? ` (last error: ${last.message})` : ''}`,
       )
+    }
     await new Promise((r) => setTimeout(r, pauseAfter(Date.now() - started, everyMs, opts.probeShare)))
   }
 }
@@ -47,4 +53,15 @@ export function pauseAfter(probeMs: number, everyMs: number, share?: number): nu
   if (share === undefined) return everyMs
   if (!(share > 0 && share <= 1)) throw new Error(`probeShare must be above 0 and at most 1, not ${share}`)
   return Math.max(everyMs, probeMs * (1 / share - 1))
+}
+
+/**
+ * LAB_TRACE_WAITS=1: each wait's length on stderr, with the clock (where a scenario's
+ * time goes, for the CI budget; off by default, as it is not what a run judges).
+ */
+function trace(what: string, begun: number): void {
+  if (!process.env.LAB_TRACE_WAITS) return
+  process.stderr.write(
+    `${new Date().toISOString().slice(11, 19)} waited ${((Date.now() - begun) / 1000).toFixed(1)} s for ${what}\n`,
+  )
 }
