@@ -238,6 +238,7 @@ export function patroniYml(ctx: Context, version: string): string {
     ttl: dcs.ttl,
     loop_wait: dcs.loop_wait,
     retry_timeout: dcs.retry_timeout,
+    wal_sender_timeout: dcs.ttl - dcs.loop_wait,
     data_dir: p.data,
     bin_dir: `/usr/lib/postgresql/${version}/bin`,
     hba_file: p.hba,

@@ -75,6 +75,11 @@ t.test(
       "a former primary's rewind replays from its last checkpoint (at most max_wal_size back): the new leader keeps that and 512 MB more",
     )
     t.equal(local.wal_keep_size, undefined, 'not in the member’s own file: Patroni would ignore it there')
+    t.equal(
+      local.wal_sender_timeout,
+      `${dcs.ttl - dcs.loop_wait}s`,
+      'a primary cut off from its standbys is down (its WAL senders given up) by the earliest another can lead: ttl - loop_wait',
+    )
     t.equal(y.postgresql.connect_address, '10.20.0.32:5432')
     t.equal(y.restapi.listen, '10.20.0.32:8008')
     t.ok(y.restapi.authentication.password.length >= 32, 'changes through the REST API need the generated password')
