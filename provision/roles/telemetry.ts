@@ -50,7 +50,12 @@ export function serviceSteps(spec: {
       },
       [`restart ${unit}`],
     ),
-    service(unit, { enabled: true, active: true }),
+    // A start reads the bundle, the unit and every file: a reload or restart notified
+    // before it is moot. The reload (SIGHUP) also raced the start: 90 ms after it,
+    // `kill -HUP $MAINPID` failed with "Operation not permitted" and failed the
+    // provision of a backend (7 Dec 2026, the single topology's first bring-up, once
+    // handlers ran at the end of their own role).
+    service(unit, { enabled: true, active: true, startMoots: [`reload ${unit}`, `restart ${unit}`] }),
   ]
   const handlers: Handler[] = [
     unitHandler(`reload ${unit}`, 'reload', unit),

@@ -212,6 +212,23 @@ t.test('a unit the role started has read its config: the reload notified before 
   t.same(ran, ['reload keepalived'], 'a unit already running gets its reload')
 })
 
+t.test('a bundled service the role started gets neither its reload nor its restart', async (t) => {
+  // A backend's first provision: the TLS files and devices.json notify the reload, the
+  // bundle and config.json the restart; the last step starts the unit. The reload, 90 ms
+  // after the start, failed ("kill: Operation not permitted") and failed the host.
+  const { serviceSteps } = await import('../../provision/roles/telemetry.js')
+  const { steps, handlers } = serviceSteps({ service: 'ingest', description: 'test', files: [] })
+  const start = steps.at(-1)!
+  const host = new FakeHost('m', (cmd) => ({
+    code: 0,
+    stdout: cmd.startsWith('systemctl is-enabled') ? 'enabled\ninactive\nno\n' : '',
+    stderr: '',
+  }))
+  const moots = await start.run(fakeContext(host))
+  t.ok(host.commands.includes('systemctl start lab-ingest.service'), 'the last step starts the unit')
+  t.same(moots, { moots: handlers.map((h) => h.name) }, 'and makes both of its handlers moot (reload, restart)')
+})
+
 t.test('a failing handler is reported, not swallowed', async (t) => {
   const role: Playbook = {
     name: 'r',
