@@ -8,7 +8,7 @@ import { SshHost } from '../../provision/ssh.js'
 import { recapText, summarize } from '../../provision/report.js'
 import type { Reporter } from '../../provision/runner.js'
 import { loadPlan, plannedProviders, type Plan } from '../../provision/plan.js'
-import { repoRoot, stateDir, topologyFile } from '../../provision/paths.js'
+import { forgetTopology, recordTopology, repoRoot, stateDir, topologyFile } from '../../provision/paths.js'
 import type { Provider } from '../../provision/providers.js'
 import { vagrantMachines } from '../../provision/vagrant-state.js'
 import { existingBridges, networksDown, networksUp } from './network.js'
@@ -171,6 +171,8 @@ export async function labUp(log: Log = console.log, opts: { provision?: boolean 
     return r
   }
   const plan = loadPlan(topologyFile)
+  // Before any host exists: a lab that comes up only in part is still this topology's.
+  recordTopology(topologyFile)
   const planned = plannedProviders(plan)
   const providers = [...new Set(Object.values(planned))]
   log(
@@ -232,6 +234,7 @@ export async function labDown(log: Log = console.log): Promise<void> {
   }
   const remaining = await labRemnants(plan)
   if (remaining.length) throw new Error(`the lab left behind:\n  ${remaining.join('\n  ')}`)
+  forgetTopology()
   log('Nothing of the lab is left on this machine.')
 }
 
