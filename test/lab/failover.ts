@@ -186,7 +186,10 @@ if (opened) {
       t.pass(
         `${survivor.name} holds ${vips[0]} ${((Date.now() - t0) / 1000).toFixed(1)} s after ${victim.name}'s ${fault}`,
       )
-      t.equal(await holder(group), survivor, `and it alone: ${victim.name} does not answer for it`)
+      // Not asked whether the victim still holds it: stopped or frozen, it answers nothing
+      // (holdsAddress gives it up after its bound, 15 s on an emulated VM, and counts it
+      // as not holding), so the check could not fail and cost 15 s a scenario. Whether
+      // it takes the address once back is asked below (staysStandby, the monitor).
       for (const vip of vips.slice(1))
         t.ok(await holdsAddress((n, c) => lab.sh(n, c), survivor.name, vip), `${vip} moved with it (one sync group)`)
       await acknowledgedAfter(lab, `with ${victim.name} down`, sent + 10, 60_000)
