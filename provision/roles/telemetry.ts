@@ -24,6 +24,10 @@ export function serviceSteps(spec: {
   const user = `lab-${spec.service}`
   const bundlePath = `/usr/local/lib/lab/lab-${spec.service}.cjs`
   const confDir = `/etc/lab-${spec.service}`
+  const handlers: Handler[] = [
+    unitHandler(`reload ${unit}`, 'reload', unit),
+    unitHandler(`restart ${unit}`, 'restart', unit, { daemonReload: true }),
+  ]
   const steps: Step[] = [
     systemUser(user),
     ...(spec.identity ?? []),
@@ -50,16 +54,12 @@ export function serviceSteps(spec: {
       },
       [`restart ${unit}`],
     ),
-    // A start reads the bundle, the unit and every file: a reload or restart notified
+    // A start reads the bundle, the unit and every file: its reload or restart notified
     // before it is moot. The reload (SIGHUP) also raced the start: 90 ms after it,
     // `kill -HUP $MAINPID` failed with "Operation not permitted" and failed the
     // provision of a backend (7 Dec 2026, the single topology's first bring-up, once
     // handlers ran at the end of their own role).
-    service(unit, { enabled: true, active: true, startMoots: [`reload ${unit}`, `restart ${unit}`] }),
-  ]
-  const handlers: Handler[] = [
-    unitHandler(`reload ${unit}`, 'reload', unit),
-    unitHandler(`restart ${unit}`, 'restart', unit, { daemonReload: true }),
+    service(unit, { enabled: true, active: true, startMoots: handlers.map((h) => h.name) }),
   ]
   return { steps, handlers }
 }
