@@ -410,19 +410,18 @@ EOF`,
         t.match(how, /pg_rewind exit code=0/, 'it was rewound by pg_rewind')
         t.notMatch(how, /removing|created using basebackup/, 'not cloned again')
       }
+      /** The victim leads or holds the address again, or the survivor no longer leads. */
+      const leadMoved = async () => (await leads(victim)) || !(await leads(survivor)) || (await holds(victim))
       if (opts.cutRewind) {
         // Its Patroni was stopped and started again, its data cloned: nothing of it
         // remembers leading, so there is no key renewal to watch for (the clone is this
         // scenario's point); asked once.
-        t.ok(
-          !(await leads(victim)) && (await leads(survivor)) && !(await holds(victim)),
-          `${survivor.name} leads and ${victim.name} is a replica`,
-        )
+        t.notOk(await leadMoved(), `${survivor.name} leads and ${victim.name} is a replica`)
       } else {
         const watchS = 2 * dcs.ttl
         const took = await waitFor(
           `${victim.name} to lead again or ${survivor.name} to stop leading (neither may)`,
-          async () => (await leads(victim)) || !(await leads(survivor)) || (await holds(victim)),
+          leadMoved,
           watchS * 1000,
           1000,
         ).catch(() => false)
