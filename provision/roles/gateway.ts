@@ -37,6 +37,9 @@ export const timersConf = () =>
     giveup_s: giveUpSeconds().toFixed(1),
   })
 
+/** charon's IKE SA hash table (charon-ike-sa-table.conf): buckets and locks, powers of two. */
+export const IKE_SA_TABLE = { size: 1024, segments: 16 }
+
 /** The only algorithms either side accepts (DESIGN.md, decision 5). */
 export const IKE_PROPOSALS = 'chacha20poly1305-prfsha512-curve25519'
 export const ESP_PROPOSALS = 'chacha20poly1305-curve25519'
@@ -131,6 +134,24 @@ export const charonSteps: Step[] = [
       path: '/etc/strongswan.d/charon/kernel-libipsec.conf',
       content: (ctx) =>
         renderFile('gateway/kernel-libipsec.conf', { mode: mode(ctx), load: mode(ctx) === 'libipsec' ? 'yes' : 'no' }),
+    },
+    ['restart strongswan'],
+  ),
+
+  file(
+    "Ensure charon finds an IKE message's SA in a hash table, not a list",
+    {
+      path: '/etc/strongswan.d/lab-ike-sa-table.conf',
+      content: renderFile('gateway/charon-ike-sa-table.conf', IKE_SA_TABLE),
+    },
+    ['restart strongswan'],
+  ),
+
+  file(
+    "Ensure charon's journal has every setup and failure, not every packet",
+    {
+      path: '/etc/strongswan.d/lab-log.conf',
+      content: renderFile('gateway/charon-log.conf', { dpd_s: IKE_TIMERS.dpdS }),
     },
     ['restart strongswan'],
   ),

@@ -27,6 +27,14 @@ const steps: Step[] = [
     },
     ['restart strongswan'],
   ),
+  file(
+    "Ensure the farm's charon logs what a site's operator reads first, not every packet",
+    {
+      path: '/etc/strongswan.d/lab-farm-log.conf',
+      content: (ctx) => renderFile('site-farm/charon-log.conf', { host: ctx.self.name }),
+    },
+    ['restart strongswan'],
+  ),
   file('Ensure swanctl loads only the plugins it needs (no warnings)', {
     path: '/etc/strongswan.d/lab-clients.conf',
     content: renderFile('gateway/swanctl-plugins.conf', {}),

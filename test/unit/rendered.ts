@@ -11,7 +11,7 @@ import path from 'node:path'
 import t from 'tap'
 import { nftablesConf } from '../../provision/roles/common.js'
 import { pgHbaConf } from '../../provision/roles/db.js'
-import { swanctlVars, timersConf } from '../../provision/roles/gateway.js'
+import { IKE_SA_TABLE, swanctlVars, timersConf } from '../../provision/roles/gateway.js'
 import { prometheusConfig } from '../../provision/roles/monitor.js'
 import { nginxConf } from '../../provision/roles/proxy.js'
 import { roleModule } from '../../provision/roles/registry.js'
@@ -90,6 +90,27 @@ t.test('swanctl.conf of each gateway', async (t) => {
       `${gw.name}: /etc/swanctl/conf.d/lab.conf`,
     )
   t.matchSnapshot(timersConf(), 'every gateway: /etc/strongswan.d/lab-timers.conf')
+})
+
+t.test("charon's IKE SA table and journal, as every gateway and the site farm get them", async (t) => {
+  // strongSwan rounds a table size up to a power of two and warns against more than 512
+  // locks ("Tuning IKE SA Lookup"): the values are what charon will use, and hashed.
+  const pow2 = (n: number) => Number.isInteger(n) && n > 1 && (n & (n - 1)) === 0
+  t.ok(pow2(IKE_SA_TABLE.size) && pow2(IKE_SA_TABLE.segments), 'size and locks are powers of two above 1')
+  t.ok(IKE_SA_TABLE.segments <= 512 && IKE_SA_TABLE.segments <= IKE_SA_TABLE.size)
+  const table = renderFile('gateway/charon-ike-sa-table.conf', IKE_SA_TABLE)
+  t.match(table, /^charon \{\n {4}ikesa_table_size = 1024\n {4}ikesa_table_segments = 16\n\}$/m)
+  const settings = (conf: string) => conf.replace(/^#.*\n/gm, '')
+  t.equal(
+    settings(renderFile('gateway/charon-log.conf', { dpd_s: 2 })),
+    'charon-systemd {\n    journal {\n        net = 0\n        enc = 0\n    }\n}\n',
+    "a gateway's journal: packets and their encoding left out, the rest at charon's default",
+  )
+  t.equal(
+    settings(renderFile('site-farm/charon-log.conf', { host: 'site-farm' })),
+    'charon-systemd {\n    journal {\n        default = 0\n    }\n}\n',
+    "the farm's: SAs up and down and errors",
+  )
 })
 
 t.test('pg_hba.conf of the database', async (t) => {
