@@ -18,7 +18,7 @@ import { farmCredentials, ikeIdentity, pkiPaths } from '../../provision/pki.js'
 import { stateDir, topologyFile } from '../../provision/paths.js'
 import { ESP_PROPOSALS, IKE_PROPOSALS, IKE_TIMERS, farmIdentity } from '../../provision/roles/gateway.js'
 import { providerOps } from '../lib/providers.js'
-import { procCpu } from './cpu.js'
+import { hostCpuSeconds, procCpu } from './cpu.js'
 import { drawable, fitLine, type Curve, type LineFit } from './curve.js'
 import { runScenario, type LoadOptions } from './ingest.js'
 import type { BenchLab } from './lab.js'
@@ -191,20 +191,6 @@ async function hubCharon(lab: BenchLab): Promise<{ rss_mib: number; cpu_s: numbe
   return { rss_mib: Number(rss[1]) / 1024, cpu_s: cpu.cpu_s }
 }
 
-/**
- * The active hub's whole CPU seconds so far (busy: user, nice, system, irq, softirq), from
- * its own /proc/stat: a VM's, with its own kernel. (A container's /proc/stat is this
- * machine's: not asked there.)
- */
-async function hubHostCpu(lab: BenchLab): Promise<number> {
-  const out = await lab.must('hub', 'getconf CLK_TCK; head -1 /proc/stat')
-  const [hz, cpu] = out.trim().split('\n')
-  const f = cpu.trim().split(/\s+/).slice(1).map(Number)
-  if (!(Number(hz) > 0) || f.length < 7 || f.some((x) => !Number.isFinite(x)))
-    throw new Error(`cannot read the hub's CPU from /proc/stat: ${out}`)
-  return (f[0] + f[1] + f[2] + f[5] + f[6]) / Number(hz)
-}
-
 /** The farm's charon's CPU seconds so far. */
 async function farmCharonCpu(lab: BenchLab, host: string): Promise<number> {
   const out = await lab.must(host, 'cat /proc/$(systemctl show -p MainPID --value strongswan)/stat')
@@ -274,7 +260,7 @@ async function hubCpuDuring<T>(
   esp: SitesReport['esp'],
   fn: () => Promise<T>,
 ): Promise<{ cpu_s: number; result: T }> {
-  const read = async () => (esp === 'kernel' ? hubHostCpu(lab) : (await hubCharon(lab)).cpu_s)
+  const read = async () => (esp === 'kernel' ? hostCpuSeconds(lab, 'hub') : (await hubCharon(lab)).cpu_s)
   const a = await read()
   const result = await fn()
   const b = await read()
@@ -472,6 +458,22 @@ export async function sitesBench(plan: Plan, o: SitesOptions, log: (m: string) =
     points,
     fits: sitesFits(points),
     ...(stopped ? { stopped } : {}),
+  }
+}
+
+/**
+ * The active hub's charon CPU per IKE setup over a point's bring-up, ms, as bounds.
+ * `most`: its cores over the bring-up times its length, over its sites: everything
+ * charon did meanwhile, the DPD of the sites already up too. `least`: less that DPD as
+ * if every site had been up and idle the whole time (the point's idle cores). null
+ * where not every site came up.
+ */
+export function hubMsPerSetup(p: SitesPoint): { most: number; least: number | null } | null {
+  if (!p.sites || p.bringup_s === null || !(p.bringup_cores.hub > 0)) return null
+  const per = (cores: number) => (cores * p.bringup_s! * 1000) / p.sites
+  return {
+    most: per(p.bringup_cores.hub),
+    least: p.idle_cores === null ? null : per(Math.max(0, p.bringup_cores.hub - p.idle_cores)),
   }
 }
 

@@ -14,6 +14,7 @@ import {
   FARM_HOST,
   farmConf,
   farmSite,
+  hubMsPerSetup,
   parseOpensslSpeed,
   sitesChartsDrawn,
   sitesCurves,
@@ -297,4 +298,36 @@ t.test('a curve that stopped at its first point with sites is reported, the char
   t.match(md, /every site up: bring-up and restarts: not drawn, no point measured with sites up/)
   t.notMatch(md, /\]\(sites-up\.svg\)/, 'and no link to a chart that was not written')
   t.match(md, /\| 50 \| 11 \| - \|/, 'the stopped point in the table: 11 up, no bring-up time')
+})
+
+t.test("the hub's CPU per setup is bounded: all it did over the bring-up, and that less its idle DPD", async (t) => {
+  const point: SitesPoint = {
+    sites: 1000,
+    bringup_s: 10,
+    established: 1000,
+    child_sas: 1000,
+    setups_per_s: 100,
+    bringup_cores: { hub: 0.4, farm: 0.8 },
+    hub_rss_mib: 40,
+    idle_cores: 0.25,
+    ms_per_1000_readings: { first: 150, last: 30 },
+    restart_s: { graceful: 10, crashed: 20 },
+  }
+  const ms = hubMsPerSetup(point)!
+  t.equal(Math.round(ms.most * 1000) / 1000, 4, '0.4 of a core for 10 s over 1000 setups')
+  t.equal(Math.round(ms.least! * 1000) / 1000, 1.5, 'less 0.25 of a core of DPD')
+  t.equal(hubMsPerSetup({ ...point, bringup_s: null }), null, 'not all up: no figure')
+  t.equal(hubMsPerSetup({ ...point, sites: 0 }), null)
+  t.equal(hubMsPerSetup({ ...point, idle_cores: null })!.least, null)
+  const crypto = parseOpensslSpeed(
+    'op      op/s\n 253 bits ecdh (X25519)   0.0000s  36900.0\nsign verify sign/s verify/s\n 253 bits EdDSA (Ed25519)   0.0000s   0.0001s  32100.0  11800.0\n',
+  )
+  const md = sitesMarkdown({ esp: 'userspace', crypto, dpd_s: 2, points: [point], fits: {} })
+  t.match(md, /\| 1000 \| 1000 \| 10\.0 \| 100 \| 0\.4, 0\.8 \| 4\.00 \|/)
+  t.match(
+    md,
+    new RegExp(
+      `at best 4\\.00 ms at 1000 sites, 250 setups per second of a core \\(${((250 / crypto.setups_per_core) * 100).toFixed(1)} % of the ceiling\\); less the DPD of all of them idle, 1\\.50 ms, 667 setups per second`,
+    ),
+  )
 })
