@@ -5,6 +5,8 @@
 // npm run bench -- --devices-curve [--max-rate R]: the open-loop devices curve alone (bench/devices.ts)
 // npm run bench -- --backends-curve [--backends N] [--cap C]: capped backends added as data, 1..N (bench/backends.ts)
 // npm run bench -- --sites-curve [--sites 1,10,...]: a site farm added as data, the hub against N sites (bench/sites.ts)
+// npm run bench -- --esp-lookup [--other-sites 0,1000] [--rounds N]: VM gateways only, the hub's kernel ESP with
+//   other sites' SAs and policies against none (bench/esp-lookup.ts)
 // Measures the running lab, layer by layer, side by side in one run: ingest over the
 // full path, the tunnel straight to one backend, and one backend from inside the cloud
 // LAN; the full path with 1..N backends; the tunnel against the path without it and
@@ -25,6 +27,7 @@ import { openBenchLab, type BenchLab } from './bench/lab.js'
 import {
   backendsMarkdown,
   sitesMarkdown,
+  espLookupMarkdown,
   devicesMarkdown,
   markdown,
   svgChart,
@@ -40,6 +43,7 @@ import { devicesBench, devicesCurve, type DevicesOptions } from './bench/devices
 import { curveSvg } from './bench/curve.js'
 import { backendsBench, backendsCurve } from './bench/backends.js'
 import { sitesBench, sitesChartsDrawn } from './bench/sites.js'
+import { espLookupBench } from './bench/esp-lookup.js'
 import { HOST_FAULTS, type HostFault } from './lib/host-faults.js'
 import { repoRoot, topologyFile } from '../provision/paths.js'
 import { vmAccel } from '../provision/providers.js'
@@ -108,7 +112,11 @@ const argv = await yargs(hideBin(process.argv))
     default: SINGLE_TOPOLOGY,
     describe: 'with --redundancy-cost or --ha: the single topology to compare with',
   })
-  .option('rounds', { type: 'number', default: 5, describe: 'with --ha: rounds of the matrix (median and worst)' })
+  .option('rounds', {
+    type: 'number',
+    default: 5,
+    describe: 'with --ha: rounds of the matrix (median and worst); with --esp-lookup: rounds of the comparison',
+  })
   .option('tier', { type: 'string', describe: 'with --ha: one pair alone, by its role (e.g. proxy)' })
   .option('fault', { type: 'string', choices: HOST_FAULTS, describe: 'with --ha: one fault alone' })
   .option('devices-curve', {
@@ -141,6 +149,18 @@ const argv = await yargs(hideBin(process.argv))
     default: '1,10,50,100,250,500,1000',
     describe: 'the sites curve: the numbers of sites, comma-separated, growing',
   })
+  .option('esp-lookup', {
+    type: 'boolean',
+    default: false,
+    describe:
+      "only kernel ESP's lookups (VM gateways: LAB_VM_ROLES=gateway): the hub's CPU per 1000 readings of the lab's site with --other-sites' SAs and policies in its kernel, in turn with none, --rounds times (minutes)",
+  })
+  .option('other-sites', {
+    type: 'string',
+    default: '0,1000',
+    describe:
+      "with --esp-lookup: the numbers of other sites' SAs and policies, comma-separated, growing (0 is the reference)",
+  })
   .option('label', { type: 'string', default: 'lab benchmark', describe: 'a name for this run in the report' })
   .option('out', { type: 'string', describe: 'folder for the report (default bench/results/<time>)' })
   .check((a) => {
@@ -155,6 +175,14 @@ const argv = await yargs(hideBin(process.argv))
       throw new Error(`--cap must be a share of a core from 0.01 to 4, in hundredths; got ${a.cap}`)
     if (!(a['max-rate'] >= 100 && a['max-rate'] <= 200_000))
       throw new Error(`--max-rate must be from 100 to 200000 readings per second; got ${a['max-rate']}`)
+    const others = String(a['other-sites']).split(',').map(Number)
+    if (
+      !others.every((n, i) => Number.isInteger(n) && n >= 0 && n <= 30000 && (i === 0 || n > others[i - 1])) ||
+      others.length < 2
+    )
+      throw new Error(
+        `--other-sites must be two or more growing whole numbers from 0 to 30000, comma-separated; got ${a['other-sites']}`,
+      )
     const sites = String(a.sites).split(',').map(Number)
     if (!sites.every((n, i) => Number.isInteger(n) && n >= 1 && n <= 2000 && (i === 0 || n > sites[i - 1])))
       throw new Error(`--sites must be growing whole numbers from 1 to 2000, comma-separated; got ${a.sites}`)
@@ -305,7 +333,29 @@ async function sitesOnly() {
   writePart({ label: argv.label, load, sites }, sitesMarkdown(sites), svgs)
 }
 
+/** --esp-lookup: the hub's kernel ESP with other sites' SAs and policies against none, its own report. */
+async function espLookupOnly() {
+  const plan = loadPlan(topologyFile)
+  const load = { ...o, runs: 1, batch: batchOf(plan) }
+  const lab = await openBenchLab(plan)
+  try {
+    const lookup = await espLookupBench(
+      lab,
+      plan,
+      { sites: argv['other-sites'].split(',').map(Number), rounds: argv.rounds, load },
+      log,
+    )
+    writePart({ label: argv.label, load, esp_lookup: lookup }, espLookupMarkdown(lookup))
+  } finally {
+    await lab.close()
+  }
+}
+
 try {
+  if (argv['esp-lookup']) {
+    await espLookupOnly()
+    process.exit(0)
+  }
   if (argv['sites-curve']) {
     await sitesOnly()
     process.exit(0)

@@ -13,6 +13,20 @@ export function procCpu(statLine: string): { name: string; cpu_s: number } | und
   return { name: m[1], cpu_s: (Number(f[11]) + Number(f[12])) / 100 }
 }
 
+/**
+ * A host's whole busy CPU seconds so far (user, nice, system, irq, softirq), from its own
+ * /proc/stat: a VM's, with its own kernel. (A container's /proc/stat is this machine's:
+ * not asked there.)
+ */
+export async function hostCpuSeconds(lab: BenchLab, host: string): Promise<number> {
+  const out = await lab.must(host, 'getconf CLK_TCK; head -1 /proc/stat')
+  const [hz, cpu] = out.trim().split('\n')
+  const f = cpu.trim().split(/\s+/).slice(1).map(Number)
+  if (!(Number(hz) > 0) || f.length < 7 || f.some((x) => !Number.isFinite(x)))
+    throw new Error(`cannot read ${host}'s CPU from /proc/stat: ${out}`)
+  return (f[0] + f[1] + f[2] + f[5] + f[6]) / Number(hz)
+}
+
 export async function cpuSample(lab: BenchLab): Promise<CpuSample> {
   const out = new Map<string, number>()
   await Promise.all(
