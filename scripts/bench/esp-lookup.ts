@@ -29,6 +29,7 @@ export interface LookupPoint {
 }
 
 export interface LookupReport {
+  /** The gateway measured: the hub, or its pair's member active at the start. */
   hub: string
   points: LookupPoint[]
   /** Per number of other sites: the rounds' figure. */
@@ -146,6 +147,8 @@ export async function espLookupBench(
     if (n > 0) await lab.must(hub, 'ip -batch -', { stdin: batch(n).add })
     installed = n
   }
+  /** The member measured: the hub's, or its pair's active one (lab.must resolves the pair's name). */
+  const active = (await lab.must(hub, 'hostname')).trim()
   const points: LookupPoint[] = []
   const base = await counts()
   log(
@@ -196,7 +199,7 @@ export async function espLookupBench(
       `the hub's kernel still holds ${after.ours.sas} SAs and ${after.ours.policies} policies of the other sites`,
     )
   return {
-    hub: hubHost.name,
+    hub: active,
     points,
     by_sites: o.sites.map((sites) => ({
       sites,
