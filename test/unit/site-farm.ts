@@ -27,6 +27,22 @@ import { sitesMarkdown } from '../../scripts/bench/report.js'
 import { curveSvg } from '../../scripts/bench/curve.js'
 
 const plan = loadPlan(topologyFile)
+/** A point of the curve with every site up: what a test sets, the rest ordinary. */
+const sitesPoint = (p: Partial<SitesPoint> & { sites: number }): SitesPoint => ({
+  bringup_s: 1,
+  established: p.sites,
+  child_sas: p.sites,
+  setups_per_s: null,
+  bringup_cores: { hub: 0.1, farm: 0.1 },
+  hub_rss_mib: 20,
+  idle_cores: 0.001,
+  ms_per_1000_readings: { first: 50, last: 60 },
+  restart_s: { graceful: 2, crashed: 3 },
+  ...p,
+})
+/** `openssl speed ecdhx25519 ed25519` as it prints, this machine's figures. */
+const SPEED =
+  'op      op/s\n 253 bits ecdh (X25519)   0.0000s  36900.0\nsign verify sign/s verify/s\n 253 bits EdDSA (Ed25519)   0.0000s   0.0001s  32100.0  11800.0\n'
 const raw = () => parse(fs.readFileSync(topologyFile, 'utf8')) as RawTopology
 const grown = () => withSiteFarm(raw(), plan).raw
 
@@ -217,21 +233,8 @@ t.test('the lines are fitted over the points with sites: the hub without any is 
 t.test(
   "the report says whose CPU the readings cost: charon's with userspace ESP, the whole VM's with kernel ESP",
   async (t) => {
-    const point: SitesPoint = {
-      sites: 10,
-      bringup_s: 1,
-      established: 10,
-      child_sas: 10,
-      setups_per_s: 10,
-      bringup_cores: { hub: 0.1, farm: 0.1 },
-      hub_rss_mib: 20,
-      idle_cores: 0.001,
-      ms_per_1000_readings: { first: 50, last: 60 },
-      restart_s: { graceful: 2, crashed: 3 },
-    }
-    const crypto = parseOpensslSpeed(
-      'op      op/s\n 253 bits ecdh (X25519)   0.0000s  36900.0\nsign verify sign/s verify/s\n 253 bits EdDSA (Ed25519)   0.0000s   0.0001s  32100.0  11800.0\n',
-    )
+    const point = sitesPoint({ sites: 10, bringup_s: 1, setups_per_s: 10, bringup_cores: { hub: 0.1, farm: 0.1 } })
+    const crypto = parseOpensslSpeed(SPEED)
     const report = (esp: 'kernel' | 'userspace') => ({ esp, crypto, dpd_s: 5, points: [point], fits: {} })
     t.match(sitesMarkdown(report('kernel')), /the CPU per 1000 readings is the hub's whole VM/)
     t.notMatch(sitesMarkdown(report('kernel')), /which does the ESP too/)
@@ -260,18 +263,15 @@ t.test('a curve that stopped at its first point with sites is reported, the char
   // Seen on VM hubs (7 Dec 2026): 50 sites, 11 up after the bound. The "every site up"
   // chart had nothing to draw (the 0-site point is not on it), and the bench threw
   // "no measured point to draw" instead of writing its report.
-  const zero: SitesPoint = {
+  const zero = sitesPoint({
     sites: 0,
     bringup_s: 0,
-    established: 0,
-    child_sas: 0,
-    setups_per_s: null,
     bringup_cores: { hub: 0.01, farm: 0 },
     hub_rss_mib: 10.1,
     idle_cores: 0.016,
     ms_per_1000_readings: { first: 196, last: 291 },
     restart_s: { graceful: 21.1, crashed: 21.7 },
-  }
+  })
   const stopped: SitesPoint = {
     ...zero,
     sites: 50,
@@ -301,27 +301,20 @@ t.test('a curve that stopped at its first point with sites is reported, the char
 })
 
 t.test("the hub's CPU per setup is bounded: all it did over the bring-up, and that less its idle DPD", async (t) => {
-  const point: SitesPoint = {
+  const point = sitesPoint({
     sites: 1000,
     bringup_s: 10,
-    established: 1000,
-    child_sas: 1000,
     setups_per_s: 100,
     bringup_cores: { hub: 0.4, farm: 0.8 },
-    hub_rss_mib: 40,
     idle_cores: 0.25,
-    ms_per_1000_readings: { first: 150, last: 30 },
-    restart_s: { graceful: 10, crashed: 20 },
-  }
+  })
   const ms = hubMsPerSetup(point)!
   t.equal(Math.round(ms.most * 1000) / 1000, 4, '0.4 of a core for 10 s over 1000 setups')
   t.equal(Math.round(ms.least! * 1000) / 1000, 1.5, 'less 0.25 of a core of DPD')
   t.equal(hubMsPerSetup({ ...point, bringup_s: null }), null, 'not all up: no figure')
   t.equal(hubMsPerSetup({ ...point, sites: 0 }), null)
   t.equal(hubMsPerSetup({ ...point, idle_cores: null })!.least, null)
-  const crypto = parseOpensslSpeed(
-    'op      op/s\n 253 bits ecdh (X25519)   0.0000s  36900.0\nsign verify sign/s verify/s\n 253 bits EdDSA (Ed25519)   0.0000s   0.0001s  32100.0  11800.0\n',
-  )
+  const crypto = parseOpensslSpeed(SPEED)
   const md = sitesMarkdown({ esp: 'userspace', crypto, dpd_s: 2, points: [point], fits: {} })
   t.match(md, /\| 1000 \| 1000 \| 10\.0 \| 100 \| 0\.4, 0\.8 \| 4\.00 \|/)
   t.match(
