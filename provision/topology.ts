@@ -609,11 +609,15 @@ function validateSiteFarm(
   }
 }
 
-/** The most sites a farm's ranges hold: one outer address and one /24 LAN each. */
-export const farmCapacity = (f: SiteFarm) => {
+/**
+ * The most sites a farm's ranges hold: one outer address and one /24 LAN each. Site i
+ * has the i-th of each, from 1: the wan's network address and its broadcast, and the
+ * LANs' first /24, are none's.
+ */
+export const farmCapacity = (f: Pick<SiteFarm, 'wan' | 'lans'>) => {
   const wan = parseCidr(f.wan)!
   const lans = parseCidr(f.lans)!
-  return Math.min(2 ** (32 - wan.prefix) - 2, 2 ** (24 - lans.prefix))
+  return Math.min(2 ** (32 - wan.prefix) - 2, 2 ** (24 - lans.prefix) - 1)
 }
 
 /**

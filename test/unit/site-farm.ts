@@ -143,7 +143,10 @@ t.test("each site its own address, identity and /24, and a connection like the l
   })
   t.same([s300.address, s300.lan], ['198.18.1.44', '10.129.44.0/24'], 'past 255: the next octet')
   t.throws(() => farmSite(p.siteFarm!, p.name, 0), /sites 1 to/)
-  t.throws(() => farmSite(p.siteFarm!, p.name, 40000), /sites 1 to 32768/)
+  t.throws(() => farmSite(p.siteFarm!, p.name, 40000), /sites 1 to 32767/)
+  // The last site's LAN is the /9's last /24 (the next would be 11.0.0.0/24, outside it).
+  t.same(farmSite(p.siteFarm!, p.name, 32767).lan, '10.255.255.0/24')
+  t.throws(() => farmSite(p.siteFarm!, p.name, 32768), /sites 1 to 32767/)
   const conf = farmConf([s1, s300], p.siteFarm!, 'hub.iotlab', ['10.20.0.0/24'])
   t.equal((conf.match(/^ {2}s\d{4} \{/gm) ?? []).length, 2, 'one connection per site')
   t.match(conf, /local_addrs = 198\.18\.1\.44\n\s+remote_addrs = 198\.51\.100\.12/)
