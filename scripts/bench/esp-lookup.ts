@@ -8,13 +8,12 @@
 // between its LAN and the hub's, at its own address and LAN from the farm's ranges,
 // written straight into XFRM and removed after. The lab's site's packets are looked up
 // among them as they would be among real ones: SAs by SPI, policies by selector.
-import { formatAddress, parseCidr } from '../../provision/lib/ipv4.js'
-import { clientOf, hostsWithRole, type Plan } from '../../provision/plan.js'
+import { clientOf, farmCapacity, hostsWithRole, type Plan } from '../../provision/plan.js'
 import { providerOps } from '../lib/providers.js'
 import { hostCpuSeconds } from './cpu.js'
 import { runScenario, type LoadOptions } from './ingest.js'
 import type { BenchLab } from './lab.js'
-import { FARM_RANGES } from './sites.js'
+import { FARM_RANGES, farmSlot } from './sites.js'
 import { figure, type Figure } from './stats.js'
 
 export interface LookupPoint {
@@ -52,21 +51,12 @@ const OURS_REQID = '^2684[0-9][0-9][0-9][0-9][0-9]$'
  */
 export const REMOVE_OURS = `{ ip xfrm state | awk '/^src/ { s = $2; d = $4 } $5 == "reqid" && $6 ~ /${OURS_REQID}/ { print "xfrm state delete src " s " dst " d " proto esp spi " $4 }'; ip xfrm policy | awk '/^src/ { s = $2; d = $4 } $1 == "dir" { dir = $2 } $3 == "reqid" && $4 ~ /${OURS_REQID}/ { print "xfrm policy delete src " s " dst " d " dir " dir }'; } | ip -batch -`
 
-/** The most other sites the farm's ranges hold. */
-export function otherSitesMost(): number {
-  const wan = parseCidr(FARM_RANGES.wan)!
-  const lans = parseCidr(FARM_RANGES.lans)!
-  return Math.min(2 ** (32 - wan.prefix) - 2, 2 ** (24 - lans.prefix) - 1)
-}
-
 /**
  * The `ip -batch` lines that add the other sites 1..n to a hub at `hubAddress` whose
  * LANs are `hubSubnets`, and the lines that remove them. Pure.
  */
 export function otherSites(n: number, hubAddress: string, hubSubnets: string[]): { add: string; remove: string } {
-  const wan = parseCidr(FARM_RANGES.wan)!
-  const lans = parseCidr(FARM_RANGES.lans)!
-  const most = otherSitesMost()
+  const most = farmCapacity(FARM_RANGES)
   if (!Number.isInteger(n) || n < 0 || n > most)
     throw new Error(`${n} other sites: the farm's ranges hold 0 to ${most}`)
   const add: string[] = []
@@ -74,8 +64,7 @@ export function otherSites(n: number, hubAddress: string, hubSubnets: string[]):
   // Any key does: nothing is ever encrypted with these SAs, but the kernel checks its size.
   const key = `0x${'5a'.repeat(36)}`
   for (let i = 1; i <= n; i++) {
-    const site = formatAddress(wan.network + i)
-    const lan = `${formatAddress(lans.network + i * 256)}/24`
+    const { address: site, lan } = farmSlot(FARM_RANGES, i)
     const reqid = REQID + i
     const spiIn = `0x${(SPI_IN + i).toString(16)}`
     const spiOut = `0x${(SPI_OUT + i).toString(16)}`

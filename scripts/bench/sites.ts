@@ -61,21 +61,30 @@ export interface FarmSite {
   lanAddress: string
 }
 
-/** Site i (from 1) of the farm: the i-th address of its wan range, the i-th /24 of its LANs. */
-export function farmSite(farm: SiteFarm, labName: string, i: number): FarmSite {
-  if (i < 1 || i > farmCapacity(farm))
-    throw new Error(`site ${i}: the farm's ranges hold sites 1 to ${farmCapacity(farm)}`)
-  const wan = parseCidr(farm.wan)!
-  const lans = parseCidr(farm.lans)!
-  const name = `s${String(i).padStart(4, '0')}`
+/**
+ * Slot i (from 1) of a farm's ranges: the i-th address of its wan range, the i-th /24 of
+ * its LANs, and the LAN's first address.
+ */
+export function farmSlot(
+  ranges: Pick<SiteFarm, 'wan' | 'lans'>,
+  i: number,
+): Pick<FarmSite, 'address' | 'lan' | 'lanAddress'> {
+  if (!Number.isInteger(i) || i < 1 || i > farmCapacity(ranges))
+    throw new Error(`site ${i}: the farm's ranges hold sites 1 to ${farmCapacity(ranges)}`)
+  const wan = parseCidr(ranges.wan)!
+  const lans = parseCidr(ranges.lans)!
   return {
-    index: i,
-    name,
-    id: farmIdentity(labName, name),
     address: formatAddress(wan.network + i),
     lan: `${formatAddress(lans.network + i * 256)}/24`,
     lanAddress: formatAddress(lans.network + i * 256 + 1),
   }
+}
+
+/** Site i (from 1) of the farm: its slot, its name and its identity. */
+export function farmSite(farm: SiteFarm, labName: string, i: number): FarmSite {
+  const slot = farmSlot(farm, i)
+  const name = `s${String(i).padStart(4, '0')}`
+  return { index: i, name, id: farmIdentity(labName, name), ...slot }
 }
 
 /**
