@@ -11,7 +11,8 @@ import path from 'node:path'
 import t from 'tap'
 import { nftablesConf } from '../../provision/roles/common.js'
 import { pgHbaConf } from '../../provision/roles/db.js'
-import { IKE_SA_TABLE, swanctlVars, timersConf } from '../../provision/roles/gateway.js'
+import { charonSteps, gateway, IKE_SA_TABLE, swanctlVars, timersConf } from '../../provision/roles/gateway.js'
+import { siteFarm } from '../../provision/roles/site-farm.js'
 import { prometheusConfig } from '../../provision/roles/monitor.js'
 import { nginxConf } from '../../provision/roles/proxy.js'
 import { roleModule } from '../../provision/roles/registry.js'
@@ -111,6 +112,35 @@ t.test("charon's IKE SA table and journal, as every gateway and the site farm ge
     'charon-systemd {\n    journal {\n        default = 0\n    }\n}\n',
     "the farm's: SAs up and down and errors",
   )
+})
+
+t.test('the gateway and site-farm roles install the IKE SA table and the journal settings', async (t) => {
+  // Run every charon step against a host that records what is written where: a step
+  // dropped from charonSteps, or a role that stopped taking them, installs nothing.
+  const written = new Map<string, string>()
+  const host = {
+    name: 'recording',
+    async exec(cmd: string, o: { stdin?: string } = {}) {
+      const target = / && mv -f \S+ (\S+) && touch/.exec(cmd)?.[1]
+      if (target && o.stdin !== undefined) written.set(target.replace(/^'|'$/g, ''), o.stdin)
+      return { code: 0, stdout: 'absent\n', stderr: '' }
+    },
+    async close() {},
+  }
+  const [gw] = byRole('gateway')
+  for (const step of charonSteps) await step.run({ ...ctx(gw), host, dryRun: false })
+  t.equal(
+    written.get('/etc/strongswan.d/lab-ike-sa-table.conf'),
+    renderFile('gateway/charon-ike-sa-table.conf', IKE_SA_TABLE),
+  )
+  t.match(written.get('/etc/strongswan.d/lab-log.conf'), /net = 0\n\s+enc = 0/)
+  for (const role of [gateway.role, siteFarm.role])
+    t.ok(
+      charonSteps.every((s) => role.steps.includes(s)),
+      `the ${role.name} role runs every charon step`,
+    )
+  const farmLog = siteFarm.role.steps.find((s) => /logs what a site's operator reads first/.test(s.name))
+  t.ok(farmLog, "the farm's journal at level 0 is a step of its role")
 })
 
 t.test('pg_hba.conf of the database', async (t) => {
