@@ -36,6 +36,8 @@ export interface Step {
 export interface Handler {
   name: string
   run(ctx: Context): Promise<void>
+  /** What it does to a systemd unit, if that is what it does: a restart makes a reload of the same unit moot. */
+  unit?: { name: string; action: 'restart' | 'reload' }
 }
 
 /** What the runner plays on a host: a role's ordered steps and the handlers they notify (Ansible's role; the topology's Role is its name). */
@@ -91,9 +93,19 @@ export async function runRoles(roles: Playbook[], ctx: Context, report: Reporter
    */
   const flush = async (): Promise<boolean> => {
     let ok = true
+    // A unit restarted in this flush reads everything a reload of it would: the reload is
+    // moot, and it raced the restart or the unit's own start (the monitor's first
+    // provision, 8 Dec 2026: "reload prometheus" failed with "Job for prometheus.service
+    // failed" just before the restart notified with it, and failed the host).
+    const restarted = new Set(
+      [...handlers.values()]
+        .filter((h) => notified.has(h.name) && h.unit?.action === 'restart')
+        .map((h) => h.unit!.name),
+    )
     for (const [name, handler] of handlers) {
       if (!notified.has(name)) continue
       notified.delete(name)
+      if (handler.unit?.action === 'reload' && restarted.has(handler.unit.name)) continue
       const t0 = Date.now()
       let result: Result
       if (ctx.dryRun) {

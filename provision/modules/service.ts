@@ -58,7 +58,7 @@ export function unitHandler(
   const command = [o.check, o.daemonReload ? daemonReloadIfStale(unit) : undefined, sh`systemctl ${action} ${unit}`]
     .filter(Boolean)
     .join(' && ')
-  return commandHandler(name, command)
+  return { ...commandHandler(name, command), unit: { name: unit, action } }
 }
 
 /** A handler that runs one command (a reload that is not systemd's: nft -f, swanctl --load-all). */

@@ -229,6 +229,33 @@ t.test('a bundled service the role started gets neither its reload nor its resta
   t.same(moots, { moots: handlers.map((h) => h.name) }, 'and makes both of its handlers moot (reload, restart)')
 })
 
+t.test('a restart notified in the same flush makes a reload of the same unit moot, not of another', async (t) => {
+  // The monitor's first provision (8 Dec 2026): prometheus.yml notified the reload, the
+  // flags file the restart; the reload ran first and failed ("Job for prometheus.service
+  // failed"), failing the host, though the restart after it would read both.
+  const { unitHandler } = await import('../../provision/modules/service.js')
+  const role = (notify: string[]): Playbook => ({
+    name: 'monitor',
+    steps: [flagStep('writes the config and the flags', { value: false }, notify)],
+    handlers: [
+      unitHandler('reload prometheus', 'reload', 'prometheus.service'),
+      unitHandler('restart prometheus', 'restart', 'prometheus.service'),
+      unitHandler('reload nginx', 'reload', 'nginx.service'),
+    ],
+  })
+  const systemctl = (h: FakeHost) => h.commands.filter((c) => c.startsWith('systemctl'))
+  const both = new FakeHost()
+  const recap = await runRoles([role(['reload prometheus', 'restart prometheus', 'reload nginx'])], fakeContext(both))
+  t.same(systemctl(both), ['systemctl restart prometheus.service', 'systemctl reload nginx.service'])
+  t.same(
+    recap.handlers.map((h) => h.name),
+    ['restart prometheus', 'reload nginx'],
+  )
+  const alone = new FakeHost()
+  await runRoles([role(['reload prometheus'])], fakeContext(alone))
+  t.same(systemctl(alone), ['systemctl reload prometheus.service'], 'a reload alone still runs')
+})
+
 t.test('a failing handler is reported, not swallowed', async (t) => {
   const role: Playbook = {
     name: 'r',
